@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The project's one entry point for people and CI.
+#   ./dev.sh demo   set up, record a demo agent run, open the viewer
+#   ./dev.sh test   set up, run the whole test suite
+#   ./dev.sh setup  only set up (Debian packages, .venv, Python packages)
+# Set-up is idempotent and quick when nothing changed (a stamp of pyproject.toml).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+VENV=.venv
+
+log() { printf '\033[1;34m[stepsdk]\033[0m %s\n' "$*" >&2; }
+
+install_debian_packages() {
+    local missing=()
+    [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+install_python_packages() {
+    [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+    local stamp
+    stamp=$(cat pyproject.toml dev.sh | sha256sum | cut -c1-16)
+    if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ]; then
+        log "installing Python packages into $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
+        "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
+        # Open-AutoGLM's phone-agent declares Python >= 3.12 but runs on 3.11 (see shared reference).
+        "$VENV/bin/pip" install -q --disable-pip-version-check --ignore-requires-python 'phone-agent==0.1.1'
+        echo "$stamp" > "$VENV/.setup-stamp"
+    fi
+}
+
+setup() {
+    install_debian_packages
+    install_python_packages
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+    setup) setup ;;
+    demo)  setup; exec "$VENV/bin/stepsdk" demo "$@" ;;
+    test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+    *) echo "usage: ./dev.sh demo | test | setup" >&2; exit 2 ;;
+esac
