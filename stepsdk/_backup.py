@@ -1,0 +1,497 @@
+"""The local backup store: a write-ahead journal per writer, screenshots beside it, and a reader.
+
+Format (documented fully in backup/README.md)::
+
+    <dir>/journal/<host>-<pid>-<rand>.log   one file per writer (tracker or resync run), append only
+    <dir>/archive/<same name>.log           journals whose every record was uploaded (moved by resync)
+    <dir>/quarantine/<same name>.log        corrupt lines copied out by resync, with the reason
+    <dir>/screenshots/<sha[:2]>/<sha>.webp  content-addressed screenshot objects (temp + rename)
+
+Each journal line is ``<crc32 of the JSON bytes, 8 hex digits> <compact JSON record>\\n``. A torn
+last line (a crash mid-write) fails the CRC or misses its newline and is skipped, never fatal.
+Task ids never become file names: files are named after the writer only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import socket
+import tempfile
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("stepsdk.backup")
+
+JOURNAL_DIR = "journal"
+ARCHIVE_DIR = "archive"
+QUARANTINE_DIR = "quarantine"
+SCREENSHOT_DIR = "screenshots"
+SUFFIX = ".log"
+FORMAT_VERSION = 1
+
+STORAGE_PATH_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.webp$")
+_SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+# Record kinds ("k") and the tables they belong to.
+KIND_TASK, KIND_STEP, KIND_SHOT = "task", "step", "shot"
+KIND_ACK, KIND_REJECT, KIND_OPEN, KIND_CLOSE, KIND_QUARANTINED = (
+    "ack", "reject", "open", "close", "quarantined",
+)
+T_TASKS, T_STEPS, T_SHOTS, T_OBJECTS = "tasks", "task_steps", "step_screenshots", "objects"
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One journal line: CRC32 (hex) of the JSON bytes, a space, the JSON, a newline."""
+    try:
+        body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate slipped through: escape instead of failing
+        body = json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    """Parse one journal line (with or without its newline); ValueError says why it is bad."""
+    if not line.endswith(b"\n"):
+        raise ValueError("incomplete record (no newline: torn write)")
+    if len(line) < 11 or line[8:9] != b" ":
+        raise ValueError("malformed record (no CRC prefix)")
+    body = line[9:-1]
+    try:
+        crc = int(line[:8], 16)
+    except ValueError:
+        raise ValueError("malformed record (bad CRC prefix)") from None
+    if zlib.crc32(body) != crc:
+        raise ValueError("CRC mismatch (torn or corrupted record)")
+    try:
+        record = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("k"), str):
+        raise ValueError("not a record object")
+    _check_record(record)
+    return record
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    kind = record["k"]
+    row = record.get("row")
+    if kind in (KIND_TASK, KIND_STEP, KIND_SHOT) and not isinstance(row, dict):
+        raise ValueError(f"{kind} record without a row")
+    if kind == KIND_TASK and not (isinstance(row.get("task_id"), str) and isinstance(record.get("v"), int)):
+        raise ValueError("task record without task_id or version")
+    if kind == KIND_STEP and not (
+        isinstance(row.get("id"), str) and isinstance(row.get("task_id"), str)
+        and isinstance(row.get("step_number"), int)
+    ):
+        raise ValueError("step record without id, task_id or step_number")
+    if kind == KIND_SHOT and not (
+        isinstance(row.get("id"), str) and isinstance(row.get("task_id"), str)
+        and isinstance(row.get("storage_path"), str)
+    ):
+        raise ValueError("screenshot record without id, task_id or storage_path")
+    if kind in (KIND_ACK, KIND_REJECT) and not isinstance(record.get("t"), str):
+        raise ValueError(f"{kind} record without table")
+
+
+def new_writer_name(role: str = "w") -> str:
+    """`<host>-<pid>-<role><random>`: unique per writer, safe as a file name on any OS."""
+    host = _SAFE_NAME_RE.sub("_", socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{role}{os.urandom(4).hex()}"
+
+
+def now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat()
+
+
+class JournalWriter:
+    """Append-only journal of one writer. Thread-safe; every `append` is flushed to the OS.
+
+    No fsync per append (a SIGKILL does not lose the page cache; only a power loss could);
+    `fsync()` and `close()` make it durable on disk.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], name: str | None = None) -> None:
+        self.root = Path(root)
+        self.name = name or new_writer_name()
+        self.path = self.root / JOURNAL_DIR / f"{self.name}{SUFFIX}"
+        self._lock = threading.Lock()
+        self._fh: Any = None
+        self._position = 0
+        self._needs_newline = False
+        self.closed = False
+
+    def _open(self) -> Any:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the writer's life
+            self._position = self._fh.tell()
+            if self._position == 0:
+                header = {"k": KIND_OPEN, "format": FORMAT_VERSION, "writer": self.name,
+                          "host": socket.gethostname(), "pid": os.getpid(), "at": now_iso()}
+                self._write(encode_record(header))
+        return self._fh
+
+    def _write(self, data: bytes) -> None:
+        fh = self._fh
+        if self._needs_newline:
+            # A previous write failed midway (disk full...): end that torn line first so the
+            # next record starts on a line of its own and stays readable.
+            fh.write(b"\n")
+            self._position += 1
+            self._needs_newline = False
+        try:
+            fh.write(data)
+            fh.flush()
+        except BaseException:
+            self._needs_newline = True
+            with contextlib.suppress(OSError, ValueError):
+                self._position = fh.tell()
+            raise
+        self._position += len(data)
+
+    def append(self, records: list[dict[str, Any]]) -> int:
+        """Write records; returns the file offset where the first one starts. Raises OSError."""
+        data = b"".join(encode_record(r) for r in records)
+        with self._lock:
+            if self.closed:
+                raise ValueError("journal is closed")
+            self._open()
+            start = self._position
+            self._write(data)
+            return start
+
+    def append_encoded(self, lines: bytes) -> int:
+        with self._lock:
+            if self.closed:
+                raise ValueError("journal is closed")
+            self._open()
+            start = self._position
+            self._write(lines)
+            return start
+
+    @property
+    def position(self) -> int:
+        with self._lock:
+            return self._position
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def fsync(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """Write the close record, fsync and close. Idempotent; raises OSError on I/O failure."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self._fh is None:
+                return
+            try:
+                self._write(encode_record({"k": KIND_CLOSE, "at": now_iso()}))
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            finally:
+                self._fh.close()
+                self._fh = None
+
+    def reopen(self) -> None:
+        """Allow appends again after `close()` (records made after close go to the same file)."""
+        with self._lock:
+            self.closed = False
+
+
+def iter_journal(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, str | None, bytes]]:
+    """Yield (offset, record or None, problem or None, raw line) for each line of a journal."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        offset = start
+        for line in fh:
+            if end is not None and offset >= end:
+                return
+            try:
+                yield offset, decode_line(line), None, line
+            except ValueError as exc:
+                yield offset, None, str(exc), line
+            offset += len(line)
+
+
+def write_screenshot(root: str | os.PathLike[str], storage_path: str, data: bytes) -> Path:
+    """Store a screenshot object at screenshots/<storage_path>, atomically (temp + rename)."""
+    if not STORAGE_PATH_RE.match(storage_path):
+        raise ValueError(f"not a content-addressed screenshot path: {storage_path!r}")
+    target = Path(root) / SCREENSHOT_DIR / storage_path
+    if target.exists() and target.stat().st_size == len(data):
+        return target  # content-addressed: same name means same bytes
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".webp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclasses.dataclass
+class JournalInfo:
+    """What the reader learnt about one journal file."""
+
+    path: Path
+    archived: bool
+    closed: bool = False
+    pid: int | None = None
+    host: str | None = None
+    records: int = 0
+    data_keys: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+
+    @property
+    def writer_alive(self) -> bool:
+        if self.closed or self.archived or self.pid is None:
+            return False
+        if self.host != socket.gethostname():
+            return True  # cannot tell for another host: assume it may still write
+        return _pid_alive(self.pid)
+
+
+@dataclasses.dataclass
+class BackupSnapshot:
+    """Everything in a backup folder, merged over all writers (see docs/architecture.md)."""
+
+    tasks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    steps: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    screenshots: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    problems: list[str] = dataclasses.field(default_factory=list)
+    # Upload state (used by resync and status; the viewer may ignore it).
+    task_versions: dict[str, int] = dataclasses.field(default_factory=dict)
+    acked_task_versions: dict[str, int] = dataclasses.field(default_factory=dict)
+    acked: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # table -> ids
+    rejected: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
+    corrupt: list[tuple[Path, int, str, bytes]] = dataclasses.field(default_factory=list)
+    journals: list[JournalInfo] = dataclasses.field(default_factory=list)
+    last_upload_at: str | None = None
+
+    def is_acked(self, table: str, key: str) -> bool:
+        return key in self.acked.get(table, ())
+
+    def pending_tasks(self) -> list[dict[str, Any]]:
+        return [row for tid, row in self.tasks.items()
+                if self.acked_task_versions.get(tid, -1) < self.task_versions.get(tid, 0)]
+
+    def pending_steps(self) -> list[dict[str, Any]]:
+        return [r for rows in self.steps.values() for r in rows if not self.is_acked(T_STEPS, r["id"])]
+
+    def pending_screenshots(self) -> list[dict[str, Any]]:
+        return [r for rows in self.screenshots.values() for r in rows if not self.is_acked(T_SHOTS, r["id"])]
+
+    def pending_objects(self) -> list[str]:
+        paths = {r["storage_path"] for r in self.pending_screenshots()}
+        paths |= {r["screenshot_path"] for r in self.pending_steps() if r.get("screenshot_path")}
+        return sorted(p for p in paths if not self.is_acked(T_OBJECTS, p))
+
+
+class BackupStore:
+    """Reader (and small maintenance helpers) for a backup folder. Never raises on a missing folder."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def journal_files(self) -> list[tuple[Path, bool]]:
+        out: list[tuple[Path, bool]] = []
+        for sub, archived in ((JOURNAL_DIR, False), (ARCHIVE_DIR, True)):
+            folder = self.path / sub
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                out.extend((p, archived) for p in sorted(folder.glob(f"*{SUFFIX}")) if p.is_file())
+        return out
+
+    def read(self) -> BackupSnapshot:
+        """Merge every journal (live and archived) into one snapshot. Corrupt lines become problems."""
+        snap = BackupSnapshot()
+        if self.path.exists() and not self.path.is_dir():
+            snap.problems.append(f"{self.path} is not a folder")
+            return snap
+        steps: dict[str, dict[str, Any]] = {}
+        shots: dict[str, dict[str, Any]] = {}
+        quarantined: set[tuple[str, int]] = set()
+        pending_corrupt: list[tuple[Path, int, str, bytes, JournalInfo]] = []
+        for path, archived in self.journal_files():
+            info = JournalInfo(path=path, archived=archived)
+            snap.journals.append(info)
+            try:
+                lines = list(iter_journal(path))
+            except FileNotFoundError:  # moved to archive/ while we listed: read it there
+                moved = self.path / ARCHIVE_DIR / path.name
+                if archived or not moved.exists():
+                    continue
+                info.path, info.archived = moved, True
+                lines = list(iter_journal(moved))
+            except OSError as exc:
+                snap.problems.append(f"{path.name}: cannot read ({exc.strerror or exc})")
+                continue
+            for offset, record, problem, raw in lines:
+                if record is None:
+                    pending_corrupt.append((info.path, offset, problem or "corrupt", raw, info))
+                    continue
+                info.records += 1
+                self._apply(snap, info, record, steps, shots, quarantined)
+        for path, offset, problem, raw, info in pending_corrupt:
+            if (path.name, offset) in quarantined:
+                continue
+            torn_tail = not raw.endswith(b"\n")
+            if torn_tail and info.writer_alive:
+                continue  # the writer is in the middle of this line
+            snap.corrupt.append((path, offset, problem, raw))
+            snap.problems.append(f"{path.name} at byte {offset}: {problem}; record skipped")
+        self._finish(snap, steps, shots)
+        return snap
+
+    @staticmethod
+    def _apply(snap: BackupSnapshot, info: JournalInfo, record: dict[str, Any],
+               steps: dict[str, dict[str, Any]], shots: dict[str, dict[str, Any]],
+               quarantined: set[tuple[str, int]]) -> None:
+        kind = record["k"]
+        if kind == KIND_STEP:
+            row = record["row"]
+            steps[row["id"]] = row
+            info.data_keys.add((T_STEPS, row["id"]))
+        elif kind == KIND_TASK:
+            row, version = record["row"], record["v"]
+            tid = row["task_id"]
+            info.data_keys.add((T_TASKS, tid))
+            if version >= snap.task_versions.get(tid, -1):
+                snap.task_versions[tid] = version
+                snap.tasks[tid] = row
+        elif kind == KIND_SHOT:
+            row = record["row"]
+            shots[row["id"]] = row
+            info.data_keys.add((T_SHOTS, row["id"]))
+            info.data_keys.add((T_OBJECTS, row["storage_path"]))
+        elif kind == KIND_ACK:
+            table = record["t"]
+            if table == T_TASKS:
+                for tid, version in (record.get("v") or {}).items():
+                    if isinstance(version, int) and version > snap.acked_task_versions.get(tid, -1):
+                        snap.acked_task_versions[tid] = version
+            else:
+                snap.acked.setdefault(table, set()).update(i for i in record.get("ids") or () if isinstance(i, str))
+            at = record.get("at")
+            if isinstance(at, str) and (snap.last_upload_at is None or at > snap.last_upload_at):
+                snap.last_upload_at = at
+        elif kind == KIND_REJECT:
+            snap.rejected[(record["t"], str(record.get("id")))] = {
+                "error": record.get("error"), "at": record.get("at")}
+        elif kind == KIND_QUARANTINED:
+            quarantined.add((str(record.get("file")), int(record.get("offset", -1))))
+        elif kind == KIND_OPEN:
+            info.pid, info.host = record.get("pid"), record.get("host")
+        elif kind == KIND_CLOSE:
+            info.closed = True
+
+    @staticmethod
+    def _finish(snap: BackupSnapshot, steps: dict[str, dict[str, Any]], shots: dict[str, dict[str, Any]]) -> None:
+        for row in steps.values():
+            snap.steps.setdefault(row["task_id"], []).append(row)
+        for rows in snap.steps.values():
+            rows.sort(key=lambda r: (r["step_number"], r["id"]))
+        for row in shots.values():
+            snap.screenshots.setdefault(row["task_id"], []).append(row)
+        # Acks for tasks written in archived journals count as acked even if no ack line says so.
+        for table_key in (T_STEPS, T_SHOTS, T_OBJECTS):
+            snap.acked.setdefault(table_key, set())
+        for info in snap.journals:
+            if info.archived:
+                for table, key in info.data_keys:
+                    if table == T_TASKS:
+                        snap.acked_task_versions.setdefault(key, snap.task_versions.get(key, 0))
+                    else:
+                        snap.acked[table].add(key)
+        for (table, key) in list(snap.rejected):
+            acked = (snap.acked_task_versions.get(key, -1) >= snap.task_versions.get(key, 0)
+                     if table == T_TASKS else snap.is_acked(table, key))
+            if acked:
+                del snap.rejected[(table, key)]
+
+    def screenshot_file(self, storage_path: str) -> Path | None:
+        """The local file of a screenshot object, or None (also for paths that are not ours)."""
+        if not isinstance(storage_path, str) or not STORAGE_PATH_RE.match(storage_path):
+            return None
+        path = self.path / SCREENSHOT_DIR / storage_path
+        return path if path.is_file() else None
+
+    def pending_bytes(self, snap: BackupSnapshot) -> int:
+        total = 0
+        for storage_path in snap.pending_objects():
+            path = self.screenshot_file(storage_path)
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    total += path.stat().st_size
+        return total
+
+    def archive_done(self, snap: BackupSnapshot) -> list[Path]:
+        """Move journals whose writer is gone and whose every record is uploaded to archive/."""
+        moved: list[Path] = []
+        for info in snap.journals:
+            if info.archived or info.writer_alive or not info.data_keys:
+                continue
+            if any(not self._key_done(snap, table, key) for table, key in info.data_keys):
+                continue
+            if any(p == info.path for p, *_ in snap.corrupt):
+                continue  # keep files with unquarantined problems where they are
+            target = self.path / ARCHIVE_DIR / info.path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(info.path, target)
+                moved.append(target)
+        return moved
+
+    @staticmethod
+    def _key_done(snap: BackupSnapshot, table: str, key: str) -> bool:
+        if table == T_TASKS:
+            return snap.acked_task_versions.get(key, -1) >= snap.task_versions.get(key, 0)
+        return snap.is_acked(table, key)
+
+    def quarantine(self, snap: BackupSnapshot, writer: JournalWriter) -> int:
+        """Copy corrupt lines to quarantine/ (with the reason) and mark them handled. Returns count."""
+        if not snap.corrupt:
+            return 0
+        qdir = self.path / QUARANTINE_DIR
+        qdir.mkdir(parents=True, exist_ok=True)
+        marks = []
+        for path, offset, problem, raw in snap.corrupt:
+            with open(qdir / path.name, "ab") as fh:
+                fh.write(json.dumps({"offset": offset, "problem": problem, "at": now_iso(),
+                                     "raw": raw.decode("utf-8", "replace")}).encode() + b"\n")
+            marks.append({"k": KIND_QUARANTINED, "file": path.name, "offset": offset, "problem": problem})
+        writer.append(marks)
+        return len(marks)
+
