@@ -1,0 +1,88 @@
+"""Per-request transactions on a pool of ``authenticator`` connections, as PostgREST does them.
+
+Every request: BEGIN [READ ONLY]; set_config(role, claims, method, path, headers) local to the
+transaction; the statement; COMMIT. Row-level security and grants are enforced by PostgreSQL
+itself because the statement runs under the request's role.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+log = logging.getLogger(__name__)
+
+
+class DbUnavailable(Exception):
+    """No database connection could be had (PostgREST answers 503 PGRST000/003)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    role: str
+    claims: dict[str, object]
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class Database:
+    def __init__(self, authenticator_dsn: str, max_size: int = 8) -> None:
+        self.pool = ConnectionPool(
+            authenticator_dsn, min_size=1, max_size=max_size, timeout=10.0, open=True,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            check=ConnectionPool.check_connection, name="supabase-local",
+        )
+
+    def close(self) -> None:
+        self.pool.close(timeout=5.0)
+
+    @contextmanager
+    def transaction(self, ctx: RequestContext, read_only: bool) -> Iterator[psycopg.Connection]:
+        """Yield a connection inside BEGIN…; commit on normal exit, roll back on exceptions."""
+        try:
+            cm = self.pool.connection()
+            conn = cm.__enter__()
+        except PoolTimeout as e:
+            raise DbUnavailable("PGRST003", "Timed out acquiring connection from connection pool.") from e
+        except psycopg.OperationalError as e:
+            raise DbUnavailable("PGRST000", str(e)) from e
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY" if read_only else "BEGIN")
+            claims = {**ctx.claims, "role": ctx.role}
+            conn.execute(
+                "select set_config('search_path', '\"public\", \"extensions\"', true),"
+                " set_config('role', %(role)s, true),"
+                " set_config('request.jwt.claims', %(claims)s, true),"
+                " set_config('request.jwt.claim.sub', %(sub)s, true),"
+                " set_config('request.jwt.claim.role', %(role)s, true),"
+                " set_config('request.method', %(method)s, true),"
+                " set_config('request.path', %(path)s, true),"
+                " set_config('request.headers', %(headers)s, true),"
+                " set_config('request.cookies', '{}', true)",
+                {"role": ctx.role, "claims": json.dumps(claims), "sub": str(ctx.claims.get("sub") or ""),
+                 "method": ctx.method, "path": ctx.path, "headers": json.dumps(ctx.headers)},
+            )
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+            raise
+        finally:
+            cm.__exit__(None, None, None)

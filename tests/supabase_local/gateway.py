@@ -1,0 +1,240 @@
+"""The HTTP front door: Supabase's edge (apikey check) + routing + fault injection.
+
+A stdlib ThreadingHTTPServer speaking HTTP/1.1 with keep-alive: it gives full control over the
+socket, which real faults need (RST via SO_LINGER 0, hangs, a closed listening socket).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+from .faults import Action, FaultInjector
+from .http_types import Request, Response
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Response]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    gateway: Gateway
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.gateway._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.gateway._track(self.connection, add=False)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self) -> None:
+        gw = self.server.gateway
+        raw_path, _, query = self.path.partition("?")
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        req = Request(self.command, unquote(raw_path), query, headers, body)
+        if raw_path == "/_faults":
+            self._send(gw.control(req))
+            return
+        action = gw.faults.decide(self.command, raw_path)
+        if action is not None and self._pre_fault(action, raw_path):
+            return
+        resp = gw.route(req)
+        if action is not None and action.kind == "commit_then_fail":
+            resp = gw.fault_response(Action(kind="status", status=action.status), raw_path)
+        self._send(resp)
+
+    def _pre_fault(self, action: Action, raw_path: str) -> bool:
+        """Apply a fault that replaces the request; True when the request must not be served."""
+        gw = self.server.gateway
+        if action.kind == "reset":
+            self._reset()
+            return True
+        if action.kind == "hang":
+            gw.faults.wait_hang(action.seconds)
+            if action.then == "drop":
+                self._reset()
+                return True
+            return False
+        if action.kind == "status":
+            self._send(gw.fault_response(action, raw_path))
+            return True
+        return False
+
+    def _reset(self) -> None:
+        """Close with SO_LINGER 0: the peer gets a TCP RST and no response at all."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _send(self, resp: Response) -> None:
+        try:
+            self.send_response(resp.status)
+            names = {k.lower() for k, _ in resp.headers}
+            for k, v in resp.headers:
+                self.send_header(k, v)
+            if "content-length" not in names:
+                self.send_header("Content-Length", str(len(resp.body)))
+            self.end_headers()
+            if self.command != "HEAD" and resp.body:
+                self.wfile.write(resp.body)
+        except OSError:
+            self.close_connection = True
+
+
+class Gateway:
+    """Owns the listening socket; ``faults`` can close and reopen it (an outage)."""
+
+    def __init__(self, port: int, rest: Handler, storage: Handler, faults: FaultInjector,
+                 api_keys: set[str], service_key: str) -> None:
+        self.port = port
+        self.rest = rest
+        self.storage = storage
+        self.faults = faults
+        self.api_keys = api_keys
+        self.service_key = service_key
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        faults.bind_outage(self._outage_start, self._outage_end)
+
+    # ----- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        server = _Server(("127.0.0.1", self.port), _RequestHandler)
+        server.gateway = self
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"gateway:{self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._cut_connections()
+
+    def _outage_start(self) -> None:
+        self.stop()
+
+    def _outage_end(self) -> None:
+        if self._server is None:
+            self.start()
+
+    def _track(self, conn: socket.socket, add: bool) -> None:
+        with self._lock:
+            (self._conns.add if add else self._conns.discard)(conn)
+
+    def _cut_connections(self) -> None:
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # ----- routing -----------------------------------------------------------------------
+    def route(self, req: Request) -> Response:
+        try:
+            if req.path.startswith("/rest/v1"):
+                denied = self._edge_check(req)
+                if denied is not None:
+                    return denied
+                return self.rest(_strip(req, "/rest/v1"))
+            if req.path.startswith("/storage/v1"):
+                return self.storage(_strip(req, "/storage/v1"))
+            return Response.json(404, {"message": "no Route matched with those values"})
+        except Exception:  # a bug in the emulator: answer like a crashed upstream, keep serving
+            log.exception("gateway: unhandled error for %s %s", req.method, req.path)
+            return Response.json(500, {"message": "An invalid response was received from the upstream server"})
+
+    def _edge_check(self, req: Request) -> Response | None:
+        """Supabase's API gateway: an ``apikey`` of this project is required for the REST API."""
+        key = req.header("apikey")
+        if key is None:
+            return Response.json(401, {"message": "No API key found in request",
+                                       "hint": "No `apikey` request header or url param was found."})
+        if key not in self.api_keys:
+            return Response.json(401, {"message": "Invalid API key",
+                                       "hint": "Double check your Supabase `anon` or `service_role` API key."})
+        return None
+
+    def fault_response(self, action: Action, raw_path: str) -> Response:
+        headers = [("Retry-After", str(action.retry_after))] if action.retry_after is not None else []
+        if raw_path.startswith("/storage/v1"):
+            return Response.json(action.status, {"statusCode": str(action.status), "code": "InjectedFault",
+                                                 "error": "injected fault", "message": "injected fault"}, headers)
+        return Response.json(action.status, {"code": f"INJECTED{action.status}", "details": None, "hint": None,
+                                             "message": "injected fault"}, headers)
+
+    def control(self, req: Request) -> Response:
+        """``POST /_faults`` with the service_role key: the fault API for subprocess stacks."""
+        if req.bearer() != self.service_key and req.header("apikey") != self.service_key:
+            return Response.json(401, {"message": "the service_role key is required"})
+        if req.method == "GET":
+            return Response.json(200, self.faults.apply_command({"op": "status"}))
+        try:
+            cmd = json.loads(req.body or b"{}")
+            if not isinstance(cmd, dict):
+                raise ValueError("the body must be a JSON object")
+            return Response.json(200, self.faults.apply_command(cmd))
+        except (ValueError, TypeError) as e:
+            return Response.json(400, {"message": str(e)})
+
+
+def _strip(req: Request, prefix: str) -> Request:
+    return Request(req.method, req.path[len(prefix):] or "/", req.query, req.headers, req.body)

@@ -1,0 +1,177 @@
+"""The whole local stack: PostgreSQL + platform bootstrap + migrations + gateway."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from . import postgres
+from .db import Database
+from .faults import FaultInjector
+from .gateway import Gateway
+from .jwt import DEV_JWT_SECRET, make_token
+from .postgrest import PostgrestApi
+from .schema import SchemaCache
+from .storage import StorageApi
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+MIGRATIONS_DIR = REPO / "supabase" / "migrations"
+PLATFORM_SQL = Path(__file__).with_name("platform.sql")
+EXPOSED_SCHEMAS = ["public"]
+# What the `stack` fixture empties between tests.
+DATA_TABLES = ("public.step_screenshots", "public.task_steps", "public.tasks")
+SCREENSHOT_BUCKET = "step-screenshots"
+
+
+def apply_platform(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(PLATFORM_SQL.read_text())
+
+
+def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply ``*.sql`` in filename order, unmodified, each in one transaction; skip applied ones."""
+    applied: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        done = {r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations")}
+        for path in sorted(directory.glob("*.sql")):
+            version, _, name = path.stem.partition("_")
+            if version in done:
+                continue
+            with conn.transaction():
+                conn.execute(path.read_text())
+                conn.execute("insert into supabase_migrations.schema_migrations (version, name) values (%s, %s)",
+                             (version, name))
+            applied.append(path.name)
+    return applied
+
+
+def bootstrap(dsn: str) -> list[str]:
+    apply_platform(dsn)
+    return apply_migrations(dsn)
+
+
+@dataclass
+class LocalStack:
+    """Start with ``LocalStack.start()``; ``close()`` (also at exit) stops everything it started."""
+
+    url: str
+    anon_key: str
+    service_role_key: str
+    jwt_secret: str
+    db_url: str
+    faults: FaultInjector
+    root: Path
+    _closers: list = field(default_factory=list, repr=False)
+    _closed: bool = False
+    _bucket_row: dict | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def start(cls, port: int = 0, db_url: str | None = None, jwt_secret: str = DEV_JWT_SECRET) -> LocalStack:
+        db_url = db_url or os.environ.get("STEPSDK_TEST_DB_URL") or None
+        root = Path(tempfile.mkdtemp(prefix="stepsdk-stack-"))
+        closers: list = [lambda: shutil.rmtree(root, ignore_errors=True)]
+        try:
+            if db_url is None:
+                cluster = postgres.PgCluster().start()
+                closers.append(cluster.stop)
+                admin = cluster.dsn("postgres")
+                db_url = postgres.create_database(admin, "stepsdk")
+            postgres.wait_ready(db_url)
+            bootstrap(db_url)
+            password = secrets.token_urlsafe(24)
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("alter role authenticator password {}").format(sql.Literal(password)))
+            db = Database(postgres.with_user(db_url, "authenticator", password))
+            closers.append(db.close)
+            cache = SchemaCache(db_url, EXPOSED_SCHEMAS)
+            cache.start_listener()
+            closers.append(cache.stop)
+            anon = make_token(jwt_secret, "anon")
+            service = make_token(jwt_secret, "service_role")
+            faults = FaultInjector()
+            rest = PostgrestApi(db, cache, jwt_secret, EXPOSED_SCHEMAS)
+            storage = StorageApi(db, jwt_secret, root / "objects")
+            gateway = Gateway(port, rest.handle, storage.handle, faults, {anon, service}, service)
+            gateway.start()
+            closers.append(gateway.stop)
+        except BaseException:
+            for close in reversed(closers):
+                close()
+            raise
+        stack = cls(url=f"http://127.0.0.1:{gateway.port}", anon_key=anon, service_role_key=service,
+                    jwt_secret=jwt_secret, db_url=db_url, faults=faults, root=root, _closers=closers)
+        rows = stack.sql("select * from storage.buckets where id = %s", (SCREENSHOT_BUCKET,))
+        stack._bucket_row = rows[0] if rows else None
+        atexit.register(stack.close)
+        log.info("local supabase stack at %s", stack.url)
+        return stack
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.faults.clear()
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:  # keep closing the rest; nothing may be left running
+                log.exception("error while stopping the local stack")
+
+    def _restore_screenshot_bucket(self) -> None:
+        """Put the migration's bucket back exactly as it was created (tests may change or delete it)."""
+        if self._bucket_row is None:
+            return
+        cols = [c for c in self._bucket_row if c not in ("created_at", "updated_at")]
+        self.sql(
+            sql.SQL("insert into storage.buckets ({cols}) values ({vals}) on conflict (id) do update set {sets}").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+                vals=sql.SQL(", ").join(sql.Placeholder(c) for c in cols),
+                sets=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in cols),
+            ).as_string(None),
+            self._bucket_row,
+        )
+
+    # ----- helpers for tests -------------------------------------------------------------
+    def client(self, key: str | None = None, retry: bool = False, **options: object):
+        """The official supabase client (service role by default), GET retries off unless asked."""
+        from supabase import ClientOptions, create_client
+
+        opts = ClientOptions(postgrest_client_retry=retry, **options)  # type: ignore[arg-type]
+        return create_client(self.url, key or self.service_role_key, opts)
+
+    def sql(self, query: str, params: object = None) -> list[dict]:
+        """Run SQL as the superuser (autocommit); rows as dicts ([] for statements without rows)."""
+        with psycopg.connect(self.db_url, autocommit=True, row_factory=dict_row) as conn:
+            cur = conn.execute(query, params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+    def user_token(self, user_id: str, expires_in: int = 3600, **claims: object) -> str:
+        """An ``authenticated`` JWT whose ``sub`` is ``user_id`` (a uuid, as auth.uid() casts it)."""
+        return make_token(self.jwt_secret, "authenticated", sub=user_id, expires_in=expires_in, **claims)
+
+    def reset(self) -> None:
+        """Empty stepsdk's tables and the screenshot bucket, drop other buckets, clear faults."""
+        self.faults.clear()
+        self.sql("truncate " + ", ".join(DATA_TABLES) + " cascade")
+        self.sql("delete from storage.objects")
+        self.sql("delete from storage.buckets where id <> %s", (SCREENSHOT_BUCKET,))
+        self._restore_screenshot_bucket()
+        objects = self.root / "objects"
+        if objects.exists():
+            for f in objects.iterdir():
+                f.unlink(missing_ok=True)
