@@ -1,0 +1,290 @@
+"""Retention: delete old tasks with their steps, screenshot rows and screenshot objects.
+
+Supabase: the SQL function ``public.stepsdk_delete_tasks_older_than`` deletes a batch of tasks
+(rows cascade) in one transaction and returns the storage paths no remaining row references;
+those objects are then removed through the Storage API. Content-addressed objects shared with a
+newer task are therefore kept. Local backup: the same rule through ``stepsdk._backup``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from stepsdk._backup import KIND_SHOT, KIND_STEP, KIND_TASK, BackupSnapshot, BackupStore, iter_journal
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"(\d{1,9})([mhdw])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``2w``, ``90m`` or combinations (``1w3d``) → a positive timedelta.
+
+    Raises ValueError with a message that says what is accepted.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"duration must be a str, not {type(text).__name__}")
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(
+            f"invalid duration {text!r}: use a number and a unit m (minutes), h (hours), "
+            "d (days) or w (weeks), e.g. 30d, 12h, 2w, 90m"
+        )
+    try:
+        total = timedelta()
+        for number, unit in parts:
+            total += timedelta(**{_UNITS[unit]: int(number)})
+    except OverflowError:
+        raise ValueError(f"invalid duration {text!r}: too long") from None
+    if total <= timedelta():
+        raise ValueError(f"invalid duration {text!r}: must be longer than zero")
+    return total
+
+
+def interval_literal(age: timedelta) -> str:
+    """A PostgreSQL interval literal for ``age`` (whole seconds are plenty for retention)."""
+    return f"{int(age.total_seconds())} seconds"
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass
+class CleanupReport:
+    """What a cleanup deleted (or would delete, on a dry run)."""
+
+    dry_run: bool
+    cutoff: str = ""
+    task_ids: list[str] = field(default_factory=list)
+    objects_deleted: list[str] = field(default_factory=list)  # unreferenced objects removed (or to remove)
+    objects_kept: list[str] = field(default_factory=list)  # referenced again by the time of removal
+    objects_failed: list[str] = field(default_factory=list)  # removal failed: orphaned, listed for a retry
+    more_not_listed: bool = False  # dry run: more tasks exist than were listed
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.objects_failed and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "dry_run": self.dry_run, "cutoff": self.cutoff, "tasks": len(self.task_ids),
+            "task_ids": self.task_ids, "objects": len(self.objects_deleted),
+            "object_paths": self.objects_deleted, "objects_kept": self.objects_kept,
+            "objects_failed": self.objects_failed, "more_not_listed": self.more_not_listed,
+            "problems": self.problems,
+        }
+
+
+Advance = Callable[[int], None]
+
+
+def _no_progress(n: int) -> None:
+    del n
+
+
+# --------------------------------------------------------------------------- Supabase
+
+RPC = "stepsdk_delete_tasks_older_than"
+MAX_BATCH = 10_000  # the SQL function's own upper bound
+REMOVE_CHUNK = 100  # object keys per Storage remove call / per "still referenced?" check
+
+
+class SupabaseRetention:
+    """Deletes through the SQL function (rows, one transaction per batch), then the objects."""
+
+    def __init__(self, client: Any, bucket: str = "step-screenshots") -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def count_older(self, age: timedelta) -> int:
+        cutoff = (datetime.now(UTC) - age).isoformat()
+        res = self.client.table("tasks").select("task_id", count="exact").lt("started_at", cutoff).limit(1).execute()
+        return int(res.count or 0)
+
+    def run(self, age: timedelta, *, dry_run: bool, batch_size: int, advance: Advance = _no_progress) -> CleanupReport:
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch size must be between 1 and {MAX_BATCH}, got {batch_size}")
+        report = CleanupReport(dry_run=dry_run)
+        if dry_run:  # a dry run deletes nothing, so a second call would list the same batch
+            res = self._call(age, True, MAX_BATCH)
+            report.task_ids, report.objects_deleted = res["task_ids"], res["unreferenced_paths"]
+            report.cutoff, report.more_not_listed = str(res["cutoff"]), bool(res["has_more"])
+            advance(len(report.task_ids))
+            return report
+        while True:
+            res = self._call(age, False, batch_size)
+            report.cutoff = report.cutoff or str(res["cutoff"])
+            report.task_ids += res["task_ids"]
+            self._remove_objects(res["unreferenced_paths"], report)
+            advance(len(res["task_ids"]))
+            if not res["has_more"] or not res["task_ids"]:
+                return report
+
+    def _call(self, age: timedelta, dry_run: bool, limit: int) -> dict[str, Any]:
+        params = {"max_age": interval_literal(age), "dry_run": dry_run, "batch_limit": limit}
+        data = self.client.rpc(RPC, params).execute().data
+        if not isinstance(data, dict) or not isinstance(data.get("task_ids"), list):
+            raise RuntimeError(f"{RPC} returned an unexpected result: {str(data)[:200]}")
+        return data
+
+    def _still_referenced(self, paths: list[str]) -> set[str]:
+        """Rows written since the batch was deleted may point at the same object again."""
+        shots = self.client.table("step_screenshots").select("storage_path").in_("storage_path", paths).execute()
+        steps = self.client.table("task_steps").select("screenshot_path").in_("screenshot_path", paths).execute()
+        return {r["storage_path"] for r in shots.data or []} | {r["screenshot_path"] for r in steps.data or []}
+
+    def _remove_objects(self, paths: list[str], report: CleanupReport) -> None:
+        for start in range(0, len(paths), REMOVE_CHUNK):
+            chunk = paths[start:start + REMOVE_CHUNK]
+            kept = self._still_referenced(chunk)
+            report.objects_kept += sorted(kept)
+            doomed = [p for p in chunk if p not in kept]
+            if not doomed:
+                continue
+            try:
+                self._remove(doomed)
+            except Exception as exc:  # rows are gone already: report the orphans, go on
+                log.warning("could not remove %d screenshot objects: %s", len(doomed), exc)
+                report.objects_failed += doomed
+                report.problems.append(f"removing {len(doomed)} object(s) failed: {type(exc).__name__}: {exc}")
+            else:
+                report.objects_deleted += doomed
+
+    @retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(3),
+           wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
+    def _remove(self, paths: list[str]) -> None:
+        self.client.storage.from_(self.bucket).remove(paths)
+
+
+# --------------------------------------------------------------------------- local backup
+
+
+@dataclass(frozen=True)
+class _Line:
+    raw: bytes
+    task_id: str | None
+    corrupt: bool
+
+
+@dataclass
+class _JournalPlan:
+    path: Path
+    keep: list[bytes]
+    dropped: int
+
+
+class BackupRetention:
+    """Deletes old tasks from a backup folder: their records are removed from the journals
+    (each rewritten to a temp file and renamed: atomic), then the screenshot files no remaining
+    row references. Journals of a writer that is still running are never rewritten; journals with
+    corrupt lines not yet quarantined (``stepsdk resync`` does it) are left alone too."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.store = BackupStore(self.root)
+
+    def run(self, age: timedelta, *, dry_run: bool, advance: Advance = _no_progress) -> CleanupReport:
+        cutoff = datetime.now(UTC) - age
+        report = CleanupReport(dry_run=dry_run, cutoff=cutoff.isoformat())
+        snap = self.store.read()
+        report.problems += [p for p in snap.problems if "record skipped" not in p]
+        doomed = {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)}
+        plans, blocked = self._plan(snap, doomed)
+        for tid, reason in sorted(blocked.items()):
+            report.problems.append(f"task {tid} kept: {reason}")
+        doomed -= set(blocked)
+        report.task_ids = sorted(doomed, key=lambda t: (str(snap.tasks[t].get("started_at")), t))
+        report.objects_deleted = self._unreferenced(snap, doomed)
+        if dry_run:
+            return report
+        for plan in plans:
+            if plan.dropped:
+                self._rewrite(plan)
+            advance(1)
+        for storage_path in report.objects_deleted:
+            file = self.store.screenshot_file(storage_path)
+            if file is not None:
+                file.unlink(missing_ok=True)
+        return report
+
+    def _plan(self, snap: BackupSnapshot, doomed: set[str]) -> tuple[list[_JournalPlan], dict[str, str]]:
+        """Which journals to rewrite, and which tasks must stay (with why)."""
+        corrupt = {(p, off) for p, off, *_ in snap.corrupt}  # corrupt lines not yet quarantined
+        scans: list[tuple[Path, list[_Line]]] = []
+        blocked: dict[str, str] = {}
+        for info in snap.journals:
+            lines = [_Line(raw, _record_task_id(record) if record else None, record is None)
+                     for _offset, record, _problem, raw in iter_journal(info.path)]
+            hits = {line.task_id for line in lines if line.task_id in doomed}
+            if not hits:
+                continue
+            if info.writer_alive:
+                blocked.update((t, f"its writer {info.path.name} is still running") for t in hits)
+            elif any(path == info.path for path, _off in corrupt):
+                blocked.update((t, f"{info.path.name} has corrupt lines: run 'stepsdk resync' first") for t in hits)
+            else:
+                scans.append((info.path, lines))
+        # A task spread over several journals is deleted everywhere or nowhere.
+        final = doomed - set(blocked)
+        plans = []
+        for path, lines in scans:
+            # Any corrupt line left here is quarantined (copied to quarantine/ already): drop it.
+            keep = [line.raw for line in lines if not line.corrupt and line.task_id not in final]
+            if any(line.task_id in final for line in lines):
+                plans.append(_JournalPlan(path, keep, len(lines) - len(keep)))
+        return plans, blocked
+
+    @staticmethod
+    def _unreferenced(snap: BackupSnapshot, doomed: set[str]) -> list[str]:
+        def paths_of(tid: str) -> set[str]:
+            found = {r["storage_path"] for r in snap.screenshots.get(tid, [])}
+            return found | {s["screenshot_path"] for s in snap.steps.get(tid, []) if s.get("screenshot_path")}
+
+        candidates: set[str] = set().union(*(paths_of(t) for t in doomed)) if doomed else set()
+        survivors = set(snap.tasks) | set(snap.steps) | set(snap.screenshots)
+        still = set().union(*(paths_of(t) for t in survivors - doomed)) if survivors - doomed else set()
+        return sorted(candidates - still)
+
+    def _rewrite(self, plan: _JournalPlan) -> None:
+        fd, tmp = tempfile.mkstemp(dir=plan.path.parent, prefix=f".{plan.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.writelines(plan.keep)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, plan.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def _record_task_id(record: dict[str, Any]) -> str | None:
+    row = record.get("row")
+    if record.get("k") in (KIND_TASK, KIND_STEP, KIND_SHOT) and isinstance(row, dict):
+        return row.get("task_id")
+    return None
+
+
+def _started_before(task: dict[str, Any], cutoff: datetime) -> bool:
+    started = task.get("started_at")
+    try:
+        parsed = datetime.fromisoformat(started) if isinstance(started, str) else None
+    except ValueError:
+        return False  # unparseable: never delete on a guess
+    return parsed is not None and parsed.tzinfo is not None and parsed < cutoff

@@ -1,0 +1,93 @@
+"""``stepsdk cleanup``: retention, delete tasks older than an age with their screenshots."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from stepsdk import _retention
+from stepsdk.cli._common import (
+    Exit,
+    add_source_arguments,
+    check_backup_dir,
+    emit,
+    examples_formatter,
+    open_supabase,
+    progress,
+    resolve_source,
+    run_safely,
+    warn,
+)
+
+EPILOG = """\
+examples:
+  stepsdk cleanup --older-than 30d --dry-run     # what would go (nothing is deleted)
+  stepsdk cleanup --older-than 30d               # delete tasks started more than 30 days ago
+  stepsdk cleanup --older-than 2w --local        # the same in the local backup folder
+  stepsdk cleanup --older-than 90d --batch-size 200 --json   # from cron, machine-readable
+
+Durations: a number and a unit, m (minutes), h (hours), d (days), w (weeks): 90m, 12h, 30d, 2w,
+or combined (1w3d). A task goes with its steps, its screenshot rows and the screenshot objects
+no remaining task uses (content-addressed objects shared with a newer task are kept).
+Exit status: 0 when everything was deleted, 1 when some objects could not be removed or some
+tasks had to be kept (the output lists them).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "cleanup", help="delete tasks older than an age, with their steps and screenshots",
+        description="Delete old tasks with their steps, screenshot rows and screenshot objects.",
+        epilog=EPILOG, formatter_class=examples_formatter(),
+    )
+    parser.add_argument("--older-than", required=True, type=duration, metavar="AGE",
+                        help="delete tasks started more than AGE ago (30d, 12h, 2w, 90m)")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    parser.add_argument("--batch-size", type=batch_size, default=500, metavar="N",
+                        help="tasks deleted per transaction (1..10000, default 500)")
+    add_source_arguments(parser)
+    parser.set_defaults(func=run_cleanup)
+
+
+def duration(text: str) -> Any:
+    try:
+        return _retention.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _retention.MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"invalid batch size {text!r}: use a whole number from 1 to {_retention.MAX_BATCH}")
+    return value
+
+
+@run_safely("cleanup")
+def run_cleanup(args: argparse.Namespace) -> int:
+    source = resolve_source(args)
+    if source.kind == "supabase":
+        retention = _retention.SupabaseRetention(open_supabase(source))
+        total = None if args.dry_run else retention.count_older(args.older_than)
+        with progress(args, "deleting tasks", total) as advance:
+            report = retention.run(args.older_than, dry_run=args.dry_run, batch_size=args.batch_size,
+                                   advance=advance)
+    else:
+        check_backup_dir(source.backup_dir, must_exist=True)
+        local = _retention.BackupRetention(source.backup_dir)
+        with progress(args, "rewriting journals", None) as advance:
+            report = local.run(args.older_than, dry_run=args.dry_run, advance=advance)
+    for problem in report.problems:
+        warn(problem)
+    result = {"source": source.label, **report.to_dict()}
+    verb = "would delete" if report.dry_run else "deleted"
+    more = " (and more not listed)" if report.more_not_listed else ""
+    human = (f"{verb} {len(report.task_ids)} task(s){more} and {len(report.objects_deleted)} screenshot "
+             f"object(s) from the {source.label} (older than {report.cutoff})")
+    if report.dry_run and report.task_ids:
+        human += "\n  " + "\n  ".join(report.task_ids[:50]) + ("\n  ..." if len(report.task_ids) > 50 else "")
+    emit(args, result, human)
+    return Exit.OK if report.ok else Exit.FAILED

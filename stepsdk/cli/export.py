@@ -1,0 +1,140 @@
+"""``stepsdk export``: write tasks (with steps and screenshot metadata, optionally the images)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stepsdk import _export
+from stepsdk._retention import parse_duration
+from stepsdk.cli._common import (
+    CliError,
+    Exit,
+    add_source_arguments,
+    check_backup_dir,
+    emit,
+    examples_formatter,
+    open_supabase,
+    progress,
+    resolve_source,
+    run_safely,
+    warn,
+)
+
+EPILOG = """\
+examples:
+  stepsdk export 3f2c-run-17 -o run.json                # one task, everything, as JSON
+  stepsdk export 3f2c-run-17 --with-screenshots -o run.zip   # plus the images (share a failing run)
+  stepsdk export --status failed --since 7d --format csv -o failures.csv   # one row per step
+  stepsdk export --agent checkout-bot --format jsonl > runs.jsonl          # one task per line
+  stepsdk export --local --until 2026-11-01 -o old.json  # from the local backup folder
+
+Without TASK_ID, every task matching the filters is exported. The data goes to stdout unless
+-o is given (a zip always needs -o). Reads Supabase when SUPABASE_URL and a key are set, else
+the local backup ($STEPSDK_BACKUP_DIR or ./backup); --local/--backup-dir force the backup.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export tasks to JSON, JSONL or CSV (optionally a zip with screenshots)",
+        description="Export recorded tasks with their steps and screenshot metadata.",
+        epilog=EPILOG, formatter_class=examples_formatter(),
+    )
+    parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="tasks to export (default: all matching)")
+    parser.add_argument("--format", choices=_export.FORMATS, default="json", help="data format (default json)")
+    parser.add_argument("--with-screenshots", action="store_true",
+                        help="write a zip with the data file and screenshots/<storage_path> images")
+    parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
+    filters = parser.add_argument_group("filters")
+    filters.add_argument("--status", choices=_export.TASK_STATUSES, help="only tasks with this status")
+    filters.add_argument("--agent", help="only tasks of this agent")
+    filters.add_argument("--since", type=time_bound, metavar="WHEN",
+                         help="started at or after WHEN: ISO date/time or an age like 7d, 12h")
+    filters.add_argument("--until", type=time_bound, metavar="WHEN", help="started before WHEN (same forms)")
+    add_source_arguments(parser)
+    parser.set_defaults(func=run_export)
+
+
+def time_bound(text: str) -> datetime:
+    """``2026-11-01``, ``2026-11-01T12:00:00+02:00`` (naive means UTC) or an age (``7d``)."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use an ISO date/time (2026-11-01, 2026-11-01T12:00:00+00:00) "
+            "or an age (30d, 12h, 2w, 90m)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def open_export_source(args: argparse.Namespace) -> _export.ExportSource:
+    source = resolve_source(args)
+    if source.kind == "supabase":
+        return _export.SupabaseExportSource(open_supabase(source))
+    check_backup_dir(source.backup_dir, must_exist=True)
+    return _export.BackupExportSource(source.backup_dir)
+
+
+@run_safely("export")
+def run_export(args: argparse.Namespace) -> int:
+    if args.with_screenshots and args.output is None:
+        raise CliError("--with-screenshots writes a zip: give its path with -o", Exit.USAGE)
+    if args.json and args.output is None:
+        raise CliError("--json prints a summary on stdout: give the export file with -o", Exit.USAGE)
+    if args.output is not None and args.output.is_dir():
+        raise CliError(f"output {args.output} is a folder; give a file name", Exit.USAGE)
+    if args.output is not None and not args.output.parent.is_dir():
+        raise CliError(f"output folder {args.output.parent} does not exist", Exit.CANT_WRITE)
+    flt = _export.TaskFilter(tuple(dict.fromkeys(args.task_ids)), args.status, args.agent, args.since, args.until)
+    source = open_export_source(args)
+    bundles = sorted(source.bundles(flt), key=lambda b: (str(b.task.get("started_at")), b.task_id))
+    for problem in getattr(source, "problems", []):
+        warn(f"backup: {problem}")
+    found = {b.task_id for b in bundles}
+    missing = [t for t in flt.task_ids if t not in found]
+    if missing:
+        raise CliError(f"task(s) not found in the {source.label}: {', '.join(missing)}", Exit.NO_INPUT)
+    report = _write(args, bundles, source)
+    result = {
+        "ok": not report.missing, "source": source.label, "format": args.format,
+        "output": str(args.output) if args.output else "-", "tasks": len(bundles),
+        "steps": sum(len(b.steps) for b in bundles),
+        "screenshots": sum(len(b.screenshots) for b in bundles),
+        "images": report.images, "image_bytes": report.image_bytes, "missing_images": report.missing,
+    }
+    for path in report.missing:
+        warn(f"screenshot object {path} could not be fetched; listed as missing in the zip")
+    human = (f"exported {result['tasks']} task(s), {result['steps']} step(s)"
+             + (f", {report.images} image(s)" if args.with_screenshots else "")
+             + (f" to {args.output}" if args.output else ""))
+    emit(args, result, human)
+    return Exit.OK if not report.missing else Exit.FAILED
+
+
+def _write(args: argparse.Namespace, bundles: list[_export.TaskBundle], source: Any) -> _export.ZipReport:
+    if args.with_screenshots:
+        total = len(_export.storage_paths(bundles))
+        with progress(args, "screenshots", total) as advance:
+            return _export.write_zip(args.output, args.format, bundles, source.label, source.screenshot, advance)
+    writer = _export.WRITERS[args.format]
+    if args.output is None:
+        writer(bundles, sys.stdout, source.label)
+        sys.stdout.flush()
+    else:
+        def build(fh: Any) -> None:
+            text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+            writer(bundles, text, source.label)
+            text.flush()
+            text.detach()
+
+        _export.write_atomically(args.output, build)
+    return _export.ZipReport()

@@ -1,0 +1,75 @@
+"""``stepsdk import``: load an export into the local backup (``stepsdk resync`` uploads it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from stepsdk import _export
+from stepsdk.cli._common import (
+    CliError,
+    Exit,
+    add_json_argument,
+    backup_dir_from,
+    check_backup_dir,
+    emit,
+    examples_formatter,
+    run_safely,
+)
+
+EPILOG = """\
+examples:
+  stepsdk import run.zip                     # a teammate's failing run, with its screenshots
+  stepsdk import runs.jsonl --backup-dir ./other-backup
+  stepsdk import run.json && stepsdk resync  # then upload it to your Supabase project
+
+The file is checked completely first (version, columns, types, ids, zip entry names and sizes,
+image hashes); if anything is wrong nothing is imported and the exit status is 65.
+Importing the same file twice changes nothing (rows are keyed by their ids).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "import", help="load an export (JSON, JSONL or zip) into the local backup",
+        description="Load a stepsdk export into the local backup folder, from where "
+                    "'stepsdk resync' uploads it.",
+        epilog=EPILOG, formatter_class=examples_formatter(),
+    )
+    parser.add_argument("file", type=Path, metavar="FILE", help="export file: .json, .jsonl or .zip")
+    parser.add_argument("--backup-dir", metavar="DIR", type=Path,
+                        help="backup folder to import into (default: $STEPSDK_BACKUP_DIR or ./backup)")
+    add_json_argument(parser)
+    parser.set_defaults(func=run_import)
+
+
+@run_safely("import")
+def run_import(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.exists():
+        raise CliError(f"{path} does not exist", Exit.NO_INPUT)
+    if not path.is_file():
+        raise CliError(f"{path} is not a file", Exit.NO_INPUT)
+    root = backup_dir_from(args)
+    check_backup_dir(root, must_exist=False)
+    try:
+        loaded = _export.load_export(path)
+    except _export.ExportFormatError as exc:
+        raise CliError(f"{path} is not a valid stepsdk export: {exc}", Exit.DATA) from None
+    except PermissionError:
+        raise CliError(f"{path} is not readable", Exit.NO_INPUT) from None
+    try:
+        report = _export.import_into_backup(loaded, root)
+    except _export.ExportFormatError as exc:
+        raise CliError(f"{path} cannot be imported: {exc}", Exit.DATA) from None
+    result = {
+        "ok": True, "file": str(path), "backup_dir": str(root), "tasks": report.tasks,
+        "steps": report.steps, "screenshots": report.screenshots, "images": report.images,
+        "missing_images": loaded.missing_images, "journal": report.journal,
+        "task_ids": [b.task_id for b in loaded.bundles],
+    }
+    human = (f"imported {report.tasks} task(s), {report.steps} step(s), {report.images} image(s) "
+             f"into {root}; run 'stepsdk resync' to upload them")
+    emit(args, result, human)
+    return Exit.OK
