@@ -1,3 +1,26 @@
-"""stepsdk: record every step of an AI agent run into Supabase or a local backup."""
+"""stepsdk: record every step of an AI agent run into Supabase or a local backup.
+
+    from stepsdk import StepTracker, StepType
+    with StepTracker(title="Open Wi-Fi settings", agent="phone-agent") as tracker:
+        tracker.record_step(StepType.ACTION, {"action": "tap", "x": 540, "y": 720}, duration_ms=120)
+"""
+
+from stepsdk._config import Config
+from stepsdk._model import Level, Step, StepType, TaskStatus
+from stepsdk._tracker import StepHandle, StepTracker, TrackerStats
+from stepsdk._worker import FlushResult
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "FlushResult",
+    "Level",
+    "Step",
+    "StepHandle",
+    "StepTracker",
+    "StepType",
+    "TaskStatus",
+    "TrackerStats",
+    "__version__",
+]

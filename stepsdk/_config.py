@@ -1,0 +1,121 @@
+"""Configuration: explicit arguments win over the environment. The key never shows in repr()."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from stepsdk._model import Level
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits applied by the sanitizer (per recorded value)."""
+
+    max_string: int  # characters kept of any string inside step data / text fields
+    max_field_bytes: int  # JSON size of one field (step_data, action_result, metadata) after sanitizing
+    max_depth: int  # nesting depth kept
+    max_items: int  # items kept of one list/dict
+    max_text: int  # thinking / error_message characters
+    max_stack: int  # stack_trace characters (0 = dropped)
+    screenshots: bool  # record screenshots at all
+
+
+LEVEL_LIMITS: dict[Level, Limits] = {
+    Level.BASIC: Limits(max_string=1_000, max_field_bytes=16_384, max_depth=8, max_items=100,
+                        max_text=2_000, max_stack=0, screenshots=False),
+    Level.DETAILED: Limits(max_string=10_000, max_field_bytes=262_144, max_depth=20, max_items=1_000,
+                           max_text=20_000, max_stack=20_000, screenshots=True),
+    Level.FULL: Limits(max_string=1_000_000, max_field_bytes=4_194_304, max_depth=64, max_items=100_000,
+                       max_text=1_000_000, max_stack=200_000, screenshots=True),
+}
+
+
+def _level(value: str | Level | None) -> Level:
+    if value is None or value == "":
+        return Level.DETAILED
+    if isinstance(value, Level):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"level must be a Level or one of BASIC, DETAILED, FULL, not {type(value).__name__}")
+    try:
+        return Level(value.strip().upper())
+    except ValueError:
+        raise ValueError(f"unknown level {value!r}: expected BASIC, DETAILED or FULL") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Where and how a tracker records. Build with `Config.resolve(...)`.
+
+    `supabase_key` is excluded from repr() and never logged. Without a URL and key the tracker
+    runs in local mode: the backup folder is the store.
+    """
+
+    supabase_url: str | None = None
+    supabase_key: str | None = dataclasses.field(default=None, repr=False)
+    backup_dir: Path = Path("backup")
+    level: Level = Level.DETAILED
+    limits: Limits = LEVEL_LIMITS[Level.DETAILED]
+    # Network behaviour (seconds). retry_max_time bounds one batch's retries before the
+    # circuit breaker opens; probe_* bound how often an unreachable backend is probed.
+    connect_timeout: float = 3.0
+    request_timeout: float = 10.0
+    retry_max_time: float = 8.0
+    probe_min: float = 5.0
+    probe_max: float = 30.0
+    bucket: str = "step-screenshots"
+    owner_id: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.supabase_url and self.supabase_key)
+
+    @property
+    def mode(self) -> str:
+        return "supabase" if self.remote else "local"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be written anywhere (used by the sanitizer)."""
+        return tuple(s for s in (self.supabase_key,) if s and len(s) >= 8)
+
+    @classmethod
+    def resolve(
+        cls,
+        supabase_url: str | None = None,
+        supabase_key: str | None = None,
+        backup_dir: str | os.PathLike[str] | None = None,
+        level: str | Level | None = None,
+        **overrides: object,
+    ) -> Config:
+        """Arguments first, then SUPABASE_URL, SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY),
+        STEPSDK_BACKUP_DIR (default ./backup), STEPSDK_LEVEL (default DETAILED). Pass "" for the
+        URL or key to force local mode whatever the environment says."""
+        env = os.environ
+        # An explicit "" means "no Supabase" (local mode) without falling back to the environment.
+        url = (supabase_url or None) if supabase_url is not None else env.get("SUPABASE_URL") or None
+        key = (supabase_key or None) if supabase_key is not None else (
+            env.get("SUPABASE_SECRET_KEY") or env.get("SUPABASE_SERVICE_ROLE_KEY") or None)
+        if url is not None:
+            if not isinstance(url, str):
+                raise TypeError("supabase_url must be a string")
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("supabase_url must be an http(s) URL like https://xyz.supabase.co")
+            url = url.rstrip("/")
+        if key is not None and not isinstance(key, str):
+            raise TypeError("supabase_key must be a string")
+        folder = backup_dir if backup_dir is not None else env.get("STEPSDK_BACKUP_DIR") or "backup"
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError("backup_dir must be a path")
+        lvl = _level(level if level is not None else env.get("STEPSDK_LEVEL"))
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise TypeError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
+        limits = overrides.pop("limits", None) or LEVEL_LIMITS[lvl]
+        return cls(supabase_url=url, supabase_key=key, backup_dir=Path(folder), level=lvl,
+                   limits=limits, **overrides)  # type: ignore[arg-type]

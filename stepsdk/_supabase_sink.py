@@ -1,0 +1,92 @@
+"""Uploads rows and screenshot objects with the official `supabase` client.
+
+One `httpx.Client` with explicit timeouts is shared by PostgREST and Storage; the client's own
+GET retries are off (`postgrest_client_retry=False`): `stepsdk._retry` does the retrying. A 429
+answer is turned into `ThrottledError(retry_after)` by a response hook, because the client's
+`APIError` carries neither the status nor the Retry-After header.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+from postgrest.types import ReturnMethod
+
+from stepsdk._config import Config
+from stepsdk._retry import ThrottledError
+from supabase import Client, ClientOptions, create_client
+
+log = logging.getLogger("stepsdk.sink")
+
+ON_CONFLICT = {"tasks": "task_id", "task_steps": "id", "step_screenshots": "id"}
+
+
+def _retry_after(value: str | None) -> float:
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else 1.0
+
+
+def _on_response(response: httpx.Response) -> None:
+    if response.status_code == 429:
+        delay = _retry_after(response.headers.get("Retry-After"))
+        response.close()
+        raise ThrottledError(delay, f"throttled (429), retry after {delay:.1f} s")
+
+
+class SupabaseSink:
+    """Idempotent writes to the stepsdk tables and bucket. Every method may raise; callers retry."""
+
+    def __init__(self, config: Config) -> None:
+        if not config.remote:
+            raise ValueError("SupabaseSink needs a Supabase URL and key")
+        timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
+        self._http = httpx.Client(timeout=timeout, event_hooks={"response": [_on_response]})
+        options = ClientOptions(httpx_client=self._http, postgrest_client_retry=False,
+                                auto_refresh_token=False, persist_session=False)
+        self._client: Client = create_client(config.supabase_url or "", config.supabase_key or "", options)
+        self.bucket = config.bucket
+
+    def __repr__(self) -> str:  # never the key
+        return f"SupabaseSink(bucket={self.bucket!r})"
+
+    def upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """One request per distinct column set (rows of one batch normally share one)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        for group in groups.values():
+            (self._client.table(table)
+             .upsert(group, on_conflict=ON_CONFLICT[table], returning=ReturnMethod.minimal)
+             .execute())
+
+    def existing(self, table: str, ids: Iterable[str]) -> set[str]:
+        """Which of these ids are already stored (resync reports them as skipped)."""
+        column = ON_CONFLICT[table]
+        found: set[str] = set()
+        id_list = list(ids)
+        for i in range(0, len(id_list), 100):
+            chunk = id_list[i:i + 100]
+            res = self._client.table(table).select(column).in_(column, chunk).execute()
+            found.update(str(r[column]) for r in res.data or ())
+        return found
+
+    def upload_object(self, storage_path: str, data: bytes) -> None:
+        self._client.storage.from_(self.bucket).upload(
+            storage_path, data, {"content-type": "image/webp", "upsert": "true"})
+
+    def probe(self) -> None:
+        """A cheap read that proves the backend, the key and the schema work (raises otherwise)."""
+        self._client.table("tasks").select("task_id").limit(1).execute()
+
+    def close(self) -> None:
+        self._http.close()

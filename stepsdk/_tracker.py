@@ -1,0 +1,407 @@
+"""`StepTracker`: the caller's side. Validates, stamps and enqueues; never does I/O on the
+agent's thread (except when the bounded queue is full: then the step spills to disk there)."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import dataclasses
+import itertools
+import logging
+import os
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from stepsdk import _screenshots
+from stepsdk._config import Config
+from stepsdk._model import STEP_TYPES, TASK_STATUSES, IdSource, Level, Step, StepType, Task, TaskStatus
+from stepsdk._worker import FlushResult, Worker, shutdown_all
+
+log = logging.getLogger("stepsdk")
+
+EXIT_TIMEOUT = 5.0  # seconds all trackers together get at interpreter exit
+_atexit_registered = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrackerStats:
+    """Counters of one tracker (steps). No URLs, keys or step content in here.
+
+    recorded: record_step calls accepted. backed_up: written to the local backup journal.
+    uploaded: confirmed by Supabase. rejected: refused by Supabase (kept in the backup with the
+    error). retried: request retries. spilled: written on the caller's thread because the queue
+    was full. dropped: lost because the backup was unwritable and there was no other place (see
+    last_error). queue_depth: waiting for the journal thread. in_memory: waiting for upload in
+    memory. backend: "local", "up" or "down".
+    """
+
+    recorded: int
+    backed_up: int
+    uploaded: int
+    rejected: int
+    retried: int
+    spilled: int
+    dropped: int
+    backup_errors: int
+    queue_depth: int
+    in_memory: int
+    backend: str
+    last_error: str | None
+
+
+def _ensure_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(shutdown_all, EXIT_TIMEOUT)
+        _atexit_registered = True
+
+
+def _check_str(name: str, value: Any, max_len: int | None = None, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str{' or None' if allow_none else ''}, got {type(value).__name__}")
+    if max_len is not None and len(value) > max_len:
+        raise ValueError(f"{name} is {len(value)} characters long; the limit is {max_len}")
+
+
+class StepHandle:
+    """What `with tracker.step(...) as s:` gives the block: set fields before it ends."""
+
+    __slots__ = ("action_result", "error_message", "metadata", "screenshot", "step_data", "success", "thinking")
+
+    def __init__(self, step_data: dict[str, Any]) -> None:
+        self.step_data = step_data
+        self.action_result: Any = None
+        self.success: bool = True
+        self.screenshot: Any = None
+        self.thinking: str | None = None
+        self.error_message: str | None = None
+        self.metadata: dict[str, Any] = {}
+
+
+class StepTracker:
+    """Records the steps of one task (agent run) into Supabase, with a local backup.
+
+    ``StepTracker(task_id=None, title=None, *, agent=None, description=None, metadata=None,
+    buffer_size=50, flush_interval=5.0, supabase_url=None, supabase_key=None, backup_dir=None,
+    level=None, owner_id=None)``. `task_id` is generated when None (``task-<utc time>-<hex>``).
+    Supabase URL/key default to SUPABASE_URL and SUPABASE_SECRET_KEY (or
+    SUPABASE_SERVICE_ROLE_KEY); without them the tracker runs in local mode (backup only).
+
+    Use as a context manager (sync or async): on exit the task is finished ("success", or
+    "failed"/"interrupted" when an exception escapes) and the tracker is closed.
+
+    Guarantees: `record_step` costs a few microseconds and never raises for runtime failures
+    (network, storage, disk, bad images); wrong argument types raise TypeError/ValueError at
+    the call. Every step is written to the backup journal by a background thread within
+    milliseconds (write-ahead), then uploaded in batches with retries.
+    """
+
+    def __init__(
+        self,
+        task_id: str | None = None,
+        title: str | None = None,
+        *,
+        agent: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffer_size: int = 50,
+        flush_interval: float = 5.0,
+        supabase_url: str | None = None,
+        supabase_key: str | None = None,
+        backup_dir: str | os.PathLike[str] | None = None,
+        level: str | Level | None = None,
+        owner_id: str | None = None,
+        config: Config | None = None,
+        max_queue: int = 10_000,
+        max_in_memory: int = 5_000,
+    ) -> None:
+        _check_str("task_id", task_id)
+        if task_id is not None and not 1 <= len(task_id) <= 200:
+            raise ValueError("task_id must be 1 to 200 characters long")
+        if task_id is not None and "\x00" in task_id:
+            raise ValueError("task_id must not contain NUL characters")
+        _check_str("title", title, 2000)
+        _check_str("agent", agent, 200)
+        _check_str("description", description)
+        _check_str("owner_id", owner_id)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or not 1 <= buffer_size <= 1000:
+            raise ValueError("buffer_size must be an int between 1 and 1000")
+        if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)) or not 0 < flush_interval <= 3600:
+            raise ValueError("flush_interval must be a number of seconds between 0 and 3600")
+        for name, value in (("max_queue", max_queue), ("max_in_memory", max_in_memory)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int")
+        if config is None:
+            config = Config.resolve(supabase_url, supabase_key, backup_dir, level, owner_id=owner_id)
+        elif not isinstance(config, Config):
+            raise TypeError("config must be a stepsdk Config")
+        self.config = config
+        self.task_id = task_id or _new_task_id()
+        now = time.time()
+        self._task = Task(task_id=self.task_id, title=title, description=description, agent=agent,
+                          started_at=now, metadata=dict(metadata or {}), owner_id=config.owner_id,
+                          version=time.time_ns())
+        self._numbers = itertools.count(1)
+        self._ids = IdSource()
+        self._callbacks: list[Callable[[Step], Any]] = []
+        self._finished = False
+        self._closed = False
+        self._worker = Worker(config, buffer_size, float(flush_interval), max_queue, max_in_memory)
+        self._worker.submit(dataclasses.replace(self._task))
+        _ensure_atexit()
+        # If the tracker is dropped without close(), let the worker finish in the background.
+        self._finalizer = weakref.finalize(self, self._worker.stop_async)
+
+    def __repr__(self) -> str:  # the config's repr hides the key
+        return (f"StepTracker(task_id={self.task_id!r}, mode={self.config.mode!r}, "
+                f"backup_dir={str(self.config.backup_dir)!r})")
+
+    # ------------------------------------------------------------------ recording
+    def add_step_callback(self, callback: Callable[[Step], Any]) -> None:
+        """Call `callback(step)` after each recorded step, on the caller's thread. Exceptions from
+        it are logged, never raised into the agent. Keep it fast: it adds to record_step's cost."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._callbacks.append(callback)
+
+    def record_step(
+        self,
+        step_type: StepType | str,
+        step_data: Mapping[str, Any] | None = None,
+        *,
+        thinking: str | None = None,
+        action_result: Any = None,
+        screenshot: Any = None,
+        duration_ms: float | None = None,
+        success: bool = True,
+        error_message: str | None = None,
+        error_type: str | None = None,
+        stack_trace: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Step:
+        """Record one step and return it (with its client-generated `id` and `step_number`).
+
+        `step_data`/`metadata` are copied one level deep (nested objects are read later by the
+        worker: do not mutate them after the call). `screenshot`: a path, bytes, base64/data-URL
+        text or a PIL image, processed on the worker. Raises TypeError/ValueError only for wrong
+        argument types or values.
+        """
+        return self._record(step_type, step_data, thinking, action_result, screenshot, duration_ms,
+                            success, error_message, error_type, stack_trace, metadata, None, None)
+
+    def _record(self, step_type: Any, step_data: Any, thinking: Any, action_result: Any, screenshot: Any,
+                duration_ms: Any, success: Any, error_message: Any, error_type: Any, stack_trace: Any,
+                metadata: Any, number: int | None, started_at: float | None) -> Step:
+        try:
+            st = STEP_TYPES[step_type]
+        except (KeyError, TypeError):
+            raise _bad_step_type(step_type) from None
+        if step_data is None:
+            data: dict[str, Any] = {}
+        elif type(step_data) is dict:
+            data = step_data.copy()
+        elif isinstance(step_data, Mapping):
+            data = dict(step_data)
+        else:
+            raise TypeError(f"step_data must be a dict (mapping) or None, got {type(step_data).__name__}")
+        if thinking is not None and type(thinking) is not str:
+            raise TypeError(f"thinking must be a str or None, got {type(thinking).__name__}")
+        if duration_ms is not None:
+            duration_ms = _check_duration(duration_ms)
+        if success is not True and success is not False:
+            raise TypeError(f"success must be a bool, got {type(success).__name__}")
+        for name, value in (("error_message", error_message), ("error_type", error_type), ("stack_trace", stack_trace)):
+            if value is not None and type(value) is not str:
+                raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        if metadata is not None:
+            if not isinstance(metadata, Mapping):
+                raise TypeError(f"metadata must be a dict (mapping) or None, got {type(metadata).__name__}")
+            metadata = dict(metadata)
+        if screenshot is not None:
+            screenshot = _screenshots.capture(screenshot)  # TypeError for unsupported types
+        now = time.time()
+        step = Step(self._ids.next(), self.task_id, number or next(self._numbers), st, data, thinking,
+                    action_result, screenshot, duration_ms, success, error_type, error_message, stack_trace,
+                    metadata, started_at or (now - duration_ms / 1000 if duration_ms else now), now)
+        if self._closed:
+            self._late(step)
+        else:
+            self._worker.submit(step)
+        if self._callbacks:
+            self._run_callbacks(step)
+        return step
+
+    def _late(self, step: Step) -> None:
+        log.warning("stepsdk: step %d recorded after close(); written to the backup only "
+                    "(run `stepsdk resync` to upload it)", step.step_number)
+        self._worker.reopen_for_late_steps()
+        self._worker.submit(step)
+
+    def _run_callbacks(self, step: Step) -> None:
+        for cb in self._callbacks:
+            try:
+                cb(step)
+            except Exception:
+                log.exception("stepsdk: step callback %r failed (ignored)", cb)
+
+    @contextmanager
+    def step(self, step_type: StepType | str, step_data: Mapping[str, Any] | None = None, *,
+             thinking: str | None = None, metadata: Mapping[str, Any] | None = None) -> Iterator[StepHandle]:
+        """Time a block as one step. The handle lets the block set `action_result`, `success`,
+        `screenshot`, `thinking`, `error_message`, `metadata` and add to `step_data`. An exception
+        is recorded (success False, error_type, error_message, stack_trace) and re-raised."""
+        try:
+            STEP_TYPES[step_type]
+        except (KeyError, TypeError):
+            raise _bad_step_type(step_type) from None
+        if step_data is not None and not isinstance(step_data, Mapping):
+            raise TypeError(f"step_data must be a dict (mapping) or None, got {type(step_data).__name__}")
+        handle = StepHandle(dict(step_data or {}))
+        handle.thinking = thinking
+        handle.metadata = dict(metadata or {})
+        number = next(self._numbers)
+        started_at, t0 = time.time(), time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield handle
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            duration = (time.perf_counter() - t0) * 1000
+            self._record_handle(step_type, handle, number, started_at, duration, error)
+
+    def _record_handle(self, step_type: Any, h: StepHandle, number: int, started_at: float,
+                       duration: float, error: BaseException | None) -> None:
+        success, etype, emsg, stack = h.success, None, h.error_message, None
+        if error is not None:
+            success, etype = False, type(error).__name__
+            emsg = emsg or str(error) or etype
+            stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            self._record(step_type, h.step_data, h.thinking if isinstance(h.thinking, str) else None,
+                         h.action_result, h.screenshot, duration, success if isinstance(success, bool) else False,
+                         None if emsg is None else (emsg if isinstance(emsg, str) else repr(emsg)), etype, stack, h.metadata, number, started_at)
+        except (TypeError, ValueError) as exc:
+            if error is not None:
+                log.error("stepsdk: could not record step %d: %s", number, exc)
+                return  # never mask the block's own exception
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+    def finish(self, status: TaskStatus | str = TaskStatus.SUCCESS, result: str | None = None,
+               error_message: str | None = None, timeout: float = 5.0) -> FlushResult:
+        """Mark the task finished (success, failed or interrupted), then flush (bounded by
+        `timeout`). Calling it again updates the task row (the latest call wins)."""
+        try:
+            st = TASK_STATUSES[status]
+        except (KeyError, TypeError):
+            raise ValueError(f"status must be one of {[s.value for s in TaskStatus]}, got {status!r}") from None
+        _check_str("result", result)
+        _check_str("error_message", error_message)
+        now = time.time()
+        self._task.status = st
+        self._task.finished_at = None if st is TaskStatus.RUNNING else max(now, self._task.started_at)
+        self._task.result = result
+        self._task.error_message = error_message
+        self._task.version = max(time.time_ns(), self._task.version + 1)
+        self._finished = st is not TaskStatus.RUNNING
+        if self._closed:
+            self._worker.reopen_for_late_steps()
+        self._worker.submit(dataclasses.replace(self._task))
+        return self.flush(timeout)
+
+    def flush(self, timeout: float = 5.0) -> FlushResult:
+        """Wait until everything recorded so far is uploaded, or safe in the backup when the
+        backend is unreachable (or in local mode). Returns within about `timeout` seconds."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError("timeout must be a number of seconds >= 0")
+        return self._worker.force_flush(float(timeout))
+
+    def close(self, timeout: float = 5.0) -> FlushResult:
+        """Flush (bounded by `timeout`), stop the background threads, fsync the backup."""
+        if self._closed:
+            return self._worker.force_flush(0)
+        self._closed = True
+        self._finalizer.detach()
+        return self._worker.shutdown(float(timeout))
+
+    def stats(self) -> TrackerStats:
+        w = self._worker
+        backend = "local" if w.sink is None else ("down" if w.breaker.open else "up")
+        return TrackerStats(recorded=w.submitted, backed_up=w.journaled, uploaded=w.uploaded,
+                            rejected=w.rejected, retried=w.retried, spilled=w.spilled, dropped=w.dropped,
+                            backup_errors=w.backup_errors, queue_depth=w.queue_depth,
+                            in_memory=w.memory_items, backend=backend, last_error=w.last_error)
+
+    @property
+    def backup_dir(self) -> Path:
+        return Path(self.config.backup_dir)
+
+    @property
+    def journal_path(self) -> Path:
+        return self._worker.journal.path
+
+    def __enter__(self) -> StepTracker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if not self._finished:
+                if exc is None:
+                    self.finish(TaskStatus.SUCCESS)
+                elif isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                    self.finish(TaskStatus.INTERRUPTED, error_message=f"{type(exc).__name__}: {exc}")
+                else:
+                    self.finish(TaskStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.close()
+
+    # ------------------------------------------------------------------ asyncio
+    async def aflush(self, timeout: float = 5.0) -> FlushResult:
+        """`flush` in a worker thread: never blocks the event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def afinish(self, status: TaskStatus | str = TaskStatus.SUCCESS, result: str | None = None,
+                      error_message: str | None = None, timeout: float = 5.0) -> FlushResult:
+        return await asyncio.to_thread(self.finish, status, result, error_message, timeout)
+
+    async def aclose(self, timeout: float = 5.0) -> FlushResult:
+        return await asyncio.to_thread(self.close, timeout)
+
+    async def __aenter__(self) -> StepTracker:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
+
+
+def _new_task_id() -> str:
+    return f"task-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.urandom(4).hex()}"
+
+
+def _bad_step_type(value: Any) -> Exception:
+    allowed = ", ".join(t.value for t in StepType)
+    if isinstance(value, str):
+        return ValueError(f"unknown step_type {value!r}: expected one of {allowed}")
+    return TypeError(f"step_type must be a StepType or one of {allowed}, got {type(value).__name__}")
+
+
+def _check_duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"duration_ms must be a number or None, got {type(value).__name__}")
+    if not value >= 0 or value == float("inf"):  # also rejects NaN
+        raise ValueError(f"duration_ms must be a finite number >= 0, got {value!r}")
+    return float(value)

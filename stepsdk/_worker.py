@@ -1,0 +1,615 @@
+"""The background side of a tracker: journal thread + upload thread (in the spirit of
+OpenTelemetry's BatchSpanProcessor, with `force_flush(timeout)` and `shutdown(timeout)`).
+
+    caller --SimpleQueue--> journal thread: sanitize, screenshot -> WebP, append to the journal
+                                  |  (write-ahead: a step is durable once this line is written)
+                                  v
+                            pending deque (at most `max_in_memory` items; more stay on disk only
+                                  |         and are re-read from the journal: the backlog)
+                                  v
+                            upload thread: batch -> task rows, objects, step rows, screenshot
+                                  rows (retries, split on rejected rows, circuit breaker) -> ack
+
+Two threads so that a slow or dead backend never delays the journal: the crash bound is the
+journal thread's latency, not the network's.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import logging
+import queue
+import threading
+import time
+import traceback
+import weakref
+from pathlib import Path
+from typing import Any
+
+from stepsdk import _screenshots
+from stepsdk._backup import (
+    KIND_ACK,
+    KIND_REJECT,
+    KIND_SHOT,
+    KIND_STEP,
+    KIND_TASK,
+    T_OBJECTS,
+    T_SHOTS,
+    T_STEPS,
+    T_TASKS,
+    JournalWriter,
+    encode_record,
+    iter_journal,
+    now_iso,
+    write_screenshot,
+)
+from stepsdk._config import Config
+from stepsdk._model import IdSource, Step, Task, iso
+from stepsdk._retry import CircuitBreaker, ErrorClass, RetryPolicy, classify, describe, one_line
+from stepsdk._sanitize import Sanitizer
+
+log = logging.getLogger("stepsdk")
+
+_live_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+@dataclasses.dataclass(slots=True)
+class FlushResult:
+    """What `flush()` saw when it returned (counts of steps over the tracker's life).
+
+    uploaded: confirmed by Supabase. backed_up: safe in the local backup, not uploaded (backend
+    down, local mode, or still in flight). pending: recorded but not yet written anywhere (only
+    non-zero when it timed out). rejected: refused by the server (kept in the backup with the
+    error). timed_out: the wait hit its timeout.
+    """
+
+    uploaded: int
+    backed_up: int
+    pending: int
+    rejected: int
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and self.pending == 0 and self.rejected == 0
+
+
+@dataclasses.dataclass(slots=True)
+class _Item:
+    kind: str  # task | step | shot
+    key: str  # task_id | step id | screenshot row id
+    row: dict[str, Any]
+    version: int = 0  # task rows
+    offset: int | None = None  # where its record starts in the journal (None: write failed)
+    data: bytes | None = None  # object bytes, only when the backup copy could not be written
+    since: float = 0.0
+
+
+class _Unavailable(Exception):
+    """The backend cannot take this batch now (transient errors exhausted, or fatal config)."""
+
+
+class Worker:
+    """Owns the journal, the pending items and the two threads of one tracker."""
+
+    def __init__(self, config: Config, buffer_size: int, flush_interval: float,
+                 max_queue: int = 10_000, max_in_memory: int = 5_000) -> None:
+        self.config = config
+        self.buffer_size = buffer_size
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.max_in_memory = max(max_in_memory, buffer_size)
+        self.sanitizer = Sanitizer(config.limits, config.secrets)
+        self.shot_options = _screenshots.ScreenshotOptions()
+        self.journal = JournalWriter(config.backup_dir)
+        self._ids = IdSource()
+        self._q: queue.SimpleQueue[Step | Task | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # counters written by the caller
+        self._cond = threading.Condition()  # progress: pending, counters
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._backlog_offset: int | None = None
+        self._flush_requested = 0
+        self._stopping = False
+        self._abort_retries = False
+        # counters (steps)
+        self.submitted = 0
+        self.journaled = 0
+        self.uploaded = 0
+        self.rejected = 0
+        self.retried = 0
+        self.spilled = 0
+        self.backup_errors = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+        self.task_version_submitted = 0
+        self.task_version_journaled = 0
+        self.task_version_uploaded = 0
+        self._uploaded_objects: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.sink: Any = None
+        self.breaker = CircuitBreaker(config.probe_min, config.probe_max, name="Supabase")
+        self._journal_thread = threading.Thread(target=self._journal_loop, name="stepsdk-journal", daemon=True)
+        self._upload_thread: threading.Thread | None = None
+        if config.remote:
+            from stepsdk._supabase_sink import SupabaseSink
+
+            self.sink = SupabaseSink(config)
+            self._upload_thread = threading.Thread(target=self._upload_loop, name="stepsdk-upload", daemon=True)
+        self._journal_thread.start()
+        if self._upload_thread is not None:
+            self._upload_thread.start()
+        _live_workers.add(self)
+
+    # ------------------------------------------------------------------ caller side
+    def submit(self, item: Step | Task) -> None:
+        """Caller thread: O(1), no I/O unless the queue is full (then the step spills to disk)."""
+        with self._lock:
+            if isinstance(item, Step):
+                self.submitted += 1
+            else:
+                self.task_version_submitted = item.version
+        if self._q.qsize() < self.max_queue and not self._stopping:
+            self._q.put(item)
+        else:
+            self._spill(item)
+
+    def _spill(self, item: Step | Task) -> None:
+        """Queue full (or worker stopped): write on the caller's thread so nothing is dropped."""
+        try:
+            with self._cond:
+                self.spilled += isinstance(item, Step)
+            self._write([item])
+        except Exception as exc:  # never into the agent
+            self._note_error(f"spill failed: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ journal thread
+    def _journal_loop(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is None:
+                return
+            batch: list[Step | Task] = [first]
+            stop = False
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 256:
+                    nxt = self._q.get_nowait()
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+            try:
+                self._write(batch)
+            except Exception as exc:  # a bug here must not kill the thread
+                self._note_error(f"journal thread: {type(exc).__name__}: {exc}")
+                log.debug("journal thread error\n%s", traceback.format_exc())
+            if stop:
+                return
+
+    def _write(self, batch: list[Step | Task]) -> None:
+        """Turn steps/tasks into rows, append them to the journal, hand them to the uploader."""
+        items: list[_Item] = []
+        for obj in batch:
+            items.extend(self._to_items(obj))
+        lines = [encode_record(_record_of(it)) for it in items]
+        start: int | None
+        try:
+            start = self.journal.append_encoded(b"".join(lines)) if lines else 0
+        except (OSError, ValueError) as exc:
+            start = None
+            self.backup_errors += 1
+            self._note_error(f"backup write failed: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+        if start is not None:
+            off = start
+            for it, line in zip(items, lines, strict=True):
+                it.offset = off
+                off += len(line)
+        self._hand_over(items, journaled=start is not None)
+
+    def _hand_over(self, items: list[_Item], journaled: bool) -> None:
+        now = time.monotonic()
+        with self._cond:
+            for it in items:
+                if it.kind == KIND_STEP and journaled:
+                    self.journaled += 1
+                if it.kind == KIND_TASK and journaled:
+                    self.task_version_journaled = max(self.task_version_journaled, it.version)
+                if self.sink is None:
+                    if not journaled and it.kind == KIND_STEP:
+                        self.dropped += 1  # local mode and the disk refused it: nowhere to keep it
+                    continue
+                it.since = now
+                if self._backlog_offset is None and len(self._pending) < self.max_in_memory:
+                    self._pending.append(it)
+                elif it.offset is not None:
+                    # On disk only: the upload thread re-reads it from the journal later.
+                    if self._backlog_offset is None or it.offset < self._backlog_offset:
+                        self._backlog_offset = it.offset
+                else:
+                    self.dropped += it.kind == KIND_STEP
+                    self.last_error = "step dropped: backup unwritable and memory buffer full"
+            self._cond.notify_all()
+
+    def _to_items(self, obj: Step | Task) -> list[_Item]:
+        if isinstance(obj, Task):
+            row = obj.to_row()
+            clean = self.sanitizer
+            for col in ("title", "description", "agent", "result", "error_message"):
+                row[col] = clean.text(row[col], self.config.limits.max_text)
+            row["metadata"] = clean.object_field(row["metadata"])
+            return [_Item(KIND_TASK, obj.task_id, row, version=obj.version)]
+        try:
+            row, shot, data = self._step_row(obj)
+        except Exception as exc:  # sanitizer bug on odd input: keep the step, say what happened
+            row, shot, data = self._fallback_row(obj, exc), None, None
+        items = [_Item(KIND_STEP, row["id"], row)]
+        if shot is not None:
+            items.append(_Item(KIND_SHOT, shot["id"], shot, data=data))
+        return items
+
+    def _step_row(self, step: Step) -> tuple[dict[str, Any], dict[str, Any] | None, bytes | None]:
+        s, lim = self.sanitizer, self.config.limits
+        metadata = s.object_field(step.metadata)
+        shot_path, shot, data = None, None, None
+        if step.screenshot is not None:
+            shot_path, shot, data = self._screenshot(step, metadata)
+        row = {
+            "id": step.id, "task_id": step.task_id, "step_number": step.step_number,
+            "step_type": step.step_type.value, "step_data": s.object_field(step.step_data),
+            "thinking": s.text(step.thinking, lim.max_text),
+            "action_result": s.field(step.action_result) if step.action_result is not None else None,
+            "screenshot_path": shot_path, "duration_ms": step.duration_ms, "success": step.success,
+            "error_type": s.text(step.error_type, 200), "error_message": s.text(step.error_message, lim.max_text),
+            "stack_trace": s.text(step.stack_trace, lim.max_stack) if lim.max_stack else None,
+            "started_at": iso(step.started_at), "metadata": metadata, "created_at": iso(step.created_at),
+        }
+        return row, shot, data
+
+    def _fallback_row(self, step: Step, exc: Exception) -> dict[str, Any]:
+        self._note_error(f"could not sanitize step {step.step_number}: {type(exc).__name__}")
+        return {
+            "id": step.id, "task_id": step.task_id, "step_number": step.step_number,
+            "step_type": step.step_type.value, "step_data": {"_error": "step data could not be recorded"},
+            "thinking": None, "action_result": None, "screenshot_path": None,
+            "duration_ms": step.duration_ms, "success": step.success, "error_type": None,
+            "error_message": None, "stack_trace": None, "started_at": iso(step.started_at),
+            "metadata": {"sanitize_error": f"{type(exc).__name__}: {Sanitizer._repr(exc)[:300]}"},
+            "created_at": iso(step.created_at),
+        }
+
+    def _screenshot(self, step: Step, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
+        if not self.config.limits.screenshots:
+            metadata["screenshot_dropped"] = f"level {self.config.level.value} records no screenshots"
+            return None, None, None
+        try:
+            prepared = _screenshots.prepare(step.screenshot, self.shot_options)
+        except _screenshots.ScreenshotError as exc:
+            metadata["screenshot_error"] = exc.to_dict()
+            return None, None, None
+        except Exception as exc:  # a decoder bug must not lose the step
+            metadata["screenshot_error"] = {"reason": "internal", "message": f"{type(exc).__name__}: {exc}"[:300]}
+            return None, None, None
+        data: bytes | None = None
+        try:
+            write_screenshot(self.config.backup_dir, prepared.storage_path, prepared.data)
+        except OSError as exc:
+            self.backup_errors += 1
+            self._note_error(f"screenshot backup failed: {exc.strerror or exc}")
+            data = prepared.data if self.sink is not None else None
+            if data is None:
+                metadata["screenshot_error"] = {"reason": "backup_failed", "message": str(exc.strerror or exc)}
+                return None, None, None
+        shot = {
+            "id": self._ids.next(), "task_id": step.task_id, "step_id": step.id,
+            "storage_path": prepared.storage_path, "file_size": prepared.file_size,
+            "file_hash": prepared.sha256, "compressed": True, "metadata": self.sanitizer.object_field(prepared.metadata),
+        }
+        return prepared.storage_path, shot, data
+
+    # ------------------------------------------------------------------ upload thread
+    def _upload_loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if not batch:
+                continue
+            try:
+                self._send(batch)
+            except _Unavailable as exc:
+                self.breaker.failure(str(exc), f" ({self.config.backup_dir})")
+                self.last_error = str(exc)
+            except Exception as exc:  # a bug: keep the batch, note it, do not spin
+                self._note_error(f"upload thread: {type(exc).__name__}: {exc}")
+                log.debug("upload error\n%s", traceback.format_exc())
+                self.breaker.failure(f"{type(exc).__name__}")
+            with self._cond:
+                self._cond.notify_all()
+
+    def _next_batch(self) -> list[_Item] | None:
+        """Block until a batch is due; None when stopped and nothing more can be done."""
+        with self._cond:
+            while True:
+                if self._stopping and (self._abort_retries or (not self._pending and self._backlog_offset is None)):
+                    return None
+                wait = self.breaker.seconds_to_probe()
+                if wait > 0:
+                    self._cond.wait(min(wait, 0.5))
+                    continue
+                if not self._pending and self._backlog_offset is not None:
+                    break  # reload from the journal, below (outside the lock)
+                due = self._pending and (
+                    len(self._pending) >= self.buffer_size or self._flush_requested or self._stopping
+                    or time.monotonic() - self._pending[0].since >= self.flush_interval)
+                if due:
+                    return list(_take(self._pending, self.buffer_size))
+                timeout = self.flush_interval - (time.monotonic() - self._pending[0].since) if self._pending else 0.5
+                self._cond.wait(max(0.01, min(timeout, 0.5)))
+        self._reload_backlog()
+        return []
+
+    def _reload_backlog(self) -> None:
+        """Read items that are only on disk back into memory (oldest first, bounded)."""
+        with self._cond:
+            start = self._backlog_offset
+            room = self.max_in_memory - len(self._pending)
+        if start is None or room <= 0:
+            return
+        end = self.journal.position
+        items: list[_Item] = []
+        next_off = end
+        for offset, record, _problem, raw in iter_journal(self.journal.path, start, end):
+            if record is None or record["k"] not in (KIND_TASK, KIND_STEP, KIND_SHOT):
+                continue
+            if len(items) >= room:
+                next_off = offset
+                break
+            items.append(_item_from_record(record, offset))
+            del raw
+        now = time.monotonic()
+        with self._cond:
+            for it in items:
+                it.since = now - self.flush_interval  # due at once
+            self._pending.extend(items)
+            if next_off >= end and self.journal.position == end:
+                self._backlog_offset = None
+            else:
+                self._backlog_offset = next_off
+            self._cond.notify_all()
+
+    def _policy(self) -> RetryPolicy:
+        # When the breaker is open, a batch is a probe: one attempt, no retries.
+        max_time = 0.0 if self.breaker.open else self.config.retry_max_time
+        return RetryPolicy(max_time, should_stop=lambda: self._abort_retries)
+
+    def _call(self, fn: Any) -> None:
+        def on_retry(exc: BaseException) -> None:
+            self.retried += 1
+            self.last_error = one_line(exc)
+
+        try:
+            self._policy().call(fn, on_retry)
+        except Exception as exc:
+            kind = classify(exc)
+            self.last_error = one_line(exc)
+            if kind is ErrorClass.REJECTED:
+                raise
+            raise _Unavailable(f"{kind.value} error: {one_line(exc)}") from exc
+
+    def _send(self, batch: list[_Item]) -> None:
+        """Upload one batch in FK order; on success write the acks and drop it from pending."""
+        tasks = {}
+        for it in batch:
+            if it.kind == KIND_TASK and it.version >= tasks.get(it.key, it).version:
+                tasks[it.key] = it
+        steps = [it for it in batch if it.kind == KIND_STEP]
+        shots = [it for it in batch if it.kind == KIND_SHOT]
+        acks: list[dict[str, Any]] = []
+        done: list[_Item] = [it for it in batch if it.kind == KIND_TASK]
+        if tasks:
+            ok = self._upsert_split("tasks", list(tasks.values()))
+            acks.append({"k": KIND_ACK, "t": T_TASKS, "v": {it.key: it.version for it in ok}, "at": now_iso()})
+        objects = self._upload_objects(shots)
+        ok_steps = self._upsert_split("task_steps", steps)
+        ok_shots = self._upsert_split("step_screenshots", shots)
+        done += steps + shots
+        if objects:
+            acks.append({"k": KIND_ACK, "t": T_OBJECTS, "ids": objects, "at": now_iso()})
+        if ok_steps:
+            acks.append({"k": KIND_ACK, "t": T_STEPS, "ids": [it.key for it in ok_steps], "at": now_iso()})
+        if ok_shots:
+            acks.append({"k": KIND_ACK, "t": T_SHOTS, "ids": [it.key for it in ok_shots], "at": now_iso()})
+        self._ack(acks)
+        with self._cond:
+            self.uploaded += len(ok_steps)
+            for it in tasks.values():
+                self.task_version_uploaded = max(self.task_version_uploaded, it.version)
+            ids = {id(it) for it in done}
+            self._pending = collections.deque(it for it in self._pending if id(it) not in ids)
+            if self._flush_requested and not self._pending and self._backlog_offset is None:
+                self._flush_requested = 0
+            self._cond.notify_all()
+        self.breaker.success(len(self._pending))
+
+    def _upload_objects(self, shots: list[_Item]) -> list[str]:
+        done: list[str] = []
+        for it in shots:
+            path = it.row["storage_path"]
+            if path in self._uploaded_objects:
+                continue
+            data = it.data
+            if data is None:
+                try:
+                    data = (Path(self.config.backup_dir) / "screenshots" / path).read_bytes()
+                except OSError as exc:
+                    self._note_error(f"screenshot file missing from backup: {exc.strerror or exc}")
+                    continue  # its row will fail or point at nothing; resync reports it
+            try:
+                self._call(lambda p=path, d=data: self.sink.upload_object(p, d))
+            except _Unavailable:
+                raise
+            except Exception as exc:  # rejected object (e.g. too large): keep the rows going
+                self._reject(T_OBJECTS, path, exc)
+                continue
+            self._uploaded_objects[path] = None
+            if len(self._uploaded_objects) > 10_000:
+                self._uploaded_objects.popitem(last=False)
+            done.append(path)
+        return done
+
+    def _upsert_split(self, table: str, items: list[_Item]) -> list[_Item]:
+        """Upsert; on a rejected batch split it so one bad row never holds back the others."""
+        if not items:
+            return []
+        try:
+            self._call(lambda: self.sink.upsert(table, [it.row for it in items]))
+            return items
+        except _Unavailable:
+            raise
+        except Exception as exc:
+            if len(items) == 1:
+                self._reject(table, items[0].key, exc)
+                return []
+        mid = len(items) // 2
+        return self._upsert_split(table, items[:mid]) + self._upsert_split(table, items[mid:])
+
+    def _reject(self, table: str, key: str, exc: BaseException) -> None:
+        info = describe(exc)
+        log.error("stepsdk: Supabase refused %s %s: %s (kept in the backup; see `stepsdk status`)",
+                  table, key, one_line(exc))
+        with self._cond:
+            self.rejected += table == T_STEPS
+        self.last_error = one_line(exc)
+        self._ack([{"k": KIND_REJECT, "t": table, "id": key, "error": info, "at": now_iso()}])
+
+    def _ack(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        try:
+            self.journal.append(records)
+        except (OSError, ValueError) as exc:
+            # The upload happened; without the ack a later resync re-sends it (idempotent).
+            self.backup_errors += 1
+            self._note_error(f"could not write upload acks: {getattr(exc, 'strerror', None) or exc}")
+
+    # ------------------------------------------------------------------ flush / shutdown
+    def force_flush(self, timeout: float) -> FlushResult:
+        """Wait until every step submitted so far is uploaded, rejected, or safe in the backup
+        while the backend is unreachable; at most `timeout` seconds."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            target, task_target = self.submitted, self.task_version_submitted
+        with self._cond:
+            self._flush_requested += 1
+            self._cond.notify_all()
+            while not self._flushed(target, task_target):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return self._result(target, timed_out=True)
+                self._cond.wait(min(left, 0.05))
+            return self._result(target, timed_out=False)
+
+    def _flushed(self, target: int, task_target: int) -> bool:
+        journaled = (self.journaled + self.dropped >= target and self.task_version_journaled >= task_target)
+        if self.sink is None:
+            return journaled
+        if self.breaker.open or self._upload_thread is None or not self._upload_thread.is_alive():
+            return journaled
+        return (self.uploaded + self.rejected >= target and self.task_version_uploaded >= task_target)
+
+    def _result(self, target: int, timed_out: bool) -> FlushResult:
+        return FlushResult(
+            uploaded=self.uploaded, rejected=self.rejected,
+            backed_up=max(0, self.journaled - self.uploaded - self.rejected),
+            pending=max(0, target - self.journaled - self.dropped), timed_out=timed_out)
+
+    def shutdown(self, timeout: float) -> FlushResult:
+        """Flush (bounded by `timeout`), stop both threads, fsync and close the journal."""
+        start = time.monotonic()
+        result = self.force_flush(timeout)
+        with self._cond:
+            self._stopping = True
+            self._abort_retries = True
+            self._cond.notify_all()
+        self._q.put(None)
+        left = lambda: max(0.05, timeout - (time.monotonic() - start))  # noqa: E731
+        self._journal_thread.join(left())
+        if self._upload_thread is not None:
+            self._upload_thread.join(min(left(), 1.0))
+        # Anything still queued (journal thread stuck): write it here so it is not lost.
+        leftovers: list[Step | Task] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                obj = self._q.get_nowait()
+                if obj is not None:
+                    leftovers.append(obj)
+        if leftovers:
+            self._write(leftovers)
+        try:
+            self.journal.close()
+        except OSError as exc:
+            self._note_error(f"closing the backup journal failed: {exc.strerror or exc}")
+        if self.sink is not None and (self._upload_thread is None or not self._upload_thread.is_alive()):
+            self.sink.close()
+        _live_workers.discard(self)
+        return dataclasses.replace(result, pending=max(0, self.submitted - self.journaled - self.dropped))
+
+    def reopen_for_late_steps(self) -> None:
+        self.journal.reopen()
+
+    def stop_async(self) -> None:
+        """Used when a tracker is garbage collected: finish in the background, never block."""
+        with self._cond:
+            self._flush_requested += 1
+            self._stopping = True
+            self._cond.notify_all()
+        self._q.put(None)
+
+    def _note_error(self, message: str) -> None:
+        self.last_error = message
+        log.warning("stepsdk: %s", message)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._q.qsize()
+
+    @property
+    def memory_items(self) -> int:
+        return len(self._pending)
+
+
+def _take(pending: collections.deque[_Item], n: int) -> list[_Item]:
+    out: list[_Item] = []
+    for it in pending:
+        if len(out) >= n:
+            break
+        out.append(it)
+    return out
+
+
+def _record_of(it: _Item) -> dict[str, Any]:
+    if it.kind == KIND_TASK:
+        return {"k": KIND_TASK, "v": it.version, "row": it.row}
+    return {"k": it.kind, "row": it.row}
+
+
+def _item_from_record(record: dict[str, Any], offset: int) -> _Item:
+    row = record["row"]
+    kind = record["k"]
+    if kind == KIND_TASK:
+        return _Item(KIND_TASK, row["task_id"], row, version=record["v"], offset=offset)
+    return _Item(kind, row["id"], row, offset=offset)
+
+
+def shutdown_all(timeout: float) -> None:
+    """atexit: give every live worker a share of `timeout` to flush and close."""
+    deadline = time.monotonic() + timeout
+    for worker in list(_live_workers):
+        left = deadline - time.monotonic()
+        try:
+            worker.shutdown(max(0.2, left))
+        except Exception:  # at exit, log and go on with the others
+            log.exception("stepsdk: flushing at exit failed")
+
+
+__all__ = ["FlushResult", "Worker", "shutdown_all", "T_SHOTS", "T_STEPS"]
