@@ -1,0 +1,147 @@
+"""Every console query in supabase/queries/ runs as-is on the seeded database, with the
+numbers worked out by hand from supabase/seed.sql."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+QUERIES = REPO / "supabase" / "queries"
+SEED = (REPO / "supabase" / "seed.sql").read_text()
+
+# Seed facts the expectations are derived from: start time and screenshot paths of each task.
+STARTED = {
+    "seed-task-login-flow": "2026-11-20 09:00:00", "seed-task-checkout": "2026-11-20 14:00:00",
+    "seed-task-search": "2026-11-21 08:00:00", "seed-task-empty": "2026-11-21 12:00:00",
+    "seed-task-old-report": "2026-10-01 10:00:00",
+}
+A, B, C = ("aa/" + "a" * 64 + ".webp", "bb/" + "b" * 64 + ".webp", "cc/" + "c" * 64 + ".webp")
+PATHS = {"seed-task-login-flow": {A}, "seed-task-checkout": {A, B}, "seed-task-old-report": {A, C}}
+
+# The files the tests below run; a new query file must get a test (and an entry here).
+COVERED = {"01_recent_tasks.sql", "02_task_timeline.sql", "03_failed_steps.sql", "04_error_summary.sql",
+           "05_slowest_steps.sql", "06_daily_success_rate.sql", "07_storage_usage.sql",
+           "08_retention_preview.sql"}
+
+
+def run(stack, name: str) -> list[dict]:
+    assert name in COVERED
+    return stack.sql((QUERIES / name).read_text())
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def seeded(stack):
+    stack.sql(SEED)
+    return stack
+
+
+def test_01_recent_tasks(seeded):
+    rows = run(seeded, "01_recent_tasks.sql")
+    assert [r["task_id"] for r in rows] == sorted(STARTED, key=STARTED.get, reverse=True)
+    by_id = {r["task_id"]: r for r in rows}
+    checkout = by_id["seed-task-checkout"]
+    # 60 s wall, 6 steps / 2 failed, 4/6 = 66.7 %, avg 9100/6 = 1516.7 ms, p95 4250 ms
+    assert (checkout["duration_s"], checkout["total_steps"], checkout["failed_steps"], checkout["success_pct"],
+            checkout["avg_step_ms"], checkout["p95_step_ms"]) == (
+        Decimal("60.0"), 6, 2, Decimal("66.7"), Decimal("1516.7"), Decimal("4250.0"))
+    assert by_id["seed-task-empty"]["success_pct"] is None and by_id["seed-task-search"]["duration_s"] is None
+
+
+def test_02_task_timeline(seeded):
+    rows = run(seeded, "02_task_timeline.sql")
+    assert [r["step_number"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    # created 14:00:03, :10, :15, :30, :40, :50 after a 14:00:00 start
+    assert [r["at_ms"] for r in rows] == [3000, 10000, 15000, 30000, 40000, 50000]
+    # running sum of 1000, 2000, 400, 5000, 600, 100
+    assert [r["cumulative_ms"] for r in rows] == [1000, 3000, 3400, 8400, 9000, 9100]
+    assert [r["error_message"] for r in rows if not r["success"]] == ["Element not found: #pay"] * 2
+    assert [r["screenshot_path"] for r in rows if r["screenshot_path"]] == [A, B]
+    assert rows[0]["detail"] == "Open the cart, then pay."
+
+
+def test_02_task_timeline_with_another_task_id(seeded):
+    text = (QUERIES / "02_task_timeline.sql").read_text()
+    assert text.count("'seed-task-checkout'") == 1  # the one place a user edits
+    rows = seeded.sql(text.replace("'seed-task-checkout'", "'seed-task-old-report'"))
+    assert [r["step_type"] for r in rows] == ["thinking", "screenshot", "screenshot", "action"]
+    assert seeded.sql(text.replace("'seed-task-checkout'", "'no such task'")) == []
+
+
+def test_03_failed_steps(seeded):
+    rows = run(seeded, "03_failed_steps.sql")
+    assert [(r["task_id"], r["step_number"]) for r in rows] == [
+        ("seed-task-search", 2), ("seed-task-checkout", 6), ("seed-task-checkout", 4), ("seed-task-old-report", 4)]
+    assert rows[0]["task_status"] == "running" and rows[0]["duration_ms"] is None
+    assert {r["error_message"] for r in rows} == {"Element not found: #pay", "bad selector: //div["}
+
+
+def test_04_error_summary(seeded):
+    rows = run(seeded, "04_error_summary.sql")
+    assert [(r["error_type"], r["occurrences"], r["tasks_affected"], r["example_task_id"]) for r in rows] == [
+        ("TimeoutError", 3, 2, "seed-task-search"), ("ValueError", 1, 1, "seed-task-old-report")]
+
+
+def test_05_slowest_steps(seeded):
+    rows = run(seeded, "05_slowest_steps.sql")
+    assert len(rows) == 15  # every step with a duration (16 steps, one without)
+    assert [(r["task_title"], r["duration_ms"]) for r in rows[:2]] == [
+        ("Buy the blue mug", 5000), ("Export the monthly report", 3000)]
+
+
+def test_06_daily_success_rate(seeded):
+    rows = run(seeded, "06_daily_success_rate.sql")
+    assert [str(r["day"]) for r in rows] == ["2026-11-21", "2026-11-20", "2026-10-01"]
+    # 11-21: 1 of 1 finished ok, 1 of 2 steps failed, one 5 s task
+    # 11-20: 1 of 2, 2 of 10 steps failed, p50 45 s, p95 58.5 s; 10-01: 0 of 1, 1 of 4 failed
+    assert [(r["task_success_pct"], r["failed_step_pct"], r["p50_task_s"], r["p95_task_s"]) for r in rows] == [
+        (Decimal("100.0"), Decimal("50.0"), Decimal("5.0"), Decimal("5.0")),
+        (Decimal("50.0"), Decimal("20.0"), Decimal("45.0"), Decimal("58.5")),
+        (Decimal("0.0"), Decimal("25.0"), Decimal("300.0"), Decimal("300.0")),
+    ]
+
+
+def test_07_storage_usage(seeded):
+    [row] = run(seeded, "07_storage_usage.sql")
+    # rows: A x3 (40000), B (52000), C (30000) -> 202000 B; objects A, B, C -> 122000 B
+    assert (row["screenshot_rows"], row["distinct_objects"], row["bytes_if_not_shared"],
+            row["bytes_referenced"], row["bytes_saved_by_sharing"]) == (5, 3, 202000, 122000, 80000)
+    # the seed uploads no bytes: the bucket is empty and all three rows lack their object
+    assert (row["bucket_objects"], row["bucket_bytes"], row["orphan_bucket_objects"],
+            row["rows_without_object"]) == (0, 0, 0, 3)
+
+
+def test_07_storage_usage_sees_bucket_objects(seeded):
+    client = seeded.client()
+    bucket = client.storage.from_("step-screenshots")
+    bucket.upload(A, b"RIFF-shared", {"content-type": "image/webp"})
+    bucket.upload("zz/orphan.webp", b"RIFF-orphan!", {"content-type": "image/webp"})
+    [row] = run(seeded, "07_storage_usage.sql")
+    assert (row["bucket_objects"], row["bucket_bytes"], row["orphan_bucket_objects"],
+            row["rows_without_object"]) == (2, 11 + 12, 1, 2)
+
+
+def test_08_retention_preview(seeded):
+    rows = run(seeded, "08_retention_preview.sql")
+    now = seeded.sql("select now() as n")[0]["n"]
+    cutoff = rows[0]["cutoff"]
+    assert abs((now - cutoff).total_seconds() - 30 * 86400) < 60
+    doomed = {t for t, s in STARTED.items() if utc(s) < cutoff}
+    kept_paths = set().union(*(PATHS.get(t, set()) for t in STARTED if t not in doomed))
+    freed = set().union(*(PATHS.get(t, set()) for t in doomed)) - kept_paths
+    assert [(r["kind"], r["value"]) for r in rows] == (
+        [("task", t) for t in sorted(doomed)] + [("unreferenced_path", p) for p in sorted(freed)])
+    assert "seed-task-old-report" in doomed  # started 2026-10-01: older than 30 days ever since
+    assert {r["has_more"] for r in rows} == {False}
+    assert seeded.sql("select count(*) as n from public.tasks")[0]["n"] == 5  # a preview deletes nothing
+
+
+def test_every_query_file_is_tested():
+    assert {p.name for p in QUERIES.glob("*.sql")} == COVERED
