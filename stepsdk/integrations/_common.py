@@ -1,0 +1,114 @@
+"""Helpers shared by the integrations: the hook guard and value summaries.
+
+The tracker itself coerces and redacts step data (``stepsdk._sanitize``); the helpers here only
+turn foreign objects (function arguments, HTTP headers, URLs) into small, JSON-friendly values
+before they reach it, so that a huge or exotic argument never costs the agent more than a repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_log = logging.getLogger("stepsdk.integrations")
+
+REDACTED = "[REDACTED]"
+
+# A name is secret when it contains one of these (case-insensitive) ...
+_SECRET_PARTS = (
+    "password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "authorization",
+    "cookie", "credential", "private_key", "privatekey", "access_key", "accesskey", "signature", "jwt",
+)
+# ... or when one of its words (split on non-letters) is one of these.
+_SECRET_WORDS = frozenset({"auth", "pwd", "pass", "session", "bearer", "sig", "key", "otp", "pin", "cvv"})
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+# Query parameters that carry secrets although their names look harmless (OAuth codes).
+_SECRET_QUERY_NAMES = frozenset({"code", "x-amz-credential"})
+
+MAX_STRING = 2_000
+MAX_ITEMS = 50
+MAX_DEPTH = 4
+
+
+@contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Run a recording block; any failure is logged and swallowed so it never reaches the agent."""
+    try:
+        yield
+    except Exception:  # the agent comes first: a recording failure must never change its behaviour
+        _log.warning("stepsdk: recording %s failed; the agent is unaffected", what, exc_info=True)
+
+
+def is_secret_name(name: object) -> bool:
+    if not isinstance(name, str):
+        return False
+    lowered = name.lower()
+    if any(part in lowered for part in _SECRET_PARTS):
+        return True
+    words = _WORD_SPLIT.split(lowered)
+    # "key" alone is a secret ("?key=", "x-key"), but "sort_key"/"primary_key" are not.
+    return any(w in _SECRET_WORDS for w in words if w != "key") or lowered in {"key", "x-key"}
+
+
+def truncate(text: str, limit: int = MAX_STRING) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [truncated {len(text) - limit} chars]"
+
+
+def summarize(value: Any, *, depth: int = 0, limit: int = MAX_STRING) -> Any:
+    """A JSON-friendly, size-bounded, secret-redacted copy of ``value``."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return truncate(value, limit)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes": len(bytes(value))}
+    if depth >= MAX_DEPTH:
+        return truncate(_safe_repr(value), 200)
+    if isinstance(value, Mapping):
+        return _summarize_mapping(value, depth, limit)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        out = [summarize(v, depth=depth + 1, limit=limit) for v in items[:MAX_ITEMS]]
+        if len(items) > MAX_ITEMS:
+            out.append(f"… [{len(items) - MAX_ITEMS} more items]")
+        return out
+    return truncate(_safe_repr(value), limit)
+
+
+def _summarize_mapping(value: Mapping[Any, Any], depth: int, limit: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, (key, item) in enumerate(value.items()):
+        if i >= MAX_ITEMS:
+            out["…"] = f"[{len(value) - MAX_ITEMS} more keys]"
+            break
+        name = str(key)
+        out[name] = REDACTED if is_secret_name(name) else summarize(item, depth=depth + 1, limit=limit)
+    return out
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken __repr__ must not break recording
+        return f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
+
+
+def redact_url(url: str) -> str:
+    """The URL with user info and secret-looking query values replaced by ``[REDACTED]``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    if not parts.query:
+        return urlunsplit(parts._replace(netloc=netloc))
+    pairs = [
+        (k, REDACTED if is_secret_name(k) or k.lower() in _SECRET_QUERY_NAMES else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(pairs, safe="[]")))

@@ -1,0 +1,178 @@
+"""Any function (sync or async) or code block as a recorded step.
+
+    @tracked_step(tracker, StepType.ACTION)
+    def tap(x: int, y: int) -> bool: ...
+
+    @tracked_step(lambda: current_tracker, name="search")    # resolved at each call
+    async def search(query: str, api_key: str) -> list[str]: ...
+
+    with tracked_step(tracker, StepType.VALIDATION, name="check login") as block:
+        block.result = page_shows_user()
+
+Each call records one step: ``step_data = {"kind": "function" (or "block"), "function", "args"}`` (arguments by
+parameter name, ``self``/``cls`` left out, secret-looking names such as ``password``/``api_key``
+redacted, long values truncated), ``action_result = {"return": <summary of the return value>}``,
+``duration_ms``, and on an exception ``success=False`` with its type, message and stack, then the
+exception is re-raised unchanged. A recording failure is logged and never reaches the caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from stepsdk._model import STEP_TYPES, StepType
+from stepsdk.integrations._common import guarded, summarize, truncate
+
+__all__ = ["StepBlock", "tracked_step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_SKIPPED_PARAMS = frozenset({"self", "cls"})
+
+
+class StepBlock:
+    """What a ``with tracked_step(...)`` block records; set ``result`` and add to ``data``."""
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.data: dict[str, Any] = {}
+
+
+class tracked_step:  # lower-case: used as a decorator, named like one
+    """Record a function call or a ``with`` block as one step (see the module docstring).
+
+    ``tracker``: a ``StepTracker`` or a zero-argument callable returning one (or ``None`` to skip
+    recording). ``record_args=False`` / ``record_result=False`` leave inputs / output out.
+    """
+
+    def __init__(
+        self,
+        tracker: Any,
+        step_type: StepType | str = StepType.ACTION,
+        *,
+        name: str | None = None,
+        record_args: bool = True,
+        record_result: bool = True,
+        max_chars: int = 2_000,
+    ) -> None:
+        if not (hasattr(tracker, "record_step") or callable(tracker)):
+            raise TypeError(f"tracked_step: tracker must be a StepTracker or a callable returning one, got {type(tracker).__name__}")
+        if step_type not in STEP_TYPES:
+            raise ValueError(f"tracked_step: unknown step_type {step_type!r}; use one of {[t.value for t in StepType]}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"tracked_step: name must be a str, got {type(name).__name__}")
+        if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
+            raise ValueError(f"tracked_step: max_chars must be an int >= 1, got {max_chars!r}")
+        self._source, self._type, self._name = tracker, STEP_TYPES[step_type], name
+        self._args, self._result, self._max = bool(record_args), bool(record_result), max_chars
+        self._block: tuple[StepBlock, float] | None = None
+
+    # ---------------------------------------------------------------- decorator
+    def __call__(self, fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"tracked_step: expected a function, got {type(fn).__name__}")
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError("tracked_step: generator functions are not supported (the step would end at the first yield)")
+        name = self._name or getattr(fn, "__qualname__", None) or repr(fn)
+        try:
+            signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have no signature
+            signature = None
+        if inspect.iscoroutinefunction(fn):
+            return self._wrap_async(fn, name, signature)  # type: ignore[return-value]
+        return self._wrap_sync(fn, name, signature)  # type: ignore[return-value]
+
+    def _wrap_sync(self, fn: Callable[..., Any], name: str, sig: inspect.Signature | None) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                value = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._record(name, sig, args, kwargs, started, None, exc)
+                raise
+            self._record(name, sig, args, kwargs, started, value, None)
+            return value
+
+        return wrapper
+
+    def _wrap_async(self, fn: Callable[..., Any], name: str, sig: inspect.Signature | None) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                value = await fn(*args, **kwargs)
+            except BaseException as exc:  # CancelledError too: the step shows it was cancelled
+                self._record(name, sig, args, kwargs, started, None, exc)
+                raise
+            self._record(name, sig, args, kwargs, started, value, None)
+            return value
+
+        return wrapper
+
+    # ---------------------------------------------------------------- with-block
+    def __enter__(self) -> StepBlock:
+        if self._block is not None:
+            raise RuntimeError("tracked_step: this object is already inside a with-block; create one per block")
+        block = StepBlock()
+        self._block = (block, time.perf_counter())
+        return block
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._block is None:
+            return
+        (block, started), self._block = self._block, None
+        name = self._name or "block"
+        with guarded(f"step {name!r}"):
+            self._emit(name, dict(block.data), started, block.result, exc, kind="block")
+
+    async def __aenter__(self) -> StepBlock:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # ---------------------------------------------------------------- recording
+    def _record(
+        self,
+        name: str,
+        sig: inspect.Signature | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        started: float,
+        value: Any,
+        exc: BaseException | None,
+    ) -> None:
+        with guarded(f"step {name!r}"):
+            data = {"args": self._arguments(sig, args, kwargs)} if self._args else {}
+            self._emit(name, data, started, value, exc)
+
+    def _emit(
+        self, name: str, data: dict[str, Any], started: float, value: Any, exc: BaseException | None, kind: str = "function"
+    ) -> None:
+        tracker = self._source if hasattr(self._source, "record_step") else self._source()
+        if tracker is None:
+            return
+        step_data = {**summarize(data, limit=self._max), "kind": kind, "function": name}
+        kwargs: dict[str, Any] = {"duration_ms": (time.perf_counter() - started) * 1000.0, "success": exc is None}
+        if exc is None and self._result:
+            kwargs["action_result"] = {"return": summarize(value, limit=self._max)}
+        if exc is not None:
+            kwargs["error_type"] = type(exc).__name__
+            kwargs["error_message"] = truncate(str(exc) or type(exc).__name__, self._max)
+            kwargs["stack_trace"] = "".join(traceback.format_exception(exc))
+        tracker.record_step(self._type, step_data, **kwargs)
+
+    def _arguments(self, sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if sig is None:
+            return {"args": list(args), **kwargs}
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError:  # the call itself failed on its arguments: show them as given
+            return {"args": list(args), **kwargs}
+        bound.apply_defaults()  # show the values the call really used
+        return {k: v for k, v in bound.arguments.items() if k not in _SKIPPED_PARAMS}
