@@ -20,6 +20,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 log = logging.getLogger(__name__)
 
 
+class RoleRejected(Exception):
+    """The JWT's role could not be assumed (no such role, or not granted to authenticator)."""
+
+    def __init__(self, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class DbUnavailable(Exception):
     """No database connection could be had (PostgREST answers 503 PGRST000/003)."""
 
@@ -61,20 +69,14 @@ class Database:
             raise DbUnavailable("PGRST000", str(e)) from e
         try:
             conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY" if read_only else "BEGIN")
-            claims = {**ctx.claims, "role": ctx.role}
-            conn.execute(
-                "select set_config('search_path', '\"public\", \"extensions\"', true),"
-                " set_config('role', %(role)s, true),"
-                " set_config('request.jwt.claims', %(claims)s, true),"
-                " set_config('request.jwt.claim.sub', %(sub)s, true),"
-                " set_config('request.jwt.claim.role', %(role)s, true),"
-                " set_config('request.method', %(method)s, true),"
-                " set_config('request.path', %(path)s, true),"
-                " set_config('request.headers', %(headers)s, true),"
-                " set_config('request.cookies', '{}', true)",
-                {"role": ctx.role, "claims": json.dumps(claims), "sub": str(ctx.claims.get("sub") or ""),
-                 "method": ctx.method, "path": ctx.path, "headers": json.dumps(ctx.headers)},
-            )
+            try:
+                self._set_context(conn, ctx)
+            except psycopg.OperationalError as e:
+                if e.diag.sqlstate is None:  # the connection itself failed
+                    raise
+                raise RoleRejected(e) from e
+            except psycopg.Error as e:
+                raise RoleRejected(e) from e
             yield conn
             conn.execute("COMMIT")
         except BaseException:
@@ -86,3 +88,20 @@ class Database:
             raise
         finally:
             cm.__exit__(None, None, None)
+
+    @staticmethod
+    def _set_context(conn: psycopg.Connection, ctx: RequestContext) -> None:
+        claims = {**ctx.claims, "role": ctx.role}
+        conn.execute(
+            "select set_config('search_path', '\"public\", \"extensions\"', true),"
+            " set_config('role', %(role)s, true),"
+            " set_config('request.jwt.claims', %(claims)s, true),"
+            " set_config('request.jwt.claim.sub', %(sub)s, true),"
+            " set_config('request.jwt.claim.role', %(role)s, true),"
+            " set_config('request.method', %(method)s, true),"
+            " set_config('request.path', %(path)s, true),"
+            " set_config('request.headers', %(headers)s, true),"
+            " set_config('request.cookies', '{}', true)",
+            {"role": ctx.role, "claims": json.dumps(claims), "sub": str(ctx.claims.get("sub") or ""),
+             "method": ctx.method, "path": ctx.path, "headers": json.dumps(ctx.headers)},
+        )

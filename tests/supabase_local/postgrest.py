@@ -6,6 +6,7 @@ PostgreSQL produces the same errors (constraint violations, RLS denials, bad lit
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from . import pgrst_query as q
-from .db import Database, DbUnavailable, RequestContext
+from .db import Database, DbUnavailable, RequestContext, RoleRejected
 from .errors import ApiError, from_pg
 from .http_types import Request, Response
 from .jwt import JwtError, verify
@@ -100,6 +101,10 @@ class PostgrestApi:
             return e.response()
         except _Rollback as e:
             return e.error.response()
+        except RoleRejected as e:
+            diag = e.error.diag
+            return ApiError(401, diag.sqlstate or "22023", diag.message_primary or str(e.error),
+                            diag.message_detail, None, [("WWW-Authenticate", "Bearer")]).response()
         except DbUnavailable as e:
             status = 504 if e.code == "PGRST003" else 503
             return ApiError(status, e.code, "Database client error. Retrying the connection.", e.message).response()
@@ -164,8 +169,8 @@ class PostgrestApi:
     def _table(self, schema: str, name: str) -> Table:
         table = self.cache.snapshot.tables.get((schema, name))
         if table is None:
-            near = sorted(t for s, t in self.cache.snapshot.tables if s == schema and
-                          (t.startswith(name[:3]) or name.startswith(t[:3])))
+            names = [t for s, t in self.cache.snapshot.tables if s == schema]
+            near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
             hint = f"Perhaps you meant the table '{schema}.{near[0]}'" if near else None
             raise ApiError(404, "PGRST205", f"Could not find the table '{schema}.{name}' in the schema cache",
                            None, hint)

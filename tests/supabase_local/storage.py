@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote
 import jwt as pyjwt
 import psycopg
 
-from .db import Database, DbUnavailable, RequestContext
+from .db import Database, DbUnavailable, RequestContext, RoleRejected
 from .http_types import Request, Response
 from .jwt import JwtError, verify
 
@@ -117,6 +117,8 @@ class StorageApi:
             return self._dispatch(req)
         except StorageError as e:
             return e.response()
+        except RoleRejected as e:
+            return StorageError(403, "AccessDenied", "Unauthorized", e.error.diag.message_primary or "").response()
         except DbUnavailable as e:
             return StorageError(503, "DatabaseError", "Database unavailable", e.message).response()
         except psycopg.Error as e:
