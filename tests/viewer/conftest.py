@@ -1,0 +1,81 @@
+"""Viewer fixtures: the data set in both sources, and a simulated NiceGUI user on the viewer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from nicegui import core, ui
+from nicegui.functions.download import download
+from nicegui.functions.navigate import Navigate
+from nicegui.functions.notify import notify
+from nicegui.testing.general import nicegui_reset_globals, prepare_simulation
+from nicegui.testing.user import User
+
+from tests.viewer import dataset
+from viewer.app import create_app, run_options
+from viewer.data.backup_source import BackupSource
+from viewer.data.base import DataSource
+from viewer.data.supabase_source import SupabaseSource
+
+
+@pytest.fixture(scope="session")
+def data() -> dataset.Dataset:
+    return dataset.build()
+
+
+@pytest.fixture
+def backup_source(tmp_path: Path, data: dataset.Dataset) -> BackupSource:
+    dataset.write_backup(tmp_path / "backup", data)
+    return BackupSource(tmp_path / "backup")
+
+
+@pytest.fixture
+def supabase_source(stack, data: dataset.Dataset) -> SupabaseSource:
+    dataset.write_supabase(stack, data)
+    return SupabaseSource(stack.url, stack.service_role_key, timeout=5)
+
+
+@pytest.fixture(params=["backup", "supabase"])
+def source(request: pytest.FixtureRequest) -> DataSource:
+    """The same data set behind each source: every page test runs against both."""
+    return request.getfixturevalue(f"{request.param}_source")
+
+
+@pytest.fixture(params=["backup", "supabase"])
+def empty_source(request: pytest.FixtureRequest, tmp_path: Path) -> DataSource:
+    if request.param == "backup":
+        return BackupSource(tmp_path / "nothing-here")
+    stack = request.getfixturevalue("stack")
+    return SupabaseSource(stack.url, stack.service_role_key, timeout=5)
+
+
+@asynccontextmanager
+async def viewer_user(source: DataSource) -> AsyncIterator[User]:
+    """Like nicegui.testing.user_simulation, with the viewer's pages built for ``source``."""
+    with nicegui_reset_globals():
+        os.environ["NICEGUI_USER_SIMULATION"] = "true"
+        try:
+            prepare_simulation()
+            create_app(source)
+            ui.run(storage_secret="simulated secret", **run_options())  # type: ignore[arg-type]
+            async with core.app.router.lifespan_context(core.app), httpx.AsyncClient(
+                    transport=httpx.ASGITransport(core.app), base_url="http://test") as client:
+                yield User(client)
+        finally:
+            os.environ.pop("NICEGUI_USER_SIMULATION", None)
+            ui.navigate = Navigate()
+            ui.notify = notify
+            ui.download = download
+
+
+@pytest.fixture
+async def viewer(source: DataSource, caplog: pytest.LogCaptureFixture) -> AsyncIterator[User]:
+    async with viewer_user(source) as user:
+        yield user
+    errors = [r for r in caplog.get_records("call") if r.levelname == "ERROR"]
+    assert not errors, f"unexpected ERROR logs: {[r.getMessage() for r in errors]}"

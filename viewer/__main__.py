@@ -1,0 +1,44 @@
+"""``python -m viewer [--backup-dir D | --supabase-url U] [--host 127.0.0.1] [--port 8080]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .app import DEFAULT_HOST, run, source_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--backup-dir", help="local backup folder to read (default: $STEPSDK_BACKUP_DIR or ./backup)")
+    where.add_argument("--supabase-url", help="Supabase project URL; the key comes from SUPABASE_SECRET_KEY "
+                       "(or SUPABASE_SERVICE_ROLE_KEY), never from the command line")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    parser.add_argument("--show", action="store_true", help="open a browser tab")
+
+
+def serve(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        print(f"error: --port must be in 1..65535, got {args.port}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 2
+    try:
+        source = source_from_args(args.backup_dir, args.supabase_url)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 2
+    run(source, host=args.host, port=args.port, show=args.show)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m viewer", description="Browse recorded agent runs.")
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return serve(parser.parse_args(argv))
+
+
+if __name__ in {"__main__", "__mp_main__"}:
+    sys.exit(main())

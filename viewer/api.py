@@ -1,0 +1,186 @@
+"""The JSON API (FastAPI routes on NiceGUI's app, listed in ``/openapi.json``) and the
+screenshot proxy. Handlers are plain ``def``: FastAPI runs them in its thread pool, so the
+synchronous data sources never block the event loop.
+
+Errors are JSON ``{"detail": ...}``: 404 for unknown tasks/objects, 422 for bad parameters,
+503 when the backend cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import HTTPException, Path, Query
+from fastapi.responses import Response
+from nicegui import app
+
+from .data.base import (
+    MAX_PER_PAGE,
+    SORT_COLUMNS,
+    STATUSES,
+    DataSource,
+    Row,
+    Sort,
+    SourceUnavailable,
+    TaskFilters,
+)
+from .pages._common import screenshot_url
+from .pages.task import task_report
+
+log = logging.getLogger("viewer.api")
+SortColumn = Literal[SORT_COLUMNS]  # type: ignore[valid-type]
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+TaskId = Annotated[str, Path(description="the task id (URL-encoded)")]
+
+
+def pagination(page: int, per_page: int, total: int) -> dict[str, int]:
+    return {"page": page, "per_page": per_page, "total": total, "pages": -(-total // per_page) if total else 0}
+
+
+def _unavailable(exc: SourceUnavailable) -> HTTPException:
+    return HTTPException(503, detail=str(exc))
+
+
+def _with_url(row: Row) -> Row:
+    path = row.get("storage_path")
+    return {**row, "url": screenshot_url(path) if isinstance(path, str) else None}
+
+
+def duration_overview(days: list[Row]) -> dict[str, float | None]:
+    """Min/avg/max task wall time over the period, exact from the per-day rows (every task
+    that is not running has a duration, so a day's weight is tasks - running_tasks)."""
+    mins = [r["min_task_duration_ms"] for r in days if r.get("min_task_duration_ms") is not None]
+    maxs = [r["max_task_duration_ms"] for r in days if r.get("max_task_duration_ms") is not None]
+    weighted = [(float(r["avg_task_duration_ms"]), (r.get("tasks") or 0) - (r.get("running_tasks") or 0))
+                for r in days if r.get("avg_task_duration_ms") is not None]
+    weight = sum(w for _, w in weighted)
+    return {
+        "min_task_duration_ms": min(mins) if mins else None,
+        "avg_task_duration_ms": sum(a * w for a, w in weighted) / weight if weight else None,
+        "max_task_duration_ms": max(maxs) if maxs else None,
+    }
+
+
+def image_type(data: bytes) -> str | None:
+    """The image type by magic bytes (never trust the key's extension)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    return None
+
+
+_PLACEHOLDER = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="270" height="600" viewBox="0 0 270 600">'
+    '<rect width="270" height="600" fill="#f3f4f6" stroke="#9ca3af" stroke-width="4" stroke-dasharray="12 8"/>'
+    '<text x="135" y="300" font-family="sans-serif" font-size="18" fill="#6b7280" text-anchor="middle">{text}</text>'
+    "</svg>")
+
+
+def _placeholder(text: str, status: int) -> Response:
+    # ``text`` is one of our fixed strings, never user data
+    return Response(_PLACEHOLDER.format(text=text), status_code=status, media_type="image/svg+xml",
+                    headers={"Cache-Control": "no-store", "X-Stepsdk-Placeholder": "1"})
+
+
+def register(source: DataSource) -> None:
+    def task_or_404(task_id: str) -> Row:
+        try:
+            task = source.get_task(task_id)
+        except SourceUnavailable as exc:
+            raise _unavailable(exc) from None
+        if task is None:
+            raise HTTPException(404, detail="task not found")
+        return task
+
+    @app.get("/api/tasks", tags=["stepsdk"], summary="List tasks (filters, sorting, pagination)")
+    def list_tasks(
+        search: Annotated[str, Query(max_length=500)] = "",
+        status: Status | None = None,
+        agent: Annotated[str | None, Query(max_length=200)] = None,
+        started_from: datetime | None = None,
+        started_to: datetime | None = None,
+        sort: SortColumn = "started_at",
+        order: Literal["asc", "desc"] = "desc",
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20,
+    ) -> dict[str, Any]:
+        try:
+            filters = TaskFilters(search=search, status=status, agent=agent,
+                                  started_from=started_from, started_to=started_to)
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+        try:
+            rows, total = source.list_tasks(filters, Sort(sort, order == "desc"), page, per_page)
+        except SourceUnavailable as exc:
+            raise _unavailable(exc) from None
+        return {"tasks": rows, "pagination": pagination(page, per_page, total)}
+
+    @app.get("/api/stats", tags=["stepsdk"], summary="Per-day figures, durations, top errors, step types")
+    def stats(days: Annotated[int, Query(ge=1, le=3660)] = 7,
+              top: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
+        try:
+            daily = source.get_daily_stats(days)
+            return {"days": daily, "durations": duration_overview(daily), "top_errors": source.top_errors(top),
+                    "step_types": source.step_type_breakdown(), "slowest_steps": source.slowest_steps(top)}
+        except SourceUnavailable as exc:
+            raise _unavailable(exc) from None
+
+    @app.get("/api/tasks/{task_id:path}/steps", tags=["stepsdk"], summary="A page of a task's steps")
+    def steps(task_id: TaskId, page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+              per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20) -> dict[str, Any]:
+        task_or_404(task_id)
+        try:
+            rows, total = source.get_steps(task_id, page, per_page)
+        except SourceUnavailable as exc:
+            raise _unavailable(exc) from None
+        return {"steps": rows, "pagination": pagination(page, per_page, total)}
+
+    @app.get("/api/tasks/{task_id:path}/report", tags=["stepsdk"], summary="Task, all steps, screenshots, statistics")
+    def report(task_id: TaskId) -> dict[str, Any]:
+        task = task_or_404(task_id)
+        try:
+            return task_report(task, source.iter_all_steps(task_id),
+                               [_with_url(r) for r in source.get_screenshots(task_id)], source.get_task_stats(task_id))
+        except SourceUnavailable as exc:
+            raise _unavailable(exc) from None
+
+    @app.get("/api/tasks/{task_id:path}/screenshots", tags=["stepsdk"], summary="A task's screenshots")
+    def screenshots(task_id: TaskId) -> dict[str, Any]:
+        task_or_404(task_id)
+        try:
+            return {"screenshots": [_with_url(r) for r in source.get_screenshots(task_id)]}
+        except SourceUnavailable as exc:
+            raise _unavailable(exc) from None
+
+    @app.get("/api/tasks/{task_id:path}", tags=["stepsdk"], summary="One task with its summary")
+    def task(task_id: TaskId) -> Row:
+        return task_or_404(task_id)
+
+    @app.get("/media/screenshots/{storage_path:path}", tags=["stepsdk"], summary="A screenshot (proxied)",
+             response_class=Response)
+    def screenshot(storage_path: str, fallback: bool = False) -> Response:
+        """``fallback=true`` (used by the pages) answers a missing, unreadable or non-image object
+        with a visible placeholder instead of a 404, so a page never shows a broken image."""
+        try:
+            data = source.screenshot_bytes(storage_path)
+        except SourceUnavailable as exc:
+            if fallback:
+                return _placeholder("Screenshot unavailable (backend down)", 503)
+            raise _unavailable(exc) from None
+        media_type = image_type(data) if data is not None else None
+        if data is None or media_type is None:
+            if fallback:
+                return _placeholder("Screenshot missing" if data is None else "Not a valid image", 200)
+            raise HTTPException(404, detail="screenshot not found" if data is None else "stored object is not an image")
+        # content-addressed keys never change content: let the browser keep them
+        return Response(data, media_type=media_type, headers={
+            "Cache-Control": "private, max-age=86400, immutable", "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/api/{rest:path}", include_in_schema=False)
+    def api_not_found(rest: str) -> None:
+        raise HTTPException(404, detail="no such API route")

@@ -1,0 +1,153 @@
+"""The one interface the pages and the JSON API talk to, whatever stores the runs.
+
+Every method is synchronous (the Supabase client is); callers on NiceGUI's event loop wrap
+them in ``run.io_bound``. Rows use the schema's column names. A backend that cannot be
+reached raises :class:`SourceUnavailable` with a message fit to show (never a key).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+Row = dict[str, Any]
+
+STATUSES = ("running", "success", "failed", "interrupted")
+STEP_TYPES = ("thinking", "action", "screenshot", "error", "validation")
+# Columns of the task list a user may sort by (all are task_summary columns).
+SORT_COLUMNS = (
+    "started_at", "finished_at", "task_id", "title", "agent", "status",
+    "total_steps", "failed_steps", "success_rate", "duration_ms",
+)
+MAX_TASK_ID = 200  # the schema's check on tasks.task_id
+MAX_PER_PAGE = 100
+# Content-addressed keys the SDK writes (<sha[0:2]>/<sha>.webp) and other plain object keys;
+# anything with "..", a leading slash, a backslash or odd characters is refused.
+_SAFE_KEY = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9_\-./]{1,1024}$")
+
+
+class SourceUnavailable(RuntimeError):
+    """The backend could not answer (down, timed out, refused). The message is safe to show."""
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    """What the task list is narrowed to. Empty fields do not filter."""
+
+    search: str = ""  # substring of task_id or title, case-insensitive
+    status: str | None = None
+    agent: str | None = None
+    started_from: datetime | None = None  # inclusive
+    started_to: datetime | None = None  # exclusive
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        for name in ("started_from", "started_to"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise ValueError(f"{name} must be a timezone-aware datetime")
+        if len(self.search) > 500:
+            raise ValueError("search must be at most 500 characters")
+
+
+@dataclass(frozen=True)
+class Sort:
+    column: str = "started_at"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.column not in SORT_COLUMNS:
+            raise ValueError(f"sort column must be one of {SORT_COLUMNS}, got {self.column!r}")
+
+
+def is_plausible_task_id(task_id: object) -> bool:
+    """False for ids no stored task can have (so we answer 'not found' without a query)."""
+    return isinstance(task_id, str) and 1 <= len(task_id) <= MAX_TASK_ID and "\x00" not in task_id
+
+
+def is_safe_storage_path(path: object) -> bool:
+    return isinstance(path, str) and bool(_SAFE_KEY.match(path))
+
+
+def check_paging(page: int, per_page: int, max_per_page: int = MAX_PER_PAGE) -> None:
+    if not isinstance(page, int) or page < 1:
+        raise ValueError(f"page must be an integer >= 1, got {page!r}")
+    if not isinstance(per_page, int) or not 1 <= per_page <= max_per_page:
+        raise ValueError(f"per_page must be an integer in 1..{max_per_page}, got {per_page!r}")
+
+
+class DataSource(ABC):
+    """Read-only access to tasks, steps, screenshots and statistics.
+
+    Statistics follow the SQL definitions of ``supabase/migrations/*_stepsdk_stats.sql``
+    (rates 0..1, durations in ms, percentiles by linear interpolation) so the viewer and the
+    SQL console show the same numbers.
+    """
+
+    #: shown in the page header ("backup: ./backup", "supabase: https://…")
+    description: str = ""
+
+    @abstractmethod
+    def list_tasks(self, filters: TaskFilters, sort: Sort, page: int, per_page: int) -> tuple[list[Row], int]:
+        """One page of task_summary rows (+ the total matching the filters)."""
+
+    @abstractmethod
+    def get_task(self, task_id: str) -> Row | None:
+        """The task row merged with its task_summary columns, or None when unknown."""
+
+    @abstractmethod
+    def get_steps(self, task_id: str, page: int, per_page: int) -> tuple[list[Row], int]:
+        """One page of the task's steps in step_number order (+ the task's step count)."""
+
+    @abstractmethod
+    def get_task_stats(self, task_id: str) -> Row | None:
+        """stepsdk_task_stats: total/successful/failed steps, success_rate, total and average
+        step duration, screenshots_count. None when the task is unknown."""
+
+    @abstractmethod
+    def get_screenshots(self, task_id: str, step_ids: list[str] | None = None) -> list[Row]:
+        """The task's step_screenshots rows (only those of ``step_ids`` when given)."""
+
+    @abstractmethod
+    def get_daily_stats(self, days: int) -> list[Row]:
+        """stepsdk_daily_stats(days): one row per UTC day, oldest first, empty days included."""
+
+    @abstractmethod
+    def step_type_breakdown(self, task_id: str | None = None) -> list[Row]:
+        """Per step_type: steps, failed_steps, avg and p95 duration (all tasks, or one)."""
+
+    @abstractmethod
+    def top_errors(self, limit: int = 10) -> list[Row]:
+        """error_summary rows, most frequent first."""
+
+    @abstractmethod
+    def slowest_steps(self, limit: int = 20, since: datetime | None = None) -> list[Row]:
+        """stepsdk_slowest_steps rows."""
+
+    @abstractmethod
+    def agents(self) -> list[str]:
+        """Distinct agent names (for the filter)."""
+
+    @abstractmethod
+    def screenshot_bytes(self, storage_path: str) -> bytes | None:
+        """The stored image, or None when it is missing or unreadable."""
+
+    def step_durations(self, task_id: str) -> list[Row]:
+        """step_number, step_type, duration_ms, success of every step (for the duration chart)."""
+        keys = ("step_number", "step_type", "duration_ms", "success")
+        return [{k: s.get(k) for k in keys} for s in self.iter_all_steps(task_id)]
+
+    def iter_all_steps(self, task_id: str, chunk: int = MAX_PER_PAGE) -> list[Row]:
+        """Every step of a task (exports, comparisons), fetched page by page."""
+        out: list[Row] = []
+        page = 1
+        while True:
+            rows, total = self.get_steps(task_id, page, chunk)
+            out.extend(rows)
+            if not rows or len(out) >= total:
+                return out
+            page += 1

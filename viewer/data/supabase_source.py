@@ -1,0 +1,249 @@
+"""DataSource over Supabase, through the official ``supabase`` client.
+
+Statistics come from the SQL views/functions of ``*_stepsdk_stats.sql`` so the viewer shows
+exactly what the SQL console shows. The client is synchronous: pages call us through
+``run.io_bound``. Screenshots are downloaded here (service key or user token) and served by
+the viewer's own route, so no key or signed URL reaches the browser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from postgrest import APIError
+from storage3.exceptions import StorageApiError
+from storage3.utils import StorageException
+
+from supabase import Client, ClientOptions, create_client
+
+from .base import (
+    DataSource,
+    Row,
+    Sort,
+    SourceUnavailable,
+    TaskFilters,
+    check_paging,
+    is_plausible_task_id,
+    is_safe_storage_path,
+)
+
+log = logging.getLogger("viewer.supabase")
+BUCKET = "step-screenshots"
+T = TypeVar("T")
+
+
+class SupabaseSource(DataSource):
+    def __init__(self, url: str, key: str, *, access_token: str | None = None, timeout: float = 10.0) -> None:
+        """``key``: the service role key, or the anon key together with a user's ``access_token``
+        (then row-level security shows that user's tasks only)."""
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL of a Supabase project")
+        if not isinstance(key, str) or not key:
+            raise ValueError("key must be a non-empty string")
+        headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
+        # No client-side retries: a viewer should say "unreachable" now, not after 7 s of backoff.
+        options = ClientOptions(postgrest_client_retry=False, postgrest_client_timeout=timeout,
+                                storage_client_timeout=int(timeout), headers=headers)
+        self._client: Client = create_client(url, key, options)
+        self._secrets = tuple(s for s in (key, access_token) if s)
+        self.description = f"supabase: {url}"
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(self._safe(f"Supabase is unreachable while reading {what} "
+                                               f"({type(exc).__name__})")) from None
+        except APIError as exc:
+            raise SourceUnavailable(self._safe(f"Supabase refused to read {what}: "
+                                               f"{exc.code or ''} {exc.message or ''}".strip())) from None
+
+    def _safe(self, message: str) -> str:
+        for secret in self._secrets:
+            message = message.replace(secret, "[redacted]")
+        return message[:500]
+
+    def _table(self, name: str) -> Any:
+        return self._client.table(name)
+
+    # -- tasks ------------------------------------------------------------------------------
+    def list_tasks(self, filters: TaskFilters, sort: Sort, page: int, per_page: int) -> tuple[list[Row], int]:
+        check_paging(page, per_page, max_per_page=1000)
+        start = (page - 1) * per_page
+
+        def query() -> tuple[list[Row], int]:
+            q = _apply_filters(self._table("task_summary").select("*", count="exact"), filters)
+            q = q.order(sort.column, desc=sort.descending, nullsfirst=sort.descending)
+            if sort.column != "task_id":
+                q = q.order("task_id")
+            try:
+                res = q.range(start, start + per_page - 1).execute()
+            except APIError as exc:
+                if exc.code != "PGRST103":  # offset past the end: an empty page, not an error
+                    raise
+                head = _apply_filters(self._table("tasks").select("task_id", count="exact", head=True), filters)
+                return [], int(head.execute().count or 0)
+            return list(res.data or []), int(res.count or 0)
+
+        return self._call("the task list", query)
+
+    def get_task(self, task_id: str) -> Row | None:
+        if not is_plausible_task_id(task_id):
+            return None
+
+        def query() -> Row | None:
+            task = self._table("tasks").select("*").eq("task_id", task_id).limit(1).execute().data
+            if not task:
+                return None
+            summary = self._table("task_summary").select("*").eq("task_id", task_id).limit(1).execute().data
+            return {**task[0], **(summary[0] if summary else {})}
+
+        return self._call("the task", query)
+
+    def get_steps(self, task_id: str, page: int, per_page: int) -> tuple[list[Row], int]:
+        check_paging(page, per_page, max_per_page=1000)  # PostgREST caps a response at 1000 rows
+        if not is_plausible_task_id(task_id):
+            return [], 0
+        start = (page - 1) * per_page
+
+        def query() -> tuple[list[Row], int]:
+            q = (self._table("task_steps").select("*", count="exact").eq("task_id", task_id)
+                 .order("step_number").order("id"))
+            try:
+                res = q.range(start, start + per_page - 1).execute()
+            except APIError as exc:
+                if exc.code != "PGRST103":
+                    raise
+                head = self._table("task_steps").select("id", count="exact", head=True).eq("task_id", task_id)
+                return [], int(head.execute().count or 0)
+            return list(res.data or []), int(res.count or 0)
+
+        return self._call("the steps", query)
+
+    def iter_all_steps(self, task_id: str, chunk: int = 1000) -> list[Row]:
+        return super().iter_all_steps(task_id, chunk)
+
+    def get_task_stats(self, task_id: str) -> Row | None:
+        if not is_plausible_task_id(task_id):
+            return None
+        rows = self._call("the task statistics",
+                          lambda: self._client.rpc("stepsdk_task_stats", {"p_task_id": task_id}).execute().data)
+        return _num(rows[0]) if rows else None
+
+    def get_screenshots(self, task_id: str, step_ids: list[str] | None = None) -> list[Row]:
+        if not is_plausible_task_id(task_id):
+            return []
+
+        def query() -> list[Row]:
+            q = self._table("step_screenshots").select("*").eq("task_id", task_id)
+            if step_ids is not None:
+                if not step_ids:
+                    return []
+                q = q.in_("step_id", step_ids)
+            return list(q.order("created_at").order("id").limit(1000).execute().data or [])
+
+        return self._call("the screenshots", query)
+
+    def step_durations(self, task_id: str) -> list[Row]:
+        if not is_plausible_task_id(task_id):
+            return []
+        out: list[Row] = []
+        while True:  # 1000 rows a request: PostgREST's cap
+            batch = self._call("the step durations", lambda: list(
+                self._table("task_steps").select("step_number,step_type,duration_ms,success")
+                .eq("task_id", task_id).order("step_number").range(len(out), len(out) + 999).execute().data or []))
+            out.extend(batch)
+            if len(batch) < 1000:
+                return out
+
+    def agents(self) -> list[str]:
+        # PostgREST has no DISTINCT: the agents of the most recent 1000 tasks are what people filter by.
+        rows = self._call("the agents", lambda: self._table("tasks").select("agent").not_.is_("agent", "null")
+                          .order("started_at", desc=True).limit(1000).execute().data or [])
+        return sorted({r["agent"] for r in rows if r.get("agent")})
+
+    # -- statistics -------------------------------------------------------------------------
+    def get_daily_stats(self, days: int) -> list[Row]:
+        if not isinstance(days, int) or not 1 <= days <= 3660:
+            raise ValueError(f"days must be an integer in 1..3660, got {days!r}")
+        rows = self._call("the daily statistics",
+                          lambda: self._client.rpc("stepsdk_daily_stats", {"days": days}).execute().data or [])
+        return [_num(r) for r in rows]
+
+    def step_type_breakdown(self, task_id: str | None = None) -> list[Row]:
+        if task_id is None:
+            call = lambda: self._table("step_type_breakdown").select("*").order("step_type").execute().data  # noqa: E731
+        elif not is_plausible_task_id(task_id):
+            return []
+        else:
+            call = lambda: self._client.rpc("stepsdk_task_step_types", {"p_task_id": task_id}).execute().data  # noqa: E731
+        return [_num(r) for r in self._call("the step types", call) or []]
+
+    def top_errors(self, limit: int = 10) -> list[Row]:
+        return self._call("the errors", lambda: list(
+            self._table("error_summary").select("*").order("occurrences", desc=True)
+            .order("last_seen", desc=True).limit(limit).execute().data or []))
+
+    def slowest_steps(self, limit: int = 20, since: datetime | None = None) -> list[Row]:
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit must be in 1..1000, got {limit}")
+        params: dict[str, Any] = {"limit_n": limit, "since": since.isoformat() if since else None}
+        return self._call("the slowest steps",
+                          lambda: list(self._client.rpc("stepsdk_slowest_steps", params).execute().data or []))
+
+    def screenshot_bytes(self, storage_path: str) -> bytes | None:
+        if not is_safe_storage_path(storage_path):
+            return None
+
+        def download() -> bytes | None:
+            try:
+                return self._client.storage.from_(BUCKET).download(storage_path)
+            except StorageApiError as exc:
+                if str(exc.status) in {"400", "404"}:
+                    return None
+                raise SourceUnavailable(f"Storage refused the screenshot ({exc.status})") from None
+            except StorageException:
+                return None
+
+        return self._call("a screenshot", download)
+
+
+def _apply_filters(q: Any, f: TaskFilters) -> Any:
+    if f.status:
+        q = q.eq("status", f.status)
+    if f.agent:
+        q = q.eq("agent", f.agent)
+    if f.started_from:
+        q = q.gte("started_at", f.started_from.isoformat())
+    if f.started_to:
+        q = q.lt("started_at", f.started_to.isoformat())
+    if f.search:
+        pattern = _quote(f"*{_escape_like(f.search)}*")
+        q = q.or_(f"task_id.ilike.{pattern},title.ilike.{pattern}")
+    return q
+
+
+def _escape_like(text: str) -> str:
+    # ILIKE's escape character is the backslash; PostgREST turns * into %.
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _quote(value: str) -> str:
+    """A PostgREST logic-tree value in double quotes (so , . ( ) : are literal)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _num(row: Row) -> Row:
+    """Rates are SQL numeric: PostgREST may send them as strings; the viewer wants floats."""
+    out: Row = dict(row)
+    for key, value in row.items():
+        if key.endswith("_rate") and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                out[key] = float(value)
+    return out

@@ -1,0 +1,135 @@
+"""Shared page pieces: the frame (header + nav), formatting, and safe data fetching.
+
+User data is only ever shown through text-rendering elements (labels, table cells, Vue
+``{{ }}`` interpolation), never ui.html/ui.markdown, so HTML in step text stays text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from nicegui import run, ui
+
+from ..data._stats import parse_ts
+from ..data.base import SourceUnavailable
+
+log = logging.getLogger("viewer.pages")
+T = TypeVar("T")
+
+STATUS_COLORS = {"running": "blue", "success": "positive", "failed": "negative", "interrupted": "orange"}
+STEP_TYPE_STYLE = {  # icon, colour
+    "thinking": ("psychology", "purple"),
+    "action": ("touch_app", "primary"),
+    "screenshot": ("photo_camera", "teal"),
+    "error": ("error", "negative"),
+    "validation": ("fact_check", "green"),
+}
+MAX_JSON_CHARS = 20_000  # beyond this a block is cut (exports have the whole value)
+
+
+class FetchError(Exception):
+    """A fetch failed; ``message`` is safe to show."""
+
+
+async def fetch(fn: Callable[..., T], *args: Any) -> T:
+    """Run a data-source call off the event loop; backend trouble becomes FetchError."""
+    try:
+        return await run.io_bound(fn, *args)
+    except SourceUnavailable as exc:
+        raise FetchError(str(exc)) from None
+    except Exception as exc:  # a bug or an unexpected answer: log it, show a short message
+        log.warning("viewer: %s failed: %s", getattr(fn, "__name__", fn), type(exc).__name__, exc_info=True)
+        raise FetchError(f"Could not load the data ({type(exc).__name__}).") from None
+
+
+def frame(title: str, source_description: str) -> None:
+    """Header with navigation, shared by every page."""
+    ui.page_title(f"{title} · stepsdk viewer")
+    ui.colors(primary="#4f46e5")
+    with ui.header().classes("items-center gap-4 bg-indigo-700 py-2 px-4"):
+        ui.link("stepsdk viewer", "/").classes("text-white text-lg font-bold no-underline")
+        ui.link("Tasks", "/").classes("text-white no-underline")
+        ui.link("Statistics", "/stats").classes("text-white no-underline")
+        ui.link("Compare", "/compare").classes("text-white no-underline")
+        ui.space()
+        ui.label(source_description).classes("text-indigo-200 text-xs")
+
+
+def error_box(message: str, *, title: str = "Something went wrong") -> ui.card:
+    with ui.card().classes("w-full bg-red-50 border border-red-300").mark("error-box") as card:
+        with ui.row().classes("items-center gap-2"):
+            ui.icon("error_outline", color="negative")
+            ui.label(title).classes("text-red-800 font-bold")
+        ui.label(message).classes("text-red-700")
+    return card
+
+
+def empty_box(message: str) -> None:
+    with ui.card().classes("w-full bg-gray-50"), ui.row().classes("items-center gap-2"):
+        ui.icon("inbox", color="grey")
+        ui.label(message).classes("text-gray-600")
+
+
+def task_url(task_id: str) -> str:
+    return "/tasks/" + quote(task_id, safe="")
+
+
+def screenshot_url(storage_path: str, *, fallback: bool = False) -> str:
+    url = "/media/screenshots/" + quote(storage_path, safe="/")
+    return url + "?fallback=true" if fallback else url
+
+
+def fmt_ms(value: Any) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "–"
+    if value < 1000:
+        return f"{value:.0f} ms"
+    if value < 60_000:
+        return f"{value / 1000:.2f} s"
+    minutes, seconds = divmod(value / 1000, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {seconds:.0f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)} h {int(minutes)} min"
+
+
+def fmt_rate(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return "–"
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "–"
+    return f"{value * 100:.1f} %"
+
+
+def fmt_ts(value: Any) -> str:
+    ts = parse_ts(value)
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "–"
+
+
+def to_json_text(value: Any, limit: int = MAX_JSON_CHARS) -> str:
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) > limit:
+        text = text[:limit] + f"\n… cut here: {len(text) - limit:,} more characters (export the task for all of it)"
+    return text
+
+
+def json_block(value: Any) -> ui.label:
+    """Readable JSON as plain text (never markdown/HTML)."""
+    return ui.label(to_json_text(value)).classes(
+        "font-mono text-xs whitespace-pre-wrap break-all bg-gray-100 rounded p-2 w-full max-h-96 overflow-auto")
+
+
+def status_badge(status: Any) -> ui.badge:
+    text = str(status or "unknown")
+    return ui.badge(text, color=STATUS_COLORS.get(text, "grey")).classes("text-sm")
