@@ -1,0 +1,258 @@
+"""StepTracker in local mode (the backup is the store): API, validation, failures never reach the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stepsdk import Level, StepTracker, StepType, TaskStatus
+from stepsdk._backup import BackupStore
+
+
+def _tracker(tmp_path: Path, **kw: object) -> StepTracker:
+    return StepTracker(title="t", backup_dir=tmp_path, supabase_url="", supabase_key="", **kw)
+
+
+def _steps(tmp_path: Path, task_id: str) -> list[dict]:
+    return BackupStore(tmp_path).read().steps.get(task_id, [])
+
+
+def test_record_returns_step_and_everything_lands_in_backup(tmp_path: Path) -> None:
+    seen: list[int] = []
+    with _tracker(tmp_path, agent="a") as t:
+        t.add_step_callback(lambda s: seen.append(s.step_number))
+        s1 = t.record_step(StepType.THINKING, {"analysis": "x"}, thinking="hmm")
+        s2 = t.record_step("action", {"action": "tap", "x": 1}, action_result={"ok": True},
+                           duration_ms=120, success=True, metadata={"m": 1})
+        assert (s1.step_number, s2.step_number) == (1, 2) and s1.id != s2.id
+    rows = _steps(tmp_path, t.task_id)
+    assert [r["id"] for r in rows] == [s1.id, s2.id] and seen == [1, 2]
+    assert rows[0]["thinking"] == "hmm" and rows[0]["step_type"] == "thinking"
+    assert rows[1]["action_result"] == {"ok": True} and rows[1]["duration_ms"] == 120.0
+    assert rows[1]["metadata"] == {"m": 1}
+    task = BackupStore(tmp_path).read().tasks[t.task_id]
+    assert task["status"] == "success" and task["agent"] == "a" and task["finished_at"]
+
+
+@pytest.mark.parametrize(("kwargs", "exc"), [
+    ({"step_type": "bogus"}, ValueError), ({"step_type": 3}, TypeError),
+    ({"step_data": [1, 2]}, TypeError), ({"step_data": "x"}, TypeError),
+    ({"thinking": 5}, TypeError), ({"duration_ms": -1}, ValueError), ({"duration_ms": float("nan")}, ValueError),
+    ({"duration_ms": "5"}, TypeError), ({"success": 1}, TypeError), ({"error_message": 3}, TypeError),
+    ({"metadata": [1]}, TypeError), ({"screenshot": 12345}, TypeError),
+])
+def test_programming_mistakes_raise_at_the_call(tmp_path: Path, kwargs: dict, exc: type) -> None:
+    args = {"step_type": "action"} | kwargs
+    with _tracker(tmp_path) as t:
+        with pytest.raises(exc):
+            t.record_step(**args)
+        assert t.stats().recorded == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"task_id": ""}, {"task_id": "x" * 201}, {"task_id": "a\x00b"},
+                                    {"buffer_size": 0}, {"flush_interval": 0}, {"level": "LOUD"}])
+def test_bad_tracker_arguments(tmp_path: Path, kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        _tracker(tmp_path, **kwargs)
+
+
+def test_hostile_task_id_is_stored_but_never_a_path(tmp_path: Path) -> None:
+    tid = "../../etc/passwd\\..\\:*?<>|"
+    with _tracker(tmp_path, task_id=tid) as t:
+        t.record_step("action", {})
+    assert len(_steps(tmp_path, tid)) == 1
+    assert {p.name for p in tmp_path.iterdir()} == {"journal"}
+
+
+def test_step_context_times_and_records_exceptions(tmp_path: Path) -> None:
+    with _tracker(tmp_path) as t:
+        with t.step("action", {"action": "launch"}) as s:
+            time.sleep(0.02)
+            s.action_result = {"launched": True}
+        with pytest.raises(ZeroDivisionError), t.step(StepType.ACTION, {"action": "div"}):
+            _ = 1 / 0
+    ok, bad = _steps(tmp_path, t.task_id)
+    assert ok["duration_ms"] >= 20 and ok["action_result"] == {"launched": True} and ok["success"]
+    assert not bad["success"] and bad["error_type"] == "ZeroDivisionError"
+    assert "division by zero" in bad["error_message"] and "ZeroDivisionError" in bad["stack_trace"]
+
+
+def test_exception_escaping_marks_task_failed(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), _tracker(tmp_path) as t:
+        t.record_step("action", {})
+        raise RuntimeError("agent crashed")
+    task = BackupStore(tmp_path).read().tasks[t.task_id]
+    assert task["status"] == "failed" and "agent crashed" in task["error_message"]
+
+
+def test_finish_validates_status_and_latest_wins(tmp_path: Path) -> None:
+    t = _tracker(tmp_path)
+    with pytest.raises(ValueError):
+        t.finish("done")
+    t.finish(TaskStatus.FAILED, error_message="first")
+    t.finish("success", result="second")
+    t.close()
+    task = BackupStore(tmp_path).read().tasks[t.task_id]
+    assert task["status"] == "success" and task["result"] == "second"
+
+
+def test_callback_errors_are_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with _tracker(tmp_path) as t:
+        t.add_step_callback(lambda s: 1 / 0)
+        t.record_step("action", {})
+    assert "callback" in caplog.text and len(_steps(tmp_path, t.task_id)) == 1
+
+
+def test_unwritable_backup_never_reaches_the_agent(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    t = StepTracker(backup_dir=blocker / "backup", supabase_url="", supabase_key="")
+    for i in range(20):
+        t.record_step("action", {"i": i}, screenshot=Image.new("RGB", (8, 8)))
+    result = t.close(timeout=2)
+    stats = t.stats()
+    assert stats.recorded == 20 and stats.backup_errors >= 1 and stats.dropped == 20
+    assert "backup write failed" in (stats.last_error or "")
+    assert result.pending == 0
+
+
+def test_bad_screenshots_keep_the_step_with_reason(tmp_path: Path) -> None:
+    with _tracker(tmp_path) as t:
+        t.record_step("screenshot", {}, screenshot=b"garbage bytes")
+        t.record_step("screenshot", {}, screenshot=str(tmp_path / "missing.png"))
+        t.record_step("screenshot", {}, screenshot=Image.new("RGB", (40, 80), (1, 2, 3)))
+    bad1, bad2, good = _steps(tmp_path, t.task_id)
+    assert bad1["screenshot_path"] is None and bad1["metadata"]["screenshot_error"]["reason"]
+    assert bad2["metadata"]["screenshot_error"]["reason"] == "not_found"
+    store = BackupStore(tmp_path)
+    assert store.screenshot_file(good["screenshot_path"]) is not None
+    shots = store.read().screenshots[t.task_id]
+    assert len(shots) == 1 and shots[0]["step_id"] == good["id"] and shots[0]["file_size"] > 0
+
+
+def test_level_basic_drops_stack_and_screenshots(tmp_path: Path) -> None:
+    with _tracker(tmp_path, level=Level.BASIC) as t:
+        t.record_step("error", {"x": "y" * 5000}, stack_trace="Traceback...",
+                      screenshot=Image.new("RGB", (8, 8)))
+    row = _steps(tmp_path, t.task_id)[0]
+    assert row["stack_trace"] is None and row["screenshot_path"] is None
+    assert "level BASIC" in row["metadata"]["screenshot_dropped"]
+    assert row["step_data"]["x"].endswith("…[truncated 4000 chars]")
+
+
+def test_secrets_never_in_backup_repr_or_stats(tmp_path: Path) -> None:
+    key = "sb_secret_THIS_MUST_NOT_LEAK_123"
+    t = StepTracker(backup_dir=tmp_path, supabase_url="http://127.0.0.1:9", supabase_key=key,
+                    buffer_size=1)
+    t.record_step("action", {"api_key": "abc", "note": f"the key is {key}"}, thinking=key)
+    t.close(timeout=1)
+    assert key not in repr(t) and key not in repr(t.config) and key not in repr(t.stats())
+    blob = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert key.encode() not in blob and b"abc" not in blob
+
+
+def test_flush_result_in_local_mode(tmp_path: Path) -> None:
+    t = _tracker(tmp_path)
+    for i in range(300):
+        t.record_step("action", {"i": i})
+    r = t.flush(timeout=5)
+    assert (r.uploaded, r.backed_up, r.pending, r.timed_out) == (0, 300, 0, False)
+    t.close()
+
+
+def test_full_queue_spills_to_disk_nothing_dropped(tmp_path: Path) -> None:
+    t = _tracker(tmp_path, max_queue=5)
+    for i in range(2000):
+        t.record_step("action", {"i": i})
+    t.close()
+    assert t.stats().spilled > 0
+    rows = _steps(tmp_path, t.task_id)
+    assert sorted(r["step_number"] for r in rows) == list(range(1, 2001))
+
+
+def test_records_after_close_go_to_backup(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    t = _tracker(tmp_path)
+    t.close()
+    t.record_step("action", {"late": True})
+    assert "after close" in caplog.text
+    assert len(_steps(tmp_path, t.task_id)) == 1
+
+
+def test_many_threads_one_tracker_numbers_unique(tmp_path: Path) -> None:
+    import threading
+
+    t = _tracker(tmp_path)
+    threads = [threading.Thread(target=lambda: [t.record_step("action", {}) for _ in range(250)]) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    t.close()
+    rows = _steps(tmp_path, t.task_id)
+    assert len(rows) == 1000 and len({r["id"] for r in rows}) == 1000
+    assert sorted(r["step_number"] for r in rows) == list(range(1, 1001))
+
+
+async def test_async_surface_never_blocks_the_loop(tmp_path: Path) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    tick_task = asyncio.create_task(ticker())
+    async with StepTracker(backup_dir=tmp_path, supabase_url="", supabase_key="") as t:
+        for i in range(50):
+            t.record_step("action", {"i": i})
+        r = await t.aflush(timeout=5)
+        assert r.backed_up == 50
+        await asyncio.sleep(0.05)
+    tick_task.cancel()
+    assert ticks >= 5
+    assert BackupStore(tmp_path).read().tasks[t.task_id]["status"] == "success"
+
+
+def test_garbage_collected_tracker_still_writes(tmp_path: Path) -> None:
+    t = _tracker(tmp_path)
+    tid = t.task_id
+    for i in range(10):
+        t.record_step("action", {"i": i})
+    del t
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while len(_steps(tmp_path, tid)) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(_steps(tmp_path, tid)) == 10
+
+
+def test_interpreter_exit_flushes_pending_steps(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        from stepsdk import StepTracker
+        t = StepTracker(task_id="exit-task", backup_dir={str(tmp_path)!r}, supabase_url="", supabase_key="")
+        for i in range(500):
+            t.record_step("action", {{"i": i}})
+        # no close(): atexit must flush
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert len(_steps(tmp_path, "exit-task")) == 500
+
+
+def test_log_output_is_valid_and_quiet(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="stepsdk")
+    with _tracker(tmp_path) as t:
+        t.record_step("action", {"password": "hunter2"})
+    assert "hunter2" not in caplog.text
+    line = next(p for p in (tmp_path / "journal").iterdir()).read_bytes().splitlines()[2]
+    assert json.loads(line[9:])["row"]["step_data"] == {"password": "[REDACTED]"}
