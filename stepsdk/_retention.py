@@ -27,7 +27,7 @@ from stepsdk._backup import KIND_SHOT, KIND_STEP, KIND_TASK, BackupSnapshot, Bac
 log = logging.getLogger(__name__)
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_DURATION = re.compile(r"(\d{1,9})([mhdw])")
+_DURATION = re.compile(r"([0-9]{1,9})([mhdw])")
 
 
 def parse_duration(text: str) -> timedelta:
