@@ -125,6 +125,9 @@ class Worker:
         self.last_error: str | None = None
         self.task_version_submitted = 0
         self.task_version_journaled = 0
+        self.processed = 0  # steps the journal thread handled (written or not)
+        self.task_version_processed = 0
+        self._struggling = False  # the current batch needed a retry: do not make flush wait on it
         self.task_version_uploaded = 0
         self._uploaded_objects: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.sink: Any = None
@@ -210,10 +213,13 @@ class Worker:
         now = time.monotonic()
         with self._cond:
             for it in items:
-                if it.kind == KIND_STEP and journaled:
-                    self.journaled += 1
-                if it.kind == KIND_TASK and journaled:
-                    self.task_version_journaled = max(self.task_version_journaled, it.version)
+                if it.kind == KIND_STEP:
+                    self.processed += 1
+                    self.journaled += journaled
+                if it.kind == KIND_TASK:
+                    self.task_version_processed = max(self.task_version_processed, it.version)
+                    if journaled:
+                        self.task_version_journaled = max(self.task_version_journaled, it.version)
                 if self.sink is None:
                     if not journaled and it.kind == KIND_STEP:
                         self.dropped += 1  # local mode and the disk refused it: nowhere to keep it
@@ -386,6 +392,9 @@ class Worker:
         def on_retry(exc: BaseException) -> None:
             self.retried += 1
             self.last_error = one_line(exc)
+            with self._cond:
+                self._struggling = True
+                self._cond.notify_all()
 
         try:
             self._policy().call(fn, on_retry)
@@ -429,6 +438,7 @@ class Worker:
             if self._flush_requested and not self._pending and self._backlog_offset is None:
                 self._flush_requested = 0
             self._cond.notify_all()
+        self._struggling = False
         self.breaker.success(len(self._pending))
 
     def _upload_objects(self, shots: list[_Item]) -> list[str]:
@@ -510,11 +520,12 @@ class Worker:
             return self._result(target, timed_out=False)
 
     def _flushed(self, target: int, task_target: int) -> bool:
-        journaled = (self.journaled + self.dropped >= target and self.task_version_journaled >= task_target)
-        if self.sink is None:
+        journaled = self.processed >= target and self.task_version_processed >= task_target
+        if self.sink is None or not journaled:
             return journaled
-        if self.breaker.open or self._upload_thread is None or not self._upload_thread.is_alive():
-            return journaled
+        # Backend failing (breaker open, or this batch is being retried): the backup holds it all.
+        if self.breaker.open or self._struggling or self._upload_thread is None or not self._upload_thread.is_alive():
+            return True
         return (self.uploaded + self.rejected >= target and self.task_version_uploaded >= task_target)
 
     def _result(self, target: int, timed_out: bool) -> FlushResult:
