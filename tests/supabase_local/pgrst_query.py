@@ -177,11 +177,43 @@ def filter_sql(column: str, expression: str, qualifier: sql.Composable | None, p
 def where_sql(filters: list[tuple[str, str]], qualifier: sql.Composable | None, params: Params) -> sql.Composable:
     conds: list[sql.Composable] = []
     for key, value in filters:
-        if key in ("or", "and", "not.or", "not.and"):
-            raise ApiError(400, "PGRST100", "Logical operators (or=, and=) are not supported by the local "
+        if key in ("or", "not.or"):
+            conds.append(_or_sql(key, value, qualifier, params))
+            continue
+        if key in ("and", "not.and"):
+            raise ApiError(400, "PGRST100", "Logical operator and= is not supported by the local "
                            "Supabase stack", f"{key}={value}", None)
         conds.append(filter_sql(key, value, qualifier, params))
     return sql.SQL(" AND ").join(conds) if conds else sql.SQL("TRUE")
+
+
+def _or_sql(key: str, value: str, qualifier: sql.Composable | None, params: Params) -> sql.Composable:
+    """``or=(col.op.value,col.op."quoted, value")``: flat lists only (no nested and/or)."""
+    if not (value.startswith("(") and value.endswith(")")):
+        raise parse_error(f'"failed to parse logic tree ({value})"', 'expecting "(" and ")"')
+    items, cur, quoted, i, inner = [], [], False, 0, value[1:-1]
+    while i < len(inner):  # split on commas outside double quotes; unquote "..." with \ escapes
+        ch = inner[i]
+        if quoted and ch == "\\" and i + 1 < len(inner):
+            cur.append(inner[i + 1])
+            i += 1
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    items.append("".join(cur))
+    conds = []
+    for item in items:
+        column, dot, expression = item.partition(".")
+        if not dot or column.startswith(("or(", "and(")):
+            raise parse_error(f'"failed to parse logic tree ({value})"')
+        conds.append(filter_sql(column, expression, qualifier, params))
+    tree = sql.SQL("({})").format(sql.SQL(" OR ").join(conds))
+    return sql.SQL("NOT {}").format(tree) if key.startswith("not.") else tree
 
 
 def order_sql(text: str, qualifier: sql.Composable | None) -> sql.Composable:

@@ -32,8 +32,9 @@ from .jwt import JwtError, verify
 log = logging.getLogger(__name__)
 
 GLOBAL_FILE_SIZE_LIMIT = 50 * 1024 * 1024
-_KEY_RE = re.compile(r"^(\w|/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$")
-_BUCKET_RE = re.compile(r"^(\w|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$")
+# Storage's isValidKey/isValidBucketName; JavaScript's \w is ASCII-only, hence re.ASCII.
+_KEY_RE = re.compile(r"^(\w|/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$", re.ASCII)
+_BUCKET_RE = re.compile(r"^(\w|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$", re.ASCII)
 
 
 class StorageError(Exception):
