@@ -1,0 +1,386 @@
+"""``stepsdk import``: strict validation (nothing half-imported), idempotence, and the round trip
+export → delete → import → resync → export against the local Supabase stack."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import stat
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from stepsdk._backup import BackupStore
+from stepsdk.cli import main
+from stepsdk.cli._common import Exit
+from tests.cli_data import (
+    BUCKET,
+    Dataset,
+    counts,
+    json_out,
+    load_into_backup,
+    load_into_stack,
+    local_env,
+    stack_env,
+    webp,
+)
+
+
+@pytest.fixture
+def exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A JSON export and a zip export of two tasks (from a backup), plus the dataset."""
+    ds = Dataset()
+    ds.add_task("share-me", image_seeds=[1, 2, None])
+    ds.add_task("other", status="failed", image_seeds=[1])
+    load_into_backup(tmp_path / "src", ds)
+    local_env(monkeypatch, tmp_path / "dest")
+    for name, extra in (("run.json", []), ("run.jsonl", ["--format", "jsonl"]), ("run.zip", ["--with-screenshots"])):
+        assert main(["export", "--backup-dir", str(tmp_path / "src"), "-o", str(tmp_path / name), *extra]) == 0
+    return {"ds": ds, "json": tmp_path / "run.json", "jsonl": tmp_path / "run.jsonl", "zip": tmp_path / "run.zip",
+            "dest": tmp_path / "dest"}
+
+
+def _snapshot_counts(root: Path) -> tuple[int, int, int]:
+    snap = BackupStore(root).read()
+    assert snap.problems == []
+    return (len(snap.tasks), sum(map(len, snap.steps.values())), sum(map(len, snap.screenshots.values())))
+
+
+def _journal_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*")) if root.exists() else []
+
+
+@pytest.mark.parametrize("kind", ["json", "jsonl", "zip"])
+def test_import_into_backup_is_complete_and_idempotent(exported: dict[str, Any], kind: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    dest, ds = exported["dest"], exported["ds"]
+    assert main(["import", str(exported[kind]), "--json"]) == Exit.OK
+    summary = json_out(capsys.readouterr().out)
+    assert (summary["tasks"], summary["steps"], summary["screenshots"]) == (2, 4, 3)
+    assert summary["images"] == (2 if kind == "zip" else 0)
+    assert main(["import", str(exported[kind])]) == Exit.OK  # twice: no duplicates
+    assert _snapshot_counts(dest) == (2, 4, 3)
+    store = BackupStore(dest)
+    snap = store.read()
+    for task in ds.tasks:
+        steps, shots = ds.for_task(task["task_id"])
+        assert snap.tasks[task["task_id"]] == task
+        assert {s["id"]: s for s in snap.steps[task["task_id"]]} == {s["id"]: s for s in steps}
+        assert {r["id"]: r for r in snap.screenshots[task["task_id"]]} == {r["id"]: r for r in shots}
+    # imported rows are pending, so `stepsdk resync` uploads them
+    assert {t["task_id"] for t in snap.pending_tasks()} == {"share-me", "other"}
+    assert len(snap.pending_steps()) == 4
+    if kind == "zip":
+        for path, data in ds.images.items():
+            file = store.screenshot_file(path)
+            assert file is not None and file.read_bytes() == data
+
+
+# --------------------------------------------------------------------------- hostile data files
+
+
+def _doc(exported: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(exported["json"].read_text())
+
+
+def _mutations() -> list[tuple[str, Any, str]]:
+    def task(key: str, value: Any) -> Any:
+        return lambda d: d["tasks"][0]["task"].__setitem__(key, value)
+
+    def step(key: str, value: Any) -> Any:
+        return lambda d: d["tasks"][0]["steps"][0].__setitem__(key, value)
+
+    def shot(key: str, value: Any) -> Any:
+        return lambda d: d["tasks"][0]["screenshots"][0].__setitem__(key, value)
+
+    return [
+        ("version 2", lambda d: d.__setitem__("stepsdk_export", 2), "unsupported export version 2"),
+        ("version as string", lambda d: d.__setitem__("stepsdk_export", "1"), "unsupported export version"),
+        ("version true", lambda d: d.__setitem__("stepsdk_export", True), "unsupported export version"),
+        ("no version", lambda d: d.pop("stepsdk_export"), "not a stepsdk export"),
+        ("tasks not a list", lambda d: d.__setitem__("tasks", {}), '"tasks" must be an array'),
+        ("bundle not an object", lambda d: d["tasks"].append(3), "must be an object"),
+        ("no task id", lambda d: d["tasks"][0]["task"].pop("task_id"), "task_id: is required"),
+        ("task id too long", task("task_id", "x" * 201), "length must be 1..200"),
+        ("task id control char", task("task_id", "a\nb"), "control characters"),
+        ("task id number", task("task_id", 7), "must be a string"),
+        ("bad status", task("status", "done"), "status: must be one of"),
+        ("bad started_at", task("started_at", "yesterday"), "ISO-8601"),
+        ("naive started_at", task("started_at", "2026-01-01T00:00:00"), "with an offset"),
+        ("finished before started", task("finished_at", "2000-01-01T00:00:00+00:00"), "before started_at"),
+        ("done without finished_at", task("finished_at", None), "finished_at: is required"),
+        ("metadata list", task("metadata", [1]), "metadata: must be an object"),
+        ("metadata null", task("metadata", None), "metadata: must not be null"),
+        ("unknown task column", task("password", "x"), "unknown column(s) 'password'"),
+        ("NUL in title", task("title", "a\x00b"), "NUL"),
+        ("NUL deep in metadata", task("metadata", {"a": [{"b": "x\x00"}]}), "NUL"),
+        ("owner not uuid", task("owner_id", "alice"), "must be a UUID"),
+        ("step id not uuid", step("id", "step-1"), "must be a UUID"),
+        ("step of another task", step("task_id", "other"), "must be the task's id"),
+        ("step number zero", step("step_number", 0), "integer in 1.."),
+        ("step number string", step("step_number", "1"), "integer in 1.."),
+        ("step number bool", step("step_number", True), "integer in 1.."),
+        ("step number huge", step("step_number", 2**40), "integer in 1.."),
+        ("bad step type", step("step_type", "dance"), "step_type: must be one of"),
+        ("negative duration", step("duration_ms", -1), "number >= 0"),
+        ("success as string", step("success", "yes"), "true or false"),
+        ("traversal screenshot_path", step("screenshot_path", "../../etc/passwd"), "not a safe relative"),
+        ("duplicate step number", lambda d: d["tasks"][0]["steps"][1].__setitem__("step_number", 1), "duplicate step_number"),
+        ("duplicate step id", lambda d: d["tasks"][0]["steps"][1].__setitem__("id", d["tasks"][0]["steps"][0]["id"]),
+         "duplicate id"),
+        ("duplicate task", lambda d: d["tasks"].append(copy.deepcopy(d["tasks"][0])), "appears more than once"),
+        ("screenshot of unknown step", shot("step_id", "00000000-0000-4000-8000-000000000000"), "refers to no step"),
+        ("absolute storage path", shot("storage_path", "/etc/passwd"), "not a safe relative"),
+        ("bad file hash", shot("file_hash", "ABC"), "64 lowercase hex"),
+        ("negative file size", shot("file_size", -5), "integer in 0.."),
+        ("steps not a list", lambda d: d["tasks"][0].__setitem__("steps", "nope"), "steps: must be an array"),
+        ("unknown bundle key", lambda d: d["tasks"][0].__setitem__("extra", 1), "unknown key(s) 'extra'"),
+    ]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [pytest.param(m, msg, id=name) for name, m, msg in _mutations()])
+def test_import_refuses_invalid_content_and_imports_nothing(exported: dict[str, Any], tmp_path: Path, mutate: Any,
+                                                            message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _doc(exported)
+    mutate(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["import", str(bad)]) == Exit.DATA
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert _journal_files(exported["dest"]) == []  # nothing half-imported
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "the file is empty"),
+    (b"\x89PNG\r\n\x1a\n garbage", "not UTF-8"),
+    (b"[1, 2]", "expected a JSON object"),
+    (b"task_id,task_title\nx,y\n", "CSV exports cannot be imported"),
+    (b'{"stepsdk_export": 1, "tasks": [', "not valid JSON"),
+    (b'{"stepsdk_export": 1, "tasks": [], "tasks": []}', "duplicate key 'tasks'"),
+    (b'{"stepsdk_export": 1, "tasks": [{"task": {"task_id": "a", "status": "running", '
+     b'"started_at": "2026-01-01T00:00:00+00:00", "metadata": {"x": NaN}}}]}', "NaN is not valid JSON"),
+    (b'{"stepsdk_export": 1, "tasks": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"stepsdk_export": 1, "tasks": [{"task": {"task_id": "a", "status": "running", '
+     b'"started_at": "2026-01-01T00:00:00+00:00", "metadata": ' + b'{"a":' * 150 + b"1" + b"}" * 150 + b"}}]}",
+     "metadata: nested too deeply"),
+])
+def test_import_refuses_broken_files(exported: dict[str, Any], tmp_path: Path, content: bytes, message: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    assert main(["import", str(bad)]) == Exit.DATA
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert _journal_files(exported["dest"]) == []
+
+
+def test_import_refuses_a_bad_jsonl_line(exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = exported["jsonl"].read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines[0] + "\n" + lines[1][:-5] + "\n")
+    assert main(["import", str(bad)]) == Exit.DATA
+    assert "line 2" in capsys.readouterr().err
+    assert _journal_files(exported["dest"]) == []
+
+
+def test_import_missing_or_unreadable_inputs(exported: dict[str, Any], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", str(tmp_path / "none.json")]) == Exit.NO_INPUT
+    assert main(["import", str(tmp_path)]) == Exit.NO_INPUT
+    assert "is not a file" in capsys.readouterr().err
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    assert main(["import", str(exported["json"]), "--backup-dir", str(not_a_dir)]) == Exit.NO_INPUT
+    assert "is not a folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- hostile zips
+
+
+def _rezip(src: Path, dest: Path, edit: Any) -> Path:
+    """Copy the zip's entries into a new one, letting ``edit(zf_out, entries)`` change them."""
+    with zipfile.ZipFile(src) as zin:
+        entries = {i.filename: zin.read(i) for i in zin.infolist()}
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+        edit(zout, entries)
+    return dest
+
+
+def _write_all(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    for name, data in entries.items():
+        zout.writestr(name, data)
+
+
+def _manifest(entries: dict[str, bytes]) -> dict[str, Any]:
+    return json.loads(entries["manifest.json"])
+
+
+def _traversal(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    _write_all(zout, entries)
+    zout.writestr("../evil.txt", b"x")
+
+
+def _absolute(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    _write_all(zout, entries)
+    zout.writestr("/tmp/evil.txt", b"x")
+
+
+def _symlink(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    _write_all(zout, entries)
+    info = zipfile.ZipInfo("screenshots/link")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    zout.writestr(info, "/etc/passwd")
+
+
+def _bomb(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    _write_all(zout, entries)
+    zout.writestr("screenshots/aa/bomb.webp", b"\0" * (26 * 1024 * 1024))  # ~26 KB compressed
+
+
+def _manifest_traversal(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    manifest = _manifest(entries)
+    manifest["screenshots"]["../../x.webp"] = {"size": 1, "sha256": "0" * 64}
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    _write_all(zout, entries)
+
+
+def _unlisted(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    _write_all(zout, entries)
+    zout.writestr("screenshots/ab/extra.webp", webp(9))
+
+
+def _tampered_image(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    name = next(n for n in entries if n.startswith("screenshots/"))
+    entries[name] = webp(77)
+    _write_all(zout, entries)
+
+
+def _not_an_image(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    name = next(n for n in entries if n.startswith("screenshots/"))
+    entries[name] = b"<script>alert(1)</script>"
+    manifest = _manifest(entries)
+    manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(entries[name]).hexdigest()
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    _write_all(zout, entries)
+
+
+def _gif_image(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    name = next(n for n in entries if n.startswith("screenshots/"))
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, "GIF")
+    entries[name] = buf.getvalue()
+    manifest = _manifest(entries)
+    manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(entries[name]).hexdigest()
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    _write_all(zout, entries)
+
+
+def _image_missing(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    name = next(n for n in entries if n.startswith("screenshots/"))
+    del entries[name]
+    manifest = _manifest(entries)
+    del manifest["screenshots"][name[len("screenshots/"):]]
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    _write_all(zout, entries)
+
+
+def _no_manifest(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    del entries["manifest.json"]
+    _write_all(zout, entries)
+
+
+def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    doc = json.loads(entries["export.json"])
+    doc["tasks"][0]["task"]["status"] = "weird"
+    entries["export.json"] = json.dumps(doc).encode()
+    _write_all(zout, entries)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_traversal, "'../evil.txt' refused ('..'"),
+    (_absolute, "'/tmp/evil.txt' refused (absolute path"),
+    (_symlink, "refused (symbolic link)"),
+    (_bomb, "more than 26214400"),
+    (_manifest_traversal, "is not a safe path"),
+    (_unlisted, "unexpected entry 'screenshots/ab/extra.webp'"),
+    (_tampered_image, "does not match its sha256"),
+    (_not_an_image, "is not a readable image"),
+    (_gif_image, "is a GIF image"),
+    (_image_missing, "is referenced but not in the zip"),
+    (_no_manifest, "no manifest.json"),
+    (_bad_data, "status: must be one of"),
+])
+def test_import_refuses_hostile_zips(exported: dict[str, Any], tmp_path: Path, edit: Any, message: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _rezip(exported["zip"], tmp_path / "bad.zip", edit)
+    assert main(["import", str(bad)]) == Exit.DATA
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert _journal_files(exported["dest"]) == []
+    assert not (tmp_path.parent / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
+
+
+def test_import_refuses_a_truncated_zip(exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = exported["zip"].read_bytes()
+    bad = tmp_path / "cut.zip"
+    bad.write_bytes(data[: len(data) // 2])
+    assert main(["import", str(bad)]) == Exit.DATA
+    assert "not a readable zip" in capsys.readouterr().err
+    assert _journal_files(exported["dest"]) == []
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+def _strip_volatile(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "exported_at"}
+
+
+def test_round_trip_export_delete_import_resync_export(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    ds = Dataset()
+    ds.add_task("failing-run", status="failed", image_seeds=[1, 2, None, 1])
+    ds.add_task("keeper", image_seeds=[2])  # shares image 2: it must survive the delete
+    load_into_stack(stack, ds)
+    stack_env(monkeypatch, stack, tmp_path / "teammate-backup")
+    first = tmp_path / "first.zip"
+    assert main(["export", "failing-run", "--with-screenshots", "-o", str(first)]) == Exit.OK
+    before = counts(stack)
+
+    # delete it (rows cascade) and its objects no other task uses
+    stack.sql("delete from public.tasks where task_id = 'failing-run'")
+    only_mine = {r["storage_path"] for r in ds.shots if r["task_id"] == "failing-run"} - {
+        r["storage_path"] for r in ds.shots if r["task_id"] == "keeper"}
+    stack.client().storage.from_(BUCKET).remove(sorted(only_mine))
+    assert counts(stack) == {"tasks": 1, "task_steps": 1, "step_screenshots": 1}
+
+    assert main(["import", str(first)]) == Exit.OK
+    capsys.readouterr()
+    assert main(["resync", "--json"]) == Exit.OK, capsys.readouterr().err
+    capsys.readouterr()
+    assert counts(stack) == before  # nothing lost, nothing duplicated
+    for path in only_mine:  # the objects are back, byte for byte
+        assert stack.client().storage.from_(BUCKET).download(path) == ds.images[path]
+
+    second = tmp_path / "second.zip"
+    assert main(["export", "failing-run", "--with-screenshots", "-o", str(second)]) == Exit.OK
+    with zipfile.ZipFile(first) as a, zipfile.ZipFile(second) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        for name in a.namelist():
+            if name == "export.json":
+                one, two = json.loads(a.read(name)), json.loads(b.read(name))
+                assert _strip_volatile(one) == _strip_volatile(two)
+            else:
+                assert a.read(name) == b.read(name), name
+
+    # and importing + resyncing again changes nothing
+    assert main(["import", str(first)]) == Exit.OK
+    assert main(["resync"]) == Exit.OK
+    assert counts(stack) == before
