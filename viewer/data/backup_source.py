@@ -72,7 +72,10 @@ class BackupSource(DataSource):
         rows = [r for r in self._current().summaries.values() if _matches(r, filters)]
         present = [r for r in rows if r.get(sort.column) is not None]
         missing = [r for r in rows if r.get(sort.column) is None]
-        present.sort(key=lambda r: (_sort_key(r.get(sort.column)), r["task_id"]), reverse=sort.descending)
+        # ties go by task_id ascending, as the SQL's "order by <col>, task_id" (sorts are stable)
+        present.sort(key=lambda r: r["task_id"])
+        present.sort(key=lambda r: _sort_key(r.get(sort.column)), reverse=sort.descending)
+        missing.sort(key=lambda r: r["task_id"])
         # PostgreSQL puts nulls first when descending, last when ascending
         ordered = missing + present if sort.descending else present + missing
         start = (page - 1) * per_page
