@@ -188,3 +188,24 @@ def test_cleanup_local_then_export_agrees(tmp_path: Path, monkeypatch: pytest.Mo
     assert _backup_state(root) == (set(), set())
     assert main(["export", "--format", "jsonl"]) == Exit.OK
     assert capsys.readouterr().out == ""
+
+
+def test_cleanup_local_drops_quarantined_corrupt_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Once `resync` copied a corrupt line to quarantine/, the journal may be rewritten: the line
+    goes (it is kept in quarantine/), and the reader reports no problem afterwards."""
+    root = tmp_path / "backup"
+    load_into_backup(root, _dataset())
+    journal = next((root / "journal").glob("*.log"))
+    with journal.open("ab") as fh:
+        fh.write(b"deadbeef {not json}\n")
+    store = BackupStore(root)
+    marker = _backup.JournalWriter(root)
+    assert store.quarantine(store.read(), marker) == 1
+    marker.close()
+    local_env(monkeypatch, root)
+    assert main(["cleanup", "--older-than", "30d", "--json"]) == Exit.OK
+    assert json_out(capsys.readouterr().out)["tasks"] == 3
+    assert _backup_state(root) == ({"new-c"}, {SHARED})
+    assert b"{not json}" not in journal.read_bytes()
+    assert b"{not json}" in (root / "quarantine" / journal.name).read_bytes()

@@ -195,6 +195,29 @@ def test_export_from_supabase_pages_past_the_row_cap(stack, tmp_path: Path, monk
     assert [s["step_number"] for s in steps] == list(range(1, 2346))
     assert main(["export", "--status", "running", "--format", "jsonl", "-o", str(out)]) == Exit.OK
     assert len(out.read_text().splitlines()) == 1100
+    wanted = [f"many-{n}" for n in range(1, 121)]  # more ids than one in.(...) filter carries
+    assert main(["export", *wanted, "--format", "jsonl", "-o", str(out)]) == Exit.OK
+    assert sorted(json.loads(x)["task"]["task_id"] for x in out.read_text().splitlines()) == sorted(wanted)
+
+
+HOSTILE_IDS = ['we,ird "id" (1)', "ünï/cøde\\slash", "  spaces  ", "a.b:c*d", "null", "%2e%2e", "'; drop table tasks; --"]
+
+
+def test_export_from_supabase_with_hostile_task_ids(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    ds = Dataset()
+    for n, task_id in enumerate(HOSTILE_IDS):
+        ds.add_task(task_id, image_seeds=[n, None])
+    load_into_stack(stack, ds)
+    stack_env(monkeypatch, stack, tmp_path / "unused")
+    assert main(["export", "--format", "jsonl"]) == Exit.OK
+    got = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert sorted(b["task"]["task_id"] for b in got) == sorted(HOSTILE_IDS)
+    assert all(len(b["steps"]) == 2 and len(b["screenshots"]) == 1 for b in got)
+    for task_id in HOSTILE_IDS:  # one at a time, by id
+        assert main(["export", task_id, "--format", "jsonl"]) == Exit.OK, task_id
+        lines = capsys.readouterr().out.splitlines()
+        assert [json.loads(x)["task"]["task_id"] for x in lines] == [task_id]
 
 
 def test_export_zip_from_supabase_and_a_missing_object(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

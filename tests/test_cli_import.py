@@ -60,9 +60,13 @@ def test_import_into_backup_is_complete_and_idempotent(exported: dict[str, Any],
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     dest, ds = exported["dest"], exported["ds"]
     assert main(["import", str(exported[kind]), "--json"]) == Exit.OK
-    summary = json_out(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json_out(captured.out)
     assert (summary["tasks"], summary["steps"], summary["screenshots"]) == (2, 4, 3)
     assert summary["images"] == (2 if kind == "zip" else 0)
+    # without the images, the import says so (resync could not upload them)
+    assert sorted(summary["missing_images"]) == ([] if kind == "zip" else sorted(ds.images))
+    assert ("are not in" in captured.err) == (kind != "zip")
     assert main(["import", str(exported[kind])]) == Exit.OK  # twice: no duplicates
     assert _snapshot_counts(dest) == (2, 4, 3)
     store = BackupStore(dest)

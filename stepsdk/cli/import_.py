@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stepsdk import _export
+from stepsdk._backup import BackupStore
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -16,6 +17,7 @@ from stepsdk.cli._common import (
     emit,
     examples_formatter,
     run_safely,
+    warn,
 )
 
 EPILOG = """\
@@ -63,10 +65,16 @@ def run_import(args: argparse.Namespace) -> int:
         report = _export.import_into_backup(loaded, root)
     except _export.ExportFormatError as exc:
         raise CliError(f"{path} cannot be imported: {exc}", Exit.DATA) from None
+    store = BackupStore(root)
+    absent = [p for p in _export.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
+    if absent:
+        warn(f"{len(absent)} screenshot image(s) referenced by the imported steps are not in {path.name} "
+             "nor in the backup; 'stepsdk resync' will report them missing unless they are already "
+             "in the bucket (share runs with 'stepsdk export --with-screenshots')")
     result = {
         "ok": True, "file": str(path), "backup_dir": str(root), "tasks": report.tasks,
         "steps": report.steps, "screenshots": report.screenshots, "images": report.images,
-        "missing_images": loaded.missing_images, "journal": report.journal,
+        "missing_images": absent, "journal": report.journal,
         "task_ids": [b.task_id for b in loaded.bundles],
     }
     human = (f"imported {report.tasks} task(s), {report.steps} step(s), {report.images} image(s) "
