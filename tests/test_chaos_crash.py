@@ -1,0 +1,96 @@
+"""SIGKILL the agent process at random points: every step recorded more than CRASH_BOUND_MS
+before the kill is in the backup, and after resync in Supabase, exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepsdk._backup import BackupStore, iter_journal
+from stepsdk._config import Config
+from stepsdk._resync import Resync
+
+# The stated bound: a step is durable once the journal thread has written it, which it does
+# within a few milliseconds; 200 ms leaves room for a loaded 2-core machine.
+CRASH_BOUND_MS = 200
+
+CHILD = """
+import sys, time
+from stepsdk import StepTracker
+t = StepTracker(task_id=sys.argv[2], backup_dir=sys.argv[1], supabase_url="", supabase_key="", buffer_size=50)
+out = sys.stdout
+i = 0
+while True:
+    i += 1
+    t.record_step("action", {"i": i, "pad": "x" * 200}, thinking="step %d" % i)
+    out.write("%d\\n" % i)
+    out.flush()
+    if i % 5 == 0:
+        time.sleep(0.002)  # an agent does other work between steps (~2,000 steps/s)
+"""
+
+
+def _run_and_kill(backup: Path, task_id: str, kill_after: float) -> tuple[dict[int, float], float]:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(backup), task_id], stdout=subprocess.PIPE,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    seen: dict[int, float] = {}
+    started = threading.Event()
+
+    def reader() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen[int(line)] = time.monotonic()
+            started.set()
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    assert started.wait(30), "child never recorded a step"
+    time.sleep(kill_after)
+    killed_at = time.monotonic()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    th.join(10)
+    return seen, killed_at
+
+
+@pytest.mark.slow
+def test_sigkill_loses_only_the_last_moments(stack: Any, tmp_path: Path) -> None:
+    rng = random.Random(20261122)
+    worst_lag_ms = 0.0
+    expected_rows = 0
+    for trial in range(3):
+        backup = tmp_path / "backup"  # all trials write into the same folder, like restarts would
+        task_id = f"crash-{trial}"
+        seen, killed_at = _run_and_kill(backup, task_id, rng.uniform(0.2, 1.2))
+        snap = BackupStore(backup).read()
+        present = {r["step_number"] for r in snap.steps.get(task_id, [])}
+        must = {i for i, t in seen.items() if (killed_at - t) * 1000 > CRASH_BOUND_MS}
+        assert must, "the child recorded nothing before the bound"
+        assert must <= present, f"trial {trial}: lost {sorted(must - present)[:10]}"
+        missing = [i for i in seen if i not in present]
+        if missing:
+            worst_lag_ms = max(worst_lag_ms, max((killed_at - seen[i]) * 1000 for i in missing))
+        # each step is in the journal exactly once (no duplicate lines)
+        counts = Counter(rec["row"]["id"] for p, _ in BackupStore(backup).journal_files()
+                         for _, rec, _, _ in iter_journal(p) if rec and rec["k"] == "step"
+                         and rec["row"]["task_id"] == task_id)
+        assert counts and max(counts.values()) == 1
+        expected_rows += len(present)
+        # a torn last line is the only acceptable problem
+        assert all("torn" in p or "CRC" in p for p in snap.problems)
+    print(f"{expected_rows} steps kept; worst lag of a lost step: {worst_lag_ms:.1f} ms (bound {CRASH_BOUND_MS} ms)")
+    config = Config.resolve(stack.url, stack.service_role_key, backup, retry_max_time=5.0)
+    report = Resync(backup, config).run()
+    assert not report.failed and report.aborted is None
+    count = stack.sql("select count(*) as n, count(distinct (task_id, step_number)) as d from public.task_steps")[0]
+    assert count["n"] == count["d"] == expected_rows
