@@ -46,6 +46,7 @@ __all__ = [
     "ScreenshotOptions",
     "ScreenshotSource",
     "capture",
+    "flat_fraction",
     "prepare",
     "read_webp_size",
     "target_size",
@@ -112,9 +113,16 @@ class ScreenshotError(Exception):
 class ScreenshotOptions:
     """How screenshots are stored. Defaults chosen by ``benchmarks/bench_screenshots.py``.
 
-    ``max_width`` downscales wider images (aspect kept); ``None`` keeps full size.
+    ``encoding``: ``"lossy"`` (the default: downscaled to ``max_width``, WebP ``quality``,
+    predictable ~110-140 ms of CPU per phone screen), ``"lossless"`` (exact pixels at full
+    size, ``lossless_method`` effort), or ``"auto"``: lossless when the screen is flat UI (at
+    least ``flat_threshold`` of a pixel sample falls in its 64 most common colours) and at
+    most ``lossless_max_pixels``, lossy otherwise, and lossy as well when the lossless result
+    exceeds ``lossless_max_bytes``. Flat UI stored lossless is smaller or equal and sharper,
+    but its CPU time varies with the content (100-400 ms); photos stored lossless are 20-30x
+    bigger. Numbers: benchmarks/README.md.
+    ``max_width`` downscales wider images for lossy encoding (aspect kept); ``None`` keeps full size.
     ``quality``/``method`` are libwebp's (0-100, 0-6: higher method = slower, smaller).
-    ``lossless`` stores exact pixels (much bigger, see benchmarks/README.md).
     ``max_pixels`` refuses images whose header claims more pixels (decompression bombs);
     ``max_input_bytes`` refuses bigger encoded inputs before reading them.
     """
@@ -122,7 +130,11 @@ class ScreenshotOptions:
     max_width: int | None = 720
     quality: int = 80
     method: int = 4
-    lossless: bool = False
+    encoding: Literal["auto", "lossy", "lossless"] = "lossy"
+    flat_threshold: float = 0.98
+    lossless_max_pixels: int = 4_000_000
+    lossless_max_bytes: int = 200 * 1024
+    lossless_method: int = 1
     max_pixels: int = 50_000_000
     max_input_bytes: int = 64 * 1024 * 1024
 
@@ -130,8 +142,15 @@ class ScreenshotOptions:
         _check_int("max_width", self.max_width, 1, 1_000_000, optional=True)
         _check_int("quality", self.quality, 0, 100)
         _check_int("method", self.method, 0, 6)
-        if not isinstance(self.lossless, bool):
-            raise TypeError(f"lossless must be a bool, got {type(self.lossless).__name__}")
+        if self.encoding not in ("auto", "lossy", "lossless"):
+            raise ValueError(f"encoding must be 'auto', 'lossy' or 'lossless', got {self.encoding!r}")
+        if isinstance(self.flat_threshold, bool) or not isinstance(self.flat_threshold, int | float):
+            raise TypeError(f"flat_threshold must be a number, got {type(self.flat_threshold).__name__}")
+        if not 0.0 <= self.flat_threshold <= 1.0:
+            raise ValueError(f"flat_threshold must be between 0 and 1, got {self.flat_threshold}")
+        _check_int("lossless_max_pixels", self.lossless_max_pixels, 1, 2**40)
+        _check_int("lossless_max_bytes", self.lossless_max_bytes, 1, 2**40)
+        _check_int("lossless_method", self.lossless_method, 0, 6)
         _check_int("max_pixels", self.max_pixels, 1, 2**40)
         _check_int("max_input_bytes", self.max_input_bytes, 1, 2**40)
 
@@ -281,8 +300,7 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
     image, original_format = _open(source, options)
     original_width, original_height = image.size
     image = _normalise(image, original_format)
-    image = _downscale(image, options)
-    data = _encode(image, options)
+    image, data, choice = _encode_best(image, options)
     sha = hashlib.sha256(data).hexdigest()
     metadata: dict[str, Any] = {
         "width": image.width,
@@ -292,9 +310,10 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
         "original_width": original_width,
         "original_height": original_height,
         "source": source.kind,
-        "quality": None if options.lossless else options.quality,
-        "method": options.method,
-        "lossless": options.lossless,
+        "encoding": "lossless" if choice.lossless else "lossy",
+        "quality": None if choice.lossless else options.quality,
+        "method": options.lossless_method if choice.lossless else options.method,
+        "flat_fraction": choice.flat_fraction,
         "prepare_ms": round((time.perf_counter() - started) * 1000, 2),
     }
     if ref.sensitive is not None:
@@ -552,8 +571,53 @@ def _to_webp_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, 1, P (opaque), CMYK, YCbCr, LAB, HSV, RGBX
 
 
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    lossless: bool
+    flat_fraction: float | None  # None when not measured (encoding forced)
+
+
+def _encode_best(image: Image.Image, options: ScreenshotOptions) -> tuple[Image.Image, bytes, _Choice]:
+    """Encode as ``options.encoding`` says; in auto mode pick lossless for flat UI screens."""
+    if options.encoding == "lossless":
+        fitted = _fit_webp(image)
+        return fitted, _encode(fitted, options, lossless=True), _Choice(True, None)
+    if options.encoding == "lossy":
+        small = _downscale(image, options)
+        return small, _encode(small, options, lossless=False), _Choice(False, None)
+    flat = flat_fraction(image)
+    fits = image.width * image.height <= options.lossless_max_pixels and _fit_webp(image) is image
+    if fits and flat >= options.flat_threshold:
+        data = _encode(image, options, lossless=True)
+        if len(data) <= options.lossless_max_bytes:
+            return image, data, _Choice(True, flat)
+    small = _downscale(image, options)
+    return small, _encode(small, options, lossless=False), _Choice(False, flat)
+
+
+def flat_fraction(image: Image.Image, top: int = 64) -> float:
+    """Share of pixels (on a 1/4 x 1/4 nearest-neighbour sample) in the ``top`` most common colours.
+
+    About 0.99 for settings or chat screens (flat fills, anti-aliased text), 0.9 for a list
+    with photo thumbnails, 0.25-0.5 for photos. Costs 1-3 ms on a 1080x2400 screen.
+    """
+    sample = image.resize((max(1, image.width // 4), max(1, image.height // 4)), Image.Resampling.NEAREST)
+    colors = sample.getcolors(sample.width * sample.height) or []
+    counts = sorted((count for count, _ in colors), reverse=True)
+    total = sum(counts)
+    return round(sum(counts[:top]) / total, 4) if total else 1.0
+
+
+def _fit_webp(image: Image.Image) -> Image.Image:
+    """Shrink only as far as libwebp's 16383 px per side requires (for lossless)."""
+    return _resize(image, target_size(image.size, None))
+
+
 def _downscale(image: Image.Image, options: ScreenshotOptions) -> Image.Image:
-    size = target_size(image.size, options.max_width)
+    return _resize(image, target_size(image.size, options.max_width))
+
+
+def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     if size == image.size:
         return image
     try:
@@ -575,7 +639,7 @@ def target_size(size: tuple[int, int], max_width: int | None) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _encode(image: Image.Image, options: ScreenshotOptions) -> bytes:
+def _encode(image: Image.Image, options: ScreenshotOptions, lossless: bool) -> bytes:
     buf = io.BytesIO()
     try:
         # No EXIF/ICC/XMP in the output: the bytes depend on the pixels only (stable keys),
@@ -583,9 +647,11 @@ def _encode(image: Image.Image, options: ScreenshotOptions) -> bytes:
         image.save(
             buf,
             "WEBP",
-            quality=options.quality,
-            method=options.method,
-            lossless=options.lossless,
+            # For lossless, libwebp reads quality/method as effort: 80 with method 1 gives the
+            # size of method 4 in 2/3 of the time (benchmarks/README.md).
+            quality=80 if lossless else options.quality,
+            method=options.lossless_method if lossless else options.method,
+            lossless=lossless,
             exif=b"",
             icc_profile=None,
             xmp=b"",

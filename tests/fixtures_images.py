@@ -140,14 +140,44 @@ def list_screen(seed: int = 2, size: tuple[int, int] = PHONE_SIZE) -> Image.Imag
         draw.rounded_rectangle(
             (32, y, width - 32, y + 250), radius=28, fill=(248, 248, 252), outline=(222, 222, 230)
         )
-        thumb = tuple(rng.randrange(60, 230) for _ in range(3))
-        draw.rounded_rectangle((64, y + 32, 250, y + 218), radius=20, fill=thumb)  # type: ignore[arg-type]
+        _paste_rounded(im, _photo(rng, (186, 186), noise=1.0), (64, y + 32), radius=20)
         draw.text((280, y + 36), _sentence(rng, 3), font=font(44, bold=True), fill=(30, 30, 30))
         for line in range(3):
             draw.text((280, y + 100 + line * 40), _sentence(rng, 6), font=font(28), fill=(100, 100, 110))
         y += 280
     draw.ellipse((width - 230, height - 420, width - 70, height - 260), fill=(255, 87, 34))
     draw.text((width - 172, height - 380), "+", font=font(80, bold=True), fill=(255, 255, 255))
+    _nav_bar(draw, width, height)
+    return im
+
+
+def _paste_rounded(im: Image.Image, tile: Image.Image, at: tuple[int, int], radius: int) -> None:
+    """Paste a photo tile with rounded corners (thumbnails, avatars)."""
+    mask = Image.new("L", tile.size, 0)
+    ImageDraw.Draw(mask).rounded_rectangle((0, 0, tile.width - 1, tile.height - 1), radius=radius, fill=255)
+    im.paste(tile, at, mask)
+
+
+def feed_screen(seed: int = 6, size: tuple[int, int] = PHONE_SIZE) -> Image.Image:
+    """A social/news feed: posts mixing a large photo with text (flat UI and photo together)."""
+    rng = random.Random(seed)
+    width, height = size
+    im = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    _status_bar(draw, width)
+    draw.text((48, 120), "Feed", font=font(64, bold=True), fill=(20, 20, 20))
+    y = 240
+    while y < height - 400:
+        _paste_rounded(im, _photo(rng, (90, 90), noise=1.0), (40, y), radius=45)
+        draw.text((150, y + 8), _sentence(rng, 2), font=font(38, bold=True), fill=(20, 20, 20))
+        draw.text((150, y + 54), "2 h", font=font(28), fill=(130, 130, 130))
+        photo_h = min(640, height - 300 - (y + 120))
+        if photo_h > 100:
+            im.paste(_photo(rng, (width, photo_h), noise=1.0), (0, y + 120))
+        y += 140 + max(photo_h, 0)
+        for line in range(2):
+            draw.text((40, y + line * 44), _sentence(rng, 7), font=font(34), fill=(40, 40, 40))
+        y += 140
     _nav_bar(draw, width, height)
     return im
 
@@ -160,7 +190,7 @@ def chat_screen(seed: int = 3, size: tuple[int, int] = PHONE_SIZE) -> Image.Imag
     draw = ImageDraw.Draw(im)
     draw.rectangle((0, 0, width, 250), fill=(7, 94, 84))
     _status_bar(draw, width, dark=True)
-    draw.ellipse((40, 130, 140, 230), fill=(200, 200, 200))
+    _paste_rounded(im, _photo(rng, (100, 100), noise=1.0), (40, 130), radius=50)
     draw.text((170, 150), "Alice Martin", font=font(48, bold=True), fill=(255, 255, 255))
     y = 300
     keyboard_top = height - 900
@@ -252,6 +282,7 @@ SCREENS: dict[str, Callable[..., Image.Image]] = {
     "settings": settings_screen,
     "list": list_screen,
     "chat": chat_screen,
+    "feed": feed_screen,
     "gallery": gallery_screen,
 }
 
