@@ -37,6 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import httpx
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
 log = logging.getLogger(__name__)
 
 EXPORT_VERSION = 1
@@ -250,7 +253,10 @@ class SupabaseExportSource:
             rows += page
             last = page[-1][key]
 
+    @retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(3),
+           wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
     def screenshot(self, storage_path: str) -> bytes | None:
+        """The object's bytes, None when it is not in the bucket; network blips are retried."""
         from storage3.exceptions import StorageApiError
 
         try:

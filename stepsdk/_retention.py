@@ -198,12 +198,20 @@ class BackupRetention:
         self.root = Path(root)
         self.store = BackupStore(self.root)
 
-    def run(self, age: timedelta, *, dry_run: bool, advance: Advance = _no_progress) -> CleanupReport:
+    def run(self, age: timedelta, *, dry_run: bool, keep_pending: bool = False,
+            advance: Advance = _no_progress) -> CleanupReport:
+        """``keep_pending``: spare tasks not fully uploaded yet (when Supabase is their real home,
+        deleting them here would lose them)."""
         cutoff = datetime.now(UTC) - age
         report = CleanupReport(dry_run=dry_run, cutoff=cutoff.isoformat())
         snap = self.store.read()
         report.problems += [p for p in snap.problems if "record skipped" not in p]
         doomed = {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)}
+        if keep_pending:
+            for tid in sorted(doomed & _pending_task_ids(snap)):
+                report.problems.append(f"task {tid} kept: not uploaded yet (run 'stepsdk resync' first, "
+                                       "or pass --include-pending to delete it anyway)")
+            doomed -= _pending_task_ids(snap)
         plans, blocked = self._plan(snap, doomed)
         for tid, reason in sorted(blocked.items()):
             report.problems.append(f"task {tid} kept: {reason}")
@@ -272,6 +280,13 @@ class BackupRetention:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def _pending_task_ids(snap: BackupSnapshot) -> set[str]:
+    """Tasks with anything (task row, step, screenshot row) not acknowledged by Supabase yet."""
+    ids = {row["task_id"] for row in snap.pending_tasks()}
+    ids |= {row["task_id"] for row in snap.pending_steps()}
+    return ids | {row["task_id"] for row in snap.pending_screenshots()}
 
 
 def _record_task_id(record: dict[str, Any]) -> str | None:

@@ -209,3 +209,26 @@ def test_cleanup_local_drops_quarantined_corrupt_lines(tmp_path: Path, monkeypat
     assert _backup_state(root) == ({"new-c"}, {SHARED})
     assert b"{not json}" not in journal.read_bytes()
     assert b"{not json}" in (root / "quarantine" / journal.name).read_bytes()
+
+
+def test_cleanup_local_with_supabase_configured_keeps_what_is_not_uploaded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "backup"
+    ds = _dataset()
+    load_into_backup(root, ds)
+    steps, shots = ds.for_task("old-a")
+    acks = _backup.JournalWriter(root)  # old-a was uploaded: the server acknowledged every row
+    acks.append([{"k": "ack", "t": "tasks", "v": {"old-a": 1}, "at": "2026-01-01T00:00:00+00:00"},
+                 {"k": "ack", "t": "task_steps", "ids": [s["id"] for s in steps]},
+                 {"k": "ack", "t": "step_screenshots", "ids": [r["id"] for r in shots]}])
+    acks.close()
+    local_env(monkeypatch, root)
+    monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")
+    assert main(["cleanup", "--older-than", "30d", "--local", "--json"]) == Exit.FAILED
+    captured = capsys.readouterr()
+    assert json_out(captured.out)["task_ids"] == ["old-a"]
+    assert "task old-b kept: not uploaded yet" in captured.err
+    assert _backup_state(root) == ({"old-b", "new-c", "old-d"}, {SHARED, OWN_B})
+    assert main(["cleanup", "--older-than", "30d", "--local", "--include-pending", "--json"]) == Exit.OK
+    assert json_out(capsys.readouterr().out)["task_ids"] == ["old-d", "old-b"]
+    assert _backup_state(root) == ({"new-c"}, {SHARED})

@@ -249,3 +249,18 @@ def test_export_from_supabase_with_a_rejected_key(stack, tmp_path: Path, monkeyp
     err = capsys.readouterr().err
     assert status == Exit.CONFIG, err
     assert "rejected the key" in err and "not-a-jwt-secret-value" not in err and err.count("\n") == 1
+
+
+def test_export_zip_survives_a_dropped_download(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection reset while fetching an image is retried; the zip is complete."""
+    ds = _dataset()
+    load_into_stack(stack, ds)
+    stack_env(monkeypatch, stack, tmp_path / "unused")
+    stack.faults.reset_next("GET /storage/v1/object/*", n=1)
+    target = tmp_path / "run.zip"
+    assert main(["export", "t-ok", "--with-screenshots", "-o", str(target)]) == Exit.OK
+    with zipfile.ZipFile(target) as zf:
+        assert json.loads(zf.read("manifest.json"))["missing_screenshots"] == []
+        assert {n for n in zf.namelist() if n.startswith("screenshots/")} == {
+            "screenshots/" + r["storage_path"] for r in ds.for_task("t-ok")[1]}
+    assert stack.faults.injected["reset"] == 1  # the fault really happened

@@ -118,6 +118,11 @@ def resolve_source(args: argparse.Namespace, env: dict[str, str] | None = None) 
     return Source("supabase", backup_dir, url.rstrip("/"), key)
 
 
+def supabase_configured(env: dict[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return bool((env.get("SUPABASE_URL") or "").strip())
+
+
 def check_backup_dir(path: Path, *, must_exist: bool) -> None:
     """Clear errors for a backup folder that is a file, unreadable, or (if required) missing."""
     if not path.exists():

@@ -16,6 +16,7 @@ from stepsdk.cli._common import (
     progress,
     resolve_source,
     run_safely,
+    supabase_configured,
     warn,
 )
 
@@ -29,6 +30,8 @@ examples:
 Durations: a number and a unit, m (minutes), h (hours), d (days), w (weeks): 90m, 12h, 30d, 2w,
 or combined (1w3d). A task goes with its steps, its screenshot rows and the screenshot objects
 no remaining task uses (content-addressed objects shared with a newer task are kept).
+In the local backup, when Supabase is configured, tasks not uploaded yet are kept (they would be
+lost) unless --include-pending is given.
 Exit status: 0 when everything was deleted, 1 when some objects could not be removed or some
 tasks had to be kept (the output lists them).
 """
@@ -43,6 +46,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--older-than", required=True, type=duration, metavar="AGE",
                         help="delete tasks started more than AGE ago (30d, 12h, 2w, 90m)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    parser.add_argument("--include-pending", action="store_true",
+                        help="local backup with Supabase configured: also delete tasks not uploaded yet")
     parser.add_argument("--batch-size", type=batch_size, default=500, metavar="N",
                         help="tasks deleted per transaction (1..10000, default 500)")
     add_source_arguments(parser)
@@ -78,8 +83,10 @@ def run_cleanup(args: argparse.Namespace) -> int:
     else:
         check_backup_dir(source.backup_dir, must_exist=True)
         local = _retention.BackupRetention(source.backup_dir)
+        # With Supabase configured the backup is only a buffer: a task not uploaded yet would be lost.
+        keep_pending = supabase_configured() and not args.include_pending
         with progress(args, "rewriting journals", None) as advance:
-            report = local.run(args.older_than, dry_run=args.dry_run, advance=advance)
+            report = local.run(args.older_than, dry_run=args.dry_run, keep_pending=keep_pending, advance=advance)
     for problem in report.problems:
         warn(problem)
     result = {"source": source.label, **report.to_dict()}
