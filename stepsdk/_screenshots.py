@@ -72,9 +72,10 @@ Reason = Literal[
 ]
 REASONS: Final[frozenset[str]] = frozenset(Reason.__args__)  # type: ignore[attr-defined]
 
-# Formats we decode. A whitelist on purpose: Pillow can also open EPS (runs Ghostscript), and
-# a screenshot is never one of those.
-_ALLOWED_FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "ICO", "TGA")
+# Formats we decode: what screenshot tools produce. A whitelist on purpose: every other Pillow
+# plugin is attack surface for no benefit (EPS runs Ghostscript; TIFF's many tags warn and
+# allocate on hostile files).
+_ALLOWED_FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 CONTENT_TYPE: Final = "image/webp"
 _WEBP_MAX_SIDE: Final = 16383  # libwebp's hard limit per dimension
 _PATH_MAX: Final = 4096  # Linux PATH_MAX: a longer str cannot be a path, so it must be data
@@ -84,8 +85,6 @@ _MAGIC: Final = (
     (b"GIF87a", "GIF"),
     (b"GIF89a", "GIF"),
     (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
 )
 _BASE64_RE: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 
@@ -389,7 +388,7 @@ def _resolve_text(text: str, options: ScreenshotOptions) -> _Source:
     stripped = text.strip()
     if not stripped:
         raise ScreenshotError("empty", "the screenshot text is empty")
-    looks_like_path = len(text) <= _PATH_MAX and "\n" not in text and "\x00" not in text
+    looks_like_path = len(text) <= _PATH_MAX and "\n" not in text
     if looks_like_path and _is_existing_path(text):
         data = _read_file(text, options)
         return _Source(data, None, "path", len(data))
