@@ -147,6 +147,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
         if path == "/json":
             body = json.dumps({"items": [1, 2, 3], "access_token": "tok-in-response-body"}).encode()
             self._send(200, body, "application/json", {"Set-Cookie": "sid=cookie-secret-value; HttpOnly"})
+        elif path == "/v1/forecast":  # docs/integrations.md's example API
+            self._send(200, json.dumps({"city": "Paris", "summary": "sunny, 21°C"}).encode(), "application/json")
         elif path == "/missing":
             self._send(404, b"no such thing", "text/plain; charset=utf-8")
         elif path == "/boom":
