@@ -329,8 +329,9 @@ comment on function public.stepsdk_task_step_types(text) is
 -- Privileges: authenticated and service_role read; anon nothing.
 -- (Supabase's default privileges grant anon everything on new public objects: take it back.)
 -- ---------------------------------------------------------------------------
+-- (authenticated only reads: the default grant includes insert/update/delete.)
 revoke all on public.task_summary, public.daily_summary, public.error_summary, public.step_type_breakdown
-    from public, anon;
+    from public, anon, authenticated;
 grant select on public.task_summary, public.daily_summary, public.error_summary, public.step_type_breakdown
     to authenticated, service_role;
 

@@ -1,0 +1,115 @@
+"""The migrations and the seed apply cleanly, twice, on fresh databases; the objects they create
+have the security properties the README promises (security_invoker views, invoker functions
+with an empty search_path, grants to authenticated/service_role only, retention service-only)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.supabase_local import postgres
+from tests.supabase_local.stack import MIGRATIONS_DIR, apply_migrations, apply_platform
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = (REPO / "supabase" / "seed.sql").read_text()
+MIGRATIONS = sorted(MIGRATIONS_DIR.glob("*.sql"))
+
+VIEWS = ["task_summary", "daily_summary", "error_summary", "step_type_breakdown"]
+READ_FUNCTIONS = [
+    "stepsdk_task_stats(text)", "stepsdk_daily_stats(integer)",
+    "stepsdk_slowest_steps(integer, timestamp with time zone)", "stepsdk_task_step_types(text)",
+]
+RETENTION = "stepsdk_delete_tasks_older_than(interval, boolean, integer)"
+
+
+@pytest.fixture
+def fresh_db(supabase_stack) -> Iterator[str]:
+    """A new empty database in the stack's cluster with only the platform bootstrap applied."""
+    name = "fresh_" + uuid.uuid4().hex[:10]
+    dsn = postgres.create_database(supabase_stack.db_url, name)
+    try:
+        apply_platform(dsn)
+        yield dsn
+    finally:
+        postgres.drop_database(supabase_stack.db_url, name)
+
+
+def _rows(dsn: str, query: str, params: object = None) -> list[dict]:
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        cur = conn.execute(query, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def _seed_counts(dsn: str) -> tuple[int, int, int]:
+    r = _rows(dsn, "select (select count(*) from public.tasks) t, (select count(*) from public.task_steps) s,"
+                   " (select count(*) from public.step_screenshots) c")[0]
+    return r["t"], r["s"], r["c"]
+
+
+def test_migrations_and_seed_apply_twice_as_pasted_in_the_console(fresh_db):
+    for _ in range(2):
+        for path in MIGRATIONS:
+            with psycopg.connect(fresh_db) as conn:  # one transaction per file, as the console runs it
+                conn.execute(path.read_text())
+    # the CLI path on top (`supabase db push` bookkeeping): a third run, recorded
+    assert apply_migrations(fresh_db) == [p.name for p in MIGRATIONS]
+    assert apply_migrations(fresh_db) == []
+    for _ in range(2):
+        _rows(fresh_db, SEED)
+    assert _seed_counts(fresh_db) == (5, 16, 5)
+    # the statistics work in the fresh database too: 4 + 6 + 2 + 0 + 4 steps
+    assert _rows(fresh_db, "select sum(total_steps) as n from public.task_summary")[0]["n"] == 16
+
+
+def test_seed_reapplied_after_edits_restores_the_fixed_rows(fresh_db):
+    apply_migrations(fresh_db)
+    _rows(fresh_db, SEED)
+    _rows(fresh_db, "update public.task_steps set duration_ms = 1 where task_id = 'seed-task-checkout'")
+    _rows(fresh_db, SEED)
+    total = _rows(fresh_db, "select total_duration_ms from public.task_summary where task_id = 'seed-task-checkout'")
+    assert total == [{"total_duration_ms": 9100}]
+    assert _seed_counts(fresh_db) == (5, 16, 5)
+
+
+def test_views_are_security_invoker(stack):
+    rows = stack.sql("select c.relname, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                     " where n.nspname = 'public' and c.relname = any(%s)", (VIEWS,))
+    assert {r["relname"]: r["reloptions"] for r in rows} == {v: ["security_invoker=true"] for v in VIEWS}
+
+
+def test_functions_are_invoker_with_an_empty_search_path(stack):
+    for signature, volatility in [*((f, "s") for f in READ_FUNCTIONS), (RETENTION, "v")]:
+        [r] = stack.sql("select prosecdef, provolatile, proconfig from pg_proc where oid = %s::regprocedure",
+                        ("public." + signature,))
+        assert r["prosecdef"] is False, signature
+        assert r["provolatile"] == volatility, signature
+        assert 'search_path=""' in r["proconfig"], signature
+
+
+def _privilege(stack, role: str, check: str, obj: str, privilege: str) -> bool:
+    return stack.sql(f"select {check}(%s, %s, %s) as ok", (role, obj, privilege))[0]["ok"]
+
+
+@pytest.mark.parametrize("role, allowed", [("anon", False), ("authenticated", True), ("service_role", True)])
+def test_read_privileges(stack, role, allowed):
+    for view in VIEWS:
+        assert _privilege(stack, role, "has_table_privilege", "public." + view, "select") is allowed, view
+        for write in ("insert", "update", "delete"):
+            assert _privilege(stack, role, "has_table_privilege", "public." + view, write) is False or (
+                role == "service_role"), (view, write)
+    for fn in READ_FUNCTIONS:
+        assert _privilege(stack, role, "has_function_privilege", "public." + fn, "execute") is allowed, fn
+    assert _privilege(stack, role, "has_function_privilege", "public." + RETENTION, "execute") is (
+        role == "service_role")
+
+
+def test_public_has_no_execute_grant(stack):
+    # PUBLIC's grant shows as "=X/owner" in proacl; none of ours may carry one
+    for fn in [*READ_FUNCTIONS, RETENTION]:
+        [r] = stack.sql("select proacl::text[] as acl from pg_proc where oid = %s::regprocedure", ("public." + fn,))
+        assert r["acl"] is not None and not any(entry.startswith("=") for entry in r["acl"]), (fn, r["acl"])
