@@ -140,16 +140,23 @@ class SchemaCache:
         self._snap = Snapshot()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reload_lock = threading.Lock()
         self.reload()
+
+    @property
+    def busy(self) -> bool:
+        """A reload is running right now."""
+        return self._reload_lock.locked()
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snap
 
     def reload(self) -> None:
-        with psycopg.connect(self.admin_dsn, autocommit=True, row_factory=dict_row) as conn:
-            self._snap = _load(conn, self.schemas)
-        self.reloads += 1
+        with self._reload_lock:
+            with psycopg.connect(self.admin_dsn, autocommit=True, row_factory=dict_row) as conn:
+                self._snap = _load(conn, self.schemas)
+            self.reloads += 1
         log.debug("schema cache reloaded (%d tables)", len(self._snap.tables))
 
     def start_listener(self) -> None:

@@ -77,6 +77,7 @@ class LocalStack:
     _closers: list = field(default_factory=list, repr=False)
     _closed: bool = False
     _bucket_row: dict | None = None
+    schema_cache: SchemaCache | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -113,7 +114,8 @@ class LocalStack:
                 close()
             raise
         stack = cls(url=f"http://127.0.0.1:{gateway.port}", anon_key=anon, service_role_key=service,
-                    jwt_secret=jwt_secret, db_url=db_url, faults=faults, root=root, _closers=closers)
+                    jwt_secret=jwt_secret, db_url=db_url, faults=faults, root=root, _closers=closers,
+                    schema_cache=cache)
         rows = stack.sql("select * from storage.buckets where id = %s", (SCREENSHOT_BUCKET,))
         stack._bucket_row = rows[0] if rows else None
         atexit.register(stack.close)
