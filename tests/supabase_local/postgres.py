@@ -14,6 +14,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -36,6 +37,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Runs in its own session: when the process that started the cluster dies without cleaning up
+# (SIGKILL, a crash), stop the cluster and remove its files so no postmaster is left behind.
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+parent, pg_ctl, datadir, root, prefix = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    if not os.path.exists(datadir):
+        sys.exit(0)
+    time.sleep(0.5)
+subprocess.run([*prefix, pg_ctl, "-D", datadir, "-m", "immediate", "-w", "-t", "30", "stop"], capture_output=True)
+shutil.rmtree(root, ignore_errors=True)
+"""
+
+
 def _os_user_prefix() -> list[str]:
     """Run cluster commands as the postgres OS user when we are root."""
     if os.geteuid() != 0:
@@ -51,6 +70,7 @@ class PgCluster:
     port: int = field(default_factory=free_port)
     _started: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _watchdog: subprocess.Popen | None = None
 
     @property
     def datadir(self) -> Path:
@@ -86,6 +106,11 @@ class PgCluster:
         )
         self._started = True
         atexit.register(self.stop)
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(PG_BIN / "pg_ctl"), str(self.datadir),
+             str(self.root), *_os_user_prefix()],
+            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
         log.info("postgres cluster started on port %s in %s", self.port, self.root)
         return self
 
@@ -99,6 +124,10 @@ class PgCluster:
                     check=False, capture_output=True,
                 )
             shutil.rmtree(self.root, ignore_errors=True)
+            if self._watchdog is not None:
+                self._watchdog.terminate()
+                self._watchdog.wait(5)
+                self._watchdog = None
 
 
 def create_database(admin_dsn: str, name: str) -> str:
