@@ -327,7 +327,7 @@ class PhoneAgentTracking:
                 return original(action, screen_width, screen_height, *args, **kwargs)
             try:
                 result = original(action, screen_width, screen_height, *args, **kwargs)
-            except Exception as exc:
+            except BaseException as exc:  # Ctrl+C in a callback too: the step shows what was attempted
                 with guarded("action error"):
                     # The agent retries with finish(message=str(exc)); keep the first action's failure.
                     if step.execute_error is None:

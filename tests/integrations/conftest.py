@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import io
@@ -236,3 +237,56 @@ def backup_task(backup_dir: Path, task_id: str) -> dict[str, Any]:
     from stepsdk._backup import BackupStore
 
     return BackupStore(backup_dir).read().tasks[task_id]
+
+
+# ------------------------------------------------------------------------------ a fake WebDriverAgent (iOS)
+class _WdaHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    screens: list[bytes]
+    calls: list[tuple[str, str]]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _json(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.calls.append(("GET", self.path))
+        if self.path == "/screenshot":
+            shot = self.screens[sum(1 for c in self.calls if c == ("GET", "/screenshot")) - 1]
+            self._json({"value": base64.b64encode(shot).decode()})
+        elif self.path == "/wda/activeAppInfo":
+            self._json({"value": {"bundleId": "com.apple.Preferences", "name": "", "pid": 1}})
+        else:
+            self._json({"value": None})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.calls.append(("POST", self.path))
+        self._json({"sessionId": "fake-session", "value": {"sessionId": "fake-session"}})
+
+
+@dataclass
+class FakeWda:
+    url: str
+    calls: list[tuple[str, str]]
+
+
+@pytest.fixture
+def fake_wda(_fake_device_dir: Path) -> Iterator[FakeWda]:
+    screens = [p.read_bytes() for p in sorted((_fake_device_dir / "state" / "screens").glob("*.png"))]
+    calls: list[tuple[str, str]] = []
+    handler = type("Wda", (_WdaHandler,), {"screens": screens, "calls": calls})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="fake-wda", daemon=True)
+    thread.start()
+    yield FakeWda(url=f"http://127.0.0.1:{httpd.server_address[1]}", calls=calls)
+    httpd.shutdown()
+    httpd.server_close()

@@ -302,3 +302,54 @@ def test_a_broken_tracker_never_reaches_the_agent(
     model.script(LAUNCH, FINISH)
     with track_phone_agent(agent, failing_factory):
         assert agent.run("Turn on Wi-Fi") == "Wi-Fi is on"
+
+
+def test_ios_phone_agent_is_recorded_the_same_way(
+    fake_wda: Any, model: FakeModelServer, tmp_path: Path
+) -> None:
+    import json
+
+    from phone_agent.agent_ios import IOSAgentConfig, IOSPhoneAgent
+    from phone_agent.model import ModelConfig
+
+    agent = IOSPhoneAgent(
+        model_config=ModelConfig(base_url=model.base_url, api_key="sk-test", lang="en"),
+        agent_config=IOSAgentConfig(wda_url=fake_wda.url, lang="en", verbose=False),
+        confirmation_callback=lambda m: True,
+        takeover_callback=lambda m: None,
+    )
+    tracking = track_phone_agent(agent, backup_dir=tmp_path)
+    model.script('<think>Let the page settle.</think><answer>do(action="Wait", duration="0 seconds")', FINISH)
+    assert agent.run("Check the Settings app") == "Wi-Fi is on"
+    task = backup_task(tmp_path, tracking.last_task_id)
+    assert task["status"] == "success" and task["agent"] == "open-autoglm/IOSPhoneAgent"
+    steps = backup_steps(tmp_path, tracking.last_task_id)
+    assert [s["step_data"]["action"].get("action", "finish") for s in steps] == ["Wait", "finish"]
+    assert [s["thinking"] for s in steps] == ["Let the page settle.", "Wi-Fi is on now."]
+    for step, request in zip(steps, model.requests, strict=True):
+        text = request["messages"][-1]["content"][-1]["text"]  # what the model was told
+        told = json.loads(text[text.rindex('{"current_app"'):])["current_app"]
+        assert step["step_data"]["current_app"] == told and step["screenshot_path"]
+    assert ("GET", "/screenshot") in fake_wda.calls
+    tracking.detach()
+
+
+def test_ctrl_c_in_a_confirmation_interrupts_the_task(
+    fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path
+) -> None:
+    def ctrl_c(message: str) -> bool:
+        raise KeyboardInterrupt
+
+    agent = make_agent(model, confirmation_callback=ctrl_c)
+    tracking = track_phone_agent(agent, backup_dir=tmp_path)
+    model.script(TAP_CONFIRM)
+    with pytest.raises(KeyboardInterrupt):
+        agent.run("Pay the bill")
+    task = backup_task(tmp_path, tracking.last_task_id)
+    assert task["status"] == "interrupted" and task["error_message"].startswith("KeyboardInterrupt")
+    validation, error = backup_steps(tmp_path, tracking.last_task_id)
+    assert validation["step_type"] == "validation" and validation["error_type"] == "KeyboardInterrupt"
+    assert validation["step_data"]["message"] == "Pay 5 EUR" and validation["success"] is False
+    assert error["step_type"] == "error" and error["error_type"] == "KeyboardInterrupt"
+    assert error["step_data"]["action"]["action"] == "Tap" and error["thinking"] == "This needs approval."
+    tracking.detach()
