@@ -847,7 +847,8 @@ def _zip_manifest(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name: 
         raise ExportFormatError([f"{where}: must be an object"])
     _check_version(manifest, where)
     problems = []
-    if manifest.get("data") not in DATA_FILES.values() or manifest.get("data") not in infos:
+    data = manifest.get("data")
+    if not isinstance(data, str) or data not in DATA_FILES.values() or data not in infos:
         problems.append(f"{where}: \"data\" must name the data file in the zip, got {_preview(manifest.get('data'))}")
     elif manifest["data"] == DATA_FILES["csv"]:
         problems.append(f"{where}: CSV exports cannot be imported: export with --format json or jsonl")

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from PIL import Image
 
@@ -300,6 +301,14 @@ def _no_manifest(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     _write_all(zout, entries)
 
 
+def _manifest_data_list(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    manifest = _manifest(entries)
+    manifest["data"] = ["export.json"]
+    manifest["screenshots"] = {"x": "not an object"}
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    _write_all(zout, entries)
+
+
 def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     doc = json.loads(entries["export.json"])
     doc["tasks"][0]["task"]["status"] = "weird"
@@ -319,6 +328,7 @@ def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     (_gif_image, "is a GIF image"),
     (_image_missing, "is referenced but not in the zip"),
     (_no_manifest, "no manifest.json"),
+    (_manifest_data_list, '"data" must name the data file'),
     (_bad_data, "status: must be one of"),
 ])
 def test_import_refuses_hostile_zips(exported: dict[str, Any], tmp_path: Path, edit: Any, message: str,
@@ -388,3 +398,87 @@ def test_round_trip_export_delete_import_resync_export(stack, tmp_path: Path, mo
     assert main(["import", str(first)]) == Exit.OK
     assert main(["resync"]) == Exit.OK
     assert counts(stack) == before
+
+
+_ODD_VALUES: list[Any] = [None, True, 0, -1, 2**70, 1.5, "", "x", "\x00", [], {}, [None], {"": None}, "../..", "9" * 300]
+
+
+def _mutate(node: Any, rng: Any) -> None:
+    """Change one random place of a JSON tree: drop a key, change a value's type, or add a key."""
+    path: list[Any] = []
+    while isinstance(node, dict | list) and node and rng.random() < 0.8:
+        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+        if not isinstance(node[key], dict | list) or not node[key]:
+            break
+        path.append(key)
+        node = node[key]
+    if isinstance(node, dict) and node:
+        key = rng.choice(list(node))
+        action = rng.randrange(3)
+        if action == 0:
+            del node[key]
+        elif action == 1:
+            node[key] = copy.deepcopy(rng.choice(_ODD_VALUES))
+        else:
+            node[rng.choice(["zz", key + "_", "id"])] = copy.deepcopy(rng.choice(_ODD_VALUES))
+    elif isinstance(node, list) and node:
+        node[rng.randrange(len(node))] = copy.deepcopy(rng.choice(_ODD_VALUES))
+
+
+def test_import_never_crashes_on_random_damage(exported: dict[str, Any], tmp_path: Path) -> None:
+    """500 randomly damaged exports: each is refused with ExportFormatError, or it is valid and then
+    imports into a backup that reads back whole (no skipped records)."""
+    import random
+
+    from stepsdk import _export
+
+    rng = random.Random(1234)
+    original = _doc(exported)
+    refused = 0
+    for i in range(500):
+        doc = copy.deepcopy(original)
+        for _ in range(rng.randint(1, 3)):
+            _mutate(doc, rng)
+        try:
+            bundles = _export.parse_data(json.dumps(doc), "fuzz.json")
+        except _export.ExportFormatError:
+            refused += 1
+            continue
+        root = tmp_path / f"b{i}"
+        _export.import_into_backup(_export.LoadedExport(bundles), root)
+        snap = BackupStore(root).read()
+        assert snap.problems == []
+        assert sum(map(len, snap.steps.values())) == sum(len(b.steps) for b in bundles)
+        assert sum(map(len, snap.screenshots.values())) == sum(len(b.screenshots) for b in bundles)
+    assert refused > 200  # the damage is real: most of it must be caught
+
+
+def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any]) -> None:
+    """Damaged exports that pass validation are stored by PostgreSQL as they are (no constraint
+    errors later at resync): the validator is at least as strict as the schema."""
+    import random
+
+    from stepsdk import _export
+
+    rng = random.Random(99)
+    original = _doc(exported)
+    client = stack.client()
+    accepted = 0
+    db = psycopg.connect(stack.db_url, autocommit=True)  # one connection: truncating is then ~1 ms
+    for _ in range(40):
+        doc = copy.deepcopy(original)
+        _mutate(doc, rng)
+        try:
+            bundles = _export.parse_data(json.dumps(doc), "fuzz.json")
+        except _export.ExportFormatError:
+            continue
+        accepted += 1
+        db.execute("truncate public.tasks, public.task_steps, public.step_screenshots cascade")
+        for bundle in bundles:
+            client.table("tasks").upsert(bundle.task).execute()
+            if bundle.steps:
+                client.table("task_steps").upsert(bundle.steps).execute()
+            if bundle.screenshots:
+                client.table("step_screenshots").upsert(bundle.screenshots).execute()
+    db.close()
+    assert accepted > 8
