@@ -482,3 +482,27 @@ def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any
                 client.table("step_screenshots").upsert(bundle.screenshots).execute()
     db.close()
     assert accepted > 8
+
+
+def test_import_warns_when_resync_would_skip_rows_uploaded_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Resync sends a row once per backup folder: re-importing into the folder that uploaded the
+    rows before would not restore them in Supabase. The import says so, with the way out."""
+    from stepsdk import _backup
+
+    root = tmp_path / "backup"
+    ds = Dataset()
+    ds.add_task("uploaded", image_seeds=[1, None])
+    load_into_backup(root, ds)
+    acks = _backup.JournalWriter(root)
+    acks.append([{"k": "ack", "t": "task_steps", "ids": [s["id"] for s in ds.steps]},
+                 {"k": "ack", "t": "objects", "ids": list(ds.images)}])
+    acks.close()
+    local_env(monkeypatch, root)
+    assert main(["export", "-o", str(tmp_path / "run.json")]) == Exit.OK
+    assert main(["import", str(tmp_path / "run.json"), "--json"]) == Exit.OK
+    captured = capsys.readouterr()
+    assert json_out(captured.out)["already_uploaded"] == 3
+    assert "will not send them again" in captured.err and "--backup-dir NEW" in captured.err
+    assert main(["import", str(tmp_path / "run.json"), "--backup-dir", str(tmp_path / "fresh"), "--json"]) == Exit.OK
+    assert json_out(capsys.readouterr().out)["already_uploaded"] == 0

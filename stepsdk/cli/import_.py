@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stepsdk import _export
-from stepsdk._backup import BackupStore
+from stepsdk._backup import T_OBJECTS, T_SHOTS, T_STEPS, BackupStore
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -67,6 +67,11 @@ def run_import(args: argparse.Namespace) -> int:
         raise CliError(f"{path} cannot be imported: {exc}", Exit.DATA) from None
     store = BackupStore(root)
     absent = [p for p in _export.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
+    acked = _already_uploaded(store, loaded.bundles)
+    if acked:
+        warn(f"{acked} row(s)/object(s) of this file were uploaded from {root} before; 'stepsdk resync' "
+             "will not send them again. If they were deleted from Supabase since, import into an empty "
+             "folder and resync that: stepsdk import FILE --backup-dir NEW && stepsdk resync --backup-dir NEW")
     if absent:
         warn(f"{len(absent)} screenshot image(s) referenced by the imported steps are not in {path.name} "
              "nor in the backup; 'stepsdk resync' will report them missing unless they are already "
@@ -74,10 +79,18 @@ def run_import(args: argparse.Namespace) -> int:
     result = {
         "ok": True, "file": str(path), "backup_dir": str(root), "tasks": report.tasks,
         "steps": report.steps, "screenshots": report.screenshots, "images": report.images,
-        "missing_images": absent, "journal": report.journal,
+        "missing_images": absent, "already_uploaded": acked, "journal": report.journal,
         "task_ids": [b.task_id for b in loaded.bundles],
     }
     human = (f"imported {report.tasks} task(s), {report.steps} step(s), {report.images} image(s) "
              f"into {root}; run 'stepsdk resync' to upload them")
     emit(args, result, human)
     return Exit.OK
+
+
+def _already_uploaded(store: BackupStore, bundles: list[_export.TaskBundle]) -> int:
+    """Rows and objects this backup already has acknowledgements for (resync skips those)."""
+    snap = store.read()
+    steps = sum(snap.is_acked(T_STEPS, s["id"]) for b in bundles for s in b.steps)
+    shots = sum(snap.is_acked(T_SHOTS, r["id"]) for b in bundles for r in b.screenshots)
+    return steps + shots + sum(snap.is_acked(T_OBJECTS, p) for p in _export.storage_paths(bundles))
