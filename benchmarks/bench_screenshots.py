@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import base64
 import gc
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,11 +37,16 @@ DEFAULT = ScreenshotOptions()
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
+    """Median CPU time of ``fn`` on this thread, in ms.
+
+    CPU time, not wall time: the 2 cores are shared with other work, and Pillow's decoders and
+    encoders are single-threaded, so on an idle core wall time equals this.
+    """
     times = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         fn()
-        times.append((time.perf_counter() - t0) * 1000)
+        times.append((time.thread_time() - t0) * 1000)
     return statistics.median(times)
 
 
@@ -52,7 +59,7 @@ PHOTO_LIKE = ("feed", "gallery")  # the others are flat UI
 
 def settings_table(pngs: dict[str, bytes], runs: int) -> None:
     names = list(pngs)
-    print("\n### Stored KB and prepare() ms (median) per setting; `L` = stored lossless\n")
+    print("\n### Stored KB and prepare() CPU ms (median) per setting; `L` = stored lossless\n")
     head = " | ".join(f"{n} KB | ms" for n in names)
     print(f"| width | setting | {head} | min PNG/stored: flat UI, photo-like | max ms |")
     print("|---" * (2 + 2 * len(names) + 2) + "|")
@@ -93,7 +100,7 @@ def setting_cells(pngs: dict[str, bytes], opts: ScreenshotOptions, runs: int) ->
 
 
 def resample_table(image: Image.Image, runs: int) -> None:
-    print("\n### Downscale 1080x2400 -> 720x1600, one screen (ms, median)\n")
+    print("\n### Downscale 1080x2400 -> 720x1600, one screen (CPU ms, median)\n")
     print("| filter | ms |")
     print("|---|---|")
     for label, kwargs in (
@@ -164,9 +171,56 @@ def stall_table(pngs: dict[str, bytes]) -> None:
         print(f"| {name} | {total:.0f} | {gaps[-1]:.1f} | {p99:.1f} |")
 
 
+def record_step_table(pngs: dict[str, bytes], images: dict[str, Image.Image], bursts: int) -> None:
+    """Caller-thread cost of StepTracker.record_step(..., screenshot=...) in local mode.
+
+    Bursts of 10 steps (an agent takes a screenshot every few seconds; a burst is the worst
+    case), then a flush that is not timed. The worker encodes in the background meanwhile, so
+    the numbers include any wait for the GIL it holds.
+    """
+    from stepsdk import StepTracker
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-shots-"))
+    path = tmp / "gallery.png"
+    path.write_bytes(pngs["gallery"])
+    b64 = base64.b64encode(pngs["gallery"]).decode()
+    sources: list[tuple[str, object]] = [
+        ("no screenshot", None),
+        ("PNG bytes (1.7 MB)", pngs["gallery"]),
+        ("base64 str (PhoneAgent)", b64),
+        ("data: URL", "data:image/png;base64," + b64),
+        ("path", path),
+        ("PIL image", images["gallery"]),
+    ]
+    print("\n### Caller-thread cost of record_step(..., screenshot=...) (µs, local mode, worker busy)\n")
+    print("| screenshot | median µs | p99 µs | max µs | worker prepare per step (ms wall) |")
+    print("|---|---|---|---|---|")
+    try:
+        for label, source in sources:
+            with StepTracker(title="bench", supabase_url="", backup_dir=tmp / "backup") as tracker:
+                costs: list[float] = []
+                drain: list[float] = []
+                for _ in range(bursts):
+                    for i in range(10):
+                        t0 = time.perf_counter_ns()
+                        tracker.record_step("screenshot", {"i": i}, screenshot=source)
+                        costs.append((time.perf_counter_ns() - t0) / 1000)
+                    t0 = time.perf_counter()
+                    tracker.flush(timeout=60)
+                    drain.append((time.perf_counter() - t0) * 1000 / 10)
+            costs.sort()
+            p99 = costs[min(len(costs) - 1, int(len(costs) * 0.99))]
+            worker = f"{statistics.median(drain):.0f}" if source is not None else "-"
+            print(f"| {label} | {statistics.median(costs):.1f} | {p99:.1f} | {costs[-1]:.1f} | {worker} |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--bursts", type=int, default=3, help="bursts of 10 record_step calls per source")
+    parser.add_argument("--only", choices=("settings", "capture", "record"), help="run one table only")
     args = parser.parse_args()
     gc.disable()  # keep collector pauses out of microsecond timings
     images = {name: fn() for name, fn in SCREENS.items()}
@@ -176,11 +230,15 @@ def main() -> None:
     print("|---|---|")
     for name, png in pngs.items():
         print(f"| {name} | {kb(len(png))} |")
-    settings_table(pngs, args.runs)
-    resample_table(images["gallery"], args.runs)
-    capture_table(pngs["gallery"], images["gallery"])
-    stall_table(pngs)
+    if args.only in (None, "settings"):
+        settings_table(pngs, args.runs)
+        resample_table(images["gallery"], args.runs)
+    if args.only in (None, "capture"):
+        capture_table(pngs["gallery"], images["gallery"])
+        stall_table(pngs)
     gc.enable()
+    if args.only in (None, "record"):
+        record_step_table(pngs, images, args.bursts)
 
 
 if __name__ == "__main__":

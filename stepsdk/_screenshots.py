@@ -219,6 +219,10 @@ def capture(source: object, *, sensitive: bool | None = None, copy: bool = False
     A lazily opened image (``Image.open`` not yet loaded) is captured by its file name, because
     ``with Image.open(p) as im: record(im)`` closes the file before the worker reads it.
 
+    A path is read when the worker gets to it (normally within milliseconds). An agent that
+    writes every screenshot to the same file should pass the bytes instead; if the file changed
+    after this call, the stored screenshot's metadata says ``file_changed_after_capture``.
+
     ``sensitive`` marks a screen the agent flagged (passwords, payments); it ends up in
     ``metadata["sensitive"]``.
     """
@@ -278,6 +282,7 @@ class _Source:
     image: Image.Image | None
     kind: str  # path | bytes | base64 | data_url | pil
     original_size: int | None
+    mtime: float | None = None  # a file's modification time, to spot files rewritten after capture
 
 
 def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> PreparedScreenshot:
@@ -317,6 +322,10 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
     }
     if ref.sensitive is not None:
         metadata["sensitive"] = ref.sensitive
+    if source.mtime is not None and source.mtime > ref.captured_at:
+        # The file was rewritten between record_step() and the worker reading it (an agent
+        # that reuses one file name per step): the stored image may be a later screen.
+        metadata["file_changed_after_capture"] = True
     return PreparedScreenshot(
         data=data,
         sha256=sha,
@@ -333,8 +342,7 @@ def _resolve(ref: ScreenshotInput, options: ScreenshotOptions) -> _Source:
     if ref.kind == "image":
         return _Source(None, ref.payload, "pil", None)
     if ref.kind == "path":
-        data = _read_file(ref.payload, options)
-        return _Source(data, None, "path", len(data))
+        return _read_file(ref.payload, options)
     return _resolve_text(ref.payload, options)
 
 
@@ -348,7 +356,7 @@ def _check_size(data: bytes, options: ScreenshotOptions) -> bytes:
     return data
 
 
-def _read_file(path: str, options: ScreenshotOptions) -> bytes:
+def _read_file(path: str, options: ScreenshotOptions) -> _Source:
     shown = _show_path(path)
     try:
         st = os.stat(path)
@@ -372,7 +380,7 @@ def _read_file(path: str, options: ScreenshotOptions) -> bytes:
         raise ScreenshotError("is_directory", f"{shown} is a directory, not an image file") from None
     except (OSError, ValueError) as exc:  # permissions, I/O errors, NUL in the path
         raise ScreenshotError("unreadable", f"cannot read {shown}: {type(exc).__name__}") from None
-    return _check_size(data, options)
+    return _Source(_check_size(data, options), None, "path", len(data), st.st_mtime)
 
 
 def _show_path(path: str) -> str:
@@ -390,8 +398,7 @@ def _resolve_text(text: str, options: ScreenshotOptions) -> _Source:
         raise ScreenshotError("empty", "the screenshot text is empty")
     looks_like_path = len(text) <= _PATH_MAX and "\n" not in text
     if looks_like_path and _is_existing_path(text):
-        data = _read_file(text, options)
-        return _Source(data, None, "path", len(data))
+        return _read_file(text, options)
     data = _try_base64(stripped)
     if data is not None and (not looks_like_path or _sniff(data) is not None):
         return _Source(_check_size(data, options), None, "base64", len(data))

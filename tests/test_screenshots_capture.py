@@ -194,3 +194,14 @@ def test_jpeg_bytes_and_webp_bytes_capture_the_same_way() -> None:
         ref = capture(encode(im, fmt))
         assert ref.kind == "bytes"
         assert prepare(ref).metadata["original_format"] == fmt
+
+
+def test_file_rewritten_after_capture_is_flagged(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "screen.png"
+    path.write_bytes(png_bytes(small_screen(seed=1)))
+    ref = capture(path)
+    assert "file_changed_after_capture" not in prepare(ref).metadata
+    later = time.time() + 5
+    path.write_bytes(png_bytes(small_screen(seed=2)))  # the agent's next step reuses the name
+    os.utime(path, (later, later))
+    assert prepare(ref).metadata["file_changed_after_capture"] is True
