@@ -174,6 +174,13 @@ def test_invalid_bodies_are_400_pgrst102(stack, content):
          400, "PGRST102")
 
 
+def test_non_json_bodies_are_415_and_other_verbs_405(stack):
+    _err(rest(stack, "POST", "tasks", content=b"task_id\nt1", headers={"Content-Type": "text/csv"}),
+         415, "PGRST107")
+    _err(rest(stack, "PUT", "tasks?task_id=eq.t1", json={"task_id": "t1"}), 405, "PGRST117")
+    assert stack.sql("select count(*) as n from tasks")[0]["n"] == 0
+
+
 def test_bulk_without_columns_needs_matching_keys(stack):
     body = _err(rest(stack, "POST", "tasks", json=[{"task_id": "a"}, {"task_id": "b", "title": "x"}]),
                 400, "PGRST102")

@@ -211,7 +211,7 @@ class PostgrestApi:
         page = sql.SQL("SELECT {cols} FROM {src} WHERE {where}{order} LIMIT {lim} OFFSET {off}").format(
             cols=cols, src=source, where=where, order=order, lim=sql.Literal(limit), off=sql.Literal(offset))
         total = sql.SQL("(SELECT count(*) FROM {src} WHERE {where})").format(src=source, where=where) \
-            if ctx.prefs.count == "exact" else sql.SQL("NULL::bigint")
+            if ctx.prefs.count else sql.SQL("NULL::bigint")
         stmt = sql.SQL("{pre}SELECT {total} AS total, count(*) AS n, "
                        "coalesce(json_agg(_pgrst_t), '[]')::text AS body, "
                        "(json_agg(_pgrst_t) -> 0)::text AS first FROM ({page}) _pgrst_t").format(
@@ -247,6 +247,10 @@ class PostgrestApi:
     # ----- writes ----------------------------------------------------------------------
     def _payload(self, ctx: _Ctx) -> object:
         raw = ctx.req.body
+        ctype = (ctx.req.header("content-type") or "application/json").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "application/vnd.pgrst.object+json") and raw.strip():
+            raise ApiError(415, "PGRST107", f"Content-Type not acceptable: {ctype}",
+                           "The local Supabase stack accepts JSON bodies only")
         try:
             return json.loads(raw) if raw.strip() else None
         except (ValueError, UnicodeDecodeError) as e:

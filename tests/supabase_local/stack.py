@@ -83,14 +83,19 @@ class LocalStack:
     @classmethod
     def start(cls, port: int = 0, db_url: str | None = None, jwt_secret: str = DEV_JWT_SECRET) -> LocalStack:
         db_url = db_url or os.environ.get("STEPSDK_TEST_DB_URL") or None
-        root = Path(tempfile.mkdtemp(prefix="stepsdk-stack-"))
-        closers: list = [lambda: shutil.rmtree(root, ignore_errors=True)]
+        closers: list = []
         try:
             if db_url is None:
                 cluster = postgres.PgCluster().start()
                 closers.append(cluster.stop)
+                # inside the cluster's dir: its watchdog removes both if this process is killed
+                root = cluster.root / "stack"
+                root.mkdir()
                 admin = cluster.dsn("postgres")
                 db_url = postgres.create_database(admin, "stepsdk")
+            else:
+                root = Path(tempfile.mkdtemp(prefix="stepsdk-stack-"))
+                closers.append(lambda: shutil.rmtree(root, ignore_errors=True))
             postgres.wait_ready(db_url)
             bootstrap(db_url)
             password = secrets.token_urlsafe(24)
