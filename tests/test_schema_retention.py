@@ -111,8 +111,10 @@ def test_concurrent_cleanups_never_take_the_same_task(data):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("-1 day",), "max_age must be a non-negative interval"),
-    ((None,), "max_age must be a non-negative interval, got null"),
+    (("-1 day",), "max_age must be an interval of at least 1 minute"),
+    (("30",), r"a bare number means seconds\), got 00:00:30"),  # 30 meant as days would wipe everything
+    (("59 seconds",), "got 00:00:59"),
+    ((None,), "at least 1 minute .*got null"),
     (("1 day", None), "dry_run must be true or false"),
     (("1 day", False, 0), "batch_limit must be between 1 and 10000, got 0"),
     (("1 day", False, 10001), "got 10001"),
@@ -139,10 +141,18 @@ def test_only_the_service_role_may_run_it(data):
     assert _counts(data) == (5, 10, 7)
 
 
+def test_one_minute_is_the_shortest_age(data):
+    r = _retain(data, "1 minute", True)
+    assert r["task_ids"] == [*OLD, "new", "running"]  # every task is older than a minute
+
+
 def test_bad_rpc_interval_is_rejected(data):
     with pytest.raises(APIError) as err:
         data.client().rpc("stepsdk_delete_tasks_older_than", {"max_age": "banana"}).execute()
     assert err.value.code == "22007"  # invalid interval syntax, straight from PostgreSQL
+    with pytest.raises(APIError) as err:  # a JSON number is read as seconds: refused, not "delete all"
+        data.client().rpc("stepsdk_delete_tasks_older_than", {"max_age": 30}).execute()
+    assert err.value.code == "22023" and "at least 1 minute" in err.value.message
     assert _counts(data) == (5, 10, 7)
 
 

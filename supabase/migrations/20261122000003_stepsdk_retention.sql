@@ -39,9 +39,12 @@ declare
     v_paths text[];
     v_has_more boolean;
 begin
-    if max_age is null or max_age < interval '0' then
-        raise exception 'stepsdk_delete_tasks_older_than: max_age must be a non-negative interval, got %',
-            coalesce(max_age::text, 'null') using errcode = '22023';
+    -- A floor of one minute: a bare number such as 30 reads as 30 *seconds*, which would
+    -- otherwise delete nearly every task; nobody means a retention shorter than a minute.
+    if max_age is null or max_age < interval '1 minute' then
+        raise exception 'stepsdk_delete_tasks_older_than: max_age must be an interval of at least 1 minute '
+            '(e.g. ''30 days''; a bare number means seconds), got %', coalesce(max_age::text, 'null')
+            using errcode = '22023';
     end if;
     if dry_run is null then
         raise exception 'stepsdk_delete_tasks_older_than: dry_run must be true or false' using errcode = '22023';
