@@ -63,11 +63,14 @@ SCREENSHOT_COLUMNS = (
     "id", "task_id", "step_id", "storage_path", "file_size", "file_hash", "compressed", "metadata",
     "created_at",
 )
-# Columns the schema declares NOT NULL: an explicit null would be refused at upload.
-NOT_NULL = frozenset({
-    "task_id", "status", "started_at", "metadata", "created_at", "updated_at", "id", "step_number",
-    "step_type", "step_data", "success", "step_id", "storage_path", "file_size", "file_hash", "compressed",
-})
+# Columns the schema declares NOT NULL, per table: an explicit null would be refused at upload.
+NOT_NULL: dict[tuple[str, ...], frozenset[str]] = {
+    TASK_COLUMNS: frozenset({"task_id", "status", "started_at", "metadata", "created_at", "updated_at"}),
+    STEP_COLUMNS: frozenset({"id", "task_id", "step_number", "step_type", "step_data", "success", "metadata",
+                             "created_at"}),
+    SCREENSHOT_COLUMNS: frozenset({"id", "task_id", "step_id", "storage_path", "file_size", "file_hash",
+                                   "compressed", "metadata", "created_at"}),
+}
 
 
 @dataclass(frozen=True)
@@ -439,7 +442,7 @@ class _Checker:
         unknown = sorted(set(row) - set(columns))
         if unknown:
             self.fail(where, f"unknown column(s) {', '.join(map(repr, unknown))}")
-        for key in sorted(NOT_NULL & set(row)):
+        for key in sorted(NOT_NULL[columns] & set(row)):
             if row[key] is None:
                 self.fail(f"{where}.{key}", "must not be null")
         return True

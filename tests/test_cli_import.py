@@ -506,3 +506,21 @@ def test_import_warns_when_resync_would_skip_rows_uploaded_before(
     assert "will not send them again" in captured.err and "--backup-dir NEW" in captured.err
     assert main(["import", str(tmp_path / "run.json"), "--backup-dir", str(tmp_path / "fresh"), "--json"]) == Exit.OK
     assert json_out(capsys.readouterr().out)["already_uploaded"] == 0
+
+
+def test_minimal_rows_from_the_database_round_trip(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows with only the required columns set (every nullable column null) are valid exports:
+    the validator is no stricter than the schema."""
+    stack.sql("insert into public.tasks (task_id) values ('minimal')")
+    stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type)
+                 values ('11111111-2222-4333-8444-555555555555', 'minimal', 1, 'thinking')""")
+    stack.sql("""insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
+                 values ('minimal', '11111111-2222-4333-8444-555555555555', %s, 0, %s)""",
+              ("ab/" + "ab" * 32 + ".webp", "ab" * 32))
+    stack_env(monkeypatch, stack, tmp_path / "backup")
+    assert main(["export", "minimal", "-o", str(tmp_path / "m.json")]) == Exit.OK
+    row = json.loads((tmp_path / "m.json").read_text())["tasks"][0]["steps"][0]
+    assert row["started_at"] is None and row["duration_ms"] is None and row["thinking"] is None
+    assert main(["import", str(tmp_path / "m.json")]) == Exit.OK, capsys.readouterr().err
+    assert _snapshot_counts(tmp_path / "backup") == (1, 1, 1)
