@@ -28,6 +28,7 @@ import enum
 import json
 import math
 import re
+import threading
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -62,6 +63,9 @@ class Sanitizer:
     def __init__(self, limits: Limits, secrets: tuple[str, ...] = ()) -> None:
         self.limits = limits
         self.secrets = tuple(s for s in secrets if s)
+        self._chars = 0  # rough size of the value being sanitized (see field())
+        self._items = 0
+        self._lock = threading.Lock()
 
     # -- strings -------------------------------------------------------------------------
     def text(self, value: Any, max_chars: int | None = None) -> str | None:
@@ -75,7 +79,7 @@ class Sanitizer:
     def _string(self, value: str, max_chars: int) -> str:
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
-        if _SURROGATE_RE.search(value):
+        if not value.isascii() and _SURROGATE_RE.search(value):
             # Proper pairs become real characters, lone halves become U+FFFD.
             value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         for secret in self.secrets:
@@ -87,13 +91,19 @@ class Sanitizer:
             value = _BEARER_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
         if len(value) > max_chars:
             value = f"{value[:max_chars]}…[truncated {len(value) - max_chars} chars]"
+        self._chars += len(value)
         return value
 
     # -- JSON values ---------------------------------------------------------------------
     def field(self, value: Any) -> Any:
         """A jsonb column value: sanitized, then capped in total JSON size."""
-        clean = self.value(value)
-        if isinstance(clean, (dict, list)) or (isinstance(clean, str) and len(clean) > 1000):
+        with self._lock:  # the size counters are per call (the spill path runs on the caller thread)
+            self._chars = self._items = 0
+            clean = self.value(value)
+            estimate = (self._chars + 16 * self._items) * 6
+        # Encoding to measure costs more than sanitizing; only do it when the field could be
+        # over the limit (a character takes at most 6 bytes in JSON: \uXXXX).
+        if estimate > self.limits.max_field_bytes:
             encoded = json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
             size = len(encoded.encode("utf-8", "replace"))
             if size > self.limits.max_field_bytes:
