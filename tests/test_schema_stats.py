@@ -222,6 +222,15 @@ def test_bad_arguments_get_a_clear_error(seeded, call, message):
         seeded.sql(call)
 
 
+@pytest.mark.parametrize("duration", ["NaN", "Infinity", "-Infinity", "-1"])
+def test_durations_that_would_poison_the_statistics_are_refused(seeded, duration):
+    with pytest.raises(psycopg.errors.CheckViolation):
+        seeded.sql("insert into public.task_steps (task_id, step_number, step_type, duration_ms)"
+                   " values (%s, 1, 'action', %s::float8)", (EMPTY, duration))
+    [row] = seeded.sql("select * from public.stepsdk_task_stats(%s)", (EMPTY,))
+    assert row["total_steps"] == 0 and row["total_duration_ms"] == 0
+
+
 def test_hostile_task_ids_are_just_unknown(seeded):
     for task_id in ["", "x" * 5000, "'; drop table public.tasks; --", "\u202e\U0001f600", "%", "seed-task-%"]:
         assert seeded.sql("select * from public.stepsdk_task_stats(%s)", (task_id,)) == []

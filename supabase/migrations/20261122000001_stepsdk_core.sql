@@ -57,7 +57,8 @@ create table if not exists public.task_steps (
     thinking        text,
     action_result   jsonb,
     screenshot_path text,          -- object key in the step-screenshots bucket
-    duration_ms     double precision check (duration_ms is null or duration_ms >= 0),
+    -- finite only: NaN and Infinity satisfy ">= 0" in float8 and would poison every statistic
+    duration_ms     double precision check (duration_ms is null or (duration_ms >= 0 and duration_ms < 'Infinity')),
     success         boolean not null default true,
     error_type      text,
     error_message   text,
