@@ -70,6 +70,11 @@ QUERIES: list[tuple[str, str]] = [
     ("task list count(*) (PostgREST count=exact)", "select count(*) from public.task_summary"),
     ("task list sorted by failed_steps desc (all tasks aggregated)",
      "select * from public.task_summary order by failed_steps desc, task_id limit 50"),
+    ("task list sorted by duration_ms desc (a tasks column)",
+     "select * from public.task_summary order by duration_ms desc nulls last limit 50"),
+    ("task list search ilike '%77%' on task_id/title page 1",
+     "select * from public.task_summary where task_id ilike '%77%' or title ilike '%77%'"
+     " order by started_at desc limit 50"),
     ("one task (task_summary where task_id=)",
      "select * from public.task_summary where task_id = 'bench-700'"),
     ("stepsdk_task_stats(one task)", "select * from public.stepsdk_task_stats('bench-700')"),
