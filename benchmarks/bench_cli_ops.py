@@ -96,7 +96,7 @@ def main() -> None:
             timed("cleanup, batches of 100 (Supabase)", args.tasks, results,
                   lambda: cli(["cleanup", "--older-than", "30d", "--batch-size", "100"]))
             timed("cleanup (backup)", args.tasks, results,
-                  lambda: cli(["cleanup", "--older-than", "30d", "--backup-dir", str(backup)]))
+                  lambda: cli(["cleanup", "--older-than", "30d", "--backup-dir", str(backup), "--include-pending"]))
             size = (out / "all.json").stat().st_size
             zsize = (out / "all.zip").stat().st_size
     finally:

@@ -74,11 +74,23 @@ class CleanupReport:
     objects_kept: list[str] = field(default_factory=list)  # referenced again by the time of removal
     objects_failed: list[str] = field(default_factory=list)  # removal failed: orphaned, listed for a retry
     more_not_listed: bool = False  # dry run: more tasks exist than were listed
+    kept: dict[str, str] = field(default_factory=dict)  # old task id -> why it had to stay
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.objects_failed and not self.problems
+        return not self.objects_failed and not self.problems and not self.kept
+
+    def kept_summary(self) -> list[str]:
+        """One line per reason: ``3 task(s) kept (a, b, c): <reason>``."""
+        by_reason: dict[str, list[str]] = {}
+        for tid, reason in sorted(self.kept.items()):
+            by_reason.setdefault(reason, []).append(tid)
+        lines = []
+        for reason, ids in by_reason.items():
+            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            lines.append(f"{len(ids)} task(s) kept ({shown}): {reason}")
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,7 +98,7 @@ class CleanupReport:
             "task_ids": self.task_ids, "objects": len(self.objects_deleted),
             "object_paths": self.objects_deleted, "objects_kept": self.objects_kept,
             "objects_failed": self.objects_failed, "more_not_listed": self.more_not_listed,
-            "problems": self.problems,
+            "kept": self.kept, "problems": self.problems,
         }
 
 
@@ -208,13 +220,12 @@ class BackupRetention:
         report.problems += [p for p in snap.problems if "record skipped" not in p]
         doomed = {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)}
         if keep_pending:
-            for tid in sorted(doomed & _pending_task_ids(snap)):
-                report.problems.append(f"task {tid} kept: not uploaded yet (run 'stepsdk resync' first, "
-                                       "or pass --include-pending to delete it anyway)")
-            doomed -= _pending_task_ids(snap)
+            pending = doomed & _pending_task_ids(snap)
+            report.kept.update((tid, "not uploaded yet: run 'stepsdk resync' first, or pass "
+                                     "--include-pending to delete anyway") for tid in pending)
+            doomed -= pending
         plans, blocked = self._plan(snap, doomed)
-        for tid, reason in sorted(blocked.items()):
-            report.problems.append(f"task {tid} kept: {reason}")
+        report.kept.update(blocked)
         doomed -= set(blocked)
         report.task_ids = sorted(doomed, key=lambda t: (str(snap.tasks[t].get("started_at")), t))
         report.objects_deleted = self._unreferenced(snap, doomed)

@@ -156,7 +156,7 @@ def test_cleanup_local_spares_tasks_of_a_running_writer(tmp_path: Path, monkeypa
     captured = capsys.readouterr()
     out = json_out(captured.out)
     assert out["task_ids"] == ["old-d", "old-a"]
-    assert "task old-b kept: its writer" in captured.err
+    assert "1 task(s) kept (old-b): its writer" in captured.err and out["kept"] == {"old-b": out["kept"]["old-b"]}
     assert _backup_state(root) == ({"new-c", "old-b"}, {SHARED, OWN_B})
     assert len(BackupStore(root).read().steps["old-b"]) == 3
 
@@ -227,7 +227,8 @@ def test_cleanup_local_with_supabase_configured_keeps_what_is_not_uploaded(
     assert main(["cleanup", "--older-than", "30d", "--local", "--json"]) == Exit.FAILED
     captured = capsys.readouterr()
     assert json_out(captured.out)["task_ids"] == ["old-a"]
-    assert "task old-b kept: not uploaded yet" in captured.err
+    assert "3 task(s) kept (old-b, old-d, ...): not uploaded yet" not in captured.err
+    assert "2 task(s) kept (old-b, old-d): not uploaded yet" in captured.err
     assert _backup_state(root) == ({"old-b", "new-c", "old-d"}, {SHARED, OWN_B})
     assert main(["cleanup", "--older-than", "30d", "--local", "--include-pending", "--json"]) == Exit.OK
     assert json_out(capsys.readouterr().out)["task_ids"] == ["old-d", "old-b"]

@@ -87,7 +87,7 @@ def run_cleanup(args: argparse.Namespace) -> int:
         keep_pending = supabase_configured() and not args.include_pending
         with progress(args, "rewriting journals", None) as advance:
             report = local.run(args.older_than, dry_run=args.dry_run, keep_pending=keep_pending, advance=advance)
-    for problem in report.problems:
+    for problem in [*report.problems, *report.kept_summary()]:
         warn(problem)
     result = {"source": source.label, **report.to_dict()}
     verb = "would delete" if report.dry_run else "deleted"
