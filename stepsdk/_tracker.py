@@ -26,6 +26,7 @@ from stepsdk._worker import FlushResult, Worker, shutdown_all
 log = logging.getLogger("stepsdk")
 
 EXIT_TIMEOUT = 5.0  # seconds all trackers together get at interpreter exit
+CLOSE_TIMEOUT = 5.0  # seconds `with StepTracker(...)` spends finishing and closing, at most
 _atexit_registered = False
 
 
@@ -357,16 +358,20 @@ class StepTracker:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        # finish + close share one budget of CLOSE_TIMEOUT seconds, whatever the backend does.
+        deadline = time.monotonic() + CLOSE_TIMEOUT
         try:
             if not self._finished:
                 if exc is None:
-                    self.finish(TaskStatus.SUCCESS)
+                    self.finish(TaskStatus.SUCCESS, timeout=CLOSE_TIMEOUT)
                 elif isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
-                    self.finish(TaskStatus.INTERRUPTED, error_message=f"{type(exc).__name__}: {exc}")
+                    self.finish(TaskStatus.INTERRUPTED, error_message=f"{type(exc).__name__}: {exc}",
+                                timeout=CLOSE_TIMEOUT)
                 else:
-                    self.finish(TaskStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}")
+                    self.finish(TaskStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}",
+                                timeout=CLOSE_TIMEOUT)
         finally:
-            self.close()
+            self.close(timeout=max(0.5, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ asyncio
     async def aflush(self, timeout: float = 5.0) -> FlushResult:

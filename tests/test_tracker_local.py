@@ -256,3 +256,44 @@ def test_log_output_is_valid_and_quiet(tmp_path: Path, caplog: pytest.LogCapture
     assert "hunter2" not in caplog.text
     line = next(p for p in (tmp_path / "journal").iterdir()).read_bytes().splitlines()[2]
     assert json.loads(line[9:])["row"]["step_data"] == {"password": "[REDACTED]"}
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_exit_is_bounded_and_safe_when_backend_is_down(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import time
+        from stepsdk import StepTracker
+        t = StepTracker(task_id="down-task", backup_dir={str(tmp_path)!r},
+                        supabase_url="http://127.0.0.1:{_closed_port()}", supabase_key="k" * 40)
+        for i in range(300):
+            t.record_step("action", {{"i": i}})
+        print(time.monotonic(), flush=True)
+        # no close(): the interpreter exits with the backend down
+    """)
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    exit_seconds = time.monotonic() - float(res.stdout.strip())
+    assert res.returncode == 0, res.stderr
+    assert exit_seconds < 10, exit_seconds
+    assert time.monotonic() - start < 20
+    assert "k" * 40 not in res.stderr
+    assert len(_steps(tmp_path, "down-task")) == 300
+
+
+def test_with_block_bounded_when_backend_is_down(tmp_path: Path) -> None:
+    with StepTracker(backup_dir=tmp_path, supabase_url=f"http://127.0.0.1:{_closed_port()}",
+                     supabase_key="k" * 40) as t:
+        for i in range(100):
+            t.record_step("action", {"i": i})
+        start = time.monotonic()
+    elapsed = time.monotonic() - start
+    assert elapsed < 10, elapsed
+    assert len(_steps(tmp_path, t.task_id)) == 100
+    assert BackupStore(tmp_path).read().tasks[t.task_id]["status"] == "success"
