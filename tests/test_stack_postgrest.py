@@ -245,6 +245,16 @@ def test_in_filter_quotes_values_with_commas(stack):
     assert rest(stack, "GET", "tasks?task_id=in.()").json() == []
 
 
+def test_flat_or_filters(stack):
+    for t in ("a", "b", "c,d"):
+        add_task(stack, t)
+    sb = stack.client()
+    got = sb.table("tasks").select("task_id").or_('task_id.eq.a,task_id.eq."c,d"').order("task_id").execute()
+    assert [r["task_id"] for r in got.data] == ["a", "c,d"]
+    got = rest(stack, "GET", "tasks?select=task_id&not.or=(task_id.eq.a,task_id.eq.b)").json()
+    assert got == [{"task_id": "c,d"}]
+
+
 def test_values_with_spaces_and_json_path_filters(stack):
     add_task(stack, "p 1", metadata={"env": "prod", "n": 3})
     add_task(stack, "p2", metadata={"env": "dev"})
@@ -319,7 +329,9 @@ def test_singular_mutation_with_wrong_row_count_is_rolled_back(stack):
     ("tasks?limit=ten", "PGRST100"),
     ("tasks?offset=-1", "PGRST100"),
     ("tasks?task_id=in.(a", "PGRST100"),
-    ("tasks?or=(a.eq.1,b.eq.2)", "PGRST100"),    # deliberately unsupported
+    ("tasks?and=(a.eq.1,b.eq.2)", "PGRST100"),   # deliberately unsupported
+    ("tasks?or=(task_id.eq.1,or(a.eq.2))", "PGRST100"),  # nested logic trees: unsupported
+    ("tasks?or=task_id.eq.1", "PGRST100"),
     ("tasks?select=task_steps(*)", "PGRST100"),  # embedding: deliberately unsupported
     ("tasks?nope=eq.1", "42703"),                # unknown column: PostgreSQL's answer
     ("tasks?select=nope", "42703"),
