@@ -194,7 +194,7 @@ class Worker:
         items: list[_Item] = []
         for obj in batch:
             items.extend(self._to_items(obj))
-        lines = [encode_record(_record_of(it)) for it in items]
+        lines = [self._encode(it) for it in items]
         start: int | None
         try:
             start = self.journal.append_encoded(b"".join(lines)) if lines else 0
@@ -208,6 +208,18 @@ class Worker:
                 it.offset = off
                 off += len(line)
         self._hand_over(items, journaled=start is not None)
+
+    def _encode(self, it: _Item) -> bytes:
+        try:
+            return encode_record(_record_of(it))
+        except (TypeError, ValueError) as exc:  # a value the sanitizer let through: keep the record
+            self._note_error(f"could not encode {it.kind} {it.key}: {exc}")
+            it.row = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else None)
+                      for k, v in it.row.items()}
+            for col in ("step_data", "metadata"):
+                if col in it.row:
+                    it.row[col] = {"_error": "could not be encoded"}
+            return encode_record(_record_of(it))
 
     def _hand_over(self, items: list[_Item], journaled: bool) -> None:
         now = time.monotonic()

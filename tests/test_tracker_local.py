@@ -297,3 +297,28 @@ def test_with_block_bounded_when_backend_is_down(tmp_path: Path) -> None:
     assert elapsed < 10, elapsed
     assert len(_steps(tmp_path, t.task_id)) == 100
     assert BackupStore(tmp_path).read().tasks[t.task_id]["status"] == "success"
+
+
+def test_step_handle_screenshot_and_data(tmp_path: Path) -> None:
+    with _tracker(tmp_path) as t, t.step("screenshot", {"a": 1}) as s:
+        s.step_data["b"] = 2
+        s.screenshot = Image.new("RGB", (16, 16), (9, 9, 9))
+        s.success = False
+        s.error_message = "element not found"
+    row = _steps(tmp_path, t.task_id)[0]
+    assert row["step_data"] == {"a": 1, "b": 2} and row["screenshot_path"] and not row["success"]
+    assert row["error_message"] == "element not found" and row["error_type"] is None
+
+
+def test_unencodable_value_keeps_the_step(tmp_path: Path) -> None:
+    class Evil:
+        def model_dump(self) -> dict:
+            raise RuntimeError("boom")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr either")
+
+    with _tracker(tmp_path) as t:
+        t.record_step("action", {"evil": Evil(), "ok": 1}, action_result=Evil())
+    row = _steps(tmp_path, t.task_id)[0]
+    assert row["step_data"]["ok"] == 1 and "repr failed" in row["step_data"]["evil"]
