@@ -28,7 +28,6 @@ runs inside a guard that logs and swallows its own failures.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import json
@@ -544,10 +543,12 @@ class PhoneAgentTracking:
 
 
 def _result_dict(result: Any) -> dict[str, Any]:
+    # A shallow copy is enough: ActionResult holds plain values, and the tracker sanitizes them.
     if result is None:
         return {}
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return summarize(dataclasses.asdict(result))
+    fields = getattr(result, "__dict__", None)
+    if isinstance(fields, dict):
+        return dict(fields)
     return {"value": summarize(result)}
 
 
