@@ -21,10 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
 import tenacity
-from postgrest.exceptions import APIError
-from storage3.exceptions import StorageApiError
 
 log = logging.getLogger("stepsdk")
 
@@ -54,8 +51,18 @@ def _status_from_code(code: str) -> int | None:
     return int(code) if code.isdigit() and len(code) == 3 else None
 
 
+def _client_errors() -> tuple[Any, Any, Any]:
+    # Imported on first use: local mode never needs the HTTP stack (it costs ~0.5 s to import).
+    import httpx
+    from postgrest.exceptions import APIError
+    from storage3.exceptions import StorageApiError
+
+    return httpx, APIError, StorageApiError
+
+
 def classify(exc: BaseException) -> ErrorClass:
     """Transient, rejected or fatal; anything unknown counts as transient (never lose data)."""
+    httpx, APIError, StorageApiError = _client_errors()
     if isinstance(exc, (httpx.TransportError, ThrottledError, TimeoutError, ConnectionError)):
         return ErrorClass.TRANSIENT
     if isinstance(exc, APIError):
@@ -91,6 +98,7 @@ def _classify_code(code: str) -> ErrorClass:
 
 def describe(exc: BaseException) -> dict[str, Any]:
     """The server's error as a dict for the backup and stats (no request headers, no keys)."""
+    _, APIError, StorageApiError = _client_errors()
     if isinstance(exc, APIError):
         return {"code": exc.code, "message": exc.message, "details": exc.details, "hint": exc.hint}
     if isinstance(exc, StorageApiError):
