@@ -92,7 +92,9 @@ class Config:
         **overrides: object,
     ) -> Config:
         """Arguments first, then SUPABASE_URL, SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY),
-        STEPSDK_BACKUP_DIR (default ./backup), STEPSDK_LEVEL (default DETAILED). Pass "" for the
+        STEPSDK_BACKUP_DIR (default ./backup), STEPSDK_LEVEL (default DETAILED),
+        STEPSDK_MAX_STRING / STEPSDK_MAX_FIELD_BYTES (or max_string= / max_field_bytes=): override
+        the level's string and field size limits. Pass "" for the
         URL or key to force local mode whatever the environment says."""
         env = os.environ
         # An explicit "" means "no Supabase" (local mode) without falling back to the environment.
@@ -112,10 +114,34 @@ class Config:
         if not isinstance(folder, (str, os.PathLike)):
             raise TypeError("backup_dir must be a path")
         lvl = _level(level if level is not None else env.get("STEPSDK_LEVEL"))
+        limits = overrides.pop("limits", None) or LEVEL_LIMITS[lvl]
+        limits = _limit_overrides(limits, overrides, env)
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - fields
         if unknown:
             raise TypeError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
-        limits = overrides.pop("limits", None) or LEVEL_LIMITS[lvl]
         return cls(supabase_url=url, supabase_key=key, backup_dir=Path(folder), level=lvl,
                    limits=limits, **overrides)  # type: ignore[arg-type]
+
+
+_LIMIT_ENV = {"max_string": "STEPSDK_MAX_STRING", "max_field_bytes": "STEPSDK_MAX_FIELD_BYTES"}
+
+
+def _limit_overrides(limits: Limits, overrides: dict[str, object], env: os._Environ[str] | dict[str, str]) -> Limits:
+    """Apply max_string / max_field_bytes from arguments, else from the environment."""
+    changes: dict[str, int] = {}
+    for name, var in _LIMIT_ENV.items():
+        raw = overrides.pop(name, None)
+        source = name
+        if raw is None and env.get(var):
+            raw, source = env[var], var
+        if raw is None:
+            continue
+        try:
+            value = int(raw)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            raise ValueError(f"{source} must be an integer, got {raw!r}") from None
+        if isinstance(raw, bool) or not 100 <= value <= 100_000_000:
+            raise ValueError(f"{source} must be between 100 and 100,000,000, got {raw!r}")
+        changes[name] = value
+    return dataclasses.replace(limits, **changes) if changes else limits

@@ -153,3 +153,16 @@ def test_config_repr_hides_key_and_levels(monkeypatch: pytest.MonkeyPatch) -> No
         Config.resolve(supabase_url="ftp://x")
     with pytest.raises(TypeError):
         Config.resolve(bogus=1)
+
+
+def test_size_limits_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPSDK_MAX_STRING", "500")
+    cfg = Config.resolve(supabase_url="", supabase_key="", max_field_bytes=2048)
+    assert cfg.limits.max_string == 500 and cfg.limits.max_field_bytes == 2048
+    out = Sanitizer(cfg.limits).field({"s": "y" * 800})
+    assert out["s"].endswith("…[truncated 300 chars]")
+    monkeypatch.setenv("STEPSDK_MAX_STRING", "lots")
+    with pytest.raises(ValueError, match="STEPSDK_MAX_STRING must be an integer"):
+        Config.resolve()
+    with pytest.raises(ValueError, match="between"):
+        Config.resolve(max_field_bytes=5, max_string=1000)

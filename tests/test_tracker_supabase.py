@@ -169,3 +169,16 @@ def test_flush_and_close_bounded_when_requests_hang(stack: Any, tmp_path: Path) 
     assert elapsed < 10, elapsed
     assert r.pending == 0 and c.pending == 0 and c.backed_up + c.uploaded == 30
     assert len(BackupStore(tmp_path).read().steps[t.task_id]) == 30
+
+
+def test_unwritable_backup_still_uploads_and_agent_unaffected(stack: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the backup folder should be")
+    t = StepTracker(config=cfg(stack, blocker / "backup"), buffer_size=10, flush_interval=0.1)
+    for i in range(40):
+        t.record_step("action", {"i": i}, screenshot=Image.new("RGB", (8, 8), (i, 0, 0)) if i == 3 else None)
+    r = t.close(timeout=20)
+    stats = t.stats()
+    assert r.uploaded == 40 and stats.dropped == 0 and stats.backup_errors >= 1
+    assert len(db_steps(stack, t.task_id)) == 40
+    assert stack.sql("select count(*) as n from public.step_screenshots")[0]["n"] == 1
