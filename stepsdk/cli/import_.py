@@ -61,13 +61,13 @@ def run_import(args: argparse.Namespace) -> int:
         raise CliError(f"{path} is not a valid stepsdk export: {exc}", Exit.DATA) from None
     except PermissionError:
         raise CliError(f"{path} is not readable", Exit.NO_INPUT) from None
+    store = BackupStore(root)
+    acked = _already_uploaded(store, loaded.bundles)  # read before writing: only older acks count
     try:
         report = _export.import_into_backup(loaded, root)
     except _export.ExportFormatError as exc:
         raise CliError(f"{path} cannot be imported: {exc}", Exit.DATA) from None
-    store = BackupStore(root)
     absent = [p for p in _export.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
-    acked = _already_uploaded(store, loaded.bundles)
     if acked:
         warn(f"{acked} row(s)/object(s) of this file were uploaded from {root} before; 'stepsdk resync' "
              "will not send them again. If they were deleted from Supabase since, import into an empty "
