@@ -150,3 +150,19 @@ def test_storage_writes_need_the_service_role(stack):
         anon.create_bucket("mine")
     assert e.value.code == "Unauthorized"
     assert anon.list_buckets() == []  # buckets are hidden by RLS too
+
+
+def test_opaque_api_keys_map_to_their_roles(stack):
+    """sb_secret_… acts as service_role, sb_publishable_… as anon; a user JWT still wins."""
+    _seed(stack)
+    secret = stack.client(key=stack.secret_key)
+    assert len(secret.table("tasks").select("task_id").execute().data) == 3
+    assert secret.storage.from_(BUCKET).list("", {"limit": 10})
+    publishable = stack.client(key=stack.publishable_key)
+    with pytest.raises(APIError) as e:
+        publishable.table("tasks").select("*").execute()
+    assert e.value.code == "42501"
+    publishable.postgrest.auth(stack.user_token(BOB))
+    assert [r["task_id"] for r in publishable.table("tasks").select("task_id").execute().data] == ["tb"]
+    r = httpx.get(f"{stack.url}/rest/v1/tasks", headers={"apikey": "sb_secret_forged"})
+    assert r.status_code == 401 and r.json()["message"] == "Invalid API key"

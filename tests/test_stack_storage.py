@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import httpx
 import pytest
@@ -211,3 +212,14 @@ def test_raw_binary_upload_like_storage_js(stack):
              headers={"Content-Type": "image/webp", "x-upsert": "false"})
     assert r.status_code == 200 and r.json()["Key"] == f"{BUCKET}/raw/x.webp"
     assert _files(stack).download("raw/x.webp") == WEBP
+
+
+def test_signed_url_tokens_never_reach_the_logs(stack, caplog):
+    files = _files(stack)
+    files.upload("ab/log.webp", WEBP, {"content-type": "image/webp"})
+    signed = files.create_signed_url("ab/log.webp", 60)["signedURL"]
+    token = signed.split("token=")[1]
+    with caplog.at_level(logging.DEBUG, logger="tests.supabase_local"):
+        assert httpx.get(signed).status_code == 200
+    assert "/object/sign/" in caplog.text  # the request was logged…
+    assert token not in caplog.text and stack.service_role_key not in caplog.text  # …without secrets

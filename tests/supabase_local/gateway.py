@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import struct
 import threading
@@ -21,6 +22,7 @@ from .http_types import Request, Response
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Response]
+_TOKEN_RE = re.compile(r"((?:token|apikey)=)[^&\s\"]+")
 
 
 class _Server(ThreadingHTTPServer):
@@ -35,7 +37,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
+        # signed-URL tokens travel in the query string: never log them
+        log.debug("%s - %s", self.address_string(), _TOKEN_RE.sub(r"\1***", format % args))
 
     def setup(self) -> None:
         super().setup()
@@ -138,12 +141,13 @@ class Gateway:
     """Owns the listening socket; ``faults`` can close and reopen it (an outage)."""
 
     def __init__(self, port: int, rest: Handler, storage: Handler, faults: FaultInjector,
-                 api_keys: set[str], service_key: str) -> None:
+                 api_keys: set[str], service_key: str, opaque_keys: dict[str, str] | None = None) -> None:
         self.port = port
         self.rest = rest
         self.storage = storage
         self.faults = faults
-        self.api_keys = api_keys
+        self.opaque_keys = dict(opaque_keys or {})  # sb_secret_/sb_publishable_ key → the JWT it stands for
+        self.api_keys = set(api_keys) | set(self.opaque_keys)
         self.service_key = service_key
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -194,6 +198,7 @@ class Gateway:
     # ----- routing -----------------------------------------------------------------------
     def route(self, req: Request) -> Response:
         try:
+            req = self._translate_opaque_key(req)
             if req.path.startswith("/rest/v1"):
                 denied = self._edge_check(req)
                 if denied is not None:
@@ -205,6 +210,19 @@ class Gateway:
         except Exception:  # a bug in the emulator: answer like a crashed upstream, keep serving
             log.exception("gateway: unhandled error for %s %s", req.method, req.path)
             return Response.json(500, {"message": "An invalid response was received from the upstream server"})
+
+    def _translate_opaque_key(self, req: Request) -> Request:
+        """Supabase's edge turns the new opaque API keys into a role JWT for the services behind it.
+
+        The key stands in for the bearer only when no other token is given (``Authorization``
+        absent or equal to the key); a user's JWT in ``Authorization`` passes through.
+        """
+        key = req.header("apikey")
+        jwt = self.opaque_keys.get(key or "")
+        if jwt is None or req.bearer() not in (None, key):
+            return req
+        return Request(req.method, req.path, req.query, {**req.headers, "authorization": f"Bearer {jwt}"},
+                       req.body)
 
     def _edge_check(self, req: Request) -> Response | None:
         """Supabase's API gateway: an ``apikey`` of this project is required for the REST API."""

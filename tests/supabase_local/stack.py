@@ -77,6 +77,9 @@ class LocalStack:
     _closers: list = field(default_factory=list, repr=False)
     _closed: bool = False
     _bucket_row: dict | None = None
+    # Supabase's newer opaque API keys; the gateway maps them to the service_role / anon JWTs.
+    secret_key: str = ""
+    publishable_key: str = ""
     schema_cache: SchemaCache | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -111,7 +114,10 @@ class LocalStack:
             faults = FaultInjector()
             rest = PostgrestApi(db, cache, jwt_secret, EXPOSED_SCHEMAS)
             storage = StorageApi(db, jwt_secret, root / "objects")
-            gateway = Gateway(port, rest.handle, storage.handle, faults, {anon, service}, service)
+            secret_key = "sb_secret_" + secrets.token_urlsafe(24)
+            publishable_key = "sb_publishable_" + secrets.token_urlsafe(24)
+            gateway = Gateway(port, rest.handle, storage.handle, faults, {anon, service}, service,
+                              {secret_key: service, publishable_key: anon})
             gateway.start()
             closers.append(gateway.stop)
         except BaseException:
@@ -120,7 +126,7 @@ class LocalStack:
             raise
         stack = cls(url=f"http://127.0.0.1:{gateway.port}", anon_key=anon, service_role_key=service,
                     jwt_secret=jwt_secret, db_url=db_url, faults=faults, root=root, _closers=closers,
-                    schema_cache=cache)
+                    schema_cache=cache, secret_key=secret_key, publishable_key=publishable_key)
         rows = stack.sql("select * from storage.buckets where id = %s", (SCREENSHOT_BUCKET,))
         stack._bucket_row = rows[0] if rows else None
         atexit.register(stack.close)
