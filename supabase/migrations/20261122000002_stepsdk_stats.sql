@@ -139,10 +139,13 @@ from (
         (extract(epoch from (t.finished_at - t.started_at)) * 1000)::double precision as duration_ms
     from public.tasks t
 ) d
+-- Two counts instead of one aggregate over the step rows: each is an index-only scan (the
+-- (task_id, step_number) unique index, and the partial index on failed steps), several times
+-- cheaper than reading every step row of a month of tasks.
 cross join lateral (
-    select count(*) as steps, count(*) filter (where not s.success) as failed_steps
-    from public.task_steps s
-    where s.task_id = d.task_id
+    select
+        (select count(*) from public.task_steps s where s.task_id = d.task_id) as steps,
+        (select count(*) from public.task_steps s where s.task_id = d.task_id and not s.success) as failed_steps
 ) st
 group by d.day;
 
