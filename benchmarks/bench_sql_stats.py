@@ -8,7 +8,7 @@ authenticated user (RLS on). Prints one line per query: median and best wall tim
 ``--repeat`` runs, and the server-side execution time from EXPLAIN ANALYZE.
 
     .venv/bin/python benchmarks/bench_sql_stats.py                 # 100,000 tasks, 10 steps each
-    .venv/bin/python benchmarks/bench_sql_stats.py --tasks 20000 --repeat 3
+    .venv/bin/python benchmarks/bench_sql_stats.py --tasks 20000 --repeat 3 --match daily
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dsn", help="an existing server's admin DSN (default: a private temp cluster)")
+    ap.add_argument("--match", default="", help="only the queries whose name contains this text")
     args = ap.parse_args()
 
     cluster = None
@@ -151,6 +152,8 @@ def main() -> None:
                 print(f"\n-- as {role}" + (" (RLS: owns 1% of the tasks)" if role == "authenticated" else ""))
                 print(f"{'query':<64} {'median':>9} {'best':>9} {'server':>9}")
                 for name, query in QUERIES:
+                    if args.match not in name:
+                        continue
                     if role == "authenticated" and "delete_tasks" in query:
                         continue  # service_role only, by design
                     med, best, server = _time(conn, query, role, args.repeat)
