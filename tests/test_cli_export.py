@@ -264,3 +264,22 @@ def test_export_zip_survives_a_dropped_download(stack, tmp_path: Path, monkeypat
         assert {n for n in zf.namelist() if n.startswith("screenshots/")} == {
             "screenshots/" + r["storage_path"] for r in ds.for_task("t-ok")[1]}
     assert stack.faults.injected["reset"] == 1  # the fault really happened
+
+
+def test_console_script_against_supabase_prints_only_its_result(stack, tmp_path: Path) -> None:
+    """The real entry point: stdout is the JSON summary, stderr stays empty (no request logs),
+    and the key appears nowhere."""
+    import os
+    import subprocess
+    import sys
+
+    load_into_stack(stack, _dataset())
+    env = {**os.environ, "SUPABASE_URL": stack.url, "SUPABASE_SECRET_KEY": stack.service_role_key,
+           "STEPSDK_BACKUP_DIR": str(tmp_path / "unused")}
+    exe = str(Path(sys.executable).parent / "stepsdk")
+    done = subprocess.run([exe, "export", "--json", "-o", str(tmp_path / "x.json")], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert json_out(done.stdout)["tasks"] == 3
+    assert stack.service_role_key not in done.stdout + (tmp_path / "x.json").read_text()
