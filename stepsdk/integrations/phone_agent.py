@@ -166,9 +166,10 @@ class _Patch:
 class PhoneAgentTracking:
     """The tracking attached to one agent instance. Use ``detach()`` (or ``with``) to remove it."""
 
-    def __init__(self, agent: Any, tracker_factory: TrackerFactory, agent_name: str) -> None:
+    def __init__(self, agent: Any, tracker_factory: TrackerFactory, agent_name: str, flush_timeout: float = 5.0) -> None:
         self.agent = agent
         self.agent_name = agent_name
+        self.flush_timeout = flush_timeout
         self._factory = tracker_factory
         self._lock = threading.RLock()
         self._tracker: Any = None
@@ -536,10 +537,12 @@ class PhoneAgentTracking:
             tracker, self._tracker, self._manual, self._step = self._tracker, None, False, None
         if tracker is None:
             return
+        # Both flush, bounded by flush_timeout: the run's steps are uploaded (or safe in the backup
+        # journal, which they reach within milliseconds anyway) before run() returns.
         try:
-            tracker.finish(status, result=result, error_message=error_message)
+            tracker.finish(status, result=result, error_message=error_message, timeout=self.flush_timeout)
         finally:
-            tracker.close()  # flushes: the run's last steps are stored before run() returns
+            tracker.close(timeout=self.flush_timeout)
 
 
 def _result_dict(result: Any) -> dict[str, Any]:
@@ -616,6 +619,7 @@ def track_phone_agent(
     tracker_factory: TrackerFactory | None = None,
     *,
     agent_name: str | None = None,
+    flush_timeout: float = 5.0,
     **tracker_kwargs: Any,
 ) -> PhoneAgentTracking:
     """Record every ``run()`` (and manual ``step()``) of this agent instance.
@@ -623,7 +627,8 @@ def track_phone_agent(
     ``tracker_kwargs`` go to ``StepTracker`` (``supabase_url``, ``supabase_key``, ``backup_dir``,
     ``metadata``...). Or pass ``tracker_factory(title=, agent=, metadata=[, description=]) ->
     StepTracker`` to build trackers yourself (``description`` only for a task text over 2,000 chars). Returns a ``PhoneAgentTracking``: ``.last_task_id``, ``.detach()``, and a
-    context manager that detaches on exit. Raises ``TypeError``/``ValueError`` at this call for an
+    context manager that detaches on exit. ``flush_timeout`` bounds the upload wait at the end of each
+    run (steps not uploaded by then stay in the local backup and go up later). Raises ``TypeError``/``ValueError`` at this call for an
     object that is not a phone agent, bad tracker arguments, or an agent already tracked.
     """
     for attr in ("run", "step", "model_client", "action_handler"):
@@ -642,6 +647,8 @@ def track_phone_agent(
             raise ValueError("track_phone_agent: pass either tracker_factory or StepTracker arguments, not both")
         if not callable(tracker_factory):
             raise TypeError("track_phone_agent: tracker_factory must be callable")
+    if isinstance(flush_timeout, bool) or not isinstance(flush_timeout, int | float) or not 0 <= flush_timeout <= 600:
+        raise ValueError(f"track_phone_agent: flush_timeout must be seconds between 0 and 600, got {flush_timeout!r}")
     factory = tracker_factory or _default_factory(tracker_kwargs)
     name = agent_name or f"open-autoglm/{type(agent).__name__}"
-    return PhoneAgentTracking(agent, factory, name)
+    return PhoneAgentTracking(agent, factory, name, float(flush_timeout))

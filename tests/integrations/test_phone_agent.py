@@ -267,6 +267,8 @@ def test_bad_arguments_raise_at_the_call(model: FakeModelServer, tmp_path: Path)
         track_phone_agent(agent, lambda **kw: None, backup_dir=tmp_path)
     with pytest.raises(TypeError, match="agent_name"):
         track_phone_agent(agent, agent_name=42)
+    with pytest.raises(ValueError, match="flush_timeout"):
+        track_phone_agent(agent, flush_timeout=-1)
     with pytest.raises(TypeError, match="metadata must be a mapping"):
         track_phone_agent(agent, metadata=["not", "a", "dict"])
     assert "run" not in vars(agent)  # nothing attached by a refused call
@@ -352,4 +354,45 @@ def test_ctrl_c_in_a_confirmation_interrupts_the_task(
     assert validation["step_data"]["message"] == "Pay 5 EUR" and validation["success"] is False
     assert error["step_type"] == "error" and error["error_type"] == "KeyboardInterrupt"
     assert error["step_data"]["action"]["action"] == "Tap" and error["thinking"] == "This needs approval."
+    tracking.detach()
+
+
+def test_supabase_outage_never_stalls_the_agent_and_loses_nothing(
+    fake_device: FakeDevice, model: FakeModelServer, stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from stepsdk.cli import main
+
+    agent = make_agent(model)
+    tracking = track_phone_agent(agent, supabase_url=stack.url, supabase_key=stack.service_role_key,
+                                 backup_dir=tmp_path, flush_timeout=0.2)
+    model.script(LAUNCH, TAP, FINISH)
+    assert agent.run("Warm up: imports, first connections") == "Wi-Fi is on"
+    fake_device.reset()
+    model.script(LAUNCH, TAP, FINISH)
+    started = time.perf_counter()
+    assert make_agent(model).run("The same run, untracked") == "Wi-Fi is on"
+    untracked = time.perf_counter() - started
+    fake_device.reset()
+    model.script(LAUNCH, TAP, FINISH)
+    with stack.faults.outage():
+        started = time.perf_counter()
+        assert agent.run("Turn on Wi-Fi") == "Wi-Fi is on"
+        down = time.perf_counter() - started
+    print(f"3-step run: untracked {untracked:.2f} s, tracked with Supabase down {down:.2f} s")
+    assert down < untracked + 1.5  # flush_timeout=0.2 bounds the end-of-run wait; margin for a loaded machine
+    task_id = tracking.last_task_id
+    assert stack.sql("select count(*) as n from public.task_steps where task_id = %s", (task_id,))[0]["n"] == 0
+    assert backup_task(tmp_path, task_id)["status"] == "success"  # safe in the backup meanwhile
+    assert len(backup_steps(tmp_path, task_id)) == 3
+
+    monkeypatch.setenv("SUPABASE_URL", stack.url)
+    monkeypatch.setenv("SUPABASE_SECRET_KEY", stack.service_role_key)
+    assert main(["resync", "--backup-dir", str(tmp_path)]) == 0
+    assert _task(stack, task_id)["status"] == "success"
+    steps = _steps(stack, task_id)
+    assert [s["step_number"] for s in steps] == [1, 2, 3] and all(s["screenshot_path"] for s in steps)
+    shots = stack.sql("select count(*) as n from public.step_screenshots where task_id = %s", (task_id,))
+    assert shots[0]["n"] == 3
     tracking.detach()
