@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 
 import httpx
@@ -107,6 +108,7 @@ def test_owner_id_defaults_to_the_callers_sub(stack):
         for _ in range(50):  # the DDL's NOTIFY reloads the schema cache asynchronously
             if r.status_code != 404:
                 break
+            time.sleep(0.05)
             r = httpx.post(f"{stack.url}/rest/v1/t_notes", json={},
                            headers={"apikey": stack.anon_key,
                                     "Authorization": f"Bearer {stack.user_token(ALICE)}",
@@ -166,3 +168,22 @@ def test_opaque_api_keys_map_to_their_roles(stack):
     assert [r["task_id"] for r in publishable.table("tasks").select("task_id").execute().data] == ["tb"]
     r = httpx.get(f"{stack.url}/rest/v1/tasks", headers={"apikey": "sb_secret_forged"})
     assert r.status_code == 401 and r.json()["message"] == "Invalid API key"
+
+
+def test_role_settings_apply_per_request(stack):
+    """Supabase's statement_timeout per role (anon 3s, authenticated 8s) follows the JWT's role."""
+    stack.sql("create function public.t_timeout() returns text language sql stable "
+              "as $$ select current_setting('statement_timeout') $$")
+    try:
+        def timeout_for(key: str, token: str) -> httpx.Response:
+            return httpx.post(f"{stack.url}/rest/v1/rpc/t_timeout", json={},
+                              headers={"apikey": key, "Authorization": f"Bearer {token}"})
+
+        for _ in range(100):  # the DDL's NOTIFY reloads the schema cache asynchronously
+            if timeout_for(stack.anon_key, stack.anon_key).status_code == 200:
+                break
+            time.sleep(0.05)
+        assert timeout_for(stack.anon_key, stack.anon_key).json() == "3s"
+        assert timeout_for(stack.anon_key, stack.user_token(ALICE)).json() == "8s"
+    finally:
+        stack.sql("drop function public.t_timeout")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -47,7 +47,9 @@ class RequestContext:
 
 
 class Database:
-    def __init__(self, authenticator_dsn: str, max_size: int = 8) -> None:
+    def __init__(self, authenticator_dsn: str, max_size: int = 8,
+                 role_settings: Callable[[str], list[tuple[str, str]]] | None = None) -> None:
+        self.role_settings = role_settings or (lambda role: [])
         self.pool = ConnectionPool(
             authenticator_dsn, min_size=1, max_size=max_size, timeout=10.0, open=True,
             kwargs={"autocommit": True, "row_factory": dict_row},
@@ -89,8 +91,7 @@ class Database:
         finally:
             cm.__exit__(None, None, None)
 
-    @staticmethod
-    def _set_context(conn: psycopg.Connection, ctx: RequestContext) -> None:
+    def _set_context(self, conn: psycopg.Connection, ctx: RequestContext) -> None:
         claims = {**ctx.claims, "role": ctx.role}
         conn.execute(
             "select set_config('search_path', '\"public\", \"extensions\"', true),"
@@ -105,3 +106,5 @@ class Database:
             {"role": ctx.role, "claims": json.dumps(claims), "sub": str(ctx.claims.get("sub") or ""),
              "method": ctx.method, "path": ctx.path, "headers": json.dumps(ctx.headers)},
         )
+        for name, value in self.role_settings(ctx.role):  # e.g. Supabase's statement_timeout per role
+            conn.execute("select set_config(%s, %s, true)", (name, value))

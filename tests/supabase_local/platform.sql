@@ -23,6 +23,11 @@ $$;
 
 grant anon, authenticated, service_role to authenticator;
 
+-- Supabase's per-role statement timeouts (applied by the gateway when it switches role).
+alter role anon set statement_timeout = '3s';
+alter role authenticated set statement_timeout = '8s';
+alter role authenticator set statement_timeout = '8s';
+
 -- Supabase: extensions live in their own schema, which every API role may use.
 create schema if not exists extensions;
 grant usage on schema extensions to postgres, anon, authenticated, service_role;

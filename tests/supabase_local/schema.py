@@ -63,6 +63,8 @@ class Function:
 class Snapshot:
     tables: dict[tuple[str, str], Table] = field(default_factory=dict)
     functions: dict[tuple[str, str], list[Function]] = field(default_factory=dict)
+    # ALTER ROLE … SET settings, applied when a request impersonates the role (PostgREST v12+)
+    role_settings: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 _TABLES_SQL = """
@@ -94,8 +96,20 @@ where n.nspname = any(%(schemas)s) and p.prokind = 'f'
 """
 
 
+_ROLE_SETTINGS_SQL = """
+select r.rolname as role, split_part(c, '=', 1) as name, substr(c, strpos(c, '=') + 1) as value
+from pg_db_role_setting s
+join pg_roles r on r.oid = s.setrole
+cross join lateral unnest(s.setconfig) c
+where s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
+order by s.setdatabase
+"""
+
+
 def _load(conn: psycopg.Connection, schemas: list[str]) -> Snapshot:
     snap = Snapshot()
+    for r in conn.execute(_ROLE_SETTINGS_SQL).fetchall():
+        snap.role_settings.setdefault(r["role"], []).append((r["name"], r["value"]))
     cols: dict[tuple[str, str], dict[str, Column]] = {}
     pks: dict[tuple[str, str], list[str]] = {}
     for r in conn.execute(_TABLES_SQL, {"schemas": schemas}).fetchall():

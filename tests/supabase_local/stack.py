@@ -104,11 +104,12 @@ class LocalStack:
             password = secrets.token_urlsafe(24)
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute(sql.SQL("alter role authenticator password {}").format(sql.Literal(password)))
-            db = Database(postgres.with_user(db_url, "authenticator", password))
-            closers.append(db.close)
             cache = SchemaCache(db_url, EXPOSED_SCHEMAS)
             cache.start_listener()
             closers.append(cache.stop)
+            db = Database(postgres.with_user(db_url, "authenticator", password),
+                          role_settings=lambda role: cache.snapshot.role_settings.get(role, []))
+            closers.append(db.close)
             anon = make_token(jwt_secret, "anon")
             service = make_token(jwt_secret, "service_role")
             faults = FaultInjector()
