@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from stepsdk._backup import BackupStore
 from stepsdk._retention import interval_literal, parse_duration
 from stepsdk.cli import main
 from stepsdk.cli._common import CliError, Exit, resolve_source
@@ -147,3 +149,32 @@ def test_console_script_exit_statuses(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"stepsdk_export": 2, "tasks": []}')
     bad = run("import", str(tmp_path / "bad.json"))
     assert bad.returncode == 65 and "unsupported export version 2" in bad.stderr
+
+
+def test_progress_bars_on_a_terminal(tmp_path: Path) -> None:
+    """With a terminal on stdout and stderr the rich progress bars run (and go away); the
+    commands still succeed. Uses a real pseudo-terminal."""
+    import pty
+
+    exe = Path(sys.executable).parent / "stepsdk"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")}
+    env.update(STEPSDK_BACKUP_DIR=str(tmp_path / "backup"), TERM="xterm", COLUMNS="100")
+    ds = Dataset()
+    ds.add_task("old", age=timedelta(days=40), image_seeds=[1, 2])
+    load_into_backup(tmp_path / "backup", ds)
+    for argv in (["export", "--with-screenshots", "-o", str(tmp_path / "x.zip")], ["cleanup", "--older-than", "30d"]):
+        leader, follower = pty.openpty()
+        try:
+            done = subprocess.run([str(exe), *argv], stdout=follower, stderr=follower, env=env, timeout=60)
+            os.close(follower)
+            output = b""
+            with contextlib.suppress(OSError):  # EIO once the child side is closed and drained
+                while chunk := os.read(leader, 65536):
+                    output += chunk
+        finally:
+            os.close(leader)
+        assert done.returncode == 0, output.decode(errors="replace")
+        assert b"Traceback" not in output
+        assert b"\x1b[" in output  # rich drew (and erased) its bar with terminal control codes
+    assert (tmp_path / "x.zip").stat().st_size > 0
+    assert BackupStore(tmp_path / "backup").read().tasks == {}
