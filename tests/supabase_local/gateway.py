@@ -22,6 +22,7 @@ from .http_types import Request, Response
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Response]
+MAX_BODY = 64 * 1024 * 1024  # above Storage's 50 MB global object limit
 _TOKEN_RE = re.compile(r"((?:token|apikey)=)[^&\s\"]+")
 
 
@@ -34,6 +35,7 @@ class _Server(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # so even garbage gets a status line, not an HTTP/0.9 body
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
@@ -71,6 +73,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
+        if length < 0 or length > MAX_BODY:
+            raise ValueError(f"Content-Length {length} out of range")
         return self.rfile.read(length) if length > 0 else b""
 
     def _handle(self) -> None:
@@ -78,7 +82,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         raw_path, _, query = self.path.partition("?")
         try:
             body = self._read_body()
-        except (ValueError, OSError):
+        except ValueError:  # a broken Content-Length or chunk size: answer, then drop the connection
+            self.close_connection = True
+            self._send(Response.json(400, {"message": "Bad request body framing"}, [("Connection", "close")]))
+            return
+        except OSError:
             self.close_connection = True
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
