@@ -286,7 +286,7 @@ def test_a_broken_tracker_never_reaches_the_agent(
         def finish(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("still on fire")
 
-        def close(self) -> None:
+        def close(self, timeout: float = 5.0) -> None:
             raise OSError("gone")
 
     agent = make_agent(model)
