@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stepsdk._demo import RESULT, STEP_COUNT, TASK_TITLE, record_demo
+from stepsdk._demo import RESULT, STEP_COUNT, TASK_TITLE
 from tests.integrations.conftest import backup_steps, backup_task
 
 pytestmark = pytest.mark.usefixtures("local_env")
@@ -64,13 +64,23 @@ def test_demo_records_into_the_backup(tmp_path: Path) -> None:
         assert stored[:4] == b"RIFF" and stored[8:12] == b"WEBP"
 
 
-def test_demo_records_into_supabase(stack: Any, tmp_path: Path) -> None:
-    demo = record_demo(supabase_url=stack.url, supabase_key=stack.service_role_key, backup_dir=tmp_path, pace=0.01)
-    assert demo.mode == "supabase" and demo.destination == stack.url.rstrip("/")
-    (task,) = stack.sql("select * from public.tasks where task_id = %s", (demo.task_id,))
-    steps = stack.sql("select * from public.task_steps where task_id = %s order by step_number", (demo.task_id,))
+def test_demo_records_into_supabase_when_configured(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stepsdk.cli import main
+
+    monkeypatch.setenv("SUPABASE_URL", stack.url)
+    monkeypatch.setenv("SUPABASE_SECRET_KEY", stack.service_role_key)
+    assert main(["demo", "--no-view", "--pace", "0.01", "--backup-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    match = _TASK_LINE.search(out)
+    assert match and match.group(3) == f"Supabase at {stack.url.rstrip('/')}", out
+    assert stack.service_role_key not in out
+    task_id = match.group(1)
+    (task,) = stack.sql("select * from public.tasks where task_id = %s", (task_id,))
+    steps = stack.sql("select * from public.task_steps where task_id = %s order by step_number", (task_id,))
     _check_story(task, steps)
-    shots = stack.sql("select storage_path from public.step_screenshots where task_id = %s", (demo.task_id,))
+    shots = stack.sql("select storage_path from public.step_screenshots where task_id = %s", (task_id,))
     assert len(shots) == STEP_COUNT
     objects = stack.sql("select name from storage.objects where bucket_id = 'step-screenshots'")
     assert {s["storage_path"] for s in shots} <= {o["name"] for o in objects}
