@@ -6,6 +6,7 @@ User data is only ever shown through text-rendering elements (labels, table cell
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from datetime import UTC
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from nicegui import run, ui
+from nicegui import ui
 
 from ..data._stats import parse_ts
 from ..data.base import SourceUnavailable
@@ -29,6 +30,9 @@ STEP_TYPE_STYLE = {  # icon, colour
     "error": ("error", "negative"),
     "validation": ("fact_check", "green"),
 }
+# NiceGUI cancels a page whose build takes longer than response_timeout (3 s by default); a busy
+# backend must give the data-source timeout (10 s) time to answer with a clear error instead.
+PAGE_TIMEOUT = 30.0
 MAX_JSON_CHARS = 20_000  # beyond this a block is cut (exports have the whole value)
 
 
@@ -37,9 +41,13 @@ class FetchError(Exception):
 
 
 async def fetch(fn: Callable[..., T], *args: Any) -> T:
-    """Run a data-source call off the event loop; backend trouble becomes FetchError."""
+    """Run a data-source call off the event loop; backend trouble becomes FetchError.
+
+    ``asyncio.to_thread`` rather than ``run.io_bound``: the latter returns None instead of the
+    result while the app shuts down, which would read as "task not found".
+    """
     try:
-        return await run.io_bound(fn, *args)
+        return await asyncio.to_thread(fn, *args)
     except SourceUnavailable as exc:
         raise FetchError(str(exc)) from None
     except Exception as exc:  # a bug or an unexpected answer: log it, show a short message

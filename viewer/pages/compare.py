@@ -8,7 +8,17 @@ import difflib
 from nicegui import ui
 
 from ..data.base import DataSource, Row, is_plausible_task_id
-from ._common import FetchError, error_box, fetch, fmt_ms, fmt_rate, frame, status_badge, task_url
+from ._common import (
+    PAGE_TIMEOUT,
+    FetchError,
+    error_box,
+    fetch,
+    fmt_ms,
+    fmt_rate,
+    frame,
+    status_badge,
+    task_url,
+)
 from .task import action_name
 
 MAX_STEPS = 5000  # per side; beyond this the comparison would not be readable anyway
@@ -144,7 +154,7 @@ def _q(value: str) -> str:
 
 
 def register(source: DataSource) -> None:
-    @ui.page("/compare")
+    @ui.page("/compare", response_timeout=PAGE_TIMEOUT)
     async def compare_page(a: str = "", b: str = "", by: str = "number") -> None:
         await CompareView(source, a[:1000], b[:1000], by).build()
 

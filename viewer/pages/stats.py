@@ -8,7 +8,7 @@ from typing import Any
 from nicegui import ui
 
 from ..data.base import DataSource, Row
-from ._common import FetchError, empty_box, error_box, fetch, fmt_ms, fmt_rate, fmt_ts, frame
+from ._common import PAGE_TIMEOUT, FetchError, empty_box, error_box, fetch, fmt_ms, fmt_rate, fmt_ts, frame
 
 DAY_CHOICES = {7: "7 days", 14: "14 days", 30: "30 days", 90: "90 days"}
 
@@ -167,10 +167,10 @@ class StatsView:
             {"name": "success", "label": "Result", "field": "success", "align": "left"},
         ], rows=rows, row_key="key").classes("w-full").props("flat dense")
         table.add_slot("body-cell-task_id", r"""
-<q-td :props="props"><a :href="'/tasks/' + encodeURIComponent(props.value) + '#step-' + props.row.step_number" class="text-indigo-700 font-mono">{{ props.value }}</a></q-td>""")
+<q-td :props="props"><a :href="'/tasks/' + encodeURIComponent(props.value) + '?step=' + props.row.step_number" class="text-indigo-700 font-mono">{{ props.value }}</a></q-td>""")
 
 
 def register(source: DataSource) -> None:
-    @ui.page("/stats")
+    @ui.page("/stats", response_timeout=PAGE_TIMEOUT)
     async def stats_page() -> None:
         await StatsView(source).build()

@@ -14,6 +14,7 @@ from nicegui import ui
 from ..data.base import DataSource, Row, is_plausible_task_id
 from . import _overlay
 from ._common import (
+    PAGE_TIMEOUT,
     STEP_TYPE_STYLE,
     FetchError,
     empty_box,
@@ -115,13 +116,15 @@ class TaskView:
             self.charts_box = ui.row().classes("w-full gap-4")
         self.lightbox = ui.dialog().props("maximized")
         ui.keyboard(on_key=self._on_key)
-        self.play_timer = ui.timer(PLAY_SECONDS, self._play_tick, active=False)
         if self.total:
             # step numbers are 1-based and dense in practice: step N sits at index N-1
             first = max(0, min(self.start_step - 1, self.total - 1)) if self.start_step > 0 else 0
             self.selected = first
             await self._load_page(first // PER_PAGE + 1)
             self._render_detail()
+        # Timers last: a timer waits for the browser to connect, which makes NiceGUI send the page
+        # as built so far, so everything awaited above must be done by now.
+        self.play_timer = ui.timer(PLAY_SECONDS, self._play_tick, active=False)
         ui.timer(0.05, self._load_charts, once=True)  # charts after the page is usable
         if task.get("status") == "running":
             ui.timer(REFRESH_SECONDS, self._refresh_running)
@@ -509,7 +512,7 @@ def _file_safe(value: str) -> str:
 
 
 def register(source: DataSource) -> None:
-    @ui.page("/tasks/{task_id:path}")
+    @ui.page("/tasks/{task_id:path}", response_timeout=PAGE_TIMEOUT)
     async def task_page(task_id: str, step: int = 0) -> None:
         """``?step=N`` opens the task at step number N (links from the statistics page)."""
         await TaskView(source, task_id, start_step=step).build()

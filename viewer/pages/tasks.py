@@ -10,7 +10,7 @@ from typing import Any
 from nicegui import ui
 
 from ..data.base import SORT_COLUMNS, STATUSES, DataSource, Row, Sort, TaskFilters
-from ._common import FetchError, error_box, fetch, fmt_ms, fmt_rate, fmt_ts, frame
+from ._common import PAGE_TIMEOUT, FetchError, error_box, fetch, fmt_ms, fmt_rate, fmt_ts, frame
 
 PER_PAGE = 25
 EXPORT_LIMIT = 100_000
@@ -179,6 +179,6 @@ class TaskList:
 
 
 def register(source: DataSource) -> None:
-    @ui.page("/")
+    @ui.page("/", response_timeout=PAGE_TIMEOUT)
     async def tasks_page() -> None:
         await TaskList(source).build()
