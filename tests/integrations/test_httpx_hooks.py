@@ -65,8 +65,9 @@ def test_bodies_json_form_binary_gzip_and_truncation(tracker: Any, tmp_path: Pat
         png = client.get(f"{api_server.url}/png")
         big = client.get(f"{api_server.url}/big")
         zipped = client.get(f"{api_server.url}/gzip")
+        client.post(f"{api_server.url}/echo", files={"upload": ("a.bin", b"\x00" * 64)})
     assert png.content == SMALL_PNG and len(big.text) == 100_000 and zipped.json() == {"zipped": True}
-    posted_json, posted_form, got_png, got_big, got_gzip = _steps(tracker, tmp_path)
+    posted_json, posted_form, got_png, got_big, got_gzip, multipart = _steps(tracker, tmp_path)
     assert posted_json["step_data"]["request"]["body"]["json"] == {"user": "ann", "password": "[REDACTED]"}
     assert posted_json["step_data"]["response"]["status_code"] == 201
     assert posted_form["step_data"]["request"]["body"]["form"] == {"q": "x", "token": "[REDACTED]"}
@@ -76,6 +77,9 @@ def test_bodies_json_form_binary_gzip_and_truncation(tracker: Any, tmp_path: Pat
     body = got_big["step_data"]["response"]["body"]
     assert body["size"] == 100_000 and body["truncated"] is True and len(body["text"]) == 1000
     assert got_gzip["step_data"]["response"]["body"]["json"] == {"zipped": True}
+    upload = multipart["step_data"]["request"]["body"]  # a streamed upload: its size, not its bytes
+    assert upload["streamed"] is True and upload["size"] > 64
+    assert multipart["step_data"]["response"]["body"]["content_type"] == "multipart/form-data"
     assert "form-secret" not in repr(posted_form) and "pw-secret" not in repr(posted_json)
 
 
