@@ -161,13 +161,47 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 class ExportSource(Protocol):
-    """Where tasks are read from (Supabase or the local backup)."""
+    """Where tasks are read from (Supabase or the local backup).
+
+    ``tasks`` selects the task rows (small); ``fill`` loads the steps and screenshot rows of a
+    few of them at a time, so an export streams with bounded memory (see :func:`iter_bundles`).
+    """
 
     label: str
+    problems: list[str]
 
-    def bundles(self, flt: TaskFilter) -> list[TaskBundle]: ...
+    def tasks(self, flt: TaskFilter) -> list[dict[str, Any]]: ...
+
+    def fill(self, tasks: list[dict[str, Any]]) -> list[TaskBundle]: ...
 
     def screenshot(self, storage_path: str) -> bytes | None: ...
+
+
+def sort_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Oldest first (by the instant, whatever the offset), then by id: a stable export order."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(tasks, key=lambda t: (parse_timestamp(t.get("started_at")) or oldest, str(t.get("task_id"))))
+
+
+def iter_bundles(source: ExportSource, tasks: list[dict[str, Any]], chunk: int = 50) -> Iterator[TaskBundle]:
+    for part in _chunks(tasks, chunk):
+        yield from source.fill(part)
+
+
+@dataclass
+class Tally:
+    """Counts what streams through :meth:`watch` (for the command's summary)."""
+
+    tasks: int = 0
+    steps: int = 0
+    screenshots: int = 0
+
+    def watch(self, bundles: Iterable[TaskBundle]) -> Iterator[TaskBundle]:
+        for bundle in bundles:
+            self.tasks += 1
+            self.steps += len(bundle.steps)
+            self.screenshots += len(bundle.screenshots)
+            yield bundle
 
 
 class BackupExportSource:
@@ -176,20 +210,23 @@ class BackupExportSource:
     label = "backup"
 
     def __init__(self, path: Path) -> None:
-        from stepsdk._backup import BackupStore
+        from stepsdk._backup import BackupSnapshot, BackupStore
 
         self.store = BackupStore(path)
+        self.snap: BackupSnapshot | None = None
         self.problems: list[str] = []
 
-    def bundles(self, flt: TaskFilter) -> list[TaskBundle]:
-        snap = self.store.read()
-        self.problems = [str(p) for p in snap.problems]
-        return [
-            TaskBundle(dict(task), [dict(s) for s in snap.steps.get(tid, [])],
-                       [dict(r) for r in snap.screenshots.get(tid, [])]).normalized()
-            for tid, task in snap.tasks.items()
-            if flt.matches(task)
-        ]
+    def tasks(self, flt: TaskFilter) -> list[dict[str, Any]]:
+        self.snap = self.store.read()
+        self.problems = [str(p) for p in self.snap.problems]
+        return sort_tasks([dict(t) for t in self.snap.tasks.values() if flt.matches(t)])
+
+    def fill(self, tasks: list[dict[str, Any]]) -> list[TaskBundle]:
+        assert self.snap is not None, "tasks() first"
+        snap = self.snap
+        return [TaskBundle(task, [dict(s) for s in snap.steps.get(task["task_id"], [])],
+                           [dict(r) for r in snap.screenshots.get(task["task_id"], [])]).normalized()
+                for task in tasks]
 
     def screenshot(self, storage_path: str) -> bytes | None:
         path = self.store.screenshot_file(storage_path)
@@ -209,8 +246,10 @@ class SupabaseExportSource:
         self.page_size = page_size
         self.problems: list[str] = []
 
-    def bundles(self, flt: TaskFilter) -> list[TaskBundle]:
-        tasks = self._tasks(flt)
+    def tasks(self, flt: TaskFilter) -> list[dict[str, Any]]:
+        return sort_tasks(self._tasks(flt))
+
+    def fill(self, tasks: list[dict[str, Any]]) -> list[TaskBundle]:
         ids = [t["task_id"] for t in tasks]
         steps = self._children("task_steps", ids)
         shots = self._children("step_screenshots", ids)
@@ -292,7 +331,7 @@ def envelope(bundles: Iterable[TaskBundle], source: str, **extra: Any) -> dict[s
     }
 
 
-def write_json(bundles: list[TaskBundle], out: IO[str], source: str) -> None:
+def write_json(bundles: Iterable[TaskBundle], out: IO[str], source: str) -> None:
     """The envelope with one task per line: readable, and compact dumps use the C encoder
     (``json.dump(indent=...)`` is pure Python, about 6x slower)."""
     head = envelope([], source)
@@ -303,7 +342,7 @@ def write_json(bundles: list[TaskBundle], out: IO[str], source: str) -> None:
     out.write("\n]}\n")
 
 
-def write_jsonl(bundles: list[TaskBundle], out: IO[str], source: str) -> None:
+def write_jsonl(bundles: Iterable[TaskBundle], out: IO[str], source: str) -> None:
     del source  # each line stands alone; the version is on every line
     for bundle in bundles:
         out.write(_dumps({"stepsdk_export": EXPORT_VERSION, **bundle.to_dict()}) + "\n")
@@ -325,7 +364,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(bundles: list[TaskBundle], out: IO[str], source: str) -> None:
+def write_csv(bundles: Iterable[TaskBundle], out: IO[str], source: str) -> None:
     """One row per step; JSON values serialized; cells kept verbatim (no formula escaping, so
     the data stays exact for notebooks; do not open untrusted exports in a spreadsheet)."""
     del source
@@ -345,7 +384,7 @@ def write_csv(bundles: list[TaskBundle], out: IO[str], source: str) -> None:
             writer.writerow([bundle.task_id, *task_cells, _cell(step.get("id")), *step_cells, count])
 
 
-WRITERS: dict[str, Callable[[list[TaskBundle], IO[str], str], None]] = {
+WRITERS: dict[str, Callable[[Iterable[TaskBundle], IO[str], str], None]] = {
     "json": write_json, "jsonl": write_jsonl, "csv": write_csv,
 }
 
@@ -371,16 +410,28 @@ class ZipReport:
 
 
 def write_zip(
-    target: Path, fmt: str, bundles: list[TaskBundle], source: str,
+    target: Path, fmt: str, bundles: Iterable[TaskBundle], source: str,
     fetch: Callable[[str], bytes | None], advance: Callable[[int], None] = lambda n: None,
 ) -> ZipReport:
-    """The data file plus ``screenshots/<storage_path>`` images, written atomically."""
+    """The data file (streamed), then ``screenshots/<storage_path>`` for every image it refers
+    to, then ``manifest.json``; written to a temp file and renamed (atomic)."""
     report = ZipReport()
     images: dict[str, dict[str, Any]] = {}
+    paths: dict[str, None] = {}
+
+    def remember(stream: Iterable[TaskBundle]) -> Iterator[TaskBundle]:
+        for bundle in stream:
+            paths.update(dict.fromkeys(storage_paths([bundle])))
+            yield bundle
 
     def build(tmp: IO[bytes]) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in storage_paths(bundles):
+            with zf.open(DATA_FILES[fmt], "w", force_zip64=True) as raw:  # size unknown: may pass 2 GiB
+                text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                WRITERS[fmt](remember(bundles), text, source)
+                text.flush()
+                text.detach()
+            for path in paths:
                 data = fetch(path) if is_safe_storage_path(path) else None
                 advance(1)
                 if data is None:
@@ -391,9 +442,6 @@ def write_zip(
                 images[path] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 report.images += 1
                 report.image_bytes += len(data)
-            text = io.StringIO()
-            WRITERS[fmt](bundles, text, source)
-            zf.writestr(DATA_FILES[fmt], text.getvalue())
             manifest = {"stepsdk_export": EXPORT_VERSION, "data": DATA_FILES[fmt], "format": fmt,
                         "screenshots": images, "missing_screenshots": report.missing}
             zf.writestr(MANIFEST, json.dumps(manifest, indent=1))

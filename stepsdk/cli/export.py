@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,34 +97,34 @@ def run_export(args: argparse.Namespace) -> int:
         raise CliError(f"output folder {args.output.parent} does not exist", Exit.CANT_WRITE)
     flt = _export.TaskFilter(tuple(dict.fromkeys(args.task_ids)), args.status, args.agent, args.since, args.until)
     source = open_export_source(args)
-    bundles = sorted(source.bundles(flt), key=lambda b: (str(b.task.get("started_at")), b.task_id))
-    for problem in getattr(source, "problems", []):
+    tasks = source.tasks(flt)
+    for problem in source.problems:
         warn(f"backup: {problem}")
-    found = {b.task_id for b in bundles}
+    found = {t["task_id"] for t in tasks}
     missing = [t for t in flt.task_ids if t not in found]
     if missing:
         raise CliError(f"task(s) not found in the {source.label}: {', '.join(missing)}", Exit.NO_INPUT)
-    report = _write(args, bundles, source)
+    tally = _export.Tally()
+    # Steps are loaded a few tasks at a time while writing: memory stays bounded.
+    report = _write(args, tally.watch(_export.iter_bundles(source, tasks)), source)
     result = {
         "ok": not report.missing, "source": source.label, "format": args.format,
-        "output": str(args.output) if args.output else "-", "tasks": len(bundles),
-        "steps": sum(len(b.steps) for b in bundles),
-        "screenshots": sum(len(b.screenshots) for b in bundles),
-        "images": report.images, "image_bytes": report.image_bytes, "missing_images": report.missing,
+        "output": str(args.output) if args.output else "-", "tasks": tally.tasks, "steps": tally.steps,
+        "screenshots": tally.screenshots, "images": report.images, "image_bytes": report.image_bytes,
+        "missing_images": report.missing,
     }
     for path in report.missing:
         warn(f"screenshot object {path} could not be fetched; listed as missing in the zip")
-    human = (f"exported {result['tasks']} task(s), {result['steps']} step(s)"
+    human = (f"exported {tally.tasks} task(s), {tally.steps} step(s)"
              + (f", {report.images} image(s)" if args.with_screenshots else "")
              + (f" to {args.output}" if args.output else ""))
     emit(args, result, human)
     return Exit.OK if not report.missing else Exit.FAILED
 
 
-def _write(args: argparse.Namespace, bundles: list[_export.TaskBundle], source: Any) -> _export.ZipReport:
+def _write(args: argparse.Namespace, bundles: Iterator[_export.TaskBundle], source: Any) -> _export.ZipReport:
     if args.with_screenshots:
-        total = len(_export.storage_paths(bundles))
-        with progress(args, "screenshots", total) as advance:
+        with progress(args, "screenshots", None) as advance:
             return _export.write_zip(args.output, args.format, bundles, source.label, source.screenshot, advance)
     writer = _export.WRITERS[args.format]
     if args.output is None:
