@@ -34,17 +34,18 @@ def test_fail_next_surfaces_through_the_client(stack):
     stack.faults.fail_next("POST /rest/v1/tasks", n=1, status=500)
     with pytest.raises(APIError) as e:
         stack.client().table("tasks").insert({"task_id": "t1"}).execute()
-    assert e.value.code == "INJECTED500"
+    assert e.value.code == "500"  # a non-JSON body: the client reports the HTTP status
     stack.faults.fail_next("* /storage/v1/object/*", n=1, status=503)
     with pytest.raises(StorageApiError) as e:
         stack.client().storage.from_("step-screenshots").upload("a/b.webp", b"RIFF", {"content-type": "image/webp"})
-    assert e.value.status == "503"
+    assert e.value.status == 503
 
 
 def test_429_carries_retry_after(stack):
     stack.faults.fail_next("* /rest/v1/*", status=429, retry_after=7)
     r = _post_task(stack, "t1")
     assert (r.status_code, r.headers["retry-after"]) == (429, "7")
+    assert r.headers["content-type"].startswith("text/plain") and r.text == "injected fault: 429 Too Many Requests"
 
 
 def test_routes_match_method_and_path_globs(stack):

@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -244,12 +245,17 @@ class Gateway:
         return None
 
     def fault_response(self, action: Action, raw_path: str) -> Response:
-        headers = [("Retry-After", str(action.retry_after))] if action.retry_after is not None else []
-        if raw_path.startswith("/storage/v1"):
-            return Response.json(action.status, {"statusCode": str(action.status), "code": "InjectedFault",
-                                                 "error": "injected fault", "message": "injected fault"}, headers)
-        return Response.json(action.status, {"code": f"INJECTED{action.status}", "details": None, "hint": None,
-                                             "message": "injected fault"}, headers)
+        """An injected failure looks like one from the infrastructure in front of the services:
+        a plain-text body, so the clients report the HTTP status itself (postgrest's APIError
+        code "503", storage3's StorageApiError status 503)."""
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if action.retry_after is not None:
+            headers.append(("Retry-After", str(action.retry_after)))
+        try:
+            reason = HTTPStatus(action.status).phrase
+        except ValueError:  # a status Python has no name for
+            reason = "Error"
+        return Response(action.status, f"injected fault: {action.status} {reason}".encode(), headers)
 
     def control(self, req: Request) -> Response:
         """``POST /_faults`` with the service_role key: the fault API for subprocess stacks."""
