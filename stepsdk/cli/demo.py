@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,6 +63,21 @@ def _pace(text: str) -> float:
     return pace
 
 
+def _port_free(host: str, port: int) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return True  # let the viewer report an unusable host itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is fine
+        try:
+            sock.bind(address)
+        except OSError:
+            return False
+    return True
+
+
 def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -71,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from stepsdk._demo import DEFAULT_PACE, record_demo
 
     pace = DEFAULT_PACE if args.pace is None else args.pace
+    if not args.no_view and not _port_free(args.host, args.port):  # say so before recording anything
+        sys.stderr.write(f"stepsdk demo: {args.host}:{args.port} is already in use; choose another --port "
+                         "(or --no-view to record only)\n")
+        return 2
     try:
         demo = record_demo(backup_dir=args.backup_dir, pace=pace)
     except (TypeError, ValueError) as exc:  # bad configuration (URL, key, folder): say so plainly

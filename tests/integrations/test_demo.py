@@ -97,6 +97,12 @@ def test_bad_options_get_a_clear_answer(
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 2 and message in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["demo", "--backup-dir", str(tmp_path), "--port", str(busy.getsockname()[1])]) == 2
+    assert "is already in use; choose another --port" in capsys.readouterr().err
+    assert not (tmp_path / "journal").exists()  # checked before recording anything
     monkeypatch.setenv("SUPABASE_URL", "ftp://nope")
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "k" * 20)
     assert main(["demo", "--no-view", "--backup-dir", str(tmp_path)]) == 2
