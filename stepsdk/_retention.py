@@ -154,16 +154,30 @@ class SupabaseRetention:
             raise RuntimeError(f"{RPC} returned an unexpected result: {str(data)[:200]}")
         return data
 
-    def _still_referenced(self, paths: list[str]) -> set[str]:
-        """Rows written since the batch was deleted may point at the same object again."""
-        shots = self.client.table("step_screenshots").select("storage_path").in_("storage_path", paths).execute()
-        steps = self.client.table("task_steps").select("screenshot_path").in_("screenshot_path", paths).execute()
-        return {r["storage_path"] for r in shots.data or []} | {r["screenshot_path"] for r in steps.data or []}
+    def still_referenced(self, paths: list[str]) -> set[str]:
+        """The paths some row points at (rows written since the batch was deleted may point at
+        the same object again)."""
+        return (self._referenced("step_screenshots", "storage_path", paths)
+                | self._referenced("task_steps", "screenshot_path", paths))
+
+    def _referenced(self, table: str, column: str, paths: list[str]) -> set[str]:
+        # A response is capped (1000 rows) and one popular object can fill it: ask again for the
+        # paths not seen yet until an answer is empty, so no referenced path is missed.
+        found: set[str] = set()
+        remaining = list(paths)
+        while remaining:
+            rows = self.client.table(table).select(column).in_(column, remaining).execute().data or []
+            seen = {r[column] for r in rows}
+            if not seen:
+                return found
+            found |= seen
+            remaining = [p for p in remaining if p not in seen]
+        return found
 
     def _remove_objects(self, paths: list[str], report: CleanupReport) -> None:
         for start in range(0, len(paths), REMOVE_CHUNK):
             chunk = paths[start:start + REMOVE_CHUNK]
-            kept = self._still_referenced(chunk)
+            kept = self.still_referenced(chunk)
             report.objects_kept += sorted(kept)
             doomed = [p for p in chunk if p not in kept]
             if not doomed:

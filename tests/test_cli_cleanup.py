@@ -233,3 +233,19 @@ def test_cleanup_local_with_supabase_configured_keeps_what_is_not_uploaded(
     assert main(["cleanup", "--older-than", "30d", "--local", "--include-pending", "--json"]) == Exit.OK
     assert json_out(capsys.readouterr().out)["task_ids"] == ["old-d", "old-b"]
     assert _backup_state(root) == ({"new-c"}, {SHARED})
+
+
+def test_still_referenced_sees_past_the_row_cap(stack) -> None:
+    """One object referenced by more rows than a response carries must not hide another one."""
+    from stepsdk._retention import SupabaseRetention
+
+    ds = Dataset()
+    ds.add_task("popular", image_seeds=[])
+    load_into_stack(stack, ds)
+    stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
+                 select gen_random_uuid(), 'popular', n, 'screenshot', %s from generate_series(1, 1200) n""",
+              (SHARED,))
+    stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
+                 values (gen_random_uuid(), 'popular', 5000, 'screenshot', %s)""", (OWN_B,))
+    retention = SupabaseRetention(stack.client())
+    assert retention.still_referenced([SHARED, OWN_A, OWN_B]) == {SHARED, OWN_B}
