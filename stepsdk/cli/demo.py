@@ -27,10 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "demo",
         help="record a demo agent run (simulated phone agent) and open it in the viewer",
-        description="Record a realistic demo task — a simulated phone agent turning on Wi-Fi, with "
-        "screenshots, thinking, actions, a failed tap and its retry, a validation — through the real "
-        "StepTracker, into Supabase when SUPABASE_URL and a key are set, else into the local backup; "
-        "then start the viewer on it.",
+        description="Record a realistic demo task (a simulated phone agent turning on Wi-Fi: screenshots,\n"
+        "thinking, taps, a failed tap and its retry, a validation) through the real StepTracker, into\n"
+        "Supabase when SUPABASE_URL and a key are set, else into the local backup; then open the viewer.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
