@@ -187,3 +187,10 @@ def test_role_settings_apply_per_request(stack):
         assert timeout_for(stack.anon_key, stack.user_token(ALICE)).json() == "8s"
     finally:
         stack.sql("drop function public.t_timeout")
+
+
+def test_user_token_rejects_non_uuid_ids(stack):
+    with pytest.raises(ValueError, match="uuid"):
+        stack.user_token("alice")
+    with pytest.raises(TypeError):
+        stack.user_token(42)  # type: ignore[arg-type]

@@ -9,8 +9,10 @@ import secrets
 import shutil
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
@@ -24,6 +26,9 @@ from .jwt import DEV_JWT_SECRET, make_token
 from .postgrest import PostgrestApi
 from .schema import SchemaCache
 from .storage import StorageApi
+
+if TYPE_CHECKING:
+    from supabase import Client
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +166,7 @@ class LocalStack:
         )
 
     # ----- helpers for tests -------------------------------------------------------------
-    def client(self, key: str | None = None, retry: bool = False, **options: object):
+    def client(self, key: str | None = None, retry: bool = False, **options: object) -> Client:
         """The official supabase client (service role by default), GET retries off unless asked."""
         from supabase import ClientOptions, create_client
 
@@ -176,6 +181,12 @@ class LocalStack:
 
     def user_token(self, user_id: str, expires_in: int = 3600, **claims: object) -> str:
         """An ``authenticated`` JWT whose ``sub`` is ``user_id`` (a uuid, as auth.uid() casts it)."""
+        if not isinstance(user_id, str):
+            raise TypeError(f"user_id must be a str (a uuid), got {type(user_id).__name__}")
+        try:
+            uuid.UUID(user_id)
+        except ValueError:
+            raise ValueError(f"user_id must be a uuid like Supabase auth ids, got {user_id!r}") from None
         return make_token(self.jwt_secret, "authenticated", sub=user_id, expires_in=expires_in, **claims)
 
     def reset(self) -> None:
