@@ -47,6 +47,15 @@ class ThrottledError(Exception):
         self.retry_after = retry_after
 
 
+class ServerError(Exception):
+    """Raised by the sink for any 5xx/408 answer: the real HTTP status, which APIError loses."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+        self.text = text
+
+
 def _status_from_code(code: str) -> int | None:
     return int(code) if code.isdigit() and len(code) == 3 else None
 
@@ -63,7 +72,7 @@ def _client_errors() -> tuple[Any, Any, Any]:
 def classify(exc: BaseException) -> ErrorClass:
     """Transient, rejected or fatal; anything unknown counts as transient (never lose data)."""
     httpx, APIError, StorageApiError = _client_errors()
-    if isinstance(exc, (httpx.TransportError, ThrottledError, TimeoutError, ConnectionError)):
+    if isinstance(exc, (httpx.TransportError, ThrottledError, ServerError, TimeoutError, ConnectionError)):
         return ErrorClass.TRANSIENT
     if isinstance(exc, APIError):
         return _classify_code(str(exc.code or ""))
@@ -103,6 +112,8 @@ def describe(exc: BaseException) -> dict[str, Any]:
         return {"code": exc.code, "message": exc.message, "details": exc.details, "hint": exc.hint}
     if isinstance(exc, StorageApiError):
         return {"code": exc.code, "message": exc.message, "status": str(exc.status)}
+    if isinstance(exc, ServerError):
+        return {"code": str(exc.status), "message": _short(exc.text)}
     return {"code": type(exc).__name__, "message": _short(str(exc))}
 
 

@@ -18,7 +18,7 @@ import httpx
 from postgrest.types import ReturnMethod
 
 from stepsdk._config import Config
-from stepsdk._retry import ThrottledError
+from stepsdk._retry import ServerError, ThrottledError
 from supabase import Client, ClientOptions, create_client
 
 log = logging.getLogger("stepsdk.sink")
@@ -37,10 +37,18 @@ def _retry_after(value: str | None) -> float:
 
 
 def _on_response(response: httpx.Response) -> None:
-    if response.status_code == 429:
+    """Turn statuses the clients' exceptions cannot express into our own (classified exactly)."""
+    status = response.status_code
+    if status == 429:
         delay = _retry_after(response.headers.get("Retry-After"))
         response.close()
         raise ThrottledError(delay, f"throttled (429), retry after {delay:.1f} s")
+    if status >= 500 or status == 408:
+        # PostgREST's APIError and storage3's errors drop the HTTP status; a JSON body with an
+        # unknown code would otherwise look like a rejected row. Any 5xx is worth a retry.
+        text = response.read().decode("utf-8", "replace")[:300]
+        response.close()
+        raise ServerError(status, text)
 
 
 class SupabaseSink:

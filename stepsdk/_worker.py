@@ -85,6 +85,7 @@ class _Item:
     offset: int | None = None  # where its record starts in the journal (None: write failed)
     data: bytes | None = None  # object bytes, only when the backup copy could not be written
     since: float = 0.0
+    done: bool = False  # uploaded or rejected (a retried batch skips it)
 
 
 class _Unavailable(Exception):
@@ -418,34 +419,34 @@ class Worker:
             raise _Unavailable(f"{kind.value} error: {one_line(exc)}") from exc
 
     def _send(self, batch: list[_Item]) -> None:
-        """Upload one batch in FK order; on success write the acks and drop it from pending."""
-        tasks = {}
-        for it in batch:
+        """Upload one batch in FK order (task rows, objects, step rows, screenshot rows).
+
+        Each stage is acknowledged (journal + counters) as soon as it succeeds and its items are
+        marked done, so when a later stage fails and the batch is retried, nothing is uploaded,
+        rejected or counted twice. The batch leaves `pending` when every stage is through.
+        """
+        todo = [it for it in batch if not it.done]
+        tasks: dict[str, _Item] = {}
+        for it in todo:
             if it.kind == KIND_TASK and it.version >= tasks.get(it.key, it).version:
                 tasks[it.key] = it
-        steps = [it for it in batch if it.kind == KIND_STEP]
-        shots = [it for it in batch if it.kind == KIND_SHOT]
-        acks: list[dict[str, Any]] = []
-        done: list[_Item] = [it for it in batch if it.kind == KIND_TASK]
         if tasks:
             ok = self._upsert_split("tasks", list(tasks.values()))
-            acks.append({"k": KIND_ACK, "t": T_TASKS, "v": {it.key: it.version for it in ok}, "at": now_iso()})
+            self._ack([{"k": KIND_ACK, "t": T_TASKS, "v": {it.key: it.version for it in ok}, "at": now_iso()}])
+            with self._cond:
+                for it in ok:
+                    self.task_version_uploaded = max(self.task_version_uploaded, it.version)
+            for it in todo:
+                if it.kind == KIND_TASK:
+                    it.done = True
+        shots = [it for it in todo if it.kind == KIND_SHOT]
         objects = self._upload_objects(shots)
-        ok_steps = self._upsert_split("task_steps", steps)
-        ok_shots = self._upsert_split("step_screenshots", shots)
-        done += steps + shots
         if objects:
-            acks.append({"k": KIND_ACK, "t": T_OBJECTS, "ids": objects, "at": now_iso()})
-        if ok_steps:
-            acks.append({"k": KIND_ACK, "t": T_STEPS, "ids": [it.key for it in ok_steps], "at": now_iso()})
-        if ok_shots:
-            acks.append({"k": KIND_ACK, "t": T_SHOTS, "ids": [it.key for it in ok_shots], "at": now_iso()})
-        self._ack(acks)
+            self._ack([{"k": KIND_ACK, "t": T_OBJECTS, "ids": objects, "at": now_iso()}])
+        self._upsert_split("task_steps", [it for it in todo if it.kind == KIND_STEP], T_STEPS)
+        self._upsert_split("step_screenshots", shots, T_SHOTS)
         with self._cond:
-            self.uploaded += len(ok_steps)
-            for it in tasks.values():
-                self.task_version_uploaded = max(self.task_version_uploaded, it.version)
-            ids = {id(it) for it in done}
+            ids = {id(it) for it in batch}
             self._pending = collections.deque(it for it in self._pending if id(it) not in ids)
             if self._flush_requested and not self._pending and self._backlog_offset is None:
                 self._flush_requested = 0
@@ -479,21 +480,35 @@ class Worker:
             done.append(path)
         return done
 
-    def _upsert_split(self, table: str, items: list[_Item]) -> list[_Item]:
-        """Upsert; on a rejected batch split it so one bad row never holds back the others."""
+    def _upsert_split(self, table: str, items: list[_Item], ack_table: str | None = None) -> list[_Item]:
+        """Upsert; on a rejected batch split it so one bad row never holds back the others.
+
+        With `ack_table`, each confirmed part is acknowledged, counted and marked done at once
+        (a later failure of another part then never re-sends or re-counts it).
+        """
+        items = [it for it in items if not it.done]
         if not items:
             return []
         try:
             self._call(lambda: self.sink.upsert(table, [it.row for it in items]))
-            return items
         except _Unavailable:
             raise
         except Exception as exc:
             if len(items) == 1:
+                items[0].done = True
                 self._reject(table, items[0].key, exc)
                 return []
-        mid = len(items) // 2
-        return self._upsert_split(table, items[:mid]) + self._upsert_split(table, items[mid:])
+            mid = len(items) // 2
+            return self._upsert_split(table, items[:mid], ack_table) + self._upsert_split(table, items[mid:], ack_table)
+        if ack_table is not None:
+            self._ack([{"k": KIND_ACK, "t": ack_table, "ids": [it.key for it in items], "at": now_iso()}])
+            with self._cond:
+                if ack_table == T_STEPS:
+                    self.uploaded += len(items)
+                for it in items:
+                    it.done = True
+                self._cond.notify_all()
+        return items
 
     def _reject(self, table: str, key: str, exc: BaseException) -> None:
         info = describe(exc)

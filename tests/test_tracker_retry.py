@@ -96,3 +96,10 @@ def test_breaker_opens_backs_off_and_logs_once(caplog: pytest.LogCaptureFixture)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     infos = [r for r in caplog.records if r.levelno == logging.INFO and "reachable again" in r.getMessage()]
     assert len(warnings) == 1 and len(infos) == 1
+
+
+def test_server_error_is_transient_whatever_the_body() -> None:
+    from stepsdk._retry import ServerError
+
+    exc = ServerError(503, '{"code":"WEIRD","message":"x"}')
+    assert classify(exc) is T and describe(exc)["code"] == "503"

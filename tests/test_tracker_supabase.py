@@ -182,3 +182,23 @@ def test_unwritable_backup_still_uploads_and_agent_unaffected(stack: Any, tmp_pa
     assert r.uploaded == 40 and stats.dropped == 0 and stats.backup_errors >= 1
     assert len(db_steps(stack, t.task_id)) == 40
     assert stack.sql("select count(*) as n from public.step_screenshots")[0]["n"] == 1
+
+
+def test_later_stage_failure_never_recounts_or_resends(stack: Any, tmp_path: Path) -> None:
+    first = StepTracker(task_id="stage-task", config=cfg(stack, tmp_path / "a"))
+    first.record_step("action", {"first": True})
+    first.close()
+    # Steps go through (one rejected: its number is taken), then the screenshot rows fail for a while.
+    stack.faults.fail_next("POST /rest/v1/step_screenshots", n=6, status=503)
+    t = StepTracker(task_id="stage-task", config=cfg(stack, tmp_path / "b", retry_max_time=0.3),
+                    buffer_size=10, flush_interval=0.1)
+    for i in range(3):
+        t.record_step("screenshot", {"i": i}, screenshot=Image.new("RGB", (8, 8), (0, 0, 200)) if i == 2 else None)
+    assert wait_for(lambda: stack.sql("select count(*) as n from public.step_screenshots")[0]["n"] == 1, 30)
+    t.close(timeout=10)
+    stats = t.stats()
+    assert (stats.uploaded, stats.rejected) == (2, 1), stats
+    snap = BackupStore(tmp_path / "b").read()
+    assert len(snap.rejected) == 1
+    assert snap.pending_screenshots() == [] and len(snap.pending_steps()) == 1  # the rejected one
+    assert stack.faults.requests("POST /rest/v1/task_steps") <= 4  # not re-sent after the steps stage passed
