@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import base64
 import gc
+import io
+import math
 import shutil
 import statistics
 import sys
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -66,8 +68,7 @@ def settings_table(pngs: dict[str, bytes], runs: int) -> None:
     pngs_row = " | ".join(f"{kb(len(pngs[n]))} | -" for n in names)
     print(f"| 1080 | agent PNG (zlib 6) | {pngs_row} | 1x, 1x | - |")
     rows: list[tuple[int, str, ScreenshotOptions]] = [
-        (1080, "lossless m4", ScreenshotOptions(encoding="lossless", method=4)),
-        (1080, "lossless m0", ScreenshotOptions(encoding="lossless", method=0)),
+        (1080, f"lossless m{m}", ScreenshotOptions(encoding="lossless", lossless_method=m)) for m in (0, 1, 4)
     ]
     for width in WIDTHS:
         rows += [
@@ -78,8 +79,12 @@ def settings_table(pngs: dict[str, bytes], runs: int) -> None:
             )
             for q, m in LOSSY
         ]
-        rows.append((width, "**auto** q80 m4", ScreenshotOptions(max_width=width)))
+        rows.append(
+            (width, "auto (q80 m4 / lossless m1)", ScreenshotOptions(max_width=width, encoding="auto"))
+        )
     for width, label, opts in rows:
+        if opts == DEFAULT:
+            label = f"**{label} (default)**"
         # Lossless on photos takes seconds; one run tells that story.
         print(
             f"| {width} | {label} | " + setting_cells(pngs, opts, 1 if opts.encoding == "lossless" else runs)
@@ -99,13 +104,34 @@ def setting_cells(pngs: dict[str, bytes], opts: ScreenshotOptions, runs: int) ->
     return " | ".join(cells) + f" | {min(flat):.1f}x, {min(photo):.1f}x | {worst:.0f} |"
 
 
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
+    mse = sum(ImageStat.Stat(diff).sum2) / (3 * a.width * a.height)
+    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def quality_table(images: dict[str, Image.Image]) -> None:
+    """PSNR of the stored WebP against the same-size LANCZOS downscale of the original."""
+    print("\n### Fidelity at 720 px: PSNR (dB) of the stored image vs the exact downscale\n")
+    names = list(images)
+    print("| quality | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for q in (70, 75, 80, 85, 90):
+        cells = []
+        for im in images.values():
+            prep = prepare(capture(im), ScreenshotOptions(quality=q))
+            ref = im.resize((prep.width, prep.height), Image.Resampling.LANCZOS)
+            cells.append(f"{psnr(Image.open(io.BytesIO(prep.data)), ref):.1f}")
+        print(f"| q{q} | " + " | ".join(cells) + " |")
+
+
 def resample_table(image: Image.Image, runs: int) -> None:
     print("\n### Downscale 1080x2400 -> 720x1600, one screen (CPU ms, median)\n")
     print("| filter | ms |")
     print("|---|---|")
     for label, kwargs in (
-        ("LANCZOS", {"resample": Image.Resampling.LANCZOS}),
-        ("LANCZOS reducing_gap=3 (used)", {"resample": Image.Resampling.LANCZOS, "reducing_gap": 3.0}),
+        ("LANCZOS (used)", {"resample": Image.Resampling.LANCZOS}),
+        ("LANCZOS reducing_gap=1.5", {"resample": Image.Resampling.LANCZOS, "reducing_gap": 1.5}),
         ("BICUBIC", {"resample": Image.Resampling.BICUBIC}),
         ("BILINEAR", {"resample": Image.Resampling.BILINEAR}),
     ):
@@ -220,7 +246,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--bursts", type=int, default=3, help="bursts of 10 record_step calls per source")
-    parser.add_argument("--only", choices=("settings", "capture", "record"), help="run one table only")
+    parser.add_argument(
+        "--only", choices=("settings", "quality", "capture", "record"), help="run one table only"
+    )
     args = parser.parse_args()
     gc.disable()  # keep collector pauses out of microsecond timings
     images = {name: fn() for name, fn in SCREENS.items()}
@@ -233,6 +261,8 @@ def main() -> None:
     if args.only in (None, "settings"):
         settings_table(pngs, args.runs)
         resample_table(images["gallery"], args.runs)
+    if args.only in (None, "quality"):
+        quality_table(images)
     if args.only in (None, "capture"):
         capture_table(pngs["gallery"], images["gallery"])
         stall_table(pngs)

@@ -627,8 +627,8 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     if size == image.size:
         return image
     try:
-        # reducing_gap: a cheap box reduction first, then LANCZOS; ~2x faster, same look.
-        return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # LANCZOS keeps small text readable; BICUBIC saves ~15 ms of ~150 (benchmarks/README.md).
+        return image.resize(size, Image.Resampling.LANCZOS)
     except MemoryError:
         raise ScreenshotError("too_large", "not enough memory to resize the image") from None
 
