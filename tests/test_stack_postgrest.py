@@ -168,7 +168,8 @@ def test_bad_rows_are_400_with_the_real_code(stack, row, code):
         assert body["message"] == "Could not find the 'nope' column of 'tasks' in the schema cache"
 
 
-@pytest.mark.parametrize("content", [b"", b"{not json", b"42", b"[1, 2]", b'"x"'])
+@pytest.mark.parametrize("content", [b"", b"{not json", b"42", b"[1, 2]", b'"x"', b'{"task_id": NaN}',
+                                     b'{"task_id": "\xff\xfe"}'])
 def test_invalid_bodies_are_400_pgrst102(stack, content):
     _err(rest(stack, "POST", "tasks", content=content, headers={"Content-Type": "application/json"}),
          400, "PGRST102")

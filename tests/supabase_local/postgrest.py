@@ -27,6 +27,11 @@ SINGULAR = "application/vnd.pgrst.object+json"
 _SRC = sql.Identifier("pgrst_source")
 
 
+def _reject_constant(name: str) -> object:
+    """NaN/Infinity are not JSON (Python's json accepts them; PostgREST does not)."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class _Rollback(Exception):
     """Raised inside a transaction to undo it and answer ``error`` instead."""
 
@@ -252,7 +257,7 @@ class PostgrestApi:
             raise ApiError(415, "PGRST107", f"Content-Type not acceptable: {ctype}",
                            "The local Supabase stack accepts JSON bodies only")
         try:
-            return json.loads(raw) if raw.strip() else None
+            return json.loads(raw, parse_constant=_reject_constant) if raw.strip() else None
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, "PGRST102", "Empty or invalid json", str(e)) from e
 
