@@ -390,6 +390,15 @@ def _show_path(path: str) -> str:
 
 
 def _resolve_text(text: str, options: ScreenshotOptions) -> _Source:
+    # Refuse oversized text before decoding it: base64 gives 3 bytes per 4 characters, a
+    # percent-encoded data: URL at least 1 byte per 3 characters.
+    if len(text) // 4 * 3 > options.max_input_bytes + 3 and (
+        not text.startswith("data:") or ";base64," in text[:200].lower()
+    ):
+        raise ScreenshotError(
+            "too_large",
+            f"the screenshot text is {len(text)} characters, over the {options.max_input_bytes} byte limit",
+        )
     if text.startswith("data:"):
         data = _decode_data_url(text)
         return _Source(_check_size(data, options), None, "data_url", len(data))

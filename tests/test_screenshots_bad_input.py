@@ -170,6 +170,11 @@ def test_input_byte_limit(tmp_path: pathlib.Path, png: bytes) -> None:
     path.write_bytes(png)
     assert reason_of(path, limit).reason == "too_large"
     assert reason_of(base64.b64encode(png).decode(), limit).reason == "too_large"
+    assert reason_of("data:image/png;base64," + base64.b64encode(png).decode(), limit).reason == "too_large"
+    # Not even valid base64 (the trailing '!'): too_large, not invalid_base64, proves the text
+    # is measured before anything is decoded.
+    huge = "QUFB" * 300_000 + "!"
+    assert reason_of(huge, ScreenshotOptions(max_input_bytes=1000)).reason == "too_large"
 
 
 # --- base64 / data URLs -------------------------------------------------------------------------------
