@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,16 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from stepsdk._backup import KIND_SHOT, KIND_STEP, KIND_TASK, BackupSnapshot, BackupStore, iter_journal
+from stepsdk._backup import (
+    KIND_SHOT,
+    KIND_STEP,
+    KIND_TASK,
+    SCREENSHOT_DIR,
+    STORAGE_PATH_RE,
+    BackupSnapshot,
+    BackupStore,
+    iter_journal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,7 @@ class CleanupReport:
     objects_deleted: list[str] = field(default_factory=list)  # unreferenced objects removed (or to remove)
     objects_kept: list[str] = field(default_factory=list)  # referenced again by the time of removal
     objects_failed: list[str] = field(default_factory=list)  # removal failed: orphaned, listed for a retry
+    orphans: list[str] = field(default_factory=list)  # objects no row references, older than the age
     more_not_listed: bool = False  # dry run: more tasks exist than were listed
     kept: dict[str, str] = field(default_factory=dict)  # old task id -> why it had to stay
     problems: list[str] = field(default_factory=list)
@@ -97,7 +107,8 @@ class CleanupReport:
             "ok": self.ok, "dry_run": self.dry_run, "cutoff": self.cutoff, "tasks": len(self.task_ids),
             "task_ids": self.task_ids, "objects": len(self.objects_deleted),
             "object_paths": self.objects_deleted, "objects_kept": self.objects_kept,
-            "objects_failed": self.objects_failed, "more_not_listed": self.more_not_listed,
+            "objects_failed": self.objects_failed, "orphans": self.orphans,
+            "more_not_listed": self.more_not_listed,
             "kept": self.kept, "problems": self.problems,
         }
 
@@ -190,6 +201,37 @@ class SupabaseRetention:
                 report.problems.append(f"removing {len(doomed)} object(s) failed: {type(exc).__name__}: {exc}")
             else:
                 report.objects_deleted += doomed
+
+    def sweep_orphans(self, age: timedelta, report: CleanupReport, *, dry_run: bool) -> None:
+        """Objects with a content-addressed key that no row references and that are older than
+        ``age`` (younger ones may belong to a step being written): left behind by a failed
+        removal or a crash between an upload and its row. Removed unless ``dry_run``."""
+        cutoff = datetime.now(UTC) - age
+        bucket = self.client.storage.from_(self.bucket)
+        old = [f"{folder}/{item['name']}" for folder in self._list_names(bucket, "", folders=True)
+               for item in self._list(bucket, folder)
+               if item.get("id") and STORAGE_PATH_RE.match(f"{folder}/{item['name']}")
+               and _older(item, cutoff)]
+        for start in range(0, len(old), REMOVE_CHUNK):
+            chunk = old[start:start + REMOVE_CHUNK]
+            referenced = self.still_referenced(chunk)
+            orphans = [p for p in chunk if p not in referenced]
+            if orphans and not dry_run:
+                self._remove(orphans)
+            report.orphans += orphans
+
+    def _list_names(self, bucket: Any, prefix: str, *, folders: bool) -> list[str]:
+        return [item["name"] for item in self._list(bucket, prefix) if (item.get("id") is None) == folders]
+
+    @staticmethod
+    def _list(bucket: Any, prefix: str, page: int = 1000) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            items = bucket.list(prefix, {"limit": page, "offset": offset, "sortBy": {"column": "name", "order": "asc"}})
+            yield from items
+            if not items:
+                return
+            offset += len(items)
 
     @retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(3),
            wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
@@ -293,6 +335,24 @@ class BackupRetention:
         still = set().union(*(paths_of(t) for t in survivors - doomed)) if survivors - doomed else set()
         return sorted(candidates - still)
 
+    def sweep_orphans(self, age: timedelta, report: CleanupReport, *, dry_run: bool) -> None:
+        """Screenshot files no row references, last written more than ``age`` ago."""
+        cutoff = (datetime.now(UTC) - age).timestamp()
+        snap = self.store.read()
+        referenced = {r["storage_path"] for rows in snap.screenshots.values() for r in rows}
+        referenced |= {s["screenshot_path"] for rows in snap.steps.values() for s in rows if s.get("screenshot_path")}
+        folder = self.root / SCREENSHOT_DIR
+        for file in sorted(folder.glob("*/*.webp")) if folder.is_dir() else []:
+            key = f"{file.parent.name}/{file.name}"
+            if not STORAGE_PATH_RE.match(key) or key in referenced:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if file.stat().st_mtime >= cutoff:
+                    continue
+                if not dry_run:
+                    file.unlink()
+                report.orphans.append(key)
+
     def _rewrite(self, plan: _JournalPlan) -> None:
         fd, tmp = tempfile.mkstemp(dir=plan.path.parent, prefix=f".{plan.path.name}.", suffix=".tmp")
         try:
@@ -305,6 +365,23 @@ class BackupRetention:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def _older(item: dict[str, Any], cutoff: datetime) -> bool:
+    """Whether a Storage listing item was created and last updated before ``cutoff``."""
+    stamps = [parse for key in ("created_at", "updated_at")
+              if (parse := _parse_iso(item.get(key))) is not None]
+    return bool(stamps) and max(stamps) < cutoff
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _pending_task_ids(snap: BackupSnapshot) -> set[str]:

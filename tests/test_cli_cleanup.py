@@ -14,6 +14,7 @@ from stepsdk._backup import BackupStore
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
 from tests.cli_data import (
+    BUCKET,
     Dataset,
     counts,
     json_out,
@@ -249,3 +250,59 @@ def test_still_referenced_sees_past_the_row_cap(stack) -> None:
                  values (gen_random_uuid(), 'popular', 5000, 'screenshot', %s)""", (OWN_B,))
     retention = SupabaseRetention(stack.client())
     assert retention.still_referenced([SHARED, OWN_A, OWN_B]) == {SHARED, OWN_B}
+
+
+def _age_objects(stack, days: int = 40) -> None:
+    stack.sql("update storage.objects set created_at = now() - make_interval(days => %s), "
+              "updated_at = now() - make_interval(days => %s)", (days, days))
+
+
+def test_cleanup_supabase_orphans_recover_a_failed_removal(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Removal fails: the rows are gone, the objects stay (reported). A later --orphans run
+    removes exactly the old objects no row references: not referenced ones, not young ones, not
+    keys stepsdk did not write."""
+    load_into_stack(stack, _dataset())
+    stack_env(monkeypatch, stack, tmp_path / "unused")
+    stack.faults.fail_next("DELETE /storage/v1/object/*", n=10, status=500)
+    assert main(["cleanup", "--older-than", "30d", "--json"]) == Exit.FAILED
+    assert sorted(json_out(capsys.readouterr().out)["objects_failed"]) == sorted([OWN_A, OWN_B])
+    stack.faults.clear()
+    bucket = stack.client().storage.from_(BUCKET)
+    foreign = "misc/not-ours.webp"
+    bucket.upload(foreign, webp(50), {"content-type": "image/webp"})
+    _age_objects(stack)
+    young = key_of(webp(51))
+    bucket.upload(young, webp(51), {"content-type": "image/webp"})
+
+    assert main(["cleanup", "--older-than", "30d", "--orphans", "--dry-run", "--json"]) == Exit.OK
+    assert sorted(json_out(capsys.readouterr().out)["orphans"]) == sorted([OWN_A, OWN_B])
+    assert stack_objects(stack) == {SHARED, OWN_A, OWN_B, foreign, young}
+    assert main(["cleanup", "--older-than", "30d", "--orphans", "--json"]) == Exit.OK
+    assert sorted(json_out(capsys.readouterr().out)["orphans"]) == sorted([OWN_A, OWN_B])
+    assert stack_objects(stack) == {SHARED, foreign, young}
+
+
+def test_cleanup_local_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import time
+
+    root = tmp_path / "backup"
+    load_into_backup(root, _dataset())
+    old_orphan, young_orphan = key_of(webp(60)), key_of(webp(61))
+    _backup.write_screenshot(root, old_orphan, webp(60))
+    _backup.write_screenshot(root, young_orphan, webp(61))
+    then = time.time() - 40 * 86400
+    for file in (root / "screenshots").rglob("*.webp"):
+        if file.name != young_orphan.split("/")[1]:
+            os.utime(file, (then, then))
+    local_env(monkeypatch, root)
+    assert main(["cleanup", "--older-than", "60d", "--orphans", "--dry-run", "--json"]) == Exit.OK
+    assert json_out(capsys.readouterr().out)["orphans"] == []  # nothing is 60 days old
+    assert main(["cleanup", "--older-than", "30d", "--orphans", "--dry-run", "--json"]) == Exit.OK
+    assert json_out(capsys.readouterr().out)["orphans"] == [old_orphan]
+    assert main(["cleanup", "--older-than", "30d", "--orphans", "--json"]) == Exit.OK
+    out = json_out(capsys.readouterr().out)
+    assert out["orphans"] == [old_orphan] and out["tasks"] == 3
+    assert _backup_state(root) == ({"new-c"}, {SHARED, young_orphan})

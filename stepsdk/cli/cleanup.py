@@ -26,6 +26,7 @@ examples:
   stepsdk cleanup --older-than 30d               # delete tasks started more than 30 days ago
   stepsdk cleanup --older-than 2w --local        # the same in the local backup folder
   stepsdk cleanup --older-than 90d --batch-size 200 --json   # from cron, machine-readable
+  stepsdk cleanup --older-than 7d --orphans      # also objects no row references (after failures)
 
 Durations: a number and a unit, m (minutes), h (hours), d (days), w (weeks): 90m, 12h, 30d, 2w,
 or combined (1w3d). A task goes with its steps, its screenshot rows and the screenshot objects
@@ -46,6 +47,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--older-than", required=True, type=duration, metavar="AGE",
                         help="delete tasks started more than AGE ago (30d, 12h, 2w, 90m)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    parser.add_argument("--orphans", action="store_true",
+                        help="also delete screenshot objects no row references that are older than AGE "
+                             "(left by a failed removal or a crash)")
     parser.add_argument("--include-pending", action="store_true",
                         help="local backup with Supabase configured: also delete tasks not uploaded yet")
     parser.add_argument("--batch-size", type=batch_size, default=500, metavar="N",
@@ -80,6 +84,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
         with progress(args, "deleting tasks", total) as advance:
             report = retention.run(args.older_than, dry_run=args.dry_run, batch_size=args.batch_size,
                                    advance=advance)
+        if args.orphans:
+            retention.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
     else:
         check_backup_dir(source.backup_dir, must_exist=True)
         local = _retention.BackupRetention(source.backup_dir)
@@ -87,6 +93,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
         keep_pending = supabase_configured() and not args.include_pending
         with progress(args, "rewriting journals", None) as advance:
             report = local.run(args.older_than, dry_run=args.dry_run, keep_pending=keep_pending, advance=advance)
+        if args.orphans:
+            local.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
     for problem in [*report.problems, *report.kept_summary()]:
         warn(problem)
     result = {"source": source.label, **report.to_dict()}
@@ -94,6 +102,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
     more = " (and more not listed)" if report.more_not_listed else ""
     human = (f"{verb} {len(report.task_ids)} task(s){more} and {len(report.objects_deleted)} screenshot "
              f"object(s) from the {source.label} (older than {report.cutoff})")
+    if args.orphans:
+        human += f"; {verb} {len(report.orphans)} orphaned screenshot object(s)"
     if report.dry_run and report.task_ids:
         human += "\n  " + "\n  ".join(report.task_ids[:50]) + ("\n  ..." if len(report.task_ids) > 50 else "")
     emit(args, result, human)
