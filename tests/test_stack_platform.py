@@ -193,3 +193,26 @@ def test_env_db_url_is_used(fresh_db, monkeypatch):
     finally:
         local.close()
     assert os.environ["STEPSDK_TEST_DB_URL"] == dsn
+
+
+def test_reset_restores_a_clean_stack(stack):
+    sb = stack.client()
+    sb.table("tasks").insert({"task_id": "t1"}).execute()
+    sb.storage.from_("step-screenshots").upload("a/b.webp", b"RIFF", {"content-type": "image/webp"})
+    sb.storage.create_bucket("extra")
+    stack.sql("update storage.buckets set public = true, file_size_limit = 1 where id = 'step-screenshots'")
+    stack.faults.fail_next("* *", n=5)
+    stack.faults.start_outage()
+    stack.sql("create table public.t_refs (task_id text references public.tasks (task_id))")
+    try:
+        stack.sql("insert into public.t_refs values ('t1')")
+        stack.reset()  # DELETE would violate t_refs' foreign key: falls back to TRUNCATE … CASCADE
+        assert stack.sql("select count(*) as n from tasks") == [{"n": 0}]
+        assert stack.sql("select count(*) as n from storage.objects") == [{"n": 0}]
+        assert stack.sql("select id, public, file_size_limit from storage.buckets") == [
+            {"id": "step-screenshots", "public": False, "file_size_limit": 20971520}]
+        assert list((stack.root / "objects").iterdir()) == []
+        assert not stack.faults.in_outage and stack.faults.pending() == 0
+        assert sb.table("tasks").select("*").execute().data == []
+    finally:
+        stack.sql("drop table public.t_refs")

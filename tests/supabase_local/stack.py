@@ -193,9 +193,13 @@ class LocalStack:
         """Empty stepsdk's tables and the screenshot bucket, drop other buckets, clear faults."""
         self.faults.clear()
         with psycopg.connect(self.db_url, autocommit=True) as conn, conn.transaction():
-            # DELETE, not TRUNCATE: far cheaper on tiny tables and needs no exclusive lock.
-            for table in DATA_TABLES:
-                conn.execute(f"delete from {table}")
+            try:
+                # DELETE, not TRUNCATE: far cheaper on tiny tables and needs no exclusive lock.
+                with conn.transaction():
+                    for table in DATA_TABLES:
+                        conn.execute(f"delete from {table}")
+            except psycopg.errors.ForeignKeyViolation:  # a table outside ours references them
+                conn.execute("truncate " + ", ".join(DATA_TABLES) + " cascade")
             conn.execute("delete from storage.objects")
             conn.execute("delete from storage.buckets where id <> %s", (SCREENSHOT_BUCKET,))
             self._restore_screenshot_bucket(conn)
