@@ -91,7 +91,7 @@ def body_summary(data: bytes, headers: httpx.Headers, size: int | None, limit: i
     if truncated:
         out["truncated"] = True
     if mime == "application/json" or mime.endswith("+json"):
-        out["json" if not truncated else "text"] = _json_or_text(data, truncated)
+        out.update(_json_or_text(data, truncated))
     elif mime == "application/x-www-form-urlencoded":
         out["form"] = summarize(dict(parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True)))
     elif mime.startswith(_TEXT_TYPES) or not mime and _looks_text(data):
@@ -101,14 +101,15 @@ def body_summary(data: bytes, headers: httpx.Headers, size: int | None, limit: i
     return out
 
 
-def _json_or_text(data: bytes, truncated: bool) -> Any:
+def _json_or_text(data: bytes, truncated: bool) -> dict[str, Any]:
+    """``{"json": value}`` when the (complete) body parses, else ``{"text": ...}``."""
     text = data.decode("utf-8", "replace")
-    if truncated:
-        return text
-    try:
-        return summarize(json.loads(text))
-    except ValueError:
-        return text
+    if not truncated:
+        try:
+            return {"json": summarize(json.loads(text))}
+        except ValueError:
+            pass
+    return {"text": text}
 
 
 def _looks_text(data: bytes) -> bool:

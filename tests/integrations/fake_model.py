@@ -84,7 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _sse(content: str, model: str) -> bytes:
     created = int(time.time())
-    pieces = [content[i : i + 7] for i in range(0, len(content), 7)]
+    size = max(7, len(content) // 200)  # small chunks like a real model; fewer for huge replies
+    pieces = [content[i : i + size] for i in range(0, len(content), size)]
     events = [_chunk(model, created, {"role": "assistant", "content": ""}, None)]
     events += [_chunk(model, created, {"content": p}, None) for p in pieces]
     events.append(_chunk(model, created, {}, "stop"))

@@ -173,3 +173,34 @@ def test_bad_arguments_raise_at_the_call(tracker: Any) -> None:
         TrackedAsyncTransport(tracker, httpx.HTTPTransport())
     with pytest.raises(ValueError, match="max_body_bytes"):
         tracked_client(tracker, max_body_bytes=-1)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data", "expected"),
+    [
+        ("application/json", b'{"broken": ', {"text": '{"broken": '}),  # invalid JSON: shown as text
+        ("text/plain; charset=no-such-charset", b"caf\xc3\xa9", {"text": "café"}),  # unknown charset: UTF-8
+        ("text/plain; charset=latin-1", b"caf\xe9", {"text": "café"}),
+        ("", b"plain words", {"text": "plain words"}),  # no type: sniffed as text
+        ("", b"\x00\x01\x02\xff", {"binary": True}),  # no type: sniffed as binary
+        ("application/x-www-form-urlencoded", b"a=1&password=p%40ss&a=2", {"form": {"a": "2", "password": "[REDACTED]"}}),
+        ("application/vnd.api+json", b'{"token": "t"}', {"json": {"token": "[REDACTED]"}}),
+    ],
+)
+def test_hostile_and_odd_bodies_get_a_safe_summary(content_type: str, data: bytes, expected: dict[str, Any]) -> None:
+    from stepsdk.integrations.httpx_hooks import body_summary
+
+    headers = httpx.Headers({"content-type": content_type} if content_type else {})
+    summary = body_summary(data, headers, len(data), 1000)
+    assert summary is not None and summary["size"] == len(data)
+    for key, value in expected.items():
+        assert summary[key] == value
+
+
+def test_undecodable_encodings_are_named_not_guessed() -> None:
+    from stepsdk.integrations.httpx_hooks import body_summary
+
+    broken = body_summary(b"not gzip at all", httpx.Headers({"content-encoding": "gzip"}), 15, 1000)
+    assert broken == {"content_type": None, "size": 15, "encoding": "gzip (not decodable)"}
+    brotli = body_summary(b"\x8b\x00", httpx.Headers({"content-encoding": "br"}), 2, 1000)
+    assert brotli["encoding"] == "br (not decoded)"

@@ -396,3 +396,39 @@ def test_supabase_outage_never_stalls_the_agent_and_loses_nothing(
     shots = stack.sql("select count(*) as n from public.step_screenshots where task_id = %s", (task_id,))
     assert shots[0]["n"] == 3
     tracking.detach()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        None,
+        "not a list",
+        [],
+        [{"role": "system", "content": "only a system prompt"}],
+        [{"role": "user", "content": None}],
+        [{"role": "user", "content": [None, 42, {"type": "image_url"}, {"type": "image_url", "image_url": {"url": 7}}]}],
+        [{"role": "user", "content": [{"type": "text", "text": '{"current_app": '}]}],  # broken JSON
+        [{"role": "user", "content": [{"type": "text", "text": '{"current_app": ["not", "a", "name"]}'}]}],
+    ],
+)
+def test_odd_model_messages_give_no_screen_and_no_crash(messages: Any) -> None:
+    from stepsdk.integrations.phone_agent import _screen_from_messages
+
+    assert _screen_from_messages(messages) == (None, None)
+
+
+def test_huge_and_binary_model_replies_are_bounded(
+    fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path
+) -> None:
+    agent = make_agent(model)
+    tracking = track_phone_agent(agent, backup_dir=tmp_path)
+    junk = "\x00\ud7ff garbage " * 2_000  # 22 KB with NULs: not an action
+    model.script(f"<think>{'long thought ' * 2_000}</think><answer>{junk}")  # 26 KB of thinking
+    message = agent.run("Do something")
+    (step,) = backup_steps(tmp_path, tracking.last_task_id)
+    assert step["error_type"] == "ActionParseError" and step["success"] is False
+    assert len(step["step_data"]["raw_action"]) < 2_100 and "\x00" not in step["step_data"]["raw_action"]
+    assert step["thinking"].startswith("long thought") and len(step["thinking"]) < 21_000  # cut by the tracker
+    assert message.startswith("\x00")  # the agent's own return value is untouched
+    assert backup_task(tmp_path, tracking.last_task_id)["status"] == "failed"
+    tracking.detach()
