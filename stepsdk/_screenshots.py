@@ -302,30 +302,11 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
     started = time.perf_counter()
     source = _resolve(ref, options)
     image, original_format = _open(source, options)
-    original_width, original_height = image.size
-    image = _normalise(image, original_format)
-    image, data, choice = _encode_best(image, options)
+    original_size = image.size
+    image, data, choice = _encode_best(_normalise(image, original_format), options)
     sha = hashlib.sha256(data).hexdigest()
-    metadata: dict[str, Any] = {
-        "width": image.width,
-        "height": image.height,
-        "original_format": original_format,
-        "original_size": source.original_size,
-        "original_width": original_width,
-        "original_height": original_height,
-        "source": source.kind,
-        "encoding": "lossless" if choice.lossless else "lossy",
-        "quality": None if choice.lossless else options.quality,
-        "method": options.lossless_method if choice.lossless else options.method,
-        "flat_fraction": choice.flat_fraction,
-        "prepare_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
-    if ref.sensitive is not None:
-        metadata["sensitive"] = ref.sensitive
-    if source.mtime is not None and source.mtime > ref.captured_at:
-        # The file was rewritten between record_step() and the worker reading it (an agent
-        # that reuses one file name per step): the stored image may be a later screen.
-        metadata["file_changed_after_capture"] = True
+    metadata = _metadata(ref, source, original_format, original_size, image.size, choice, options)
+    metadata["prepare_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return PreparedScreenshot(
         data=data,
         sha256=sha,
@@ -334,6 +315,38 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
         height=image.height,
         metadata=metadata,
     )
+
+
+def _metadata(
+    ref: ScreenshotInput,
+    source: _Source,
+    original_format: str,
+    original_size: tuple[int, int],
+    size: tuple[int, int],
+    choice: _Choice,
+    options: ScreenshotOptions,
+) -> dict[str, Any]:
+    """The JSON metadata of a stored screenshot (``step_screenshots.metadata``)."""
+    metadata: dict[str, Any] = {
+        "width": size[0],
+        "height": size[1],
+        "original_format": original_format,
+        "original_size": source.original_size,
+        "original_width": original_size[0],
+        "original_height": original_size[1],
+        "source": source.kind,
+        "encoding": "lossless" if choice.lossless else "lossy",
+        "quality": None if choice.lossless else options.quality,
+        "method": options.lossless_method if choice.lossless else options.method,
+        "flat_fraction": choice.flat_fraction,
+    }
+    if ref.sensitive is not None:
+        metadata["sensitive"] = ref.sensitive
+    if source.mtime is not None and source.mtime > ref.captured_at:
+        # The file was rewritten between record_step() and the worker reading it (an agent
+        # that reuses one file name per step): the stored image may be a later screen.
+        metadata["file_changed_after_capture"] = True
+    return metadata
 
 
 def _resolve(ref: ScreenshotInput, options: ScreenshotOptions) -> _Source:
