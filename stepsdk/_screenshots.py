@@ -619,6 +619,9 @@ def _encode_best(image: Image.Image, options: ScreenshotOptions) -> tuple[Image.
         data = _encode(image, options, lossless=True)
         if len(data) <= options.lossless_max_bytes:
             return image, data, _Choice(True, flat)
+        log.debug(
+            "lossless screenshot is %d bytes (> %d): storing lossy", len(data), options.lossless_max_bytes
+        )
     small = _downscale(image, options)
     return small, _encode(small, options, lossless=False), _Choice(False, flat)
 
