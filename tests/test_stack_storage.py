@@ -41,6 +41,8 @@ def test_upload_download_and_object_metadata(stack):
     assert r.headers["content-type"] == "image/webp"
     assert r.headers["etag"] == meta["eTag"] and r.headers["cache-control"] == "max-age=60"
     assert r.headers["accept-ranges"] == "bytes" and int(r.headers["content-length"]) == len(WEBP)
+    head = _raw(stack, "HEAD", f"object/{BUCKET}/ab/one.webp")
+    assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", str(len(WEBP)))
     info = files.info("ab/one.webp")
     assert info["size"] == len(WEBP) and info["content_type"] == "image/webp" and info["name"] == "ab/one.webp"
 

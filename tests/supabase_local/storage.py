@@ -384,7 +384,7 @@ class StorageApi:
         headers = [("Content-Type", meta.get("mimetype", "application/octet-stream")),
                    ("ETag", meta.get("eTag", "")), ("Cache-Control", meta.get("cacheControl", "no-cache")),
                    ("Last-Modified", (row["updated_at"] or datetime.now(UTC)).strftime("%a, %d %b %Y %H:%M:%S GMT")),
-                   ("Accept-Ranges", "bytes"), *(extra or [])]
+                   ("Accept-Ranges", "bytes"), ("Content-Length", str(len(data))), *(extra or [])]
         download = parse_qs(req.query, keep_blank_values=True).get("download")
         if download is not None:
             name = download[0]
