@@ -252,7 +252,8 @@ class PhoneAgentTracking:
             if not self._attached:
                 return original(task)
             with guarded("manual step start"):
-                if task and not self.agent.context:  # what the agent itself calls a first step
+                # A first step (the agent's own test) outside a run; a subclass's run() may call step().
+                if task and not self.agent.context and self._tracker is None:
                     self._start_task(task, manual=True)
             try:
                 result = original(task)

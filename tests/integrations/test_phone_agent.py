@@ -432,3 +432,28 @@ def test_huge_and_binary_model_replies_are_bounded(
     assert message.startswith("\x00")  # the agent's own return value is untouched
     assert backup_task(tmp_path, tracking.last_task_id)["status"] == "failed"
     tracking.detach()
+
+
+def test_a_subclass_whose_run_calls_step_is_still_one_task(
+    fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path
+) -> None:
+    from phone_agent import PhoneAgent
+
+    class SteppingAgent(PhoneAgent):
+        def run(self, task: str) -> str:
+            self.reset()
+            result = self.step(task)
+            while not result.finished:
+                result = self.step()
+            return result.message or "done"
+
+    agent = make_agent(model)
+    agent.__class__ = SteppingAgent  # same instance state, the subclass's run()
+    tracking = track_phone_agent(agent, backup_dir=tmp_path)
+    model.script(LAUNCH, TAP, FINISH)
+    assert agent.run("Turn on Wi-Fi") == "Wi-Fi is on"
+    assert len(tracking.task_ids) == 1
+    task = backup_task(tmp_path, tracking.last_task_id)
+    assert task["status"] == "success" and task["title"] == "Turn on Wi-Fi"
+    assert len(backup_steps(tmp_path, tracking.last_task_id)) == 3
+    tracking.detach()
