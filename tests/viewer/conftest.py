@@ -34,10 +34,18 @@ def backup_source(tmp_path: Path, data: dataset.Dataset) -> BackupSource:
     return BackupSource(tmp_path / "backup")
 
 
+@pytest.fixture(scope="session")
+def _supabase_clients(supabase_stack) -> tuple[object, SupabaseSource]:
+    """One writer client and one source for the session: creating a supabase client costs
+    ~0.2 s, and the source keeps no state besides its client (the stack fixture empties the data)."""
+    return supabase_stack.client(), SupabaseSource(supabase_stack.url, supabase_stack.service_role_key, timeout=5)
+
+
 @pytest.fixture
-def supabase_source(stack, data: dataset.Dataset) -> SupabaseSource:
-    dataset.write_supabase(stack, data)
-    return SupabaseSource(stack.url, stack.service_role_key, timeout=5)
+def supabase_source(stack, data: dataset.Dataset, _supabase_clients) -> SupabaseSource:
+    writer, source = _supabase_clients
+    dataset.write_supabase(writer, data)
+    return source
 
 
 @pytest.fixture(params=["backup", "supabase"])
@@ -50,8 +58,8 @@ def source(request: pytest.FixtureRequest) -> DataSource:
 def empty_source(request: pytest.FixtureRequest, tmp_path: Path) -> DataSource:
     if request.param == "backup":
         return BackupSource(tmp_path / "nothing-here")
-    stack = request.getfixturevalue("stack")
-    return SupabaseSource(stack.url, stack.service_role_key, timeout=5)
+    request.getfixturevalue("stack")  # emptied
+    return request.getfixturevalue("_supabase_clients")[1]
 
 
 @asynccontextmanager

@@ -153,8 +153,8 @@ def write_backup(root: Path, ds: Dataset) -> None:
         write_screenshot(root, path, data)
 
 
-def write_supabase(stack: Any, ds: Dataset) -> None:
-    client = stack.client()
+def write_supabase(client: Any, ds: Dataset) -> None:
+    """Rows and objects through the official client (``stack.client()``)."""
     client.table("tasks").upsert(ds.tasks).execute()
     for i in range(0, len(ds.steps), 500):
         client.table("task_steps").upsert(ds.steps[i:i + 500]).execute()

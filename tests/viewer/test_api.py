@@ -1,0 +1,129 @@
+"""The JSON API and the screenshot proxy over HTTP (httpx against the app), both sources."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from nicegui.testing import User
+
+from tests.viewer import dataset
+from viewer.data.base import DataSource
+
+
+async def get(user: User, url: str, status: int = 200) -> dict:
+    response = await user.http_client.get(url)
+    assert response.status_code == status, (url, response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json"), url
+    return response.json()
+
+
+async def test_list_tasks_filters_and_pagination(viewer: User) -> None:
+    body = await get(viewer, "/api/tasks?per_page=4&page=2&sort=task_id&order=asc")
+    assert [t["task_id"] for t in body["tasks"]] == ["task-ok", "task-running"]
+    assert body["pagination"] == {"page": 2, "per_page": 4, "total": 6, "pages": 2}
+    body = await get(viewer, "/api/tasks?status=failed")
+    assert [t["task_id"] for t in body["tasks"]] == ["task-fail"] and body["tasks"][0]["failed_steps"] == 3
+    body = await get(viewer, "/api/tasks?search=%25&agent=shop-agent")
+    assert body["tasks"] == [] and body["pagination"]["total"] == 0
+    body = await get(viewer, "/api/tasks?started_from=" + dataset.NOW.isoformat().replace("+", "%2B"))
+    assert body["pagination"]["total"] == 0
+
+
+BAD_QUERIES = ["per_page=101", "per_page=0", "page=0", "page=abc", "status=exploded", "sort=password",
+               "order=sideways", "started_from=yesterday", "started_from=2026-01-01T00:00:00", "search=" + "x" * 600]
+
+
+async def test_list_tasks_bad_params(viewer: User) -> None:
+    for query in BAD_QUERIES:
+        body = await get(viewer, f"/api/tasks?{query}", 422)
+        assert "detail" in body, query
+
+
+async def test_task_steps_report_screenshots(viewer: User, data: dataset.Dataset) -> None:
+    task = await get(viewer, "/api/tasks/task-fail")
+    assert task["task_id"] == "task-fail" and task["total_steps"] == 5 and task["title"].startswith("Checkout <script>")
+    body = await get(viewer, "/api/tasks/task-long/steps?page=3&per_page=50")
+    assert [s["step_number"] for s in body["steps"]] == list(range(101, 121))
+    assert body["pagination"] == {"page": 3, "per_page": 50, "total": 120, "pages": 3}
+    assert (await get(viewer, "/api/tasks/task-long/steps?page=9"))["steps"] == []
+    assert (await get(viewer, "/api/tasks/task-empty/steps"))["pagination"]["total"] == 0
+    await get(viewer, "/api/tasks/task-long/steps?per_page=101", 422)
+    report = await get(viewer, "/api/tasks/task-ok/report")
+    assert report["statistics"] == {"total_steps": 4, "successful_steps": 4, "failed_steps": 0, "success_rate": 1.0,
+                                    "total_duration_ms": 1660.5, "average_step_duration_ms": 415.125,
+                                    "screenshots_count": 2}
+    assert [s["step_number"] for s in report["steps"]] == [1, 2, 3, 4] and len(report["screenshots"]) == 2
+    shots = (await get(viewer, "/api/tasks/task-ok/screenshots"))["screenshots"]
+    for shot in shots:
+        image = await viewer.http_client.get(shot["url"])
+        assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
+        assert image.content == data.objects[shot["storage_path"]]
+
+
+HOSTILE_IDS = ["nope", "x" * 5000, "..%2F..%2Fetc%2Fpasswd", "%3Cscript%3E", "%E2%80%AE%F0%9F%98%80"]
+
+
+async def test_unknown_ids_are_404_json(viewer: User) -> None:
+    for task_id in HOSTILE_IDS:
+        for suffix in ("", "/steps", "/report", "/screenshots"):
+            assert (await get(viewer, f"/api/tasks/{task_id}{suffix}", 404))["detail"] == "task not found"
+    assert (await get(viewer, "/api/nothing/here", 404))["detail"]
+
+
+async def test_stats(viewer: User) -> None:
+    body = await get(viewer, "/api/stats?days=7")
+    assert len(body["days"]) == 7 and sum(d["tasks"] for d in body["days"]) == 6
+    # finished tasks' wall times: 100, 2000, 5400, 9100, 120000 ms
+    assert body["durations"]["min_task_duration_ms"] == pytest.approx(100.0)
+    assert body["durations"]["max_task_duration_ms"] == pytest.approx(120_000.0)
+    assert body["durations"]["avg_task_duration_ms"] == pytest.approx((100 + 2000 + 5400 + 9100 + 120_000) / 5)
+    assert body["top_errors"][0]["error_type"] == "AssertionError" and body["slowest_steps"][0]["duration_ms"] == 4000
+    for bad in ("days=0", "days=99999", "days=x"):
+        await get(viewer, f"/api/stats?{bad}", 422)
+
+
+async def test_screenshot_proxy_refuses_what_it_should(viewer: User) -> None:
+    missing = f"/media/screenshots/{dataset.BROKEN_SHA[:2]}/{dataset.BROKEN_SHA}.webp"
+    assert (await get(viewer, missing, 404))["detail"] == "screenshot not found"
+    placeholder = await viewer.http_client.get(missing + "?fallback=true")
+    assert placeholder.status_code == 200 and placeholder.headers["content-type"].startswith("image/svg+xml")
+    for bad in ("../../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "a%5Cb.webp", "x" * 3000):
+        response = await viewer.http_client.get(f"/media/screenshots/{bad}")
+        assert response.status_code == 404, bad
+        assert b"root:" not in response.content
+
+
+async def test_openapi_lists_the_routes(viewer: User) -> None:
+    paths = (await get(viewer, "/openapi.json"))["paths"]
+    for path in ("/api/tasks", "/api/tasks/{task_id}", "/api/tasks/{task_id}/steps", "/api/tasks/{task_id}/report",
+                 "/api/tasks/{task_id}/screenshots", "/api/stats", "/media/screenshots/{storage_path}"):
+        assert path in paths, path
+
+
+@pytest.mark.parametrize("source", ["supabase"], indirect=True)
+async def test_service_key_never_served(viewer: User, stack, source: DataSource) -> None:
+    urls = ["/", "/tasks/task-ok", "/tasks/task-fail", "/stats", "/compare?a=task-ok&b=task-fail", "/api/tasks",
+            "/api/tasks/task-ok/report", "/api/tasks/task-ok/screenshots", "/api/stats", "/openapi.json"]
+    for url in urls:
+        text = (await viewer.http_client.get(url)).text
+        assert stack.service_role_key not in text and "eyJ" not in text, url
+    for path in ("/", "/tasks/task-ok", "/stats"):  # and in the live page content sent over the socket
+        await viewer.open(path)
+        from tests.viewer.test_pages import labels
+
+        assert not any(stack.service_role_key in t for t in labels(viewer))
+    with stack.faults.outage():
+        for url in urls[5:9]:
+            response = await viewer.http_client.get(url)
+            assert response.status_code == 503 and "unreachable" in response.json()["detail"], url
+            assert stack.service_role_key not in response.text
+        shot = await viewer.http_client.get(f"/media/screenshots/{next(iter(dataset.build().objects))}")
+        assert shot.status_code == 503
+
+
+async def test_no_script_url_in_served_html(viewer: User) -> None:
+    html = (await viewer.http_client.get("/tasks/task-fail?step=2")).text
+    # user text travels as JSON data for Vue's text rendering, never as live markup
+    assert "<script>window.__xss" not in html
+    assert not re.search(r"<img src=x onerror", html)
