@@ -581,7 +581,9 @@ def _to_webp_mode(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and image.has_transparency_data):
+    if mode == "La":  # premultiplied: Pillow converts it to LA only
+        image, mode = image.convert("LA"), "LA"
+    if mode in ("RGBA", "RGBa", "LA", "PA") or (mode == "P" and image.has_transparency_data):
         rgba = image.convert("RGBA")
         # adb screencap PNGs are RGBA with every pixel opaque: drop such an alpha channel,
         # it only costs bytes and encode time.
@@ -590,7 +592,7 @@ def _to_webp_mode(image: Image.Image) -> Image.Image:
         return rgba
     if mode.startswith("I;16"):
         # 16-bit grey: keep the top 8 bits (convert() would clip everything above 255 to white).
-        return image.point(lambda v: v / 256, "L").convert("RGB")
+        return image.convert("I").point(lambda v: v / 256).convert("L").convert("RGB")
     if mode in ("I", "F"):
         low, high = image.getextrema()
         scale = 255.0 / (high - low) if high > low else 0.0

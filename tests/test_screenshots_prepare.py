@@ -147,23 +147,19 @@ def _alpha_image() -> Image.Image:
         (lambda: small_screen(size=(40, 30)).convert("1"), "RGB"),
         (lambda: small_screen(size=(40, 30)).convert("YCbCr"), "RGB"),
         (lambda: Image.new("I;16", (40, 30), 40000), "RGB"),
+        (lambda: Image.new("I;16B", (40, 30), 40000), "RGB"),
+        (lambda: _alpha_image().convert("LA").convert("La"), "RGBA"),
+        (lambda: small_screen(size=(40, 30)).convert("LAB"), "RGB"),
+        (lambda: small_screen(size=(40, 30)).convert("HSV"), "RGB"),
+        (lambda: small_screen(size=(40, 30)).convert("RGBX"), "RGB"),
+        (lambda: _alpha_image().convert("RGBa"), "RGBA"),
+        (lambda: _alpha_image().convert("PA"), "RGBA"),
         (lambda: Image.linear_gradient("L").resize((40, 30)).convert("I"), "RGB"),
         (lambda: Image.linear_gradient("L").resize((40, 30)).convert("F"), "RGB"),
     ],
     ids=[
-        "RGB",
-        "RGBA",
-        "RGBA-opaque",
-        "P",
-        "P-transparent",
-        "L",
-        "LA",
-        "CMYK",
-        "1",
-        "YCbCr",
-        "I;16",
-        "I",
-        "F",
+        *("RGB", "RGBA", "RGBA-opaque", "P", "P-transparent", "L", "LA", "CMYK", "1", "YCbCr", "I;16"),
+        *("I;16B", "La", "LAB", "HSV", "RGBX", "RGBa", "PA", "I", "F"),
     ],
 )
 def test_pil_modes(make: object, mode: str) -> None:
@@ -181,8 +177,9 @@ def test_alpha_survives() -> None:
     assert out.getpixel((0, 0))[3] == 0 and out.getpixel((20, 15))[3] == 255
 
 
-def test_sixteen_bit_grey_keeps_the_top_byte() -> None:
-    out = decode(prepare(capture(Image.new("I;16", (8, 8), 40000)), ScreenshotOptions(encoding="lossless")))
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L"])
+def test_sixteen_bit_grey_keeps_the_top_byte(mode: str) -> None:
+    out = decode(prepare(capture(Image.new(mode, (8, 8), 40000)), ScreenshotOptions(encoding="lossless")))
     assert out.getpixel((4, 4)) == (156, 156, 156)  # 40000 / 256, not clipped to 255
 
 
