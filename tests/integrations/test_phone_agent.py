@@ -457,3 +457,20 @@ def test_a_subclass_whose_run_calls_step_is_still_one_task(
     assert task["status"] == "success" and task["title"] == "Turn on Wi-Fi"
     assert len(backup_steps(tmp_path, tracking.last_task_id)) == 3
     tracking.detach()
+
+
+def test_a_refused_confirmation_fails_the_task_honestly(
+    fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path
+) -> None:
+    agent = make_agent(model, confirmation_callback=lambda message: False)
+    tracking = track_phone_agent(agent, backup_dir=tmp_path)
+    model.script(TAP_CONFIRM)
+    assert agent.run("Pay the bill") == "User cancelled sensitive operation"
+    task = backup_task(tmp_path, tracking.last_task_id)
+    assert task["status"] == "failed" and task["error_message"] == "User cancelled sensitive operation"
+    validation, action = backup_steps(tmp_path, tracking.last_task_id)
+    assert validation["step_data"]["approved"] is False and validation["success"] is False
+    assert action["success"] is False and action["error_type"] == "ActionFailed"
+    assert action["action_result"]["should_finish"] is True
+    assert ["shell", "input", "tap", "54", "480"] not in fake_device.calls()  # the tap really did not happen
+    tracking.detach()
