@@ -517,7 +517,7 @@ def _describe_start(data: bytes) -> str:
 def _check_pixels(size: tuple[int, int], options: ScreenshotOptions, fmt: str) -> None:
     width, height = size
     if width <= 0 or height <= 0:
-        raise ScreenshotError("corrupt", f"the {fmt} header gives an empty size {width}x{height}")
+        raise ScreenshotError("empty", f"the {fmt} image has no pixels ({width}x{height})")
     if width * height > options.max_pixels:
         raise ScreenshotError(
             "decompression_bomb",

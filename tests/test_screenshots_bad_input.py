@@ -106,7 +106,13 @@ def test_png_with_flipped_bits_in_the_data(png: bytes) -> None:
 
 
 def test_png_header_with_zero_size() -> None:
-    assert reason_of(png_with_fake_size(0, 10)).reason == "corrupt"
+    assert reason_of(png_with_fake_size(0, 10)).reason == "corrupt"  # Pillow refuses the header
+
+
+@pytest.mark.parametrize("size", [(0, 0), (0, 5), (5, 0)])
+def test_pil_image_without_pixels(size: tuple[int, int]) -> None:
+    err = reason_of(Image.new("RGB", size))
+    assert err.reason == "empty" and "no pixels" in err.message
 
 
 # --- unsupported formats --------------------------------------------------------------------------
