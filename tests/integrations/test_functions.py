@@ -165,3 +165,19 @@ def test_programming_mistakes_raise_at_the_call(tracker: Any) -> None:
     block = tracked_step(tracker)
     with block, pytest.raises(RuntimeError, match="already inside"), block:
         pass
+
+
+def test_methods_leave_self_out(tracker: Any, tmp_path: Path) -> None:
+    class Agent:
+        secret_state = "internal"
+
+        @tracked_step(tracker, StepType.ACTION)
+        def act(self, target: str, *extra: int, **options: Any) -> str:
+            return f"tapped {target}"
+
+    assert Agent().act("ok-button", 1, 2, api_token="t0k", retries=3) == "tapped ok-button"
+    (step,) = _steps(tracker, tmp_path)
+    assert step["step_data"]["function"].endswith("Agent.act")
+    assert step["step_data"]["args"] == {
+        "target": "ok-button", "extra": [1, 2], "options": {"api_token": "[REDACTED]", "retries": 3}
+    }
