@@ -4,6 +4,8 @@ Supabase: the SQL function ``public.stepsdk_delete_tasks_older_than`` deletes a 
 (rows cascade) in one transaction and returns the storage paths no remaining row references;
 those objects are then removed through the Storage API. Content-addressed objects shared with a
 newer task are therefore kept. Local backup: the same rule through ``stepsdk._backup``.
+``sweep_orphans`` removes old objects no row references at all (after a failed removal or a
+crash between an upload and its row).
 """
 
 from __future__ import annotations

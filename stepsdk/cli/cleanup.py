@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from typing import Any
 
 from stepsdk import _retention
 from stepsdk.cli._common import (
     Exit,
+    Source,
     add_source_arguments,
     check_backup_dir,
     emit,
@@ -58,7 +60,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_cleanup)
 
 
-def duration(text: str) -> Any:
+def duration(text: str) -> timedelta:
     try:
         return _retention.parse_duration(text)
     except ValueError as exc:
@@ -78,33 +80,42 @@ def batch_size(text: str) -> int:
 @run_safely("cleanup")
 def run_cleanup(args: argparse.Namespace) -> int:
     source = resolve_source(args)
-    if source.kind == "supabase":
-        retention = _retention.SupabaseRetention(open_supabase(source))
-        total = None if args.dry_run else retention.count_older(args.older_than)
-        with progress(args, "deleting tasks", total) as advance:
-            report = retention.run(args.older_than, dry_run=args.dry_run, batch_size=args.batch_size,
-                                   advance=advance)
-        if args.orphans:
-            retention.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
-    else:
-        check_backup_dir(source.backup_dir, must_exist=True)
-        local = _retention.BackupRetention(source.backup_dir)
-        # With Supabase configured the backup is only a buffer: a task not uploaded yet would be lost.
-        keep_pending = supabase_configured() and not args.include_pending
-        with progress(args, "rewriting journals", None) as advance:
-            report = local.run(args.older_than, dry_run=args.dry_run, keep_pending=keep_pending, advance=advance)
-        if args.orphans:
-            local.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
+    report = _on_supabase(args, source) if source.kind == "supabase" else _on_backup(args, source)
     for problem in [*report.problems, *report.kept_summary()]:
         warn(problem)
-    result = {"source": source.label, **report.to_dict()}
+    emit(args, {"source": source.label, **report.to_dict()}, _human(args, report, source))
+    return Exit.OK if report.ok else Exit.FAILED
+
+
+def _on_supabase(args: argparse.Namespace, source: Source) -> _retention.CleanupReport:
+    retention = _retention.SupabaseRetention(open_supabase(source))
+    total = None if args.dry_run else retention.count_older(args.older_than)
+    with progress(args, "deleting tasks", total) as advance:
+        report = retention.run(args.older_than, dry_run=args.dry_run, batch_size=args.batch_size, advance=advance)
+    if args.orphans:
+        retention.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
+    return report
+
+
+def _on_backup(args: argparse.Namespace, source: Source) -> _retention.CleanupReport:
+    check_backup_dir(source.backup_dir, must_exist=True)
+    local = _retention.BackupRetention(source.backup_dir)
+    # With Supabase configured the backup is only a buffer: a task not uploaded yet would be lost.
+    keep_pending = supabase_configured() and not args.include_pending
+    with progress(args, "rewriting journals", None) as advance:
+        report = local.run(args.older_than, dry_run=args.dry_run, keep_pending=keep_pending, advance=advance)
+    if args.orphans:
+        local.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
+    return report
+
+
+def _human(args: argparse.Namespace, report: _retention.CleanupReport, source: Source) -> str:
     verb = "would delete" if report.dry_run else "deleted"
     more = " (and more not listed)" if report.more_not_listed else ""
-    human = (f"{verb} {len(report.task_ids)} task(s){more} and {len(report.objects_deleted)} screenshot "
-             f"object(s) from the {source.label} (older than {report.cutoff})")
+    text = (f"{verb} {len(report.task_ids)} task(s){more} and {len(report.objects_deleted)} screenshot "
+            f"object(s) from the {source.label} (older than {report.cutoff})")
     if args.orphans:
-        human += f"; {verb} {len(report.orphans)} orphaned screenshot object(s)"
+        text += f"; {verb} {len(report.orphans)} orphaned screenshot object(s)"
     if report.dry_run and report.task_ids:
-        human += "\n  " + "\n  ".join(report.task_ids[:50]) + ("\n  ..." if len(report.task_ids) > 50 else "")
-    emit(args, result, human)
-    return Exit.OK if report.ok else Exit.FAILED
+        text += "\n  " + "\n  ".join(report.task_ids[:50]) + ("\n  ..." if len(report.task_ids) > 50 else "")
+    return text
