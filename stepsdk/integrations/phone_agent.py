@@ -186,20 +186,28 @@ class PhoneAgentTracking:
     def _install(self) -> None:
         agent = self.agent
         handler = agent.action_handler
-        self._patches = [
-            _Patch(agent, "run", self._wrap_run),
-            _Patch(agent, "step", self._wrap_step),
-            _Patch(agent, "reset", self._wrap_reset),
-            _Patch(agent.model_client, "request", self._wrap_request),
-            _Patch(handler, "execute", self._wrap_execute),
+        targets: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
+            (agent, "run", self._wrap_run),
+            (agent, "step", self._wrap_step),
+            (agent, "reset", self._wrap_reset),
+            (agent.model_client, "request", self._wrap_request),
+            (handler, "execute", self._wrap_execute),
         ]
         if hasattr(agent, "_execute_step"):
-            self._patches.append(_Patch(agent, "_execute_step", self._wrap_execute_step))
+            targets.append((agent, "_execute_step", self._wrap_execute_step))
         else:  # a future agent without it: steps are then delimited by model calls
             _log.warning("stepsdk: %s has no _execute_step; step timing starts at the model call", type(agent).__name__)
         for name, kind in (("confirmation_callback", "confirmation"), ("takeover_callback", "takeover")):
             if callable(getattr(handler, name, None)):
-                self._patches.append(_Patch(handler, name, functools.partial(self._wrap_callback, kind=kind)))
+                targets.append((handler, name, functools.partial(self._wrap_callback, kind=kind)))
+        try:
+            for obj, name, make in targets:
+                self._patches.append(_Patch(obj, name, make))
+        except (AttributeError, TypeError) as exc:  # e.g. __slots__: put back what was wrapped, then say why
+            for patch in reversed(self._patches):
+                patch.undo()
+            self._patches = []
+            raise TypeError(f"track_phone_agent: cannot wrap this agent's attributes: {exc}") from None
         setattr(agent, _MARK, self)
 
     def detach(self) -> None:

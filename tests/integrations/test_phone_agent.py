@@ -474,3 +474,20 @@ def test_a_refused_confirmation_fails_the_task_honestly(
     assert action["action_result"]["should_finish"] is True
     assert ["shell", "input", "tap", "54", "480"] not in fake_device.calls()  # the tap really did not happen
     tracking.detach()
+
+
+def test_an_agent_that_cannot_be_wrapped_is_left_untouched(model: FakeModelServer, tmp_path: Path) -> None:
+    agent = make_agent(model)
+
+    class SlottedHandler:  # attributes cannot be replaced on the instance
+        __slots__ = ("confirmation_callback", "takeover_callback")
+
+        def execute(self, action: Any, width: int, height: int) -> Any:
+            return None
+
+    agent.action_handler = SlottedHandler()
+    with pytest.raises(TypeError, match="cannot wrap"):
+        track_phone_agent(agent, backup_dir=tmp_path)
+    for obj, name in ((agent, "run"), (agent, "step"), (agent, "reset"), (agent.model_client, "request")):
+        assert name not in vars(obj), name  # everything wrapped before the failure was put back
+    assert "_stepsdk_phone_tracking" not in vars(agent)
