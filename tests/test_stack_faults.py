@@ -200,3 +200,31 @@ def test_http_control_endpoint(stack):
         _post_task(stack, "t2")
     time.sleep(0.6)
     assert _post_task(stack, "t2").status_code == 201
+
+
+def test_mixed_chaos_accounts_for_every_request(stack):
+    """Every request either failed before the database, or committed (201 or commit_then_fail)."""
+    # no "hang" here: telling a hang from a slow answer needs client timeouts, flaky on a busy machine
+    stack.faults.fail_fraction("* /rest/v1/*", 0.3, kinds=("500", "503", "429", "reset", "commit_then_fail"), seed=1)
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=20, headers={"apikey": stack.service_role_key}) as client:
+            for i in range(25):
+                try:
+                    got: object = client.post(f"{stack.url}/rest/v1/tasks", json={"task_id": f"c{k}-{i}"}).status_code
+                except httpx.HTTPError as e:
+                    got = type(e).__name__
+                with lock:
+                    outcomes.append(got)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    injected = stack.faults.injected
+    assert len(outcomes) == 100 and sum(injected.values()) == 100 - outcomes.count(201)
+    assert outcomes.count(201) + injected.get("commit_then_fail", 0) == _count(stack)
+    assert outcomes.count(429) == injected.get("429", 0) and outcomes.count(503) == injected.get("503", 0)
