@@ -223,6 +223,9 @@ def run_safely(command: str) -> Callable[[Callable[[argparse.Namespace], int]], 
         def wrapper(args: argparse.Namespace) -> int:
             try:
                 return int(func(args))
+            except BrokenPipeError:  # `stepsdk export | head`: the reader has all it wanted
+                _silence_stdout()
+                return Exit.FAILED
             except CliError as exc:
                 status, message = exc.status, str(exc)
             except KeyboardInterrupt:
@@ -243,6 +246,13 @@ def run_safely(command: str) -> Callable[[Callable[[argparse.Namespace], int]], 
         return wrapper
 
     return decorate
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def examples_formatter() -> type[argparse.HelpFormatter]:

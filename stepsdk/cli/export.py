@@ -87,14 +87,7 @@ def open_export_source(args: argparse.Namespace) -> _export.ExportSource:
 
 @run_safely("export")
 def run_export(args: argparse.Namespace) -> int:
-    if args.with_screenshots and args.output is None:
-        raise CliError("--with-screenshots writes a zip: give its path with -o", Exit.USAGE)
-    if args.json and args.output is None:
-        raise CliError("--json prints a summary on stdout: give the export file with -o", Exit.USAGE)
-    if args.output is not None and args.output.is_dir():
-        raise CliError(f"output {args.output} is a folder; give a file name", Exit.USAGE)
-    if args.output is not None and not args.output.parent.is_dir():
-        raise CliError(f"output folder {args.output.parent} does not exist", Exit.CANT_WRITE)
+    _check_output(args)
     flt = _export.TaskFilter(tuple(dict.fromkeys(args.task_ids)), args.status, args.agent, args.since, args.until)
     source = open_export_source(args)
     tasks = source.tasks(flt)
@@ -107,19 +100,36 @@ def run_export(args: argparse.Namespace) -> int:
     tally = _export.Tally()
     # Steps are loaded a few tasks at a time while writing: memory stays bounded.
     report = _write(args, tally.watch(_export.iter_bundles(source, tasks)), source)
-    result = {
+    for path in report.missing:
+        warn(f"screenshot object {path} could not be fetched; listed as missing in the zip")
+    emit(args, _result(args, source, tally, report), _human(args, tally, report))
+    return Exit.OK if not report.missing else Exit.FAILED
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    if args.with_screenshots and args.output is None:
+        raise CliError("--with-screenshots writes a zip: give its path with -o", Exit.USAGE)
+    if args.json and args.output is None:
+        raise CliError("--json prints a summary on stdout: give the export file with -o", Exit.USAGE)
+    if args.output is not None and args.output.is_dir():
+        raise CliError(f"output {args.output} is a folder; give a file name", Exit.USAGE)
+    if args.output is not None and not args.output.parent.is_dir():
+        raise CliError(f"output folder {args.output.parent} does not exist", Exit.CANT_WRITE)
+
+
+def _result(args: argparse.Namespace, source: Any, tally: _export.Tally, report: _export.ZipReport) -> dict[str, Any]:
+    return {
         "ok": not report.missing, "source": source.label, "format": args.format,
         "output": str(args.output) if args.output else "-", "tasks": tally.tasks, "steps": tally.steps,
         "screenshots": tally.screenshots, "images": report.images, "image_bytes": report.image_bytes,
         "missing_images": report.missing,
     }
-    for path in report.missing:
-        warn(f"screenshot object {path} could not be fetched; listed as missing in the zip")
-    human = (f"exported {tally.tasks} task(s), {tally.steps} step(s)"
-             + (f", {report.images} image(s)" if args.with_screenshots else "")
-             + (f" to {args.output}" if args.output else ""))
-    emit(args, result, human)
-    return Exit.OK if not report.missing else Exit.FAILED
+
+
+def _human(args: argparse.Namespace, tally: _export.Tally, report: _export.ZipReport) -> str:
+    return (f"exported {tally.tasks} task(s), {tally.steps} step(s)"
+            + (f", {report.images} image(s)" if args.with_screenshots else "")
+            + (f" to {args.output}" if args.output else ""))
 
 
 def _write(args: argparse.Namespace, bundles: Iterator[_export.TaskBundle], source: Any) -> _export.ZipReport:
