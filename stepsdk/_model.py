@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import weakref
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -57,6 +59,19 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+_id_sources: weakref.WeakSet[IdSource] = weakref.WeakSet()
+
+
+def _reseed_after_fork() -> None:
+    # A forked child must not hand out its parent's next ids (same prefix, same counter).
+    for source in list(_id_sources):
+        source._reseed()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_after_fork)
+
+
 class IdSource:
     """Cheap unique UUID strings for steps: a random per-source prefix + a counter.
 
@@ -66,11 +81,13 @@ class IdSource:
     and processes without a syscall per step.
     """
 
-    __slots__ = ("_counter", "_prefix")
+    __slots__ = ("__weakref__", "_counter", "_prefix")
 
     def __init__(self) -> None:
-        import itertools
+        self._reseed()
+        _id_sources.add(self)
 
+    def _reseed(self) -> None:
         raw = os.urandom(16).hex()
         variant = "89ab"[int(raw[16], 16) & 3]
         self._prefix = f"{raw[0:8]}-{raw[8:12]}-4{raw[13:16]}-{variant}{raw[17:20]}-"

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -102,9 +103,14 @@ class Worker:
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.max_in_memory = max(max_in_memory, buffer_size)
-        self.sanitizer = Sanitizer(config.limits, config.secrets)
         self.shot_options = _screenshots.ScreenshotOptions()
-        self.journal = JournalWriter(config.backup_dir)
+        self._start()
+        _live_workers.add(self)
+
+    def _start(self) -> None:
+        """Fresh journal, queue, locks, counters, sink and threads (at creation and after fork)."""
+        self.sanitizer = Sanitizer(self.config.limits, self.config.secrets)  # has a lock of its own
+        self.journal = JournalWriter(self.config.backup_dir)
         self._ids = IdSource()
         self._q: queue.SimpleQueue[Step | Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # counters written by the caller
@@ -132,18 +138,22 @@ class Worker:
         self.task_version_uploaded = 0
         self._uploaded_objects: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.sink: Any = None
-        self.breaker = CircuitBreaker(config.probe_min, config.probe_max, name="Supabase")
+        self.breaker = CircuitBreaker(self.config.probe_min, self.config.probe_max, name="Supabase")
         self._journal_thread = threading.Thread(target=self._journal_loop, name="stepsdk-journal", daemon=True)
         self._upload_thread: threading.Thread | None = None
-        if config.remote:
+        if self.config.remote:
             from stepsdk._supabase_sink import SupabaseSink
 
-            self.sink = SupabaseSink(config)
+            self.sink = SupabaseSink(self.config)
             self._upload_thread = threading.Thread(target=self._upload_loop, name="stepsdk-upload", daemon=True)
         self._journal_thread.start()
         if self._upload_thread is not None:
             self._upload_thread.start()
-        _live_workers.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads, locks and connections are not ours to use.
+        Start over with a journal of our own; what the parent had queued stays the parent's."""
+        self._start()
 
     # ------------------------------------------------------------------ caller side
     def submit(self, item: Step | Task) -> None:
@@ -637,6 +647,16 @@ def _item_from_record(record: dict[str, Any], offset: int) -> _Item:
     if kind == KIND_TASK:
         return _Item(KIND_TASK, row["task_id"], row, version=record["v"], offset=offset)
     return _Item(kind, row["id"], row, offset=offset)
+
+
+def _reinit_after_fork() -> None:
+    for worker in list(_live_workers):
+        if not worker._stopping:
+            worker._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
 def shutdown_all(timeout: float) -> None:

@@ -154,11 +154,11 @@ def test_secrets_never_in_backup_repr_or_stats(tmp_path: Path) -> None:
     key = "sb_secret_THIS_MUST_NOT_LEAK_123"
     t = StepTracker(backup_dir=tmp_path, supabase_url="http://127.0.0.1:9", supabase_key=key,
                     buffer_size=1)
-    t.record_step("action", {"api_key": "abc", "note": f"the key is {key}"}, thinking=key)
+    t.record_step("action", {"api_key": "hunter2-value", "note": f"the key is {key}"}, thinking=key)
     t.close(timeout=1)
     assert key not in repr(t) and key not in repr(t.config) and key not in repr(t.stats())
     blob = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    assert key.encode() not in blob and b"abc" not in blob
+    assert key.encode() not in blob and b"hunter2-value" not in blob
 
 
 def test_flush_result_in_local_mode(tmp_path: Path) -> None:
@@ -322,3 +322,30 @@ def test_unencodable_value_keeps_the_step(tmp_path: Path) -> None:
         t.record_step("action", {"evil": Evil(), "ok": 1}, action_result=Evil())
     row = _steps(tmp_path, t.task_id)[0]
     assert row["step_data"]["ok"] == 1 and "repr failed" in row["step_data"]["evil"]
+
+
+def test_fork_child_gets_its_own_journal_and_ids(tmp_path: Path) -> None:
+    import os
+
+    t = _tracker(tmp_path, task_id="forked")
+    for i in range(5):
+        t.record_step("action", {"who": "parent", "i": i})
+    t.flush(timeout=5)
+    pid = os.fork()
+    if pid == 0:  # child: record, close, leave without running the parent's atexit
+        code = 1
+        try:
+            for i in range(20):
+                t.record_step("action", {"who": "child", "i": i})
+            code = 0 if t.close(timeout=5).pending == 0 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for i in range(5):
+        t.record_step("action", {"who": "parent", "i": i + 5})
+    t.close()
+    rows = _steps(tmp_path, "forked")
+    assert len(rows) == 30 and len({r["id"] for r in rows}) == 30  # no id reused across the fork
+    assert sum(r["step_data"]["who"] == "child" for r in rows) == 20
+    assert len(list((tmp_path / "journal").iterdir())) == 2
