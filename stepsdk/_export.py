@@ -1005,6 +1005,34 @@ def _complete(row: dict[str, Any], columns: tuple[str, ...], defaults: dict[str,
     return full
 
 
+_JSON_COLUMNS = ("step_data", "action_result", "metadata")
+_TEXT_COLUMNS = ("title", "description", "result", "error_message", "thinking", "error_type", "stack_trace")
+
+
+def sanitize_bundles(bundles: list[TaskBundle], secrets: tuple[str, ...] = ()) -> int:
+    """Apply the recorder's own sanitizer (secret keys, JWTs, bearer tokens and ``secrets`` →
+    "[REDACTED]"; FULL-level size limits) to imported rows, in place: a file made elsewhere
+    must not carry into the backup what the SDK would never have written. Returns how many
+    rows changed."""
+    from stepsdk._config import LEVEL_LIMITS
+    from stepsdk._model import Level
+    from stepsdk._sanitize import Sanitizer
+
+    sanitizer = Sanitizer(LEVEL_LIMITS[Level.FULL], secrets)
+    changed = 0
+    for bundle in bundles:
+        for row in [bundle.task, *bundle.steps, *bundle.screenshots]:
+            before = dict(row)
+            for key in _JSON_COLUMNS:
+                if row.get(key) is not None:
+                    row[key] = sanitizer.object_field(row[key]) if key == "metadata" else sanitizer.field(row[key])
+            for key in _TEXT_COLUMNS:
+                if row.get(key) is not None:
+                    row[key] = sanitizer.text(row[key])
+            changed += row != before
+    return changed
+
+
 def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
     """Write a validated export into the backup folder as one new journal, atomically.
 

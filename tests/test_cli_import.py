@@ -523,3 +523,32 @@ def test_minimal_rows_from_the_database_round_trip(stack, tmp_path: Path, monkey
     assert row["started_at"] is None and row["duration_ms"] is None and row["thinking"] is None
     assert main(["import", str(tmp_path / "m.json")]) == Exit.OK, capsys.readouterr().err
     assert _snapshot_counts(tmp_path / "backup") == (1, 1, 1)
+
+
+def test_import_redacts_secrets_like_the_recorder(exported: dict[str, Any], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A file made elsewhere may carry secrets the SDK would have redacted: they never reach the
+    backup (and so never Supabase)."""
+    monkeypatch.setenv("SUPABASE_SECRET_KEY", "sk-live-THE-PROJECT-KEY-123")
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    doc = _doc(exported)
+    step = doc["tasks"][0]["steps"][0]
+    step["step_data"] = {"password": "hunter2", "nested": {"api_key": "abc"}, "max_tokens": 512,
+                         "note": "use sk-live-THE-PROJECT-KEY-123 now"}
+    step["thinking"] = f"the token is {jwt}"
+    step["action_result"] = {"headers": {"Authorization": "Bearer abcdefghijklmnop"}}
+    bad = tmp_path / "secrets.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["import", str(bad), "--json"]) == Exit.OK
+    captured = capsys.readouterr()
+    assert json_out(captured.out)["sanitized_rows"] == 1 and "stored redacted" in captured.err
+    stored = next(s for s in BackupStore(exported["dest"]).read().steps[doc["tasks"][0]["task"]["task_id"]]
+                  if s["id"] == step["id"])
+    assert stored["step_data"] == {"password": "[REDACTED]", "nested": {"api_key": "[REDACTED]"}, "max_tokens": 512,
+                                   "note": "use [REDACTED] now"}
+    assert stored["thinking"] == "the token is [REDACTED]"
+    assert stored["action_result"] == {"headers": {"Authorization": "[REDACTED]"}}
+    text = b"".join(p.read_bytes() for p in exported["dest"].rglob("*") if p.is_file())
+    for secret in (b"hunter2", b"THE-PROJECT-KEY", jwt.encode(), b"abcdefghijklmnop"):
+        assert secret not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,10 @@ def run_import(args: argparse.Namespace) -> int:
         raise CliError(f"{path} is not a valid stepsdk export: {exc}", Exit.DATA) from None
     except PermissionError:
         raise CliError(f"{path} is not readable", Exit.NO_INPUT) from None
+    secrets = tuple(v for v in (os.environ.get("SUPABASE_SECRET_KEY"), os.environ.get("SUPABASE_SERVICE_ROLE_KEY")) if v)
+    cleaned = _export.sanitize_bundles(loaded.bundles, secrets)
+    if cleaned:
+        warn(f"{cleaned} row(s) carried secrets or oversized values: stored redacted/cut, as the recorder would")
     store = BackupStore(root)
     acked = _already_uploaded(store, loaded.bundles)  # read before writing: only older acks count
     try:
@@ -79,7 +84,7 @@ def run_import(args: argparse.Namespace) -> int:
     result = {
         "ok": True, "file": str(path), "backup_dir": str(root), "tasks": report.tasks,
         "steps": report.steps, "screenshots": report.screenshots, "images": report.images,
-        "missing_images": absent, "already_uploaded": acked, "journal": report.journal,
+        "missing_images": absent, "already_uploaded": acked, "sanitized_rows": cleaned, "journal": report.journal,
         "task_ids": [b.task_id for b in loaded.bundles],
     }
     human = (f"imported {report.tasks} task(s), {report.steps} step(s), {report.images} image(s) "
