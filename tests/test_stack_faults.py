@@ -210,7 +210,7 @@ def test_mixed_chaos_accounts_for_every_request(stack):
     lock = threading.Lock()
 
     def worker(k: int) -> None:
-        with httpx.Client(timeout=20, headers={"apikey": stack.service_role_key}) as client:
+        with httpx.Client(timeout=20, headers={"apikey": stack.secret_key}) as client:
             for i in range(25):
                 try:
                     got: object = client.post(f"{stack.url}/rest/v1/tasks", json={"task_id": f"c{k}-{i}"}).status_code

@@ -19,7 +19,7 @@ def _raw(stack, payload: bytes) -> bytes:
 
 
 def _healthy(stack) -> bool:
-    r = httpx.get(f"{stack.url}/rest/v1/tasks", headers={"apikey": stack.service_role_key})
+    r = httpx.get(f"{stack.url}/rest/v1/tasks", headers={"apikey": stack.secret_key})
     return r.status_code == 200
 
 
@@ -41,7 +41,7 @@ def test_garbage_and_broken_framing_get_400_and_the_gateway_keeps_serving(stack)
 
 def test_chunked_bodies_are_accepted(stack):
     body = b'{"task_id":"chunky"}'
-    payload = (b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\napikey: " + stack.service_role_key.encode()
+    payload = (b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\napikey: " + stack.secret_key.encode()
                + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                + f"{len(body):x}".encode() + b"\r\n" + body + b"\r\n0\r\n\r\n")
     assert _raw(stack, payload).startswith(b"HTTP/1.1 201")
@@ -58,7 +58,7 @@ def test_unknown_routes_are_404(stack):
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(stack):
-    with httpx.Client(headers={"apikey": stack.service_role_key}) as client:
+    with httpx.Client(headers={"apikey": stack.secret_key}) as client:
         for i in range(20):
             assert client.post(f"{stack.url}/rest/v1/tasks", json={"task_id": f"k{i}"}).status_code == 201
     assert stack.faults.requests("POST /rest/v1/tasks") == 20

@@ -157,7 +157,8 @@ def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
     proc, info = _start_cli()
     try:
         assert set(info) == {"url", "anon_key", "service_role_key", "jwt_secret", "db_url"}
-        r = httpx.get(f"{info['url']}/rest/v1/tasks", headers={"apikey": info["service_role_key"]})
+        r = httpx.get(f"{info['url']}/rest/v1/tasks", headers={"apikey": info["service_role_key"],
+                                                          "Authorization": f"Bearer {info['service_role_key']}"})
         assert (r.status_code, r.json()) == (200, [])
         children = psutil.Process(proc.pid).children(recursive=True)
     finally:

@@ -454,8 +454,11 @@ def test_apikey_is_required_by_the_gateway(stack):
     assert r.status_code == 401 and r.json()["message"] == "No API key found in request"
     r = httpx.get(f"{stack.url}/rest/v1/tasks", headers={"apikey": stack.user_token(str(uuid.uuid4()))})
     assert r.status_code == 401 and r.json()["message"] == "Invalid API key"
+    # PostgREST reads only Authorization: the service_role key as apikey alone runs as anon
     r = httpx.get(f"{stack.url}/rest/v1/tasks", headers={"apikey": stack.service_role_key})
-    assert r.status_code == 200  # the apikey alone is the bearer
+    assert r.status_code == 401 and r.json()["code"] == "42501"
+    r = httpx.get(f"{stack.url}/rest/v1/tasks", headers={"apikey": stack.secret_key})
+    assert r.status_code == 200  # an opaque secret key alone is mapped to service_role by the edge
 
 
 def test_bodies_are_compact_json_with_utf8(stack):

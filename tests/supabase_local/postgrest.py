@@ -122,16 +122,16 @@ class PostgrestApi:
             return from_pg(e, authed=self._authed_guess(req)).response()
 
     def _authed_guess(self, req: Request) -> bool:
-        token = req.bearer() or req.header("apikey")
+        token = req.bearer()
         try:
             return bool(token) and verify(self.jwt_secret, token).role != "anon"
         except JwtError:
             return False
 
     def _context(self, req: Request) -> _Ctx:
+        # PostgREST reads only Authorization: an `apikey` alone (a legacy JWT key) means anon, as on
+        # Supabase (pg_graphql#148). Opaque sb_… keys were already turned into a bearer by the edge.
         token = req.bearer()
-        if token is None:
-            token = req.header("apikey")  # Supabase's gateway forwards the key as the bearer
         if token:
             try:
                 claims = verify(self.jwt_secret, token)
