@@ -38,6 +38,7 @@ from stepsdk._backup import (
 log = logging.getLogger(__name__)
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_DURATION = timedelta(days=36_500)
 _DURATION = re.compile(r"([0-9]{1,9})([mhdw])")
 
 
@@ -63,6 +64,8 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"invalid duration {text!r}: too long") from None
     if total <= timedelta():
         raise ValueError(f"invalid duration {text!r}: must be longer than zero")
+    if total > MAX_DURATION:  # "now - age" must stay a valid date
+        raise ValueError(f"invalid duration {text!r}: at most 100 years ({MAX_DURATION.days}d)")
     return total
 
 

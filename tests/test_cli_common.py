@@ -28,7 +28,7 @@ def test_parse_duration_accepts_the_documented_forms(text: str, expected: timede
 
 
 @pytest.mark.parametrize("text", ["", "30", "d", "30x", "-5d", "0d", "1.5d", "30 d", "3d-", "30dd",
-                                  "９d", "99999999999w", "1e3d", "30d;drop table tasks"])
+                                  "９d", "99999999999w", "999999999w", "5300w", "1e3d", "30d;drop table tasks"])
 def test_parse_duration_refuses_bad_input_with_a_clear_message(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -111,7 +111,7 @@ def test_bad_backup_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
 @pytest.mark.parametrize("argv", [
     ["cleanup"], ["cleanup", "--older-than", "soon"], ["cleanup", "--older-than", "1d", "--batch-size", "0"],
     ["cleanup", "--older-than", "1d", "--batch-size", "many"], ["export", "--format", "xml"],
-    ["export", "--since", "yesterday"], ["export", "--status", "weird"], ["import"],
+    ["export", "--since", "yesterday"], ["export", "--since", "999999999w"], ["export", "--until", "2026-13-01"], ["export", "--status", "weird"], ["import"],
 ])
 def test_bad_arguments_exit_2_with_one_message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:

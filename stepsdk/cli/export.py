@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     filters.add_argument("--status", choices=_export.TASK_STATUSES, help="only tasks with this status")
     filters.add_argument("--agent", help="only tasks of this agent")
     filters.add_argument("--since", type=time_bound, metavar="WHEN",
-                         help="started at or after WHEN: ISO date/time or an age like 7d, 12h")
+                         help="started at or after WHEN: ISO date/time (no offset means UTC) or an age like 7d, 12h")
     filters.add_argument("--until", type=time_bound, metavar="WHEN", help="started before WHEN (same forms)")
     add_source_arguments(parser)
     parser.set_defaults(func=run_export)
@@ -96,7 +96,8 @@ def run_export(args: argparse.Namespace) -> int:
     found = {t["task_id"] for t in tasks}
     missing = [t for t in flt.task_ids if t not in found]
     if missing:
-        raise CliError(f"task(s) not found in the {source.label}: {', '.join(missing)}", Exit.NO_INPUT)
+        narrowed = " (or left out by the filters)" if any((flt.status, flt.agent, flt.since, flt.until)) else ""
+        raise CliError(f"task(s) not found in the {source.label}{narrowed}: {', '.join(missing)}", Exit.NO_INPUT)
     tally = _export.Tally()
     # Steps are loaded a few tasks at a time while writing: memory stays bounded.
     report = _write(args, tally.watch(_export.iter_bundles(source, tasks)), source)
