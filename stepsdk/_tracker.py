@@ -156,6 +156,8 @@ class StepTracker:
             config = Config.resolve(supabase_url, supabase_key, backup_dir, level, owner_id=owner_id)
         elif not isinstance(config, Config):
             raise TypeError("config must be a stepsdk Config")
+        elif any(v is not None for v in (supabase_url, supabase_key, backup_dir, level, owner_id)):
+            raise TypeError("pass either config= or supabase_url/supabase_key/backup_dir/level/owner_id, not both")
         self.config = config
         self.task_id = task_id or _new_task_id()
         now = time.time()

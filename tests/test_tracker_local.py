@@ -349,3 +349,12 @@ def test_fork_child_gets_its_own_journal_and_ids(tmp_path: Path) -> None:
     assert len(rows) == 30 and len({r["id"] for r in rows}) == 30  # no id reused across the fork
     assert sum(r["step_data"]["who"] == "child" for r in rows) == 20
     assert len(list((tmp_path / "journal").iterdir())) == 2
+
+
+def test_config_and_loose_arguments_conflict(tmp_path: Path) -> None:
+    from stepsdk import Config
+
+    with pytest.raises(TypeError, match="not both"):
+        StepTracker(config=Config.resolve("", "", tmp_path), backup_dir=tmp_path)
+    with pytest.raises(TypeError):
+        StepTracker(config={"backup_dir": str(tmp_path)})  # type: ignore[arg-type]
