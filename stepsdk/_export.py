@@ -451,8 +451,14 @@ def write_zip(
 
 
 def write_atomically(target: Path, build: Callable[[IO[bytes]], None]) -> None:
-    """Write to a temp file beside ``target`` and rename: no half-written export on failure."""
+    """Write to a temp file beside ``target`` and rename: no half-written export on failure.
+    A target that exists and is not a regular file (``/dev/null``, a FIFO) is written in place:
+    renaming over it would replace the device or pipe with a file."""
     target = Path(target)
+    if target.exists() and not target.is_file():
+        with target.open("wb") as special:
+            build(special)
+        return
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "wb") as tmp:

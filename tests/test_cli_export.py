@@ -283,3 +283,19 @@ def test_console_script_against_supabase_prints_only_its_result(stack, tmp_path:
     assert done.stderr == ""
     assert json_out(done.stdout)["tasks"] == 3
     assert stack.service_role_key not in done.stdout + (tmp_path / "x.json").read_text()
+
+
+def test_export_to_special_files_and_bad_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """-o /dev/null writes through the device (as root a rename would replace it with a file);
+    absurd task ids get a usage error, not a request."""
+    import stat as stat_module
+
+    load_into_backup(tmp_path / "backup", _dataset())
+    local_env(monkeypatch, tmp_path / "backup")
+    assert main(["export", "-o", "/dev/null"]) == Exit.OK
+    assert main(["export", "--with-screenshots", "-o", "/dev/null"]) == Exit.OK
+    assert stat_module.S_ISCHR(Path("/dev/null").stat().st_mode)
+    assert main(["export", "x" * 201]) == Exit.USAGE
+    assert main(["export", ""]) == Exit.USAGE
+    assert "1 to 200 characters" in capsys.readouterr().err

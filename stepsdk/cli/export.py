@@ -108,6 +108,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _check_output(args: argparse.Namespace) -> None:
+    bad_ids = [t for t in args.task_ids if not 1 <= len(t) <= 200]
+    if bad_ids:
+        raise CliError(f"a task id has 1 to 200 characters; got one of {len(bad_ids[0])}", Exit.USAGE)
     if args.with_screenshots and args.output is None:
         raise CliError("--with-screenshots writes a zip: give its path with -o", Exit.USAGE)
     if args.json and args.output is None:
