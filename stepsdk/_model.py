@@ -36,11 +36,16 @@ class TaskStatus(StrEnum):
 
 
 class Level(StrEnum):
-    """How much is recorded (`STEPSDK_LEVEL`). See `stepsdk._config.LEVEL_LIMITS` for the numbers.
+    """How much is recorded (`STEPSDK_LEVEL`); the numbers live in `stepsdk._config.LEVEL_LIMITS`.
 
-    BASIC: no stack traces, no screenshots, strings cut at 1,000 chars, a field at 16 KB.
-    DETAILED (default): everything, strings cut at 10,000 chars, a field at 256 KB.
-    FULL: everything, strings cut at 1,000,000 chars, a field at 4 MB.
+    | level | strings in data | field (JSON) | depth | items | thinking / error text | stack trace | screenshots |
+    |---|---|---|---|---|---|---|---|
+    | BASIC | 1,000 chars | 16 KB | 8 | 100 | 2,000 chars | dropped | dropped (metadata.screenshot_dropped) |
+    | DETAILED (default) | 10,000 chars | 256 KB | 20 | 1,000 | 20,000 chars | 20,000 chars | kept |
+    | FULL | 1,000,000 chars | 4 MB | 64 | 100,000 | 1,000,000 chars | 200,000 chars | kept |
+
+    Whatever is cut carries a visible marker ("…[truncated N chars]", "…[N more items]", ...).
+    STEPSDK_MAX_STRING / STEPSDK_MAX_FIELD_BYTES override the first two columns.
     """
 
     BASIC = "BASIC"
