@@ -161,6 +161,7 @@ class Gateway:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
+        self._holder: socket.socket | None = None
         self._lock = threading.Lock()
         faults.bind_outage(self._outage_start, self._outage_end)
 
@@ -185,8 +186,22 @@ class Gateway:
 
     def _outage_start(self) -> None:
         self.stop()
+        # Hold the port with a bound socket that does not listen: connections are refused (RST)
+        # and no other process can take the port before the outage ends.
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("127.0.0.1", self.port))
+        except OSError:
+            holder.close()
+            log.warning("gateway: could not hold port %s during the outage", self.port)
+        else:
+            self._holder = holder
 
     def _outage_end(self) -> None:
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
         if self._server is None:
             self.start()
 

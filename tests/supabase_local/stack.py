@@ -144,7 +144,10 @@ class LocalStack:
             if self._closed:
                 return
             self._closed = True
-        self.faults.clear()
+        try:
+            self.faults.clear()  # wakes hung requests, ends an outage
+        except Exception:  # never let it keep the rest running
+            log.exception("error while clearing faults of the local stack")
         for close in reversed(self._closers):
             try:
                 close()
