@@ -258,7 +258,6 @@ class _Line:
 class _JournalPlan:
     path: Path
     keep: list[bytes]
-    dropped: int
 
 
 class BackupRetention:
@@ -292,10 +291,18 @@ class BackupRetention:
         report.objects_deleted = self._unreferenced(snap, doomed)
         if dry_run:
             return report
+        moved = []
         for plan in plans:
-            if plan.dropped:
-                self._rewrite(plan)
+            if not self._rewrite(plan):
+                moved.append(plan.path.name)
             advance(1)
+        if moved:
+            # `stepsdk resync` archived a journal meanwhile: its records are still there, so
+            # their screenshots may still be referenced. Delete no file this time.
+            report.problems.append(f"journal(s) {', '.join(moved)} moved during cleanup (resync?): "
+                                   "run cleanup again")
+            report.objects_deleted = []
+            return report
         for storage_path in report.objects_deleted:
             file = self.store.screenshot_file(storage_path)
             if file is not None:
@@ -326,7 +333,7 @@ class BackupRetention:
             # Any corrupt line left here is quarantined (copied to quarantine/ already): drop it.
             keep = [line.raw for line in lines if not line.corrupt and line.task_id not in final]
             if any(line.task_id in final for line in lines):
-                plans.append(_JournalPlan(path, keep, len(lines) - len(keep)))
+                plans.append(_JournalPlan(path, keep))
         return plans, blocked
 
     @staticmethod
@@ -358,18 +365,23 @@ class BackupRetention:
                     file.unlink()
                 report.orphans.append(key)
 
-    def _rewrite(self, plan: _JournalPlan) -> None:
+    def _rewrite(self, plan: _JournalPlan) -> bool:
+        """Replace the journal by its kept lines (atomic). False when it is no longer there."""
         fd, tmp = tempfile.mkstemp(dir=plan.path.parent, prefix=f".{plan.path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.writelines(plan.keep)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if not plan.path.exists():  # archived meanwhile: do not bring it back
+                os.unlink(tmp)
+                return False
             os.replace(tmp, plan.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        return True
 
 
 def _older(item: dict[str, Any], cutoff: datetime) -> bool:

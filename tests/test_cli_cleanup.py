@@ -306,3 +306,27 @@ def test_cleanup_local_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     out = json_out(capsys.readouterr().out)
     assert out["orphans"] == [old_orphan] and out["tasks"] == 3
     assert _backup_state(root) == ({"new-c"}, {SHARED, young_orphan})
+
+
+def test_cleanup_local_journal_archived_meanwhile_deletes_no_file(tmp_path: Path) -> None:
+    """`stepsdk resync` may move a journal to archive/ while cleanup plans its rewrite: the
+    journal is not brought back, no screenshot is deleted, and the report says to run again."""
+    from stepsdk._retention import BackupRetention
+
+    root = tmp_path / "backup"
+    load_into_backup(root, _dataset())
+
+    class ArchivedMeanwhile(BackupRetention):
+        def _rewrite(self, plan):  # type: ignore[no-untyped-def]
+            (root / "archive").mkdir(exist_ok=True)
+            plan.path.rename(root / "archive" / plan.path.name)  # what resync's archive_done does
+            return super()._rewrite(plan)
+
+    report = ArchivedMeanwhile(root).run(OLD - timedelta(days=10), dry_run=False)
+    assert not report.ok and "moved during cleanup" in report.problems[0]
+    assert report.objects_deleted == []
+    assert _backup_state(root) == ({"old-a", "old-b", "new-c", "old-d"}, {SHARED, OWN_A, OWN_B})
+    assert list((root / "journal").glob("*.log")) == []  # not resurrected next to the archived copy
+    # the next run, with the journal in archive/, does the work
+    assert BackupRetention(root).run(OLD - timedelta(days=10), dry_run=False).ok
+    assert _backup_state(root) == ({"new-c"}, {SHARED})
