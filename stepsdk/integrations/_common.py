@@ -7,6 +7,7 @@ before they reach it, so that a huge or exotic argument never costs the agent mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -56,8 +57,11 @@ class guarded:  # lower-case: used like a function, ``with guarded("what"):``
 
 
 def is_secret_name(name: object) -> bool:
-    if not isinstance(name, str):
-        return False
+    return isinstance(name, str) and _is_secret_str(name)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few names (arguments, headers, keys) come back all the time
+def _is_secret_str(name: str) -> bool:
     lowered = name.lower()
     if any(part in lowered for part in _SECRET_PARTS):
         return True
@@ -72,14 +76,24 @@ def truncate(text: str, limit: int = MAX_STRING) -> str:
     return f"{text[:limit]}… [truncated {len(text) - limit} chars]"
 
 
+_SCALARS = frozenset({type(None), bool, int, float})
+
+
 def summarize(value: Any, *, depth: int = 0, limit: int = MAX_STRING) -> Any:
     """A JSON-friendly, size-bounded, secret-redacted copy of ``value``."""
-    if value is None or isinstance(value, bool | int | float):
+    kind = type(value)
+    if kind in _SCALARS:  # exact-type checks first: this runs on the agent's thread
+        return value
+    if kind is str:
+        return value if len(value) <= limit else truncate(value, limit)
+    if kind is dict and depth < MAX_DEPTH:
+        return _summarize_mapping(value, depth, limit)
+    if isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return truncate(value, limit)
+        return truncate(str(value), limit)
     if isinstance(value, bytes | bytearray | memoryview):
-        return {"bytes": len(bytes(value))}
+        return {"bytes": value.nbytes if isinstance(value, memoryview) else len(value)}
     if depth >= MAX_DEPTH:
         return truncate(_safe_repr(value), 200)
     if isinstance(value, Mapping):
@@ -95,11 +109,11 @@ def summarize(value: Any, *, depth: int = 0, limit: int = MAX_STRING) -> Any:
 
 def _summarize_mapping(value: Mapping[Any, Any], depth: int, limit: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for i, (key, item) in enumerate(value.items()):
-        if i >= MAX_ITEMS:
+    for key, item in value.items():
+        if len(out) >= MAX_ITEMS:
             out["…"] = f"[{len(value) - MAX_ITEMS} more keys]"
             break
-        name = str(key)
+        name = key if type(key) is str else str(key)
         out[name] = REDACTED if is_secret_name(name) else summarize(item, depth=depth + 1, limit=limit)
     return out
 
