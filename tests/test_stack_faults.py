@@ -152,8 +152,6 @@ def test_outage_refuses_connections_and_cuts_keepalive(stack):
             port = int(stack.url.rsplit(":", 1)[1])
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            with socket.socket() as intruder, pytest.raises(OSError):  # the port stays reserved
-                intruder.bind(("127.0.0.1", port))
         assert _post_task(stack, "t3", client=client).status_code == 201
     assert sorted(r["task_id"] for r in stack.sql("select task_id from tasks")) == ["t0", "t3"]
     assert stack.faults.injected == {"outage": 1}
