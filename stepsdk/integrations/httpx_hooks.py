@@ -45,7 +45,7 @@ _SECRET_HEADERS = frozenset(
 )
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-ndjson")
 # Arguments of httpx.Client that configure its default transport (they must go to our inner transport).
-_TRANSPORT_ARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
+_TRANSPORT_ARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "proxy")
 
 TrackerSource = Any  # a StepTracker, or a zero-argument callable returning one (or None: do not record)
 
@@ -339,22 +339,32 @@ def _split_transport_args(kwargs: dict[str, Any]) -> dict[str, Any]:
 def tracked_client(
     tracker: TrackerSource, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **client_kwargs: Any
 ) -> httpx.Client:
-    """An ``httpx.Client`` whose calls are recorded (``transport=`` is wrapped if given)."""
+    """An ``httpx.Client`` whose calls are all recorded: its transport (``transport=`` or one built
+    from ``verify``/``cert``/``http2``/``limits``/``proxy``...) and every ``mounts=`` transport."""
     inner = client_kwargs.pop("transport", None)
     transport_args = _split_transport_args(client_kwargs)
     if inner is None:
         inner = httpx.HTTPTransport(**transport_args)
+    if client_kwargs.get("mounts"):
+        client_kwargs["mounts"] = {
+            pattern: None if t is None else TrackedTransport(tracker, t, max_body_bytes=max_body_bytes)
+            for pattern, t in client_kwargs["mounts"].items()
+        }
     return httpx.Client(transport=TrackedTransport(tracker, inner, max_body_bytes=max_body_bytes), **client_kwargs)
 
 
 def tracked_async_client(
     tracker: TrackerSource, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **client_kwargs: Any
 ) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose calls are recorded (``transport=`` is wrapped if given)."""
+    """An ``httpx.AsyncClient`` whose calls are all recorded (same rules as ``tracked_client``)."""
     inner = client_kwargs.pop("transport", None)
     transport_args = _split_transport_args(client_kwargs)
     if inner is None:
         inner = httpx.AsyncHTTPTransport(**transport_args)
+    if client_kwargs.get("mounts"):
+        client_kwargs["mounts"] = {
+            pattern: None if t is None else TrackedAsyncTransport(tracker, t, max_body_bytes=max_body_bytes)
+            for pattern, t in client_kwargs["mounts"].items()
+        }
     transport = TrackedAsyncTransport(tracker, inner, max_body_bytes=max_body_bytes)
     return httpx.AsyncClient(transport=transport, **client_kwargs)
-

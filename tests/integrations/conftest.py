@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image, ImageDraw
@@ -144,7 +145,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path = urlsplit(self.path).path  # absolute-form too (requests sent through a proxy)
         if path == "/json":
             body = json.dumps({"items": [1, 2, 3], "access_token": "tok-in-response-body"}).encode()
             self._send(200, body, "application/json", {"Set-Cookie": "sid=cookie-secret-value; HttpOnly"})

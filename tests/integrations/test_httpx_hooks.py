@@ -204,3 +204,17 @@ def test_undecodable_encodings_are_named_not_guessed() -> None:
     assert broken == {"content_type": None, "size": 15, "encoding": "gzip (not decodable)"}
     brotli = body_summary(b"\x8b\x00", httpx.Headers({"content-encoding": "br"}), 2, 1000)
     assert brotli["encoding"] == "br (not decoded)"
+
+
+def test_mounted_and_proxied_transports_are_recorded_too(tracker: Any, tmp_path: Path, api_server: ApiServer) -> None:
+    host = api_server.url.removeprefix("http://")
+    mounts = {f"http://{host}": httpx.HTTPTransport(retries=0)}
+    # proxy= goes to the inner transport: the loopback "proxy" is the API server itself, which
+    # answers absolute-form request lines like any origin server.
+    with tracked_client(tracker, mounts=mounts) as mounted, tracked_client(tracker, proxy=api_server.url) as proxied:
+        assert mounted.get(f"{api_server.url}/json").status_code == 200
+        assert proxied.get("http://example.invalid/json").status_code == 200
+    first, second = _steps(tracker, tmp_path)
+    assert first["step_data"]["url"] == f"{api_server.url}/json"
+    assert second["step_data"]["url"] == "http://example.invalid/json"
+    assert second["step_data"]["response"]["body"]["json"]["items"] == [1, 2, 3]
