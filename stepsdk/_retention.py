@@ -303,6 +303,13 @@ class BackupRetention:
                                    "run cleanup again")
             report.objects_deleted = []
             return report
+        if any(info.writer_alive for info in snap.journals):
+            # A running tracker may have recorded a step with one of these screens meanwhile
+            # (content addressing reuses the file): look again just before deleting.
+            again = self.store.read()
+            still = _paths_of(again, set(again.tasks) | set(again.steps) | set(again.screenshots))
+            report.objects_kept += sorted(still & set(report.objects_deleted))
+            report.objects_deleted = [p for p in report.objects_deleted if p not in still]
         for storage_path in report.objects_deleted:
             file = self.store.screenshot_file(storage_path)
             if file is not None:
@@ -338,14 +345,8 @@ class BackupRetention:
 
     @staticmethod
     def _unreferenced(snap: BackupSnapshot, doomed: set[str]) -> list[str]:
-        def paths_of(tid: str) -> set[str]:
-            found = {r["storage_path"] for r in snap.screenshots.get(tid, [])}
-            return found | {s["screenshot_path"] for s in snap.steps.get(tid, []) if s.get("screenshot_path")}
-
-        candidates: set[str] = set().union(*(paths_of(t) for t in doomed)) if doomed else set()
         survivors = set(snap.tasks) | set(snap.steps) | set(snap.screenshots)
-        still = set().union(*(paths_of(t) for t in survivors - doomed)) if survivors - doomed else set()
-        return sorted(candidates - still)
+        return sorted(_paths_of(snap, doomed) - _paths_of(snap, survivors - doomed))
 
     def sweep_orphans(self, age: timedelta, report: CleanupReport, *, dry_run: bool) -> None:
         """Screenshot files no row references, last written more than ``age`` ago."""
@@ -382,6 +383,15 @@ class BackupRetention:
                 os.unlink(tmp)
             raise
         return True
+
+
+def _paths_of(snap: BackupSnapshot, task_ids: set[str]) -> set[str]:
+    """Every screenshot object the rows of these tasks point at."""
+    found: set[str] = set()
+    for tid in task_ids:
+        found |= {r["storage_path"] for r in snap.screenshots.get(tid, [])}
+        found |= {s["screenshot_path"] for s in snap.steps.get(tid, []) if s.get("screenshot_path")}
+    return found
 
 
 def _older(item: dict[str, Any], cutoff: datetime) -> bool:

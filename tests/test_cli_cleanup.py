@@ -330,3 +330,30 @@ def test_cleanup_local_journal_archived_meanwhile_deletes_no_file(tmp_path: Path
     # the next run, with the journal in archive/, does the work
     assert BackupRetention(root).run(OLD - timedelta(days=10), dry_run=False).ok
     assert _backup_state(root) == ({"new-c"}, {SHARED})
+
+
+def test_cleanup_local_keeps_a_screen_recorded_again_meanwhile(tmp_path: Path) -> None:
+    """A running tracker records a step showing a screen an old task used (the same file, by
+    content addressing) while cleanup works: that file stays."""
+    from stepsdk._retention import BackupRetention
+
+    root = tmp_path / "backup"
+    ds = _dataset()
+    load_into_backup(root, ds)
+    live = _backup.JournalWriter(root)
+    live.append([])  # writes the journal's "open" header: the writer is alive from here on
+    new_step = dict(ds.for_task("new-c")[0][0], id="5f0c1e2d-0000-4000-8000-00000000000a", step_number=7,
+                    screenshot_path=OWN_A)
+
+    class RecordedMeanwhile(BackupRetention):
+        def _rewrite(self, plan):  # type: ignore[no-untyped-def]
+            live.append([{"k": "step", "row": new_step}])
+            return super()._rewrite(plan)
+
+    try:
+        report = RecordedMeanwhile(root).run(OLD - timedelta(days=10), dry_run=False)
+    finally:
+        live.close()
+    assert report.task_ids == ["old-d", "old-b", "old-a"]
+    assert report.objects_deleted == [OWN_B] and report.objects_kept == [OWN_A]
+    assert _backup_state(root) == ({"new-c"}, {SHARED, OWN_A})
