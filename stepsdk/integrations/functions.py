@@ -61,13 +61,17 @@ class tracked_step:  # lower-case: used as a decorator, named like one
     ) -> None:
         if not (hasattr(tracker, "record_step") or callable(tracker)):
             raise TypeError(f"tracked_step: tracker must be a StepTracker or a callable returning one, got {type(tracker).__name__}")
-        if step_type not in STEP_TYPES:
-            raise ValueError(f"tracked_step: unknown step_type {step_type!r}; use one of {[t.value for t in StepType]}")
+        try:
+            kind = STEP_TYPES[step_type]
+        except (KeyError, TypeError):  # TypeError: unhashable values such as a list
+            raise ValueError(
+                f"tracked_step: unknown step_type {step_type!r}; use one of {[t.value for t in StepType]}"
+            ) from None
         if name is not None and not isinstance(name, str):
             raise TypeError(f"tracked_step: name must be a str, got {type(name).__name__}")
         if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
             raise ValueError(f"tracked_step: max_chars must be an int >= 1, got {max_chars!r}")
-        self._source, self._type, self._name = tracker, STEP_TYPES[step_type], name
+        self._source, self._type, self._name = tracker, kind, name
         self._args, self._result, self._max = bool(record_args), bool(record_result), max_chars
         self._block: tuple[StepBlock, float] | None = None
 

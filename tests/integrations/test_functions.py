@@ -152,6 +152,8 @@ def test_programming_mistakes_raise_at_the_call(tracker: Any) -> None:
         tracked_step("not a tracker")
     with pytest.raises(ValueError, match="unknown step_type"):
         tracked_step(tracker, "dance")
+    with pytest.raises(ValueError, match="unknown step_type"):
+        tracked_step(tracker, ["action"])
     with pytest.raises(ValueError, match="max_chars"):
         tracked_step(tracker, max_chars=0)
     with pytest.raises(TypeError, match="generator"):
