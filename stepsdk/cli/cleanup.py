@@ -35,8 +35,9 @@ or combined (1w3d). A task goes with its steps, its screenshot rows and the scre
 no remaining task uses (content-addressed objects shared with a newer task are kept).
 In the local backup, when Supabase is configured, tasks not uploaded yet are kept (they would be
 lost) unless --include-pending is given.
-Exit status: 0 when everything was deleted, 1 when some objects could not be removed or some
-tasks had to be kept (the output lists them).
+exit status: 0 everything old was deleted; 1 some objects could not be removed or some tasks had
+to be kept (the output says which and why); 2 bad arguments; 66 bad backup folder;
+69 Supabase unreachable; 78 Supabase not configured or the key rejected.
 """
 
 

@@ -37,6 +37,10 @@ examples:
 Without TASK_ID, every task matching the filters is exported. The data goes to stdout unless
 -o is given (a zip always needs -o). Reads Supabase when SUPABASE_URL and a key are set, else
 the local backup ($STEPSDK_BACKUP_DIR or ./backup); --local/--backup-dir force the backup.
+
+exit status: 0 done; 1 some screenshot objects could not be fetched (listed in the zip);
+2 bad arguments; 66 a task not found or a bad backup folder; 69 Supabase unreachable;
+78 Supabase not configured or the key rejected.
 """
 
 

@@ -29,7 +29,11 @@ examples:
 
 The file is checked completely first (version, columns, types, ids, zip entry names and sizes,
 image hashes); if anything is wrong nothing is imported and the exit status is 65.
-Importing the same file twice changes nothing (rows are keyed by their ids).
+Importing the same file twice changes nothing (rows are keyed by their ids). Values that look
+like secrets are redacted on the way in, as the recorder does.
+
+exit status: 0 imported; 2 bad arguments; 65 not a valid export (nothing imported);
+66 the file or the backup folder is missing or not what it should be.
 """
 
 
