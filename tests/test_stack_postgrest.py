@@ -262,6 +262,9 @@ def test_flat_or_filters(stack):
     assert [r["task_id"] for r in got.data] == ["a", "c,d"]
     got = rest(stack, "GET", "tasks?select=task_id&not.or=(task_id.eq.a,task_id.eq.b)").json()
     assert got == [{"task_id": "c,d"}]
+    add_task(stack, 'q"x')
+    got = sb.table("tasks").select("task_id").or_('task_id.in.(b,"c,d"),task_id.eq."q\\"x"').order("task_id").execute()
+    assert [r["task_id"] for r in got.data] == ["b", "c,d", 'q"x']
 
 
 def test_values_with_spaces_and_json_path_filters(stack):

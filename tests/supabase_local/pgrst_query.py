@@ -71,7 +71,16 @@ class FieldRef:
 def split_top_level(text: str, sep: str = ",") -> list[str]:
     """Split on ``sep`` outside parentheses and double quotes."""
     out, depth, quoted, cur = [], 0, False, []
+    escaped = False
     for ch in text:
+        if escaped:  # a backslash-escaped character inside quotes is plain text
+            escaped = False
+            cur.append(ch)
+            continue
+        if quoted and ch == "\\":
+            escaped = True
+            cur.append(ch)
+            continue
         if ch == '"':
             quoted = not quoted
         elif not quoted and ch == "(":
@@ -188,32 +197,30 @@ def where_sql(filters: list[tuple[str, str]], qualifier: sql.Composable | None, 
 
 
 def _or_sql(key: str, value: str, qualifier: sql.Composable | None, params: Params) -> sql.Composable:
-    """``or=(col.op.value,col.op."quoted, value")``: flat lists only (no nested and/or)."""
+    """``or=(col.op.value,col.op."quoted, value",col.in.(a,"b,c"))``: flat lists only (no nesting)."""
     if not (value.startswith("(") and value.endswith(")")):
         raise parse_error(f'"failed to parse logic tree ({value})"', 'expecting "(" and ")"')
-    items, cur, quoted, i, inner = [], [], False, 0, value[1:-1]
-    while i < len(inner):  # split on commas outside double quotes; unquote "..." with \ escapes
-        ch = inner[i]
-        if quoted and ch == "\\" and i + 1 < len(inner):
-            cur.append(inner[i + 1])
-            i += 1
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == "," and not quoted:
-            items.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    items.append("".join(cur))
     conds = []
-    for item in items:
+    for item in split_top_level(value[1:-1]):
+        if item.startswith(("or(", "and(", "not.or(", "not.and(")):
+            raise parse_error(f'"failed to parse logic tree ({value})"',
+                              "nested logic trees are not supported by the local Supabase stack")
         column, dot, expression = item.partition(".")
-        if not dot or column.startswith(("or(", "and(")):
+        if not dot:
             raise parse_error(f'"failed to parse logic tree ({value})"')
-        conds.append(filter_sql(column, expression, qualifier, params))
+        conds.append(filter_sql(column, _unquote_value(expression), qualifier, params))
     tree = sql.SQL("({})").format(sql.SQL(" OR ").join(conds))
     return sql.SQL("NOT {}").format(tree) if key.startswith("not.") else tree
+
+
+def _unquote_value(expression: str) -> str:
+    """Inside a logic tree a value may be double-quoted (with backslash escapes); in.(…) keeps its own."""
+    negated = expression.startswith("not.")
+    body = expression[4:] if negated else expression
+    op, dot, val = body.partition(".")
+    if op != "in" and len(val) >= 2 and val[0] == '"' and val[-1] == '"':
+        val = re.sub(r"\\(.)", r"\1", val[1:-1])
+    return ("not." if negated else "") + op + dot + val
 
 
 def order_sql(text: str, qualifier: sql.Composable | None) -> sql.Composable:
