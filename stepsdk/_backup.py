@@ -36,6 +36,7 @@ QUARANTINE_DIR = "quarantine"
 SCREENSHOT_DIR = "screenshots"
 SUFFIX = ".log"
 FORMAT_VERSION = 1
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # a line longer than this is corrupt (FULL level rows stay far below)
 
 STORAGE_PATH_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.webp$")
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -72,8 +73,10 @@ def decode_line(line: bytes) -> dict[str, Any]:
         raise ValueError("CRC mismatch (torn or corrupted record)")
     try:
         record = json.loads(body)
+    except RecursionError:  # hostile nesting: json.loads recurses per level
+        raise ValueError("JSON nested too deeply") from None
     except ValueError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg})") from None
+        raise ValueError(f"invalid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(record, dict) or not isinstance(record.get("k"), str):
         raise ValueError("not a record object")
     _check_record(record)
@@ -221,14 +224,29 @@ def iter_journal(path: Path, start: int = 0, end: int | None = None) -> Iterator
     with open(path, "rb") as fh:
         fh.seek(start)
         offset = start
-        for line in fh:
-            if end is not None and offset >= end:
+        while end is None or offset < end:
+            line = fh.readline(MAX_RECORD_BYTES + 1)
+            if not line:
                 return
+            if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
+                size = len(line) + _skip_line(fh)  # never hold a runaway line in memory
+                yield offset, None, f"record larger than {MAX_RECORD_BYTES} bytes ({size} bytes)", line[:200]
+                offset += size
+                continue
             try:
                 yield offset, decode_line(line), None, line
             except ValueError as exc:
                 yield offset, None, str(exc), line
             offset += len(line)
+
+
+def _skip_line(fh: Any) -> int:
+    skipped = 0
+    while True:
+        chunk = fh.readline(1 << 20)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
 
 
 def write_screenshot(root: str | os.PathLike[str], storage_path: str, data: bytes) -> Path:
