@@ -552,3 +552,21 @@ def test_import_redacts_secrets_like_the_recorder(exported: dict[str, Any], tmp_
     text = b"".join(p.read_bytes() for p in exported["dest"].rglob("*") if p.is_file())
     for secret in (b"hunter2", b"THE-PROJECT-KEY", jwt.encode(), b"abcdefghijklmnop"):
         assert secret not in text
+
+
+def test_zip_with_jsonl_imports_and_zip_with_csv_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    ds = Dataset()
+    ds.add_task("z", image_seeds=[4, 5])
+    load_into_backup(tmp_path / "src", ds)
+    local_env(monkeypatch, tmp_path / "dest")
+    for fmt in ("jsonl", "csv"):
+        out = tmp_path / f"run-{fmt}.zip"
+        assert main(["export", "--backup-dir", str(tmp_path / "src"), "--format", fmt, "--with-screenshots",
+                     "-o", str(out)]) == Exit.OK
+    assert main(["import", str(tmp_path / "run-csv.zip")]) == Exit.DATA
+    assert "CSV exports cannot be imported" in capsys.readouterr().err
+    assert _journal_files(tmp_path / "dest") == []
+    assert main(["import", str(tmp_path / "run-jsonl.zip")]) == Exit.OK
+    assert _snapshot_counts(tmp_path / "dest") == (1, 2, 2)
+    assert {p for p in ds.images if BackupStore(tmp_path / "dest").screenshot_file(p)} == set(ds.images)
