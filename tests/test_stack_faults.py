@@ -62,6 +62,18 @@ def test_routes_match_method_and_path_globs(stack):
         stack.faults.fail_fraction("* *", 1.5)
     with pytest.raises(ValueError):
         stack.faults.fail_fraction("* *", 0.5, kinds=["boom"])
+    for bad_call in (lambda: stack.faults.fail_next("* *", status=200),
+                     lambda: stack.faults.fail_next("* *", status="503"),
+                     lambda: stack.faults.fail_next("* *", status=429, retry_after=-1),
+                     lambda: stack.faults.hang_next("* *", seconds="long"),
+                     lambda: stack.faults.hang_next("* *", seconds=0),
+                     lambda: stack.faults.hang_next("* *", then="later"),
+                     lambda: stack.faults.commit_then_fail_next("* *", status=99),
+                     lambda: stack.faults.fail_fraction("* *", "half"),
+                     lambda: stack.faults.fail_fraction("* *", 0.5, kinds="500")):
+        with pytest.raises(ValueError):
+            bad_call()
+    assert stack.faults.pending() == 10  # only the two valid rules above (5 shots each) were added
 
 
 def test_fail_fraction_is_seeded_and_bounded(stack):

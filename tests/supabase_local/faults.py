@@ -55,6 +55,18 @@ def _check_n(n: int | None) -> int | None:
     return n
 
 
+def _check_status(status: int) -> int:
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise ValueError(f"status must be an int 400..599, got {status!r}")
+    return status
+
+
+def _check_seconds(seconds: float, name: str = "seconds") -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 3600:
+        raise ValueError(f"{name} must be a number of seconds in (0, 3600], got {seconds!r}")
+    return float(seconds)
+
+
 def _kind_action(kind: str, *, retry_after: int, seconds: float) -> Action:
     if kind in OTHER_KINDS:
         return Action(kind=kind, seconds=seconds)
@@ -78,8 +90,10 @@ class FaultInjector:
     def fail_next(self, route: str = "* *", n: int = 1, status: int = 500,
                   retry_after: int | None = None) -> None:
         """The next ``n`` matching requests get ``status`` (429 carries ``Retry-After``)."""
-        if not isinstance(status, int) or not 400 <= status <= 599:
-            raise ValueError(f"status must be an int 400..599, got {status!r}")
+        _check_status(status)
+        if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, int)
+                                        or retry_after < 0):
+            raise ValueError(f"retry_after must be an int >= 0, got {retry_after!r}")
         ra = retry_after if retry_after is not None else (1 if status == 429 else None)
         self._add(route, _check_n(n), lambda: Action(kind="status", status=status, retry_after=ra))
 
@@ -91,10 +105,12 @@ class FaultInjector:
         """The next ``n`` matching requests get no answer for ``seconds`` (a client timeout)."""
         if then not in ("drop", "process"):
             raise ValueError("then must be 'drop' or 'process'")
-        self._add(route, _check_n(n), lambda: Action(kind="hang", seconds=float(seconds), then=then))
+        secs = _check_seconds(seconds)
+        self._add(route, _check_n(n), lambda: Action(kind="hang", seconds=secs, then=then))
 
     def commit_then_fail_next(self, route: str = "* *", n: int = 1, status: int = 500) -> None:
         """The next ``n`` matching requests are executed and committed, then answered ``status``."""
+        _check_status(status)
         self._add(route, _check_n(n), lambda: Action(kind="commit_then_fail", status=status))
 
     def fail_fraction(self, route: str, fraction: float, kinds: Sequence[str] = ("500",), seed: int = 0,
@@ -103,8 +119,11 @@ class FaultInjector:
 
         ``n`` bounds the number of *injected* faults (None: until cleared).
         """
-        if not 0.0 <= float(fraction) <= 1.0:
-            raise ValueError(f"fraction must be within [0, 1], got {fraction!r}")
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be a number within [0, 1], got {fraction!r}")
+        if isinstance(kinds, str):
+            raise ValueError("kinds must be a sequence of kinds, e.g. ('500', 'reset'), not a string")
+        hang_seconds = _check_seconds(hang_seconds, "hang_seconds")
         bad = [k for k in kinds if k not in STATUS_KINDS | OTHER_KINDS]
         if bad or not kinds:
             raise ValueError(f"unknown fault kinds {bad!r}; use {sorted(STATUS_KINDS | OTHER_KINDS)}")
