@@ -297,8 +297,8 @@ class StorageApi:
             return self._remove(req, ctx, rest[0])
         if m in ("POST", "PUT"):
             bucket, key = self._bucket_key(rest)
-            return self._upload(req, ctx, bucket, key, upsert=m == "PUT" or req.header("x-upsert") == "true",
-                                must_exist=False)
+            # PUT (update) creates or replaces, as Storage's; POST replaces only with x-upsert: true
+            return self._upload(req, ctx, bucket, key, upsert=m == "PUT" or req.header("x-upsert") == "true")
         if m in ("GET", "HEAD"):
             bucket, key = self._bucket_key(rest)
             return self._download(req, ctx, bucket, key)
@@ -332,8 +332,7 @@ class StorageApi:
             if not ok:
                 raise StorageError(415, "InvalidMimeType", "invalid_mime_type", f"mime type {base} is not supported")
 
-    def _upload(self, req: Request, ctx: RequestContext, bucket: str, key: str, upsert: bool,
-                must_exist: bool) -> Response:
+    def _upload(self, req: Request, ctx: RequestContext, bucket: str, key: str, upsert: bool) -> Response:
         b = self._bucket(req, bucket)
         up = _parse_multipart(req)
         self._check_limits(b, up)
