@@ -1,6 +1,6 @@
 """Memory while the backend is down: RSS every 10,000 steps over 100,000 recorded steps.
 
-    .venv/bin/python benchmarks/bench_memory.py [--steps 100000] [--max-in-memory 5000] [--max-queue 10000]
+    .venv/bin/python benchmarks/bench_memory.py [--steps 100000] [--max-in-memory 5000] [--max-queue 1000]
 
 Supabase is configured but unreachable (a closed local port), so nothing can be uploaded: every
 step goes to the local backup journal; at most `max_in_memory` wait in memory for the upload
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--max-in-memory", type=int, default=5_000)
-    parser.add_argument("--max-queue", type=int, default=10_000)
+    parser.add_argument("--max-queue", type=int, default=1_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     proc = psutil.Process()

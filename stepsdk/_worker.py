@@ -97,7 +97,7 @@ class Worker:
     """Owns the journal, the pending items and the two threads of one tracker."""
 
     def __init__(self, config: Config, buffer_size: int, flush_interval: float,
-                 max_queue: int = 10_000, max_in_memory: int = 5_000) -> None:
+                 max_queue: int = 1_000, max_in_memory: int = 5_000) -> None:
         self.config = config
         self.buffer_size = buffer_size
         self.flush_interval = flush_interval
