@@ -55,10 +55,19 @@ async def fetch(fn: Callable[..., T], *args: Any) -> T:
         raise FetchError(f"Could not load the data ({type(exc).__name__}).") from None
 
 
+_CSS = """
+.q-timeline__title { font-size: 0.95rem; font-weight: 600; margin: 0; line-height: 1.6rem; }
+.q-timeline__subtitle { display: none; }
+.q-timeline--dense--right .q-timeline__entry { padding-left: 36px; }
+.q-timeline__content { padding-bottom: 6px; }
+"""
+
+
 def frame(title: str, source_description: str) -> None:
     """Header with navigation, shared by every page."""
     ui.page_title(f"{title} · stepsdk viewer")
     ui.colors(primary="#4f46e5")
+    ui.add_css(_CSS)
     with ui.header().classes("items-center gap-4 bg-indigo-700 py-2 px-4"):
         ui.link("stepsdk viewer", "/").classes("text-white text-lg font-bold no-underline")
         ui.link("Tasks", "/").classes("text-white no-underline")

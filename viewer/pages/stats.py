@@ -19,8 +19,8 @@ def daily_chart_options(days: list[Row]) -> dict[str, Any]:
     return {
         "animation": False,
         "tooltip": {"trigger": "axis"},
-        "legend": {"data": ["successful", "failed", "other", "success rate %"]},
-        "grid": {"left": 50, "right": 50, "top": 40, "bottom": 30},
+        "legend": {"top": 0, "data": ["successful", "failed", "other", "success rate %"]},
+        "grid": {"left": 50, "right": 50, "top": 50, "bottom": 30},
         "xAxis": {"type": "category", "data": [str(r.get("day")) for r in days]},
         "yAxis": [{"type": "value", "name": "tasks", "minInterval": 1},
                   {"type": "value", "name": "%", "min": 0, "max": 100}],
@@ -44,8 +44,8 @@ def duration_chart_options(days: list[Row]) -> dict[str, Any]:
     return {
         "animation": False,
         "tooltip": {"trigger": "axis"},
-        "legend": {"data": ["p50", "p95", "max"]},
-        "grid": {"left": 70, "right": 20, "top": 40, "bottom": 30},
+        "legend": {"top": 0, "data": ["p50", "p95", "max"]},
+        "grid": {"left": 70, "right": 20, "top": 50, "bottom": 30},
         "xAxis": {"type": "category", "data": [str(r.get("day")) for r in days]},
         "yAxis": {"type": "value", "name": "task ms"},
         "series": [{"name": n, "type": "line", "connectNulls": True, "data": series(k)}
@@ -58,8 +58,8 @@ def types_chart_options(types: list[Row]) -> dict[str, Any]:
     return {
         "animation": False,
         "tooltip": {"trigger": "axis"},
-        "legend": {"data": ["steps", "failed"]},
-        "grid": {"left": 60, "right": 20, "top": 40, "bottom": 30},
+        "legend": {"top": 0, "data": ["steps", "failed"]},
+        "grid": {"left": 60, "right": 20, "top": 50, "bottom": 30},
         "xAxis": {"type": "category", "data": [str(r.get("step_type")) for r in types]},
         "yAxis": {"type": "value"},
         "series": [{"name": "steps", "type": "bar", "color": "#6366f1", "data": [r.get("steps") for r in types]},

@@ -215,11 +215,13 @@ class TaskView:
         failed = not step.get("success", True)
         color = "negative" if failed else color
         body_classes = "w-full gap-1 rounded p-2 cursor-pointer" + (" bg-red-50 border-l-4 border-red-500" if failed else "")
-        with ui.timeline_entry(icon=icon, color=color) as entry, ui.column().classes(body_classes) as body:
+        # the title sits beside the dot (an empty title would leave a gap); the body repeats
+        # nothing of it but is what tests and clicks use
+        title = f"#{step.get('step_number')} {step.get('step_type')}"
+        with ui.timeline_entry(title=title, icon=icon, color=color) as entry, \
+                ui.column().classes(body_classes) as body:
                 body.on("click", lambda _=None, i=index: self.select(i))
                 with ui.row().classes("items-center gap-2"):
-                    ui.label(f"#{step.get('step_number')}").classes("font-bold")
-                    ui.label(str(step.get("step_type"))).classes("text-sm")
                     name = action_name(step)
                     if name:
                         ui.badge(name, color="indigo").props("outline")
@@ -322,7 +324,7 @@ class TaskView:
                 ui.label(f"{step.get('step_type')} · {fmt_ms(step.get('duration_ms'))}").classes("text-gray-600")
                 ui.badge("failed" if failed else "ok", color="negative" if failed else "positive")
             if step.get("screenshot_path"):
-                self._screenshot(step, height="max-h-[60vh]", clickable=True)
+                self._screenshot(step, max_height="60vh", clickable=True)
             if failed:
                 with ui.expansion(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 120)}",
                                   icon="error", value=True).classes("w-full bg-red-50 text-red-800"):
@@ -339,18 +341,23 @@ class TaskView:
                 with ui.expansion("Metadata").classes("w-full text-sm"):
                     json_block(step.get("metadata"))
 
-    def _screenshot(self, step: Row, *, height: str, clickable: bool) -> None:
+    def _screenshot(self, step: Row, *, max_height: str, clickable: bool) -> None:
         path = str(step["screenshot_path"])
         shot = self.shots.get(str(step.get("id"))) or {}
         meta = shot.get("metadata") if isinstance(shot.get("metadata"), dict) else {}
-        width, height_px = meta.get("width"), meta.get("height")
+        width, height = _pos(meta.get("width")), _pos(meta.get("height"))
         svg = ""
-        if isinstance(width, int | float) and isinstance(height_px, int | float):
-            marks = _overlay.action_marks(step.get("step_data"), float(width), float(height_px),
+        # Fit inside the column and max_height without distortion: the width follows from the
+        # height and the stored aspect ratio (a phone screenshot is tall, a desktop one wide).
+        style = f"height: {max_height}; width: auto"
+        if width and height:
+            marks = _overlay.action_marks(step.get("step_data"), width, height,
                                           _pos(meta.get("original_width")), _pos(meta.get("original_height")))
-            svg = _overlay.overlay_svg(marks, float(width), float(height_px))
+            svg = _overlay.overlay_svg(marks, width, height)
+            ratio = width / height
+            style = f"width: min(100%, calc({max_height} * {ratio:.5f})); aspect-ratio: {width:.0f} / {height:.0f}"
         image = ui.interactive_image(screenshot_url(path, fallback=True), content=svg).classes(
-            f"w-full {height} object-contain").mark("screenshot")
+            "step-shot self-center").style(style).mark("screenshot")
         if clickable:
             image.on("click", self.open_lightbox)
             image.classes("cursor-zoom-in")
@@ -370,7 +377,7 @@ class TaskView:
                 ui.button(icon="chevron_right", on_click=lambda: self.select(self.selected + 1)).props("flat round color=white")
                 ui.button(icon="close", on_click=self.lightbox.close).props("flat round color=white").mark("close")
             with ui.element("div").classes("flex-grow w-full flex justify-center overflow-auto"):
-                self._screenshot(step, height="h-[85vh] w-auto", clickable=False)
+                self._screenshot(step, max_height="85vh", clickable=False)
         self.lightbox.open()
 
     # -- charts, refresh, export ----------------------------------------------------------------
