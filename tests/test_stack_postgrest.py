@@ -56,6 +56,13 @@ def test_insert_returns_representation_with_201_and_headers(stack):
     assert body[0]["started_at"].endswith("+00:00")
 
 
+def test_repeated_prefer_headers_combine(stack):
+    r = httpx.post(f"{stack.url}/rest/v1/tasks", json={"task_id": "t1"},
+                   headers=[("apikey", stack.service_role_key), ("Authorization", f"Bearer {stack.service_role_key}"),
+                            ("Prefer", "return=representation"), ("Prefer", "count=exact")])
+    assert (r.status_code, r.headers["content-range"], r.json()[0]["task_id"]) == (201, "*/1", "t1")
+
+
 def test_insert_minimal_is_201_without_body(stack):
     r = rest(stack, "POST", "tasks", json={"task_id": "t1"}, headers={"Prefer": "return=minimal"})
     assert (r.status_code, r.content) == (201, b"")

@@ -90,7 +90,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
             return
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers: dict[str, str] = {}
+        for k, v in self.headers.items():  # repeated headers (e.g. two Prefer lines) form one list
+            name = k.lower()
+            headers[name] = f"{headers[name]}, {v}" if name in headers else v
         req = Request(self.command, unquote(raw_path), query, headers, body)
         if raw_path == "/_faults":
             self._send(gw.control(req))

@@ -83,10 +83,6 @@ class _Ctx:
     schema: str
     singular: bool
 
-    @property
-    def authed(self) -> bool:
-        return self.rctx.role != "anon"
-
 
 class PostgrestApi:
     def __init__(self, db: Database, cache: SchemaCache, jwt_secret: str, schemas: list[str],
