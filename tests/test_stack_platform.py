@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.supabase_local import bootstrap
-from tests.supabase_local.postgres import create_database, drop_database
+from tests.supabase_local.postgres import create_database, drop_database, free_port
 from tests.supabase_local.stack import MIGRATIONS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,9 +154,11 @@ def _start_cli(*args: str) -> tuple[subprocess.Popen, dict]:
 
 
 def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
-    proc, info = _start_cli()
+    port = free_port()
+    proc, info = _start_cli("--port", str(port))
     try:
         assert set(info) == {"url", "anon_key", "service_role_key", "jwt_secret", "db_url"}
+        assert info["url"] == f"http://127.0.0.1:{port}"
         r = httpx.get(f"{info['url']}/rest/v1/tasks", headers={"apikey": info["service_role_key"],
                                                           "Authorization": f"Bearer {info['service_role_key']}"})
         assert (r.status_code, r.json()) == (200, [])
@@ -165,10 +167,10 @@ def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     # its private PostgreSQL is stopped (pg_ctl daemonizes it, so look for the postmaster by port)
-    port = psycopg.conninfo.conninfo_to_dict(info["db_url"])["port"]
+    pg_port = psycopg.conninfo.conninfo_to_dict(info["db_url"])["port"]
     time.sleep(0.2)
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"]
-                and "postgres" in p.info["cmdline"][0] and f"port={port}" in " ".join(p.info["cmdline"])]
+                and "postgres" in p.info["cmdline"][0] and f"port={pg_port}" in " ".join(p.info["cmdline"])]
     assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
     # --db-url: an existing database is bootstrapped and used, and left running afterwards
     dsn = fresh_db()
