@@ -38,7 +38,8 @@ def source_from_args(backup_dir: str | None = None, supabase_url: str | None = N
             or os.environ.get("SUPABASE_ANON_KEY")
         if not key:
             raise ValueError("a Supabase key is needed: set SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY)")
-        return SupabaseSource(supabase_url, key, access_token=access_token)
+        # a user's token (SUPABASE_ACCESS_TOKEN) with the anon key: row-level security shows their tasks only
+        return SupabaseSource(supabase_url, key, access_token=access_token or os.environ.get("SUPABASE_ACCESS_TOKEN"))
     from .data.backup_source import BackupSource
 
     return BackupSource(Path(backup_dir or os.environ.get("STEPSDK_BACKUP_DIR") or "backup"))
