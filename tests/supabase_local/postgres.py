@@ -118,7 +118,7 @@ class PgCluster:
         opts = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
                 f"-c unix_socket_directories={self.sockdir} -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=100 "
-                "-c log_min_messages=warning -c logging_collector=off")
+                "-c log_min_messages=warning -c logging_collector=off -c timezone=UTC")
         subprocess.run(
             [*run, str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-o", opts, "-l",
              str(self.root / "postgres.log"), "-w", "-t", "60", "start"],
