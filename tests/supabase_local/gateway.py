@@ -37,6 +37,7 @@ class _Server(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.1"  # so even garbage gets a status line, not an HTTP/0.9 body
+    timeout = 120  # idle keep-alive connections of forgotten clients end instead of pinning a thread
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
