@@ -254,6 +254,10 @@ def test_select_columns_filters_order_and_paging(stack):
 
 def test_in_filter_quotes_values_with_commas(stack):
     add_task(stack, "a,b")
+    got = rest(stack, "GET", "tasks?select=task_id&and=(task_id.gte.b,task_id.lt.c)").json()
+    assert got == [{"task_id": "b"}]
+    got = rest(stack, "GET", "tasks?select=task_id&not.and=(task_id.gte.b,task_id.lt.c)&order=task_id").json()
+    assert got == [{"task_id": "a"}, {"task_id": "c,d"}]
     add_task(stack, 'q"x')
     add_task(stack, "plain")
     res = stack.client().table("tasks").select("task_id").in_("task_id", ["a,b", 'q"x']).order("task_id").execute()
@@ -261,7 +265,7 @@ def test_in_filter_quotes_values_with_commas(stack):
     assert rest(stack, "GET", "tasks?task_id=in.()").json() == []
 
 
-def test_flat_or_filters(stack):
+def test_flat_or_and_filters(stack):
     for t in ("a", "b", "c,d"):
         add_task(stack, t)
     sb = stack.client()
@@ -269,6 +273,10 @@ def test_flat_or_filters(stack):
     assert [r["task_id"] for r in got.data] == ["a", "c,d"]
     got = rest(stack, "GET", "tasks?select=task_id&not.or=(task_id.eq.a,task_id.eq.b)").json()
     assert got == [{"task_id": "c,d"}]
+    got = rest(stack, "GET", "tasks?select=task_id&and=(task_id.gte.b,task_id.lt.c)").json()
+    assert got == [{"task_id": "b"}]
+    got = rest(stack, "GET", "tasks?select=task_id&not.and=(task_id.gte.b,task_id.lt.c)&order=task_id").json()
+    assert got == [{"task_id": "a"}, {"task_id": "c,d"}]
     add_task(stack, 'q"x')
     got = sb.table("tasks").select("task_id").or_('task_id.in.(b,"c,d"),task_id.eq."q\\"x"').order("task_id").execute()
     assert [r["task_id"] for r in got.data] == ["b", "c,d", 'q"x']
@@ -348,7 +356,8 @@ def test_singular_mutation_with_wrong_row_count_is_rolled_back(stack):
     ("tasks?limit=ten", "PGRST100"),
     ("tasks?offset=-1", "PGRST100"),
     ("tasks?task_id=in.(a", "PGRST100"),
-    ("tasks?and=(a.eq.1,b.eq.2)", "PGRST100"),   # deliberately unsupported
+    ("tasks?and=(task_id.eq.1,and(a.eq.2))", "PGRST100"),  # nested: deliberately unsupported
+    ("tasks?and=(task_id)", "PGRST100"),
     ("tasks?or=(task_id.eq.1,or(a.eq.2))", "PGRST100"),  # nested logic trees: unsupported
     ("tasks?or=task_id.eq.1", "PGRST100"),
     ("tasks?select=task_steps(*)", "PGRST100"),  # embedding: deliberately unsupported

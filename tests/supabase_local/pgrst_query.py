@@ -186,18 +186,15 @@ def filter_sql(column: str, expression: str, qualifier: sql.Composable | None, p
 def where_sql(filters: list[tuple[str, str]], qualifier: sql.Composable | None, params: Params) -> sql.Composable:
     conds: list[sql.Composable] = []
     for key, value in filters:
-        if key in ("or", "not.or"):
-            conds.append(_or_sql(key, value, qualifier, params))
+        if key in ("or", "not.or", "and", "not.and"):
+            conds.append(_logic_sql(key, value, qualifier, params))
             continue
-        if key in ("and", "not.and"):
-            raise ApiError(400, "PGRST100", "Logical operator and= is not supported by the local "
-                           "Supabase stack", f"{key}={value}", None)
         conds.append(filter_sql(key, value, qualifier, params))
     return sql.SQL(" AND ").join(conds) if conds else sql.SQL("TRUE")
 
 
-def _or_sql(key: str, value: str, qualifier: sql.Composable | None, params: Params) -> sql.Composable:
-    """``or=(col.op.value,col.op."quoted, value",col.in.(a,"b,c"))``: flat lists only (no nesting)."""
+def _logic_sql(key: str, value: str, qualifier: sql.Composable | None, params: Params) -> sql.Composable:
+    """``or=(col.op.value,col.op."quoted, value",col.in.(a,"b,c"))`` (or ``and=``): flat lists only."""
     if not (value.startswith("(") and value.endswith(")")):
         raise parse_error(f'"failed to parse logic tree ({value})"', 'expecting "(" and ")"')
     conds = []
@@ -209,7 +206,8 @@ def _or_sql(key: str, value: str, qualifier: sql.Composable | None, params: Para
         if not dot:
             raise parse_error(f'"failed to parse logic tree ({value})"')
         conds.append(filter_sql(column, _unquote_value(expression), qualifier, params))
-    tree = sql.SQL("({})").format(sql.SQL(" OR ").join(conds))
+    joiner = " OR " if key.endswith("or") else " AND "
+    tree = sql.SQL("({})").format(sql.SQL(joiner).join(conds))
     return sql.SQL("NOT {}").format(tree) if key.startswith("not.") else tree
 
 
