@@ -271,6 +271,20 @@ def write_screenshot(root: str | os.PathLike[str], storage_path: str, data: byte
     return target
 
 
+def archive_target(root: str | os.PathLike[str], name: str) -> Path:
+    """A free path in archive/ for a journal (a reopened journal may be archived twice: never
+    overwrite the earlier archive)."""
+    folder = Path(root) / ARCHIVE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{stem}.{n}{SUFFIX}"
+    return target
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -485,8 +499,7 @@ class BackupStore:
                 continue
             if any(p == info.path for p, *_ in snap.corrupt):
                 continue  # keep files with unquarantined problems where they are
-            target = self.path / ARCHIVE_DIR / info.path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = archive_target(self.path, info.path.name)
             with contextlib.suppress(FileNotFoundError):
                 os.replace(info.path, target)
                 moved.append(target)

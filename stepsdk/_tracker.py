@@ -345,7 +345,8 @@ class StepTracker:
 
     def close(self, timeout: float = 5.0) -> FlushResult:
         """Flush (bounded by `timeout`), stop the background threads, fsync the backup."""
-        if self._closed:
+        if self._closed:  # again (after late steps): those were written directly; close their journal
+            self._worker.close_journal()
             return self._worker.force_flush(0)
         self._closed = True
         self._finalizer.detach()

@@ -41,6 +41,7 @@ from stepsdk._backup import (
     T_STEPS,
     T_TASKS,
     JournalWriter,
+    archive_target,
     encode_record,
     iter_journal,
     now_iso,
@@ -593,14 +594,32 @@ class Worker:
                     leftovers.append(obj)
         if leftovers:
             self._write(leftovers)
+        self.close_journal()
+        if self.sink is not None and (self._upload_thread is None or not self._upload_thread.is_alive()):
+            self.sink.close()
+            self._archive_if_all_uploaded()
+        _live_workers.discard(self)
+        return dataclasses.replace(result, pending=max(0, self.submitted - self.journaled - self.dropped))
+
+    def _archive_if_all_uploaded(self) -> None:
+        """Move a fully uploaded journal to archive/ (what `stepsdk resync` would do later), so
+        journal/ only holds what still needs attention. Rejected records keep it in journal/."""
+        everything = (self.uploaded == self.submitted == self.journaled and not self.rejected
+                      and not self.dropped and not self.backup_errors and not self._pending
+                      and self._backlog_offset is None
+                      and self.task_version_uploaded >= self.task_version_submitted)
+        if not everything or not self.journal.path.exists():
+            return
+        try:
+            os.replace(self.journal.path, archive_target(self.config.backup_dir, self.journal.path.name))
+        except OSError as exc:  # it stays in journal/; resync archives it later
+            log.debug("could not archive %s: %s", self.journal.path.name, exc)
+
+    def close_journal(self) -> None:
         try:
             self.journal.close()
         except OSError as exc:
             self._note_error(f"closing the backup journal failed: {exc.strerror or exc}")
-        if self.sink is not None and (self._upload_thread is None or not self._upload_thread.is_alive()):
-            self.sink.close()
-        _live_workers.discard(self)
-        return dataclasses.replace(result, pending=max(0, self.submitted - self.journaled - self.dropped))
 
     def reopen_for_late_steps(self) -> None:
         self.journal.reopen()

@@ -201,3 +201,14 @@ def test_two_processes_and_threads_write_one_folder(tmp_path: Path) -> None:
     assert snap.problems == []
     assert {k: len(v) for k, v in snap.steps.items()} == {f"t{i}": 300 for i in (1, 2, 3, 4)}
     assert len(os.listdir(tmp_path / "journal")) == 4
+
+
+def test_archiving_twice_never_overwrites(tmp_path: Path) -> None:
+    from stepsdk._backup import archive_target
+
+    first = archive_target(tmp_path, "w.log")
+    first.write_text("first")
+    second = archive_target(tmp_path, "w.log")
+    assert second != first and second.name == "w.2.log"
+    second.write_text("second")
+    assert archive_target(tmp_path, "w.log").name == "w.3.log"

@@ -14,6 +14,7 @@ from PIL import Image
 from stepsdk import StepTracker, StepType
 from stepsdk._backup import BackupStore
 from stepsdk._config import Config
+from stepsdk._resync import Resync
 
 
 def cfg(stack: Any, tmp_path: Path, **kw: Any) -> Config:
@@ -72,6 +73,8 @@ def test_steps_uploaded_exactly_once_and_equal(stack: Any, tmp_path: Path) -> No
     task = stack.sql("select * from public.tasks where task_id = %s", (t.task_id,))[0]
     assert task["status"] == "success" and task["finished_at"] is not None and task["agent"] == "test"
     assert BackupStore(tmp_path).read().pending_steps() == []
+    # fully uploaded: the journal moved to archive/ (kept, readable), journal/ is empty
+    assert not list((tmp_path / "journal").iterdir()) and len(list((tmp_path / "archive").iterdir())) == 1
 
 
 def test_screenshots_object_then_rows(stack: Any, tmp_path: Path) -> None:
@@ -106,6 +109,7 @@ def test_rejected_row_does_not_hold_back_its_batch(stack: Any, tmp_path: Path) -
         [(1, n) for n in range(1, 6)] + [(2, n) for n in range(6, 11)]
     snap = BackupStore(tmp_path / "b").read()
     assert len(snap.rejected) == 5
+    assert len(list((tmp_path / "b" / "journal").iterdir())) == 1  # rejected rows keep it in journal/
     assert all(v["error"]["code"] == "23505" for v in snap.rejected.values())
 
 
@@ -202,3 +206,18 @@ def test_later_stage_failure_never_recounts_or_resends(stack: Any, tmp_path: Pat
     assert len(snap.rejected) == 1
     assert snap.pending_screenshots() == [] and len(snap.pending_steps()) == 1  # the rejected one
     assert stack.faults.requests("POST /rest/v1/task_steps") <= 4  # not re-sent after the steps stage passed
+
+
+def test_late_steps_after_an_archived_close_are_kept(stack: Any, tmp_path: Path) -> None:
+    t = StepTracker(task_id="late", config=cfg(stack, tmp_path))
+    t.record_step("action", {"n": 1})
+    t.close()
+    assert len(list((tmp_path / "archive").iterdir())) == 1
+    t.record_step("action", {"late": True})  # after close: backup only
+    t.finish("success")
+    t.close()  # closes the journal the late records went to
+    report = Resync(tmp_path, cfg(stack, tmp_path)).run()
+    assert report.ok and report.uploaded["task_steps"] == 1
+    assert len(list((tmp_path / "archive").iterdir())) == 2  # both archives kept
+    assert len(db_steps(stack, "late")) == 2
+    assert len(BackupStore(tmp_path).read().steps["late"]) == 2
