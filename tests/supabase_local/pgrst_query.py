@@ -194,14 +194,15 @@ def where_sql(filters: list[tuple[str, str]], qualifier: sql.Composable | None, 
 
 
 def _logic_sql(key: str, value: str, qualifier: sql.Composable | None, params: Params) -> sql.Composable:
-    """``or=(col.op.value,col.op."quoted, value",col.in.(a,"b,c"))`` (or ``and=``): flat lists only."""
+    """``or=(col.op.value,col.op."quoted, value",col.in.(a,"b,c"),and(…))`` (or ``and=``), nestable."""
     if not (value.startswith("(") and value.endswith(")")):
         raise parse_error(f'"failed to parse logic tree ({value})"', 'expecting "(" and ")"')
     conds = []
     for item in split_top_level(value[1:-1]):
-        if item.startswith(("or(", "and(", "not.or(", "not.and(")):
-            raise parse_error(f'"failed to parse logic tree ({value})"',
-                              "nested logic trees are not supported by the local Supabase stack")
+        nested = re.match(r"^((?:not\.)?(?:or|and))(\(.*\))$", item)
+        if nested:  # a nested tree: or=(a.eq.1,and(b.gt.2,c.lt.3))
+            conds.append(_logic_sql(nested[1], nested[2], qualifier, params))
+            continue
         column, dot, expression = item.partition(".")
         if not dot:
             raise parse_error(f'"failed to parse logic tree ({value})"')
