@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,11 +103,52 @@ def test_bad_backup_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert "is not a folder" in capsys.readouterr().err
     assert main([*command, "--backup-dir", str(tmp_path / "missing")]) == Exit.NO_INPUT
     assert "does not exist" in capsys.readouterr().err
+
+
+def _as_nobody(argv: list[str], errors: Any) -> None:
+    """Child process: drop root (which reads everything), then run the command."""
+    import io
+
+    import storage3.exceptions  # noqa: F401 - imported while still allowed to read everything
+
+
     if os.geteuid() == 0:
-        return  # root reads everything: an unreadable folder cannot be made here
-    locked = tmp_path / "locked"
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = main(argv)
+    errors.put((status, err.getvalue()))
+
+
+@pytest.mark.parametrize("command", [["export"], ["cleanup", "--older-than", "1d"]])
+def test_unreadable_backup_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """A folder the user may not read, or inside one: one clear line, status 66 (run as an
+    unprivileged user in a child process, since root reads everything)."""
+    import multiprocessing
+    import tempfile
+
+    local_env(monkeypatch, tmp_path / "unused")
+    open_parent = Path(tempfile.mkdtemp(prefix="stepsdk-perm-"))
+    open_parent.chmod(0o755)
+    locked = open_parent / "locked"
     locked.mkdir(mode=0)
-    assert main([*command, "--backup-dir", str(locked)]) == Exit.NO_INPUT
+    hidden = tmp_path / "backup"  # tmp_path's parents are private to root
+    hidden.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        for folder in (locked, hidden):
+            results = ctx.Queue()
+            child = ctx.Process(target=_as_nobody, args=([*command, "--backup-dir", str(folder)], results))
+            child.start()
+            status, err = results.get(timeout=60)
+            child.join(timeout=30)
+            assert status == Exit.NO_INPUT, err
+            assert f"backup folder {folder} is not readable" in err and err.count("\n") == 1
+    finally:
+        locked.chmod(0o755)
+        shutil.rmtree(open_parent)
 
 
 @pytest.mark.parametrize("argv", [

@@ -125,11 +125,15 @@ def supabase_configured(env: dict[str, str] | None = None) -> bool:
 
 def check_backup_dir(path: Path, *, must_exist: bool) -> None:
     """Clear errors for a backup folder that is a file, unreadable, or (if required) missing."""
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except PermissionError:  # a parent folder may not be entered
+        raise CliError(f"backup folder {path} is not readable (permission denied)", Exit.NO_INPUT) from None
+    if not exists:
         if must_exist:
             raise CliError(f"backup folder {path} does not exist", Exit.NO_INPUT)
         return
-    if not path.is_dir():
+    if not is_dir:
         raise CliError(f"backup folder {path} is not a folder", Exit.NO_INPUT)
     if not os.access(path, os.R_OK | os.X_OK):
         raise CliError(f"backup folder {path} is not readable", Exit.NO_INPUT)
