@@ -26,8 +26,8 @@ from .data.base import (
     SourceUnavailable,
     TaskFilters,
 )
+from .export import task_report
 from .pages._common import screenshot_url
-from .pages.task import task_report
 
 log = logging.getLogger("viewer.api")
 SortColumn = Literal[SORT_COLUMNS]  # type: ignore[valid-type]

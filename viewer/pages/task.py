@@ -3,15 +3,13 @@ lightbox, keyboard stepping (j/k, arrows), playback, charts, live refresh and ex
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 from typing import Any
 
 from nicegui import ui
 
 from ..data.base import DataSource, Row, is_plausible_task_id
+from ..export import report_json, steps_csv, task_report
 from . import _overlay
 from ._common import (
     PAGE_TIMEOUT,
@@ -33,8 +31,6 @@ log = logging.getLogger("viewer.pages.task")
 PER_PAGE = 50
 REFRESH_SECONDS = 3.0
 PLAY_SECONDS = 1.2
-STEP_CSV_COLUMNS = ("step_number", "id", "step_type", "success", "duration_ms", "started_at", "created_at",
-                    "error_type", "error_message", "thinking", "step_data", "action_result", "screenshot_path")
 
 
 def action_name(step: Row) -> str:
@@ -46,28 +42,6 @@ def action_name(step: Row) -> str:
         if isinstance(action, str):
             return action[:60]
     return ""
-
-
-def steps_csv(steps: list[Row]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=STEP_CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for step in steps:
-        row = {}
-        for key in STEP_CSV_COLUMNS:
-            value = step.get(key)
-            if isinstance(value, dict | list):
-                value = json.dumps(value, ensure_ascii=False)
-            if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-                value = "'" + value  # no spreadsheet formulas from step text
-            row[key] = value
-        writer.writerow(row)
-    return out.getvalue().encode("utf-8")
-
-
-def task_report(task: Row, steps: list[Row], screenshots: list[Row], stats: Row | None) -> dict[str, Any]:
-    """The report shape shared by the JSON export and ``GET /api/tasks/{id}/report``."""
-    return {"task": task, "steps": steps, "screenshots": screenshots, "statistics": stats or {}}
 
 
 class TaskView:
@@ -452,8 +426,7 @@ class TaskView:
     async def export_json(self) -> None:
         report = await self._report()
         if report is not None:
-            data = json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
-            ui.download.content(data, f"task-{_file_safe(self.task_id)}.json", "application/json")
+            ui.download.content(report_json(report), f"task-{_file_safe(self.task_id)}.json", "application/json")
 
     async def export_csv(self) -> None:
         try:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nicegui import ui
 
 from ..data.base import SORT_COLUMNS, STATUSES, DataSource, Row, Sort, TaskFilters
+from ..export import tasks_csv
 from ._common import PAGE_TIMEOUT, FetchError, error_box, fetch, fmt_ms, fmt_rate, fmt_ts, frame
 
 PER_PAGE = 25
 EXPORT_LIMIT = 100_000
-CSV_COLUMNS = ("task_id", "title", "agent", "status", "started_at", "finished_at", "duration_ms",
-               "total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
-               "screenshots_count")
 COLUMNS = [
     {"name": "status", "label": "Status", "field": "status", "sortable": True, "align": "left"},
     {"name": "task_id", "label": "Task", "field": "task_id", "sortable": True, "align": "left"},
@@ -53,22 +49,6 @@ def display_row(row: Row) -> Row:
     return {**row, "success_rate_text": fmt_rate(row.get("success_rate")),
             "duration_text": fmt_ms(row.get("duration_ms")) if row.get("finished_at") else "running…",
             "started_text": fmt_ts(row.get("started_at"))}
-
-
-def tasks_csv(rows: list[Row]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        # a leading =,+,-,@ would be run as a formula by spreadsheets: neutralise it
-        writer.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
-    return out.getvalue().encode("utf-8")
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 class TaskList:

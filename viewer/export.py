@@ -1,0 +1,54 @@
+"""Exports shared by the pages and the JSON API: the task report, tasks CSV and steps CSV.
+
+CSV cells that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) are prefixed
+with a quote: step text comes from agents and web pages, not from us.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from .data.base import Row
+
+TASK_CSV_COLUMNS = ("task_id", "title", "agent", "status", "started_at", "finished_at", "duration_ms",
+                    "total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
+                    "screenshots_count")
+STEP_CSV_COLUMNS = ("step_number", "id", "step_type", "success", "duration_ms", "started_at", "created_at",
+                    "error_type", "error_message", "thinking", "step_data", "action_result", "screenshot_path")
+
+
+def task_report(task: Row, steps: list[Row], screenshots: list[Row], stats: Row | None) -> dict[str, Any]:
+    """The shape of the JSON export and of ``GET /api/tasks/{id}/report``."""
+    return {"task": task, "steps": steps, "screenshots": screenshots, "statistics": stats or {}}
+
+
+def report_json(report: dict[str, Any]) -> bytes:
+    return json.dumps(report, ensure_ascii=False, indent=1, default=str).encode("utf-8")
+
+
+def safe_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def rows_csv(rows: list[Row], columns: tuple[str, ...]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: safe_cell(row.get(k)) for k in columns})
+    return out.getvalue().encode("utf-8")
+
+
+def tasks_csv(rows: list[Row]) -> bytes:
+    return rows_csv(rows, TASK_CSV_COLUMNS)
+
+
+def steps_csv(steps: list[Row]) -> bytes:
+    return rows_csv(steps, STEP_CSV_COLUMNS)
