@@ -151,6 +151,31 @@ def test_unreadable_backup_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         shutil.rmtree(open_parent)
 
 
+def test_unreadable_import_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+    import tempfile
+
+    local_env(monkeypatch, tmp_path / "unused")
+    open_parent = Path(tempfile.mkdtemp(prefix="stepsdk-perm-"))
+    open_parent.chmod(0o777)
+    secret = open_parent / "run.json"
+    secret.write_text('{"stepsdk_export": 1, "tasks": []}')
+    secret.chmod(0)
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        for target, message in ((secret, "is not readable"), (tmp_path / "x.json", "is not readable")):
+            results = ctx.Queue()
+            argv = ["import", str(target), "--backup-dir", str(open_parent / "backup")]
+            child = ctx.Process(target=_as_nobody, args=(argv, results))
+            child.start()
+            status, err = results.get(timeout=60)
+            child.join(timeout=30)
+            assert status == Exit.NO_INPUT, err
+            assert message in err and err.count("\n") == 1, err
+    finally:
+        shutil.rmtree(open_parent)
+
+
 @pytest.mark.parametrize("argv", [
     ["cleanup"], ["cleanup", "--older-than", "soon"], ["cleanup", "--older-than", "1d", "--batch-size", "0"],
     ["cleanup", "--older-than", "1d", "--batch-size", "many"], ["export", "--format", "xml"],

@@ -54,9 +54,13 @@ def register(subparsers: Any) -> None:
 @run_safely("import")
 def run_import(args: argparse.Namespace) -> int:
     path: Path = args.file
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except PermissionError:  # a parent folder may not be entered
+        raise CliError(f"{path} is not readable (permission denied)", Exit.NO_INPUT) from None
+    if not exists:
         raise CliError(f"{path} does not exist", Exit.NO_INPUT)
-    if not path.is_file():
+    if not is_file:
         raise CliError(f"{path} is not a file", Exit.NO_INPUT)
     root = backup_dir_from(args)
     check_backup_dir(root, must_exist=False)
