@@ -494,3 +494,52 @@ def test_bodies_are_compact_json_with_utf8(stack):
     add_task(stack, "t1", title="héllo ✓", metadata={"k": [1, 2.5, None]})
     r = rest(stack, "GET", "tasks?select=title,metadata")
     assert json.loads(r.content.decode("utf-8")) == [{"title": "héllo ✓", "metadata": {"k": [1, 2.5, None]}}]
+
+
+# ----- hostile input: identifiers and values never become SQL ----------------------------------
+
+INJECTIONS = [
+    'tasks?select=task_id;drop table public.t_canary',
+    'tasks?select=task_id::text);drop table public.t_canary;--',
+    'tasks?select="task_id";drop table public.t_canary',
+    "tasks?select=metadata->>x');drop table public.t_canary;--",
+    'tasks?task_id=eq.x\');drop table public.t_canary;--',
+    'tasks?task_id";drop table public.t_canary;--=eq.1',
+    'tasks?order=task_id;drop table public.t_canary',
+    "tasks?task_id=in.(a'),(b)",
+    'tasks?metadata->>k\'=eq.1',
+]
+
+
+@pytest.fixture
+def canary(stack):
+    stack.sql("create table if not exists public.t_canary (id int)")
+    yield
+    stack.sql("drop table if exists public.t_canary")
+
+
+@pytest.mark.parametrize("query", INJECTIONS)
+def test_injection_attempts_in_queries_are_harmless(stack, canary, query):
+    add_task(stack, "t1")
+    r = rest(stack, "GET", query)
+    assert r.status_code in (200, 400), r.text  # a clear answer: rows matching a literal, or 400
+    if r.status_code == 400:
+        assert r.json()["code"] in ("PGRST100", "42703", "42601", "22P02", "42704")
+    assert stack.sql("select to_regclass('public.t_canary') is not null as ok") == [{"ok": True}]
+    assert stack.sql("select count(*) as n from tasks") == [{"n": 1}]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", 'tasks?columns="task_id);drop table public.t_canary;--"', [{"task_id": "x"}]),
+    ("POST", "tasks?on_conflict=task_id)do nothing;drop table public.t_canary;--", {"task_id": "x"}),
+    ("POST", "tasks", {'task_id") values (1);drop table public.t_canary;--': "x"}),
+    ("PATCH", "tasks?task_id=eq.t1", {'title"=1;drop table public.t_canary;--': "x"}),
+    ("POST", "rpc/x\");drop table public.t_canary;--", {}),
+])
+def test_injection_attempts_in_writes_are_harmless(stack, canary, method, path, body):
+    add_task(stack, "t1")
+    headers = {"Prefer": "resolution=merge-duplicates"} if "on_conflict" in path else {}
+    r = rest(stack, method, path, json=body, headers=headers)
+    assert 400 <= r.status_code < 500, r.text
+    assert stack.sql("select to_regclass('public.t_canary') is not null as ok") == [{"ok": True}]
+    assert stack.sql("select task_id, title from tasks") == [{"task_id": "t1", "title": None}]

@@ -106,7 +106,8 @@ def test_size_limit_and_mime_type_are_enforced(stack):
     assert stack.sql("select name from storage.objects") == [{"name": "ok.png"}]
 
 
-@pytest.mark.parametrize("key", ["a/../b.webp", "a/./b.webp", "bad\\key.webp", "tab\there.webp", "é/ü.webp"])
+@pytest.mark.parametrize("key", ["a/../b.webp", "a/./b.webp", "bad\\key.webp", "tab\there.webp", "é/ü.webp",
+                                 "nul\x00.webp", "k" * 1100 + ".webp"])
 def test_invalid_keys_are_rejected(stack, key):
     from urllib.parse import quote
 
@@ -225,3 +226,12 @@ def test_signed_url_tokens_never_reach_the_logs(stack, caplog):
         assert httpx.get(signed).status_code == 200
     assert "/object/sign/" in caplog.text  # the request was logged…
     assert token not in caplog.text and stack.service_role_key not in caplog.text  # …without secrets
+
+
+def test_sql_looking_keys_are_just_names(stack):
+    """Storage's key rules allow quotes, semicolons and spaces: such a key is stored, not executed."""
+    key = "x'; drop table storage.objects;--.webp"
+    files = _files(stack)
+    files.upload(key, WEBP, {"content-type": "image/webp"})
+    assert files.download(key) == WEBP
+    assert stack.sql("select name from storage.objects") == [{"name": key}]
