@@ -10,8 +10,13 @@ Formats (version :data:`EXPORT_VERSION`):
   each image, the screenshots that could not be fetched), the data file, and
   ``screenshots/<storage_path>`` for every image.
 
+Exports stream: task rows are selected first, then steps and screenshot rows are read 50 tasks
+at a time (keyset pages on Supabase) and written as they come, so memory stays bounded.
+
 Imports are validated completely (version, columns, types, ids, references, zip entry names and
-sizes, image hashes) before anything is written, so a bad file changes nothing.
+sizes, image hashes) before anything is written, so a bad file changes nothing; the rows then go
+through the recorder's sanitizer (secrets redacted) and into the backup as one new journal,
+written atomically, from where ``stepsdk resync`` uploads them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import csv
 import hashlib
 import io
 import json
-import logging
 import math
 import os
 import re
@@ -39,8 +43,6 @@ from typing import IO, Any, Protocol
 
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
-
-log = logging.getLogger(__name__)
 
 EXPORT_VERSION = 1
 FORMATS = ("json", "jsonl", "csv")

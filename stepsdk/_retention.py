@@ -201,7 +201,7 @@ class SupabaseRetention:
             try:
                 self._remove(doomed)
             except Exception as exc:  # rows are gone already: report the orphans, go on
-                log.warning("could not remove %d screenshot objects: %s", len(doomed), exc)
+                log.debug("could not remove %d screenshot objects", len(doomed), exc_info=True)
                 report.objects_failed += doomed
                 report.problems.append(f"removing {len(doomed)} object(s) failed: {type(exc).__name__}: {exc}")
             else:
