@@ -120,6 +120,16 @@ def test_upsert_merge_is_idempotent_and_200_when_nothing_inserted(stack):
     assert stack.sql("select title, agent from tasks") == [{"title": "c", "agent": "keep"}]
 
 
+def test_upsert_conflict_target_must_be_unique(stack):
+    merge = {"Prefer": "resolution=merge-duplicates"}
+    _err(rest(stack, "POST", "tasks?on_conflict=title", json={"task_id": "t1"}, headers=merge), 400, "42P10")
+    _err(rest(stack, "POST", "tasks?on_conflict=nope", json={"task_id": "t1"}, headers=merge), 400, "42703")
+    r = rest(stack, "POST", "task_steps?on_conflict=task_id,step_number", headers=merge,
+             json={"task_id": "t0", "step_number": 1, "step_type": "action"})
+    _err(r, 409, "23503")  # the composite unique target is accepted; the FK then fails
+    assert stack.sql("select count(*) as n from tasks") == [{"n": 0}]
+
+
 def test_upsert_replay_of_a_batch_never_duplicates(stack):
     add_task(stack, "t1")
     rows = [{"id": str(uuid.uuid4()), "task_id": "t1", "step_number": i, "step_type": "action"}
