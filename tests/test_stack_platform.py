@@ -188,13 +188,14 @@ def test_env_db_url_is_used(fresh_db, monkeypatch):
 
     dsn = fresh_db()
     monkeypatch.setenv("STEPSDK_TEST_DB_URL", dsn)
-    local = LocalStack.start()
-    try:
+    with LocalStack.start() as local:
         assert local.db_url == dsn
         local.client().table("tasks").insert({"task_id": "env"}).execute()
         assert _q(dsn, "select task_id from tasks") == [{"task_id": "env"}]
-    finally:
-        local.close()
+        url = local.url
+    with pytest.raises(httpx.ConnectError):  # closed on leaving the block; the database stays
+        httpx.get(f"{url}/rest/v1/tasks")
+    assert _q(dsn, "select task_id from tasks") == [{"task_id": "env"}]
     assert os.environ["STEPSDK_TEST_DB_URL"] == dsn
 
 

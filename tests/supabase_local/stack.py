@@ -139,6 +139,12 @@ class LocalStack:
         log.info("local supabase stack at %s", stack.url)
         return stack
 
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
