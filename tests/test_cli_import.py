@@ -570,3 +570,44 @@ def test_zip_with_jsonl_imports_and_zip_with_csv_is_refused(tmp_path: Path, monk
     assert main(["import", str(tmp_path / "run-jsonl.zip")]) == Exit.OK
     assert _snapshot_counts(tmp_path / "dest") == (1, 2, 2)
     assert {p for p in ds.images if BackupStore(tmp_path / "dest").screenshot_file(p)} == set(ds.images)
+
+
+def _lying_sizes(zip_path: Path, entry: str, declared: int) -> None:
+    """Patch an entry's uncompressed size in its local header and central directory record."""
+    import struct
+
+    data = bytearray(zip_path.read_bytes())
+    name = entry.encode()
+    for signature, size_offset, name_offset in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        start = 0
+        while (start := data.find(signature, start)) != -1:
+            name_len = struct.unpack_from("<H", data, start + (26 if signature == b"PK\x03\x04" else 28))[0]
+            if bytes(data[start + name_offset:start + name_offset + name_len]) == name:
+                struct.pack_into("<I", data, start + size_offset, declared)
+            start += 4
+    zip_path.write_bytes(bytes(data))
+
+
+def test_import_refuses_an_entry_lying_about_its_size(exported: dict[str, Any], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A bomb whose header claims a tiny size: reading stops at the claimed size and the CRC
+    check fails; nothing is inflated past it, nothing is imported."""
+    bomb = b"\0" * (8 * 1024 * 1024)
+    target: dict[str, str] = {}
+
+    def swap_in_bomb(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+        name = target["name"] = next(n for n in entries if n.startswith("screenshots/"))
+        entries[name] = bomb  # listed in the manifest, with the bomb's own hash
+        manifest = _manifest(entries)
+        manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(bomb).hexdigest()
+        entries["manifest.json"] = json.dumps(manifest).encode()
+        _write_all(zout, entries)
+
+    bad = _rezip(exported["zip"], tmp_path / "liar.zip", swap_in_bomb)
+    _lying_sizes(bad, target["name"], 100)
+    with zipfile.ZipFile(bad) as zf:
+        assert zf.getinfo(target["name"]).file_size == 100  # the lie is in place
+    assert main(["import", str(bad)]) == Exit.DATA
+    err = capsys.readouterr().err
+    assert "cannot be read (Bad CRC-32" in err and err.count("\n") == 1, err
+    assert _journal_files(exported["dest"]) == []
