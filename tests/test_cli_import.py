@@ -67,7 +67,7 @@ def test_import_into_backup_is_complete_and_idempotent(exported: dict[str, Any],
     assert summary["images"] == (2 if kind == "zip" else 0)
     # without the images, the import says so (resync could not upload them)
     assert sorted(summary["missing_images"]) == ([] if kind == "zip" else sorted(ds.images))
-    assert ("are not in" in captured.err) == (kind != "zip")
+    assert ("are neither in the file" in captured.err) == (kind != "zip")
     assert main(["import", str(exported[kind])]) == Exit.OK  # twice: no duplicates
     assert _snapshot_counts(dest) == (2, 4, 3)
     store = BackupStore(dest)
@@ -611,3 +611,16 @@ def test_import_refuses_an_entry_lying_about_its_size(exported: dict[str, Any], 
     err = capsys.readouterr().err
     assert "cannot be read (Bad CRC-32" in err and err.count("\n") == 1, err
     assert _journal_files(exported["dest"]) == []
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "zip"])
+def test_import_from_stdin(exported: dict[str, Any], kind: str, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(exported[kind].read_bytes())))
+    assert main(["import", "-", "--json"]) == Exit.OK
+    assert json_out(capsys.readouterr().out)["tasks"] == 2
+    assert _snapshot_counts(exported["dest"]) == (2, 4, 3)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"not an export")))
+    assert main(["import", "-"]) == Exit.DATA
+    err = capsys.readouterr().err
+    assert "error: stdin is not a valid stepsdk export: stdin: not a stepsdk export" in err, err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ examples:
   stepsdk import run.zip                     # a teammate's failing run, with its screenshots
   stepsdk import runs.jsonl --backup-dir ./other-backup
   stepsdk import run.json && stepsdk resync  # then upload it to your Supabase project
+  ssh prod stepsdk export 3f2c-run-17 | stepsdk import -     # straight from another machine
 
 The file is checked completely first (version, columns, types, ids, zip entry names and sizes,
 image hashes); if anything is wrong nothing is imported and the exit status is 65.
@@ -44,7 +47,7 @@ def register(subparsers: Any) -> None:
                     "'stepsdk resync' uploads it.",
         epilog=EPILOG, formatter_class=examples_formatter(),
     )
-    parser.add_argument("file", type=Path, metavar="FILE", help="export file: .json, .jsonl or .zip")
+    parser.add_argument("file", type=Path, metavar="FILE", help="export file: .json, .jsonl or .zip; - reads stdin")
     parser.add_argument("--backup-dir", metavar="DIR", type=Path,
                         help="backup folder to import into (default: $STEPSDK_BACKUP_DIR or ./backup)")
     add_json_argument(parser)
@@ -53,7 +56,19 @@ def register(subparsers: Any) -> None:
 
 @run_safely("import")
 def run_import(args: argparse.Namespace) -> int:
-    path: Path = args.file
+    root = backup_dir_from(args)
+    if str(args.file) == "-":
+        with tempfile.TemporaryDirectory(prefix="stepsdk-import-") as tmp:
+            copy = Path(tmp) / "stdin"
+            _copy_stdin(copy)
+            check_backup_dir(root, must_exist=False)
+            return _import(args, _load(copy, "stdin"), root)
+    _check_file(args.file)
+    check_backup_dir(root, must_exist=False)
+    return _import(args, _load(args.file, str(args.file)), root)
+
+
+def _check_file(path: Path) -> None:
     try:
         exists, is_file = path.exists(), path.is_file()
     except PermissionError:  # a parent folder may not be entered
@@ -62,35 +77,42 @@ def run_import(args: argparse.Namespace) -> int:
         raise CliError(f"{path} does not exist", Exit.NO_INPUT)
     if not is_file:
         raise CliError(f"{path} is not a file", Exit.NO_INPUT)
-    root = backup_dir_from(args)
-    check_backup_dir(root, must_exist=False)
+
+
+def _copy_stdin(target: Path) -> None:
+    """``-``: stdin to a private temp file (a zip needs seeking), within the import size limit."""
+    limit = _export.Limits().max_total_bytes
+    copied = 0
+    with target.open("wb") as out:
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            copied += len(chunk)
+            if copied > limit:
+                raise CliError(f"stdin: more than {limit} bytes; not a stepsdk export", Exit.DATA)
+            out.write(chunk)
+
+
+def _load(path: Path, label: str) -> _export.LoadedExport:
     try:
-        loaded = _export.load_export(path)
+        return _export.load_export(path)
     except _export.ExportFormatError as exc:
-        raise CliError(f"{path} is not a valid stepsdk export: {exc}", Exit.DATA) from None
+        raise CliError(f"{label} is not a valid stepsdk export: {exc}", Exit.DATA) from None
     except PermissionError:
-        raise CliError(f"{path} is not readable", Exit.NO_INPUT) from None
+        raise CliError(f"{label} is not readable", Exit.NO_INPUT) from None
+
+
+def _import(args: argparse.Namespace, loaded: _export.LoadedExport, root: Path) -> int:
     secrets = tuple(v for v in (os.environ.get("SUPABASE_SECRET_KEY"), os.environ.get("SUPABASE_SERVICE_ROLE_KEY")) if v)
     cleaned = _export.sanitize_bundles(loaded.bundles, secrets)
-    if cleaned:
-        warn(f"{cleaned} row(s) carried secrets or oversized values: stored redacted/cut, as the recorder would")
     store = BackupStore(root)
     acked = _already_uploaded(store, loaded.bundles)  # read before writing: only older acks count
     try:
         report = _export.import_into_backup(loaded, root)
     except _export.ExportFormatError as exc:
-        raise CliError(f"{path} cannot be imported: {exc}", Exit.DATA) from None
+        raise CliError(f"{args.file} cannot be imported: {exc}", Exit.DATA) from None
     absent = [p for p in _export.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
-    if acked:
-        warn(f"{acked} row(s)/object(s) of this file were uploaded from {root} before; 'stepsdk resync' "
-             "will not send them again. If they were deleted from Supabase since, import into an empty "
-             "folder and resync that: stepsdk import FILE --backup-dir NEW && stepsdk resync --backup-dir NEW")
-    if absent:
-        warn(f"{len(absent)} screenshot image(s) referenced by the imported steps are not in {path.name} "
-             "nor in the backup; 'stepsdk resync' will report them missing unless they are already "
-             "in the bucket (share runs with 'stepsdk export --with-screenshots')")
+    _warn_about(cleaned, acked, absent, root)
     result = {
-        "ok": True, "file": str(path), "backup_dir": str(root), "tasks": report.tasks,
+        "ok": True, "file": str(args.file), "backup_dir": str(root), "tasks": report.tasks,
         "steps": report.steps, "screenshots": report.screenshots, "images": report.images,
         "missing_images": absent, "already_uploaded": acked, "sanitized_rows": cleaned, "journal": report.journal,
         "task_ids": [b.task_id for b in loaded.bundles],
@@ -99,6 +121,19 @@ def run_import(args: argparse.Namespace) -> int:
              f"into {root}; run 'stepsdk resync' to upload them")
     emit(args, result, human)
     return Exit.OK
+
+
+def _warn_about(cleaned: int, acked: int, absent: list[str], root: Path) -> None:
+    if cleaned:
+        warn(f"{cleaned} row(s) carried secrets or oversized values: stored redacted/cut, as the recorder would")
+    if acked:
+        warn(f"{acked} row(s)/object(s) of this file were uploaded from {root} before; 'stepsdk resync' "
+             "will not send them again. If they were deleted from Supabase since, import into an empty "
+             "folder and resync that: stepsdk import FILE --backup-dir NEW && stepsdk resync --backup-dir NEW")
+    if absent:
+        warn(f"{len(absent)} screenshot image(s) referenced by the imported steps are neither in the file "
+             "nor in the backup; 'stepsdk resync' will report them missing unless they are already "
+             "in the bucket (share runs with 'stepsdk export --with-screenshots')")
 
 
 def _already_uploaded(store: BackupStore, bundles: list[_export.TaskBundle]) -> int:
