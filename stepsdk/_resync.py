@@ -71,11 +71,13 @@ class Resync:
     """One resync run over one backup folder."""
 
     def __init__(self, backup_dir: str | Path, config: Config, batch_size: int = 200,
-                 progress: Progress | None = None, sink: Any = None) -> None:
+                 progress: Progress | None = None, sink: Any = None,
+                 totals: Callable[[dict[str, int]], None] | None = None) -> None:
         self.store = BackupStore(backup_dir)
         self.config = config
         self.batch_size = batch_size
         self.progress = progress or (lambda stage, n: None)
+        self.totals = totals or (lambda counts: None)
         self._sink = sink
         self._writer: JournalWriter | None = None
         self.report = ResyncReport()
@@ -115,6 +117,7 @@ class Resync:
             self.report.remaining = pending_counts(snap)
             return self.report
         self.check_backend()
+        self.totals(pending_counts(snap))
         try:
             self.report.quarantined = self.store.quarantine(snap, self.writer)
             self._tasks(snap)

@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run and not config.remote:
         raise CliError("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
                        "(or SUPABASE_SERVICE_ROLE_KEY)", Exit.CONFIG)
-    with _progress(args) as advance:
-        job = Resync(folder, config, args.batch_size, progress=advance)
+    bars = _progress(args)
+    with bars as advance:
+        job = Resync(folder, config, args.batch_size, progress=advance, totals=bars.set_totals)
         try:
             report = job.run(dry_run=args.dry_run)
         except ResyncError as exc:
@@ -85,6 +86,13 @@ class _progress:
             self.bar.advance(self.tasks[stage], n)
 
         return advance
+
+    def set_totals(self, counts: dict[str, int]) -> None:
+        if self.bar is None:
+            return
+        for stage, total in counts.items():
+            if total:
+                self.tasks[stage] = self.bar.add_task(f"uploading {stage}", total=total)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
