@@ -358,3 +358,19 @@ def test_config_and_loose_arguments_conflict(tmp_path: Path) -> None:
         StepTracker(config=Config.resolve("", "", tmp_path), backup_dir=tmp_path)
     with pytest.raises(TypeError):
         StepTracker(config={"backup_dir": str(tmp_path)})  # type: ignore[arg-type]
+
+
+def test_environment_configures_local_mode_folder_and_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("STEPSDK_BACKUP_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setenv("STEPSDK_LEVEL", "full")
+    with StepTracker(title="env") as t:
+        assert t.config.mode == "local" and t.config.level is Level.FULL
+        t.record_step("error", {"x": "y" * 50_000}, stack_trace="s" * 30_000)
+    row = _steps(tmp_path / "from-env", t.task_id)[0]
+    assert len(row["step_data"]["x"]) == 50_000 and len(row["stack_trace"]) == 30_000
+    with pytest.raises(ValueError, match="title"):
+        StepTracker(title="t" * 2001)
+    with pytest.raises(ValueError, match="agent"):
+        StepTracker(agent="a" * 201)
