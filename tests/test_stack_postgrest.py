@@ -372,13 +372,40 @@ def test_singular_mutation_with_wrong_row_count_is_rolled_back(stack):
     ("tasks?and=(task_id.eq.1,and(a.eq))", "PGRST100"),
     ("tasks?and=(task_id)", "PGRST100"),
     ("tasks?or=task_id.eq.1", "PGRST100"),
-    ("tasks?select=task_steps(*)", "PGRST100"),  # embedding: deliberately unsupported
+    ("tasks?select=task_steps!inner(*)", "PGRST100"),  # embedding hints: deliberately unsupported
+    ("tasks?select=*&task_steps.step_number=eq.1", "PGRST100"),  # filters on embedded: unsupported
+    ("tasks?select=nope(*)", "PGRST200"),         # no relationship
     ("tasks?nope=eq.1", "42703"),                # unknown column: PostgreSQL's answer
     ("tasks?select=nope", "42703"),
     ("tasks?owner_id=eq.xyz", "22P02"),          # untyped literal cast by PostgreSQL
 ])
 def test_bad_queries_are_400(stack, query, code):
     _err(rest(stack, "GET", query), 400, code)
+
+
+def test_embedded_resources_follow_foreign_keys(stack):
+    add_task(stack, "t1", title="one")
+    add_task(stack, "t2", title="two")
+    ids = add_steps(stack, "t1", 2)
+    sb = service(stack)
+    got = sb.table("tasks").select("task_id,steps:task_steps(step_number,task:tasks(title))").order("task_id") \
+        .execute().data
+    assert got[1] == {"task_id": "t2", "steps": []}  # one-to-many: an array, empty when nothing matches
+    assert sorted(got[0]["steps"], key=lambda x: x["step_number"]) == [
+        {"step_number": 1, "task": {"title": "one"}}, {"step_number": 2, "task": {"title": "one"}}]
+    got = sb.table("task_steps").select("id,tasks(*)").eq("id", ids[0]).single().execute().data
+    assert got["tasks"]["task_id"] == "t1" and got["tasks"]["title"] == "one"  # many-to-one: an object
+    r = rest(stack, "POST", "tasks?select=task_id,task_steps(id)", json={"task_id": "t3"},
+             headers={"Prefer": "return=representation"})
+    assert (r.status_code, r.json()) == (201, [{"task_id": "t3", "task_steps": []}])
+    stack.sql("create table public.t_pair (a text references public.tasks (task_id), "
+              "b text references public.tasks (task_id))")
+    try:
+        _wait_for(lambda: rest(stack, "GET", "t_pair").status_code == 200)
+        body = _err(rest(stack, "GET", "tasks?select=t_pair(*)"), 300, "PGRST201")  # two FKs: ambiguous
+        assert "more than one relationship" in body["message"]
+    finally:
+        stack.sql("drop table public.t_pair")
 
 
 # ----- update / delete ------------------------------------------------------------------------

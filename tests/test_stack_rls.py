@@ -71,6 +71,17 @@ def test_authenticated_user_sees_only_own_rows(stack):
         assert sb.table("tasks").select("*").eq("task_id", other).execute().data == []
 
 
+def test_embedded_rows_are_filtered_by_rls_too(stack):
+    _seed(stack)
+    sb = _user_client(stack, ALICE)
+    got = sb.table("task_steps").select("task_id,tasks(task_id,owner_id),step_screenshots(task_id)").execute().data
+    assert got == [{"task_id": "ta", "tasks": {"task_id": "ta", "owner_id": ALICE},
+                    "step_screenshots": [{"task_id": "ta"}]}]
+    stack.sql("update public.step_screenshots set task_id = 'tb' where task_id = 'ta'")  # now Bob's row
+    got = sb.table("task_steps").select("task_id,step_screenshots(task_id)").execute().data
+    assert got == [{"task_id": "ta", "step_screenshots": []}]
+
+
 def test_authenticated_user_cannot_write(stack):
     _seed(stack)
     sb = _user_client(stack, ALICE)

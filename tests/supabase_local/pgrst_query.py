@@ -8,6 +8,7 @@ as with PostgREST's untyped literals).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -96,7 +97,14 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
     return out
 
 
-def select_list(text: str | None, qualifier: sql.Composable | None) -> sql.Composable:
+# An embedded resource in select=: ``alias:relation!hint(inner select)``
+_EMBED_RE = re.compile(r"^(?:(?P<alias>[^:()!]+):)?(?P<rel>[A-Za-z_]\w*)(?P<hint>![^()]*)?\((?P<inner>.*)\)$", re.S)
+# embed(alias, relation, hint, inner select) -> a scalar SQL subquery
+Embedder = Callable[[str, str, str | None, str], sql.Composable]
+
+
+def select_list(text: str | None, qualifier: sql.Composable | None,
+                embed: Embedder | None = None) -> sql.Composable:
     """``select=`` → a SQL select list; ``*`` (or nothing) selects every column."""
     if text is None or text.strip() in ("", "*"):
         return sql.SQL("{}.*").format(qualifier) if qualifier is not None else sql.SQL("*")
@@ -107,8 +115,16 @@ def select_list(text: str | None, qualifier: sql.Composable | None) -> sql.Compo
             items.append(sql.SQL("{}.*").format(qualifier) if qualifier is not None else sql.SQL("*"))
             continue
         if "(" in item:
-            raise ApiError(400, "PGRST100", "Embedded resources are not supported by the local Supabase stack",
-                           f"select item {item!r}", "Select plain columns and query related tables separately.")
+            m = _EMBED_RE.match(item)
+            if not m:
+                raise parse_error(f'"failed to parse select parameter ({text})"')
+            if embed is None:
+                raise ApiError(400, "PGRST100", "Embedded resources are not supported here by the local "
+                               "Supabase stack", f"select item {item!r}", None)
+            alias = (m["alias"] or m["rel"]).strip()
+            items.append(sql.SQL("{} AS {}").format(embed(alias, m["rel"], m["hint"], m["inner"]),
+                                                    sql.Identifier(alias)))
+            continue
         m = _ITEM_RE.match(item)
         if not m:
             raise parse_error(f'"failed to parse select parameter ({text})"')
@@ -189,6 +205,9 @@ def where_sql(filters: list[tuple[str, str]], qualifier: sql.Composable | None, 
         if key in ("or", "not.or", "and", "not.and"):
             conds.append(_logic_sql(key, value, qualifier, params))
             continue
+        if "." in _JSON_SPLIT.split(key)[0]:
+            raise ApiError(400, "PGRST100", "Filters on embedded resources are not supported by the local "
+                           "Supabase stack", f"{key}={value}", "Filter the related table in its own query.")
         conds.append(filter_sql(key, value, qualifier, params))
     return sql.SQL(" AND ").join(conds) if conds else sql.SQL("TRUE")
 

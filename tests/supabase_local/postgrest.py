@@ -16,6 +16,7 @@ from psycopg import sql
 
 from . import pgrst_query as q
 from .db import Database, DbUnavailable, RequestContext, RoleRejected
+from .embed import Embedder
 from .errors import ApiError, from_pg
 from .http_types import Request, Response
 from .jwt import JwtError, verify
@@ -191,8 +192,7 @@ class PostgrestApi:
     def _read(self, ctx: _Ctx, table: Table) -> Response:
         reserved, filters = self._split_params(ctx)
         qual = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
-        source = qual
-        return self._select_from(ctx, source, qual, reserved, filters, read_only=True)
+        return self._select_from(ctx, qual, qual, reserved, filters, read_only=True, table=table)
 
     def _paging(self, reserved: dict[str, str]) -> tuple[int | None, int]:
         limit = q.parse_int("limit", reserved["limit"]) if "limit" in reserved else None
@@ -202,9 +202,10 @@ class PostgrestApi:
 
     def _select_from(self, ctx: _Ctx, source: sql.Composable, qual: sql.Composable, reserved: dict[str, str],
                      filters: list[tuple[str, str]], read_only: bool, params: q.Params | None = None,
-                     prelude: sql.Composable | None = None) -> Response:
+                     prelude: sql.Composable | None = None, table: Table | None = None) -> Response:
         params = params or q.Params()
-        cols = q.select_list(reserved.get("select"), qual)
+        embed = Embedder(self.cache.snapshot, table, qual) if table is not None else None
+        cols = q.select_list(reserved.get("select"), qual, embed)
         where = q.where_sql(filters, qual, params)
         order = sql.SQL(" ORDER BY {}").format(q.order_sql(reserved["order"], qual)) if "order" in reserved \
             else sql.SQL("")
@@ -305,7 +306,8 @@ class PostgrestApi:
     def _mutation_result(self, ctx: _Ctx, table: Table, dml: sql.Composable, params: q.Params,
                          reserved: dict[str, str], inserted_flag: bool = False) -> dict:
         rep = ctx.prefs.return_ == "representation"
-        cols = q.select_list(reserved.get("select"), _SRC) if rep else sql.SQL("1 AS one")
+        cols = q.select_list(reserved.get("select"), _SRC, Embedder(self.cache.snapshot, table, _SRC)) if rep \
+            else sql.SQL("1 AS one")
         if rep and reserved.get("select") in (None, "", "*"):
             # expand * so the helper column that tells inserts from updates stays out of the body
             cols = sql.SQL(", ").join(sql.SQL("{}.{}").format(_SRC, sql.Identifier(c)) for c in table.columns)

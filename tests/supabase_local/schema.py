@@ -59,10 +59,22 @@ class Function:
         return len(self.args) == 1 and self.args[0].name == "" and self.args[0].type in ("json", "jsonb")
 
 
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    ref_schema: str
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+
 @dataclass
 class Snapshot:
     tables: dict[tuple[str, str], Table] = field(default_factory=dict)
     functions: dict[tuple[str, str], list[Function]] = field(default_factory=dict)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
     # ALTER ROLE … SET settings, applied when a request impersonates the role (PostgREST v12+)
     role_settings: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
@@ -106,8 +118,26 @@ order by s.setdatabase
 """
 
 
+_FKS_SQL = """
+select c.conname as name, n1.nspname as schema, t1.relname as "table",
+       n2.nspname as ref_schema, t2.relname as ref_table,
+       array(select a.attname from unnest(c.conkey) with ordinality k(n, o)
+             join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.n order by k.o)::text[] as columns,
+       array(select a.attname from unnest(c.confkey) with ordinality k(n, o)
+             join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.n order by k.o)::text[] as ref_columns
+from pg_constraint c
+join pg_class t1 on t1.oid = c.conrelid join pg_namespace n1 on n1.oid = t1.relnamespace
+join pg_class t2 on t2.oid = c.confrelid join pg_namespace n2 on n2.oid = t2.relnamespace
+where c.contype = 'f' and n1.nspname = any(%(schemas)s) and n2.nspname = any(%(schemas)s)
+order by c.conname
+"""
+
+
 def _load(conn: psycopg.Connection, schemas: list[str]) -> Snapshot:
     snap = Snapshot()
+    for r in conn.execute(_FKS_SQL, {"schemas": schemas}).fetchall():
+        snap.foreign_keys.append(ForeignKey(r["name"], r["schema"], r["table"], tuple(r["columns"]),
+                                            r["ref_schema"], r["ref_table"], tuple(r["ref_columns"])))
     for r in conn.execute(_ROLE_SETTINGS_SQL).fetchall():
         snap.role_settings.setdefault(r["role"], []).append((r["name"], r["value"]))
     cols: dict[tuple[str, str], dict[str, Column]] = {}
