@@ -195,9 +195,14 @@ async def test_charts(viewer: User) -> None:
         await asyncio.sleep(0.1)
     bar = next(o for o in charts if o["series"][0]["type"] == "bar")
     pie = next(o for o in charts if o["series"][0]["type"] == "pie")
-    assert bar["animation"] is False and [d["value"] for d in bar["series"][0]["data"]] == [300, 1500, 4000, 2500, 0]
-    assert bar["series"][0]["data"][2]["itemStyle"]["color"] == "#ef4444"  # failed steps stand out
+    assert bar["animation"] is False and bar["series"][0]["data"] == [300, 1500, 4000, 2500, 0]
+    assert bar["series"][1]["data"] == [[2, 4000], [3, 2500], [4, 0]]  # failed steps stand out
     assert {d["name"]: d["value"] for d in pie["series"][0]["data"]} == {"thinking": 1, "action": 3, "error": 1}
+    # clicking a failed (red) point jumps to that step (only the duration chart listens)
+    viewer.find(ui.echart).trigger("componentClick", {
+        "componentType": "series", "seriesType": "scatter", "seriesIndex": 1, "seriesName": "failed",
+        "name": "", "dataIndex": 1, "data": [3, 2500], "dataType": None, "value": [3, 2500]})
+    await viewer.should_see("Step 4 of 5")
 
 
 async def test_failed_task_errors_stand_out_and_html_stays_text(viewer: User) -> None:
