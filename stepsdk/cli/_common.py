@@ -143,7 +143,8 @@ def open_supabase(source: Source) -> Any:
     """The official client with the service-role key; short timeouts, no 7 s GET retry loop."""
     from supabase import ClientOptions, SupabaseException, create_client
 
-    assert source.url and source.key
+    if not (source.url and source.key):
+        raise CliError("Supabase is not configured (SUPABASE_URL and a key)", Exit.CONFIG)
     # Our own httpx client: the timeout options of ClientOptions are deprecated in supabase 2.x.
     # No GET retry loop (1+2+4 s on an unreachable host): a CLI should fail fast and clearly.
     http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
