@@ -264,13 +264,6 @@ def test_select_columns_filters_order_and_paging(stack):
 
 def test_in_filter_quotes_values_with_commas(stack):
     add_task(stack, "a,b")
-    got = rest(stack, "GET", "tasks?select=task_id&and=(task_id.gte.b,task_id.lt.c)").json()
-    assert got == [{"task_id": "b"}]
-    got = rest(stack, "GET", "tasks?select=task_id&not.and=(task_id.gte.b,task_id.lt.c)&order=task_id").json()
-    assert got == [{"task_id": "a"}, {"task_id": "c,d"}]
-    got = rest(stack, "GET", "tasks?select=task_id&or=(task_id.eq.a,and(task_id.gt.b,not.or(task_id.eq.x)))"
-                             "&order=task_id").json()
-    assert got == [{"task_id": "a"}, {"task_id": "c,d"}]
     add_task(stack, 'q"x')
     add_task(stack, "plain")
     res = stack.client().table("tasks").select("task_id").in_("task_id", ["a,b", 'q"x']).order("task_id").execute()
@@ -289,6 +282,9 @@ def test_flat_or_and_filters(stack):
     got = rest(stack, "GET", "tasks?select=task_id&and=(task_id.gte.b,task_id.lt.c)").json()
     assert got == [{"task_id": "b"}]
     got = rest(stack, "GET", "tasks?select=task_id&not.and=(task_id.gte.b,task_id.lt.c)&order=task_id").json()
+    assert got == [{"task_id": "a"}, {"task_id": "c,d"}]
+    got = rest(stack, "GET", "tasks?select=task_id&or=(task_id.eq.a,and(task_id.gt.b,not.or(task_id.eq.x)))"
+                             "&order=task_id").json()
     assert got == [{"task_id": "a"}, {"task_id": "c,d"}]
     add_task(stack, 'q"x')
     got = sb.table("tasks").select("task_id").or_('task_id.in.(b,"c,d"),task_id.eq."q\\"x"').order("task_id").execute()
