@@ -63,21 +63,30 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
+    def _read_exact(self, n: int) -> bytes:
+        data = self.rfile.read(n)
+        if len(data) != n:  # the client hung up mid-body: never act on a truncated request
+            raise ConnectionError("request body shorter than announced")
+        return data
+
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks, total = [], 0
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                total += size
+                if size < 0 or total > MAX_BODY:
+                    raise ValueError("chunked body too large")
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                chunks.append(self._read_exact(size))
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
         if length < 0 or length > MAX_BODY:
             raise ValueError(f"Content-Length {length} out of range")
-        return self.rfile.read(length) if length > 0 else b""
+        return self._read_exact(length) if length > 0 else b""
 
     def _handle(self) -> None:
         gw = self.server.gateway
