@@ -155,6 +155,11 @@ async def test_lightbox_opens_full_size(viewer: User) -> None:
     viewer.find(marker="close").click()
     await asyncio.sleep(0.1)
     assert not dialog.value
+    thumbnails = viewer.find(marker="thumbnail").elements  # a timeline thumbnail opens its own step
+    assert len(thumbnails) == 2
+    viewer.find(marker="thumbnail").trigger("click.stop")
+    await asyncio.sleep(0.2)
+    assert dialog.value
 
 
 async def test_long_task_is_paged_and_keys_cross_pages(viewer: User) -> None:

@@ -206,7 +206,9 @@ class TaskView:
                 with ui.row().classes("w-full no-wrap gap-2"):
                     if step.get("screenshot_path"):
                         ui.image(screenshot_url(str(step["screenshot_path"]), fallback=True)).classes(
-                            "w-12 h-20 shrink-0 rounded border").props("fit=cover loading=lazy no-spinner")
+                            "w-12 h-20 shrink-0 rounded border cursor-zoom-in").props(
+                            "fit=cover loading=lazy no-spinner").mark("thumbnail").on(
+                            "click.stop", lambda _=None, i=index: self._open_at(i))
                     with ui.column().classes("gap-0 min-w-0"):
                         if step.get("thinking"):
                             ui.label(_short(step["thinking"], 280)).classes("text-sm text-gray-700 break-words")
@@ -336,6 +338,10 @@ class TaskView:
             image.on("click", self.open_lightbox)
             image.classes("cursor-zoom-in")
             image.tooltip("Click (or Enter) for full size")
+
+    async def _open_at(self, index: int) -> None:
+        await self.select(index)
+        self.open_lightbox()
 
     def open_lightbox(self) -> None:
         step = self.current()
