@@ -263,6 +263,11 @@ async def test_unknown_and_hostile_task_ids(viewer: User) -> None:
         await viewer.open(path)
         await viewer.should_see("Task not found")
         await viewer.should_see("Back to the task list")
+    for step in ("abc", "-5", "1.5", "", "9" * 30):  # a bad ?step= opens the first step
+        await viewer.open(f"/tasks/task-ok?step={step}")
+        await viewer.should_see("Step 1 of 4")
+    await viewer.open("/tasks/task-ok?step=99")  # past the end: the last step
+    await viewer.should_see("Step 4 of 4")
 
 
 async def test_running_task_refreshes_by_itself(viewer: User, source: DataSource, request: pytest.FixtureRequest,

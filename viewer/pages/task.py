@@ -507,6 +507,8 @@ def _file_safe(value: str) -> str:
 
 def register(source: DataSource) -> None:
     @ui.page("/tasks/{task_id:path}", response_timeout=PAGE_TIMEOUT)
-    async def task_page(task_id: str, step: int = 0) -> None:
-        """``?step=N`` opens the task at step number N (links from the statistics page)."""
-        await TaskView(source, task_id, start_step=step).build()
+    async def task_page(task_id: str, step: str = "") -> None:
+        """``?step=N`` opens the task at step number N (links from the statistics page); a
+        malformed N is ignored rather than answered with a validation error page."""
+        start = int(step) if step.isdigit() and len(step) <= 9 else 0
+        await TaskView(source, task_id, start_step=start).build()
