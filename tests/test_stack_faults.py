@@ -97,12 +97,13 @@ def test_fail_fraction_is_seeded_and_bounded(stack):
 
 
 def test_hang_times_the_client_out_and_drops_the_request(stack):
-    stack.faults.hang_next("POST /rest/v1/tasks", seconds=1.0)
+    stack.faults.hang_next("POST /rest/v1/tasks", seconds=1.5)
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         _post_task(stack, "t1", timeout=0.3)
-    assert time.monotonic() - started < 0.9
-    time.sleep(0.9)  # past the hang: the request was dropped, not served late
+    waited = time.monotonic() - started
+    assert waited < 1.4  # the client gave up before the hang ended
+    time.sleep(1.5 - waited + 0.3)  # past the hang: the request was dropped, not served late
     assert _count(stack) == 0
     assert stack.faults.injected == {"hang": 1}
     assert _post_task(stack, "t1").status_code == 201
@@ -206,12 +207,25 @@ def test_http_control_endpoint(stack):
                       headers={"Authorization": f"Bearer {stack.anon_key}"}).status_code == 401
     assert httpx.post(f"{stack.url}/_faults", json={"op": "explode"}, headers=auth).status_code == 400
     assert httpx.post(f"{stack.url}/_faults", json={"op": "outage"}, headers=auth).status_code == 400
-    assert httpx.post(f"{stack.url}/_faults", json={"op": "outage", "seconds": 0.5}, headers=auth).status_code == 200
-    time.sleep(0.2)
-    with pytest.raises(httpx.ConnectError):
-        _post_task(stack, "t2")
-    time.sleep(0.6)
-    assert _post_task(stack, "t2").status_code == 201
+    assert httpx.post(f"{stack.url}/_faults", json={"op": "outage", "seconds": 1.5}, headers=auth).status_code == 200
+    deadline = time.monotonic() + 1.0
+    while True:  # the outage starts ~50 ms after the answer
+        try:
+            _post_task(stack, "probe")
+        except httpx.ConnectError:
+            break
+        assert time.monotonic() < deadline, "the outage did not start"
+        time.sleep(0.02)
+    assert stack.faults.in_outage
+    deadline = time.monotonic() + 5.0
+    while True:  # …and ends by itself
+        try:
+            assert _post_task(stack, "t2").status_code == 201
+            break
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, "the outage did not end"
+            time.sleep(0.05)
+    assert not stack.faults.in_outage
 
 
 def test_mixed_chaos_accounts_for_every_request(stack):
