@@ -116,7 +116,7 @@ def test_owner_id_defaults_to_the_callers_sub(stack):
         r = httpx.post(f"{stack.url}/rest/v1/t_notes", json={},
                        headers={"apikey": stack.anon_key, "Authorization": f"Bearer {stack.user_token(ALICE)}",
                                 "Prefer": "return=representation"})
-        for _ in range(50):  # the DDL's NOTIFY reloads the schema cache asynchronously
+        for _ in range(100):  # the DDL's NOTIFY reloads the schema cache asynchronously
             if r.status_code != 404:
                 break
             time.sleep(0.05)
