@@ -9,7 +9,8 @@ BACKUP_TASKS tasks of 3 steps. For each, the median of RUNS of:
   * data: the data-source calls the task page makes before it is usable (task, first 50 steps,
     their screenshots) and after (all step durations for the chart, step types); the task
     list's first page (25 rows, newest first, with the total count);
-  * api: GET /api/tasks/{id}/steps?per_page=50 and GET /api/tasks?per_page=25 on a running viewer;
+  * api: GET /api/tasks/{id}/steps?per_page=50, GET /api/tasks?per_page=25 and GET /api/stats?days=14
+    on a running viewer; the statistics page's data (daily stats, step types, top errors, slowest steps);
   * browser: headless Chromium, from navigation start until the page is usable ("Step 1 of N"
     shown, or the list's rows) and until the duration chart is drawn.
 Prints markdown tables (milliseconds).
@@ -215,6 +216,12 @@ def main() -> None:
                 b_list = browser_times(driver, server.url + "/", "tasks", args.runs, False)[0] if driver else None
                 rows.append((name, f"task list ({counts[name]:,} tasks)", list_time(source, args.runs), None,
                              api_list, b_list, None, cold))
+                stats = median_ms(lambda s=source: (s.get_daily_stats(14), s.step_type_breakdown(), s.top_errors(10),
+                                                    s.slowest_steps(10)), args.runs)
+                api_stats = median_ms(lambda s=server: httpx.get(s.url + "/api/stats?days=14", timeout=120), args.runs)
+                b_stats = (browser_times(driver, server.url + "/stats", "Most frequent errors", args.runs, False)[0]
+                           if driver else None)
+                rows.append((name, "statistics (14 days)", stats, None, api_stats, b_stats, None, None))
                 for size in sizes:
                     task_id = ids[size]
                     usable, after = data_times(source, task_id, args.runs)
