@@ -64,3 +64,14 @@ def test_user_token_sees_only_own_tasks(stack) -> None:
     path = next(r["storage_path"] for r in source.get_screenshots("task-ok"))
     assert source.screenshot_bytes(path)  # storage RLS lets the owner read it
     assert stack.anon_key not in source.description
+
+
+def test_programming_mistakes_raise_at_the_call() -> None:
+    from viewer.app import create_app
+
+    with pytest.raises(TypeError, match="DataSource"):
+        create_app("backup")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="http"):
+        SupabaseSource("localhost:54321", "key")
+    with pytest.raises(ValueError, match="key"):
+        SupabaseSource("http://127.0.0.1:1", "")
