@@ -152,6 +152,10 @@ async def test_lightbox_opens_full_size(viewer: User) -> None:
     the_keyboard.trigger("key", key_event("j"))  # stepping keeps the lightbox on the new screenshot
     await viewer.should_see("Step 3 of 4")
     assert dialog.value
+    the_keyboard.trigger("key", key_event("j"))  # step 4 has no screenshot: the lightbox says so
+    await viewer.should_see("No screenshot for this step")
+    the_keyboard.trigger("key", key_event("k"))
+    await viewer.should_see("Step 3 · action swipe")
     viewer.find(marker="close").click()
     await asyncio.sleep(0.1)
     assert not dialog.value

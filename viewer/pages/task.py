@@ -345,8 +345,10 @@ class TaskView:
 
     def open_lightbox(self) -> None:
         step = self.current()
-        if self.lightbox is None or step is None or not step.get("screenshot_path"):
+        if self.lightbox is None or step is None:
             return
+        if not step.get("screenshot_path") and not self.lightbox.value:
+            return  # nothing to enlarge; while stepping inside the open lightbox, say so instead
         self.lightbox.clear()
         with self.lightbox, ui.card().classes("w-full h-full bg-gray-900 items-center").mark("lightbox"):
             with ui.row().classes("w-full items-center text-white"):
@@ -356,8 +358,11 @@ class TaskView:
                 ui.button(icon="chevron_left", on_click=lambda: self.select(self.selected - 1)).props("flat round color=white")
                 ui.button(icon="chevron_right", on_click=lambda: self.select(self.selected + 1)).props("flat round color=white")
                 ui.button(icon="close", on_click=self.lightbox.close).props("flat round color=white").mark("close")
-            with ui.element("div").classes("flex-grow w-full flex justify-center overflow-auto"):
-                self._screenshot(step, max_height="85vh", clickable=False)
+            with ui.element("div").classes("flex-grow w-full flex justify-center items-center overflow-auto"):
+                if step.get("screenshot_path"):
+                    self._screenshot(step, max_height="85vh", clickable=False)
+                else:
+                    ui.label("No screenshot for this step").classes("text-gray-300 text-xl")
         self.lightbox.open()
 
     # -- charts, refresh, export ----------------------------------------------------------------
