@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .app import DEFAULT_HOST, run, source_from_args
+from . import DEFAULT_HOST
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,8 @@ def serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         print(f"error: --port must be in 1..65535, got {args.port}", file=sys.stderr)  # noqa: T201 - CLI output
         return 2
+    from .app import run, source_from_args  # NiceGUI is imported only when serving
+
     try:
         source = source_from_args(args.backup_dir, args.supabase_url)
     except ValueError as exc:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from nicegui import ui
 
+from . import DEFAULT_HOST
 from .data.base import DataSource
 
 log = logging.getLogger("viewer")
-DEFAULT_HOST = "127.0.0.1"  # local only: the viewer holds a service key on the server side
 
 
 def create_app(source: DataSource) -> None:

@@ -75,3 +75,9 @@ def test_programming_mistakes_raise_at_the_call() -> None:
         SupabaseSource("localhost:54321", "key")
     with pytest.raises(ValueError, match="key"):
         SupabaseSource("http://127.0.0.1:1", "")
+
+
+def test_the_cli_does_not_import_nicegui_until_serving() -> None:
+    code = "import sys, stepsdk.cli as c; c.build_parser(); print('nicegui' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
