@@ -286,19 +286,34 @@ async def test_running_task_refreshes_by_itself(viewer: User, source: DataSource
         _add_step(request, source, new)
         await viewer.should_see("Step 3 of 3", retries=40)  # followed the live end
         await viewer.should_see("a brand new step")
+        # a running task without any step yet shows its first step when it arrives
+        _add_row(request, source, "task", {**data.tasks[2], "task_id": "task-running-empty"})
+        await viewer.open("/tasks/task-running-empty")
+        await viewer.should_see("This task has no steps recorded (yet).")
+        _add_step(request, source, {**new, "id": "00000000-0000-4000-8000-000000000004",
+                                    "task_id": "task-running-empty", "step_number": 1, "thinking": "first!"})
+        await viewer.should_see("Step 1 of 1", retries=40)
+        await viewer.should_see("first!")
+        await viewer.should_not_see("This task has no steps recorded (yet).")
     finally:
         task_module.REFRESH_SECONDS = 3.0
 
 
-def _add_step(request: pytest.FixtureRequest, source: DataSource, step: dict[str, Any]) -> None:
+def _add_row(request: pytest.FixtureRequest, source: DataSource, kind: str, row: dict[str, Any]) -> None:
+    """Write one more task/step row the way each source gets it (journal record / upsert)."""
     if type(source).__name__ == "BackupSource":
         from stepsdk._backup import JournalWriter
 
         writer = JournalWriter(source.store.path)
-        writer.append([{"k": "step", "row": step}])
+        writer.append([{"k": kind, "v": 2, "row": row}])
         writer.close()
     else:
-        request.getfixturevalue("_supabase_clients")[0].table("task_steps").upsert(step).execute()
+        table = {"task": "tasks", "step": "task_steps"}[kind]
+        request.getfixturevalue("_supabase_clients")[0].table(table).upsert(row).execute()
+
+
+def _add_step(request: pytest.FixtureRequest, source: DataSource, step: dict[str, Any]) -> None:
+    _add_row(request, source, "step", step)
 
 
 # -- statistics and compare ----------------------------------------------------------------------

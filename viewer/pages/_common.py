@@ -86,10 +86,11 @@ def error_box(message: str, *, title: str = "Something went wrong") -> ui.card:
     return card
 
 
-def empty_box(message: str) -> None:
-    with ui.card().classes("w-full bg-gray-50"), ui.row().classes("items-center gap-2"):
+def empty_box(message: str) -> ui.card:
+    with ui.card().classes("w-full bg-gray-50") as card, ui.row().classes("items-center gap-2"):
         ui.icon("inbox", color="grey")
         ui.label(message).classes("text-gray-600")
+    return card
 
 
 def task_url(task_id: str) -> str:

@@ -59,6 +59,7 @@ class TaskView:
         self.lightbox: ui.dialog | None = None
         self.banner: ui.column | None = None
         self.play_timer: ui.timer | None = None
+        self.empty_note: ui.card | None = None
 
     # -- page ---------------------------------------------------------------------------------
     async def build(self) -> None:
@@ -79,8 +80,7 @@ class TaskView:
             self.header_box = ui.column().classes("w-full")
             with self.header_box:
                 self._header()
-            if self.total == 0:
-                empty_box("This task has no steps recorded (yet).")
+            self.empty_note = empty_box("This task has no steps recorded (yet).") if self.total == 0 else None
             with ui.row().classes("w-full gap-4 items-start no-wrap"):
                 with ui.column().classes("w-1/2 min-w-0 gap-2"):
                     self.pager_box = ui.row().classes("w-full items-center")
@@ -409,6 +409,9 @@ class TaskView:
             self._header()
         if grew:
             self.total = int(task.get("total_steps") or 0)
+            if self.empty_note is not None:
+                self.empty_note.delete()
+                self.empty_note = None
             last_page = self.pages
             follow = self.selected >= len(self.steps) + (self.page - 1) * PER_PAGE - 1
             if self.page == last_page or follow:
