@@ -354,6 +354,22 @@ async def test_compare_page(viewer: User) -> None:
 
 
 # -- bad backends ---------------------------------------------------------------------------------
+async def test_corrupt_backup_records_are_shown_not_fatal(tmp_path, data: dataset.Dataset) -> None:
+    from tests.viewer.conftest import viewer_user
+    from viewer.data.backup_source import BackupSource
+
+    dataset.write_backup(tmp_path / "b", data)
+    journal = next((tmp_path / "b" / "journal").glob("*.log"))
+    with journal.open("ab") as fh:
+        fh.write(b"00000000 {\"k\": \"step\"}\n")  # a record whose CRC does not match
+    async with viewer_user(BackupSource(tmp_path / "b")) as user:
+        await user.open("/")
+        await user.should_see(marker="problems")
+        await user.should_see("1 record(s) in the data could not be read and were skipped")
+        assert len(the(user, ui.table).rows) == 6
+
+
+
 async def test_empty_database(empty_source: DataSource) -> None:
     from tests.viewer.conftest import viewer_user
 

@@ -189,7 +189,7 @@ def test_backup_source_sees_new_records_and_reports_corruption(tmp_path, data: d
     with journal.open("ab") as fh:
         fh.write(b"deadbeef {not json}\n")
     assert source.list_tasks(TaskFilters(), Sort(), 1, 100)[1] == 7
-    assert any("CRC" in p or "record" in p for p in source.problems)
+    assert any("CRC" in p or "record" in p for p in source.problems())
 
 
 def test_percentile_matches_postgres(stack) -> None:

@@ -62,7 +62,6 @@ class BackupSource(DataSource):
                 self._cache = _Cache(signature, snap, summaries)
             return self._cache
 
-    @property
     def problems(self) -> list[str]:
         return list(self._current().snap.problems)
 

@@ -136,6 +136,10 @@ class DataSource(ABC):
     def screenshot_bytes(self, storage_path: str) -> bytes | None:
         """The stored image, or None when it is missing or unreadable."""
 
+    def problems(self) -> list[str]:
+        """Records the source had to skip (a torn or corrupt backup line...), to show, never fatal."""
+        return []
+
     def step_durations(self, task_id: str) -> list[Row]:
         """step_number, step_type, duration_ms, success of every step (for the duration chart)."""
         keys = ("step_number", "step_type", "duration_ms", "success")

@@ -66,6 +66,7 @@ class TaskList:
         with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-3"):
             ui.label("Tasks").classes("text-2xl font-bold")
             await self._filters_row()
+            await self._problems()
             self.message = ui.column().classes("w-full")
             self.table = ui.table(columns=COLUMNS, rows=[], row_key="task_id", pagination={
                 "page": 1, "rowsPerPage": PER_PAGE, "rowsNumber": 0, "sortBy": "started_at", "descending": True,
@@ -76,6 +77,17 @@ class TaskList:
                                 'No tasks match. Record a run, or clear the filters.</div>')
             self.table.on("request", self._on_request)
         await self.load()
+
+    async def _problems(self) -> None:
+        try:
+            problems = await fetch(self.source.problems)
+        except FetchError:
+            return  # the table's own load will say what is wrong
+        if problems:
+            with ui.expansion(f"{len(problems)} record(s) in the data could not be read and were skipped",
+                              icon="warning").classes("w-full bg-amber-50 text-amber-900").mark("problems"):
+                for problem in problems[:100]:
+                    ui.label(problem).classes("font-mono text-xs break-all")
 
     async def _filters_row(self) -> None:
         try:
