@@ -90,6 +90,8 @@ def _check_record(record: dict[str, Any]) -> None:
         raise ValueError(f"{kind} record without a row")
     if kind == KIND_TASK and not (isinstance(row.get("task_id"), str) and isinstance(record.get("v"), int)):
         raise ValueError("task record without task_id or version")
+    if kind == KIND_STEP and not isinstance(record.get("v", 0), int):
+        raise ValueError("step record with a version that is not an int")
     if kind == KIND_STEP and not (
         isinstance(row.get("id"), str) and isinstance(row.get("task_id"), str)
         and isinstance(row.get("step_number"), int)
@@ -327,7 +329,9 @@ class BackupSnapshot:
     # Upload state (used by resync and status; the viewer may ignore it).
     task_versions: dict[str, int] = dataclasses.field(default_factory=dict)
     acked_task_versions: dict[str, int] = dataclasses.field(default_factory=dict)
-    acked: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # table -> ids
+    acked: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # table -> ids (steps: any version)
+    step_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # step id -> newest version
+    acked_step_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # step id -> newest acked
     rejected: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
     corrupt: list[tuple[Path, int, str, bytes]] = dataclasses.field(default_factory=list)
     journals: list[JournalInfo] = dataclasses.field(default_factory=list)
@@ -340,8 +344,12 @@ class BackupSnapshot:
         return [row for tid, row in self.tasks.items()
                 if self.acked_task_versions.get(tid, -1) < self.task_versions.get(tid, 0)]
 
+    def step_done(self, step_id: str) -> bool:
+        """Uploaded in its newest version (an upload of version 0 does not cover version 1)."""
+        return self.acked_step_versions.get(step_id, -1) >= self.step_versions.get(step_id, 0)
+
     def pending_steps(self) -> list[dict[str, Any]]:
-        return [r for rows in self.steps.values() for r in rows if not self.is_acked(T_STEPS, r["id"])]
+        return [r for rows in self.steps.values() for r in rows if not self.step_done(r["id"])]
 
     def pending_screenshots(self) -> list[dict[str, Any]]:
         return [r for rows in self.screenshots.values() for r in rows if not self.is_acked(T_SHOTS, r["id"])]
@@ -350,6 +358,15 @@ class BackupSnapshot:
         paths = {r["storage_path"] for r in self.pending_screenshots()}
         paths |= {r["screenshot_path"] for r in self.pending_steps() if r.get("screenshot_path")}
         return sorted(p for p in paths if not self.is_acked(T_OBJECTS, p))
+
+
+def _ack_step_versions(snap: BackupSnapshot, ids: list[str], versions: Any) -> None:
+    """An ack's `ids` confirm version 0 of each step unless its `v` map names a higher one."""
+    versions = versions if isinstance(versions, dict) else {}
+    for sid in ids:
+        v = versions.get(sid, 0)
+        if isinstance(v, int) and v > snap.acked_step_versions.get(sid, -1):
+            snap.acked_step_versions[sid] = v
 
 
 class BackupStore:
@@ -413,8 +430,10 @@ class BackupStore:
                quarantined: set[tuple[str, int]]) -> None:
         kind = record["k"]
         if kind == KIND_STEP:
-            row = record["row"]
-            steps[row["id"]] = row
+            row, version = record["row"], record.get("v", 0)
+            if version >= snap.step_versions.get(row["id"], -1):  # newest version wins (ties: the later line)
+                snap.step_versions[row["id"]] = version
+                steps[row["id"]] = row
             info.data_keys.add((T_STEPS, row["id"]))
         elif kind == KIND_TASK:
             row, version = record["row"], record["v"]
@@ -435,7 +454,10 @@ class BackupStore:
                     if isinstance(version, int) and version > snap.acked_task_versions.get(tid, -1):
                         snap.acked_task_versions[tid] = version
             else:
-                snap.acked.setdefault(table, set()).update(i for i in record.get("ids") or () if isinstance(i, str))
+                ids = [i for i in record.get("ids") or () if isinstance(i, str)]
+                snap.acked.setdefault(table, set()).update(ids)
+                if table == T_STEPS:
+                    _ack_step_versions(snap, ids, record.get("v"))
             at = record.get("at")
             if isinstance(at, str) and (snap.last_upload_at is None or at > snap.last_upload_at):
                 snap.last_upload_at = at
@@ -467,10 +489,10 @@ class BackupStore:
                         snap.acked_task_versions.setdefault(key, snap.task_versions.get(key, 0))
                     else:
                         snap.acked[table].add(key)
+                    if table == T_STEPS:  # an archived journal's versions were all uploaded
+                        _ack_step_versions(snap, [key], {key: snap.step_versions.get(key, 0)})
         for (table, key) in list(snap.rejected):
-            acked = (snap.acked_task_versions.get(key, -1) >= snap.task_versions.get(key, 0)
-                     if table == T_TASKS else snap.is_acked(table, key))
-            if acked:
+            if BackupStore._key_done(snap, table, key):
                 del snap.rejected[(table, key)]
 
     def screenshot_file(self, storage_path: str) -> Path | None:
@@ -509,6 +531,8 @@ class BackupStore:
     def _key_done(snap: BackupSnapshot, table: str, key: str) -> bool:
         if table == T_TASKS:
             return snap.acked_task_versions.get(key, -1) >= snap.task_versions.get(key, 0)
+        if table == T_STEPS:
+            return snap.step_done(key)
         return snap.is_acked(table, key)
 
     def quarantine(self, snap: BackupSnapshot, writer: JournalWriter) -> int:

@@ -122,7 +122,7 @@ class Resync:
             self.report.quarantined = self.store.quarantine(snap, self.writer)
             self._tasks(snap)
             self._objects(snap)
-            self._rows(T_STEPS, snap.pending_steps())
+            self._rows(T_STEPS, snap.pending_steps(), snap.step_versions)
             self._rows(T_SHOTS, snap.pending_screenshots())
         except _Abort as exc:
             self.report.aborted = str(exc)
@@ -165,18 +165,26 @@ class Resync:
                     self.report.uploaded[T_OBJECTS] += 1
             self.progress(T_OBJECTS, 1)
 
-    def _rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+    def _rows(self, table: str, rows: list[dict[str, Any]], versions: dict[str, int] | None = None) -> None:
+        """Upsert rows in batches. `versions` (steps): a row in a version above 0 is sent even
+        when its id is already stored (the stored one may be version 0, without the screenshot)."""
+        versions = versions or {}
         for batch in _chunks(rows, self.batch_size):
             ids = [r["id"] for r in batch]
             try:
                 present = self.sink.existing(table, ids)
             except Exception:  # only for the report: upsert is idempotent anyway
                 present = set()
+            present -= {i for i in ids if versions.get(i, 0) > 0}
             todo = [r for r in batch if r["id"] not in present]
             ok = self._upsert_split(table, todo, lambda r: r["id"]) if todo else []
             done = [r["id"] for r in ok] + sorted(present)
             if done:
-                self._ack({"k": KIND_ACK, "t": table, "ids": done, "at": now_iso()})
+                ack: dict[str, Any] = {"k": KIND_ACK, "t": table, "ids": done, "at": now_iso()}
+                newer = {i: versions[i] for i in done if versions.get(i, 0) > 0}
+                if newer:
+                    ack["v"] = newer
+                self._ack(ack)
             self.report.uploaded[table] += len(ok)
             self.report.skipped[table] += len(present)
             self.progress(table, len(batch))

@@ -107,7 +107,9 @@ class StepTracker:
       within milliseconds; a SIGKILL loses only the steps still queued for it: at most
       `max_queue` steps, in time the steps recorded in the last ~250 ms even when the agent
       records in a tight loop (~50-100 µs of journal work per step; tests/test_chaos_crash.py).
-      At an agent's usual pace (a few steps per second) that is none.
+      At an agent's usual pace (a few steps per second) that is none. Screenshots are encoded
+      on a thread of their own and never delay the journal: a crash while one is encoded loses
+      only that screenshot (the step stays, with `metadata.screenshot_pending`).
     - Memory is bounded whatever the backend does: at most `max_queue` steps (default 1,000)
       wait for the journal thread (more are written on the caller's thread instead) and at
       most `max_in_memory` records (default 5,000) wait in memory for upload; the rest wait in

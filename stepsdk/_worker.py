@@ -1,8 +1,11 @@
 """The background side of a tracker: journal thread + upload thread (in the spirit of
 OpenTelemetry's BatchSpanProcessor, with `force_flush(timeout)` and `shutdown(timeout)`).
 
-    caller --SimpleQueue--> journal thread: sanitize, screenshot -> WebP, append to the journal
+    caller --SimpleQueue--> journal thread: sanitize, append to the journal
                                   |  (write-ahead: a step is durable once this line is written)
+                                  |--bounded Queue--> screenshot thread: decode, WebP, write the
+                                  |                   object, journal the screenshot row and a
+                                  |                   newer version of the step row (its path)
                                   v
                             pending deque (at most `max_in_memory` items; more stay on disk only
                                   |         and are re-read from the journal: the backlog)
@@ -10,8 +13,16 @@ OpenTelemetry's BatchSpanProcessor, with `force_flush(timeout)` and `shutdown(ti
                             upload thread: batch -> task rows, objects, step rows, screenshot
                                   rows (retries, split on rejected rows, circuit breaker) -> ack
 
-Two threads so that a slow or dead backend never delays the journal: the crash bound is the
-journal thread's latency, not the network's.
+Separate threads so that neither a slow or dead backend nor screenshot encoding (~150-350 ms
+for a 1080x2400 photo-like screen) delays the journal: the crash bound is the journal thread's
+latency, not the network's or the encoder's.
+
+Screenshot steps are journaled twice: version 0 at once, with `screenshot_path` null and
+`metadata.screenshot_pending` true (durable within milliseconds), then version 1 carrying the
+path (or `metadata.screenshot_error`) once the object is on disk. Readers keep the highest
+version of a step (backup/README.md). When the screenshot queue is full (`max_shot_queue`
+screenshots waiting to be encoded), the journal thread, having journaled its current batch,
+waits for room: memory stays bounded and the agent is only slowed once `max_queue` fills.
 """
 
 from __future__ import annotations
@@ -83,11 +94,19 @@ class _Item:
     kind: str  # task | step | shot
     key: str  # task_id | step id | screenshot row id
     row: dict[str, Any]
-    version: int = 0  # task rows
+    version: int = 0  # task rows; step rows: 0, or 1 for the version carrying the screenshot
+    final: bool = True  # steps: False for version 0 of a screenshot step (version 1 will follow)
+    riders: list[_Item] | None = None  # older versions of the same step sent along with this one
     offset: int | None = None  # where its record starts in the journal (None: write failed)
     data: bytes | None = None  # object bytes, only when the backup copy could not be written
     since: float = 0.0
     done: bool = False  # uploaded or rejected (a retried batch skips it)
+
+
+@dataclasses.dataclass(slots=True)
+class _ShotJob:
+    step: Step
+    row: dict[str, Any]  # version 0 of the step row (not mutated: version 1 is a copy)
 
 
 class _Unavailable(Exception):
@@ -98,8 +117,9 @@ class Worker:
     """Owns the journal, the pending items and the two threads of one tracker."""
 
     def __init__(self, config: Config, buffer_size: int, flush_interval: float,
-                 max_queue: int = 1_000, max_in_memory: int = 5_000) -> None:
+                 max_queue: int = 1_000, max_in_memory: int = 5_000, max_shot_queue: int = 32) -> None:
         self.config = config
+        self.max_shot_queue = max_shot_queue
         self.buffer_size = buffer_size
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -116,6 +136,10 @@ class Worker:
         self._q: queue.SimpleQueue[Step | Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # counters written by the caller
         self._cond = threading.Condition()  # progress: pending, counters
+        self._shots: queue.Queue[_ShotJob | None] = queue.Queue(self.max_shot_queue)
+        self._shots_abandoned = False  # shutdown gave up waiting: leave version 0 as it is
+        self.shots_queued = 0  # screenshot steps journaled as version 0
+        self.shots_done = 0  # ... whose version 1 was handed over (or failed)
         self._pending: collections.deque[_Item] = collections.deque()
         self._backlog_offset: int | None = None
         self._flush_requested = 0
@@ -141,6 +165,7 @@ class Worker:
         self.sink: Any = None
         self.breaker = CircuitBreaker(self.config.probe_min, self.config.probe_max, name="Supabase")
         self._journal_thread = threading.Thread(target=self._journal_loop, name="stepsdk-journal", daemon=True)
+        self._shot_thread = threading.Thread(target=self._shot_loop, name="stepsdk-screenshots", daemon=True)
         self._upload_thread: threading.Thread | None = None
         if self.config.remote:
             from stepsdk._supabase_sink import SupabaseSink
@@ -148,6 +173,7 @@ class Worker:
             self.sink = SupabaseSink(self.config)
             self._upload_thread = threading.Thread(target=self._upload_loop, name="stepsdk-upload", daemon=True)
         self._journal_thread.start()
+        self._shot_thread.start()
         if self._upload_thread is not None:
             self._upload_thread.start()
 
@@ -183,6 +209,7 @@ class Worker:
         while True:
             first = self._q.get()
             if first is None:
+                self._shots.put(None)
                 return
             batch: list[Step | Task] = [first]
             stop = False
@@ -194,18 +221,27 @@ class Worker:
                         break
                     batch.append(nxt)
             try:
-                self._write(batch)
+                self._write(batch, block=True)
             except Exception as exc:  # a bug here must not kill the thread
                 self._note_error(f"journal thread: {type(exc).__name__}: {exc}")
                 log.debug("journal thread error\n%s", traceback.format_exc())
             if stop:
+                self._shots.put(None)  # after every job of ours: the screenshot thread ends too
                 return
 
-    def _write(self, batch: list[Step | Task]) -> None:
-        """Turn steps/tasks into rows, append them to the journal, hand them to the uploader."""
+    def _write(self, batch: list[Step | Task], block: bool = False) -> None:
+        """Turn steps/tasks into rows, append them to the journal, hand them to the uploader, then
+        pass screenshots on (`block`: wait for room in the screenshot queue; else encode inline
+        when it is full, as on the caller's thread when spilling)."""
         items: list[_Item] = []
+        jobs: list[_ShotJob] = []
         for obj in batch:
-            items.extend(self._to_items(obj))
+            items.extend(self._to_items(obj, jobs))
+        self._journal_items(items)
+        for job in jobs:
+            self._dispatch_shot(job, block)
+
+    def _journal_items(self, items: list[_Item]) -> None:
         lines = [self._encode(it) for it in items]
         start: int | None
         try:
@@ -220,6 +256,50 @@ class Worker:
                 it.offset = off
                 off += len(line)
         self._hand_over(items, journaled=start is not None)
+
+    def _dispatch_shot(self, job: _ShotJob, block: bool) -> None:
+        while self._shot_thread.is_alive() and not self._shots_abandoned:
+            try:
+                self._shots.put(job, block=block, timeout=1.0 if block else None)
+                return
+            except queue.Full:
+                if not block:
+                    break
+        self._run_shot(job)  # no screenshot thread (stopped, or full for a spilling caller)
+
+    # ------------------------------------------------------------------ screenshot thread
+    def _shot_loop(self) -> None:
+        while True:
+            job = self._shots.get()
+            if job is None:
+                return
+            if not self._shots_abandoned:
+                self._run_shot(job)
+
+    def _run_shot(self, job: _ShotJob) -> None:
+        try:
+            self._finish_shot(job)
+        except Exception as exc:  # a bug here must not kill the thread; version 0 stays
+            self._note_error(f"screenshot thread: {type(exc).__name__}: {exc}")
+            log.debug("screenshot thread error\n%s", traceback.format_exc())
+        finally:
+            with self._cond:
+                self.shots_done += 1
+                self._cond.notify_all()
+
+    def _finish_shot(self, job: _ShotJob) -> None:
+        """Prepare the screenshot, write its object, then journal its row and step version 1.
+
+        The screenshot row goes before the step row in the journal and in the upload queue, so
+        the object is uploaded no later than the step row that points at it (a batch uploads
+        objects before step rows, step rows before screenshot rows)."""
+        metadata = dict(job.row["metadata"])
+        metadata.pop("screenshot_pending", None)
+        path, shot, data = self._screenshot(job.step, metadata)
+        row = {**job.row, "screenshot_path": path, "metadata": metadata}
+        items = [_Item(KIND_SHOT, shot["id"], shot, data=data)] if shot is not None else []
+        items.append(_Item(KIND_STEP, row["id"], row, version=1))
+        self._journal_items(items)
 
     def _encode(self, it: _Item) -> bytes:
         try:
@@ -237,15 +317,17 @@ class Worker:
         now = time.monotonic()
         with self._cond:
             for it in items:
-                if it.kind == KIND_STEP:
+                first = it.kind == KIND_STEP and it.version == 0  # count a step once, at version 0
+                if first:
                     self.processed += 1
                     self.journaled += journaled
+                    self.shots_queued += not it.final
                 if it.kind == KIND_TASK:
                     self.task_version_processed = max(self.task_version_processed, it.version)
                     if journaled:
                         self.task_version_journaled = max(self.task_version_journaled, it.version)
                 if self.sink is None:
-                    if not journaled and it.kind == KIND_STEP:
+                    if not journaled and first:
                         self.dropped += 1  # local mode and the disk refused it: nowhere to keep it
                     continue
                 it.since = now
@@ -256,11 +338,11 @@ class Worker:
                     if self._backlog_offset is None or it.offset < self._backlog_offset:
                         self._backlog_offset = it.offset
                 else:
-                    self.dropped += it.kind == KIND_STEP
+                    self.dropped += first
                     self.last_error = "step dropped: backup unwritable and memory buffer full"
             self._cond.notify_all()
 
-    def _to_items(self, obj: Step | Task) -> list[_Item]:
+    def _to_items(self, obj: Step | Task, jobs: list[_ShotJob]) -> list[_Item]:
         if isinstance(obj, Task):
             row = obj.to_row()
             clean = self.sanitizer
@@ -269,31 +351,34 @@ class Worker:
             row["metadata"] = clean.object_field(row["metadata"])
             return [_Item(KIND_TASK, obj.task_id, row, version=obj.version)]
         try:
-            row, shot, data = self._step_row(obj)
+            row = self._step_row(obj)
         except Exception as exc:  # sanitizer bug on odd input: keep the step, say what happened
-            row, shot, data = self._fallback_row(obj, exc), None, None
-        items = [_Item(KIND_STEP, row["id"], row)]
-        if shot is not None:
-            items.append(_Item(KIND_SHOT, shot["id"], shot, data=data))
-        return items
+            row = self._fallback_row(obj, exc)
+        pending = row["metadata"].get("screenshot_pending") is True and obj.screenshot is not None
+        if pending:
+            jobs.append(_ShotJob(obj, row))
+        return [_Item(KIND_STEP, row["id"], row, final=not pending)]
 
-    def _step_row(self, step: Step) -> tuple[dict[str, Any], dict[str, Any] | None, bytes | None]:
+    def _step_row(self, step: Step) -> dict[str, Any]:
+        """Version 0 of a step row. A screenshot is only marked pending here (encoded later)."""
         s, lim = self.sanitizer, self.config.limits
         metadata = s.object_field(step.metadata)
-        shot_path, shot, data = None, None, None
         if step.screenshot is not None:
-            shot_path, shot, data = self._screenshot(step, metadata)
+            if self.config.limits.screenshots:
+                metadata["screenshot_pending"] = True
+            else:
+                metadata["screenshot_dropped"] = f"level {self.config.level.value} records no screenshots"
         row = {
             "id": step.id, "task_id": step.task_id, "step_number": step.step_number,
             "step_type": step.step_type.value, "step_data": s.object_field(step.step_data),
             "thinking": s.text(step.thinking, lim.max_text),
             "action_result": s.field(step.action_result) if step.action_result is not None else None,
-            "screenshot_path": shot_path, "duration_ms": step.duration_ms, "success": step.success,
+            "screenshot_path": None, "duration_ms": step.duration_ms, "success": step.success,
             "error_type": s.text(step.error_type, 200), "error_message": s.text(step.error_message, lim.max_text),
             "stack_trace": s.text(step.stack_trace, lim.max_stack) if lim.max_stack else None,
             "started_at": iso(step.started_at), "metadata": metadata, "created_at": iso(step.created_at),
         }
-        return row, shot, data
+        return row
 
     def _fallback_row(self, step: Step, exc: Exception) -> dict[str, Any]:
         self._note_error(f"could not sanitize step {step.step_number}: {type(exc).__name__}")
@@ -308,9 +393,6 @@ class Worker:
         }
 
     def _screenshot(self, step: Step, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
-        if not self.config.limits.screenshots:
-            metadata["screenshot_dropped"] = f"level {self.config.level.value} records no screenshots"
-            return None, None, None
         try:
             prepared = _screenshots.prepare(step.screenshot, self.shot_options)
         except _screenshots.ScreenshotError as exc:
@@ -454,7 +536,7 @@ class Worker:
         objects = self._upload_objects(shots)
         if objects:
             self._ack([{"k": KIND_ACK, "t": T_OBJECTS, "ids": objects, "at": now_iso()}])
-        self._upsert_split("task_steps", [it for it in todo if it.kind == KIND_STEP], T_STEPS)
+        self._upsert_split("task_steps", _newest_versions([it for it in todo if it.kind == KIND_STEP]), T_STEPS)
         self._upsert_split("step_screenshots", shots, T_SHOTS)
         with self._cond:
             ids = {id(it) for it in batch}
@@ -506,27 +588,30 @@ class Worker:
             raise
         except Exception as exc:
             if len(items) == 1:
-                items[0].done = True
-                self._reject(table, items[0].key, exc)
+                _mark_done(items)
+                self._reject(table, items[0].key, exc, counts=items[0].final and ack_table == T_STEPS)
                 return []
             mid = len(items) // 2
             return self._upsert_split(table, items[:mid], ack_table) + self._upsert_split(table, items[mid:], ack_table)
         if ack_table is not None:
-            self._ack([{"k": KIND_ACK, "t": ack_table, "ids": [it.key for it in items], "at": now_iso()}])
+            ack: dict[str, Any] = {"k": KIND_ACK, "t": ack_table, "ids": [it.key for it in items], "at": now_iso()}
+            versions = {it.key: it.version for it in items if it.version}
+            if ack_table == T_STEPS and versions:
+                ack["v"] = versions  # versions above 0 (an ack without one is for version 0)
+            self._ack([ack])
             with self._cond:
                 if ack_table == T_STEPS:
-                    self.uploaded += len(items)
-                for it in items:
-                    it.done = True
+                    self.uploaded += sum(it.final for it in items)
+                _mark_done(items)
                 self._cond.notify_all()
         return items
 
-    def _reject(self, table: str, key: str, exc: BaseException) -> None:
+    def _reject(self, table: str, key: str, exc: BaseException, counts: bool = False) -> None:
         info = describe(exc)
         log.error("stepsdk: Supabase refused %s %s: %s (kept in the backup; see `stepsdk status`)",
                   table, key, one_line(exc))
         with self._cond:
-            self.rejected += table == T_STEPS
+            self.rejected += counts
         self.last_error = one_line(exc)
         self._ack([{"k": KIND_REJECT, "t": table, "id": key, "error": info, "at": now_iso()}])
 
@@ -558,7 +643,8 @@ class Worker:
             return self._result(target, timed_out=False)
 
     def _flushed(self, target: int, task_target: int) -> bool:
-        journaled = self.processed >= target and self.task_version_processed >= task_target
+        journaled = (self.processed >= target and self.task_version_processed >= task_target
+                     and self.shots_done >= self.shots_queued)
         if self.sink is None or not journaled:
             return journaled
         # Backend failing (breaker open, or this batch is being retried): the backup holds it all.
@@ -583,6 +669,11 @@ class Worker:
         self._q.put(None)
         left = lambda: max(0.05, timeout - (time.monotonic() - start))  # noqa: E731
         self._journal_thread.join(left())
+        with contextlib.suppress(queue.Full):
+            self._shots.put_nowait(None)  # in case the journal thread could not say so
+        self._shot_thread.join(left())
+        if self._shot_thread.is_alive():  # out of time: those steps keep version 0 (screenshot_pending)
+            self._shots_abandoned = True
         if self._upload_thread is not None:
             self._upload_thread.join(min(left(), 1.0))
         # Anything still queued (journal thread stuck): write it here so it is not lost.
@@ -654,9 +745,36 @@ def _take(pending: collections.deque[_Item], n: int) -> list[_Item]:
     return out
 
 
+def _newest_versions(steps: list[_Item]) -> list[_Item]:
+    """One item per step id (the newest version; older ones ride along and are acked with it):
+    one upsert cannot touch a row twice, and an older version must never overwrite a newer."""
+    newest: dict[str, _Item] = {}
+    for it in steps:
+        it.riders = None  # a retried batch groups again from scratch
+    for it in steps:
+        cur = newest.get(it.key)
+        if cur is None:
+            newest[it.key] = it
+            continue
+        old, new = (cur, it) if it.version >= cur.version else (it, cur)
+        new.riders = [*(new.riders or ()), old, *(old.riders or ())]
+        old.riders = None
+        newest[it.key] = new
+    return list(newest.values())
+
+
+def _mark_done(items: list[_Item]) -> None:
+    for it in items:
+        it.done = True
+        for rider in it.riders or ():
+            rider.done = True
+
+
 def _record_of(it: _Item) -> dict[str, Any]:
     if it.kind == KIND_TASK:
         return {"k": KIND_TASK, "v": it.version, "row": it.row}
+    if it.kind == KIND_STEP and it.version:
+        return {"k": KIND_STEP, "v": it.version, "row": it.row}
     return {"k": it.kind, "row": it.row}
 
 
@@ -665,6 +783,11 @@ def _item_from_record(record: dict[str, Any], offset: int) -> _Item:
     kind = record["k"]
     if kind == KIND_TASK:
         return _Item(KIND_TASK, row["task_id"], row, version=record["v"], offset=offset)
+    if kind == KIND_STEP:
+        version = record.get("v", 0)
+        meta = row.get("metadata")
+        pending = version == 0 and isinstance(meta, dict) and meta.get("screenshot_pending") is True
+        return _Item(kind, row["id"], row, version=version, final=not pending, offset=offset)
     return _Item(kind, row["id"], row, offset=offset)
 
 

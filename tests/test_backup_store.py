@@ -212,3 +212,29 @@ def test_archiving_twice_never_overwrites(tmp_path: Path) -> None:
     assert second != first and second.name == "w.2.log"
     second.write_text("second")
     assert archive_target(tmp_path, "w.log").name == "w.3.log"
+
+
+def test_newest_step_version_wins_and_an_ack_covers_only_its_version(tmp_path: Path) -> None:
+    v0 = _step("t", 1)
+    v0["row"] |= {"screenshot_path": None, "metadata": {"screenshot_pending": True}}
+    v1 = {"k": "step", "v": 1, "row": v0["row"] | {"screenshot_path": "ab/" + "ab" * 32 + ".webp", "metadata": {}}}
+    sid = v0["row"]["id"]
+    w = JournalWriter(tmp_path)
+    w.append([v0, v1, v0])  # a stray older version after the newer one never wins
+    snap = BackupStore(tmp_path).read()
+    assert [r["screenshot_path"] for r in snap.steps["t"]] == [v1["row"]["screenshot_path"]]
+    assert snap.step_versions[sid] == 1
+    w.append([{"k": "ack", "t": "task_steps", "ids": [sid], "at": "x"}])  # version 0 uploaded
+    snap = BackupStore(tmp_path).read()
+    assert len(snap.pending_steps()) == 1 and snap.is_acked("task_steps", sid)
+    assert "ab/" + "ab" * 32 + ".webp" in snap.pending_objects()
+    w.append([{"k": "ack", "t": "task_steps", "ids": [sid], "v": {sid: 1}, "at": "x"}])
+    assert BackupStore(tmp_path).read().pending_steps() == []
+
+
+def test_bad_step_version_is_a_corrupt_record(tmp_path: Path) -> None:
+    w = JournalWriter(tmp_path)
+    w.append([_step("t", 1) | {"v": "1"}, _step("t", 2)])
+    snap = BackupStore(tmp_path).read()
+    assert [r["step_number"] for r in snap.steps["t"]] == [2]
+    assert len(snap.problems) == 1 and "version" in snap.problems[0]

@@ -102,3 +102,56 @@ def test_sigkill_loses_only_the_last_moments(stack: Any, tmp_path: Path) -> None
     assert not report.failed and report.aborted is None
     count = stack.sql("select count(*) as n, count(distinct (task_id, step_number)) as d from public.task_steps")[0]
     assert count["n"] == count["d"] == expected_rows
+
+
+SHOT_CHILD = """
+import sys, time
+from stepsdk import StepTracker
+png = open(sys.argv[3], "rb").read()
+t = StepTracker(task_id=sys.argv[2], backup_dir=sys.argv[1], supabase_url="", supabase_key="")
+i = 0
+while True:
+    i += 1
+    t.record_step("action", {"i": i}, screenshot=png if i % 2 else None)  # ~250 ms of encoding each
+    sys.stdout.write("%d\\n" % i)
+    sys.stdout.flush()
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_screenshot_encoding_keeps_every_step(stack: Any, tmp_path: Path) -> None:
+    from tests.fixtures_images import gallery_screen, png_bytes
+
+    png = tmp_path / "gallery.png"
+    png.write_bytes(png_bytes(gallery_screen(seed=4)))
+    backup = tmp_path / "backup"
+    proc = subprocess.Popen([sys.executable, "-c", SHOT_CHILD, str(backup), "shots", str(png)],
+                            stdout=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    seen: dict[int, float] = {}
+    for line in proc.stdout:  # encoding (4/s) falls behind recording (10/s): the kill lands mid-encode
+        seen[int(line)] = time.monotonic()
+        if len(seen) == 20:
+            break
+    killed_at = time.monotonic()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    snap = BackupStore(backup).read()
+    rows = {r["step_number"]: r for r in snap.steps.get("shots", [])}
+    must = {i for i, t in seen.items() if (killed_at - t) * 1000 > CRASH_BOUND_MS}
+    assert must <= set(rows), f"lost {sorted(must - set(rows))}"
+    waiting = [r for r in rows.values() if r["metadata"].get("screenshot_pending")]
+    done = [r for r in rows.values() if r["screenshot_path"]]
+    assert waiting and done, (len(waiting), len(done))  # the kill did land during encoding
+    assert all(r["screenshot_path"] is None for r in waiting)
+    assert all(BackupStore(backup).screenshot_file(r["screenshot_path"]) for r in done)
+    config = Config.resolve(stack.url, stack.service_role_key, backup, retry_max_time=5.0)
+    report = Resync(backup, config).run()
+    assert report.ok, report
+    db = {r["step_number"]: r for r in stack.sql("select * from public.task_steps where task_id = 'shots'")}
+    assert db.keys() == rows.keys()
+    assert {n for n, r in db.items() if r["screenshot_path"]} == {r["step_number"] for r in done}
+    shots = stack.sql("select count(*) as n, count(distinct step_id) as d from public.step_screenshots")[0]
+    assert shots["n"] == shots["d"] == len(done)
+    print(f"{len(rows)} steps kept, {len(done)} with their screenshot, {len(waiting)} screenshot_pending")

@@ -167,3 +167,22 @@ def test_resync_killed_midway_loses_and_duplicates_nothing(stack: Any, tmp_path:
     assert _count(stack) == n
     assert stack.sql("select count(distinct step_number) as n from public.task_steps")[0]["n"] == n
     assert BackupStore(tmp_path).read().pending_steps() == []
+
+
+def test_resync_sends_a_newer_step_version_even_when_the_id_is_stored(stack: Any, tmp_path: Path) -> None:
+    """A crash-cut screenshot step (version 0, stored) gets its screenshot later (version 1)."""
+    from tests.fixtures_images import png_bytes, small_screen
+
+    with StepTracker(task_id="v2", backup_dir=tmp_path, supabase_url="", supabase_key="") as t:
+        step = t.record_step("action", {"a": 1}, screenshot=png_bytes(small_screen()))
+    final = BackupStore(tmp_path).read().steps["v2"][0]
+    assert final["screenshot_path"]
+    version0 = final | {"screenshot_path": None, "metadata": {"screenshot_pending": True}}
+    config = Config.resolve(stack.url, stack.service_role_key, tmp_path)
+    stack.client().table("tasks").upsert(BackupStore(tmp_path).read().tasks["v2"]).execute()
+    stack.client().table("task_steps").upsert(version0).execute()  # what an earlier upload stored
+    report = Resync(tmp_path, config).run()
+    assert report.ok and report.uploaded["task_steps"] == 1 and report.skipped["task_steps"] == 0
+    db = stack.sql("select screenshot_path, metadata from public.task_steps where id = %s", (step.id,))
+    assert db == [{"screenshot_path": final["screenshot_path"], "metadata": {}}]
+    assert BackupStore(tmp_path).read().pending_steps() == []

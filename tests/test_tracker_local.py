@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 
 from stepsdk import Level, StepTracker, StepType, TaskStatus
-from stepsdk._backup import BackupStore
+from stepsdk._backup import BackupStore, iter_journal
+from stepsdk._config import Config
+from tests.fixtures_images import gallery_screen, png_bytes, small_screen
 
 
 def _tracker(tmp_path: Path, **kw: object) -> StepTracker:
@@ -374,3 +376,84 @@ def test_environment_configures_local_mode_folder_and_level(tmp_path: Path, monk
         StepTracker(title="t" * 2001)
     with pytest.raises(ValueError, match="agent"):
         StepTracker(agent="a" * 201)
+
+
+def _journaled_ids(t: StepTracker) -> set[str]:
+    if not t.journal_path.exists():
+        return set()
+    return {rec["row"]["id"] for _, rec, _, _ in iter_journal(t.journal_path) if rec and rec["k"] == "step"}
+
+
+def test_screenshot_encoding_never_delays_the_journal(tmp_path: Path) -> None:
+    png = png_bytes(gallery_screen(seed=4))  # 1080x2400 photo-like: ~150-350 ms each to encode
+    t = _tracker(tmp_path)
+    shots = [t.record_step("action", {"n": i}, screenshot=png) for i in range(10)]
+    start = time.monotonic()
+    plain = t.record_step("action", {"plain": True})
+    while plain.id not in _journaled_ids(t) and time.monotonic() - start < 10:
+        time.sleep(0.002)
+    latency = time.monotonic() - start
+    print(f"plain step journaled {latency * 1000:.0f} ms after record_step, behind 10 screenshots")
+    assert latency < 1.0
+    assert {s.id for s in shots} <= _journaled_ids(t)  # the screenshot steps are durable too (version 0)
+    result = t.close(30)
+    assert result.ok, result
+    rows = _steps(tmp_path, t.task_id)
+    assert len(rows) == 11 and sum(bool(r["screenshot_path"]) for r in rows) == 10
+    assert not any("screenshot_pending" in r["metadata"] for r in rows)
+    assert len(BackupStore(tmp_path).read().screenshots[t.task_id]) == 10
+
+
+class _OrderCheckingSink:
+    """Stands in for Supabase: records what arrives and every ordering rule it breaks."""
+
+    def __init__(self, config: Config) -> None:
+        self.rows: dict[str, dict[str, dict]] = {"tasks": {}, "task_steps": {}, "step_screenshots": {}}
+        self.objects: set[str] = set()
+        self.step_upserts = 0
+        self.violations: list[str] = []
+
+    def upsert(self, table: str, rows: list[dict]) -> None:
+        keys = [r["task_id"] if table == "tasks" else r["id"] for r in rows]
+        if len(set(keys)) != len(keys):
+            self.violations.append(f"{table}: one upsert touches a row twice")
+        for key, row in zip(keys, rows, strict=True):
+            if table == "task_steps" and row["screenshot_path"] and row["screenshot_path"] not in self.objects:
+                self.violations.append(f"step {key} uploaded before its object")
+            if table == "step_screenshots" and row["step_id"] not in self.rows["task_steps"]:
+                self.violations.append(f"screenshot row {key} uploaded before its step")
+            if table == "task_steps" and self.rows[table].get(key, {}).get("screenshot_path") and not row["screenshot_path"]:
+                self.violations.append(f"step {key}: an older version overwrote the newer")
+            self.rows[table][key] = self.rows[table].get(key, {}) | row
+        self.step_upserts += len(rows) if table == "task_steps" else 0
+
+    def upload_object(self, path: str, data: bytes) -> None:
+        self.objects.add(path)
+
+    def probe(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("buffer_size", [1, 3, 50])
+def test_upload_order_with_screenshot_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buffer_size: int) -> None:
+    import stepsdk._supabase_sink as sink_module
+
+    monkeypatch.setattr(sink_module, "SupabaseSink", _OrderCheckingSink)
+    config = Config.resolve("http://127.0.0.1:9", "key", tmp_path)
+    t = StepTracker(title="t", config=config, buffer_size=buffer_size, flush_interval=0.01)
+    for i in range(12):
+        t.record_step("action", {"i": i}, screenshot=png_bytes(small_screen(seed=i)) if i % 3 else None)
+    result = t.close(10)
+    sink = t._worker.sink
+    assert result.ok and result.uploaded == 12, result
+    assert sink.violations == []
+    steps = sink.rows["task_steps"]
+    assert len(steps) == 12 and sum(bool(r["screenshot_path"]) for r in steps.values()) == 8
+    assert not any("screenshot_pending" in r["metadata"] for r in steps.values())
+    assert len(sink.rows["step_screenshots"]) == 8 and len(sink.objects) == 8
+    assert 12 <= sink.step_upserts <= 20  # a screenshot step is sent once or twice, never more
+    snap = BackupStore(tmp_path).read()  # the journal was archived: everything acknowledged
+    assert snap.pending_steps() == [] and snap.pending_screenshots() == []
