@@ -155,6 +155,15 @@ def test_failed_task_stats_and_compare(backup_server: ViewerServer, driver: webd
     driver.get(backup_server.url + "/compare?a=task-ok&b=task-fail")
     wait_text(driver, "B − A step time")
     shot(driver, "6-compare")
+    driver.get(backup_server.url + "/tasks/task-broken")  # missing and non-image objects: placeholders
+    wait_text(driver, "Step 1 of 2")
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.step-shot img')].some(i => i.complete && i.naturalWidth > 0)"))
+    shot(driver, "7-broken-screenshots")
+    driver.get(backup_server.url + "/tasks/task-long?step=60")
+    wait_text(driver, "Steps 51–100 of 120")
+    time.sleep(0.5)
+    shot(driver, "8-long-task")
     driver.get(backup_server.url + "/tasks/%3Cscript%3Ewindow.__xss%3D1%3C%2Fscript%3E")
     wait_text(driver, "Task not found")
     assert driver.execute_script("return window.__xss === undefined")
@@ -170,7 +179,7 @@ def test_supabase_source_in_the_browser(stack, driver: webdriver.Chrome) -> None
         WebDriverWait(driver, 10).until(lambda d: d.execute_script(
             "return [...document.querySelectorAll('.step-shot img')].some(i => i.naturalWidth > 0)"))
         assert stack.service_role_key not in driver.page_source
-        shot(driver, "7-supabase-task")
+        shot(driver, "9-supabase-task")
         no_console_errors(driver)
         assert stack.service_role_key not in server.output()  # nor in the server's log
     finally:

@@ -100,6 +100,8 @@ class TaskView:
         # as built so far, so everything awaited above must be done by now.
         self.play_timer = ui.timer(PLAY_SECONDS, self._play_tick, active=False)
         ui.timer(0.05, self._load_charts, once=True)  # charts after the page is usable
+        if self.selected:
+            ui.timer(0.05, self._scroll_to_selected, once=True)  # ?step=N: bring it into view
         if task.get("status") == "running":
             ui.timer(REFRESH_SECONDS, self._refresh_running)
         return None
@@ -239,11 +241,14 @@ class TaskView:
         self.selected = index
         self._highlight()
         self._render_detail()
-        body = self.entries.get(index)
-        if body is not None:
-            ui.run_javascript(f'document.getElementById("c{body.id}")?.scrollIntoView({{block: "nearest"}})')
+        self._scroll_to_selected()
         if self.lightbox is not None and self.lightbox.value:
             self.open_lightbox()
+
+    def _scroll_to_selected(self) -> None:
+        body = self.entries.get(self.selected)
+        if body is not None:
+            ui.run_javascript(f'document.getElementById("c{body.id}")?.scrollIntoView({{block: "nearest"}})')
 
     def current(self) -> Row | None:
         offset = self.selected - (self.page - 1) * PER_PAGE
