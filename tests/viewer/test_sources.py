@@ -4,6 +4,7 @@ clear answers to bad input."""
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -198,3 +199,17 @@ def test_percentile_matches_postgres(stack) -> None:
         row = stack.sql("select percentile_cont(%s) within group (order by v) as p from unnest(%s::float8[]) v",
                         (fraction, values))
         assert percentile_cont(values, fraction) == pytest.approx(row[0]["p"])
+
+
+def test_supabase_hang_and_errors_become_clear_messages(stack, supabase_source: SupabaseSource) -> None:
+    quick = SupabaseSource(stack.url, stack.service_role_key, timeout=1)
+    stack.faults.hang_next(seconds=5)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="unreachable"):
+        quick.get_task("task-ok")
+    assert time.monotonic() - started < 4  # the viewer's timeout, not the server's hang
+    stack.faults.fail_next(status=500)
+    with pytest.raises(SourceUnavailable) as info:
+        quick.get_steps("task-ok", 1, 10)
+    assert stack.service_role_key not in str(info.value)
+    assert quick.get_steps("task-ok", 1, 10)[1] == 4  # the next call works
