@@ -213,3 +213,17 @@ def test_supabase_hang_and_errors_become_clear_messages(stack, supabase_source: 
         quick.get_steps("task-ok", 1, 10)
     assert stack.service_role_key not in str(info.value)
     assert quick.get_steps("task-ok", 1, 10)[1] == 4  # the next call works
+
+
+def test_more_than_a_response_cap_of_screenshots_and_steps(stack, supabase_source: SupabaseSource,
+                                                             data: dataset.Dataset) -> None:
+    """PostgREST answers at most 1000 rows (db-max-rows): nothing past it may be dropped."""
+    shot = data.screenshots[0]
+    stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, duration_ms)
+                 select md5('s' || n)::uuid, 'task-empty', n, 'action', n from generate_series(1, 1105) n""")
+    stack.sql("""insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
+                 select 'task-empty', md5('s' || n)::uuid, %s, 1, %s from generate_series(1, 1105) n""",
+              (shot["storage_path"], shot["file_hash"]))
+    assert len(supabase_source.get_screenshots("task-empty")) == 1105
+    assert len(supabase_source.iter_all_steps("task-empty")) == 1105
+    assert [d["step_number"] for d in supabase_source.step_durations("task-empty")] == list(range(1, 1106))

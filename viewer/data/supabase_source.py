@@ -140,15 +140,21 @@ class SupabaseSource(DataSource):
         if not is_plausible_task_id(task_id):
             return []
 
-        def query() -> list[Row]:
+        if step_ids is not None and not step_ids:
+            return []
+
+        def page(offset: int) -> list[Row]:
             q = self._table("step_screenshots").select("*").eq("task_id", task_id)
             if step_ids is not None:
-                if not step_ids:
-                    return []
                 q = q.in_("step_id", step_ids)
-            return list(q.order("created_at").order("id").limit(1000).execute().data or [])
+            return list(q.order("created_at").order("id").range(offset, offset + 999).execute().data or [])
 
-        return self._call("the screenshots", query)
+        out: list[Row] = []
+        while True:  # PostgREST answers at most 1000 rows: page until a short page
+            batch = self._call("the screenshots", lambda: page(len(out)))
+            out.extend(batch)
+            if len(batch) < 1000:
+                return out
 
     def step_durations(self, task_id: str) -> list[Row]:
         if not is_plausible_task_id(task_id):
