@@ -351,6 +351,14 @@ async def test_compare_page(viewer: User) -> None:
     await viewer.should_see("Task not found")
     await viewer.open("/compare")
     await viewer.should_see("Enter two task ids (or use “Compare” on a task page).")
+    compare_module = importlib.import_module("viewer.pages.compare")
+    compare_module.MAX_STEPS = 3
+    try:  # a cut comparison says so
+        await viewer.open("/compare?a=task-ok&b=task-fail")
+        await viewer.should_see("Only the first 3 steps of each task are compared.")
+        assert len(the(viewer, ui.table).rows) == 3
+    finally:
+        compare_module.MAX_STEPS = 5000
 
 
 # -- bad backends ---------------------------------------------------------------------------------

@@ -112,11 +112,15 @@ class CompareView:
                 return
             tasks.append(task)
         try:
-            steps_a = (await fetch(self.source.iter_all_steps, self.a))[:MAX_STEPS]
-            steps_b = (await fetch(self.source.iter_all_steps, self.b))[:MAX_STEPS]
+            steps_a = await fetch(self.source.iter_all_steps, self.a)
+            steps_b = await fetch(self.source.iter_all_steps, self.b)
         except FetchError as exc:
             error_box(str(exc), title="Cannot load the steps")
             return
+        if max(len(steps_a), len(steps_b)) > MAX_STEPS:
+            ui.label(f"Only the first {MAX_STEPS:,} steps of each task are compared.").classes(
+                "text-amber-800").mark("truncated")
+            steps_a, steps_b = steps_a[:MAX_STEPS], steps_b[:MAX_STEPS]
         with ui.row().classes("w-full gap-4"):
             for label, task in zip(("A", "B"), tasks, strict=True):
                 with ui.card().classes("flex-1"):

@@ -167,7 +167,10 @@ class TaskList:
         except FetchError as exc:
             ui.notify(f"Export failed: {exc}", type="negative")
             return
-        ui.download.content(tasks_csv(rows), "tasks.csv", "text/csv")
+        if len(rows) >= EXPORT_LIMIT:
+            ui.notify(f"The export holds the first {EXPORT_LIMIT:,} tasks: narrow the filters for the rest.",
+                      type="warning")
+        ui.download.content(tasks_csv(rows[:EXPORT_LIMIT]), "tasks.csv", "text/csv")
 
 
 def register(source: DataSource) -> None:
