@@ -81,3 +81,8 @@ def test_the_cli_does_not_import_nicegui_until_serving() -> None:
     code = "import sys, stepsdk.cli as c; c.build_parser(); print('nicegui' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_source_description_hides_credentials_in_the_url() -> None:
+    source = SupabaseSource("https://admin:hunter2@db.example.com:8443/", "key")
+    assert source.description == "supabase: https://db.example.com:8443"

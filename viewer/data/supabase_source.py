@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from postgrest import APIError
@@ -51,7 +52,8 @@ class SupabaseSource(DataSource):
                                 storage_client_timeout=int(timeout), headers=headers)
         self._client: Client = create_client(url, key, options)
         self._secrets = tuple(s for s in (key, access_token) if s)
-        self.description = f"supabase: {url}"
+        parts = urlsplit(url)  # shown in the page header: never any user:password@ part
+        self.description = f"supabase: {parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
     # -- plumbing ---------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
