@@ -19,9 +19,10 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import tenacity
+if TYPE_CHECKING:  # imported on first use: `import stepsdk` stays light (tenacity pulls in ~25 ms)
+    import tenacity
 
 log = logging.getLogger("stepsdk")
 
@@ -149,6 +150,7 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T], on_retry: Callable[[BaseException], None] | None = None) -> T:
         """Run fn, retrying transient errors; the last error is re-raised as is."""
+        import tenacity
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None

@@ -3,12 +3,12 @@ agent's thread (except when the bounded queue is full: then the step spills to d
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import dataclasses
 import itertools
 import logging
 import os
+import sys
 import time
 import traceback
 import weakref
@@ -18,7 +18,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from stepsdk import _screenshots
 from stepsdk._config import Config
 from stepsdk._model import STEP_TYPES, TASK_STATUSES, IdSource, Level, Step, StepType, Task, TaskStatus
 from stepsdk._worker import FlushResult, Worker, shutdown_all
@@ -244,6 +243,8 @@ class StepTracker:
                 raise TypeError(f"metadata must be a dict (mapping) or None, got {type(metadata).__name__}")
             metadata = dict(metadata)
         if screenshot is not None:
+            from stepsdk import _screenshots  # imported early by the worker; a dict lookup here
+
             screenshot = _screenshots.capture(screenshot)  # TypeError for unsupported types
         now = time.time()
         step = Step(self._ids.next(), self.task_id, number or next(self._numbers), st, data, thinking,
@@ -355,7 +356,7 @@ class StepTracker:
 
     def stats(self) -> TrackerStats:
         w = self._worker
-        backend = "local" if w.sink is None else ("down" if w.breaker.open else "up")
+        backend = "local" if not w.remote else ("down" if w.breaker.open else "up")
         return TrackerStats(recorded=w.submitted, backed_up=w.journaled, uploaded=w.uploaded,
                             rejected=w.rejected, retried=w.retried, spilled=w.spilled, dropped=w.dropped,
                             backup_errors=w.backup_errors, queue_depth=w.queue_depth,
@@ -380,7 +381,7 @@ class StepTracker:
             if not self._finished:
                 if exc is None:
                     self.finish(TaskStatus.SUCCESS, timeout=CLOSE_TIMEOUT)
-                elif isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                elif isinstance(exc, _interruptions()):
                     self.finish(TaskStatus.INTERRUPTED, error_message=f"{type(exc).__name__}: {exc}",
                                 timeout=CLOSE_TIMEOUT)
                 else:
@@ -392,13 +393,19 @@ class StepTracker:
     # ------------------------------------------------------------------ asyncio
     async def aflush(self, timeout: float = 5.0) -> FlushResult:
         """`flush` in a worker thread: never blocks the event loop."""
+        import asyncio  # already imported when there is an event loop; not at `import stepsdk`
+
         return await asyncio.to_thread(self.flush, timeout)
 
     async def afinish(self, status: TaskStatus | str = TaskStatus.SUCCESS, result: str | None = None,
                       error_message: str | None = None, timeout: float = 5.0) -> FlushResult:
+        import asyncio
+
         return await asyncio.to_thread(self.finish, status, result, error_message, timeout)
 
     async def aclose(self, timeout: float = 5.0) -> FlushResult:
+        import asyncio
+
         return await asyncio.to_thread(self.close, timeout)
 
     async def __aenter__(self) -> StepTracker:
@@ -406,7 +413,16 @@ class StepTracker:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        import asyncio
+
         await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
+
+
+def _interruptions() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "interrupted", not "failed". asyncio is not imported by stepsdk: if
+    the program never imported it, no asyncio.CancelledError can exist."""
+    aio = sys.modules.get("asyncio")
+    return (KeyboardInterrupt, SystemExit) + ((aio.CancelledError,) if aio is not None else ())
 
 
 def _new_task_id() -> str:

@@ -40,7 +40,6 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _screenshots
 from stepsdk._backup import (
     KIND_ACK,
     KIND_REJECT,
@@ -124,7 +123,6 @@ class Worker:
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.max_in_memory = max(max_in_memory, buffer_size)
-        self.shot_options = _screenshots.ScreenshotOptions()
         self._start()
         _live_workers.add(self)
 
@@ -162,15 +160,13 @@ class Worker:
         self._struggling = False  # the current batch needed a retry: do not make flush wait on it
         self.task_version_uploaded = 0
         self._uploaded_objects: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.sink: Any = None
+        self.remote = self.config.remote
+        self.sink: Any = None  # created on the upload thread (importing supabase costs ~0.5-1 s)
         self.breaker = CircuitBreaker(self.config.probe_min, self.config.probe_max, name="Supabase")
         self._journal_thread = threading.Thread(target=self._journal_loop, name="stepsdk-journal", daemon=True)
         self._shot_thread = threading.Thread(target=self._shot_loop, name="stepsdk-screenshots", daemon=True)
         self._upload_thread: threading.Thread | None = None
-        if self.config.remote:
-            from stepsdk._supabase_sink import SupabaseSink
-
-            self.sink = SupabaseSink(self.config)
+        if self.remote:
             self._upload_thread = threading.Thread(target=self._upload_loop, name="stepsdk-upload", daemon=True)
         self._journal_thread.start()
         self._shot_thread.start()
@@ -269,6 +265,10 @@ class Worker:
 
     # ------------------------------------------------------------------ screenshot thread
     def _shot_loop(self) -> None:
+        # Importing the image stack (Pillow, ~30 ms) here, not at `import stepsdk`, and early: by
+        # the agent's first screenshot `capture()` on the caller's thread finds it imported.
+        from stepsdk import _screenshots  # noqa: F401
+
         while True:
             job = self._shots.get()
             if job is None:
@@ -326,7 +326,7 @@ class Worker:
                     self.task_version_processed = max(self.task_version_processed, it.version)
                     if journaled:
                         self.task_version_journaled = max(self.task_version_journaled, it.version)
-                if self.sink is None:
+                if not self.remote:
                     if not journaled and first:
                         self.dropped += 1  # local mode and the disk refused it: nowhere to keep it
                     continue
@@ -393,8 +393,10 @@ class Worker:
         }
 
     def _screenshot(self, step: Step, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
+        from stepsdk import _screenshots
+
         try:
-            prepared = _screenshots.prepare(step.screenshot, self.shot_options)
+            prepared = _screenshots.prepare(step.screenshot, _screenshots.ScreenshotOptions())
         except _screenshots.ScreenshotError as exc:
             metadata["screenshot_error"] = exc.to_dict()
             return None, None, None
@@ -407,7 +409,7 @@ class Worker:
         except OSError as exc:
             self.backup_errors += 1
             self._note_error(f"screenshot backup failed: {exc.strerror or exc}")
-            data = prepared.data if self.sink is not None else None
+            data = prepared.data if self.remote else None
             if data is None:
                 metadata["screenshot_error"] = {"reason": "backup_failed", "message": str(exc.strerror or exc)}
                 return None, None, None
@@ -419,12 +421,28 @@ class Worker:
         return prepared.storage_path, shot, data
 
     # ------------------------------------------------------------------ upload thread
+    def _make_sink(self) -> bool:
+        """Create the Supabase client here, on the upload thread, never on the caller's. A
+        failure (bad URL or key format) is treated like an unreachable backend: retried later."""
+        if self.sink is not None:
+            return True
+        try:
+            from stepsdk._supabase_sink import SupabaseSink
+
+            self.sink = SupabaseSink(self.config)
+            return True
+        except Exception as exc:
+            self.breaker.failure(f"cannot create the Supabase client: {type(exc).__name__}: {exc}",
+                                 f" ({self.config.backup_dir})")
+            self.last_error = f"cannot create the Supabase client: {type(exc).__name__}"
+            return False
+
     def _upload_loop(self) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
-            if not batch:
+            if not batch or not self._make_sink():
                 continue
             try:
                 self._send(batch)
@@ -645,7 +663,7 @@ class Worker:
     def _flushed(self, target: int, task_target: int) -> bool:
         journaled = (self.processed >= target and self.task_version_processed >= task_target
                      and self.shots_done >= self.shots_queued)
-        if self.sink is None or not journaled:
+        if not self.remote or not journaled:
             return journaled
         # Backend failing (breaker open, or this batch is being retried): the backup holds it all.
         if self.breaker.open or self._struggling or self._upload_thread is None or not self._upload_thread.is_alive():
@@ -686,8 +704,9 @@ class Worker:
         if leftovers:
             self._write(leftovers)
         self.close_journal()
-        if self.sink is not None and (self._upload_thread is None or not self._upload_thread.is_alive()):
-            self.sink.close()
+        if self.remote and (self._upload_thread is None or not self._upload_thread.is_alive()):
+            if self.sink is not None:
+                self.sink.close()
             self._archive_if_all_uploaded()
         _live_workers.discard(self)
         return dataclasses.replace(result, pending=max(0, self.submitted - self.journaled - self.dropped))

@@ -457,3 +457,39 @@ def test_upload_order_with_screenshot_versions(tmp_path: Path, monkeypatch: pyte
     assert 12 <= sink.step_upserts <= 20  # a screenshot step is sent once or twice, never more
     snap = BackupStore(tmp_path).read()  # the journal was archived: everything acknowledged
     assert snap.pending_steps() == [] and snap.pending_screenshots() == []
+
+
+def test_import_and_construction_stay_light() -> None:
+    """`import stepsdk` loads no HTTP or image stack; a remote tracker is built in milliseconds
+    (the Supabase client is created later, on the upload thread)."""
+    code = textwrap.dedent("""
+        import sys, tempfile, time
+        import stepsdk
+        heavy = sorted(m for m in ("supabase", "httpx", "PIL", "tenacity", "asyncio") if m in sys.modules)
+        start = time.perf_counter()
+        t = stepsdk.StepTracker(backup_dir=tempfile.mkdtemp(), supabase_url="http://127.0.0.1:9", supabase_key="k")
+        built = time.perf_counter() - start
+        t.close(0.5)
+        print(heavy, round(built, 3))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    heavy, built = out.stdout.rsplit(" ", 1)
+    assert heavy == "[]", out.stdout + out.stderr
+    assert float(built) < 0.3, built  # ~10 ms measured; it was ~0.9 s with the client built here
+
+
+def test_failing_client_creation_is_an_unavailable_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stepsdk._supabase_sink as sink_module
+
+    def broken(config: Config) -> None:
+        raise ValueError("bad key format")
+
+    monkeypatch.setattr(sink_module, "SupabaseSink", broken)
+    config = Config.resolve("http://127.0.0.1:9", "key", tmp_path, probe_min=0.1, probe_max=0.2)
+    t = StepTracker(title="t", config=config, flush_interval=0.01)
+    t.record_step("action", {"a": 1})
+    result = t.flush(5)
+    assert result.backed_up == 1 and result.uploaded == 0 and not result.timed_out, result
+    assert t.stats().backend == "down" and "Supabase client" in (t.stats().last_error or "")
+    t.close(1)
+    assert len(_steps(tmp_path, t.task_id)) == 1
