@@ -48,8 +48,10 @@ class SupabaseSource(DataSource):
             raise ValueError("key must be a non-empty string")
         headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
         # No client-side retries: a viewer should say "unreachable" now, not after 7 s of backoff.
-        options = ClientOptions(postgrest_client_retry=False, postgrest_client_timeout=timeout,
-                                storage_client_timeout=int(timeout), headers=headers)
+        # One httpx client carries the timeout for PostgREST and Storage (the per-client timeout
+        # options are deprecated in supabase-py 2.x and ignored once an httpx client is given).
+        options = ClientOptions(postgrest_client_retry=False, headers=headers,
+                                httpx_client=httpx.Client(timeout=timeout, follow_redirects=True))
         self._client: Client = create_client(url, key, options)
         self._secrets = tuple(s for s in (key, access_token) if s)
         parts = urlsplit(url)  # shown in the page header: never any user:password@ part
