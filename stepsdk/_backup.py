@@ -369,6 +369,45 @@ def _ack_step_versions(snap: BackupSnapshot, ids: list[str], versions: Any) -> N
             snap.acked_step_versions[sid] = v
 
 
+def pending_steps_of_gone_writers(root: str | os.PathLike[str], exclude: Path | None = None) -> tuple[int, int]:
+    """(steps not uploaded, journals holding them) among journals in journal/ whose writer is
+    gone (closed, or its process ended). Keeps ids and versions only, never rows: cheap enough
+    for a log hint. Archived journals are done by definition and not read."""
+    versions: dict[str, int] = {}
+    acked = BackupSnapshot()
+    owner: dict[str, Path] = {}
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for path in sorted((Path(root) / JOURNAL_DIR).glob(f"*{SUFFIX}")):
+            if path == exclude:
+                continue
+            info = JournalInfo(path=path, archived=False)
+            ids: list[str] = []
+            with contextlib.suppress(OSError):
+                for _, rec, _, _ in iter_journal(path):
+                    _note_for_hint(rec, info, ids, versions, acked)
+            if not info.writer_alive:
+                owner.update(dict.fromkeys(ids, path))
+    pending = [i for i in owner if acked.acked_step_versions.get(i, -1) < versions.get(i, 0)]
+    return len(pending), len({owner[i] for i in pending})
+
+
+def _note_for_hint(rec: dict[str, Any] | None, info: JournalInfo, ids: list[str],
+                   versions: dict[str, int], acked: BackupSnapshot) -> None:
+    if rec is None:
+        return
+    kind = rec["k"]
+    if kind == KIND_STEP:
+        sid = rec["row"]["id"]
+        ids.append(sid)
+        versions[sid] = max(versions.get(sid, 0), rec.get("v", 0))
+    elif kind == KIND_ACK and rec["t"] == T_STEPS:
+        _ack_step_versions(acked, [i for i in rec.get("ids") or () if isinstance(i, str)], rec.get("v"))
+    elif kind == KIND_OPEN:
+        info.pid, info.host = rec.get("pid"), rec.get("host")
+    elif kind == KIND_CLOSE:
+        info.closed = True
+
+
 class BackupStore:
     """Reader (and small maintenance helpers) for a backup folder. Never raises on a missing folder."""
 

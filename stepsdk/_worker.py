@@ -55,6 +55,7 @@ from stepsdk._backup import (
     encode_record,
     iter_journal,
     now_iso,
+    pending_steps_of_gone_writers,
     write_screenshot,
 )
 from stepsdk._config import Config
@@ -65,6 +66,7 @@ from stepsdk._sanitize import Sanitizer
 log = logging.getLogger("stepsdk")
 
 _live_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+_backlog_hint = threading.Lock()  # held forever once one worker has looked (once per process)
 
 
 @dataclasses.dataclass(slots=True)
@@ -446,6 +448,7 @@ class Worker:
                 continue
             try:
                 self._send(batch)
+                self._hint_earlier_backlog()
             except _Unavailable as exc:
                 self.breaker.failure(str(exc), f" ({self.config.backup_dir})")
                 self.last_error = str(exc)
@@ -455,6 +458,21 @@ class Worker:
                 self.breaker.failure(f"{type(exc).__name__}")
             with self._cond:
                 self._cond.notify_all()
+
+    def _hint_earlier_backlog(self) -> None:
+        """Once per process, when the backend has just taken a batch: say if earlier runs left
+        steps in the backup that only `stepsdk resync` uploads (read here, never on the caller's
+        thread; ids only)."""
+        if not _backlog_hint.acquire(blocking=False):
+            return
+        try:
+            steps, journals = pending_steps_of_gone_writers(self.config.backup_dir, self.journal.path)
+        except Exception as exc:  # only a hint: never let it disturb uploads
+            log.debug("backlog hint failed: %s", exc)
+            return
+        if steps:
+            log.warning("stepsdk: %d steps pending in %s from earlier runs (%d journals); run "
+                        "'stepsdk resync' to upload them", steps, self.config.backup_dir, journals)
 
     def _next_batch(self) -> list[_Item] | None:
         """Block until a batch is due; None when stopped and nothing more can be done."""

@@ -14,6 +14,7 @@ from stepsdk._backup import (
     JournalWriter,
     decode_line,
     encode_record,
+    pending_steps_of_gone_writers,
     write_screenshot,
 )
 
@@ -238,3 +239,15 @@ def test_bad_step_version_is_a_corrupt_record(tmp_path: Path) -> None:
     snap = BackupStore(tmp_path).read()
     assert [r["step_number"] for r in snap.steps["t"]] == [2]
     assert len(snap.problems) == 1 and "version" in snap.problems[0]
+
+
+def test_pending_steps_of_gone_writers_counts_ids_only_of_finished_writers(tmp_path: Path) -> None:
+    live = JournalWriter(tmp_path)  # this process, not closed: still writing, not "earlier"
+    live.append([_step("a", 1), _step("a", 2)])
+    gone = JournalWriter(tmp_path)
+    gone.append([_step("b", n, f"00000000-0000-4000-8000-00000000b00{n}") for n in range(1, 4)])
+    gone.close()
+    JournalWriter(tmp_path).append([{"k": "ack", "t": "task_steps", "ids": ["00000000-0000-4000-8000-00000000b001"]}])
+    assert pending_steps_of_gone_writers(tmp_path) == (2, 1)
+    assert pending_steps_of_gone_writers(tmp_path, exclude=gone.path) == (0, 0)
+    assert pending_steps_of_gone_writers(tmp_path / "missing") == (0, 0)

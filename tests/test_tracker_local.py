@@ -493,3 +493,25 @@ def test_failing_client_creation_is_an_unavailable_backend(tmp_path: Path, monke
     assert t.stats().backend == "down" and "Supabase client" in (t.stats().last_error or "")
     t.close(1)
     assert len(_steps(tmp_path, t.task_id)) == 1
+
+
+def test_backlog_of_earlier_runs_is_hinted_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    import stepsdk._supabase_sink as sink_module
+    import stepsdk._worker as worker_module
+
+    with _tracker(tmp_path) as earlier:  # local mode: 3 steps only `stepsdk resync` will upload
+        for i in range(3):
+            earlier.record_step("action", {"i": i}, screenshot=png_bytes(small_screen()) if i == 0 else None)
+    monkeypatch.setattr(sink_module, "SupabaseSink", _OrderCheckingSink)
+    monkeypatch.setattr(worker_module, "_backlog_hint", threading.Lock())  # a fresh "process"
+    config = Config.resolve("http://127.0.0.1:9", "key", tmp_path)
+    caplog.set_level(logging.WARNING, logger="stepsdk")
+    for _ in range(2):
+        with StepTracker(title="now", config=config, flush_interval=0.01) as t:
+            t.record_step("action", {"now": True})  # its own step is never counted
+    hints = [r.getMessage() for r in caplog.records if "earlier runs" in r.getMessage()]
+    assert hints == [f"stepsdk: 3 steps pending in {tmp_path} from earlier runs (1 journals); "
+                     "run 'stepsdk resync' to upload them"]
