@@ -59,7 +59,7 @@ _CSS = """
 .q-timeline__title { font-size: 0.95rem; font-weight: 600; margin: 0; line-height: 1.6rem; }
 .q-timeline__subtitle { display: none; }
 .q-timeline--dense--right .q-timeline__entry { padding-left: 36px; }
-.q-timeline__content { padding-bottom: 6px; }
+.q-timeline__content { padding-bottom: 6px; gap: 0; }
 """
 
 
