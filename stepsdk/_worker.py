@@ -141,6 +141,7 @@ class Worker:
         self.shots_queued = 0  # screenshot steps journaled as version 0
         self.shots_done = 0  # ... whose version 1 was handed over (or failed)
         self._pending: collections.deque[_Item] = collections.deque()
+        self._latest_task: _Item | None = None  # sent ahead of steps until a task row is uploaded
         self._backlog_offset: int | None = None
         self._flush_requested = 0
         self._stopping = False
@@ -325,6 +326,8 @@ class Worker:
                     self.journaled += journaled
                     self.shots_queued += not it.final
                 if it.kind == KIND_TASK:
+                    if self._latest_task is None or it.version >= self._latest_task.version:
+                        self._latest_task = it
                     self.task_version_processed = max(self.task_version_processed, it.version)
                     if journaled:
                         self.task_version_journaled = max(self.task_version_journaled, it.version)
@@ -486,7 +489,9 @@ class Worker:
                     continue
                 if not self._pending and self._backlog_offset is not None:
                     break  # reload from the journal, below (outside the lock)
-                due = self._pending and (
+                # Steps spilled on the caller's thread can reach `pending` before the journal
+                # thread has handled the task row: never send them before it exists (foreign key).
+                due = self._pending and self._latest_task is not None and (
                     len(self._pending) >= self.buffer_size or self._flush_requested or self._stopping
                     or time.monotonic() - self._pending[0].since >= self.flush_interval)
                 if due:
@@ -555,6 +560,9 @@ class Worker:
         rejected or counted twice. The batch leaves `pending` when every stage is through.
         """
         todo = [it for it in batch if not it.done]
+        first = self._latest_task
+        if self.task_version_uploaded == 0 and first is not None and not first.done and first not in todo:
+            todo.insert(0, first)  # the task row goes first, even if it sits later in `pending`
         tasks: dict[str, _Item] = {}
         for it in todo:
             if it.kind == KIND_TASK and it.version >= tasks.get(it.key, it).version:

@@ -418,6 +418,8 @@ class _OrderCheckingSink:
         if len(set(keys)) != len(keys):
             self.violations.append(f"{table}: one upsert touches a row twice")
         for key, row in zip(keys, rows, strict=True):
+            if table == "task_steps" and row["task_id"] not in self.rows["tasks"]:
+                self.violations.append(f"step {key} uploaded before its task row")
             if table == "task_steps" and row["screenshot_path"] and row["screenshot_path"] not in self.objects:
                 self.violations.append(f"step {key} uploaded before its object")
             if table == "step_screenshots" and row["step_id"] not in self.rows["task_steps"]:
@@ -515,3 +517,30 @@ def test_backlog_of_earlier_runs_is_hinted_once_per_process(tmp_path: Path, monk
     hints = [r.getMessage() for r in caplog.records if "earlier runs" in r.getMessage()]
     assert hints == [f"stepsdk: 3 steps pending in {tmp_path} from earlier runs (1 journals); "
                      "run 'stepsdk resync' to upload them"]
+
+
+def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full queue spills steps on the caller's thread, possibly before the journal thread has
+    handled the task row queued first: the uploader must still send the task row first."""
+    import stepsdk._supabase_sink as sink_module
+    from stepsdk._model import Task
+    from stepsdk._worker import Worker
+
+    slow_items = Worker._to_items
+
+    def slow_task(self: Worker, obj: object, jobs: list) -> list:
+        if isinstance(obj, Task):
+            time.sleep(0.3)  # the journal thread is late with the task row
+        return slow_items(self, obj, jobs)
+
+    monkeypatch.setattr(Worker, "_to_items", slow_task)
+    monkeypatch.setattr(sink_module, "SupabaseSink", _OrderCheckingSink)
+    config = Config.resolve("http://127.0.0.1:9", "key", tmp_path)
+    t = StepTracker(title="t", config=config, buffer_size=5, flush_interval=0.01, max_queue=1)
+    for i in range(20):
+        t.record_step("action", {"i": i})
+    assert t.stats().spilled >= 15
+    result = t.close(10)
+    sink = t._worker.sink
+    assert sink.violations == [] and result.ok and result.uploaded == 20, (sink.violations, result)
