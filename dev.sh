@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
-VENV=.venv
+VENV="$PWD/.venv"
 
 log() { printf '\033[1;34m[stepsdk]\033[0m %s\n' "$*" >&2; }
 
@@ -29,7 +29,10 @@ install_python_packages() {
     [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
     local stamp
     stamp=$(cat pyproject.toml dev.sh | sha256sum | cut -c1-16)
-    if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ]; then
+    # Reinstall when pyproject/dev.sh changed, or when the editable install no longer finds the
+    # packages as regular packages (e.g. it was made before a package folder had its __init__.py).
+    if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ] || ! (cd / && "$VENV/bin/python" -c \
+        'import sys, stepsdk, viewer; sys.exit(stepsdk.__file__ is None or viewer.__file__ is None)' 2>/dev/null); then
         log "installing Python packages into $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
         "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
