@@ -5,7 +5,8 @@ Formats (version :data:`EXPORT_VERSION`):
 - JSON: ``{"stepsdk_export": 1, "exported_at": ..., "source": ..., "tasks": [BUNDLE, ...]}``
   where ``BUNDLE = {"task": {...}, "steps": [...], "screenshots": [...]}`` (rows as stored);
 - JSONL: one ``{"stepsdk_export": 1, **BUNDLE}`` per line (streams well, greps well);
-- CSV: one row per step (a task without steps still gets one row), JSON columns serialized;
+- CSV: one row per step (a task without steps still gets one row), JSON columns serialized,
+  text that a spreadsheet would run as a formula prefixed with ``'`` (:mod:`stepsdk._csv`);
 - zip (``--with-screenshots``): ``manifest.json`` (version, data file name, sha256 and size of
   each image, the screenshots that could not be fetched), the data file, and
   ``screenshots/<storage_path>`` for every image.
@@ -22,7 +23,6 @@ written atomically, from where ``stepsdk resync`` uploads them.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import io
 import json
@@ -43,6 +43,8 @@ from typing import IO, Any, Protocol
 
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from stepsdk._csv import write_rows
 
 EXPORT_VERSION = 1
 FORMATS = ("json", "jsonl", "csv")
@@ -356,34 +358,26 @@ def csv_columns() -> list[str]:
     return ["task_id", *task, "step_id", *step, "screenshot_count"]
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return _dumps(value)
-    return value
-
-
 def write_csv(bundles: Iterable[TaskBundle], out: IO[str], source: str) -> None:
-    """One row per step; JSON values serialized; cells kept verbatim (no formula escaping, so
-    the data stays exact for notebooks; do not open untrusted exports in a spreadsheet)."""
+    """One row per step; JSON values serialized; text that a spreadsheet would run as a formula
+    gets a leading ``'`` (see :mod:`stepsdk._csv`): step data comes from agents and web pages."""
     del source
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(csv_columns())
+    write_rows(out, csv_columns(), _csv_rows(bundles))
+
+
+def _csv_rows(bundles: Iterable[TaskBundle]) -> Iterator[list[Any]]:
     for bundle in bundles:
-        task_cells = [_cell(bundle.task.get(c)) for c in TASK_COLUMNS if c != "task_id"]
+        task_cells = [bundle.task.get(c) for c in TASK_COLUMNS if c != "task_id"]
         shots_per_step: dict[str, int] = {}
         for shot in bundle.screenshots:
             shots_per_step[str(shot.get("step_id"))] = shots_per_step.get(str(shot.get("step_id")), 0) + 1
         for step in bundle.steps or [None]:
             if step is None:  # keep tasks without steps visible
-                writer.writerow([bundle.task_id, *task_cells] + [""] * (len(STEP_COLUMNS) - 1) + [0])
+                yield [bundle.task_id, *task_cells] + [None] * (len(STEP_COLUMNS) - 1) + [0]
                 continue
-            step_cells = [_cell(step.get(c)) for c in STEP_COLUMNS if c not in ("id", "task_id")]
+            step_cells = [step.get(c) for c in STEP_COLUMNS if c not in ("id", "task_id")]
             count = shots_per_step.get(str(step.get("id")), 0)
-            writer.writerow([bundle.task_id, *task_cells, _cell(step.get("id")), *step_cells, count])
+            yield [bundle.task_id, *task_cells, step.get("id"), *step_cells, count]
 
 
 WRITERS: dict[str, Callable[[Iterable[TaskBundle], IO[str], str], None]] = {

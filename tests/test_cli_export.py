@@ -52,6 +52,29 @@ def test_csv_is_one_row_per_step_and_keeps_tasks_without_steps() -> None:
     assert len(empty) == 1 and empty[0]["step_id"] == "" and empty[0]["task_status"] == "running"
 
 
+def test_csv_neutralises_formulas_and_keeps_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ds = _dataset()
+    step = next(s for s in ds.steps if s["task_id"] == "t-ok")
+    step.update(thinking='=HYPERLINK("http://x")', error_message="-cmd|' /C calc'!A0", duration_ms=-2.5)
+    step["step_data"] = '@SUM(A1)'  # a JSON string value: text, so escaped too
+    backup = tmp_path / "backup"
+    load_into_backup(backup, ds)
+    local_env(monkeypatch, backup)
+    assert main(["export", "t-ok", "--format", "csv"]) == Exit.OK
+    row = next(r for r in csv.DictReader(io.StringIO(capsys.readouterr().out)) if r["step_id"] == step["id"])
+    assert row["thinking"] == '\'=HYPERLINK("http://x")'
+    assert row["error_message"] == "'-cmd|' /C calc'!A0"
+    assert row["step_data"] == "'@SUM(A1)"
+    assert (row["duration_ms"], row["step_number"]) == ("-2.5", "1")  # real numbers are not escaped
+
+
+def test_export_help_mentions_formula_escaping(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "formula" in capsys.readouterr().out
+
+
 def test_json_and_jsonl_envelopes() -> None:
     ds = _dataset()
     bundles = [_export.TaskBundle(t, *ds.for_task(t["task_id"])) for t in ds.tasks]

@@ -1,15 +1,17 @@
 """Exports shared by the pages and the JSON API: the task report, tasks CSV and steps CSV.
 
 CSV cells that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) are prefixed
-with a quote: step text comes from agents and web pages, not from us.
+with a quote (:mod:`stepsdk._csv`, shared with ``stepsdk export``): step text comes from agents
+and web pages, not from us.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from typing import Any
+
+from stepsdk._csv import write_rows
 
 from .data.base import Row
 
@@ -29,20 +31,10 @@ def report_json(report: dict[str, Any]) -> bytes:
     return json.dumps(report, ensure_ascii=False, indent=1, default=str).encode("utf-8")
 
 
-def safe_cell(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        value = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def rows_csv(rows: list[Row], columns: tuple[str, ...]) -> bytes:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: safe_cell(row.get(k)) for k in columns})
+    # CRLF: RFC 4180, what spreadsheets (the main readers of these downloads) expect
+    write_rows(out, columns, ([row.get(k) for k in columns] for row in rows), lineterminator="\r\n")
     return out.getvalue().encode("utf-8")
 
 

@@ -38,6 +38,9 @@ Without TASK_ID, every task matching the filters is exported. The data goes to s
 -o is given (a zip always needs -o). Reads Supabase when SUPABASE_URL and a key are set, else
 the local backup ($STEPSDK_BACKUP_DIR or ./backup); --local/--backup-dir force the backup.
 
+CSV: text cells starting with = + - @ tab or CR get a leading ' so a spreadsheet shows them as
+text instead of running them as a formula (step data is untrusted); numbers are kept as they are.
+
 exit status: 0 done; 1 some screenshot objects could not be fetched (listed in the zip);
 2 bad arguments; 66 a task not found or a bad backup folder; 69 Supabase unreachable;
 78 Supabase not configured or the key rejected.
@@ -51,7 +54,7 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG, formatter_class=examples_formatter(),
     )
     parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="tasks to export (default: all matching)")
-    parser.add_argument("--format", choices=_export.FORMATS, default="json", help="data format (default json)")
+    parser.add_argument("--format", choices=_export.FORMATS, default="json", help="data format (default json; CSV text that looks like a formula gets a leading ')")
     parser.add_argument("--with-screenshots", action="store_true",
                         help="write a zip with the data file and screenshots/<storage_path> images")
     parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
