@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk import _export
+from stepsdk import _export, _export_format, _import
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
 from tests.cli_data import BUCKET, Dataset, json_out, load_into_backup, load_into_stack, local_env, stack_env
@@ -35,7 +35,7 @@ def _by_id(rows: list[dict]) -> dict[str, dict]:
 
 def test_csv_is_one_row_per_step_and_keeps_tasks_without_steps() -> None:
     ds = _dataset()
-    bundles = [_export.TaskBundle(t, *ds.for_task(t["task_id"])) for t in ds.tasks]
+    bundles = [_export_format.TaskBundle(t, *ds.for_task(t["task_id"])) for t in ds.tasks]
     out = io.StringIO()
     _export.write_csv(bundles, out, "test")
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
@@ -77,7 +77,7 @@ def test_export_help_mentions_formula_escaping(capsys: pytest.CaptureFixture[str
 
 def test_json_and_jsonl_envelopes() -> None:
     ds = _dataset()
-    bundles = [_export.TaskBundle(t, *ds.for_task(t["task_id"])) for t in ds.tasks]
+    bundles = [_export_format.TaskBundle(t, *ds.for_task(t["task_id"])) for t in ds.tasks]
     out = io.StringIO()
     _export.write_json(bundles, out, "test")
     doc = json.loads(out.getvalue())
@@ -89,8 +89,8 @@ def test_json_and_jsonl_envelopes() -> None:
     assert [p["task"]["task_id"] for p in parsed] == ["t-ok", "t-fail", "t-empty"]
     assert all(p["stepsdk_export"] == 1 for p in parsed)
     # both parse back through the strict importer
-    assert len(_export.parse_data(out.getvalue(), "x.json")) == 3
-    assert len(_export.parse_data(lines.getvalue(), "x.jsonl")) == 3
+    assert len(_import.parse_data(out.getvalue(), "x.json")) == 3
+    assert len(_import.parse_data(lines.getvalue(), "x.jsonl")) == 3
 
 
 # --------------------------------------------------------------------------- against a backup
@@ -260,7 +260,7 @@ def test_export_zip_from_supabase_and_a_missing_object(stack, tmp_path: Path, mo
         present = [p for p in manifest["screenshots"]]
         assert [zf.read("screenshots/" + p) for p in present] == [ds.images[p] for p in present]
     # the zip still imports: the image it lacks is declared missing
-    loaded = _export.load_export(target)
+    loaded = _import.load_export(target)
     assert loaded.missing_images == [gone]
 
 

@@ -429,7 +429,7 @@ def test_import_never_crashes_on_random_damage(exported: dict[str, Any], tmp_pat
     imports into a backup that reads back whole (no skipped records)."""
     import random
 
-    from stepsdk import _export
+    from stepsdk import _import
 
     rng = random.Random(1234)
     original = _doc(exported)
@@ -439,12 +439,12 @@ def test_import_never_crashes_on_random_damage(exported: dict[str, Any], tmp_pat
         for _ in range(rng.randint(1, 3)):
             _mutate(doc, rng)
         try:
-            bundles = _export.parse_data(json.dumps(doc), "fuzz.json")
-        except _export.ExportFormatError:
+            bundles = _import.parse_data(json.dumps(doc), "fuzz.json")
+        except _import.ExportFormatError:
             refused += 1
             continue
         root = tmp_path / f"b{i}"
-        _export.import_into_backup(_export.LoadedExport(bundles), root)
+        _import.import_into_backup(_import.LoadedExport(bundles), root)
         snap = BackupStore(root).read()
         assert snap.problems == []
         assert sum(map(len, snap.steps.values())) == sum(len(b.steps) for b in bundles)
@@ -457,7 +457,7 @@ def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any
     errors later at resync): the validator is at least as strict as the schema."""
     import random
 
-    from stepsdk import _export
+    from stepsdk import _import
 
     rng = random.Random(99)
     original = _doc(exported)
@@ -468,8 +468,8 @@ def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any
         doc = copy.deepcopy(original)
         _mutate(doc, rng)
         try:
-            bundles = _export.parse_data(json.dumps(doc), "fuzz.json")
-        except _export.ExportFormatError:
+            bundles = _import.parse_data(json.dumps(doc), "fuzz.json")
+        except _import.ExportFormatError:
             continue
         accepted += 1
         db.execute("truncate public.tasks, public.task_steps, public.step_screenshots cascade")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _export
+from stepsdk import _export, _export_format
 from stepsdk._retention import parse_duration
 from stepsdk.cli._common import (
     CliError,
@@ -54,12 +54,12 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG, formatter_class=examples_formatter(),
     )
     parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="tasks to export (default: all matching)")
-    parser.add_argument("--format", choices=_export.FORMATS, default="json", help="data format (default json; CSV text that looks like a formula gets a leading ')")
+    parser.add_argument("--format", choices=_export_format.FORMATS, default="json", help="data format (default json; CSV text that looks like a formula gets a leading ')")
     parser.add_argument("--with-screenshots", action="store_true",
                         help="write a zip with the data file and screenshots/<storage_path> images")
     parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
     filters = parser.add_argument_group("filters")
-    filters.add_argument("--status", choices=_export.TASK_STATUSES, help="only tasks with this status")
+    filters.add_argument("--status", choices=_export_format.TASK_STATUSES, help="only tasks with this status")
     filters.add_argument("--agent", help="only tasks of this agent")
     filters.add_argument("--since", type=time_bound, metavar="WHEN",
                          help="started at or after WHEN: ISO date/time (no offset means UTC) or an age like 7d, 12h")
@@ -143,7 +143,7 @@ def _human(args: argparse.Namespace, tally: _export.Tally, report: _export.ZipRe
             + (f" to {args.output}" if args.output else ""))
 
 
-def _write(args: argparse.Namespace, bundles: Iterator[_export.TaskBundle], source: Any) -> _export.ZipReport:
+def _write(args: argparse.Namespace, bundles: Iterator[_export_format.TaskBundle], source: Any) -> _export.ZipReport:
     if args.with_screenshots:
         with progress(args, "screenshots", None) as advance:
             return _export.write_zip(args.output, args.format, bundles, source.label, source.screenshot, advance)
@@ -158,5 +158,5 @@ def _write(args: argparse.Namespace, bundles: Iterator[_export.TaskBundle], sour
             text.flush()
             text.detach()
 
-        _export.write_atomically(args.output, build)
+        _export_format.write_atomically(args.output, build)
     return _export.ZipReport()

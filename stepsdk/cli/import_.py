@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _export
+from stepsdk import _export_format, _import
 from stepsdk._backup import T_OBJECTS, T_SHOTS, T_STEPS, BackupStore
 from stepsdk.cli._common import (
     CliError,
@@ -62,10 +62,10 @@ def run_import(args: argparse.Namespace) -> int:
             copy = Path(tmp) / "stdin"
             _copy_stdin(copy)
             check_backup_dir(root, must_exist=False)
-            return _import(args, _load(copy, "stdin"), root)
+            return _import_loaded(args, _load(copy, "stdin"), root)
     _check_file(args.file)
     check_backup_dir(root, must_exist=False)
-    return _import(args, _load(args.file, str(args.file)), root)
+    return _import_loaded(args, _load(args.file, str(args.file)), root)
 
 
 def _check_file(path: Path) -> None:
@@ -81,7 +81,7 @@ def _check_file(path: Path) -> None:
 
 def _copy_stdin(target: Path) -> None:
     """``-``: stdin to a private temp file (a zip needs seeking), within the import size limit."""
-    limit = _export.Limits().max_total_bytes
+    limit = _import.Limits().max_total_bytes
     copied = 0
     with target.open("wb") as out:
         while chunk := sys.stdin.buffer.read(1 << 20):
@@ -91,25 +91,25 @@ def _copy_stdin(target: Path) -> None:
             out.write(chunk)
 
 
-def _load(path: Path, label: str) -> _export.LoadedExport:
+def _load(path: Path, label: str) -> _import.LoadedExport:
     try:
-        return _export.load_export(path)
-    except _export.ExportFormatError as exc:
+        return _import.load_export(path)
+    except _import.ExportFormatError as exc:
         raise CliError(f"{label} is not a valid stepsdk export: {exc}", Exit.DATA) from None
     except PermissionError:
         raise CliError(f"{label} is not readable", Exit.NO_INPUT) from None
 
 
-def _import(args: argparse.Namespace, loaded: _export.LoadedExport, root: Path) -> int:
+def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root: Path) -> int:
     secrets = tuple(v for v in (os.environ.get("SUPABASE_SECRET_KEY"), os.environ.get("SUPABASE_SERVICE_ROLE_KEY")) if v)
-    cleaned = _export.sanitize_bundles(loaded.bundles, secrets)
+    cleaned = _import.sanitize_bundles(loaded.bundles, secrets)
     store = BackupStore(root)
     acked = _already_uploaded(store, loaded.bundles)  # read before writing: only older acks count
     try:
-        report = _export.import_into_backup(loaded, root)
-    except _export.ExportFormatError as exc:
+        report = _import.import_into_backup(loaded, root)
+    except _import.ExportFormatError as exc:
         raise CliError(f"{args.file} cannot be imported: {exc}", Exit.DATA) from None
-    absent = [p for p in _export.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
+    absent = [p for p in _export_format.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
     _warn_about(cleaned, acked, absent, root)
     result = {
         "ok": True, "file": str(args.file), "backup_dir": str(root), "tasks": report.tasks,
@@ -136,9 +136,9 @@ def _warn_about(cleaned: int, acked: int, absent: list[str], root: Path) -> None
              "in the bucket (share runs with 'stepsdk export --with-screenshots')")
 
 
-def _already_uploaded(store: BackupStore, bundles: list[_export.TaskBundle]) -> int:
+def _already_uploaded(store: BackupStore, bundles: list[_export_format.TaskBundle]) -> int:
     """Rows and objects this backup already has acknowledgements for (resync skips those)."""
     snap = store.read()
     steps = sum(snap.is_acked(T_STEPS, s["id"]) for b in bundles for s in b.steps)
     shots = sum(snap.is_acked(T_SHOTS, r["id"]) for b in bundles for r in b.screenshots)
-    return steps + shots + sum(snap.is_acked(T_OBJECTS, p) for p in _export.storage_paths(bundles))
+    return steps + shots + sum(snap.is_acked(T_OBJECTS, p) for p in _export_format.storage_paths(bundles))
