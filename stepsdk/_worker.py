@@ -561,7 +561,8 @@ class Worker:
         """
         todo = [it for it in batch if not it.done]
         first = self._latest_task
-        if self.task_version_uploaded == 0 and first is not None and not first.done and first not in todo:
+        if (self.task_version_uploaded == 0 and first is not None and not first.done
+                and all(it is not first for it in todo)):
             todo.insert(0, first)  # the task row goes first, even if it sits later in `pending`
         tasks: dict[str, _Item] = {}
         for it in todo:
@@ -584,7 +585,8 @@ class Worker:
         self._upsert_split("step_screenshots", shots, T_SHOTS)
         with self._cond:
             ids = {id(it) for it in batch}
-            self._pending = collections.deque(it for it in self._pending if id(it) not in ids)
+            # Also drops items already sent with another batch (the task row sent ahead of steps).
+            self._pending = collections.deque(it for it in self._pending if id(it) not in ids and not it.done)
             if self._flush_requested and not self._pending and self._backlog_offset is None:
                 self._flush_requested = 0
             self._cond.notify_all()
@@ -741,7 +743,7 @@ class Worker:
         """Move a fully uploaded journal to archive/ (what `stepsdk resync` would do later), so
         journal/ only holds what still needs attention. Rejected records keep it in journal/."""
         everything = (self.uploaded == self.submitted == self.journaled and not self.rejected
-                      and not self.dropped and not self.backup_errors and not self._pending
+                      and not self.dropped and not self.backup_errors and all(it.done for it in self._pending)
                       and self._backlog_offset is None
                       and self.task_version_uploaded >= self.task_version_submitted)
         if not everything or not self.journal.path.exists():

@@ -544,3 +544,4 @@ def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(tmp_path: Pa
     result = t.close(10)
     sink = t._worker.sink
     assert sink.violations == [] and result.ok and result.uploaded == 20, (sink.violations, result)
+    assert not t.journal_path.exists() and list((tmp_path / "archive").iterdir())  # all done: archived
