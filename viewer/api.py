@@ -4,6 +4,10 @@ synchronous data sources never block the event loop.
 
 Errors are JSON ``{"detail": ...}``: 404 for unknown tasks/objects, 422 for bad parameters,
 503 when the backend cannot be reached.
+
+Task ids are one URL-encoded path segment (``a/steps`` → ``/api/tasks/a%2Fsteps``): routing
+normally sees the decoded path, where that id would read as task ``a``'s steps route, so
+:class:`EncodedTaskIdPath` keeps the id segment encoded until the handler decodes it.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
-from fastapi import HTTPException, Path, Query
+from fastapi import Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 from nicegui import app
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .data.base import (
     MAX_PER_PAGE,
@@ -32,7 +38,37 @@ from .pages._common import screenshot_url
 log = logging.getLogger("viewer.api")
 SortColumn = Literal[SORT_COLUMNS]  # type: ignore[valid-type]
 Status = Literal[STATUSES]  # type: ignore[valid-type]
-TaskId = Annotated[str, Path(description="the task id (URL-encoded)")]
+TASKS_PREFIX = "/api/tasks/"
+
+
+def _task_id(task_id: Annotated[str, Path(description="the task id, URL-encoded as one segment (a/b → a%2Fb)")]) -> str:
+    return unquote(task_id)  # the segment arrives still encoded: see EncodedTaskIdPath
+
+
+TaskId = Annotated[str, Depends(_task_id)]
+
+
+def routing_path(raw_path: bytes, prefix: str) -> str:
+    """The path to route on for ``/api/tasks/<id>[/...]``: every segment decoded except the id,
+    which stays percent-encoded (so an encoded ``/`` cannot split it) until :func:`_task_id`."""
+    raw = raw_path.decode("utf-8", "replace")[len(prefix):]  # some clients send UTF-8 unencoded
+    segment, slash, rest = raw.partition("/")
+    return prefix + unquote(segment).replace("%", "%25").replace("/", "%2F") + slash + unquote(rest)
+
+
+class EncodedTaskIdPath:
+    """ASGI middleware: routes ``/api/tasks/...`` on :func:`routing_path` of the raw path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            prefix = scope.get("root_path", "") + TASKS_PREFIX
+            raw = scope.get("raw_path") or b""
+            if scope["path"].startswith(prefix) and raw.startswith(prefix.encode()):
+                scope = {**scope, "path": routing_path(raw, prefix)}
+        await self.app(scope, receive, send)
 
 
 def pagination(page: int, per_page: int, total: int) -> dict[str, int]:
@@ -88,6 +124,8 @@ def _placeholder(text: str, status: int) -> Response:
 
 
 def register(source: DataSource) -> None:
+    app.add_middleware(EncodedTaskIdPath)
+
     def task_or_404(task_id: str) -> Row:
         try:
             task = source.get_task(task_id)
@@ -130,7 +168,7 @@ def register(source: DataSource) -> None:
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 
-    @app.get("/api/tasks/{task_id:path}/steps", tags=["stepsdk"], summary="A page of a task's steps")
+    @app.get("/api/tasks/{task_id}/steps", tags=["stepsdk"], summary="A page of a task's steps")
     def steps(task_id: TaskId, page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
               per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20) -> dict[str, Any]:
         task_or_404(task_id)
@@ -140,7 +178,7 @@ def register(source: DataSource) -> None:
             raise _unavailable(exc) from None
         return {"steps": rows, "pagination": pagination(page, per_page, total)}
 
-    @app.get("/api/tasks/{task_id:path}/report", tags=["stepsdk"], summary="Task, all steps, screenshots, statistics")
+    @app.get("/api/tasks/{task_id}/report", tags=["stepsdk"], summary="Task, all steps, screenshots, statistics")
     def report(task_id: TaskId) -> dict[str, Any]:
         task = task_or_404(task_id)
         try:
@@ -149,7 +187,7 @@ def register(source: DataSource) -> None:
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 
-    @app.get("/api/tasks/{task_id:path}/screenshots", tags=["stepsdk"], summary="A task's screenshots")
+    @app.get("/api/tasks/{task_id}/screenshots", tags=["stepsdk"], summary="A task's screenshots")
     def screenshots(task_id: TaskId) -> dict[str, Any]:
         task_or_404(task_id)
         try:
@@ -157,7 +195,7 @@ def register(source: DataSource) -> None:
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 
-    @app.get("/api/tasks/{task_id:path}", tags=["stepsdk"], summary="One task with its summary")
+    @app.get("/api/tasks/{task_id}", tags=["stepsdk"], summary="One task with its summary")
     def task(task_id: TaskId) -> Row:
         return task_or_404(task_id)
 
@@ -183,4 +221,7 @@ def register(source: DataSource) -> None:
 
     @app.get("/api/{rest:path}", include_in_schema=False)
     def api_not_found(rest: str) -> None:
+        if rest.startswith("tasks/"):  # most likely an id with an unencoded "/"
+            raise HTTPException(404, detail="no such API route (a task id is one path segment: "
+                                            "URL-encode it, a/b → a%2Fb)")
         raise HTTPException(404, detail="no such API route")

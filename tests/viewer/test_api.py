@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from nicegui.testing import User
 
 from tests.viewer import dataset
+from tests.viewer.conftest import viewer_user
+from viewer.data.backup_source import BackupSource
 from viewer.data.base import DataSource
 
 
@@ -127,3 +132,48 @@ async def test_no_script_url_in_served_html(viewer: User) -> None:
     # user text travels as JSON data for Vue's text rendering, never as live markup
     assert "<script>window.__xss" not in html
     assert not re.search(r"<img src=x onerror", html)
+
+
+SLASH_IDS = ["a", "a/steps", "a/report", "b/c/d", "50%2F off", "q?x#y"]
+
+
+@pytest.fixture
+async def slash_viewer(tmp_path) -> AsyncIterator[User]:
+    """Task ids that contain ``/`` (and ``%``, ``?``, ``#``) next to the id they would clash with."""
+    b = dataset._Builder()
+    for i, task_id in enumerate(SLASH_IDS):
+        task = dataset._task(task_id, f"title {i}", "success", timedelta(hours=i + 1), 100.0)
+        b.ds.tasks.append(task)
+        for number in range(1, i + 2):  # i + 1 steps: tells the tasks apart
+            b.step(task, number, "action", 10.0)
+    dataset.write_backup(tmp_path / "backup", b.ds)
+    async with viewer_user(BackupSource(tmp_path / "backup")) as user:
+        yield user
+
+
+async def test_task_ids_with_slashes_are_one_encoded_segment(slash_viewer: User) -> None:
+    for i, task_id in enumerate(SLASH_IDS):
+        path = "/api/tasks/" + quote(task_id, safe="")
+        assert (await get(slash_viewer, path))["task_id"] == task_id
+        body = await get(slash_viewer, path + "/steps")
+        assert body["pagination"]["total"] == i + 1 and {s["task_id"] for s in body["steps"]} == {task_id}
+        assert (await get(slash_viewer, path + "/report"))["task"]["task_id"] == task_id
+        assert (await get(slash_viewer, path + "/screenshots"))["screenshots"] == []
+    # "a/steps" encoded is the task "a/steps", not task "a"'s steps
+    assert (await get(slash_viewer, "/api/tasks/a%2Fsteps"))["title"] == "title 1"
+    assert "steps" in await get(slash_viewer, "/api/tasks/a/steps")
+    # an unencoded "/" in an id is not guessed at: a 404 that says how to ask
+    body = await get(slash_viewer, "/api/tasks/b/c/d", 404)
+    assert "URL-encode" in body["detail"]
+    assert (await get(slash_viewer, "/api/tasks/a%252Fsteps", 404))["detail"] == "task not found"  # "a%2Fsteps"
+
+
+async def test_task_page_with_slashes_in_the_id(slash_viewer: User) -> None:
+    await slash_viewer.open("/tasks/" + quote("a/steps", safe=""))
+    await slash_viewer.should_see("title 1")
+    await slash_viewer.should_see("Step 1 of 2")
+    await slash_viewer.open("/tasks/a")
+    await slash_viewer.should_see("title 0")
+    await slash_viewer.should_see("Step 1 of 1")
+    await slash_viewer.open("/tasks/" + quote("b/c/d", safe="") + "?step=3")
+    await slash_viewer.should_see("Step 3 of 4")
