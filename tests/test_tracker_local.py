@@ -384,6 +384,7 @@ def _journaled_ids(t: StepTracker) -> set[str]:
     return {rec["row"]["id"] for _, rec, _, _ in iter_journal(t.journal_path) if rec and rec["k"] == "step"}
 
 
+@pytest.mark.slow  # ~3 s: ten full-size screenshots are really encoded
 def test_screenshot_encoding_never_delays_the_journal(tmp_path: Path) -> None:
     png = png_bytes(gallery_screen(seed=4))  # 1080x2400 photo-like: ~150-350 ms each to encode
     t = _tracker(tmp_path)
