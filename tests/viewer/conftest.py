@@ -81,6 +81,14 @@ async def viewer_user(source: DataSource) -> AsyncIterator[User]:
             ui.download = download
 
 
+@asynccontextmanager
+async def backup_viewer(root: Path, ds: dataset.Dataset) -> AsyncIterator[User]:
+    """A simulated user on a viewer over a backup holding just ``ds`` (for data the shared set lacks)."""
+    dataset.write_backup(root, ds)
+    async with viewer_user(BackupSource(root)) as user:
+        yield user
+
+
 @pytest.fixture
 async def viewer(source: DataSource, caplog: pytest.LogCaptureFixture) -> AsyncIterator[User]:
     async with viewer_user(source) as user:

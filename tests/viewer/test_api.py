@@ -11,8 +11,7 @@ import pytest
 from nicegui.testing import User
 
 from tests.viewer import dataset
-from tests.viewer.conftest import viewer_user
-from viewer.data.backup_source import BackupSource
+from tests.viewer.conftest import backup_viewer
 from viewer.data.base import DataSource
 
 
@@ -146,8 +145,7 @@ async def slash_viewer(tmp_path) -> AsyncIterator[User]:
         b.ds.tasks.append(task)
         for number in range(1, i + 2):  # i + 1 steps: tells the tasks apart
             b.step(task, number, "action", 10.0)
-    dataset.write_backup(tmp_path / "backup", b.ds)
-    async with viewer_user(BackupSource(tmp_path / "backup")) as user:
+    async with backup_viewer(tmp_path / "backup", b.ds) as user:
         yield user
 
 

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import importlib
 import io
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
 from tests.viewer import dataset
+from tests.viewer.conftest import backup_viewer
 from viewer.data.base import DataSource
 
 
@@ -182,16 +184,71 @@ async def test_long_task_is_paged_and_keys_cross_pages(viewer: User) -> None:
 
 
 async def test_playback_steps_through_the_task(viewer: User) -> None:
+    """task-ok has screenshots on steps 2 and 3 of 4: the slideshow shows those and stops."""
     task_module = importlib.import_module("viewer.pages.task")
     task_module.PLAY_SECONDS = 0.05
     try:
         await viewer.open("/tasks/task-ok")
         viewer.find(marker="play").click()
-        await viewer.should_see("Step 4 of 4", retries=30)
-        await asyncio.sleep(0.2)
-        await viewer.should_see("Play")  # stopped at the end
+        await viewer.should_see("Step 3 of 4", retries=30)
+        await asyncio.sleep(0.3)
+        await viewer.should_see("Play")  # stopped at the last screenshot
+        await viewer.should_see("Step 3 of 4")
+        await viewer.should_not_see("Step 4 of 4")
     finally:
         task_module.PLAY_SECONDS = 1.2
+
+
+def _slideshow_data() -> dataset.Dataset:
+    """60 steps (two timeline pages), screenshots on steps 2, 49 and 53; and a task without any."""
+    b = dataset._Builder()
+    shots = {2: (200, 0, 0), 49: (0, 200, 0), 53: (0, 0, 200)}
+    task = dataset._task("slides", "Slides", "success", timedelta(hours=1), 1000.0)
+    plain = dataset._task("plain", "No screenshots", "success", timedelta(hours=2), 1000.0)
+    b.ds.tasks = [task, plain]
+    for n in range(1, 61):
+        image = dataset.webp(shots[n]) if n in shots else None
+        b.step(task, n, "screenshot" if image else "action", 10.0, image=image)
+    for n in range(1, 4):
+        b.step(plain, n, "action", 10.0)
+    return b.ds
+
+
+async def _shown_steps(user: User, until: str, limit: int = 200) -> list[str]:
+    """The step titles shown, in order, polled until playback has started, then stopped at ``until``."""
+    seen: list[str] = []
+    started = False
+    for _ in range(limit):
+        with user:
+            title = next(iter(ElementFilter(marker="step-title"))).text
+            playing = any(b.text == "Pause" for b in ElementFilter(kind=ui.button, marker="play"))
+        started = started or playing
+        if not seen or seen[-1] != title:
+            seen.append(title)
+        if started and title == until and not playing:
+            return seen
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"playback did not stop at {until}: {seen}")
+
+
+async def test_playback_is_a_slideshow_of_the_screenshots_across_pages(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(importlib.import_module("viewer.pages.task"), "PLAY_SECONDS", 0.05)
+    async with backup_viewer(tmp_path / "backup", _slideshow_data()) as user:
+        await user.open("/tasks/slides")
+        await user.should_see("Step 1 of 60")
+        user.find(marker="play").click()
+        assert await _shown_steps(user, "Step 53 of 60") == [
+            "Step 1 of 60", "Step 2 of 60", "Step 49 of 60", "Step 53 of 60"]
+        await user.should_see("Steps 51–60 of 60")  # the timeline followed to page 2
+        user.find(ui.keyboard).trigger("key", key_event("p"))  # at the last one: replays from the first
+        replay = await _shown_steps(user, "Step 53 of 60")
+        assert replay[replay.index("Step 2 of 60"):] == ["Step 2 of 60", "Step 49 of 60", "Step 53 of 60"]
+        user.find(ui.keyboard).trigger("key", key_event("k"))  # keys still walk every step
+        await user.should_see("Step 52 of 60")
+        await user.open("/tasks/plain")
+        user.find(marker="play").click()
+        await user.should_see("No screenshots to play in this task")
+        await user.should_see("Step 1 of 3")
 
 
 async def test_charts(viewer: User) -> None:

@@ -173,7 +173,7 @@ class TaskView:
             if self.pages > 1:
                 ui.pagination(1, self.pages, direction_links=True, value=self.page,
                               on_change=lambda e: self._goto_page(e.value)).props("max-pages=7 boundary-numbers")
-            ui.label("j/k or arrows: step · p: play").classes("text-xs text-gray-400")
+            ui.label("j/k or arrows: step · p: play screenshots").classes("text-xs text-gray-400")
         self.timeline_box.clear()
         self.entries = {}
         with self.timeline_box, ui.timeline(side="right", layout="dense").classes("w-full"):
@@ -263,24 +263,59 @@ class TaskView:
         elif key in ("k", "ArrowUp", "ArrowLeft"):
             await self.select(self.selected - 1)
         elif key == "p":
-            self.toggle_play()
+            await self.toggle_play()
         elif key == "Enter" and self.current() and self.current().get("screenshot_path"):
             self.open_lightbox()
 
-    def toggle_play(self) -> None:
+    async def toggle_play(self) -> None:
+        """Play is a slideshow of the steps that have a screenshot, one every PLAY_SECONDS."""
         if self.play_timer is None:
             return
-        self.play_timer.active = not self.play_timer.active
-        if self.play_timer.active and self.selected >= self.total - 1:
-            self.selected = -1  # replay from the start
-        self._render_detail()
-
-    async def _play_tick(self) -> None:
-        if self.selected >= self.total - 1:
+        if self.play_timer.active:
             self.play_timer.active = False
             self._render_detail()
             return
-        await self.select(self.selected + 1)
+        if await self._next_shot(self.selected) is None:  # at or past the last one: replay
+            first = await self._next_shot(-1)
+            if first is None:
+                ui.notify("No screenshots to play in this task")
+                return
+            self.play_timer.active = True
+            await self.select(first)
+            return
+        self.play_timer.active = True
+        self._render_detail()
+
+    async def _play_tick(self) -> None:
+        nxt = await self._next_shot(self.selected)
+        if nxt is None:
+            self.play_timer.active = False
+            self._render_detail()
+            return
+        await self.select(nxt)
+
+    async def _next_shot(self, after: int) -> int | None:
+        """The index of the first step after ``after`` that has a screenshot, or None. Pages
+        ahead as needed: the shown page is reused, later ones are read without being shown."""
+        page = max(after + 1, 0) // PER_PAGE + 1
+        while page <= self.pages:
+            rows = self.steps if page == self.page else await self._page_rows(page)
+            if rows is None:
+                return None
+            first = (page - 1) * PER_PAGE
+            for offset, step in enumerate(rows):
+                if first + offset > after and step.get("screenshot_path"):
+                    return first + offset
+            page += 1
+        return None
+
+    async def _page_rows(self, page: int) -> list[Row] | None:
+        try:
+            steps, _ = await fetch(self.source.get_steps, self.task_id, page, PER_PAGE)
+        except FetchError as exc:
+            self._show_banner(str(exc))
+            return None
+        return steps
 
     # -- detail -------------------------------------------------------------------------------
     def _render_detail(self) -> None:
@@ -300,7 +335,8 @@ class TaskView:
                     "flat dense round").tooltip("next (j)")
                 playing = bool(self.play_timer and self.play_timer.active)
                 ui.button("Pause" if playing else "Play", icon="pause" if playing else "play_arrow",
-                          on_click=self.toggle_play).props("dense outline").mark("play")
+                          on_click=self.toggle_play).props("dense outline").mark("play").tooltip(
+                    "play the steps that have a screenshot (p)")
                 ui.space()
                 ui.label(f"{step.get('step_type')} · {fmt_ms(step.get('duration_ms'))}").classes("text-gray-600")
                 ui.badge("failed" if failed else "ok", color="negative" if failed else "positive")
