@@ -266,24 +266,24 @@ def _tampered_image(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     _write_all(zout, entries)
 
 
-def _not_an_image(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+def _swap_image(zout: zipfile.ZipFile, entries: dict[str, bytes], data: bytes) -> None:
+    """Replace the first image with ``data`` and list its real sha256: only the content is wrong."""
     name = next(n for n in entries if n.startswith("screenshots/"))
-    entries[name] = b"<script>alert(1)</script>"
+    entries[name] = data
     manifest = _manifest(entries)
-    manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(entries[name]).hexdigest()
+    manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(data).hexdigest()
     entries["manifest.json"] = json.dumps(manifest).encode()
     _write_all(zout, entries)
+
+
+def _not_an_image(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    _swap_image(zout, entries, b"<script>alert(1)</script>")
 
 
 def _gif_image(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
-    name = next(n for n in entries if n.startswith("screenshots/"))
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, "GIF")
-    entries[name] = buf.getvalue()
-    manifest = _manifest(entries)
-    manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(entries[name]).hexdigest()
-    entries["manifest.json"] = json.dumps(manifest).encode()
-    _write_all(zout, entries)
+    _swap_image(zout, entries, buf.getvalue())
 
 
 def _image_missing(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
