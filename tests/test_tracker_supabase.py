@@ -221,3 +221,33 @@ def test_late_steps_after_an_archived_close_are_kept(stack: Any, tmp_path: Path)
     assert len(list((tmp_path / "archive").iterdir())) == 2  # both archives kept
     assert len(db_steps(stack, "late")) == 2
     assert len(BackupStore(tmp_path).read().steps["late"]) == 2
+
+
+def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(stack: Any, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version 0 (no screenshot yet) reaches Supabase while the image is still being encoded;
+    version 1 then fills in screenshot_path and metadata, and the screenshot row follows."""
+    import threading
+
+    from stepsdk._worker import Worker
+    from tests.fixtures_images import png_bytes, small_screen
+
+    encoded = threading.Event()
+    finish_shot = Worker._finish_shot
+
+    def slow_encoder(self: Worker, job: Any) -> None:
+        encoded.wait(20)  # a long encode: released once version 0 is stored
+        finish_shot(self, job)
+
+    monkeypatch.setattr(Worker, "_finish_shot", slow_encoder)
+    with StepTracker(config=cfg(stack, tmp_path), buffer_size=1, flush_interval=0.01) as t:
+        step = t.record_step("action", {"a": 1}, screenshot=png_bytes(small_screen()), metadata={"keep": "me"})
+        assert wait_for(lambda: len(db_steps(stack, t.task_id)) == 1, 20)
+        early = db_steps(stack, t.task_id)[0]
+        encoded.set()
+    assert early["screenshot_path"] is None and early["metadata"] == {"keep": "me", "screenshot_pending": True}
+    row = db_steps(stack, t.task_id)[0]
+    shots = stack.sql("select * from public.step_screenshots where step_id = %s", (step.id,))
+    assert row["metadata"] == {"keep": "me"} and row["screenshot_path"] == shots[0]["storage_path"]
+    assert len(shots) == 1 and t.stats().uploaded == 1
+    assert BackupStore(tmp_path).read().pending_steps() == []
