@@ -546,3 +546,37 @@ def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(tmp_path: Pa
     sink = t._worker.sink
     assert sink.violations == [] and result.ok and result.uploaded == 20, (sink.violations, result)
     assert not t.journal_path.exists() and list((tmp_path / "archive").iterdir())  # all done: archived
+
+
+def test_full_screenshot_queue_holds_the_journal_thread_back_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from stepsdk._worker import Worker
+
+    release = threading.Event()
+    finish_shot = Worker._finish_shot
+
+    def stuck_encoder(self: Worker, job: object) -> None:
+        release.wait(20)
+        finish_shot(self, job)
+
+    monkeypatch.setattr(Worker, "_finish_shot", stuck_encoder)
+    t = _tracker(tmp_path)
+    png = png_bytes(small_screen())
+    first = [t.record_step("action", {"i": i}, screenshot=png) for i in range(50)]
+    time.sleep(0.3)  # the journal thread has written these 50, then waits for room for the 51st image
+    later = [t.record_step("action", {"i": i}) for i in range(10)]
+    time.sleep(0.3)
+    w = t._worker
+    assert w._shots.qsize() == w.max_shot_queue == 32  # bounded: the images wait in the caller's steps
+    journaled = _journaled_ids(t)
+    order = [s.id for s in first]
+    # Each batch is journaled before its images are queued: a prefix of at least the 33 handed
+    # over (32 queued + 1 being encoded); what came after the thread began waiting is not.
+    assert len(journaled) >= 33 and journaled == set(order[:len(journaled)])
+    release.set()
+    assert t.close(20).ok
+    rows = _steps(tmp_path, t.task_id)
+    assert len(rows) == 60 and sum(bool(r["screenshot_path"]) for r in rows) == 50
+    assert {r["id"] for r in rows} >= {s.id for s in later}
