@@ -104,9 +104,11 @@ class StepTracker:
       storage, disk, bad images); wrong argument types raise TypeError/ValueError at the call.
     - Durability: a background thread writes every step to the backup journal (write-ahead)
       within milliseconds; a SIGKILL loses only the steps still queued for it: at most
-      `max_queue` steps, in time the steps recorded in the last ~250 ms even when the agent
-      records in a tight loop (~50-100 µs of journal work per step; tests/test_chaos_crash.py).
-      At an agent's usual pace (a few steps per second) that is none. Screenshots are encoded
+      `max_queue` + 256 steps (1,256 by default), however loaded the machine. At an agent's
+      pace the queue stays short and that means the steps of the last few milliseconds (tested:
+      nothing older than 250 ms is lost); at a few steps per second it is none. In a tight loop
+      the queue fills and newer steps spill to disk on the caller's thread, so the lost ones
+      are the queued (older) ones, still at most the bound (tests/test_chaos_crash.py). Screenshots are encoded
       on a thread of their own and never delay the journal: a crash while one is encoded loses
       only that screenshot (the step stays, with `metadata.screenshot_pending`).
     - Memory is bounded whatever the backend does: at most `max_queue` steps (default 1,000)
