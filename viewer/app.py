@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from nicegui import ui
 
@@ -30,19 +29,29 @@ def create_app(source: DataSource) -> None:
 
 def source_from_args(backup_dir: str | None = None, supabase_url: str | None = None,
                      supabase_key: str | None = None, access_token: str | None = None) -> DataSource:
-    """The backup folder by default; Supabase when a URL is given (key from the environment)."""
-    if supabase_url:
+    """The backup folder by default; Supabase when a URL is given (key from the environment).
+
+    The key and the backup folder are resolved by :meth:`stepsdk.Config.resolve`, as for the tracker;
+    the viewer alone also accepts SUPABASE_ANON_KEY (with a user's SUPABASE_ACCESS_TOKEN).
+    """
+    from stepsdk._config import Config
+
+    # "" for the URL: only an explicit --supabase-url selects Supabase, never SUPABASE_URL alone.
+    # The level is fixed so that STEPSDK_LEVEL (a recording setting) plays no part here.
+    config = Config.resolve(supabase_url=supabase_url or "", supabase_key=supabase_key,
+                            backup_dir=backup_dir or None, level="DETAILED")
+    if config.supabase_url:
         from .data.supabase_source import SupabaseSource
 
-        key = supabase_key or os.environ.get("SUPABASE_SECRET_KEY") or os.environ.get("SUPABASE_SERVICE_ROLE_KEY") \
-            or os.environ.get("SUPABASE_ANON_KEY")
+        key = config.supabase_key or os.environ.get("SUPABASE_ANON_KEY")
         if not key:
             raise ValueError("a Supabase key is needed: set SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY)")
         # a user's token (SUPABASE_ACCESS_TOKEN) with the anon key: row-level security shows their tasks only
-        return SupabaseSource(supabase_url, key, access_token=access_token or os.environ.get("SUPABASE_ACCESS_TOKEN"))
+        return SupabaseSource(config.supabase_url, key,
+                              access_token=access_token or os.environ.get("SUPABASE_ACCESS_TOKEN"))
     from .data.backup_source import BackupSource
 
-    return BackupSource(Path(backup_dir or os.environ.get("STEPSDK_BACKUP_DIR") or "backup"))
+    return BackupSource(config.backup_dir)
 
 
 def run_options() -> dict[str, object]:
