@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.supabase_local import LocalStack
+from tests.supabase_local.stack import SEED_SQL
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,10 @@ def stack(supabase_stack: LocalStack) -> Iterator[LocalStack]:
     supabase_stack.reset()
     yield supabase_stack
     supabase_stack.faults.clear()
+
+
+@pytest.fixture
+def seeded(stack: LocalStack) -> LocalStack:
+    """``stack`` with supabase/seed.sql applied."""
+    stack.sql(SEED_SQL.read_text())
+    return stack

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from tests.supabase_local import postgres
-from tests.supabase_local.stack import MIGRATIONS_DIR, apply_migrations, apply_platform
+from tests.supabase_local.stack import MIGRATIONS_DIR, SEED_SQL, apply_migrations, apply_platform
 
-REPO = Path(__file__).resolve().parent.parent
-SEED = (REPO / "supabase" / "seed.sql").read_text()
+SEED = SEED_SQL.read_text()
 MIGRATIONS = sorted(MIGRATIONS_DIR.glob("*.sql"))
 
 VIEWS = ["task_summary", "daily_summary", "error_summary", "step_type_breakdown"]

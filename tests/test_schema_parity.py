@@ -9,15 +9,12 @@ import random
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from viewer.data import _stats
 
-REPO = Path(__file__).resolve().parent.parent
-SEED = (REPO / "supabase" / "seed.sql").read_text()
 NUMERIC_TASK_COLS = ("total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
                      "avg_step_duration_ms", "p50_step_duration_ms", "p95_step_duration_ms",
                      "screenshots_count", "duration_ms")
@@ -52,8 +49,8 @@ def _generate(stack, rnd: random.Random) -> None:
 
 
 @pytest.fixture
-def rows(stack):
-    stack.sql(SEED)
+def rows(seeded):
+    stack = seeded
     _generate(stack, random.Random(20261122))
     tasks = {t["task_id"]: t for t in stack.sql("select * from public.tasks")}
     steps: dict[str, list[dict]] = defaultdict(list)

@@ -7,11 +7,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 QUERIES = REPO / "supabase" / "queries"
-SEED = (REPO / "supabase" / "seed.sql").read_text()
 
 # Seed facts the expectations are derived from: start time and screenshot paths of each task.
 STARTED = {
@@ -35,12 +32,6 @@ def run(stack, name: str) -> list[dict]:
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-@pytest.fixture
-def seeded(stack):
-    stack.sql(SEED)
-    return stack
 
 
 def test_01_recent_tasks(seeded):

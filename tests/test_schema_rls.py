@@ -4,21 +4,11 @@ HTTP, with the user's JWT, exactly as the viewer would call it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from postgrest.exceptions import APIError
 
-REPO = Path(__file__).resolve().parent.parent
-SEED = (REPO / "supabase" / "seed.sql").read_text()
 OWNER = "a0000000-0000-4000-8000-000000000001"  # owns seed-task-checkout only
 STRANGER = "b0000000-0000-4000-8000-000000000002"
-
-
-@pytest.fixture
-def seeded(stack):
-    stack.sql(SEED)
-    return stack
 
 
 def _as(stack, user_id: str):

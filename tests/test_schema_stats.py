@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
 from postgrest.exceptions import APIError
-
-REPO = Path(__file__).resolve().parent.parent
-SEED = (REPO / "supabase" / "seed.sql").read_text()
 
 CHECKOUT, LOGIN, SEARCH, EMPTY, OLD = (
     "seed-task-checkout", "seed-task-login-flow", "seed-task-search", "seed-task-empty", "seed-task-old-report")
@@ -24,12 +20,6 @@ CHECKOUT, LOGIN, SEARCH, EMPTY, OLD = (
 
 def ts(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-@pytest.fixture
-def seeded(stack):
-    stack.sql(SEED)
-    return stack
 
 
 # task_id -> (total, ok, failed, total_ms, avg_ms, p50, p95, screenshots, wall_ms, last_step_at)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO / "supabase" / "migrations"
+SEED_SQL = REPO / "supabase" / "seed.sql"
 PLATFORM_SQL = Path(__file__).with_name("platform.sql")
 EXPOSED_SCHEMAS = ["public"]
 # What the `stack` fixture empties between tests.
