@@ -9,10 +9,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from tests.supabase_local import postgres
-from tests.supabase_local.stack import MIGRATIONS_DIR, SEED_SQL, apply_migrations, apply_platform
+from tests.supabase_local.stack import MIGRATIONS_DIR, SEED_SQL, apply_migrations, apply_platform, run_sql
 
 SEED = SEED_SQL.read_text()
 MIGRATIONS = sorted(MIGRATIONS_DIR.glob("*.sql"))
@@ -37,14 +36,8 @@ def fresh_db(supabase_stack) -> Iterator[str]:
         postgres.drop_database(supabase_stack.db_url, name)
 
 
-def _rows(dsn: str, query: str, params: object = None) -> list[dict]:
-    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        cur = conn.execute(query, params)  # type: ignore[arg-type]
-        return cur.fetchall() if cur.description else []
-
-
 def _seed_counts(dsn: str) -> tuple[int, int, int]:
-    r = _rows(dsn, "select (select count(*) from public.tasks) t, (select count(*) from public.task_steps) s,"
+    r = run_sql(dsn, "select (select count(*) from public.tasks) t, (select count(*) from public.task_steps) s,"
                    " (select count(*) from public.step_screenshots) c")[0]
     return r["t"], r["s"], r["c"]
 
@@ -58,18 +51,18 @@ def test_migrations_and_seed_apply_twice_as_pasted_in_the_console(fresh_db):
     assert apply_migrations(fresh_db) == [p.name for p in MIGRATIONS]
     assert apply_migrations(fresh_db) == []
     for _ in range(2):
-        _rows(fresh_db, SEED)
+        run_sql(fresh_db, SEED)
     assert _seed_counts(fresh_db) == (5, 16, 5)
     # the statistics work in the fresh database too: 4 + 6 + 2 + 0 + 4 steps
-    assert _rows(fresh_db, "select sum(total_steps) as n from public.task_summary")[0]["n"] == 16
+    assert run_sql(fresh_db, "select sum(total_steps) as n from public.task_summary")[0]["n"] == 16
 
 
 def test_seed_reapplied_after_edits_restores_the_fixed_rows(fresh_db):
     apply_migrations(fresh_db)
-    _rows(fresh_db, SEED)
-    _rows(fresh_db, "update public.task_steps set duration_ms = 1 where task_id = 'seed-task-checkout'")
-    _rows(fresh_db, SEED)
-    total = _rows(fresh_db, "select total_duration_ms from public.task_summary where task_id = 'seed-task-checkout'")
+    run_sql(fresh_db, SEED)
+    run_sql(fresh_db, "update public.task_steps set duration_ms = 1 where task_id = 'seed-task-checkout'")
+    run_sql(fresh_db, SEED)
+    total = run_sql(fresh_db, "select total_duration_ms from public.task_summary where task_id = 'seed-task-checkout'")
     assert total == [{"total_duration_ms": 9100}]
     assert _seed_counts(fresh_db) == (5, 16, 5)
 

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from tests.supabase_local import bootstrap
 from tests.supabase_local.postgres import create_database, drop_database, free_port
-from tests.supabase_local.stack import MIGRATIONS_DIR
+from tests.supabase_local.stack import MIGRATIONS_DIR, run_sql
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,25 +39,19 @@ def fresh_db(supabase_stack):
         drop_database(supabase_stack.db_url, name)
 
 
-def _q(dsn: str, query: str, params=None) -> list[dict]:
-    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
 def test_migrations_apply_from_scratch_twice(fresh_db):
     expected = sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
     for _ in range(2):
         dsn = fresh_db()
         assert bootstrap(dsn) == expected
-        tables = {r["t"] for r in _q(dsn, "select tablename as t from pg_tables where schemaname = 'public'")}
+        tables = {r["t"] for r in run_sql(dsn, "select tablename as t from pg_tables where schemaname = 'public'")}
         assert {"tasks", "task_steps", "step_screenshots"} <= tables
         assert bootstrap(dsn) == []  # recorded in supabase_migrations.schema_migrations: not re-run
-        bucket = _q(dsn, "select public, file_size_limit from storage.buckets where id = 'step-screenshots'")
+        bucket = run_sql(dsn, "select public, file_size_limit from storage.buckets where id = 'step-screenshots'")
         assert bucket == [{"public": False, "file_size_limit": 20971520}]
     # the core migration promises that pasting it twice into the SQL console does no harm
-    _q(dsn, (MIGRATIONS_DIR / "20261122000001_stepsdk_core.sql").read_text())
-    assert _q(dsn, "select count(*) as n from storage.buckets") == [{"n": 1}]
+    run_sql(dsn, (MIGRATIONS_DIR / "20261122000001_stepsdk_core.sql").read_text())
+    assert run_sql(dsn, "select count(*) as n from storage.buckets") == [{"n": 1}]
 
 
 def test_platform_roles_and_privileges(supabase_stack):
@@ -177,7 +171,7 @@ def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
     proc, info = _start_cli("--db-url", dsn)
     try:
         assert info["db_url"] == dsn
-        assert _q(dsn, "select count(*) as n from public.tasks") == [{"n": 0}]
+        assert run_sql(dsn, "select count(*) as n from public.tasks") == [{"n": 0}]
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
@@ -191,11 +185,11 @@ def test_env_db_url_is_used(fresh_db, monkeypatch):
     with LocalStack.start() as local:
         assert local.db_url == dsn
         local.client().table("tasks").insert({"task_id": "env"}).execute()
-        assert _q(dsn, "select task_id from tasks") == [{"task_id": "env"}]
+        assert run_sql(dsn, "select task_id from tasks") == [{"task_id": "env"}]
         url = local.url
     with pytest.raises(httpx.ConnectError):  # closed on leaving the block; the database stays
         httpx.get(f"{url}/rest/v1/tasks")
-    assert _q(dsn, "select task_id from tasks") == [{"task_id": "env"}]
+    assert run_sql(dsn, "select task_id from tasks") == [{"task_id": "env"}]
     assert os.environ["STEPSDK_TEST_DB_URL"] == dsn
 
 

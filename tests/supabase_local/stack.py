@@ -64,6 +64,13 @@ def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return applied
 
 
+def run_sql(dsn: str, query: str, params: object = None) -> list[dict]:
+    """Run SQL on ``dsn`` in a new autocommit connection; rows as dicts ([] for statements without rows)."""
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        cur = conn.execute(query, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
 def bootstrap(dsn: str) -> list[str]:
     apply_platform(dsn)
     return apply_migrations(dsn)
@@ -185,9 +192,7 @@ class LocalStack:
 
     def sql(self, query: str, params: object = None) -> list[dict]:
         """Run SQL as the superuser (autocommit); rows as dicts ([] for statements without rows)."""
-        with psycopg.connect(self.db_url, autocommit=True, row_factory=dict_row) as conn:
-            cur = conn.execute(query, params)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
+        return run_sql(self.db_url, query, params)
 
     def user_token(self, user_id: str, expires_in: int = 3600, **claims: object) -> str:
         """An ``authenticated`` JWT whose ``sub`` is ``user_id`` (a uuid, as auth.uid() casts it)."""
