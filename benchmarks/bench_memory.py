@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import sys
 import tempfile
 import time
@@ -24,12 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stepsdk import StepTracker
 from stepsdk._config import Config
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.supabase_local.postgres import free_port  # closed again on return: connections are refused
 
 
 def main() -> None:
@@ -42,7 +36,7 @@ def main() -> None:
     proc = psutil.Process()
     payload = {"action": "type", "text": "hello world " * 20, "x": 540, "y": 720}
     with tempfile.TemporaryDirectory() as folder:
-        config = Config.resolve(f"http://127.0.0.1:{closed_port()}", "k" * 40, folder,
+        config = Config.resolve(f"http://127.0.0.1:{free_port()}", "k" * 40, folder,
                                 retry_max_time=1.0, probe_min=2.0, probe_max=10.0)
         tracker = StepTracker(title="memory", config=config, max_in_memory=args.max_in_memory,
                               max_queue=args.max_queue)

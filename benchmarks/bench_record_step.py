@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import logging
 import queue
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,13 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.supabase_local.postgres import free_port  # closed again on return: connections are refused
+
 PAYLOAD = {"action": "tap", "x": 540, "y": 720, "element": "Wi-Fi"}
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when we leave: connections are refused
 
 
 def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
@@ -78,7 +73,7 @@ def otel_tracer() -> Iterator[Callable[[], object]]:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider()
-    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{closed_port()}/v1/traces", timeout=1)
+    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{free_port()}/v1/traces", timeout=1)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     tracer = provider.get_tracer("bench")
 
@@ -97,7 +92,7 @@ def langfuse_client() -> Iterator[Callable[[], object]]:
     from langfuse import Langfuse
 
     client = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench",
-                      host=f"http://127.0.0.1:{closed_port()}", timeout=1)
+                      host=f"http://127.0.0.1:{free_port()}", timeout=1)
 
     def one() -> None:
         client.start_observation(name="step", input=PAYLOAD).end()
@@ -129,7 +124,7 @@ def main() -> None:
         contenders: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Callable[[], object]]]]] = [
             ("bare queue.put (floor)", bare_queue),
             ("stepsdk, backend reachable", lambda: stepsdk_tracker(stack.url, stack.service_role_key)),
-            ("stepsdk, backend down", lambda: stepsdk_tracker(f"http://127.0.0.1:{closed_port()}", "k" * 40)),
+            ("stepsdk, backend down", lambda: stepsdk_tracker(f"http://127.0.0.1:{free_port()}", "k" * 40)),
             ("stepsdk, local mode", lambda: stepsdk_tracker("", "")),
             ("OpenTelemetry SDK (BatchSpanProcessor, OTLP HTTP, collector down)", otel_tracer),
             ("Langfuse SDK (host down)", langfuse_client),
