@@ -14,20 +14,19 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from stepsdk._sanitize import REDACTED, is_secret_key
+
 _log = logging.getLogger("stepsdk.integrations")
 
-REDACTED = "[REDACTED]"
-
-# A name is secret when it contains one of these (case-insensitive) ...
-_SECRET_PARTS = (
-    "password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "authorization",
-    "cookie", "credential", "private_key", "privatekey", "access_key", "accesskey", "signature", "jwt",
-)
+# A name is secret when the tracker's sanitizer says so (``stepsdk._sanitize.is_secret_key``: the one
+# list of secret words, matched inside the name ignoring case and separators) ...
+# ... or, for argument / header / query names only, when it contains one of these ...
+_SECRET_PARTS = ("signature", "jwt")
 # ... or when one of its words (split on non-letters) is one of these.
-_SECRET_WORDS = frozenset({"auth", "pwd", "pass", "session", "bearer", "sig", "key", "otp", "pin", "cvv"})
+_SECRET_WORDS = frozenset({"auth", "pwd", "pass", "sig", "otp", "pin", "cvv"})
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 # Query parameters that carry secrets although their names look harmless (OAuth codes).
-_SECRET_QUERY_NAMES = frozenset({"code", "x-amz-credential"})
+_SECRET_QUERY_NAMES = frozenset({"code"})  # ("x-amz-credential" is caught by "credential")
 
 MAX_STRING = 2_000
 MAX_ITEMS = 50
@@ -62,12 +61,13 @@ def is_secret_name(name: object) -> bool:
 
 @functools.lru_cache(maxsize=4096)  # the same few names (arguments, headers, keys) come back all the time
 def _is_secret_str(name: str) -> bool:
+    if is_secret_key(name):
+        return True
     lowered = name.lower()
     if any(part in lowered for part in _SECRET_PARTS):
         return True
-    words = _WORD_SPLIT.split(lowered)
     # "key" alone is a secret ("?key=", "x-key"), but "sort_key"/"primary_key" are not.
-    return any(w in _SECRET_WORDS for w in words if w != "key") or lowered in {"key", "x-key"}
+    return any(w in _SECRET_WORDS for w in _WORD_SPLIT.split(lowered)) or lowered in {"key", "x-key"}
 
 
 def truncate(text: str, limit: int = MAX_STRING) -> str:
