@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 from postgrest.exceptions import APIError
 
+from tests.cli_data import counts, webp
+
 P_SHARED = "5a/shared-old-and-new.webp"       # rows in old-1 and new: must stay
 P_OLD_PAIR = "0a/old-1-and-old-2.webp"        # rows in old-1 and old-2 only: freed with both
 P_ONLY_O1 = "01/only-old-1.webp"              # row in old-1 only: freed
@@ -45,10 +47,9 @@ def _insert(stack) -> None:
                           " values (%s, %s, %s, 10, repeat('ab', 32))", (task_id, step["id"], row_path))
 
 
-def _counts(stack) -> tuple[int, int, int]:
-    r = stack.sql("select (select count(*) from public.tasks) t, (select count(*) from public.task_steps) s,"
-                  " (select count(*) from public.step_screenshots) c")[0]
-    return r["t"], r["s"], r["c"]
+def _counts(stack) -> tuple[int, ...]:
+    """(tasks, task_steps, step_screenshots)."""
+    return tuple(counts(stack).values())
 
 
 def _retain(stack, *args) -> dict:
@@ -156,18 +157,12 @@ def test_bad_rpc_interval_is_rejected(data):
     assert _counts(data) == (5, 10, 7)
 
 
-def _webp(shade: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (8, 8), (shade, 0, 0)).save(out, "WEBP")
-    return out.getvalue()
-
-
 def test_cleanup_through_the_client_keeps_shared_objects_in_storage(data):
     client = data.client()
     bucket = client.storage.from_("step-screenshots")
     paths = sorted(FREED | KEPT)
     for i, path in enumerate(paths):
-        bucket.upload(path, _webp(i * 30), {"content-type": "image/webp"})
+        bucket.upload(path, webp(i, (8, 8)), {"content-type": "image/webp"})
     freed: list[str] = []
     while True:  # the loop README.md documents, batch of 2
         r = client.rpc("stepsdk_delete_tasks_older_than", {"max_age": "30 days", "batch_limit": 2}).execute().data
