@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -16,6 +18,12 @@ def _post_task(stack, task_id: str, client: httpx.Client | None = None, timeout:
     c = client or httpx
     return c.post(f"{stack.url}/rest/v1/tasks", json={"task_id": task_id}, timeout=timeout,
                   headers={"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}"})
+
+
+def _concurrently(worker: Callable[[int], list], n: int) -> list:
+    """worker(0) … worker(n - 1) on n threads at once; everything they return, in one list."""
+    with ThreadPoolExecutor(n) as pool:
+        return [item for items in pool.map(worker, range(n), timeout=30) for item in items]
 
 
 def _count(stack) -> int:
@@ -177,21 +185,12 @@ def test_outage_refuses_connections_and_cuts_keepalive(stack):
 
 def test_faults_are_exact_under_concurrency(stack):
     stack.faults.fail_next("POST /rest/v1/tasks", n=7, status=503)
-    codes: list[int] = []
-    lock = threading.Lock()
 
-    def worker(k: int) -> None:
+    def worker(k: int) -> list[int]:
         with httpx.Client() as client:
-            for i in range(5):
-                code = _post_task(stack, f"w{k}-{i}", client).status_code
-                with lock:
-                    codes.append(code)
+            return [_post_task(stack, f"w{k}-{i}", client).status_code for i in range(5)]
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    codes = _concurrently(worker, 6)
     assert codes.count(503) == 7 and codes.count(201) == 23
     assert _count(stack) == 23 and stack.faults.injected == {"503": 7}
 
@@ -234,24 +233,18 @@ def test_mixed_chaos_accounts_for_every_request(stack):
     """Every request either failed before the database, or committed (201 or commit_then_fail)."""
     # no "hang" here: telling a hang from a slow answer needs client timeouts, flaky on a busy machine
     stack.faults.fail_fraction("* /rest/v1/*", 0.3, kinds=("500", "503", "429", "reset", "commit_then_fail"), seed=1)
-    outcomes: list[object] = []
-    lock = threading.Lock()
 
-    def worker(k: int) -> None:
+    def worker(k: int) -> list[object]:
+        got: list[object] = []
         with httpx.Client(timeout=20, headers={"apikey": stack.secret_key}) as client:
             for i in range(25):
                 try:
-                    got: object = client.post(f"{stack.url}/rest/v1/tasks", json={"task_id": f"c{k}-{i}"}).status_code
+                    got.append(client.post(f"{stack.url}/rest/v1/tasks", json={"task_id": f"c{k}-{i}"}).status_code)
                 except httpx.HTTPError as e:
-                    got = type(e).__name__
-                with lock:
-                    outcomes.append(got)
+                    got.append(type(e).__name__)
+        return got
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = _concurrently(worker, 4)
     injected = stack.faults.injected
     assert len(outcomes) == 100 and sum(injected.values()) == 100 - outcomes.count(201)
     assert outcomes.count(201) + injected.get("commit_then_fail", 0) == _count(stack)
