@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -97,10 +98,10 @@ class Config:
         the level's string and field size limits. Pass "" for the
         URL or key to force local mode whatever the environment says."""
         env = os.environ
+        env_url, env_key = supabase_env(env)
         # An explicit "" means "no Supabase" (local mode) without falling back to the environment.
-        url = (supabase_url or None) if supabase_url is not None else env.get("SUPABASE_URL") or None
-        key = (supabase_key or None) if supabase_key is not None else (
-            env.get("SUPABASE_SECRET_KEY") or env.get("SUPABASE_SERVICE_ROLE_KEY") or None)
+        url = (supabase_url or None) if supabase_url is not None else env_url
+        key = (supabase_key or None) if supabase_key is not None else env_key
         if url is not None:
             if not isinstance(url, str):
                 raise TypeError("supabase_url must be a string")
@@ -122,6 +123,18 @@ class Config:
             raise TypeError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
         return cls(supabase_url=url, supabase_key=key, backup_dir=Path(folder), level=lvl,
                    limits=limits, **overrides)  # type: ignore[arg-type]
+
+
+# The environment variables holding the Supabase key, in order of preference.
+SUPABASE_KEY_VARS = ("SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY")
+
+
+def supabase_env(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """SUPABASE_URL and the first non-empty SUPABASE_SECRET_KEY / SUPABASE_SERVICE_ROLE_KEY, as set
+    (unchecked; unset or "" -> None). Config.resolve and the CLI read the environment through this."""
+    env = os.environ if env is None else env
+    key = next((env[name] for name in SUPABASE_KEY_VARS if env.get(name)), None)
+    return env.get("SUPABASE_URL") or None, key
 
 
 _LIMIT_ENV = {"max_string": "STEPSDK_MAX_STRING", "max_field_bytes": "STEPSDK_MAX_FIELD_BYTES"}

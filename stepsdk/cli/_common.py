@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from stepsdk._config import supabase_env
+
 log = logging.getLogger("stepsdk.cli")
 
 BUCKET = "step-screenshots"
@@ -103,10 +105,11 @@ def resolve_source(args: argparse.Namespace, env: dict[str, str] | None = None) 
     backup_dir = backup_dir_from(args, env)
     if getattr(args, "local", False) or getattr(args, "backup_dir", None):
         return Source("backup", backup_dir)
-    url = (env.get("SUPABASE_URL") or "").strip()
+    env_url, env_key = supabase_env(env)
+    url = (env_url or "").strip()
     if not url:
         return Source("backup", backup_dir)
-    key = (env.get("SUPABASE_SECRET_KEY") or env.get("SUPABASE_SERVICE_ROLE_KEY") or "").strip()
+    key = (env_key or "").strip()
     if not key:
         raise CliError(
             "SUPABASE_URL is set but no key: set SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY), "
@@ -119,8 +122,7 @@ def resolve_source(args: argparse.Namespace, env: dict[str, str] | None = None) 
 
 
 def supabase_configured(env: dict[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    return bool((env.get("SUPABASE_URL") or "").strip())
+    return bool((supabase_env(env)[0] or "").strip())
 
 
 def check_backup_dir(path: Path, *, must_exist: bool) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from stepsdk import _export_format, _import
 from stepsdk._backup import T_OBJECTS, T_SHOTS, T_STEPS, BackupStore
+from stepsdk._config import SUPABASE_KEY_VARS
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -101,7 +102,7 @@ def _load(path: Path, label: str) -> _import.LoadedExport:
 
 
 def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root: Path) -> int:
-    secrets = tuple(v for v in (os.environ.get("SUPABASE_SECRET_KEY"), os.environ.get("SUPABASE_SERVICE_ROLE_KEY")) if v)
+    secrets = tuple(v for v in map(os.environ.get, SUPABASE_KEY_VARS) if v)  # both, if both are set
     cleaned = _import.sanitize_bundles(loaded.bundles, secrets)
     store = BackupStore(root)
     acked = _already_uploaded(store, loaded.bundles)  # read before writing: only older acks count
