@@ -27,9 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.supabase_local.postgres import PgCluster, create_database  # noqa: E402
+from tests.supabase_local.stack import bootstrap  # noqa: E402
 
-MIGRATIONS = sorted((ROOT / "supabase" / "migrations").glob("*.sql"))
-PLATFORM = ROOT / "tests" / "supabase_local" / "platform.sql"
 OWNER = "a0000000-0000-4000-8000-000000000001"
 
 GENERATE = """
@@ -132,9 +131,8 @@ def main() -> None:
         admin = cluster.dsn()
     dsn = create_database(admin, "bench_" + uuid.uuid4().hex[:8])
     try:
+        bootstrap(dsn)  # the platform, then every migration, as LocalStack does
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for path in [PLATFORM, *MIGRATIONS]:
-                conn.execute(path.read_text())
             t0 = time.perf_counter()
             params = {"tasks": args.tasks, "steps": args.steps, "owner": OWNER}
             for statement in GENERATE.split(";\n"):
