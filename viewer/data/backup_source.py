@@ -18,7 +18,17 @@ from pathlib import Path
 from stepsdk._backup import BackupSnapshot, BackupStore
 
 from . import _stats
-from .base import DataSource, Row, Sort, TaskFilters, check_paging, is_plausible_task_id, is_safe_storage_path
+from .base import (
+    DataSource,
+    Row,
+    Sort,
+    TaskFilters,
+    check_days,
+    check_limit,
+    check_paging,
+    is_plausible_task_id,
+    is_safe_storage_path,
+)
 
 log = logging.getLogger("viewer.backup")
 
@@ -116,7 +126,7 @@ class BackupSource(DataSource):
 
     # -- statistics -------------------------------------------------------------------------
     def get_daily_stats(self, days: int) -> list[Row]:
-        _check_days(days)
+        check_days(days)
         snap = self._current().snap
         return _stats.daily_stats(snap.tasks.values(), snap.steps, days)
 
@@ -129,8 +139,7 @@ class BackupSource(DataSource):
         return _stats.error_summary(_all_steps(self._current().snap))[:limit]
 
     def slowest_steps(self, limit: int = 20, since: datetime | None = None) -> list[Row]:
-        if not 1 <= limit <= 1000:
-            raise ValueError(f"limit must be in 1..1000, got {limit}")
+        check_limit(limit)
         snap = self._current().snap
         titles = {tid: t.get("title") for tid, t in snap.tasks.items()}
         steps = [s for s in _all_steps(snap) if s.get("task_id") in snap.tasks]
@@ -151,11 +160,6 @@ class BackupSource(DataSource):
 
 def _all_steps(snap: BackupSnapshot) -> list[Row]:
     return [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]
-
-
-def _check_days(days: int) -> None:
-    if not isinstance(days, int) or not 1 <= days <= 3660:
-        raise ValueError(f"days must be an integer in 1..3660, got {days!r}")
 
 
 def _sort_key(value: object) -> object:

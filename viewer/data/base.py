@@ -80,6 +80,16 @@ def check_paging(page: int, per_page: int, max_per_page: int = MAX_PER_PAGE) -> 
         raise ValueError(f"per_page must be an integer in 1..{max_per_page}, got {per_page!r}")
 
 
+def check_days(days: int) -> None:
+    if not isinstance(days, int) or not 1 <= days <= 3660:
+        raise ValueError(f"days must be an integer in 1..3660, got {days!r}")
+
+
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= 1000:
+        raise ValueError(f"limit must be in 1..1000, got {limit}")
+
+
 class DataSource(ABC):
     """Read-only access to tasks, steps, screenshots and statistics.
 

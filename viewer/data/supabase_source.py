@@ -28,6 +28,8 @@ from .base import (
     Sort,
     SourceUnavailable,
     TaskFilters,
+    check_days,
+    check_limit,
     check_paging,
     is_plausible_task_id,
     is_safe_storage_path,
@@ -180,8 +182,7 @@ class SupabaseSource(DataSource):
 
     # -- statistics -------------------------------------------------------------------------
     def get_daily_stats(self, days: int) -> list[Row]:
-        if not isinstance(days, int) or not 1 <= days <= 3660:
-            raise ValueError(f"days must be an integer in 1..3660, got {days!r}")
+        check_days(days)
         rows = self._call("the daily statistics",
                           lambda: self._client.rpc("stepsdk_daily_stats", {"days": days}).execute().data or [])
         return [_num(r) for r in rows]
@@ -201,8 +202,7 @@ class SupabaseSource(DataSource):
             .order("last_seen", desc=True).limit(limit).execute().data or []))
 
     def slowest_steps(self, limit: int = 20, since: datetime | None = None) -> list[Row]:
-        if not 1 <= limit <= 1000:
-            raise ValueError(f"limit must be in 1..1000, got {limit}")
+        check_limit(limit)
         params: dict[str, Any] = {"limit_n": limit, "since": since.isoformat() if since else None}
         return self._call("the slowest steps",
                           lambda: list(self._client.rpc("stepsdk_slowest_steps", params).execute().data or []))
