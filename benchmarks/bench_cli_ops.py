@@ -30,8 +30,9 @@ def seed(stack: object, tasks: int, steps: int, images: int) -> None:
     keys = []
     for n in range(images):
         data = webp(n, (200, 400))
-        keys.append((key_of(data), len(data), key_of(data)[3:67]))
-        client.storage.from_(BUCKET).upload(keys[-1][0], data, {"content-type": "image/webp", "upsert": "true"})
+        path = key_of(data)  # "<sha[:2]>/<sha>.webp"
+        keys.append((path, len(data), path[3:67]))
+        client.storage.from_(BUCKET).upload(path, data, {"content-type": "image/webp", "upsert": "true"})
     stack.sql(  # type: ignore[attr-defined]
         """insert into public.tasks (task_id, status, started_at, finished_at, agent, metadata)
            select 'bench-' || t, 'success', now() - interval '40 days' - make_interval(secs => t),
