@@ -154,9 +154,7 @@ def create_database(admin_dsn: str, name: str) -> str:
     """Create a fresh database next to ``admin_dsn``'s and return its DSN."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(admin_dsn)
-    params["dbname"] = name
-    return make_conninfo(**params)
+    return make_conninfo(admin_dsn, dbname=name)
 
 
 def drop_database(admin_dsn: str, name: str) -> None:
