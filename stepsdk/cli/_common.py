@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from stepsdk._config import supabase_env
+from stepsdk._config import Config, supabase_env
 
 log = logging.getLogger("stepsdk.cli")
 
@@ -119,6 +119,14 @@ def resolve_source(args: argparse.Namespace, env: dict[str, str] | None = None) 
     if not url.startswith(("http://", "https://")):
         raise CliError(f"SUPABASE_URL must start with http:// or https://, got {url!r}", Exit.CONFIG)
     return Source("supabase", backup_dir, url.rstrip("/"), key)
+
+
+def resolve_config(backup_dir: Path, **options: Any) -> Config:
+    """The SDK's configuration for this backup folder; a rejected value is a configuration error."""
+    try:
+        return Config.resolve(backup_dir=backup_dir, **options)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"bad configuration: {exc}", Exit.CONFIG) from None
 
 
 def supabase_configured(env: dict[str, str] | None = None) -> bool:

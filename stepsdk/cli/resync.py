@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stepsdk._config import Config
 from stepsdk._resync import Resync, ResyncError
 from stepsdk.cli._common import (
     CliError,
@@ -16,6 +15,7 @@ from stepsdk.cli._common import (
     emit,
     examples_formatter,
     interactive,
+    resolve_config,
     run_safely,
 )
 
@@ -44,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
     check_backup_dir(folder, must_exist=True)
     if not 1 <= args.batch_size <= 1000:
         raise CliError("--batch-size must be between 1 and 1000", Exit.USAGE)
-    try:
-        config = Config.resolve(backup_dir=folder)
-    except (TypeError, ValueError) as exc:
-        raise CliError(f"bad configuration: {exc}", Exit.CONFIG) from None
+    config = resolve_config(folder)
     if not args.dry_run and not config.remote:
         raise CliError("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
                        "(or SUPABASE_SERVICE_ROLE_KEY)", Exit.CONFIG)

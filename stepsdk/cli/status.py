@@ -10,13 +10,13 @@ from stepsdk._config import Config
 from stepsdk._resync import pending_counts
 from stepsdk._retry import one_line
 from stepsdk.cli._common import (
-    CliError,
     Exit,
     add_json_argument,
     backup_dir_from,
     check_backup_dir,
     emit,
     examples_formatter,
+    resolve_config,
     run_safely,
 )
 
@@ -68,10 +68,7 @@ def collect(folder: Any, config: Config) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     folder = backup_dir_from(args)
     check_backup_dir(folder, must_exist=False)
-    try:
-        config = Config.resolve(backup_dir=folder, connect_timeout=3.0, request_timeout=5.0)
-    except (TypeError, ValueError) as exc:
-        raise CliError(f"bad configuration: {exc}", Exit.CONFIG) from None
+    config = resolve_config(folder, connect_timeout=3.0, request_timeout=5.0)
     info = collect(folder, config)
     emit(args, info, _human(info))
     return Exit.OK
