@@ -164,16 +164,3 @@ class Task:
             row["owner_id"] = self.owner_id
         return row
 
-
-STEP_COLUMNS = (
-    "id", "task_id", "step_number", "step_type", "step_data", "thinking", "action_result",
-    "screenshot_path", "duration_ms", "success", "error_type", "error_message", "stack_trace",
-    "started_at", "metadata", "created_at",
-)
-TASK_COLUMNS = (
-    "task_id", "title", "description", "agent", "status", "started_at", "finished_at",
-    "result", "error_message", "metadata",
-)
-SCREENSHOT_COLUMNS = (
-    "id", "task_id", "step_id", "storage_path", "file_size", "file_hash", "compressed", "metadata",
-)
