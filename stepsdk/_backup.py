@@ -122,7 +122,7 @@ class JournalWriter:
     """Append-only journal of one writer. Thread-safe; every `append` is flushed to the OS.
 
     No fsync per append (a SIGKILL does not lose the page cache; only a power loss could);
-    `fsync()` and `close()` make it durable on disk.
+    `close()` makes it durable on disk.
     """
 
     def __init__(self, root: str | os.PathLike[str], name: str | None = None) -> None:
@@ -166,16 +166,10 @@ class JournalWriter:
 
     def append(self, records: list[dict[str, Any]]) -> int:
         """Write records; returns the file offset where the first one starts. Raises OSError."""
-        data = b"".join(encode_record(r) for r in records)
-        with self._lock:
-            if self.closed:
-                raise ValueError("journal is closed")
-            self._open()
-            start = self._position
-            self._write(data)
-            return start
+        return self.append_encoded(b"".join(encode_record(r) for r in records))
 
     def append_encoded(self, lines: bytes) -> int:
+        """Write lines already made by `encode_record`; returns the offset of the first."""
         with self._lock:
             if self.closed:
                 raise ValueError("journal is closed")
@@ -189,16 +183,6 @@ class JournalWriter:
         with self._lock:
             return self._position
 
-    @property
-    def lock(self) -> threading.Lock:
-        return self._lock
-
-    def fsync(self) -> None:
-        with self._lock:
-            if self._fh is not None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-
     def close(self) -> None:
         """Write the close record, fsync and close. Idempotent; raises OSError on I/O failure."""
         with self._lock:
@@ -208,8 +192,7 @@ class JournalWriter:
             if self._fh is None:
                 return
             try:
-                self._write(encode_record({"k": KIND_CLOSE, "at": now_iso()}))
-                self._fh.flush()
+                self._write(encode_record({"k": KIND_CLOSE, "at": now_iso()}))  # flushed
                 os.fsync(self._fh.fileno())
             finally:
                 self._fh.close()
