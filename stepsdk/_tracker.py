@@ -239,7 +239,9 @@ class StepTracker:
         if success is not True and success is not False:
             raise TypeError(f"success must be a bool, got {type(success).__name__}")
         if error_message is not None or error_type is not None or stack_trace is not None:
-            _check_texts(error_message=error_message, error_type=error_type, stack_trace=stack_trace)
+            _check_str("error_message", error_message)
+            _check_str("error_type", error_type)
+            _check_str("stack_trace", stack_trace)
         if metadata is not None:
             if not isinstance(metadata, Mapping):
                 raise TypeError(f"metadata must be a dict (mapping) or None, got {type(metadata).__name__}")
@@ -436,12 +438,6 @@ def _bad_step_type(value: Any) -> Exception:
     if isinstance(value, str):
         return ValueError(f"unknown step_type {value!r}: expected one of {allowed}")
     return TypeError(f"step_type must be a StepType or one of {allowed}, got {type(value).__name__}")
-
-
-def _check_texts(**values: Any) -> None:
-    for name, value in values.items():
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
 
 
 def _check_duration(value: Any) -> float:
