@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import queue
@@ -46,6 +47,7 @@ from stepsdk._backup import (
     KIND_SHOT,
     KIND_STEP,
     KIND_TASK,
+    SCREENSHOT_DIR,
     T_OBJECTS,
     T_SHOTS,
     T_STEPS,
@@ -401,7 +403,7 @@ class Worker:
         from stepsdk import _screenshots
 
         try:
-            prepared = _screenshots.prepare(step.screenshot, _screenshots.ScreenshotOptions())
+            prepared = _screenshots.prepare(step.screenshot)
         except _screenshots.ScreenshotError as exc:
             metadata["screenshot_error"] = exc.to_dict()
             return None, None, None
@@ -495,7 +497,7 @@ class Worker:
                     len(self._pending) >= self.buffer_size or self._flush_requested or self._stopping
                     or time.monotonic() - self._pending[0].since >= self.flush_interval)
                 if due:
-                    return list(_take(self._pending, self.buffer_size))
+                    return list(itertools.islice(self._pending, self.buffer_size))
                 timeout = self.flush_interval - (time.monotonic() - self._pending[0].since) if self._pending else 0.5
                 self._cond.wait(max(0.01, min(timeout, 0.5)))
         self._reload_backlog()
@@ -511,14 +513,13 @@ class Worker:
         end = self.journal.position
         items: list[_Item] = []
         next_off = end
-        for offset, record, _problem, raw in iter_journal(self.journal.path, start, end):
+        for offset, record, _problem, _raw in iter_journal(self.journal.path, start, end):
             if record is None or record["k"] not in (KIND_TASK, KIND_STEP, KIND_SHOT):
                 continue
             if len(items) >= room:
                 next_off = offset
                 break
             items.append(_item_from_record(record, offset))
-            del raw
         now = time.monotonic()
         with self._cond:
             for it in items:
@@ -602,7 +603,7 @@ class Worker:
             data = it.data
             if data is None:
                 try:
-                    data = (Path(self.config.backup_dir) / "screenshots" / path).read_bytes()
+                    data = (Path(self.config.backup_dir) / SCREENSHOT_DIR / path).read_bytes()
                 except OSError as exc:
                     self._note_error(f"screenshot file missing from backup: {exc.strerror or exc}")
                     continue  # its row will fail or point at nothing; resync reports it
@@ -783,15 +784,6 @@ class Worker:
         return len(self._pending)
 
 
-def _take(pending: collections.deque[_Item], n: int) -> list[_Item]:
-    out: list[_Item] = []
-    for it in pending:
-        if len(out) >= n:
-            break
-        out.append(it)
-    return out
-
-
 def _newest_versions(steps: list[_Item]) -> list[_Item]:
     """One item per step id (the newest version; older ones ride along and are acked with it):
     one upsert cannot touch a row twice, and an older version must never overwrite a newer."""
@@ -859,4 +851,4 @@ def shutdown_all(timeout: float) -> None:
             log.exception("stepsdk: flushing at exit failed")
 
 
-__all__ = ["FlushResult", "Worker", "shutdown_all", "T_SHOTS", "T_STEPS"]
+__all__ = ["FlushResult", "Worker", "shutdown_all"]
