@@ -616,7 +616,7 @@ def _encode_best(image: Image.Image, options: ScreenshotOptions) -> tuple[Image.
         small = _downscale(image, options)
         return small, _encode(small, options, lossless=False), _Choice(False, None)
     flat = flat_fraction(image)
-    fits = image.width * image.height <= options.lossless_max_pixels and _fit_webp(image) is image
+    fits = image.width * image.height <= options.lossless_max_pixels and target_size(image.size, None) == image.size
     if fits and flat >= options.flat_threshold:
         data = _encode(image, options, lossless=True)
         if len(data) <= options.lossless_max_bytes:
