@@ -137,20 +137,22 @@ class RetryPolicy:
         self.max_wait = max_wait
         self.should_stop = should_stop or (lambda: False)
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        backoff = random.uniform(0, min(self.max_wait, self.initial * 2 ** (state.attempt_number - 1)))
-        if isinstance(exc, ThrottledError):
-            backoff = max(backoff, min(exc.retry_after, self.max_wait * 2))
-        remaining = self.max_time - (time.monotonic() - state.start_time)
-        return max(0.0, min(backoff, remaining))
-
     def _stop(self, state: tenacity.RetryCallState) -> bool:
         return self.should_stop() or time.monotonic() - state.start_time >= self.max_time
 
     def call(self, fn: Callable[[], T], on_retry: Callable[[BaseException], None] | None = None) -> T:
         """Run fn, retrying transient errors; the last error is re-raised as is."""
         import tenacity
+
+        full_jitter = tenacity.wait_random_exponential(multiplier=self.initial, max=self.max_wait)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            backoff = full_jitter(state)
+            if isinstance(exc, ThrottledError):
+                backoff = max(backoff, min(exc.retry_after, self.max_wait * 2))
+            remaining = self.max_time - (time.monotonic() - state.start_time)
+            return max(0.0, min(backoff, remaining))
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -159,7 +161,7 @@ class RetryPolicy:
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda e: classify(e) is ErrorClass.TRANSIENT),
-            wait=self._wait,
+            wait=wait,
             stop=self._stop,
             before_sleep=before_sleep,
             reraise=True,
@@ -194,7 +196,6 @@ class CircuitBreaker:
         self.open = False
         self.interval = probe_min
         self.next_probe = 0.0
-        self.reason: str | None = None
         self.opened_at: float | None = None
 
     def allow(self) -> bool:
@@ -215,7 +216,6 @@ class CircuitBreaker:
                             "probing every %.0f-%.0f s", self.name, reason, where, self.probe_min, self.probe_max)
             else:
                 self.interval = min(self.probe_max, self.interval * 2)
-            self.reason = reason
             self.next_probe = time.monotonic() + self.interval * random.uniform(0.8, 1.0)
 
     def success(self, backlog: int = 0) -> None:
@@ -225,5 +225,4 @@ class CircuitBreaker:
                 log.info("stepsdk: %s reachable again after %.1f s; uploading the backlog (%d in memory)",
                          self.name, down, backlog)
             self.open = False
-            self.reason = None
             self.interval = self.probe_min
