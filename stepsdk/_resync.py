@@ -130,7 +130,8 @@ class Resync:
             self.close()
         after = self.store.read()
         self.report.archived = len(self.store.archive_done(after))
-        self.report.remaining = pending_counts(self.store.read())
+        # Archiving moves only journals whose every record is done: the counts do not change.
+        self.report.remaining = pending_counts(after)
         return self.report
 
     def close(self) -> None:
