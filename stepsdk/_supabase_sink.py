@@ -32,8 +32,12 @@ def _retry_after(value: str | None) -> float:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else 1.0
+        pass
+    try:  # an HTTP date; anything else (raises ValueError since Python 3.10): the default
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def _on_response(response: httpx.Response) -> None:
