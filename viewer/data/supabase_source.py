@@ -78,6 +78,16 @@ class SupabaseSource(DataSource):
     def _table(self, name: str) -> Any:
         return self._client.table(name)
 
+    def _all_rows(self, what: str, query: Callable[[], Any]) -> list[Row]:
+        """Every row of an ordered ``query()``: PostgREST answers at most 1000 rows, so page
+        until a short page."""
+        out: list[Row] = []
+        while True:
+            batch = self._call(what, lambda: list(query().range(len(out), len(out) + 999).execute().data or []))
+            out.extend(batch)
+            if len(batch) < 1000:
+                return out
+
     # -- tasks ------------------------------------------------------------------------------
     def list_tasks(self, filters: TaskFilters, sort: Sort, page: int, per_page: int) -> tuple[list[Row], int]:
         check_paging(page, per_page, max_per_page=1000)
@@ -149,30 +159,19 @@ class SupabaseSource(DataSource):
         if step_ids is not None and not step_ids:
             return []
 
-        def page(offset: int) -> list[Row]:
+        def query() -> Any:
             q = self._table("step_screenshots").select("*").eq("task_id", task_id)
             if step_ids is not None:
                 q = q.in_("step_id", step_ids)
-            return list(q.order("created_at").order("id").range(offset, offset + 999).execute().data or [])
+            return q.order("created_at").order("id")
 
-        out: list[Row] = []
-        while True:  # PostgREST answers at most 1000 rows: page until a short page
-            batch = self._call("the screenshots", lambda: page(len(out)))
-            out.extend(batch)
-            if len(batch) < 1000:
-                return out
+        return self._all_rows("the screenshots", query)
 
     def step_durations(self, task_id: str) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        out: list[Row] = []
-        while True:  # 1000 rows a request: PostgREST's cap
-            batch = self._call("the step durations", lambda: list(
-                self._table("task_steps").select("step_number,step_type,duration_ms,success")
-                .eq("task_id", task_id).order("step_number").range(len(out), len(out) + 999).execute().data or []))
-            out.extend(batch)
-            if len(batch) < 1000:
-                return out
+        return self._all_rows("the step durations", lambda: self._table("task_steps").select(
+            "step_number,step_type,duration_ms,success").eq("task_id", task_id).order("step_number"))
 
     def agents(self) -> list[str]:
         # PostgREST has no DISTINCT: the agents of the most recent 1000 tasks are what people filter by.
