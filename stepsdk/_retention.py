@@ -34,6 +34,7 @@ from stepsdk._backup import (
     BackupStore,
     iter_journal,
 )
+from stepsdk._export_format import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +307,7 @@ class BackupRetention:
         if any(info.writer_alive for info in snap.journals):
             # A running tracker may have recorded a step with one of these screens meanwhile
             # (content addressing reuses the file): look again just before deleting.
-            again = self.store.read()
-            still = _paths_of(again, set(again.tasks) | set(again.steps) | set(again.screenshots))
+            still = _all_paths(self.store.read())
             report.objects_kept += sorted(still & set(report.objects_deleted))
             report.objects_deleted = [p for p in report.objects_deleted if p not in still]
         for storage_path in report.objects_deleted:
@@ -351,9 +351,7 @@ class BackupRetention:
     def sweep_orphans(self, age: timedelta, report: CleanupReport, *, dry_run: bool) -> None:
         """Screenshot files no row references, last written more than ``age`` ago."""
         cutoff = (datetime.now(UTC) - age).timestamp()
-        snap = self.store.read()
-        referenced = {r["storage_path"] for rows in snap.screenshots.values() for r in rows}
-        referenced |= {s["screenshot_path"] for rows in snap.steps.values() for s in rows if s.get("screenshot_path")}
+        referenced = _all_paths(self.store.read())
         folder = self.root / SCREENSHOT_DIR
         for file in sorted(folder.glob("*/*.webp")) if folder.is_dir() else []:
             key = f"{file.parent.name}/{file.name}"
@@ -383,6 +381,11 @@ class BackupRetention:
                 os.unlink(tmp)
             raise
         return True
+
+
+def _all_paths(snap: BackupSnapshot) -> set[str]:
+    """Every screenshot object any row of the backup points at."""
+    return _paths_of(snap, set(snap.tasks) | set(snap.steps) | set(snap.screenshots))
 
 
 def _paths_of(snap: BackupSnapshot, task_ids: set[str]) -> set[str]:
@@ -426,9 +429,5 @@ def _record_task_id(record: dict[str, Any]) -> str | None:
 
 
 def _started_before(task: dict[str, Any], cutoff: datetime) -> bool:
-    started = task.get("started_at")
-    try:
-        parsed = datetime.fromisoformat(started) if isinstance(started, str) else None
-    except ValueError:
-        return False  # unparseable: never delete on a guess
-    return parsed is not None and parsed.tzinfo is not None and parsed < cutoff
+    started = parse_timestamp(task.get("started_at"))
+    return started is not None and started < cutoff  # unparseable or no offset: never delete on a guess
