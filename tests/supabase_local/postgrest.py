@@ -96,6 +96,7 @@ class PostgrestApi:
 
     # ----- entry point ---------------------------------------------------------------
     def handle(self, req: Request) -> Response:
+        ctx: _Ctx | None = None
         try:
             ctx = self._context(req)
             return self._dispatch(ctx)
@@ -114,16 +115,14 @@ class PostgrestApi:
             if e.diag.sqlstate is None:  # connection-level failure
                 return ApiError(503, "PGRST001", "Database client error. Retrying the connection.",
                                 str(e)).response()
-            return from_pg(e, authed=self._authed_guess(req)).response()
+            return from_pg(e, authed=self._authed(ctx)).response()
         except psycopg.Error as e:
-            return from_pg(e, authed=self._authed_guess(req)).response()
+            return from_pg(e, authed=self._authed(ctx)).response()
 
-    def _authed_guess(self, req: Request) -> bool:
-        token = req.bearer()
-        try:
-            return bool(token) and verify(self.jwt_secret, token).role != "anon"
-        except JwtError:
-            return False
+    @staticmethod
+    def _authed(ctx: _Ctx | None) -> bool:
+        """The request ran under a role from a verified JWT (not anon): decides 401 vs 403."""
+        return ctx is not None and ctx.rctx.role != "anon"
 
     def _context(self, req: Request) -> _Ctx:
         # PostgREST reads only Authorization: an `apikey` alone (a legacy JWT key) means anon, as on
