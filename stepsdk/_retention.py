@@ -214,7 +214,8 @@ class SupabaseRetention:
         removal or a crash between an upload and its row. Removed unless ``dry_run``."""
         cutoff = datetime.now(UTC) - age
         bucket = self.client.storage.from_(self.bucket)
-        old = [f"{folder}/{item['name']}" for folder in self._list_names(bucket, "", folders=True)
+        folders = [item["name"] for item in self._list(bucket, "") if item.get("id") is None]  # no id: a folder
+        old = [f"{folder}/{item['name']}" for folder in folders
                for item in self._list(bucket, folder)
                if item.get("id") and STORAGE_PATH_RE.match(f"{folder}/{item['name']}")
                and _older(item, cutoff)]
@@ -225,9 +226,6 @@ class SupabaseRetention:
             if orphans and not dry_run:
                 self._remove(orphans)
             report.orphans += orphans
-
-    def _list_names(self, bucket: Any, prefix: str, *, folders: bool) -> list[str]:
-        return [item["name"] for item in self._list(bucket, prefix) if (item.get("id") is None) == folders]
 
     @staticmethod
     def _list(bucket: Any, prefix: str, page: int = 1000) -> Iterator[dict[str, Any]]:
