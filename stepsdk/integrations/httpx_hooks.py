@@ -40,9 +40,6 @@ __all__ = ["TrackedAsyncTransport", "TrackedTransport", "tracked_async_client", 
 _log = logging.getLogger("stepsdk.integrations.httpx")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "apikey", "api-key"}
-)
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-ndjson")
 # Arguments of httpx.Client that configure its default transport (they must go to our inner transport).
 _TRANSPORT_ARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "proxy")
@@ -69,7 +66,8 @@ def redact_headers(headers: httpx.Headers) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in headers.multi_items():
         key = name.lower()
-        shown = REDACTED if key in _SECRET_HEADERS or is_secret_name(key) else truncate(value, 500)
+        # authorization, proxy-authorization, (set-)cookie, x-api-key, apikey ... are all secret names
+        shown = REDACTED if is_secret_name(key) else truncate(value, 500)
         out[key] = f"{out[key]}, {shown}" if key in out else shown
     return out
 
