@@ -93,8 +93,13 @@ def empty_box(message: str) -> ui.card:
     return card
 
 
+def url_param(value: str) -> str:
+    """``value`` encoded for a query string or one path segment."""
+    return quote(value, safe="")
+
+
 def task_url(task_id: str) -> str:
-    return "/tasks/" + quote(task_id, safe="")
+    return "/tasks/" + url_param(task_id)
 
 
 def screenshot_url(storage_path: str, *, fallback: bool = False) -> str:

@@ -18,6 +18,7 @@ from ._common import (
     frame,
     status_badge,
     task_url,
+    url_param,
 )
 from .task import action_name
 
@@ -92,7 +93,7 @@ class CompareView:
                 by = ui.select({"number": "align by step number", "action": "align by action"}, value=self.by,
                                label="Alignment").props("dense outlined").classes("w-56")
                 ui.button("Compare", on_click=lambda: ui.navigate.to(
-                    f"/compare?a={_q(ia.value or '')}&b={_q(ib.value or '')}&by={by.value}"))
+                    f"/compare?a={url_param(ia.value or '')}&b={url_param(ib.value or '')}&by={by.value}"))
             if not self.a or not self.b:
                 ui.label("Enter two task ids (or use “Compare” on a task page).").classes("text-gray-600")
                 return
@@ -149,12 +150,6 @@ class CompareView:
     {{ col.value }}
   </q-td>
 </q-tr>""")
-
-
-def _q(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
 
 
 def register(source: DataSource) -> None:

@@ -25,6 +25,7 @@ from ._common import (
     json_block,
     screenshot_url,
     status_badge,
+    url_param,
 )
 
 log = logging.getLogger("viewer.pages.task")
@@ -124,7 +125,7 @@ class TaskView:
                 ui.button("Steps CSV", icon="table_view", on_click=self.export_csv).props("outline dense")
                 other = ui.input("Compare with task id").props("dense outlined").classes("w-56")
                 ui.button("Compare", icon="compare_arrows", on_click=lambda: ui.navigate.to(
-                    f"/compare?a={_q(self.task_id)}&b={_q(other.value or '')}")).props("outline dense")
+                    f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}")).props("outline dense")
             ui.label(f"id: {self.task_id}").classes("font-mono text-gray-600 break-all")
             with ui.row().classes("gap-6 text-sm"):
                 for label, value in (
@@ -542,12 +543,6 @@ def _short(value: Any, limit: int) -> str:
 
 def _pos(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
-
-
-def _q(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
 
 
 def _file_safe(value: str) -> str:
