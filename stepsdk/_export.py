@@ -225,21 +225,10 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
-def envelope(bundles: Iterable[TaskBundle], source: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "stepsdk_export": EXPORT_VERSION,
-        "exported_at": datetime.now(UTC).isoformat(),
-        "source": source,
-        **extra,
-        "tasks": [b.to_dict() for b in bundles],
-    }
-
-
 def write_json(bundles: Iterable[TaskBundle], out: IO[str], source: str) -> None:
     """The envelope with one task per line: readable, and compact dumps use the C encoder
     (``json.dump(indent=...)`` is pure Python, about 6x slower)."""
-    head = envelope([], source)
-    del head["tasks"]
+    head = {"stepsdk_export": EXPORT_VERSION, "exported_at": datetime.now(UTC).isoformat(), "source": source}
     out.write(_dumps(head)[:-1] + ',"tasks":[')
     for i, bundle in enumerate(bundles):
         out.write(("\n" if i == 0 else ",\n") + _dumps(bundle.to_dict()))
