@@ -93,6 +93,14 @@ class Database:
 
     def _set_context(self, conn: psycopg.Connection, ctx: RequestContext) -> None:
         claims = {**ctx.claims, "role": ctx.role}
+        params: dict[str, str] = {
+            "role": ctx.role, "claims": json.dumps(claims), "sub": str(ctx.claims.get("sub") or ""),
+            "method": ctx.method, "path": ctx.path, "headers": json.dumps(ctx.headers)}
+        # the role's own settings last (e.g. Supabase's statement_timeout per role), same round trip
+        role_settings = ""
+        for i, (name, value) in enumerate(self.role_settings(ctx.role)):
+            params[f"n{i}"], params[f"v{i}"] = name, value
+            role_settings += f", set_config(%(n{i})s, %(v{i})s, true)"
         conn.execute(
             "select set_config('search_path', '\"public\", \"extensions\"', true),"
             " set_config('role', %(role)s, true),"
@@ -102,9 +110,6 @@ class Database:
             " set_config('request.method', %(method)s, true),"
             " set_config('request.path', %(path)s, true),"
             " set_config('request.headers', %(headers)s, true),"
-            " set_config('request.cookies', '{}', true)",
-            {"role": ctx.role, "claims": json.dumps(claims), "sub": str(ctx.claims.get("sub") or ""),
-             "method": ctx.method, "path": ctx.path, "headers": json.dumps(ctx.headers)},
+            " set_config('request.cookies', '{}', true)" + role_settings,
+            params,
         )
-        for name, value in self.role_settings(ctx.role):  # e.g. Supabase's statement_timeout per role
-            conn.execute("select set_config(%s, %s, true)", (name, value))
