@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,17 @@ from nicegui import ui
 
 from ..data.base import SORT_COLUMNS, STATUSES, DataSource, Row, Sort, TaskFilters
 from ..export import tasks_csv
-from ._common import PAGE_TIMEOUT, FetchError, error_box, fetch, fmt_ms, fmt_rate, fmt_ts, frame
+from ._common import (
+    PAGE_TIMEOUT,
+    STATUS_COLORS,
+    FetchError,
+    error_box,
+    fetch,
+    fmt_ms,
+    fmt_rate,
+    fmt_ts,
+    frame,
+)
 
 PER_PAGE = 25
 EXPORT_LIMIT = 100_000
@@ -30,11 +41,10 @@ _TASK_CELL = r"""
 <q-td :props="props">
   <a :href="'/tasks/' + encodeURIComponent(props.row.task_id)" class="text-indigo-700 font-mono">{{ props.row.task_id }}</a>
 </q-td>"""
-_STATUS_CELL = r"""
+_STATUS_CELL = f"""
 <q-td :props="props">
-  <q-badge :color="{running:'blue',success:'positive',failed:'negative',interrupted:'orange'}[props.value] || 'grey'"
-           :label="props.value" />
-</q-td>"""
+  <q-badge :color='{json.dumps(STATUS_COLORS)}[props.value] || "grey"' :label="props.value" />
+</q-td>"""  # the colours of status_badge
 
 
 def parse_day(text: str | None, *, end: bool = False) -> datetime | None:
