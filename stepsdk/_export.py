@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -257,15 +258,13 @@ def write_csv(bundles: Iterable[TaskBundle], out: IO[str], source: str) -> None:
 def _csv_rows(bundles: Iterable[TaskBundle]) -> Iterator[list[Any]]:
     for bundle in bundles:
         task_cells = [bundle.task.get(c) for c in TASK_COLUMNS if c != "task_id"]
-        shots_per_step: dict[str, int] = {}
-        for shot in bundle.screenshots:
-            shots_per_step[str(shot.get("step_id"))] = shots_per_step.get(str(shot.get("step_id")), 0) + 1
+        shots_per_step = Counter(str(shot.get("step_id")) for shot in bundle.screenshots)
         for step in bundle.steps or [None]:
             if step is None:  # keep tasks without steps visible
                 yield [bundle.task_id, *task_cells] + [None] * (len(STEP_COLUMNS) - 1) + [0]
                 continue
             step_cells = [step.get(c) for c in STEP_COLUMNS if c not in ("id", "task_id")]
-            count = shots_per_step.get(str(step.get("id")), 0)
+            count = shots_per_step[str(step.get("id"))]
             yield [bundle.task_id, *task_cells, step.get("id"), *step_cells, count]
 
 
