@@ -249,7 +249,7 @@ class Worker:
             start = self.journal.append_encoded(b"".join(lines)) if lines else 0
         except (OSError, ValueError) as exc:
             start = None
-            self.backup_errors += 1
+            self._count_backup_error()
             self._note_error(f"backup write failed: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
         if start is not None:
             off = start
@@ -414,7 +414,7 @@ class Worker:
         try:
             write_screenshot(self.config.backup_dir, prepared.storage_path, prepared.data)
         except OSError as exc:
-            self.backup_errors += 1
+            self._count_backup_error()
             self._note_error(f"screenshot backup failed: {exc.strerror or exc}")
             data = prepared.data if self.remote else None
             if data is None:
@@ -669,7 +669,7 @@ class Worker:
             self.journal.append(records)
         except (OSError, ValueError) as exc:
             # The upload happened; without the ack a later resync re-sends it (idempotent).
-            self.backup_errors += 1
+            self._count_backup_error()
             self._note_error(f"could not write upload acks: {getattr(exc, 'strerror', None) or exc}")
 
     # ------------------------------------------------------------------ flush / shutdown
@@ -770,6 +770,10 @@ class Worker:
             self._stopping = True
             self._cond.notify_all()
         self._q.put(None)
+
+    def _count_backup_error(self) -> None:
+        with self._cond:  # written from the journal, screenshot, upload and caller threads
+            self.backup_errors += 1
 
     def _note_error(self, message: str) -> None:
         self.last_error = message
