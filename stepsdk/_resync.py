@@ -152,11 +152,8 @@ class Resync:
 
     def _objects(self, snap: BackupSnapshot) -> None:
         for path in snap.pending_objects():
-            file = self.store.screenshot_file(path)
-            if file is None:
-                self._fail(T_OBJECTS, path, {"code": "missing", "message": "screenshot file is missing from the backup"})
-            else:
-                data = file.read_bytes()
+            data = self._object_bytes(path)
+            if data is not None:
                 try:
                     self._call(lambda p=path, d=data: self.sink.upload_object(p, d))
                 except _Rejected as exc:
@@ -165,6 +162,18 @@ class Resync:
                     self._ack({"k": KIND_ACK, "t": T_OBJECTS, "ids": [path], "at": now_iso()})
                     self.report.uploaded[T_OBJECTS] += 1
             self.progress(T_OBJECTS, 1)
+
+    def _object_bytes(self, path: str) -> bytes | None:
+        """The object's bytes from the backup; None (recorded as failed) when missing or unreadable."""
+        file = self.store.screenshot_file(path)
+        if file is None:
+            self._fail(T_OBJECTS, path, {"code": "missing", "message": "screenshot file is missing from the backup"})
+            return None
+        try:
+            return file.read_bytes()
+        except OSError as exc:  # removed since listed, permissions, I/O error: the other stages go on
+            self._fail(T_OBJECTS, path, {"code": "unreadable", "message": f"cannot read the screenshot file: {exc.strerror or exc}"})
+            return None
 
     def _rows(self, table: str, rows: list[dict[str, Any]], versions: dict[str, int] | None = None) -> None:
         """Upsert rows in batches. `versions` (steps): a row in a version above 0 is sent even
