@@ -1,4 +1,4 @@
-"""Helpers shared by the integrations: the hook guard and value summaries.
+"""Helpers shared by the integrations: the hook guard, the tracker argument, and value summaries.
 
 The tracker itself coerces and redacts step data (``stepsdk._sanitize``); the helpers here only
 turn foreign objects (function arguments, HTTP headers, URLs) into small, JSON-friendly values
@@ -53,6 +53,18 @@ class guarded:  # lower-case: used like a function, ``with guarded("what"):``
         # the agent comes first: a recording failure must never change its behaviour
         _log.warning("stepsdk: recording %s failed; the agent is unaffected", self.what, exc_info=(exc_type, exc, tb))
         return True
+
+
+TrackerSource = Any  # a StepTracker, or a zero-argument callable returning one (or None: do not record)
+
+
+def check_tracker_source(source: TrackerSource, where: str) -> None:
+    if not (hasattr(source, "record_step") or callable(source)):
+        raise TypeError(f"{where}: tracker must be a StepTracker or a callable returning one, got {type(source).__name__}")
+
+
+def resolve_tracker(source: TrackerSource) -> Any:
+    return source if hasattr(source, "record_step") else source()
 
 
 def is_secret_name(name: object) -> bool:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stepsdk._model import STEP_TYPES, StepType
-from stepsdk.integrations._common import guarded, summarize, truncate
+from stepsdk.integrations._common import check_tracker_source, guarded, resolve_tracker, summarize, truncate
 
 __all__ = ["StepBlock", "tracked_step"]
 
@@ -59,8 +59,7 @@ class tracked_step:  # lower-case: used as a decorator, named like one
         record_result: bool = True,
         max_chars: int = 2_000,
     ) -> None:
-        if not (hasattr(tracker, "record_step") or callable(tracker)):
-            raise TypeError(f"tracked_step: tracker must be a StepTracker or a callable returning one, got {type(tracker).__name__}")
+        check_tracker_source(tracker, "tracked_step")
         try:
             kind = STEP_TYPES[step_type]
         except (KeyError, TypeError):  # TypeError: unhashable values such as a list
@@ -158,7 +157,7 @@ class tracked_step:  # lower-case: used as a decorator, named like one
     def _emit(
         self, name: str, data: dict[str, Any], started: float, value: Any, exc: BaseException | None, kind: str = "function"
     ) -> None:
-        tracker = self._source if hasattr(self._source, "record_step") else self._source()
+        tracker = resolve_tracker(self._source)
         if tracker is None:
             return
         step_data = {**summarize(data, limit=self._max), "kind": kind, "function": name}

@@ -33,7 +33,17 @@ from urllib.parse import parse_qsl
 import httpx
 
 from stepsdk._model import StepType
-from stepsdk.integrations._common import REDACTED, guarded, is_secret_name, redact_url, summarize, truncate
+from stepsdk.integrations._common import (
+    REDACTED,
+    TrackerSource,
+    check_tracker_source,
+    guarded,
+    is_secret_name,
+    redact_url,
+    resolve_tracker,
+    summarize,
+    truncate,
+)
 
 __all__ = ["TrackedAsyncTransport", "TrackedTransport", "tracked_async_client", "tracked_client"]
 
@@ -43,18 +53,6 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-ndjson")
 # Arguments of httpx.Client that configure its default transport (they must go to our inner transport).
 _TRANSPORT_ARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "proxy")
-
-TrackerSource = Any  # a StepTracker, or a zero-argument callable returning one (or None: do not record)
-
-
-def _resolve(source: TrackerSource) -> Any:
-    return source if hasattr(source, "record_step") else source()
-
-
-def _check_source(source: TrackerSource, where: str) -> None:
-    if not (hasattr(source, "record_step") or callable(source)):
-        raise TypeError(f"{where}: tracker must be a StepTracker or a callable returning one, got {type(source).__name__}")
-
 
 def _check_limit(max_body_bytes: object, where: str) -> int:
     if not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool) or max_body_bytes < 0:
@@ -265,7 +263,7 @@ class TrackedTransport(httpx.BaseTransport):
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        _check_source(tracker, "TrackedTransport")
+        check_tracker_source(tracker, "TrackedTransport")
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise TypeError(f"TrackedTransport: transport must be an httpx.BaseTransport, got {type(transport).__name__}")
         self._source, self._limit = tracker, _check_limit(max_body_bytes, "TrackedTransport")
@@ -298,7 +296,7 @@ class TrackedAsyncTransport(httpx.AsyncBaseTransport):
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        _check_source(tracker, "TrackedAsyncTransport")
+        check_tracker_source(tracker, "TrackedAsyncTransport")
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise TypeError(
                 f"TrackedAsyncTransport: transport must be an httpx.AsyncBaseTransport, got {type(transport).__name__}"
@@ -326,7 +324,7 @@ class TrackedAsyncTransport(httpx.AsyncBaseTransport):
 def _start_call(source: TrackerSource, request: httpx.Request, limit: int) -> _Call | None:
     tracker = None
     with guarded("http tracker lookup"):
-        tracker = _resolve(source)
+        tracker = resolve_tracker(source)
     return _Call(tracker, request, limit) if tracker is not None else None
 
 
