@@ -198,7 +198,7 @@ def _load_zip(path: Path, limits: Limits) -> LoadedExport:
     absent = [p for p in referenced if p not in images and p not in declared_missing]
     if absent:
         raise ExportFormatError([f"{path.name}: screenshot {p} is referenced but not in the zip" for p in absent])
-    _check_image_rows(bundles, images, path.name)
+    _check_image_rows(bundles, images, manifest["screenshots"], path.name)
     return LoadedExport(bundles, images, [p for p in referenced if p not in images], kind="zip")
 
 
@@ -317,14 +317,17 @@ def image_problem(data: bytes) -> str | None:
     return None
 
 
-def _check_image_rows(bundles: list[TaskBundle], images: dict[str, bytes], name: str) -> None:
+def _check_image_rows(bundles: list[TaskBundle], images: dict[str, bytes], declared: dict[str, Any],
+                      name: str) -> None:
+    """Each screenshot row matches its image; the image's sha256 is the manifest's (``_zip_images``
+    checked them equal), so no image is hashed twice."""
     errors = []
     for bundle in bundles:
         for shot in bundle.screenshots:
             data = images.get(shot["storage_path"])
             if data is None:
                 continue
-            if hashlib.sha256(data).hexdigest() != shot["file_hash"] or len(data) != shot["file_size"]:
+            if declared[shot["storage_path"]]["sha256"] != shot["file_hash"] or len(data) != shot["file_size"]:
                 errors.append(f"{name}: screenshot row {shot['id']} does not match the image "
                               f"{shot['storage_path']} (file_hash/file_size differ)")
     if errors:
