@@ -32,7 +32,7 @@ from .data.base import (
     SourceUnavailable,
     TaskFilters,
 )
-from .export import task_report
+from .export import read_report
 from .pages._common import screenshot_url
 
 log = logging.getLogger("viewer.api")
@@ -182,8 +182,7 @@ def register(source: DataSource) -> None:
     def report(task_id: TaskId) -> dict[str, Any]:
         task = task_or_404(task_id)
         try:
-            return task_report(task, source.iter_all_steps(task_id),
-                               [_with_url(r) for r in source.get_screenshots(task_id)], source.get_task_stats(task_id))
+            return read_report(source, task, _with_url)
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 

@@ -9,7 +9,7 @@ from typing import Any
 from nicegui import ui
 
 from ..data.base import DataSource, Row
-from ..export import report_json, steps_csv, task_report
+from ..export import read_report, report_json, steps_csv
 from . import _overlay
 from ._common import (
     PAGE_TIMEOUT,
@@ -475,13 +475,10 @@ class TaskView:
 
     async def _report(self) -> dict[str, Any] | None:
         try:
-            steps = await fetch(self.source.iter_all_steps, self.task_id)
-            shots = await fetch(self.source.get_screenshots, self.task_id)
-            stats = await fetch(self.source.get_task_stats, self.task_id)
+            return await fetch(read_report, self.source, self.task)
         except FetchError as exc:
             ui.notify(f"Export failed: {exc}", type="negative")
             return None
-        return task_report(self.task, steps, shots, stats)
 
     async def export_json(self) -> None:
         report = await self._report()
