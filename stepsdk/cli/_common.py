@@ -30,7 +30,6 @@ from stepsdk._config import Config, supabase_env
 
 log = logging.getLogger("stepsdk.cli")
 
-BUCKET = "step-screenshots"
 DEFAULT_BACKUP_DIR = "./backup"
 
 
