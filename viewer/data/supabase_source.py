@@ -98,14 +98,8 @@ class SupabaseSource(DataSource):
             q = q.order(sort.column, desc=sort.descending, nullsfirst=sort.descending)
             if sort.column != "task_id":
                 q = q.order("task_id")
-            try:
-                res = q.range(start, start + per_page - 1).execute()
-            except APIError as exc:
-                if exc.code != "PGRST103":  # offset past the end: an empty page, not an error
-                    raise
-                head = _apply_filters(self._table("tasks").select("task_id", count="exact", head=True), filters)
-                return [], int(head.execute().count or 0)
-            return list(res.data or []), int(res.count or 0)
+            return _page_and_count(q, start, per_page, lambda: _apply_filters(
+                self._table("tasks").select("task_id", count="exact", head=True), filters))
 
         return self._call("the task list", query)
 
@@ -131,14 +125,8 @@ class SupabaseSource(DataSource):
         def query() -> tuple[list[Row], int]:
             q = (self._table("task_steps").select("*", count="exact").eq("task_id", task_id)
                  .order("step_number").order("id"))
-            try:
-                res = q.range(start, start + per_page - 1).execute()
-            except APIError as exc:
-                if exc.code != "PGRST103":
-                    raise
-                head = self._table("task_steps").select("id", count="exact", head=True).eq("task_id", task_id)
-                return [], int(head.execute().count or 0)
-            return list(res.data or []), int(res.count or 0)
+            return _page_and_count(q, start, per_page, lambda: self._table("task_steps").select(
+                "id", count="exact", head=True).eq("task_id", task_id))
 
         return self._call("the steps", query)
 
@@ -221,6 +209,18 @@ class SupabaseSource(DataSource):
                 return None
 
         return self._call("a screenshot", download)
+
+
+def _page_and_count(q: Any, start: int, per_page: int, head: Callable[[], Any]) -> tuple[list[Row], int]:
+    """One page of ``q`` (selected with count="exact") and the total. An offset past the end is
+    an empty page, not an error: PostgREST refuses it (PGRST103), so ``head()`` counts instead."""
+    try:
+        res = q.range(start, start + per_page - 1).execute()
+    except APIError as exc:
+        if exc.code != "PGRST103":
+            raise
+        return [], int(head().execute().count or 0)
+    return list(res.data or []), int(res.count or 0)
 
 
 def _apply_filters(q: Any, f: TaskFilters) -> Any:
