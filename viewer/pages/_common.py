@@ -93,6 +93,11 @@ def empty_box(message: str) -> ui.card:
     return card
 
 
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def url_param(value: str) -> str:
     """``value`` encoded for a query string or one path segment."""
     return quote(value, safe="")

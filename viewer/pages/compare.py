@@ -11,6 +11,7 @@ from ..data.base import DataSource, Row
 from ._common import (
     PAGE_TIMEOUT,
     FetchError,
+    cut,
     error_box,
     fetch,
     fmt_ms,
@@ -108,8 +109,7 @@ class CompareView:
                 error_box(str(exc), title="Cannot load the tasks")
                 return
             if task is None:
-                shown = task_id if len(task_id) <= 200 else task_id[:200] + "…"
-                error_box(f"Task {label} not found: {shown}", title="Task not found")
+                error_box(f"Task {label} not found: {cut(task_id, 200)}", title="Task not found")
                 return
             tasks.append(task)
         try:

@@ -15,6 +15,7 @@ from ._common import (
     PAGE_TIMEOUT,
     STEP_TYPE_STYLE,
     FetchError,
+    cut,
     empty_box,
     error_box,
     fetch,
@@ -106,10 +107,9 @@ class TaskView:
         return None
 
     def _not_found(self) -> None:
-        shown = self.task_id if len(self.task_id) <= 200 else self.task_id[:200] + "…"
         with ui.card().classes("w-full bg-amber-50 border border-amber-300").mark("not-found"):
             ui.label("Task not found").classes("text-xl font-bold text-amber-900")
-            ui.label(f"No task has the id: {shown}").classes("font-mono break-all text-amber-800")
+            ui.label(f"No task has the id: {cut(self.task_id, 200)}").classes("font-mono break-all text-amber-800")
             ui.link("Back to the task list", "/")
 
     def _header(self) -> None:
@@ -532,8 +532,7 @@ def _error_details(step: Row) -> None:
 
 
 def _short(value: Any, limit: int) -> str:
-    text = " ".join(str(value or "").split())
-    return text if len(text) <= limit else text[:limit] + "…"
+    return cut(" ".join(str(value or "").split()), limit)
 
 
 def _pos(value: Any) -> float | None:
