@@ -39,7 +39,7 @@ TASK_COLUMNS = (
 STEP_COLUMNS = (
     "id", "task_id", "step_number", "step_type", "step_data", "thinking", "action_result",
     "screenshot_path", "duration_ms", "success", "error_type", "error_message", "stack_trace",
-    "started_at", "metadata", "created_at",
+    "started_at", "metadata", "created_at", "name", "usage", "error_category",
 )
 SCREENSHOT_COLUMNS = (
     "id", "task_id", "step_id", "storage_path", "file_size", "file_hash", "compressed", "metadata",

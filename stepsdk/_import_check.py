@@ -10,6 +10,7 @@ import re
 import uuid
 from typing import Any
 
+from stepsdk._error_category import CATEGORIES as ERROR_CATEGORIES
 from stepsdk._export_format import (
     CONTROL_CHARS,
     SCREENSHOT_COLUMNS,
@@ -201,6 +202,10 @@ def _check_step(c: _Checker, step: Any, where: str, task_id: Any) -> None:
                                  or not math.isfinite(duration) or duration < 0):
         c.fail(f"{where}.duration_ms", f"must be a number >= 0, got {preview(duration)}")
     c.boolean(step, "success", where)
+    c.text(step, "name", where, min_len=1, max_len=200)
+    c.json_object(step, "usage", where)
+    if step.get("error_category") is not None:
+        c.choice(step, "error_category", where, ERROR_CATEGORIES)
     c.timestamp(step, "started_at", where)
     c.timestamp(step, "created_at", where)
 

@@ -127,6 +127,9 @@ class Step:
     metadata: dict[str, Any] | None = None
     started_at: float = 0.0  # epoch seconds
     created_at: float = 0.0  # epoch seconds
+    name: str | None = None  # short human label ("GET /v1/forecast -> 404", "Tap")
+    usage: dict[str, int] | None = None  # {prompt_tokens, completion_tokens, total_tokens}
+    error_category: str | None = None  # stepsdk._error_category.CATEGORIES
 
 
 @dataclasses.dataclass(slots=True)

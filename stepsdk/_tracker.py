@@ -206,6 +206,10 @@ class StepTracker:
         error_type: str | None = None,
         stack_trace: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        usage: Mapping[str, Any] | None = None,
+        error: BaseException | None = None,
+        screenshot_path: str | os.PathLike[str] | None = None,
     ) -> Step:
         """Record one step and return it (with its client-generated `id` and `step_number`).
 
@@ -213,13 +217,34 @@ class StepTracker:
         worker: do not mutate them after the call). `screenshot`: a path, bytes, base64/data-URL
         text or a PIL image, processed on the worker. Raises TypeError/ValueError only for wrong
         argument types or values.
+
+        `name`: a short label shown in the viewer (at most 200 characters). `usage`: the model
+        call's token counts (`prompt_tokens`, `completion_tokens`, `total_tokens`). `error`: an
+        exception; fills `error_type`, `error_message` and `stack_trace` (unless given) and sets
+        `success` False. `screenshot_path`: a screenshot file (same as `screenshot=` a path).
         """
+        if screenshot_path is not None:
+            if screenshot is not None:
+                raise TypeError("pass screenshot= or screenshot_path=, not both")
+            if not isinstance(screenshot_path, (str, os.PathLike)):
+                raise TypeError(f"screenshot_path must be a str or path, got {type(screenshot_path).__name__}")
+            screenshot = Path(screenshot_path)
+        if error is not None:
+            if not isinstance(error, BaseException):
+                raise TypeError(f"error must be an exception, got {type(error).__name__}")
+            success = False
+            error_type = error_type if error_type is not None else type(error).__name__
+            error_message = error_message if error_message is not None else (str(error) or type(error).__name__)
+            if stack_trace is None:
+                stack_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         return self._record(step_type, step_data, thinking, action_result, screenshot, duration_ms,
-                            success, error_message, error_type, stack_trace, metadata, None, None)
+                            success, error_message, error_type, stack_trace, metadata, None, None,
+                            name, usage)
 
     def _record(self, step_type: Any, step_data: Any, thinking: Any, action_result: Any, screenshot: Any,
                 duration_ms: Any, success: Any, error_message: Any, error_type: Any, stack_trace: Any,
-                metadata: Any, number: int | None, started_at: float | None) -> Step:
+                metadata: Any, number: int | None, started_at: float | None,
+                name: Any = None, usage: Any = None) -> Step:
         try:
             st = STEP_TYPES[step_type]
         except (KeyError, TypeError):
@@ -246,6 +271,12 @@ class StepTracker:
             if not isinstance(metadata, Mapping):
                 raise TypeError(f"metadata must be a dict (mapping) or None, got {type(metadata).__name__}")
             metadata = dict(metadata)
+        if name is not None:
+            _check_str("name", name, 200)
+            if not name.strip():
+                raise ValueError("name must not be empty")
+        if usage is not None:
+            usage = _check_usage(usage)
         if screenshot is not None:
             from stepsdk import _screenshots  # imported early by the worker; a dict lookup here
 
@@ -253,7 +284,8 @@ class StepTracker:
         now = time.time()
         step = Step(self._ids.next(), self.task_id, number or next(self._numbers), st, data, thinking,
                     action_result, screenshot, duration_ms, success, error_type, error_message, stack_trace,
-                    metadata, started_at or (now - duration_ms / 1000 if duration_ms else now), now)
+                    metadata, started_at or (now - duration_ms / 1000 if duration_ms else now), now,
+                    name, usage)
         if self._closed:
             self._late(step)
         else:
@@ -446,3 +478,27 @@ def _check_duration(value: Any) -> float:
     if not value >= 0 or value == float("inf"):  # also rejects NaN
         raise ValueError(f"duration_ms must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _check_usage(value: Any) -> dict[str, int]:
+    """Token usage: a mapping of the three counters (ints >= 0; missing ones left out, a
+    missing total is the sum of the other two)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"usage must be a mapping of token counts, got {type(value).__name__}")
+    unknown = sorted(str(k) for k in value if k not in USAGE_KEYS)
+    if unknown:
+        raise ValueError(f"usage has unknown keys {unknown}; expected {list(USAGE_KEYS)}")
+    out: dict[str, int] = {}
+    for key in USAGE_KEYS:
+        v = value.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
+            raise ValueError(f"usage[{key!r}] must be an int >= 0, got {v!r}")
+        out[key] = v
+    if "total_tokens" not in out and ("prompt_tokens" in out or "completion_tokens" in out):
+        out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
+    return out

@@ -61,6 +61,7 @@ from stepsdk._backup import (
     write_screenshot,
 )
 from stepsdk._config import Config
+from stepsdk._error_category import categorize
 from stepsdk._model import IdSource, Step, Task, iso
 from stepsdk._retry import CircuitBreaker, ErrorClass, RetryPolicy, classify, describe, one_line
 from stepsdk._sanitize import Sanitizer
@@ -384,6 +385,10 @@ class Worker:
             "error_type": s.text(step.error_type, 200), "error_message": s.text(step.error_message, lim.max_text),
             "stack_trace": s.text(step.stack_trace, lim.max_stack) if lim.max_stack else None,
             "started_at": iso(step.started_at), "metadata": metadata, "created_at": iso(step.created_at),
+            "name": s.text(step.name, 200), "usage": step.usage,
+            "error_category": step.error_category or (
+                categorize(step.error_type, step.error_message, _http_status(step.step_data))
+                if not step.success or step.error_type or step.error_message else None),
         }
         return row
 
@@ -396,7 +401,7 @@ class Worker:
             "duration_ms": step.duration_ms, "success": step.success, "error_type": None,
             "error_message": None, "stack_trace": None, "started_at": iso(step.started_at),
             "metadata": {"sanitize_error": f"{type(exc).__name__}: {Sanitizer._repr(exc)[:300]}"},
-            "created_at": iso(step.created_at),
+            "created_at": iso(step.created_at), "name": None, "usage": None, "error_category": None,
         }
 
     def _screenshot(self, step: Step, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
@@ -786,6 +791,13 @@ class Worker:
     @property
     def memory_items(self) -> int:
         return len(self._pending)
+
+
+def _http_status(step_data: Any) -> int | None:
+    """The HTTP status of a step that recorded an HTTP call (httpx integration: step_data.response.status_code)."""
+    response = step_data.get("response") if isinstance(step_data, dict) else None
+    status = response.get("status_code") if isinstance(response, dict) else None
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
 
 
 def _newest_versions(steps: list[_Item]) -> list[_Item]:

@@ -83,6 +83,9 @@ class Dataset:
             "error_message": None if number % 3 else "took too long", "stack_trace": None,
             "started_at": iso(started + timedelta(seconds=number)), "metadata": {"k": number},
             "created_at": iso(started + timedelta(seconds=number)),
+            "name": f"Tap {number}", "usage": {"prompt_tokens": 10 * number, "completion_tokens": number,
+                                                "total_tokens": 11 * number},
+            "error_category": None if number % 3 else "timeout",
         })
 
     def for_task(self, task_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -80,7 +80,9 @@ class _Builder:
                 "screenshot_path": extra.pop("screenshot_path", None), "duration_ms": duration, "success": success,
                 "error_type": extra.pop("error_type", None), "error_message": extra.pop("error_message", None),
                 "stack_trace": extra.pop("stack_trace", None), "started_at": started.isoformat(),
-                "metadata": {}, "created_at": (started + timedelta(milliseconds=self.seq)).isoformat()}
+                "metadata": {}, "created_at": (started + timedelta(milliseconds=self.seq)).isoformat(),
+                "name": extra.pop("name", None), "usage": extra.pop("usage", None),
+                "error_category": extra.pop("error_category", None)}
         assert not extra, extra
         if image is not None:
             path, sha = storage_key(image)
