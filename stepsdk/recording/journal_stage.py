@@ -73,6 +73,7 @@ class Journal:
     def __init__(self, writer: JournalWriter, progress: Progress) -> None:
         self.writer = writer
         self.progress = progress
+        self._deleted = 0  # steps already counted as lost with a deleted journal
 
     def append(self, records: list[Record]) -> bool:
         """Append records; sets each one's offset. False when the backup refused the write."""
@@ -107,6 +108,11 @@ class Journal:
         with p.cond:
             p.lost_reasons["backup journal deleted while in use (journal recreated)"] += 1
             p.last_error = "the backup journal was deleted while in use; a new one was started"
+            if not p.remote:  # local mode: the backup was the only copy of every step written so far
+                lost = p.journaled - self._deleted
+                self._deleted = p.journaled
+                p.dropped += lost
+                p.lost_reasons["steps deleted with the backup folder"] += lost
             if p.backlog_offset is not None:  # records waiting on disk only: lost with the file
                 p.backlog_offset = None
                 p.lost_reasons["records on disk only, deleted with the journal"] += 1

@@ -41,7 +41,7 @@ from stepsdk.recording.upload_stage import SinkSource, UploadStage
 
 log = logging.getLogger("stepsdk")
 
-SLOW_REQUEST = 1.0  # seconds: a request in flight this long no longer holds `flush()` back
+SLOW_REQUEST = 0.75  # seconds: a request in flight this long no longer holds `flush()` back
 _live: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 _backlog_hint = threading.Lock()  # held for ever once one pipeline has looked (once per process)
 _housekept: set[str] = set()  # backup folders this process looked at for abandoned tasks

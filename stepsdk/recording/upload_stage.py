@@ -64,6 +64,7 @@ class UploadStage:
     # ------------------------------------------------------------------ the thread
     def _loop(self) -> None:
         try:
+            self._ensure_sink()  # at once: a flush at exit must not wait for the client's import
             while True:
                 batch = self._next_batch()
                 if batch is None:
