@@ -275,8 +275,8 @@ class StepTracker:
             raise TypeError(f"step_data must be a dict (mapping) or None, got {type(step_data).__name__}")
         if thinking is not None and not isinstance(thinking, str):
             raise TypeError(f"thinking must be a str or None, got {type(thinking).__name__}")
-        if duration_ms is not None:
-            duration_ms = _check_duration(duration_ms)
+        if duration_ms is not None and not (type(duration_ms) is float and 0.0 <= duration_ms <= MAX_DURATION_MS):
+            duration_ms = _check_duration(duration_ms)  # the slow path: ints, errors
         if success is not True and success is not False:
             raise TypeError(f"success must be a bool, got {type(success).__name__}")
         if error_message is not None or error_type is not None or stack_trace is not None:

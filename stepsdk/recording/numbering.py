@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -59,8 +60,8 @@ class StepNumbers:
                 self.resumed = int(state.get("next", 1)) > 1
                 self._next = self._end = int(state.get("next", 1))
             _live.add(self)
-        else:
-            self._end = 2**62
+        else:  # a new id: plain counting, no lock (itertools.count is atomic in CPython)
+            self.next = itertools.count(1).__next__  # type: ignore[method-assign]
 
     def next(self) -> int:
         with self._lock:

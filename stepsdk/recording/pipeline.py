@@ -123,7 +123,7 @@ class Pipeline:
         """Caller's thread: O(1), no I/O unless the queue is full (then it is written here)."""
         p = self.progress
         if isinstance(item, Step):
-            p.submitted_step()
+            next(p._submitted)  # the lock-free step counter (see Progress)
         elif isinstance(item, Task):
             p.submitted_task(item.version)
         if self.journal_stage.inbox.qsize() < self.max_queue and not p.stopping:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -56,8 +57,10 @@ class Progress:
         self.remote = remote
         self.max_in_memory = max_in_memory
         self.clock = clock
-        # steps (counted once each, at version 0) and task versions
-        self.submitted = 0
+        # steps (counted once each, at version 0) and task versions. `_submitted` is the one
+        # counter the caller's thread advances without the lock: `next()` of an itertools.count
+        # is atomic in CPython and costs ~30 ns, a lock ~300 ns (record_step's budget is ~1.5 µs).
+        self._submitted = itertools.count(1)
         self.task_version_submitted = 0
         self.processed = 0  # handled by the journal stage (written or not)
         self.journaled = 0  # ... of which written to the backup
@@ -90,9 +93,10 @@ class Progress:
         self.uploaded_unjournaled = 0  # steps the backup refused but the backend took
 
     # ------------------------------------------------------------------ caller side
-    def submitted_step(self) -> None:
-        with self.cond:
-            self.submitted += 1
+    @property
+    def submitted(self) -> int:
+        """Steps submitted so far (reads the counter without advancing it)."""
+        return int(repr(self._submitted)[6:-1]) - 1  # "count(N)": N is the next value
 
     def submitted_task(self, version: int) -> None:
         with self.cond:
