@@ -124,9 +124,13 @@ class StepTracker:
       wait for the journal thread (more are written on the caller's thread instead) and at
       most `max_in_memory` records (default 5,000) wait in memory for upload; the rest wait in
       the journal on disk and are re-read when the backend is back.
-    - `flush`, `finish` and `close` return within their `timeout` (default 5 s); leaving a
-      `with` block takes at most 5 s and interpreter exit at most 5 s for all trackers, with
-      everything safe in the backup when Supabase is down (`stepsdk resync` uploads it later).
+    - `flush`, `finish` and `close` return within their `timeout` (default 5 s) and cover
+      every step recorded before them, screenshots still being encoded included; against a
+      backend that is down or never answers, leaving a `with` block and interpreter exit take
+      under 2 s, with everything safe in the backup (`stepsdk resync` uploads it later).
+    - Threads: three per tracker in remote mode (journal, screenshots, upload), two in local
+      mode (docs/architecture.md). SIGTERM marks the task interrupted and flushes
+      (`handle_signals=False` to opt out); a reused `task_id` resumes the task (README).
     """
 
     def __init__(
@@ -186,15 +190,15 @@ class StepTracker:
         self._callbacks: list[Callable[[Step], Any]] = []
         self._finished = False
         self._closed = False
-        self._worker = Pipeline(config, self.task_id, buffer_size=buffer_size, flush_interval=float(flush_interval),
+        self._pipeline = Pipeline(config, self.task_id, buffer_size=buffer_size, flush_interval=float(flush_interval),
                                 max_queue=max_queue, max_in_memory=max_in_memory, sink=sink)
-        self._worker.on_fork = _weak_call(self, "_after_fork")
-        self._worker.submit(dataclasses.replace(self._task))
+        self._pipeline.on_fork = _weak_call(self, "_after_fork")
+        self._pipeline.submit(dataclasses.replace(self._task))
         _ensure_atexit()
         if signals.enabled(handle_signals):
             signals.watch(self)
         # If the tracker is dropped without close(), let the pipeline finish in the background.
-        self._finalizer = weakref.finalize(self, self._worker.stop_async)
+        self._finalizer = weakref.finalize(self, self._pipeline.stop_async)
 
     def __repr__(self) -> str:  # the config's repr hides the key
         return (f"StepTracker(task_id={self.task_id!r}, mode={self.config.mode!r}, "
@@ -305,7 +309,7 @@ class StepTracker:
         if self._closed:
             self._late(step)
         else:
-            self._worker.submit(step)
+            self._pipeline.submit(step)
         if self._callbacks:
             self._run_callbacks(step)
         return step
@@ -313,8 +317,8 @@ class StepTracker:
     def _late(self, step: Step) -> None:
         log.warning("stepsdk: step %d recorded after close(); written to the backup only "
                     "(run `stepsdk resync` to upload it)", step.step_number)
-        self._worker.reopen_for_late_steps()
-        self._worker.submit(step)
+        self._pipeline.reopen_for_late_steps()
+        self._pipeline.submit(step)
 
     def _run_callbacks(self, step: Step) -> None:
         for cb in self._callbacks:
@@ -391,8 +395,8 @@ class StepTracker:
         self._task.version = max(time.time_ns(), self._task.version + 1)
         self._finished = st is not TaskStatus.RUNNING
         if self._closed:
-            self._worker.reopen_for_late_steps()
-        self._worker.submit(dataclasses.replace(self._task))
+            self._pipeline.reopen_for_late_steps()
+        self._pipeline.submit(dataclasses.replace(self._task))
         return self.flush(timeout)
 
     def flush(self, timeout: float = 5.0) -> FlushResult:
@@ -400,23 +404,23 @@ class StepTracker:
         backend is unreachable (or in local mode). Returns within about `timeout` seconds."""
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise ValueError("timeout must be a number of seconds >= 0")
-        return self._worker.force_flush(float(timeout))
+        return self._pipeline.force_flush(float(timeout))
 
     def close(self, timeout: float = 5.0) -> FlushResult:
         """Flush (bounded by `timeout`), stop the background threads, fsync the backup."""
         if self._closed:  # again (after late steps): those were written directly; close their journal
-            self._worker.close_journal()
-            return self._worker.force_flush(0)
+            self._pipeline.close_journal()
+            return self._pipeline.force_flush(0)
         self._closed = True
         self._finalizer.detach()
         signals.unwatch(self)
-        result = self._worker.shutdown(float(timeout))
+        result = self._pipeline.shutdown(float(timeout))
         self._numbers.release()
         return result
 
     def stats(self) -> TrackerStats:
-        st = self._worker.stats()
-        return TrackerStats(queue_depth=self._worker.queue_depth, **st)  # type: ignore[arg-type]
+        st = self._pipeline.stats()
+        return TrackerStats(queue_depth=self._pipeline.queue_depth, **st)  # type: ignore[arg-type]
 
     def _interrupted_by(self, signal_name: str, timeout: float) -> None:
         """SIGTERM (stepsdk/recording/signals.py): mark the task interrupted, flush, close."""
@@ -430,7 +434,7 @@ class StepTracker:
     def _after_fork(self) -> None:
         """In a forked child (the pipeline was restarted): the task row goes to the new journal
         and upload stage too, so the child's steps can be uploaded after it."""
-        self._worker.submit(dataclasses.replace(self._task))
+        self._pipeline.submit(dataclasses.replace(self._task))
 
     @property
     def backup_dir(self) -> Path:
@@ -438,7 +442,7 @@ class StepTracker:
 
     @property
     def journal_path(self) -> Path:
-        return self._worker.writer.path
+        return self._pipeline.writer.path
 
     def __enter__(self) -> StepTracker:
         return self

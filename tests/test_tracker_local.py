@@ -525,7 +525,7 @@ def test_full_screenshot_queue_holds_the_journal_thread_back_and_loses_nothing(
     time.sleep(0.3)  # the journal thread has written these 50, then waits for room for the 51st image
     later = [t.record_step("action", {"i": i}) for i in range(10)]
     time.sleep(0.3)
-    shots = t._worker.shots
+    shots = t._pipeline.shots
     assert shots.queue.qsize() == shots.max_queue == 32  # bounded: the images wait in the caller's steps
     journaled = _journaled_ids(t)
     order = [s.id for s in first]
