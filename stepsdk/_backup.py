@@ -180,7 +180,7 @@ class JournalWriter:
         self.root = Path(root)
         self.name = name or new_writer_name()
         self.path = self.root / JOURNAL_DIR / f"{self.name}{SUFFIX}"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a SIGTERM handler may close it mid-append
         self._fh: Any = None
         self._position = 0
         self._needs_newline = False
@@ -487,9 +487,27 @@ def dead_writer_journals(root: str | os.PathLike[str]) -> list[Path]:
             if record["k"] != KIND_OPEN or record.get("host") != socket.gethostname():
                 continue
             pid = record.get("pid")
-            if isinstance(pid, int) and not _pid_alive(pid):
+            if isinstance(pid, int) and not _pid_alive(pid) and not _ends_closed(path):
                 dead.append(path)
     return dead
+
+
+def _ends_closed(path: Path) -> bool:
+    """Whether the journal's last record is a `close` (reads only its last few KB)."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 4096))
+            tail = fh.read()
+    except OSError:
+        return False
+    lines = tail.splitlines(keepends=True)
+    if not lines:
+        return False
+    try:
+        return decode_line(lines[-1])["k"] == KIND_CLOSE
+    except ValueError:
+        return False
 
 
 def _note_for_hint(rec: dict[str, Any] | None, info: JournalInfo, ids: list[str],

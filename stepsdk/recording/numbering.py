@@ -48,7 +48,7 @@ class StepNumbers:
         self.task_id = task_id
         self.shared = shared
         self.path = counter_path(root, task_id)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a SIGTERM handler may close mid-`next()`
         self._next = 1
         self._end = 1  # block is [_next, _end); empty forces a reservation
         self.first_started_at = started_at  # the task's original start (resumed tasks keep it)
@@ -97,7 +97,7 @@ class StepNumbers:
 
     def after_fork(self) -> None:
         """In a forked child: the block belongs to the parent; reserve a new one on next use."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._end = self._next
 
     def _update(self, change: Any) -> dict[str, Any] | None:

@@ -224,13 +224,8 @@ class Pipeline:
         self.writer.reopen()
 
     def stop_async(self) -> None:
-        """Used when a tracker is garbage collected: finish in the background, never block."""
-        p = self.progress
-        with p.cond:
-            p.flush_waiters += 1  # everything left is due at once
-            p.stopping = True
-            p.cond.notify_all()
-        self.journal_stage.stop()
+        """Used when a tracker is garbage collected: shut down in the background, never block."""
+        threading.Thread(target=self.shutdown, args=(5.0,), name="stepsdk-close", daemon=True).start()
 
     # ------------------------------------------------------------------ housekeeping
     def _hint_earlier_backlog(self) -> None:

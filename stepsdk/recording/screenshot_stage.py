@@ -40,7 +40,7 @@ class ScreenshotStage:
         self.max_queue = max_queue
         self.queue: queue.Queue[ShotJob | None] = queue.Queue(max_queue)
         self._ids = IdSource()
-        self._lock = threading.Lock()  # job states, `_jobs`, `_abandoned`
+        self._lock = threading.RLock()  # job states, `_jobs`, `_abandoned` (re-entrant: SIGTERM)
         self._jobs: list[ShotJob] = []  # handed over and not finished (for abandon())
         self._abandoned = False
         self._stopping = False

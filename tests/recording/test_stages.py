@@ -176,3 +176,22 @@ def test_a_sink_factory_is_called_on_the_upload_thread(tmp_path: Path) -> None:
 def test_a_sink_that_is_not_one_fails_loudly_at_the_call(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="sink must be"):
         StepTracker(title="t", backup_dir=tmp_path, sink=42)  # type: ignore[arg-type]
+
+
+def test_a_tracker_dropped_without_close_finishes_in_the_background(tmp_path: Path) -> None:
+    import gc
+
+    from stepsdk._backup import BackupStore
+
+    sink = MemorySink()
+    t = StepTracker(title="forgotten", backup_dir=tmp_path, sink=sink)
+    for i in range(3):
+        t.record_step("action", {"i": i})
+    task_id = t.task_id
+    del t
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while not any(p.parent.name == "archive" for p in tmp_path.rglob("*.log")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(sink.steps(task_id)) == 3  # uploaded, and the journal closed and archived
+    assert BackupStore(tmp_path).read().journals[0].closed
