@@ -135,7 +135,7 @@ def _check_record(record: dict[str, Any]) -> None:
         elif row.get("duration_ms") is not None and (isinstance(row["duration_ms"], bool)
                                                      or not isinstance(row["duration_ms"], (int, float))):
             problem = "duration_ms is not a number"
-        problem = problem or _bad_types(row, ("step_type", *_STEP_TEXT), ("step_data", "metadata", "usage"))
+        problem = problem or _bad_types(row, ("step_type", *_STEP_TEXT), ("metadata", "usage"))
     elif kind == KIND_SHOT:
         if not (_is_id(row.get("id")) and _is_id(row.get("task_id")) and isinstance(row.get("storage_path"), str)):
             raise ValueError("screenshot record without a valid id, task_id or storage_path")

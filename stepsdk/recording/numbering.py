@@ -8,7 +8,7 @@ same task at the same time (a forked child, two processes) get disjoint numbers.
 How: a small counter file per task in `<backup>/numbers/` (named by a hash of the task id, so
 task ids never become file names) holds the next free number. A tracker reserves numbers in
 blocks of `BLOCK` under an exclusive `flock`, so the agent's thread touches the file once per
-`BLOCK` steps (~20 µs), and gives back the unused tail of its block when it closes (a resumed
+`BLOCK` (256) steps (~20 µs), and gives back the unused tail of its block when it closes (a resumed
 run then continues right after the last step, without a gap). A forked child drops the block it
 inherited and reserves its own. Generated task ids (the default) are new by construction: they
 count from 1 in memory and never touch the file.
@@ -33,7 +33,7 @@ from typing import Any
 log = logging.getLogger("stepsdk")
 
 NUMBERS_DIR = "numbers"
-BLOCK = 32
+BLOCK = 256
 _live: weakref.WeakSet[StepNumbers] = weakref.WeakSet()
 
 
