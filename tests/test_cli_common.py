@@ -177,7 +177,7 @@ def test_unreadable_import_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize("argv", [
-    ["cleanup"], ["cleanup", "--older-than", "soon"], ["cleanup", "--older-than", "1d", "--batch-size", "0"],
+    ["delete", "--agent", "bot", "--before", "soon"], ["cleanup", "--older-than", "soon"], ["cleanup", "--older-than", "1d", "--batch-size", "0"],
     ["cleanup", "--older-than", "1d", "--batch-size", "many"], ["export", "--format", "xml"],
     ["export", "--since", "yesterday"], ["export", "--since", "999999999w"], ["export", "--until", "2026-13-01"], ["export", "--status", "weird"], ["import"],
 ])

@@ -37,8 +37,8 @@ comment on table public.stepsdk_retention_runs is
 
 alter table public.stepsdk_freed_objects enable row level security;
 alter table public.stepsdk_retention_runs enable row level security;
-revoke all on public.stepsdk_freed_objects from public, anon, authenticated;
-revoke all on public.stepsdk_retention_runs from public, anon, authenticated;
+revoke all on public.stepsdk_freed_objects from public, anon, authenticated, service_role;
+revoke all on public.stepsdk_retention_runs from public, anon, authenticated, service_role;
 grant select, insert, delete on public.stepsdk_freed_objects to service_role;
 grant select, insert, update on public.stepsdk_retention_runs to service_role;
 
@@ -178,7 +178,8 @@ comment on function public.stepsdk_retention_status() is
 
 revoke all on function public.stepsdk_run_retention(interval, integer) from public, anon, authenticated;
 grant execute on function public.stepsdk_run_retention(interval, integer) to service_role;
-revoke all on function public.stepsdk_schedule_retention(interval, text) from public, anon, authenticated;
-revoke all on function public.stepsdk_unschedule_retention() from public, anon, authenticated;
+-- Scheduling is for the database owner (the SQL console), not the API roles.
+revoke all on function public.stepsdk_schedule_retention(interval, text) from public, anon, authenticated, service_role;
+revoke all on function public.stepsdk_unschedule_retention() from public, anon, authenticated, service_role;
 revoke all on function public.stepsdk_retention_status() from public, anon, authenticated;
 grant execute on function public.stepsdk_retention_status() to service_role;
