@@ -61,6 +61,15 @@ def record_run(root: Path, older_than: str, report: CleanupReport, *, trigger: s
         raise
 
 
+def age_text(age: timedelta) -> str:
+    """A duration as ``stepsdk cleanup --older-than`` writes it: 30d, 2w, 12h, 90m."""
+    seconds = int(age.total_seconds())
+    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def last_run(root: Path) -> dict[str, Any] | None:
     """The last recorded run, or None (never ran, or the file is unreadable)."""
     try:

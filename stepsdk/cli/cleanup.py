@@ -139,16 +139,9 @@ def _on_backup(args: argparse.Namespace, source: Source) -> _retention.CleanupRe
     if args.orphans:
         local.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
     if not args.dry_run:
-        _local_retention.record_run(source.backup_dir, _age_text(args.older_than), report, trigger="cleanup")
+        _local_retention.record_run(source.backup_dir, _local_retention.age_text(args.older_than), report, trigger="cleanup")
     return report
 
-
-def _age_text(age: timedelta) -> str:
-    seconds = int(age.total_seconds())
-    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _human(args: argparse.Namespace, report: _retention.CleanupReport, source: Source) -> str:
