@@ -16,7 +16,8 @@ def delete_button(source: DataSource, task_id: str, *, steps: int = 0) -> None:
         return
 
     async def confirm() -> None:
-        dialog.close()
+        if dialog is not None:
+            dialog.close()
         try:
             result = await fetch(operations.delete_task, source, task_id)
         except FetchError as exc:
@@ -30,11 +31,21 @@ def delete_button(source: DataSource, task_id: str, *, steps: int = 0) -> None:
         why = "; ".join([*result["kept"].values(), *result["problems"]]) or "the task is no longer there"
         ui.notify(f"The task was not fully deleted: {cut(why, 300)}", type="warning")
 
-    with ui.dialog() as dialog, ui.card().mark("delete-dialog"):
-        ui.label("Delete this task?").classes("text-lg font-bold")
-        ui.label(f"Task {cut(task_id, 200)} and its {steps} step(s) are deleted, with the screenshots no "
-                 "other task uses. This cannot be undone.").classes("break-all")
-        with ui.row().classes("w-full justify-end"):
-            ui.button("Cancel", on_click=dialog.close).props("flat").mark("cancel-delete")
-            ui.button("Delete", icon="delete", color="negative", on_click=confirm).mark("confirm-delete")
-    ui.button("Delete", icon="delete", on_click=dialog.open).props("outline dense color=negative").mark("delete-task")
+    def build_dialog() -> ui.dialog:
+        with button.parent_slot or ui.context.client.layout, ui.dialog() as built, ui.card().mark("delete-dialog"):
+            ui.label("Delete this task?").classes("text-lg font-bold")
+            ui.label(f"Task {cut(task_id, 200)} and its {steps} step(s) are deleted, with the screenshots no "
+                     "other task uses. This cannot be undone.").classes("break-all")
+            with ui.row().classes("w-full justify-end"):
+                ui.button("Cancel", on_click=built.close).props("flat").mark("cancel-delete")
+                ui.button("Delete", icon="delete", color="negative", on_click=confirm).mark("confirm-delete")
+        return built
+
+    def ask() -> None:
+        nonlocal dialog
+        if dialog is None:  # built on first use: the page keeps a single dialog (its lightbox) until then
+            dialog = build_dialog()
+        dialog.open()
+
+    dialog: ui.dialog | None = None
+    button = ui.button("Delete", icon="delete", on_click=ask).props("outline dense color=negative").mark("delete-task")
