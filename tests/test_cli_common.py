@@ -189,7 +189,7 @@ def test_bad_arguments_exit_2_with_one_message(argv: list[str], capsys: pytest.C
     assert "error:" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", ["export", "import", "cleanup"])
+@pytest.mark.parametrize("command", ["export", "import", "cleanup", "delete"])
 def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])

@@ -136,3 +136,33 @@ def test_delete_local_by_id_and_by_agent(tmp_path: Path, monkeypatch: pytest.Mon
     assert state() == (set(), set())
     assert main(["delete", "a", "--yes", "--json"]) == Exit.FAILED  # gone already
     assert json_out(capsys.readouterr().out)["missing"] == ["a"]
+
+
+def _delete_at_a_terminal(root: Path, answer: bytes) -> tuple[int, str]:
+    """``stepsdk delete c`` with a pseudo-terminal as stdin, answering the question with ``answer``."""
+    import os
+    import subprocess
+    import sys
+
+    master, slave = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")} | {"STEPSDK_BACKUP_DIR": str(root)}
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; from stepsdk.cli import main; sys.exit(main())",
+                                 "delete", "c"], stdin=slave, stderr=subprocess.PIPE, env=env, text=True)
+        os.write(master, answer)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return proc.returncode, err
+
+
+def test_delete_asks_at_a_terminal(tmp_path: Path) -> None:
+    root = tmp_path / "backup"
+    load_into_backup(root, _dataset())
+    status, err = _delete_at_a_terminal(root, b"n\n")
+    assert status == Exit.USAGE and "about to delete 1 task(s)" in err and "not confirmed" in err
+    assert set(BackupStore(root).read().tasks) == {"a", "b", "c"}
+    status, err = _delete_at_a_terminal(root, b"y\n")
+    assert status == Exit.OK and "deleted 1 task(s)" in err
+    assert set(BackupStore(root).read().tasks) == {"a", "b"}
