@@ -65,6 +65,7 @@ async def test_cleanup_endpoint_needs_the_token(viewer: User, source: DataSource
     for name in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"):
         monkeypatch.delenv(name, raising=False)
     url, body = "/api/storage/cleanup", {"older_than": "1d", "dry_run": True}
+    assert url in (await viewer.http_client.get("/openapi.json")).json()["paths"]  # documented
     monkeypatch.delenv("STEPSDK_VIEWER_TOKEN", raising=False)
     off = await viewer.http_client.post(url, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
     assert off.status_code == 403 and "STEPSDK_VIEWER_TOKEN" in off.json()["detail"]
@@ -100,6 +101,8 @@ async def test_read_only_viewer_offers_no_delete(stack, data: dataset.Dataset, _
         response = await user.http_client.post("/api/storage/cleanup", json={"older_than": "1d", "dry_run": False},
                                                headers={"Authorization": f"Bearer {TOKEN}"})
         assert response.status_code in (404, 405)  # no such route on this viewer
+        paths = (await user.http_client.get("/openapi.json")).json()["paths"]
+        assert "/api/storage" in paths and "/api/storage/cleanup" not in paths
         figures = (await user.http_client.get("/api/storage")).json()
         assert figures["tasks"] == 1 and figures["can_delete"] is False  # row-level security: own task only
         await user.open("/tasks/task-ok")
