@@ -308,6 +308,34 @@ def _manifest_data_list(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> Non
     _write_all(zout, entries)
 
 
+def _crafted_replacement(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    """Another real image under an existing screenshot's name, with the manifest and the rows made
+    to agree: only the content-addressed name betrays it (it would replace that screenshot)."""
+    name = next(n for n in entries if n.startswith("screenshots/"))
+    key, data = name[len("screenshots/"):], webp(77)
+    entries[name] = data
+    manifest = _manifest(entries)
+    manifest["screenshots"][key] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    doc = json.loads(entries["export.json"])
+    for bundle in doc["tasks"]:
+        for shot in bundle["screenshots"]:
+            if shot["storage_path"] == key:
+                shot.update(file_hash=hashlib.sha256(data).hexdigest(), file_size=len(data))
+    entries["export.json"] = json.dumps(doc).encode()
+    _write_all(zout, entries)
+
+
+def _extra_bad_name(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    """An extra image no row uses, listed in the manifest under a name that is no content key."""
+    data = webp(9)
+    entries["screenshots/ab/extra.webp"] = data
+    manifest = _manifest(entries)
+    manifest["screenshots"]["ab/extra.webp"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    _write_all(zout, entries)
+
+
 def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     doc = json.loads(entries["export.json"])
     doc["tasks"][0]["task"]["status"] = "weird"
@@ -325,6 +353,8 @@ def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     (_tampered_image, "does not match its sha256"),
     (_not_an_image, "is not a readable image"),
     (_gif_image, "is a GIF image"),
+    (_crafted_replacement, "does not hash to its name"),
+    (_extra_bad_name, "ab/extra.webp is not a content-addressed name"),
     (_image_missing, "is referenced but not in the zip"),
     (_no_manifest, "no manifest.json"),
     (_manifest_data_list, '"data" must name the data file'),

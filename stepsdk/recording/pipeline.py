@@ -92,12 +92,20 @@ class Pipeline:
             first = folder not in _housekept
             _housekept.add(folder)
         if first:
-            threading.Thread(target=self._mark_abandoned, name="stepsdk-housekeeping", daemon=True).start()
+            threading.Thread(target=self._housekeeping, name="stepsdk-housekeeping", daemon=True).start()
+
+    def _housekeeping(self) -> None:
+        """Once per process and backup folder, in the background: local retention
+        (`STEPSDK_RETENTION_DAYS`), then tasks left running by a recorder that died."""
+        from stepsdk._local_retention import apply_on_start
+
+        apply_on_start(self.config)  # never raises
+        self._mark_abandoned()
 
     def _mark_abandoned(self) -> None:
-        """Once per process and backup folder, in the background: tasks left running by a
-        recorder that died (SIGKILL...) are marked interrupted through this pipeline (so a remote
-        tracker uploads the marks). Cheap unless a dead writer's journal exists."""
+        """Tasks left running by a recorder that died (SIGKILL...) are marked interrupted
+        through this pipeline (so a remote tracker uploads the marks). Cheap unless a dead
+        writer's journal exists."""
         try:
             if not dead_writer_journals(self.config.backup_dir):
                 return

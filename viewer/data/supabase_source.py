@@ -22,6 +22,7 @@ from storage3.utils import StorageException
 
 from supabase import Client, ClientOptions, create_client
 
+from ..secret_key import is_secret_key
 from .base import (
     DataSource,
     Row,
@@ -56,6 +57,9 @@ class SupabaseSource(DataSource):
                                 httpx_client=httpx.Client(timeout=timeout, follow_redirects=True))
         self._client: Client = create_client(url, key, options)
         self._secrets = tuple(s for s in (key, access_token) if s)
+        # viewer.operations (delete, clean-up): only a secret key without a user's token deletes
+        self.client: Client = self._client
+        self.can_delete = access_token is None and is_secret_key(key)
         parts = urlsplit(url)  # shown in the page header: never any user:password@ part
         self.description = f"supabase: {parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
