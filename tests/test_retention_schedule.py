@@ -4,6 +4,7 @@ objects the job freed; ``stepsdk status`` shows what is in force and the last ru
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
