@@ -197,7 +197,11 @@ class Pipeline:
             p.abort_retries = True
             p.cond.notify_all()
         if self.upload is not None:
-            self.upload.join(min(left(), 0.5))
+            with p.cond:
+                hanging = p.request_since is not None and self.clock() - p.request_since >= SLOW_REQUEST
+            # A request that hangs will not answer in time: do not wait for it (its rows are in
+            # the backup); otherwise give a request in flight a moment to be acknowledged.
+            self.upload.join(0.05 if hanging else min(left(), 0.5))
         with p.cond:
             result = p.result(p.submitted, timed_out=False)
         self.close_journal()
