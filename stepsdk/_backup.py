@@ -157,6 +157,17 @@ def _check_record(record: dict[str, Any]) -> None:
         raise ValueError(f"mistyped field: {problem}")
 
 
+def ack_record(table: str, versions: dict[str, int]) -> dict[str, Any]:
+    """The `ack` record confirming these keys in these versions (format: backup/README.md)."""
+    if table == T_TASKS:
+        return {"k": KIND_ACK, "t": table, "v": versions, "at": now_iso()}
+    rec: dict[str, Any] = {"k": KIND_ACK, "t": table, "ids": list(versions), "at": now_iso()}
+    newer = {k: v for k, v in versions.items() if v}
+    if newer:
+        rec["v"] = newer
+    return rec
+
+
 def new_writer_name(role: str = "w") -> str:
     """`<host>-<pid>-<role><random>`: unique per writer, safe as a file name on any OS."""
     host = _SAFE_NAME_RE.sub("_", socket.gethostname())[:40] or "host"

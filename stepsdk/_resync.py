@@ -16,7 +16,6 @@ from typing import Any
 
 from stepsdk._abandoned import abandoned_tasks
 from stepsdk._backup import (
-    KIND_ACK,
     KIND_REJECT,
     KIND_TASK,
     T_OBJECTS,
@@ -26,6 +25,7 @@ from stepsdk._backup import (
     BackupSnapshot,
     BackupStore,
     JournalWriter,
+    ack_record,
     new_writer_name,
     now_iso,
 )
@@ -206,14 +206,7 @@ class _Acks:
         self.writer = writer
 
     def ack(self, table: str, versions: dict[str, int]) -> None:
-        if table == T_TASKS:
-            rec: dict[str, Any] = {"k": KIND_ACK, "t": table, "v": versions, "at": now_iso()}
-        else:
-            rec = {"k": KIND_ACK, "t": table, "ids": list(versions), "at": now_iso()}
-            newer = {k: v for k, v in versions.items() if v}
-            if newer:
-                rec["v"] = newer
-        self.writer.append([rec])
+        self.writer.append([ack_record(table, versions)])
 
     def reject(self, table: str, key: str, error: dict[str, Any]) -> None:
         self.writer.append([{"k": KIND_REJECT, "t": table, "id": key, "error": error, "at": now_iso()}])

@@ -11,18 +11,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from stepsdk._backup import (
-    KIND_ACK,
     KIND_REJECT,
     KIND_SHOT,
     KIND_STEP,
     KIND_TASK,
     JournalWriter,
+    ack_record,
     encode_record,
     now_iso,
 )
@@ -30,6 +29,7 @@ from stepsdk._model import Step, Task
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record
 from stepsdk.recording.progress import Progress
 from stepsdk.recording.rows import RowMaker
+from stepsdk.recording.stage import Stage
 
 log = logging.getLogger("stepsdk")
 
@@ -118,14 +118,7 @@ class Journal:
                 p.lost_reasons["records on disk only, deleted with the journal"] += 1
 
     def ack(self, table: str, versions: dict[str, int]) -> None:
-        if table == T_TASKS:
-            rec: dict[str, Any] = {"k": KIND_ACK, "t": table, "v": versions, "at": now_iso()}
-        else:
-            rec = {"k": KIND_ACK, "t": table, "ids": list(versions), "at": now_iso()}
-            newer = {k: v for k, v in versions.items() if v}
-            if newer:
-                rec["v"] = newer
-        self._meta(rec)
+        self._meta(ack_record(table, versions))
 
     def reject(self, table: str, key: str, error: dict[str, Any]) -> None:
         self._meta({"k": KIND_REJECT, "t": table, "id": key, "error": error, "at": now_iso()})
@@ -140,8 +133,10 @@ class Journal:
             self.progress.note_error(f"could not write upload acks: {exc.strerror or exc}")
 
 
-class JournalStage:
+class JournalStage(Stage):
     """One thread: inbox -> rows -> journal -> Progress (+ screenshot jobs)."""
+
+    thread_name = "stepsdk-journal"
 
     def __init__(self, rows: RowMaker, journal: Journal, progress: Progress,
                  dispatch_shot: Callable[[ShotJob, bool], None]) -> None:
@@ -150,17 +145,12 @@ class JournalStage:
         self.progress = progress
         self.dispatch_shot = dispatch_shot
         self.inbox: queue.SimpleQueue[Step | Task | Record | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="stepsdk-journal", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
         self.inbox.put(None)
 
-    def join(self, timeout: float) -> bool:
-        self._thread.join(max(0.0, timeout))
-        return not self._thread.is_alive()
 
     def _loop(self) -> None:
         while True:

@@ -24,12 +24,15 @@ from stepsdk._sanitize import Sanitizer
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, Record
 from stepsdk.recording.journal_stage import Journal, ShotJob
 from stepsdk.recording.progress import Progress
+from stepsdk.recording.stage import Stage
 
 log = logging.getLogger("stepsdk")
 
 
-class ScreenshotStage:
+class ScreenshotStage(Stage):
     """One thread over a bounded queue of `ShotJob`s (see module docstring)."""
+
+    thread_name = "stepsdk-screenshots"
 
     def __init__(self, config: Config, journal: Journal, progress: Progress, sanitizer: Sanitizer,
                  max_queue: int = 32) -> None:
@@ -44,10 +47,8 @@ class ScreenshotStage:
         self._jobs: list[ShotJob] = []  # handed over and not finished (for abandon())
         self._abandoned = False
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="stepsdk-screenshots", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
         """After the journal stage has stopped: no more jobs will come; the thread ends once the
@@ -56,13 +57,7 @@ class ScreenshotStage:
         with contextlib.suppress(queue.Full):  # wakes a thread waiting on an empty queue
             self.queue.put_nowait(None)
 
-    def join(self, timeout: float) -> bool:
-        self._thread.join(max(0.0, timeout))
-        return not self._thread.is_alive()
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     # ------------------------------------------------------------------ hand-over
     def dispatch(self, job: ShotJob, block: bool) -> None:
@@ -73,7 +68,7 @@ class ScreenshotStage:
                 self._finish_lost(job, "close_timeout", "the tracker closed before this screenshot was encoded")
                 return
             self._jobs.append(job)
-        while self._thread.is_alive():
+        while self.alive:
             try:
                 self.queue.put(job, block=block, timeout=1.0 if block else None)
                 return

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from stepsdk.backend.sink import Sink
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record, Unavailable, Uploader
 from stepsdk.recording.journal_stage import Journal
 from stepsdk.recording.progress import Progress
+from stepsdk.recording.stage import Stage
 
 log = logging.getLogger("stepsdk")
 
@@ -31,8 +31,10 @@ SinkSource = Sink | Callable[[], Sink] | None
 _TABLE = {KIND_TASK: T_TASKS, KIND_STEP: T_STEPS, KIND_SHOT: T_SHOTS}
 
 
-class UploadStage:
+class UploadStage(Stage):
     """One thread: Progress.pending -> Uploader -> acks (see module docstring)."""
+
+    thread_name = "stepsdk-upload"
 
     def __init__(self, config: Config, journal: Journal, progress: Progress, *, sink: SinkSource,
                  buffer_size: int, flush_interval: float, clock: Callable[[], float] = time.monotonic,
@@ -48,18 +50,10 @@ class UploadStage:
         self.sink: Sink | None = None
         self.uploader: Uploader | None = None
         self._on_first_success = on_first_success
-        self._thread = threading.Thread(target=self._loop, name="stepsdk-upload", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread.start()
 
-    def join(self, timeout: float) -> bool:
-        self._thread.join(max(0.0, timeout))
-        return not self._thread.is_alive()
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     # ------------------------------------------------------------------ the thread
     def _loop(self) -> None:
