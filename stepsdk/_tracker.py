@@ -29,6 +29,7 @@ log = logging.getLogger("stepsdk")
 
 EXIT_TIMEOUT = 1.8  # seconds all trackers together get at interpreter exit
 CLOSE_TIMEOUT = 5.0  # seconds `with StepTracker(...)` spends finishing and closing, at most
+_now = time.time
 MAX_DURATION_MS = 30 * 24 * 3600 * 1000.0  # 30 days: more is a unit mistake (µs or ns passed as ms)
 _atexit_registered = False
 
@@ -301,7 +302,7 @@ class StepTracker:
             from stepsdk import _screenshots  # imported early by the worker; a dict lookup here
 
             screenshot = _screenshots.capture(screenshot)  # TypeError for unsupported types
-        now = time.time()
+        now = _now()
         step = Step(self._ids.next(), self.task_id, number or self._numbers.next(), st, data, thinking,
                     action_result, screenshot, duration_ms, success, error_type, error_message, stack_trace,
                     metadata, started_at or (now - duration_ms / 1000 if duration_ms else now), now,
@@ -309,7 +310,7 @@ class StepTracker:
         if self._closed:
             self._late(step)
         else:
-            self._pipeline.submit(step)
+            self._pipeline.submit_step(step)
         if self._callbacks:
             self._run_callbacks(step)
         return step

@@ -83,6 +83,9 @@ class Pipeline:
             self.upload = UploadStage(config, self.journal, self.progress, sink=self._sink,
                                       buffer_size=self.buffer_size, flush_interval=self.flush_interval,
                                       clock=self.clock, on_first_success=self._hint_earlier_backlog)
+        self._count_step = self.progress._submitted.__next__  # the lock-free step counter (see Progress)
+        self._inbox_size = self.journal_stage.inbox.qsize
+        self._inbox_put = self.journal_stage.inbox.put
         self.journal_stage.start()
         self.shots.start()
         if self.upload is not None:
@@ -127,6 +130,14 @@ class Pipeline:
             self.on_fork()
 
     # ------------------------------------------------------------------ caller side
+    def submit_step(self, step: Step) -> None:
+        """`submit` for a step: the agent's hot path (~0.3 µs), bound methods looked up once."""
+        self._count_step()
+        if self._inbox_size() < self.max_queue and not self.progress.stopping:
+            self._inbox_put(step)
+        else:
+            self._spill(step)
+
     def submit(self, item: Step | Task | Record) -> None:
         """Caller's thread: O(1), no I/O unless the queue is full (then it is written here)."""
         p = self.progress
