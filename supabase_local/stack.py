@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 MIGRATIONS_DIR = REPO / "supabase" / "migrations"
 SEED_SQL = REPO / "supabase" / "seed.sql"
 PLATFORM_SQL = Path(__file__).with_name("platform.sql")
@@ -184,9 +184,19 @@ class LocalStack:
 
     # ----- helpers for tests -------------------------------------------------------------
     def client(self, key: str | None = None, retry: bool = False, **options: object) -> Client:
-        """The official supabase client (service role by default), GET retries off unless asked."""
+        """The official supabase client (service role by default), GET retries off unless asked.
+
+        Built as stepsdk builds it (stepsdk/_client.py): its own httpx client carries the
+        timeouts, so none of the per-service options supabase-py 2.x deprecates is used.
+        """
+        import httpx
+
         from supabase import ClientOptions, create_client
 
+        if "headers" in options:
+            options["headers"] = {**ClientOptions().headers, **options["headers"]}  # type: ignore[dict-item]
+        options.setdefault("httpx_client", httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0),
+                                                        follow_redirects=True))
         opts = ClientOptions(postgrest_client_retry=retry, **options)  # type: ignore[arg-type]
         return create_client(self.url, key or self.service_role_key, opts)
 

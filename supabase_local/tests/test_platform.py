@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.supabase_local import bootstrap
-from tests.supabase_local.postgres import create_database, drop_database, free_port
-from tests.supabase_local.stack import MIGRATIONS_DIR, run_sql
+from supabase_local import bootstrap
+from supabase_local.postgres import create_database, drop_database, free_port
+from supabase_local.stack import MIGRATIONS_DIR, run_sql
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def _wait_for(cond, timeout: float = 5.0) -> None:
 
 
 def _start_cli(*args: str) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.supabase_local", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "supabase_local", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert line, proc.stderr.read()
@@ -178,7 +178,7 @@ def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
 
 
 def test_env_db_url_is_used(fresh_db, monkeypatch):
-    from tests.supabase_local import LocalStack
+    from supabase_local import LocalStack
 
     dsn = fresh_db()
     monkeypatch.setenv("STEPSDK_TEST_DB_URL", dsn)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from postgrest import APIError
 
-from tests.supabase_local import make_token
+from supabase_local import make_token
 
 JSON_CT = "application/json; charset=utf-8"
 
