@@ -1,7 +1,13 @@
 -- What a Supabase project provides before any user migration runs, reduced to what stepsdk
--- and its tests touch: the API roles, Supabase's default privileges on public, the auth
--- helpers (auth.uid/role/jwt reading the claims PostgREST/Storage set), a minimal
--- auth.users, and the storage schema (buckets, objects) with RLS on as on Supabase.
+-- and its tests touch: the API roles, the auth helpers (auth.uid/role/jwt reading the claims
+-- PostgREST/Storage set), a minimal auth.users, and the storage schema (buckets, objects) with
+-- RLS on, as on Supabase. Run by the cluster's superuser (`supabase_admin`, as on hosted).
+-- Strict like hosted (see /work/shared/reference/hosted-supabase.md and README.md):
+--   * migrations run as `postgres`: NOSUPERUSER, CREATEDB, CREATEROLE, BYPASSRLS;
+--   * storage tables belong to `supabase_storage_admin`; `postgres` may only create, alter and
+--     drop policies on them (supautils' policy_grants, emulated by an event trigger);
+--   * direct DELETEs on storage tables are refused (Storage's protect_delete trigger);
+--   * no default privileges on new objects in public for anon/authenticated/service_role.
 -- Idempotent: roles are cluster-wide, so a second database in the same cluster re-runs it.
 
 do $$
@@ -18,10 +24,23 @@ begin
     if not exists (select 1 from pg_roles where rolname = 'authenticator') then
         create role authenticator login noinherit;
     end if;
+    -- the role migrations run as (and the SQL editor): not a superuser on hosted
+    if not exists (select 1 from pg_roles where rolname = 'postgres') then
+        create role postgres login nosuperuser createdb createrole bypassrls;
+    end if;
+    if not exists (select 1 from pg_roles where rolname = 'supabase_storage_admin') then
+        create role supabase_storage_admin nologin noinherit createrole;
+    end if;
 end
 $$;
 
 grant anon, authenticated, service_role to authenticator;
+grant anon, authenticated, service_role to postgres;
+do $$
+begin
+    execute format('grant connect, create, temporary on database %I to postgres', current_database());
+end
+$$;
 
 -- Supabase's per-role statement timeouts (applied by the gateway when it switches role).
 alter role anon set statement_timeout = '3s';
@@ -40,20 +59,29 @@ begin
 end
 $$;
 
--- Supabase's default privileges on public: every API role gets everything; RLS is the guard.
+grant usage, create on schema extensions to postgres;
+
+-- Hosted "secure by default" (new projects since 2026-05-30, new objects everywhere since
+-- 2026-10-30): a new table, view, sequence or function in public gives anon, authenticated and
+-- service_role nothing; every object needs explicit grants (else 42501 through the API).
+-- PostgreSQL's own default EXECUTE for PUBLIC on new functions is taken away too.
 grant usage on schema public to postgres, anon, authenticated, service_role;
-grant all on all tables in schema public to anon, authenticated, service_role;
-grant all on all sequences in schema public to anon, authenticated, service_role;
-grant all on all functions in schema public to anon, authenticated, service_role;
-alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
-alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
-alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
+grant create on schema public to postgres;
+alter default privileges for role postgres in schema public revoke all on tables from anon, authenticated, service_role;
+alter default privileges for role postgres in schema public revoke all on sequences from anon, authenticated, service_role;
+alter default privileges for role postgres in schema public revoke all on functions from anon, authenticated, service_role;
+-- (per-schema defaults can only add to the global ones: PUBLIC's EXECUTE goes globally)
+alter default privileges for role postgres revoke execute on functions from public;
+-- (an older stack granted everything by default for objects its superuser created: undo it)
+alter default privileges in schema public revoke all on tables from anon, authenticated, service_role;
+alter default privileges in schema public revoke all on sequences from anon, authenticated, service_role;
+alter default privileges in schema public revoke all on functions from anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
 -- auth: the helpers policies use, reading the claims the gateway sets per request
 -- ---------------------------------------------------------------------------
 create schema if not exists auth;
-grant usage on schema auth to anon, authenticated, service_role;
+grant usage on schema auth to postgres, anon, authenticated, service_role;
 
 create table if not exists auth.users (
     instance_id        uuid,
@@ -98,16 +126,15 @@ as $$
     )::jsonb
 $$;
 
-grant execute on function auth.uid(), auth.role(), auth.jwt() to anon, authenticated, service_role;
+grant execute on function auth.uid(), auth.role(), auth.jwt() to postgres, anon, authenticated, service_role;
+grant select on auth.users to postgres;
 
 -- ---------------------------------------------------------------------------
 -- storage: buckets and objects as created by supabase/storage's tenant migrations
 -- ---------------------------------------------------------------------------
 create schema if not exists storage;
-grant usage on schema storage to anon, authenticated, service_role;
-alter default privileges in schema storage grant all on tables to anon, authenticated, service_role;
-alter default privileges in schema storage grant all on functions to anon, authenticated, service_role;
-alter default privileges in schema storage grant all on sequences to anon, authenticated, service_role;
+alter schema storage owner to supabase_storage_admin;
+grant usage on schema storage to postgres, anon, authenticated, service_role;
 
 create table if not exists storage.buckets (
     id                 text primary key,
@@ -142,7 +169,29 @@ create index if not exists name_prefix_search on storage.objects (name text_patt
 
 alter table storage.buckets enable row level security;
 alter table storage.objects enable row level security;
-grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
+alter table storage.buckets owner to supabase_storage_admin;
+alter table storage.objects owner to supabase_storage_admin;
+grant all on storage.buckets, storage.objects to postgres, anon, authenticated, service_role;
+
+-- Storage's protect_delete: rows of storage tables are deleted through the Storage API only
+-- (which sets storage.allow_delete_query for its own transaction); SQL deletes would orphan bytes.
+create or replace function storage.protect_delete() returns trigger
+language plpgsql
+as $$
+begin
+    if coalesce(current_setting('storage.allow_delete_query', true), 'false') <> 'true' then
+        raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+            using hint = 'This prevents accidental data loss from orphaned objects.', errcode = '42501';
+    end if;
+    return null;
+end;
+$$;
+drop trigger if exists protect_buckets_delete on storage.buckets;
+create trigger protect_buckets_delete before delete on storage.buckets
+    for each statement execute function storage.protect_delete();
+drop trigger if exists protect_objects_delete on storage.objects;
+create trigger protect_objects_delete before delete on storage.objects
+    for each statement execute function storage.protect_delete();
 
 create or replace function storage.foldername(name text) returns text[]
 language sql immutable
@@ -155,6 +204,73 @@ as $$ select (string_to_array(name, '/'))[array_length(string_to_array(name, '/'
 create or replace function storage.extension(name text) returns text
 language sql immutable
 as $$ select reverse(split_part(reverse(name), '.', 1)) $$;
+
+alter function storage.foldername(text) owner to supabase_storage_admin;
+alter function storage.filename(text) owner to supabase_storage_admin;
+alter function storage.extension(text) owner to supabase_storage_admin;
+alter function storage.protect_delete() owner to supabase_storage_admin;
+
+-- ---------------------------------------------------------------------------
+-- supautils' policy_grants, emulated: on hosted, `postgres` may CREATE/ALTER/DROP POLICY on the
+-- storage tables although it does not own them; anything else there (ALTER TABLE, indexes,
+-- triggers, new tables or functions, drops) fails with 42501. Here `postgres` is a member of
+-- the owner so that policy commands pass PostgreSQL's owner check, and these event triggers
+-- refuse every other DDL on the storage schema by a non-superuser session, rolling it back.
+-- ---------------------------------------------------------------------------
+grant supabase_storage_admin to postgres;
+
+create or replace function extensions.storage_ddl_guard() returns event_trigger
+language plpgsql
+as $$
+declare
+    cmd record;
+    rel oid;
+begin
+    if (select rolsuper from pg_catalog.pg_roles where rolname = session_user) then
+        return;
+    end if;
+    for cmd in select * from pg_catalog.pg_event_trigger_ddl_commands() loop
+        continue when cmd.command_tag in ('CREATE POLICY', 'ALTER POLICY');
+        rel := case cmd.object_type
+            when 'table' then cmd.objid
+            when 'table column' then cmd.objid
+            when 'index' then (select indrelid from pg_catalog.pg_index where indexrelid = cmd.objid)
+            when 'trigger' then (select tgrelid from pg_catalog.pg_trigger where oid = cmd.objid)
+            when 'table constraint' then (select conrelid from pg_catalog.pg_constraint where oid = cmd.objid)
+            when 'rule' then (select ev_class from pg_catalog.pg_rewrite where oid = cmd.objid)
+        end;
+        -- triggers, rules and constraints carry no schema of their own: their table's counts
+        continue when cmd.schema_name is distinct from 'storage' and (rel is null or
+            (select relnamespace from pg_catalog.pg_class where oid = rel) <> 'storage'::regnamespace);
+        if rel is null or cmd.command_tag in ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') then
+            raise exception 'permission denied for schema storage' using errcode = '42501';
+        end if;
+        raise exception 'must be owner of table %', (select relname from pg_catalog.pg_class where oid = rel)
+            using errcode = '42501';
+    end loop;
+end;
+$$;
+
+create or replace function extensions.storage_drop_guard() returns event_trigger
+language plpgsql
+as $$
+declare
+    obj record;
+begin
+    if (select rolsuper from pg_catalog.pg_roles where rolname = session_user) then
+        return;
+    end if;
+    for obj in select * from pg_catalog.pg_event_trigger_dropped_objects() loop
+        continue when obj.schema_name is distinct from 'storage' or obj.object_type = 'policy';
+        raise exception 'must be owner of % %', obj.object_type, obj.object_identity using errcode = '42501';
+    end loop;
+end;
+$$;
+
+drop event trigger if exists storage_ddl_guard;
+create event trigger storage_ddl_guard on ddl_command_end execute procedure extensions.storage_ddl_guard();
+drop event trigger if exists storage_drop_guard;
+create event trigger storage_drop_guard on sql_drop execute procedure extensions.storage_drop_guard();
 
 -- ---------------------------------------------------------------------------
 -- Supabase reloads PostgREST's schema cache on every DDL statement (pgrst_ddl_watch).
@@ -172,10 +288,10 @@ create event trigger pgrst_ddl_watch on ddl_command_end execute procedure extens
 drop event trigger if exists pgrst_drop_watch;
 create event trigger pgrst_drop_watch on sql_drop execute procedure extensions.pgrst_ddl_watch();
 
--- What `supabase db push` records.
+-- What `supabase db push` records (created by the migration role, as the CLI does on hosted).
 create schema if not exists supabase_migrations;
-create table if not exists supabase_migrations.schema_migrations (
-    version    text primary key,
-    name       text,
-    statements text[]
-);
+create table if not exists supabase_migrations.schema_migrations (version text not null primary key);
+alter table supabase_migrations.schema_migrations add column if not exists statements text[];
+alter table supabase_migrations.schema_migrations add column if not exists name text;
+alter schema supabase_migrations owner to postgres;
+alter table supabase_migrations.schema_migrations owner to postgres;
