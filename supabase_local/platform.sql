@@ -288,6 +288,21 @@ create event trigger pgrst_ddl_watch on ddl_command_end execute procedure extens
 drop event trigger if exists pgrst_drop_watch;
 create event trigger pgrst_drop_watch on sql_drop execute procedure extensions.pgrst_ddl_watch();
 
+-- pg_cron, when the server preloads it (issue 14's retention schedule): hosted lets `postgres`
+-- create it (supautils' privileged extensions); here the superuser creates it first, so a
+-- migration's `create extension if not exists pg_cron` is a no-op, and `postgres` may schedule.
+do $$
+begin
+    if pg_catalog.current_setting('shared_preload_libraries', true) like '%pg_cron%'
+       and pg_catalog.current_setting('cron.database_name', true) = pg_catalog.current_database()
+       and exists (select 1 from pg_catalog.pg_available_extensions where name = 'pg_cron') then
+        create extension if not exists pg_cron;
+        grant usage on schema cron to postgres;
+        grant all on all tables in schema cron to postgres;
+    end if;
+end
+$$;
+
 -- What `supabase db push` records (created by the migration role, as the CLI does on hosted).
 create schema if not exists supabase_migrations;
 create table if not exists supabase_migrations.schema_migrations (version text not null primary key);
