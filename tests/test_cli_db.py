@@ -146,3 +146,11 @@ def test_check_without_configuration_is_a_config_error(monkeypatch, capsys):
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     assert main(["db", "check"]) == 78
     assert "not configured" in capsys.readouterr().err
+
+
+def test_check_of_an_unreachable_project_is_status_69(monkeypatch, capsys):
+    monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")  # discard port: connection refused
+    monkeypatch.setenv("SUPABASE_SECRET_KEY", "secret-key-value")
+    assert main(["db", "check", "--json"]) == 69
+    captured = capsys.readouterr()
+    assert "cannot reach the backend" in captured.err and "secret-key-value" not in captured.out + captured.err

@@ -46,7 +46,7 @@ def _user_storage(stack, user: str):
     from storage3 import SyncStorageClient
 
     token = stack.user_token(user)
-    return SyncStorageClient(f"{stack.url}/storage/v1", {"apiKey": stack.anon_key,
+    return SyncStorageClient(f"{stack.url}/storage/v1/", {"apiKey": stack.anon_key,
                                                         "Authorization": f"Bearer {token}"})
 
 
