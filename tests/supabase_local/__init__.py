@@ -14,7 +14,7 @@ from supabase_local import *  # noqa: F403
 from supabase_local import __all__  # noqa: F401
 
 for _info in pkgutil.iter_modules(supabase_local.__path__):
-    if _info.name not in ("__main__", "tests"):
+    if _info.name not in ("__main__", "tests", "pytest_plugin"):
         _module = importlib.import_module(f"supabase_local.{_info.name}")
         sys.modules[f"{__name__}.{_info.name}"] = _module
         globals()[_info.name] = _module
