@@ -154,3 +154,15 @@ def test_check_of_an_unreachable_project_is_status_69(monkeypatch, capsys):
     assert main(["db", "check", "--json"]) == 69
     captured = capsys.readouterr()
     assert "cannot reach the backend" in captured.err and "secret-key-value" not in captured.out + captured.err
+
+
+def test_check_says_so_when_the_schema_status_function_is_missing(stack, monkeypatch, capsys):
+    run_sql(stack.migration_db_url, "revoke execute on function public.stepsdk_schema_status() from service_role")
+    try:
+        status, out = _check(monkeypatch, capsys, stack)
+    finally:
+        run_sql(stack.migration_db_url, "grant execute on function public.stepsdk_schema_status() to service_role")
+    failed = {c["name"]: c["detail"] for c in out["checks"] if not c["ok"]}
+    assert status == 1 and list(failed) == ["row-level security and policies"]
+    assert "42501" in failed["row-level security and policies"] and "stepsdk db push" in failed[
+        "row-level security and policies"]
