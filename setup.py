@@ -6,7 +6,7 @@ ships its SQL inside the ``stepsdk`` namespace as ``stepsdk/_supabase/`` (read w
 Everything else (metadata, dependencies, scripts) is in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 SQL_PACKAGES = {  # import name → repository folder; only *.sql of these folders are shipped
     "stepsdk._supabase": "supabase",
@@ -15,7 +15,9 @@ SQL_PACKAGES = {  # import name → repository folder; only *.sql of these folde
 }
 
 setup(
-    packages=[*find_packages(include=["stepsdk*", "viewer*"]), *SQL_PACKAGES],
+    # namespace-aware, as pyproject's [tool.setuptools.packages.find] is: a folder without
+    # __init__.py (e.g. stepsdk/recording/) is still shipped (tests/test_wheel_smoke.py)
+    packages=[*find_namespace_packages(include=["stepsdk*", "viewer*"]), *SQL_PACKAGES],
     package_dir=SQL_PACKAGES,
     package_data={name: ["*.sql"] for name in SQL_PACKAGES},
 )
