@@ -19,6 +19,9 @@ install_debian_packages() {
     [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || missing+=(postgresql-15-cron)
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    # `supabase db lint` (tests/test_supabase_cli.py) needs plpgsql_check in the test database
+    [ -f /usr/share/postgresql/15/extension/plpgsql_check.control ] || missing+=(postgresql-15-plpgsql-check)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing Debian packages: ${missing[*]}"
     local sudo=""
@@ -44,9 +47,26 @@ install_python_packages() {
     fi
 }
 
+# The real Supabase CLI (npm package `supabase`, pinned: newer releases may fetch a binary from
+# GitHub at install time, which fails without general network access). Used by the tests to
+# apply and lint the migrations with Supabase's own tool (`supabase db push|lint --db-url`).
+SUPABASE_CLI_VERSION=2.117.0
+SUPABASE_CLI_DIR="$PWD/.tools/supabase-cli"
+
+install_supabase_cli() {
+    local have
+    have=$("$SUPABASE_CLI_DIR/node_modules/.bin/supabase" --version 2>/dev/null || true)
+    [ "$have" = "$SUPABASE_CLI_VERSION" ] && return 0
+    log "installing the Supabase CLI $SUPABASE_CLI_VERSION (npm) into $SUPABASE_CLI_DIR"
+    mkdir -p "$SUPABASE_CLI_DIR"
+    npm install --prefix "$SUPABASE_CLI_DIR" --no-audit --no-fund --loglevel=error \
+        "supabase@$SUPABASE_CLI_VERSION" >/dev/null
+}
+
 setup() {
     install_debian_packages
     install_python_packages
+    install_supabase_cli
 }
 
 cmd=${1:-help}

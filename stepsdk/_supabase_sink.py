@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 from postgrest.types import ReturnMethod
 
+from stepsdk._client import make_client
 from stepsdk._config import Config
 from stepsdk._retry import ServerError, ThrottledError
-from supabase import Client, ClientOptions, create_client
+from supabase import Client
 
 log = logging.getLogger("stepsdk.sink")
 
@@ -63,9 +64,8 @@ class SupabaseSink:
             raise ValueError("SupabaseSink needs a Supabase URL and key")
         timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
         self._http = httpx.Client(timeout=timeout, event_hooks={"response": [_on_response]})
-        options = ClientOptions(httpx_client=self._http, postgrest_client_retry=False,
-                                auto_refresh_token=False, persist_session=False)
-        self._client: Client = create_client(config.supabase_url or "", config.supabase_key or "", options)
+        self._client: Client = make_client(config.supabase_url or "", config.supabase_key or "", http=self._http,
+                                           auto_refresh_token=False, persist_session=False)
         self.bucket = config.bucket
 
     def __repr__(self) -> str:  # never the key

@@ -11,7 +11,14 @@ import psycopg
 import pytest
 
 from tests.supabase_local import postgres
-from tests.supabase_local.stack import MIGRATIONS_DIR, SEED_SQL, apply_migrations, apply_platform, run_sql
+from tests.supabase_local.stack import (
+    MIGRATIONS_DIR,
+    SEED_SQL,
+    apply_migrations,
+    apply_platform,
+    migration_dsn,
+    run_sql,
+)
 
 SEED = SEED_SQL.read_text()
 MIGRATIONS = sorted(MIGRATIONS_DIR.glob("*.sql"))
@@ -45,7 +52,8 @@ def _seed_counts(dsn: str) -> tuple[int, int, int]:
 def test_migrations_and_seed_apply_twice_as_pasted_in_the_console(fresh_db):
     for _ in range(2):
         for path in MIGRATIONS:
-            with psycopg.connect(fresh_db) as conn:  # one transaction per file, as the console runs it
+            # one transaction per file, as the console runs it: as `postgres`, not a superuser (hosted)
+            with psycopg.connect(migration_dsn(fresh_db)) as conn:
                 conn.execute(path.read_text())
     # the CLI path on top (`supabase db push` bookkeeping): a third run, recorded
     assert apply_migrations(fresh_db) == [p.name for p in MIGRATIONS]

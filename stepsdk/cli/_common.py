@@ -150,16 +150,13 @@ def check_backup_dir(path: Path, *, must_exist: bool) -> None:
 
 def open_supabase(source: Source) -> Any:
     """The official client with the service-role key; short timeouts, no 7 s GET retry loop."""
-    from supabase import ClientOptions, SupabaseException, create_client
+    from stepsdk._client import make_client
+    from supabase import SupabaseException
 
     if not (source.url and source.key):
         raise CliError("Supabase is not configured (SUPABASE_URL and a key)", Exit.CONFIG)
-    # Our own httpx client: the timeout options of ClientOptions are deprecated in supabase 2.x.
-    # No GET retry loop (1+2+4 s on an unreachable host): a CLI should fail fast and clearly.
-    http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
-    options = ClientOptions(httpx_client=http, postgrest_client_retry=False)
     try:
-        return create_client(source.url, source.key, options=options)
+        return make_client(source.url, source.key)
     except SupabaseException as exc:
         raise CliError(f"cannot use the Supabase configuration: {exc}", Exit.CONFIG) from None
 

@@ -1,16 +1,20 @@
-"""A local Supabase-compatible stack for tests: real PostgreSQL, PostgREST and Storage emulation.
+"""The local Supabase stack moved to the top-level package ``supabase_local/``; this is its old name.
 
-    stack = LocalStack.start()          # or the pytest fixtures in tests/conftest.py
-    sb = stack.client()                 # the official supabase client, service role
-    stack.faults.fail_next("POST /rest/v1/task_steps", n=2, status=503)
-    stack.close()
-
-See README.md for what is (and deliberately is not) supported.
+``tests.supabase_local`` and ``tests.supabase_local.<module>`` are the *same* module objects as
+``supabase_local`` and ``supabase_local.<module>`` (registered in ``sys.modules``), so classes,
+constants and state are shared whichever name a test imports.
 """
 
-from .faults import Action, FaultInjector
-from .jwt import DEV_JWT_SECRET, make_token
-from .stack import LocalStack, apply_migrations, apply_platform, bootstrap
+import importlib
+import pkgutil
+import sys
 
-__all__ = ["DEV_JWT_SECRET", "Action", "FaultInjector", "LocalStack", "apply_migrations", "apply_platform",
-           "bootstrap", "make_token"]
+import supabase_local
+from supabase_local import *  # noqa: F403
+from supabase_local import __all__  # noqa: F401
+
+for _info in pkgutil.iter_modules(supabase_local.__path__):
+    if _info.name not in ("__main__", "tests", "pytest_plugin"):
+        _module = importlib.import_module(f"supabase_local.{_info.name}")
+        sys.modules[f"{__name__}.{_info.name}"] = _module
+        globals()[_info.name] = _module

@@ -20,7 +20,8 @@ from postgrest import APIError
 from storage3.exceptions import StorageApiError
 from storage3.utils import StorageException
 
-from supabase import Client, ClientOptions, create_client
+from stepsdk._client import make_client
+from supabase import Client
 
 from ..secret_key import is_secret_key
 from .base import (
@@ -51,11 +52,7 @@ class SupabaseSource(DataSource):
             raise ValueError("key must be a non-empty string")
         headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
         # No client-side retries: a viewer should say "unreachable" now, not after 7 s of backoff.
-        # One httpx client carries the timeout for PostgREST and Storage (the per-client timeout
-        # options are deprecated in supabase-py 2.x and ignored once an httpx client is given).
-        options = ClientOptions(postgrest_client_retry=False, headers=headers,
-                                httpx_client=httpx.Client(timeout=timeout, follow_redirects=True))
-        self._client: Client = create_client(url, key, options)
+        self._client: Client = make_client(url, key, timeout=timeout, headers=headers)
         self._secrets = tuple(s for s in (key, access_token) if s)
         # viewer.operations (delete, clean-up): only a secret key without a user's token deletes
         self.client: Client = self._client

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.supabase_local import bootstrap
-from tests.supabase_local.postgres import create_database, drop_database, free_port
-from tests.supabase_local.stack import MIGRATIONS_DIR, run_sql
+from supabase_local import bootstrap
+from supabase_local.postgres import create_database, drop_database, free_port
+from supabase_local.stack import MIGRATIONS_DIR, run_sql
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -66,14 +66,15 @@ def test_platform_roles_and_privileges(supabase_stack):
         "select r.rolname as r from pg_auth_members m join pg_roles r on r.oid = m.roleid "
         "join pg_roles u on u.oid = m.member where u.rolname = 'authenticator'")}
     assert members == {"anon", "authenticated", "service_role"}
-    # Supabase's default privileges: a new public table is fully granted to the API roles
-    supabase_stack.sql("create table public.t_grants (id int)")
+    # hosted "secure by default": a new public table created by the migration role is granted to
+    # none of the API roles (test_hosted_strictness.py shows the API answering 42501)
+    run_sql(supabase_stack.migration_db_url, "create table public.t_grants (id int)")
     try:
         privs = supabase_stack.sql(
             "select has_table_privilege('anon', 'public.t_grants', 'insert') as a, "
             "has_table_privilege('authenticated', 'public.t_grants', 'delete') as b, "
             "has_table_privilege('service_role', 'public.t_grants', 'select') as c")
-        assert privs == [{"a": True, "b": True, "c": True}]
+        assert privs == [{"a": False, "b": False, "c": False}]
     finally:
         supabase_stack.sql("drop table public.t_grants")
     rls = supabase_stack.sql("select relname, relrowsecurity from pg_class where relnamespace = 'storage'::regnamespace "
@@ -105,6 +106,7 @@ def test_schema_reload_serves_new_tables_without_restart(stack):
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
         conn.execute("set session_replication_role = replica")
         conn.execute("create table public.t_reload (id int primary key, label text)")
+        conn.execute("grant select on public.t_reload to service_role")
         conn.execute("insert into public.t_reload values (1, 'one')")
     try:
         time.sleep(0.4)
@@ -140,7 +142,7 @@ def _wait_for(cond, timeout: float = 5.0) -> None:
 
 
 def _start_cli(*args: str) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.supabase_local", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "supabase_local", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert line, proc.stderr.read()
@@ -178,7 +180,7 @@ def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
 
 
 def test_env_db_url_is_used(fresh_db, monkeypatch):
-    from tests.supabase_local import LocalStack
+    from supabase_local import LocalStack
 
     dsn = fresh_db()
     monkeypatch.setenv("STEPSDK_TEST_DB_URL", dsn)

@@ -37,6 +37,10 @@ _KEY_RE = re.compile(r"^(\w|/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$", re.A
 _BUCKET_RE = re.compile(r"^(\w|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$", re.ASCII)
 
 
+# Storage's own deletes pass its protect_delete trigger (platform.sql); direct SQL deletes do not.
+ALLOW_DELETE = "select set_config('storage.allow_delete_query', 'true', true)"
+
+
 class StorageError(Exception):
     """Storage's envelope; the HTTP status is 400 for every 4xx semantic status, as upstream."""
 
@@ -136,17 +140,20 @@ class StorageApi:
         log.warning("storage database error: %s", e)
         return StorageError(500, "DatabaseError", "Internal Server Error", "Internal Server Error")
 
-    def _ctx(self, req: Request) -> RequestContext:
+    def _ctx(self, req: Request, plain_download: bool = False) -> RequestContext:
         token = req.bearer()
         if not token:
             raise StorageError(400, "InvalidJWT", "Error", "headers must have required property 'authorization'")
         try:
             claims = verify(self.jwt_secret, token)
         except JwtError as e:
-            msg = "jwt expired" if e.code == "PGRST303" else "invalid signature"
-            raise StorageError(400 if e.code == "PGRST303" else 403,
-                               "InvalidJWT" if e.code == "PGRST303" else "AccessDenied",
-                               "InvalidJWT" if e.code == "PGRST303" else "Unauthorized", msg) from e
+            if e.code != "PGRST303":
+                raise StorageError(403, "AccessDenied", "Unauthorized", "invalid signature") from e
+            # Hosted Storage: an expired token is AccessDenied (jose's message), and on the plain
+            # `GET /object/<bucket>/<key>` the bucket is simply not found; never InvalidJWT here.
+            if plain_download:
+                raise no_bucket() from e
+            raise StorageError(403, "AccessDenied", "Unauthorized", '"exp" claim timestamp check failed') from e
         return RequestContext(claims.role, claims.claims, req.method, "/storage/v1" + req.path,
                               dict(req.headers))
 
@@ -189,6 +196,7 @@ class StorageApi:
                                 (rest[0],)).fetchone():
                     raise StorageError(409, "ResourceNotEmpty", "ResourceNotEmpty",
                                        "The bucket you tried to delete is not empty")
+                conn.execute(ALLOW_DELETE)
                 if not conn.execute("delete from storage.buckets where id = %s returning id", (rest[0],)).fetchone():
                     raise no_bucket()
             return Response.json(200, {"message": "Successfully deleted"})
@@ -196,6 +204,7 @@ class StorageApi:
             with self.db.transaction(ctx, read_only=False) as conn:
                 if not conn.execute("select 1 from storage.buckets where id = %s", (rest[0],)).fetchone():
                     raise no_bucket()
+                conn.execute(ALLOW_DELETE)
                 gone = conn.execute("delete from storage.objects where bucket_id = %s returning version",
                                     (rest[0],)).fetchall()
             self._unlink(r["version"] for r in gone)
@@ -279,7 +288,7 @@ class StorageApi:
             return self._serve_signed(req, rest[1:])
         if rest and rest[0] in ("public",) and m == "GET":
             return self._serve_public(req, rest[1:])
-        ctx = self._ctx(req)
+        ctx = self._ctx(req, plain_download=m == "GET" and bool(rest) and rest[0] not in ("authenticated", "info"))
         if rest and rest[0] == "authenticated" and m == "GET":
             rest = rest[1:]
         if rest and rest[0] == "sign" and m == "POST":
@@ -416,6 +425,7 @@ class StorageApi:
             raise StorageError(400, "InvalidRequest", "Invalid Input",
                                "body/prefixes must be a non-empty array of strings")
         with self.db.transaction(ctx, read_only=False) as conn:
+            conn.execute(ALLOW_DELETE)
             rows = conn.execute("delete from storage.objects where bucket_id = %s and name = any(%s) returning *",
                                 (bucket, prefixes)).fetchall()
         self._unlink(r["version"] for r in rows)

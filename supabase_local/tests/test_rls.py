@@ -46,7 +46,7 @@ def _user_storage(stack, user: str):
     from storage3 import SyncStorageClient
 
     token = stack.user_token(user)
-    return SyncStorageClient(f"{stack.url}/storage/v1", {"apiKey": stack.anon_key,
+    return SyncStorageClient(f"{stack.url}/storage/v1/", {"apiKey": stack.anon_key,
                                                         "Authorization": f"Bearer {token}"})
 
 
@@ -111,7 +111,9 @@ def test_anon_sees_nothing_and_cannot_write(stack):
 def test_owner_id_defaults_to_the_callers_sub(stack):
     """auth.uid() reads request.jwt.claims, like Supabase's."""
     stack.sql("create table public.t_notes (id serial primary key, who uuid default auth.uid(), "
-              "role text default auth.role(), claims jsonb default auth.jwt())")
+              "role text default auth.role(), claims jsonb default auth.jwt());"
+              " grant select, insert on public.t_notes to authenticated;"
+              " grant usage on sequence public.t_notes_id_seq to authenticated")
     try:
         r = httpx.post(f"{stack.url}/rest/v1/t_notes", json={},
                        headers={"apikey": stack.anon_key, "Authorization": f"Bearer {stack.user_token(ALICE)}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from . import postgres
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 MIGRATIONS_DIR = REPO / "supabase" / "migrations"
 SEED_SQL = REPO / "supabase" / "seed.sql"
 PLATFORM_SQL = Path(__file__).with_name("platform.sql")
@@ -40,17 +42,42 @@ EXPOSED_SCHEMAS = ["public"]
 # What the `stack` fixture empties between tests.
 DATA_TABLES = ("public.step_screenshots", "public.task_steps", "public.tasks")
 SCREENSHOT_BUCKET = "step-screenshots"
+MIGRATION_ROLE = "postgres"
+
+
+def migration_dsn(dsn: str) -> str:
+    """``dsn``'s database as ``postgres``, the role migrations run as (NOSUPERUSER, as on hosted)."""
+    password = conninfo_to_dict(dsn).get("password")
+    return postgres.with_user(dsn, MIGRATION_ROLE, _migration_password(str(password)) if password else None)
+
+
+def _migration_password(superuser_password: str) -> str:
+    # deterministic: every process bootstrapping the same server agrees on it
+    return hashlib.sha256(b"stepsdk-local-postgres:" + superuser_password.encode()).hexdigest()[:32]
 
 
 def apply_platform(dsn: str) -> None:
+    """What Supabase provides before user migrations (platform.sql), run as the superuser ``dsn``."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.info.user == MIGRATION_ROLE:
+            raise RuntimeError(
+                f"the stack needs a superuser other than {MIGRATION_ROLE!r} (as on hosted Supabase, where "
+                f"{MIGRATION_ROLE!r} is not a superuser); connect as e.g. supabase_admin")
         conn.execute(PLATFORM_SQL.read_text())
+        password = conninfo_to_dict(dsn).get("password")
+        if password:  # a server that checks passwords: give the migration role one
+            conn.execute(sql.SQL("alter role {} password {}").format(
+                sql.Identifier(MIGRATION_ROLE), sql.Literal(_migration_password(str(password)))))
 
 
 def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply ``*.sql`` in filename order, unmodified, each in one transaction; skip applied ones."""
+    """Apply ``*.sql`` in filename order, unmodified, each in one transaction; skip applied ones.
+
+    They run as ``postgres`` (not a superuser, as on hosted): a migration that needs superuser
+    rights, owns no grants or alters storage tables fails here as it would on hosted Supabase.
+    """
     applied: list[str] = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(migration_dsn(dsn), autocommit=True) as conn:
         done = {r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations")}
         for path in sorted(directory.glob("*.sql")):
             version, _, name = path.stem.partition("_")
@@ -184,11 +211,26 @@ class LocalStack:
 
     # ----- helpers for tests -------------------------------------------------------------
     def client(self, key: str | None = None, retry: bool = False, **options: object) -> Client:
-        """The official supabase client (service role by default), GET retries off unless asked."""
+        """The official supabase client (service role by default), GET retries off unless asked.
+
+        Built as stepsdk builds it (stepsdk/_client.py): its own httpx client carries the
+        timeouts, so none of the per-service options supabase-py 2.x deprecates is used.
+        """
+        import httpx
+
         from supabase import ClientOptions, create_client
 
+        if "headers" in options:
+            options["headers"] = {**ClientOptions().headers, **options["headers"]}  # type: ignore[dict-item]
+        options.setdefault("httpx_client", httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0),
+                                                        follow_redirects=True))
         opts = ClientOptions(postgrest_client_retry=retry, **options)  # type: ignore[arg-type]
         return create_client(self.url, key or self.service_role_key, opts)
+
+    @property
+    def migration_db_url(self) -> str:
+        """The database as ``postgres``, the role migrations run as (not a superuser, as on hosted)."""
+        return migration_dsn(self.db_url)
 
     def sql(self, query: str, params: object = None) -> list[dict]:
         """Run SQL as the superuser (autocommit); rows as dicts ([] for statements without rows)."""
@@ -215,6 +257,8 @@ class LocalStack:
                         conn.execute(f"delete from {table}")
             except psycopg.errors.ForeignKeyViolation:  # a table outside ours references them
                 conn.execute("truncate " + ", ".join(DATA_TABLES) + " cascade")
+            # as the Storage API does it (direct SQL deletes on storage tables are refused otherwise)
+            conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
             conn.execute("delete from storage.objects")
             conn.execute("delete from storage.buckets where id <> %s", (SCREENSHOT_BUCKET,))
             self._restore_screenshot_bucket(conn)

@@ -29,7 +29,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 log = logging.getLogger(__name__)
 
 PG_BIN = Path(os.environ.get("STEPSDK_PG_BIN", "/usr/lib/postgresql/15/bin"))
-SUPERUSER = "postgres"
+# As on hosted Supabase: the cluster's superuser is `supabase_admin`; `postgres`, the role
+# migrations run as, is an ordinary role created by platform.sql (NOSUPERUSER).
+SUPERUSER = "supabase_admin"
 CRON_DATABASE = "stepsdk"  # the database LocalStack creates; pg_cron schedules jobs in it
 
 
@@ -66,7 +68,7 @@ def _os_user_prefix() -> list[str]:
 
 def _template() -> Path:
     """An initdb'ed data dir shared by every cluster of this machine, built once (atomically)."""
-    tpl = Path(tempfile.gettempdir()) / f"stepsdk-pg-template-{PG_BIN.parent.name}"
+    tpl = Path(tempfile.gettempdir()) / f"stepsdk-pg-template-{PG_BIN.parent.name}-{SUPERUSER}"
     if (tpl / "PG_VERSION").exists():
         return tpl
     tmp = Path(tempfile.mkdtemp(prefix="stepsdk-pg-template-build-"))

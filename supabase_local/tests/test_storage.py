@@ -9,7 +9,7 @@ import httpx
 import pytest
 from storage3.exceptions import StorageApiError
 
-from tests.supabase_local import make_token
+from supabase_local import make_token
 
 BUCKET = "step-screenshots"
 WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8L" + bytes(range(14))
@@ -222,7 +222,7 @@ def test_signed_url_tokens_never_reach_the_logs(stack, caplog):
     files.upload("ab/log.webp", WEBP, {"content-type": "image/webp"})
     signed = files.create_signed_url("ab/log.webp", 60)["signedURL"]
     token = signed.split("token=")[1]
-    with caplog.at_level(logging.DEBUG, logger="tests.supabase_local"):
+    with caplog.at_level(logging.DEBUG, logger="supabase_local"):
         assert httpx.get(signed).status_code == 200
     assert "/object/sign/" in caplog.text  # the request was logged…
     assert token not in caplog.text and stack.service_role_key not in caplog.text  # …without secrets
