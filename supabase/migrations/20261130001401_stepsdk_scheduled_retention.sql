@@ -105,7 +105,9 @@ begin
                          'shared_preload_libraries = ''pg_cron'' then create extension pg_cron';
     end if;
     -- cron.schedule with a job name replaces the job of that name (pg_cron >= 1.3).
-    execute 'select cron.schedule($1, $2, $3)' into v_job
+    -- The cron schema exists only where pg_cron is enabled: the statements name it through
+    -- format() so that a linter (plpgsql_check) does not require it where it is not.
+    execute format('select %I.schedule($1, $2, $3)', 'cron') into v_job
         using 'stepsdk-retention', schedule,
               format('select public.stepsdk_run_retention(%L::interval)', max_age::text);
     return v_job;
@@ -122,9 +124,10 @@ declare
     v_done boolean := false;
 begin
     if exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') then
-        execute 'select exists (select 1 from cron.job where jobname = $1)' into v_done using 'stepsdk-retention';
+        execute format('select exists (select 1 from %I.job where jobname = $1)', 'cron')
+            into v_done using 'stepsdk-retention';
         if v_done then
-            execute 'select cron.unschedule($1)' using 'stepsdk-retention';
+            execute format('select %I.unschedule($1)', 'cron') using 'stepsdk-retention';
         end if;
     end if;
     return v_done;
@@ -147,15 +150,15 @@ declare
     v_run jsonb;
 begin
     if exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') then
-        execute $q$
+        execute format($q$
             select jsonb_build_object('jobid', j.jobid, 'schedule', j.schedule, 'active', j.active,
                        'max_age', substring(j.command from 'stepsdk_run_retention\(''([^'']*)''')),
                    (select jsonb_build_object('status', d.status, 'start_time', d.start_time,
                                               'end_time', d.end_time, 'message', left(d.return_message, 500))
-                      from cron.job_run_details d where d.jobid = j.jobid
+                      from %1$I.job_run_details d where d.jobid = j.jobid
                      order by d.start_time desc nulls last limit 1)
-              from cron.job j where j.jobname = 'stepsdk-retention' limit 1
-        $q$ into v_job, v_cron_run;
+              from %1$I.job j where j.jobname = 'stepsdk-retention' limit 1
+        $q$, 'cron') into v_job, v_cron_run;
     end if;
     select jsonb_build_object('started_at', r.started_at, 'finished_at', r.finished_at,
                               'max_age', r.max_age::text, 'tasks_deleted', r.tasks_deleted,
