@@ -15,20 +15,30 @@ import logging
 import time
 from typing import Any
 
-from stepsdk._backup import BackupSnapshot, now_iso
+from stepsdk._backup import T_TASKS, BackupSnapshot, now_iso
 from stepsdk._export_format import parse_timestamp as parse_iso_or_none
 
 log = logging.getLogger("stepsdk")
 
 
-def abandoned_tasks(snap: BackupSnapshot) -> list[tuple[dict[str, Any], int]]:
-    """(new task row, its version) for every task whose recorder died (see module docstring)."""
+def abandoned_tasks(snap: BackupSnapshot, exclude: set[str] | frozenset[str] = frozenset()
+                    ) -> list[tuple[dict[str, Any], int]]:
+    """(new task row, its version) for every task whose recorder died (see module docstring).
+    A task is alive while any writer holding its rows is (a forked worker that exits leaves the
+    parent's task alone); `exclude`: tasks of trackers alive in this process."""
+    holders: dict[str, list[Any]] = {}
+    for info in snap.journals:
+        for table, key in info.data_keys:
+            if table == T_TASKS:
+                holders.setdefault(key, []).append(info)
     marks: list[tuple[dict[str, Any], int]] = []
     for task_id, row in snap.tasks.items():
-        if row.get("status") != "running":
+        if row.get("status") != "running" or task_id in exclude:
             continue
         info = snap.task_journals.get(task_id)
-        if info is None or info.closed or info.archived or info.pid is None or info.writer_alive:
+        if info is None or info.closed or info.archived or info.pid is None:
+            continue
+        if any(h.writer_alive for h in holders.get(task_id, ())):
             continue
         last = _last_activity(row, snap.steps.get(task_id, ()))
         metadata = dict(row.get("metadata") or {})

@@ -212,6 +212,7 @@ class JournalWriter:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the writer's life
+            _take_lease(self._fh)
             self._position = self._fh.tell()
             if self._position == 0:
                 header = {"k": KIND_OPEN, "format": FORMAT_VERSION, "writer": self.name,
@@ -351,6 +352,40 @@ def archive_target(root: str | os.PathLike[str], name: str) -> Path:
     return target
 
 
+def _take_lease(fh: Any) -> None:
+    """A shared lock held for the writer's life: readers tell a live writer from a dead one by
+    it, across pid namespaces (containers on one volume), pid reuse and zombies."""
+    try:
+        import fcntl
+
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except (ImportError, OSError):  # no flock here: readers fall back to the pid
+        pass
+
+
+def lease_held(path: Path) -> bool | None:
+    """Whether a live writer holds the journal's lease (None: cannot tell on this system)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also drops the lock we may have just taken
+    return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -384,6 +419,9 @@ class JournalInfo:
     def writer_alive(self) -> bool:
         if self.closed or self.archived or self.pid is None:
             return False
+        lease = lease_held(self.path)
+        if lease is not None:
+            return lease
         if self.host != socket.gethostname():
             return True  # cannot tell for another host: assume it may still write
         return _pid_alive(self.pid)
@@ -484,8 +522,9 @@ def pending_steps_of_gone_writers(root: str | os.PathLike[str], exclude: Path | 
 
 
 def dead_writer_journals(root: str | os.PathLike[str]) -> list[Path]:
-    """Journals in journal/ whose writer (a process on this host) is gone: candidates for tasks
-    left running by a crash. Reads only each journal's first line."""
+    """Journals in journal/ whose writer is gone (its lease is free) and that do not end with a
+    close record: candidates for tasks left running by a crash. Reads each journal's first line
+    and last few KB."""
     dead: list[Path] = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for path in sorted((Path(root) / JOURNAL_DIR).glob(f"*{SUFFIX}")):
@@ -495,10 +534,10 @@ def dead_writer_journals(root: str | os.PathLike[str]) -> list[Path]:
                 record = decode_line(first)
             except (OSError, ValueError):
                 continue
-            if record["k"] != KIND_OPEN or record.get("host") != socket.gethostname():
+            if record["k"] != KIND_OPEN:
                 continue
-            pid = record.get("pid")
-            if isinstance(pid, int) and not _pid_alive(pid) and not _ends_closed(path):
+            info = JournalInfo(path=path, archived=False, pid=record.get("pid"), host=record.get("host"))
+            if isinstance(info.pid, int) and not info.writer_alive and not _ends_closed(path):
                 dead.append(path)
     return dead
 

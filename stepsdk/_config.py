@@ -121,12 +121,27 @@ class Config:
         limits = overrides.pop("limits", None) or LEVEL_LIMITS[lvl]
         limits = _limit_overrides(limits, overrides, env)
         _retention_override(overrides, env)
+        owner = overrides.get("owner_id")
+        if owner is not None:
+            _check_owner_id(owner)
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - fields
         if unknown:
             raise TypeError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
         return cls(supabase_url=url, supabase_key=key, backup_dir=Path(folder), level=lvl,
                    limits=limits, **overrides)  # type: ignore[arg-type]
+
+
+def _check_owner_id(owner: object) -> None:
+    """`tasks.owner_id` is a uuid (a Supabase auth user id): refused here, not by every row."""
+    import uuid
+
+    if not isinstance(owner, str):
+        raise TypeError(f"owner_id must be a str (a Supabase user id), got {type(owner).__name__}")
+    try:
+        uuid.UUID(owner)
+    except ValueError:
+        raise ValueError(f"owner_id must be a Supabase user id (a UUID), got {owner[:60]!r}") from None
 
 
 # The environment variables holding the Supabase key, in order of preference.

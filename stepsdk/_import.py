@@ -450,4 +450,10 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
 
     write_atomically(journal, build)
     report.journal = str(journal)
+    from stepsdk.recording.numbering import seed_counter
+
+    for bundle in loaded.bundles:  # a tracker resuming an imported task numbers after its steps
+        numbers = [s["step_number"] for s in bundle.steps if isinstance(s.get("step_number"), int)]
+        if numbers:
+            seed_counter(root, bundle.task_id, max(numbers) + 1)
     return report

@@ -65,11 +65,49 @@ class TrackerStats:
     lost_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
+_live_trackers: weakref.WeakSet[StepTracker] = weakref.WeakSet()
+
+
 def _ensure_atexit() -> None:
     global _atexit_registered
     if not _atexit_registered:
         atexit.register(shutdown_all, EXIT_TIMEOUT)
+        atexit.register(_finish_unfinished)  # runs first (atexit is last in, first out)
         _atexit_registered = True
+
+
+def _finish_unfinished() -> None:
+    """At interpreter exit: a task nobody finished (no `with`, no finish(): the program ended,
+    maybe of an uncaught exception) is marked `failed` with that exception, or `interrupted`,
+    instead of staying `running` for ever. shutdown_all() then flushes it."""
+    error = getattr(sys, "last_value", None)
+    for tracker in list(_live_trackers):
+        if tracker._finished or tracker._closed:
+            continue
+        try:
+            if isinstance(error, BaseException) and not isinstance(error, (KeyboardInterrupt, SystemExit)):
+                tracker._end_without_finish(TaskStatus.FAILED, f"{type(error).__name__}: {_describe(error)}")
+            else:
+                tracker._end_without_finish(TaskStatus.INTERRUPTED, "the program ended without finishing the task")
+        except Exception:  # at exit, log and go on with the others
+            log.exception("stepsdk: finishing a task at exit failed")
+
+
+def _finish_dropped(pipeline: Pipeline, task: Task) -> None:
+    """A tracker garbage collected without finish() or close(): say so in the task row, then
+    shut the pipeline down in the background."""
+    if task.status is TaskStatus.RUNNING:
+        _ended(task, TaskStatus.INTERRUPTED, "the tracker was dropped without finish() or close()")
+        pipeline.submit(dataclasses.replace(task))
+    pipeline.stop_async()
+
+
+def _ended(task: Task, status: TaskStatus, message: str) -> None:
+    now = time.time()
+    task.status = status
+    task.finished_at = max(now, task.started_at)
+    task.error_message = task.error_message or message
+    task.version = max(time.time_ns(), task.version + 1)
 
 
 def _check_str(name: str, value: Any, max_len: int | None = None, allow_none: bool = True) -> None:
@@ -199,7 +237,8 @@ class StepTracker:
         if signals.enabled(handle_signals):
             signals.watch(self)
         # If the tracker is dropped without close(), let the pipeline finish in the background.
-        self._finalizer = weakref.finalize(self, self._pipeline.stop_async)
+        self._finalizer = weakref.finalize(self, _finish_dropped, self._pipeline, self._task)
+        _live_trackers.add(self)
 
     def __repr__(self) -> str:  # the config's repr hides the key
         return (f"StepTracker(task_id={self.task_id!r}, mode={self.config.mode!r}, "
@@ -255,7 +294,7 @@ class StepTracker:
                 raise TypeError(f"error must be an exception, got {type(error).__name__}")
             success = False
             error_type = error_type if error_type is not None else type(error).__name__
-            error_message = error_message if error_message is not None else (str(error) or type(error).__name__)
+            error_message = error_message if error_message is not None else _describe(error)
             if stack_trace is None:
                 stack_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         return self._record(step_type, step_data, thinking, action_result, screenshot, duration_ms,
@@ -360,7 +399,7 @@ class StepTracker:
         success, etype, emsg, stack = h.success, None, h.error_message, None
         if error is not None:
             success, etype = False, type(error).__name__
-            emsg = emsg or str(error) or etype
+            emsg = emsg or _describe(error)
             stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         try:
             self._record(step_type, h.step_data, h.thinking if isinstance(h.thinking, str) else None,
@@ -423,14 +462,23 @@ class StepTracker:
         st = self._pipeline.stats()
         return TrackerStats(queue_depth=self._pipeline.queue_depth, **st)  # type: ignore[arg-type]
 
-    def _interrupted_by(self, signal_name: str, timeout: float) -> None:
-        """SIGTERM (stepsdk/recording/signals.py): mark the task interrupted, flush, close."""
+    def _interrupted_by(self, signal_name: str, timeout: float, close: bool = True) -> None:
+        """SIGTERM (stepsdk/recording/signals.py): mark the task interrupted, flush, and close
+        unless the program's own handler may let it go on (a later finish() then wins)."""
         deadline = time.monotonic() + timeout
         if not self._closed:
             if not self._finished:
                 self.finish(TaskStatus.INTERRUPTED, error_message=f"terminated by {signal_name}",
                             timeout=timeout * 0.7, metadata={"interrupted": {"signal": signal_name}})
-            self.close(timeout=max(0.1, deadline - time.monotonic()))
+                self._finished = False  # the program may still finish it its own way
+            if close:
+                self.close(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _end_without_finish(self, status: TaskStatus, message: str) -> None:
+        """Exit without finish(): the task row says how it ended (submitted, flushed by close)."""
+        _ended(self._task, status, message)
+        self._finished = True
+        self._pipeline.submit(dataclasses.replace(self._task))
 
     def _after_fork(self) -> None:
         """In a forked child (the pipeline was restarted): the task row goes to the new journal
@@ -532,6 +580,14 @@ def _check_task_id(task_id: str) -> None:
     except UnicodeEncodeError:
         raise ValueError(f"task_id {task_id!r} is not valid Unicode text (it holds a lone surrogate, e.g. from "
                          "os.fsdecode of a non-UTF-8 name); no database can store it") from None
+
+
+def _describe(error: BaseException) -> str:
+    """str(error), or its type name when that is empty or fails (an exception's own __str__ may raise)."""
+    try:
+        return str(error) or type(error).__name__
+    except Exception:
+        return type(error).__name__
 
 
 def _weak_call(obj: Any, method: str) -> Callable[[], None]:

@@ -96,14 +96,18 @@ class Uploader:
         self._uploaded_objects: OrderedDict[str, None] = OrderedDict()  # this uploader's, bounded
 
     # ------------------------------------------------------------------ one batch
-    def upload(self, batch: list[Record]) -> None:
-        """Upload what is not done yet in `batch`, in foreign-key order. Raises `Unavailable`."""
+    def upload(self, batch: list[Record], existing_tasks: frozenset[str] | set[str] = frozenset()) -> None:
+        """Upload what is not done yet in `batch`, in foreign-key order. Raises `Unavailable`.
+        Task rows go first, except those of `existing_tasks` (already stored): a new version of
+        those (a finish) goes last, so the task never says "success" ahead of its steps."""
         todo = [r for r in batch if not r.done]
-        self._rows(T_TASKS, _newest([r for r in todo if r.table == T_TASKS]))
+        tasks = _newest([r for r in todo if r.table == T_TASKS])
+        self._rows(T_TASKS, [r for r in tasks if r.key not in existing_tasks])
         shots = [r for r in todo if r.table == T_SHOTS]
         self._objects(shots, [r for r in todo if r.table == T_STEPS])
         self._rows(T_STEPS, _newest([r for r in todo if r.table == T_STEPS]))
         self._rows(T_SHOTS, _newest(shots))
+        self._rows(T_TASKS, [r for r in tasks if r.key in existing_tasks])
 
     def _rows(self, table: str, records: list[Record]) -> None:
         records = [r for r in records if not r.done]

@@ -50,20 +50,39 @@ class ShotJob:
 
 
 def record_line(r: Record) -> bytes:
-    """The journal line of a record (backup/README.md)."""
+    """The journal line of a record (backup/README.md). Never raises: a value JSON refuses (one
+    the sanitizer let through) costs only that value, then only that row, never its neighbours."""
     rec: dict[str, Any] = {"k": _KIND[r.table], "row": r.row}
     if r.table == T_TASKS or r.version:
         rec["v"] = r.version
     try:
         return encode_record(rec)
-    except (TypeError, ValueError) as exc:  # a value the sanitizer let through: keep the record
-        log.warning("stepsdk: could not encode %s %s: %s", r.table, r.key, exc)
-        r.row = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else None) for k, v in r.row.items()}
-        for col in ("step_data", "metadata"):
-            if col in r.row:
-                r.row[col] = {"_error": "could not be encoded"}
+    except (TypeError, ValueError, RecursionError) as exc:
+        log.warning("stepsdk: could not encode %s %s: %s", r.table, r.key, str(exc)[:200])
+        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+    r.row = {k: v if _plain(v) else None for k, v in r.row.items()}
+    for col in ("step_data", "metadata"):
+        if col in r.row:
+            r.row[col] = {"_error": "could not be encoded", "record_error": reason}
+    rec["row"] = r.row
+    try:
+        return encode_record(rec)
+    except (TypeError, ValueError, RecursionError):  # not even the scalars: keep the row's identity
+        keep = ("id", "task_id", "step_number", "step_type", "storage_path", "step_id", "status", "started_at",
+                "created_at")
+        r.row = {k: r.row[k] for k in keep if k in r.row and isinstance(r.row[k], str | int)
+                 and not (isinstance(r.row[k], int) and abs(r.row[k]) > 2**53)}
+        r.row["metadata"] = {"record_error": reason}
         rec["row"] = r.row
         return encode_record(rec)
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= 2**63
+    return isinstance(value, float)
 
 
 class Journal:
@@ -73,7 +92,6 @@ class Journal:
     def __init__(self, writer: JournalWriter, progress: Progress) -> None:
         self.writer = writer
         self.progress = progress
-        self._deleted = 0  # steps already counted as lost with a deleted journal
 
     def append(self, records: list[Record]) -> bool:
         """Append records; sets each one's offset. False when the backup refused the write."""
@@ -108,14 +126,15 @@ class Journal:
         with p.cond:
             p.lost_reasons["backup journal deleted while in use (journal recreated)"] += 1
             p.last_error = "the backup journal was deleted while in use; a new one was started"
-            if not p.remote:  # local mode: the backup was the only copy of every step written so far
-                lost = p.journaled - self._deleted
-                self._deleted = p.journaled
+            # Steps whose only copy was that file: every step so far in local mode; in remote
+            # mode those waiting on disk only (not uploaded, not in memory).
+            lost = (p.journaled - p.uploaded - p.rejected) if not p.remote else p.disk_only
+            if lost:
+                p.journaled -= lost
                 p.dropped += lost
                 p.lost_reasons["steps deleted with the backup folder"] += lost
-            if p.backlog_offset is not None:  # records waiting on disk only: lost with the file
-                p.backlog_offset = None
-                p.lost_reasons["records on disk only, deleted with the journal"] += 1
+            p.disk_only = 0
+            p.backlog_offset = None
 
     def ack(self, table: str, versions: dict[str, int]) -> None:
         self._meta(ack_record(table, versions))

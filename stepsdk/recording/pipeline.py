@@ -64,8 +64,8 @@ class Pipeline:
         self.clock = clock
         self._sink = sink
         self.on_fork: Callable[[], None] | None = None  # the tracker resubmits its task row there
+        _live.add(self)  # before the stages start: housekeeping must see this run as alive
         self._start()
-        _live.add(self)
 
     def _start(self) -> None:
         """Fresh journal, progress and stages (at creation and in a forked child)."""
@@ -112,7 +112,8 @@ class Pipeline:
         try:
             if not dead_writer_journals(self.config.backup_dir):
                 return
-            for row, version in abandoned_tasks(BackupStore(self.config.backup_dir).read()):
+            alive = {pipeline.task_id for pipeline in list(_live)}  # never this process's own runs
+            for row, version in abandoned_tasks(BackupStore(self.config.backup_dir).read(), exclude=alive):
                 log.warning("stepsdk: task %r was left running by a process that is gone; marked interrupted",
                             row["task_id"])
                 self.submit(Record(T_TASKS, row["task_id"], row, version=version))
@@ -187,7 +188,7 @@ class Pipeline:
         still hanging is left to time out in its daemon thread (its rows are in the backup)."""
         start = time.monotonic()
         left = lambda: max(0.05, timeout - (time.monotonic() - start))  # noqa: E731
-        self.force_flush(timeout)
+        flushed = self.force_flush(timeout)
         p = self.progress
         with p.cond:
             p.stopping = True
@@ -204,17 +205,18 @@ class Pipeline:
         self.shots.stop()
         if not self.shots.join(left()):
             self.shots.abandon()
+        out_of_time = flushed.timed_out or self.shots.abandoned
         with p.cond:
             p.abort_retries = True
             p.cond.notify_all()
         if self.upload is not None:
             with p.cond:
-                hanging = p.request_since is not None and self.clock() - p.request_since >= SLOW_REQUEST
+                hanging = p.hanging(SLOW_REQUEST)
             # A request that hangs will not answer in time: do not wait for it (its rows are in
             # the backup); otherwise give a request in flight a moment to be acknowledged.
             self.upload.join(0.05 if hanging else min(left(), 0.5))
         with p.cond:
-            result = p.result(p.submitted, timed_out=False)
+            result = p.result(p.submitted, timed_out=out_of_time)
         self.close_journal()
         if self.remote and (self.upload is None or not self.upload.alive):
             self._archive_if_all_uploaded()

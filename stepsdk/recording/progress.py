@@ -46,7 +46,7 @@ class FlushResult:
     def ok(self) -> bool:
         """Everything recorded so far is uploaded or safe in the backup, nothing lost."""
         return (not self.timed_out and self.pending == 0 and self.rejected == 0 and self.dropped == 0
-                and self.screenshots_lost == 0)
+                and self.screenshots_lost == 0 and not self.lost_reasons)
 
 
 class Progress:
@@ -84,13 +84,15 @@ class Progress:
         self.task_version_uploaded = 0
         self.flush_waiters = 0
         self.request_since: float | None = None  # an upload request in flight since
+        self.last_request_seconds = 0.0  # how long the last finished request took
         self.struggling = False  # the current batch needed a retry: flush does not wait on it
         self.backend_down = False
         self.upload_alive = remote
         self.stopping = False
         self.abort_retries = False
-        self._own_task: str | None = None  # the tracker's task (others: abandoned tasks it marks)
+        self.own_task: str | None = None  # the tracker's task (others: abandoned tasks it marks)
         self.uploaded_unjournaled = 0  # steps the backup refused but the backend took
+        self.disk_only = 0  # steps whose only copy is the journal (backlog not yet re-read)
 
     # ------------------------------------------------------------------ caller side
     @property
@@ -114,7 +116,7 @@ class Progress:
                     self.processed += 1
                     self.journaled += journaled
                     self.shots_queued += not r.final
-                if r.table == T_TASKS and r.key == self._own_task:
+                if r.table == T_TASKS and r.key == self.own_task:
                     if self.latest_task is None or r.version >= self.latest_task.version:
                         self.latest_task = r
                     self.task_version_processed = max(self.task_version_processed, r.version)
@@ -128,13 +130,14 @@ class Progress:
                 elif r.offset is not None:  # on disk only: the upload stage re-reads it later
                     if self.backlog_offset is None or r.offset < self.backlog_offset:
                         self.backlog_offset = r.offset
+                    self.disk_only += first
                 elif first:
                     self._lose("backup unwritable and the memory buffer full")
             self.cond.notify_all()
 
     def set_task(self, task_id: str) -> None:
         with self.cond:
-            self._own_task = task_id
+            self.own_task = task_id
 
     def shot_finished(self, lost_reason: str | None = None) -> None:
         with self.cond:
@@ -165,7 +168,7 @@ class Progress:
                 self.uploaded_unjournaled += sum(r.final and r.offset is None for r in records)
             elif table == T_TASKS:
                 for r in records:
-                    if r.key == self._own_task:
+                    if r.key == self.own_task:
                         self.task_version_uploaded = max(self.task_version_uploaded, r.version)
             self.cond.notify_all()
 
@@ -195,7 +198,16 @@ class Progress:
 
     def request_ended(self) -> None:
         with self.cond:
+            if self.request_since is not None:
+                self.last_request_seconds = self.clock() - self.request_since
             self.request_since = None
+
+    def hanging(self, slow_after: float) -> bool:
+        """Caller holds `cond`. A request in flight for longer than `slow_after`, and than four
+        times the last request took: a backend that accepts and never answers, not a slow one."""
+        if self.request_since is None:
+            return False
+        return self.clock() - self.request_since >= max(slow_after, 4 * self.last_request_seconds)
 
     def retrying(self, message: str) -> None:
         with self.cond:
@@ -215,7 +227,7 @@ class Progress:
             return journaled
         if self.backend_down or self.struggling or not self.upload_alive:
             return True
-        if self.request_since is not None and self.clock() - self.request_since >= slow_after:
+        if self.hanging(slow_after):
             return True  # a request hangs (a backend that accepts and never answers)
         return self.uploaded + self.rejected >= target and self.task_version_uploaded >= task_target
 

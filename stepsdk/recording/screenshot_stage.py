@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import traceback
@@ -27,6 +28,24 @@ from stepsdk.recording.progress import Progress
 from stepsdk.recording.stage import Stage
 
 log = logging.getLogger("stepsdk")
+_importing = threading.Lock()  # held while a screenshot thread imports the image stack
+_held_for_fork = False
+
+
+def _before_fork() -> None:
+    global _held_for_fork
+    _held_for_fork = _importing.acquire(timeout=5.0)
+
+
+def _after_fork() -> None:
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _importing.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 class ScreenshotStage(Stage):
@@ -80,8 +99,10 @@ class ScreenshotStage(Stage):
     # ------------------------------------------------------------------ the thread
     def _loop(self) -> None:
         # Importing the image stack (Pillow, ~30 ms) here, not at `import stepsdk`, and early: by
-        # the agent's first screenshot `capture()` on the caller's thread finds it imported.
-        from stepsdk import _screenshots  # noqa: F401
+        # the agent's first screenshot `capture()` on the caller's thread finds it imported. A
+        # fork waits for it (see _before_fork): a child must not inherit half-held import locks.
+        with _importing:
+            from stepsdk import _screenshots  # noqa: F401
 
         while True:
             job = self.queue.get()
@@ -164,6 +185,11 @@ class ScreenshotStage(Stage):
         for job in jobs:
             self._finish_lost(job, "close_timeout", "the tracker closed before this screenshot was encoded")
         return len(jobs)
+
+    @property
+    def abandoned(self) -> bool:
+        """A close ran out of time before every screenshot was encoded."""
+        return self._abandoned
 
     def _finish_lost(self, job: ShotJob, reason: str, message: str) -> None:
         metadata = {k: v for k, v in job.row["metadata"].items() if k != "screenshot_pending"}

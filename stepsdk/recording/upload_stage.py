@@ -83,8 +83,10 @@ class UploadStage(Stage):
             if p.task_version_uploaded == 0 and first is not None and not first.done \
                     and all(r is not first for r in batch):
                 batch = [first, *batch]  # the task row goes first, even if it sits later in pending
+        with p.cond:
+            stored = {p.own_task} if p.task_version_uploaded and p.own_task else set()
         try:
-            self.uploader.upload(batch)
+            self.uploader.upload(batch, existing_tasks=stored)
         except Unavailable as exc:
             self.breaker.failure(str(exc), f" ({self.config.backup_dir})")
             p.upload_failed(str(exc))
@@ -114,8 +116,8 @@ class UploadStage(Stage):
                 from stepsdk._supabase_sink import SupabaseSink
 
                 sink: Any = SupabaseSink(self.config)
-            elif callable(source) and not hasattr(source, "upsert"):
-                sink = source()
+            elif isinstance(source, type) or (callable(source) and not hasattr(source, "upsert")):
+                sink = source()  # a factory (or a sink class: made here, on the upload thread)
             else:
                 sink = source
         except Exception as exc:
@@ -187,26 +189,26 @@ class UploadStage(Stage):
         end = writer.position
         records: list[Record] = []
         next_off = end
-        try:
-            lines = list(iter_journal(writer.path, start, end))
+        try:  # lazily, stopping at `room`: memory stays bounded by max_in_memory
+            for offset, record, _problem, _raw in iter_journal(writer.path, start, end):
+                if record is None or record["k"] not in _TABLE:
+                    continue
+                if len(records) >= room:
+                    next_off = offset
+                    break
+                records.append(_record_from(record, offset))
         except OSError as exc:  # the journal vanished: those records are gone with it
             with p.cond:
                 p.backlog_offset = None
                 p.lost_reasons["records on disk only, journal unreadable"] += 1
                 p.last_error = f"backlog unreadable: {exc.strerror or exc}"
             return
-        for offset, record, _problem, _raw in lines:
-            if record is None or record["k"] not in _TABLE:
-                continue
-            if len(records) >= room:
-                next_off = offset
-                break
-            records.append(_record_from(record, offset))
         now = self.clock()
         with p.cond:
             for r in records:
                 r.since = now - self.flush_interval  # due at once
             p.pending.extend(records)
+            p.disk_only = max(0, p.disk_only - sum(r.table == T_STEPS and r.version == 0 for r in records))
             p.backlog_offset = None if next_off >= end and writer.position == end else next_off
             p.cond.notify_all()
 
