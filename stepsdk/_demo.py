@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from stepsdk._model import StepType
+from stepsdk._step_names import phone_action_name
 from stepsdk.integrations.phone_agent import phone_step_data
 
 _log = logging.getLogger("stepsdk.demo")
@@ -187,6 +188,7 @@ _SCENES: tuple[_Scene, ...] = (
            action={"_metadata": "finish", "message": "Wi-Fi is on and connected to HomeNetwork-5G"},
            result=_ok("Wi-Fi is on and connected to HomeNetwork-5G", finish=True)),
 )
+_SCENE_NAMES = {StepType.THINKING: "Plan", StepType.VALIDATION: "Verify Wi-Fi"}
 RESULT = "Wi-Fi is on and connected to HomeNetwork-5G"
 STEP_COUNT = len(_SCENES)
 
@@ -212,6 +214,7 @@ def _record_scene(tracker: Any, number: int, scene: _Scene, screen: Image.Image,
         action_result=scene.result,
         screenshot=screen,
         duration_ms=(time.perf_counter() - started) * 1000.0,
+        name=phone_action_name(scene.action) or _SCENE_NAMES.get(scene.step_type),
         **kwargs,
     )
 

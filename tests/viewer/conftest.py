@@ -69,7 +69,7 @@ async def viewer_user(source: DataSource) -> AsyncIterator[User]:
         os.environ["NICEGUI_USER_SIMULATION"] = "true"
         try:
             prepare_simulation()
-            create_app(source)
+            create_app(source, allowed_hosts=["test"])  # the simulated client's base_url host
             ui.run(storage_secret="simulated secret", **run_options())  # type: ignore[arg-type]
             async with core.app.router.lifespan_context(core.app), httpx.AsyncClient(
                     transport=httpx.ASGITransport(core.app), base_url="http://test") as client:
