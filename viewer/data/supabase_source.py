@@ -235,6 +235,10 @@ def _apply_filters(q: Any, f: TaskFilters) -> Any:
     if f.search:
         pattern = _quote(f"*{_escape_like(f.search)}*")
         q = q.or_(f"task_id.ilike.{pattern},title.ilike.{pattern}")
+    # issue 13: metadata equality (keys are [A-Za-z0-9_], checked by TaskFilters; metadata is a
+    # task_summary column since migration 20261130001300)
+    for key, value in f.meta.items():
+        q = q.eq(f"metadata->>{key}", value)
     return q
 
 
