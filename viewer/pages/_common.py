@@ -116,6 +116,8 @@ body, .q-field, .q-btn, .q-table {
     "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei", "Noto Sans CJK SC", "Noto Sans SC",
     "Source Han Sans SC", "WenQuanYi Micro Hei", "Noto Sans", sans-serif;
 }
+.shot-box { width: 100%; }
+@media (min-width: 768px) { .shot-box { width: min(45%, var(--shot-w)); flex-shrink: 0; } }
 .font-mono, code, pre {
   font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", "Noto Sans Mono CJK SC",
     "Sarasa Mono SC", monospace;
@@ -132,13 +134,13 @@ def frame(title: str, source_description: str) -> None:
     ui.page_title(f"{title} · stepsdk viewer")
     ui.colors(primary="#4f46e5")
     ui.add_css(_CSS)
-    with ui.header().classes("items-center gap-4 bg-indigo-700 py-2 px-4"):
+    with ui.header().classes("items-center gap-x-4 gap-y-0 bg-indigo-700 py-2 px-4"):
         ui.link("stepsdk viewer", "/").classes("text-white text-lg font-bold no-underline")
         ui.link("Tasks", "/").classes("text-white no-underline")
         ui.link("Statistics", "/stats").classes("text-white no-underline")
         ui.link("Compare", "/compare").classes("text-white no-underline")
         ui.space()
-        ui.label(source_description).classes("text-indigo-200 text-xs")
+        ui.label(source_description).classes("text-indigo-200 text-xs hidden md:block")
 
 
 def error_box(message: str, *, title: str = "Something went wrong") -> ui.card:

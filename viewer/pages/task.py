@@ -40,6 +40,13 @@ log = logging.getLogger("viewer.pages.task")
 PER_PAGE = 50
 REFRESH_SECONDS = 3.0
 PLAY_SECONDS = 1.2
+_SCROLL_JS = """(() => {
+  const e = document.getElementById("c%s"); if (!e) return;
+  const box = e.closest(".timeline-scroll");
+  if (!box || box.scrollHeight <= box.clientHeight) { e.scrollIntoView({block: "nearest"}); return; }
+  const r = e.getBoundingClientRect(), b = box.getBoundingClientRect();
+  if (r.top < b.top || r.bottom > b.bottom) box.scrollTop += r.top - b.top - b.height / 3;
+})()"""
 _JSON_CLASSES = "font-mono text-xs whitespace-pre-wrap break-words bg-gray-100 rounded p-2 w-full overflow-auto"
 
 
@@ -132,7 +139,7 @@ class TaskView:
                     self.minimap_box = ui.element("div").classes("w-full")
                     self.pager_box = ui.row().classes("w-full items-center gap-1")
                     self.timeline_box = ui.column().classes(
-                        "w-full overflow-auto max-h-[45vh] md:max-h-[calc(100vh-290px)] pr-1").mark("timeline")
+                        "timeline-scroll w-full overflow-auto max-h-[45vh] md:max-h-[calc(100vh-290px)] pr-1").mark("timeline")
                 self.detail_box = ui.card().classes("w-full md:flex-1 min-w-0 p-3 gap-2").mark("detail")
             self.charts_box = ui.element("div").classes("w-full flex flex-col md:flex-row gap-4")
         self.lightbox = ui.dialog().props("maximized")
@@ -180,18 +187,20 @@ class TaskView:
                         "Still marked running, but nothing was recorded for a while: the agent may have died. "
                         "The page stopped refreshing it.")
                 ui.label(str(t.get("title") or "(untitled task)")).classes(
-                    "text-xl font-bold break-all min-w-0").mark("task-title")
+                    "text-xl font-bold break-words [overflow-wrap:anywhere] min-w-0").mark("task-title")
                 ui.space()
                 ui.button("Copy link", icon="link", on_click=self.copy_link).props("outline dense").mark("copy-link")
                 ui.button("Export JSON", icon="data_object", on_click=self.export_json).props("outline dense")
                 ui.button("Steps CSV", icon="table_view", on_click=self.export_csv).props("outline dense")
-                other = ui.input("Compare with task id").props("dense outlined").classes("w-48")
-                ui.button("Compare", icon="compare_arrows", on_click=lambda: ui.navigate.to(
-                    f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}")).props("outline dense")
+                with ui.button("Compare", icon="compare_arrows").props("outline dense"), \
+                        ui.menu().classes("p-2"), ui.row().classes("items-center no-wrap"):
+                    other = ui.input("Compare with task id").props("dense outlined autofocus").classes("w-64")
+                    ui.button("Go", on_click=lambda: ui.navigate.to(
+                        f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}")).props("dense")
             why = interruption(t)
             if why:
                 ui.label(why).classes("text-orange-800 font-medium break-all").mark("interruption")
-            with ui.row().classes("gap-x-5 gap-y-1 text-sm items-baseline"):
+            with ui.row().classes("gap-x-4 gap-y-0 text-sm items-baseline"):
                 ui.label(f"id: {self.task_id}").classes("font-mono text-gray-600 break-all")
                 for label, value in (
                     ("Agent", t.get("agent") or "–"), ("Started", fmt_ts(t.get("started_at"))),
@@ -217,6 +226,7 @@ class TaskView:
         if not isinstance(meta, dict) or not meta:
             return
         with ui.row().classes("gap-1 items-center").mark("task-metadata"):
+            ui.icon("sell", color="indigo").classes("text-sm")
             for key, value in list(meta.items())[:40]:
                 if key in ("interrupted", "abandoned"):
                     continue  # shown above as a sentence
@@ -445,7 +455,8 @@ class TaskView:
     def _scroll_to_selected(self) -> None:
         body = self.entries.get(self.selected)
         if body is not None:
-            ui.run_javascript(f'document.getElementById("c{body.id}")?.scrollIntoView({{block: "nearest"}})')
+            # scroll the timeline's own box, never the page (the detail must stay where it is)
+            ui.run_javascript(_SCROLL_JS % body.id)
 
     def current(self) -> Row | None:
         if self.all_rows is not None and self.matches is not None:
@@ -569,8 +580,11 @@ class TaskView:
                     "play the steps that have a screenshot (p)")
             with ui.element("div").classes("w-full flex flex-col md:flex-row gap-3 items-start"):
                 if step.get("screenshot_path"):
-                    with ui.element("div").classes("shrink-0 max-w-full md:max-w-[45%] self-center md:self-start"):
-                        self._screenshot(step, max_height="min(60vh, calc(100vh - 250px))", clickable=True)
+                    height = "min(60vh, calc(100vh - 330px))"
+                    ratio = self._ratio(step)
+                    with ui.element("div").classes("shot-box flex justify-center").style(
+                            f"--shot-w: calc({height} * {ratio:.5f})" if ratio else "--shot-w: 45%"):
+                        self._screenshot(step, max_height=height, clickable=True)
                 with ui.column().classes("flex-1 min-w-0 gap-1 w-full"):
                     if failed:
                         with ui.expansion(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 120)}",
@@ -596,6 +610,12 @@ class TaskView:
                     if step.get("metadata"):
                         with ui.expansion("Metadata").classes("w-full text-sm"):
                             json_block(step.get("metadata"))
+
+    def _ratio(self, step: Row) -> float | None:
+        shot = self.shots.get(str(step.get("id"))) or {}
+        meta = shot.get("metadata") if isinstance(shot.get("metadata"), dict) else {}
+        width, height = _pos(meta.get("width")), _pos(meta.get("height"))
+        return width / height if width and height else None
 
     def _screenshot(self, step: Row, *, max_height: str, clickable: bool) -> None:
         path = str(step["screenshot_path"])
