@@ -105,6 +105,7 @@ def url(driver: webdriver.Chrome) -> str:
 
 def test_task_page_shows_saw_thought_did_at_once(server: tuple[tb.ViewerServer, str], driver: webdriver.Chrome) -> None:
     srv, demo_id = server
+    assert f"{srv.url}/" in srv.output()  # `view` prints where it listens
     driver.get(f"{srv.url}/tasks/{demo_id}?step=4")  # the demo's failed tap: all four parts
     tb.wait_text(driver, "Step 4 of 9")
     WebDriverWait(driver, 10).until(lambda d: d.execute_script(
