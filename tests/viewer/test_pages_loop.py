@@ -151,3 +151,31 @@ async def test_empty_store_shows_a_first_run_hint(empty_source, tmp_path: Path) 
         await user.open("/")
         await user.should_see("Nothing recorded here yet")
         await user.should_see(marker="first-run")
+
+
+async def test_minimap_click_jumps_and_copy_link(viewer: User) -> None:
+    await viewer.open("/tasks/task-long")
+    await viewer.should_see("Step 1 of 120")
+    minimap = next(iter(viewer.find(marker="minimap").elements))
+    assert len(minimap.options["series"][0]["data"]) == 120
+    assert minimap.options["series"][0]["data"][39] == {"value": 50.0, "itemStyle": {"color": "#ef4444"}}  # failed
+    viewer.find(marker="minimap").trigger("componentClick", {
+        "componentType": "series", "seriesType": "bar", "seriesIndex": 0, "seriesName": "", "name": "60",
+        "dataIndex": 59, "data": 70.0, "dataType": None, "value": 70.0})
+    await viewer.should_see("Step 60 of 120")
+    await viewer.should_see("Steps 51–100 of 120")
+    viewer.find(marker="copy-link").click()
+    await viewer.should_see("Link copied")
+
+
+def test_steps_csv_has_the_step_name() -> None:
+    import csv
+    import io
+
+    from viewer.export import steps_csv
+
+    rows = [{"step_number": 1, "step_type": "action", "step_data": {
+        "kind": "http", "method": "GET", "url": "https://api.x/v1/forecast", "response": {"status_code": 404}}},
+        {"step_number": 2, "step_type": "action", "name": "Launch Settings"}]
+    parsed = list(csv.DictReader(io.StringIO(steps_csv(rows).decode())))
+    assert [r["name"] for r in parsed] == ["GET /v1/forecast → 404", "Launch Settings"]
