@@ -85,7 +85,7 @@ def page_query(step_number: Any, kind: str = "", query: str = "") -> str:
         parts.append(f"filter={url_param(kind)}")
     if query:
         parts.append(f"q={url_param(query)}")
-    return "?" + "&".join(parts) if parts else "?"
+    return "?" + "&".join(parts) if parts else ""
 
 
 class TaskView:
