@@ -111,7 +111,7 @@ def test_task_page_shows_saw_thought_did_at_once(server: tuple[tb.ViewerServer, 
     for path in ("/", "/api/tasks", f"/tasks/{demo_id}"):
         refused = httpx.get(srv.url + path, headers={"Host": "rebind.attacker.example"}, timeout=10)
         assert refused.status_code == 421 and demo_id not in refused.text, path
-    assert httpx.get(f"http://localhost:{srv.port}/api/tasks", timeout=10).status_code == 200
+    assert httpx.get(srv.url + "/api/tasks", headers={"Host": f"localhost:{srv.port}"}, timeout=10).status_code == 200
     driver.get(f"{srv.url}/tasks/{demo_id}?step=4")  # the demo's failed tap: all four parts
     tb.wait_text(driver, "Step 4 of 9")
     WebDriverWait(driver, 10).until(lambda d: d.execute_script(
