@@ -55,7 +55,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tb.Viewer
             target.parent.mkdir(parents=True, exist_ok=True)
             journal.rename(target)
     demo = record_demo(backup_dir=root, supabase_url="", supabase_key="", pace=0.05)
-    srv = tb.ViewerServer(["--backup-dir", str(root)])
+    # 60 minutes: the 3-hour-old run is stale, the data set's 5-minute-old one stays live however
+    # long the suite has been running
+    srv = tb.ViewerServer(["--backup-dir", str(root), "--stale-minutes", "60"])
     yield srv, demo.task_id
     srv.stop()
 
