@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from stepsdk._model import Level
+
+_log = logging.getLogger("stepsdk.config")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ class Config:
         owner = overrides.get("owner_id")
         if owner is not None:
             _check_owner_id(owner)
+        if supabase_url != "" and supabase_key != "":  # "" forces local mode: nothing to warn about
+            _warn_local_fallback(url, key, env, Path(folder))
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - fields
         if unknown:
@@ -154,6 +159,30 @@ def supabase_env(env: Mapping[str, str] | None = None) -> tuple[str | None, str 
     env = os.environ if env is None else env
     key = next((env[name] for name in SUPABASE_KEY_VARS if env.get(name)), None)
     return env.get("SUPABASE_URL") or None, key
+
+
+# Names people set by mistake for the key (other tools' conventions); stepsdk never reads them.
+MISNAMED_KEY_VARS = ("SUPABASE_KEY", "SUPABASE_SERVICE_KEY", "SUPABASE_API_KEY", "SUPABASE_SERVICE_ROLE")
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        _log.warning("%s", message)
+
+
+def _warn_local_fallback(url: str | None, key: str | None, env: Mapping[str, str], folder: Path) -> None:
+    """Say so when a Supabase URL is set but no key is: the run would otherwise go to the local
+    backup silently. Names the variables only, never their values."""
+    misnamed = [name for name in MISNAMED_KEY_VARS if env.get(name)]
+    if url and not key:
+        hint = (f" ({', '.join(misnamed)} is set, but stepsdk reads {' or '.join(SUPABASE_KEY_VARS)})"
+                if misnamed else f": set {' or '.join(SUPABASE_KEY_VARS)}")
+        _warn_once(f"SUPABASE_URL is set but no Supabase key is{hint}; recording locally into {folder}")
+    elif misnamed and not key:
+        _warn_once(f"{', '.join(misnamed)} is set but stepsdk does not read it: the key goes in "
+                   f"{' or '.join(SUPABASE_KEY_VARS)}")
 
 
 _LIMIT_ENV = {"max_string": "STEPSDK_MAX_STRING", "max_field_bytes": "STEPSDK_MAX_FIELD_BYTES"}

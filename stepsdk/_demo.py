@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from stepsdk._model import StepType
+from stepsdk._step_names import phone_action_name
 from stepsdk.integrations.phone_agent import phone_step_data
 
 _log = logging.getLogger("stepsdk.demo")
@@ -187,6 +188,7 @@ _SCENES: tuple[_Scene, ...] = (
            action={"_metadata": "finish", "message": "Wi-Fi is on and connected to HomeNetwork-5G"},
            result=_ok("Wi-Fi is on and connected to HomeNetwork-5G", finish=True)),
 )
+_SCENE_NAMES = {StepType.THINKING: "Plan", StepType.VALIDATION: "Verify Wi-Fi"}
 RESULT = "Wi-Fi is on and connected to HomeNetwork-5G"
 STEP_COUNT = len(_SCENES)
 
@@ -212,6 +214,7 @@ def _record_scene(tracker: Any, number: int, scene: _Scene, screen: Image.Image,
         action_result=scene.result,
         screenshot=screen,
         duration_ms=(time.perf_counter() - started) * 1000.0,
+        name=phone_action_name(scene.action) or _SCENE_NAMES.get(scene.step_type),
         **kwargs,
     )
 
@@ -222,6 +225,8 @@ class DemoRun:
     steps: int
     mode: str  # "supabase" or "local"
     destination: str  # the Supabase URL or the backup folder
+    backup_dir: str = ""  # the local backup folder (where the run is when Supabase was unreachable)
+    uploaded: bool = True  # False: meant for Supabase, but (some of it) is only in the backup
 
 
 def record_demo(
@@ -253,8 +258,12 @@ def record_demo(
     try:
         for number, (scene, screen) in enumerate(zip(_SCENES, screens, strict=True), start=1):
             _record_scene(tracker, number, scene, screen, float(pace))
-        tracker.finish("success", result=RESULT)
+        flushed = tracker.finish("success", result=RESULT, timeout=10.0)
     finally:
         tracker.close()
-    destination = config.supabase_url if config.remote else str(config.backup_dir.resolve())
-    return DemoRun(task_id=str(tracker.task_id), steps=STEP_COUNT, mode=config.mode, destination=destination or "")
+    backup = str(config.backup_dir.resolve())
+    destination = config.supabase_url if config.remote else backup
+    # remote but not (all) uploaded: the run is in the local backup; say so rather than claim Supabase
+    not_uploaded = config.remote and (flushed.uploaded < STEP_COUNT or not flushed.ok)
+    return DemoRun(task_id=str(tracker.task_id), steps=STEP_COUNT, mode=config.mode, destination=destination or "",
+                   backup_dir=backup, uploaded=not not_uploaded)

@@ -183,7 +183,7 @@ def test_cleanup_local_then_export_agrees(tmp_path: Path, monkeypatch: pytest.Mo
     load_into_backup(root, _dataset())
     local_env(monkeypatch, root)
     assert main(["cleanup", "--older-than", "3d"]) == Exit.OK
-    assert "deleted 3 task(s) and 2 screenshot object(s)" in capsys.readouterr().err
+    assert "deleted 3 task(s) and 2 screenshot object(s)" in capsys.readouterr().out  # the report goes to stdout
     assert main(["cleanup", "--older-than", "1d"]) == Exit.OK  # new-c too, and now its image
     capsys.readouterr()
     assert _backup_state(root) == (set(), set())

@@ -86,7 +86,7 @@ def test_resync_rejected_rows_reported_rest_uploaded(stack: Any, tmp_path: Path,
     w.close()
     res = _run(["resync", "--backup-dir", str(tmp_path)], _env(stack), monkeypatch, capsys)
     assert res.returncode == 1, res.stderr
-    assert "could not upload: 2" in res.stderr and "23514" in res.stderr and "Traceback" not in res.stderr
+    assert "could not upload: 2" in res.stdout and "23514" in res.stdout and "Traceback" not in res.stderr  # report: stdout
     assert _count(stack) == 20
     status = _run(["status", "--backup-dir", str(tmp_path), "--json"], _env(stack), monkeypatch, capsys)
     info = json.loads(status.stdout)
@@ -140,7 +140,7 @@ def test_clear_errors_without_traceback(stack: Any, tmp_path: Path, monkeypatch:
     assert not_dir.returncode == 66 and "not a folder" in not_dir.stderr
     bad_key = _cli(["status", "--backup-dir", str(tmp_path)], {"SUPABASE_URL": stack.url,
                                                                 "SUPABASE_SECRET_KEY": "wrong-key-123456"})
-    assert bad_key.returncode == 78 and "NOT reachable" in bad_key.stderr and "wrong-key" not in bad_key.stderr
+    assert bad_key.returncode == 78 and "NOT reachable" in bad_key.stdout and "wrong-key" not in bad_key.stdout + bad_key.stderr
     for res in (no_key, down, missing, not_dir, bad_key):
         assert "Traceback" not in res.stderr
 

@@ -23,7 +23,7 @@ from tests.supabase_local.stack import (
 SEED = SEED_SQL.read_text()
 MIGRATIONS = sorted(MIGRATIONS_DIR.glob("*.sql"))
 
-VIEWS = ["task_summary", "daily_summary", "error_summary", "step_type_breakdown"]
+VIEWS = ["task_summary", "daily_summary", "error_summary", "step_type_breakdown", "task_list"]
 READ_FUNCTIONS = [
     "stepsdk_task_stats(text)", "stepsdk_daily_stats(integer)",
     "stepsdk_slowest_steps(integer, timestamp with time zone)", "stepsdk_task_step_types(text)",

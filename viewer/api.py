@@ -146,10 +146,15 @@ def register(source: DataSource) -> None:
         order: Literal["asc", "desc"] = "desc",
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20,
+        meta: Annotated[list[str] | None, Query(
+            max_length=10, description="task metadata equality, key=value (repeatable): meta=model=gpt-4o")] = None,
     ) -> dict[str, Any]:
         try:
+            wanted = dict(m.split("=", 1) if "=" in m else (m, None) for m in meta or [])
+            if any(v is None for v in wanted.values()):
+                raise ValueError("meta filters are key=value")
             filters = TaskFilters(search=search, status=status, agent=agent,
-                                  started_from=started_from, started_to=started_to)
+                                  started_from=started_from, started_to=started_to, meta=wanted)
         except ValueError as exc:
             raise HTTPException(422, detail=str(exc)) from None
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 from nicegui import ui
 
@@ -13,13 +14,25 @@ from .data.base import DataSource
 log = logging.getLogger("viewer")
 
 
-def create_app(source: DataSource) -> None:
-    """Register every page and API route on NiceGUI's app for ``source``."""
+def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_hosts: Sequence[str] = (),
+               stale_minutes: float | None = None) -> None:
+    """Register every page and API route on NiceGUI's app for ``source``.
+
+    ``listen_host`` and ``allowed_hosts``: the names a request's ``Host`` header may carry
+    (loopback names always); others get 421. ``stale_minutes``: a running task with no new step
+    for that long shows as stale (default $STEPSDK_STALE_MINUTES or 10).
+    """
     if not isinstance(source, DataSource):
         raise TypeError(f"source must be a viewer DataSource, got {type(source).__name__}")
-    from . import api, operations
-    from .pages import compare, stats, task, tasks
+    from nicegui import app
 
+    from . import api, operations
+    from ._hostcheck import HostCheck, allowed_names
+    from .pages import _common, compare, stats, task, tasks
+
+    if stale_minutes is not None:
+        _common.set_stale_minutes(stale_minutes)
+    app.add_middleware(HostCheck, allowed=allowed_names(listen_host, allowed_hosts))
     # GET /api/storage; the clean-up endpoint when the key may delete (before api's /api catch-all)
     operations.register(source)
     api.register(source)
@@ -56,16 +69,28 @@ def source_from_args(backup_dir: str | None = None, supabase_url: str | None = N
     return BackupSource(config.backup_dir)
 
 
+def backup_folder(backup_dir: str | None = None) -> str:
+    """The backup folder :func:`source_from_args` reads when no Supabase URL is given."""
+    from stepsdk._config import Config
+
+    return str(Config.resolve(supabase_url="", backup_dir=backup_dir or None, level="DETAILED").backup_dir)
+
+
 def run_options() -> dict[str, object]:
     """The ``ui.run`` options of the viewer (also used by the tests' simulated app)."""
     return {"title": "stepsdk viewer", "favicon": "🔎", "show_welcome_message": False,
             "fastapi_docs": {"title": "stepsdk viewer API", "version": "1"}}
 
 
-def run(source: DataSource, *, host: str = DEFAULT_HOST, port: int = 8080, show: bool = False) -> None:
+def run(source: DataSource, *, host: str = DEFAULT_HOST, port: int = 8080, show: bool = False,
+        allowed_hosts: Sequence[str] = (), stale_minutes: float | None = None) -> None:
     """Serve the viewer until interrupted."""
-    create_app(source)
+    create_app(source, listen_host=host, allowed_hosts=allowed_hosts, stale_minutes=stale_minutes)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("viewer: listening on %s: anyone who can reach it can read every task", host)
+        if host in ("0.0.0.0", "::") and not allowed_hosts:
+            log.warning("viewer: only loopback names are accepted in the Host header; "
+                        "add --allowed-host NAME for the name or address others use")
+
     ui.run(host=host, port=port, reload=False, show=show, uvicorn_logging_level="warning",
            **run_options())  # type: ignore[arg-type]

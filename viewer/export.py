@@ -13,13 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from stepsdk._csv import write_rows
+from stepsdk._step_names import step_label
 
 from .data.base import DataSource, Row
 
 TASK_CSV_COLUMNS = ("task_id", "title", "agent", "status", "started_at", "finished_at", "duration_ms",
                     "total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
                     "screenshots_count")
-STEP_CSV_COLUMNS = ("step_number", "id", "step_type", "success", "duration_ms", "started_at", "created_at",
+STEP_CSV_COLUMNS = ("step_number", "id", "step_type", "name", "success", "duration_ms", "started_at", "created_at",
                     "error_type", "error_message", "thinking", "step_data", "action_result", "screenshot_path")
 
 
@@ -52,4 +53,5 @@ def tasks_csv(rows: list[Row]) -> bytes:
 
 
 def steps_csv(steps: list[Row]) -> bytes:
-    return rows_csv(steps, STEP_CSV_COLUMNS)
+    """The steps as CSV; ``name`` is the step's label (derived from its data when none was recorded)."""
+    return rows_csv([{**s, "name": step_label(s)} for s in steps], STEP_CSV_COLUMNS)

@@ -13,12 +13,19 @@ from collections.abc import Sequence
 _COMMAND_MODULES = ("demo", "view", "status", "resync", "export", "import_", "cleanup", "delete", "db")
 
 
+def _version() -> str:
+    from stepsdk import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepsdk",
         description="Record and inspect AI agent runs step by step.",
         epilog="Run 'stepsdk COMMAND --help' for a command's options and examples.",
     )
+    parser.add_argument("--version", action="version", version=f"stepsdk {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:

@@ -180,13 +180,16 @@ def progress(args: argparse.Namespace, description: str, total: int | None) -> I
         yield lambda n=1: bar.advance(task, n)
 
 
-def emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
-    """The command's result: JSON on stdout with --json, else the human line on stderr."""
+def emit(args: argparse.Namespace, result: dict[str, Any], human: str, *, human_to_stderr: bool = False) -> None:
+    """The command's result on stdout: JSON with --json, else the human report (warnings and
+    errors go to stderr; so does the report of a command whose stdout carries data: export)."""
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
         sys.stdout.flush()
     elif human:
-        sys.stderr.write(human.rstrip("\n") + "\n")
+        stream = sys.stderr if human_to_stderr else sys.stdout
+        stream.write(human.rstrip("\n") + "\n")
+        stream.flush()
 
 
 def warn(message: str) -> None:

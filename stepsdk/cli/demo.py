@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import socket
 import sys
@@ -95,8 +96,14 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:  # bad configuration (URL, key, folder): say so plainly
         sys.stderr.write(f"stepsdk demo: {exc}\n")
         return 2
-    where = "Supabase at" if demo.mode == "supabase" else "the local backup in"
-    _out(f"Recorded demo task {demo.task_id} ({demo.steps} steps) into {where} {demo.destination}")
+    if demo.mode == "supabase" and not demo.uploaded:
+        _out(f"Recorded demo task {demo.task_id} ({demo.steps} steps), but Supabase at {demo.destination} did not "
+             f"take it (unreachable or refused): it is in the local backup in {demo.backup_dir}; "
+             "`stepsdk status` says why, `stepsdk resync` uploads it later")
+        demo = dataclasses.replace(demo, mode="local", destination=demo.backup_dir)
+    else:
+        where = "Supabase at" if demo.mode == "supabase" else "the local backup in"
+        _out(f"Recorded demo task {demo.task_id} ({demo.steps} steps) into {where} {demo.destination}")
     if args.no_view:
         return 0
     return _start_viewer(args, demo)

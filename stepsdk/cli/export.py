@@ -110,7 +110,7 @@ def run_export(args: argparse.Namespace) -> int:
     report = _write(args, tally.watch(_export.iter_bundles(source, tasks)), source)
     for path in report.missing:
         warn(f"screenshot object {path} could not be fetched; listed as missing in the zip")
-    emit(args, _result(args, source, tally, report), _human(args, tally, report))
+    emit(args, _result(args, source, tally, report), _human(args, tally, report), human_to_stderr=True)
     return Exit.OK if not report.missing else Exit.FAILED
 
 

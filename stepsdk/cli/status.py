@@ -16,6 +16,7 @@ from stepsdk._config import Config
 from stepsdk._resync import mark_abandoned, pending_counts
 from stepsdk._retry import one_line
 from stepsdk.cli._common import (
+    CliError,
     Exit,
     add_json_argument,
     backup_dir_from,
@@ -92,7 +93,10 @@ def collect(folder: Any, config: Config) -> dict[str, Any]:
 @run_safely("status")
 def run(args: argparse.Namespace) -> int:
     folder = backup_dir_from(args)
-    check_backup_dir(folder, must_exist=False)
+    if not folder.exists():  # nothing recorded there (or a wrong folder): say so, fail
+        raise CliError(f"backup folder {folder} does not exist: nothing was recorded there yet, or "
+                       "--backup-dir / $STEPSDK_BACKUP_DIR points elsewhere", Exit.NO_INPUT)
+    check_backup_dir(folder, must_exist=True)
     config = resolve_config(folder, connect_timeout=3.0, request_timeout=5.0)
     info = collect(folder, config)
     emit(args, info, _human(info))

@@ -168,7 +168,7 @@ class tracked_step:  # lower-case: used as a decorator, named like one
             kwargs["error_type"] = type(exc).__name__
             kwargs["error_message"] = truncate(str(exc) or type(exc).__name__, self._max)
             kwargs["stack_trace"] = "".join(traceback.format_exception(exc))
-        tracker.record_step(self._type, step_data, **kwargs)
+        tracker.record_step(self._type, step_data, name=name[:200], **kwargs)
 
     def _arguments(self, sig: _Params | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if sig is None:

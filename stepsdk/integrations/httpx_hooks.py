@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from stepsdk._model import StepType
+from stepsdk._step_names import http_step_name
 from stepsdk.integrations._common import (
     REDACTED,
     TrackerSource,
@@ -191,6 +192,9 @@ class _Call:
             kwargs["error_type"] = type(exc).__name__
             kwargs["error_message"] = truncate(str(exc) or type(exc).__name__)
             kwargs["stack_trace"] = "".join(traceback.format_exception(exc))
+        status = response.status_code if response is not None else None
+        kwargs["name"] = http_step_name(self.request.method, data["url"], status,
+                                        type(exc).__name__ if exc is not None else None)
         self.tracker.record_step(StepType.ACTION, data, **kwargs)
 
     def _request_body(self) -> dict[str, Any] | None:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stepsdk._model import StepType
+from stepsdk._step_names import phone_action_name
 from stepsdk.integrations._common import guarded, redact_url, summarize, truncate
 
 _log = logging.getLogger("stepsdk.integrations.phone_agent")
@@ -440,6 +441,7 @@ class PhoneAgentTracking:
             "thinking": strip_model_tags(getattr(response, "thinking", None)) or None,
             "screenshot": step.screenshot,
             "duration_ms": step.duration_ms,
+            "name": phone_action_name(step.action) or None,
         }
 
     def _record_action(self, tracker: Any, step: _Step) -> None:
@@ -475,6 +477,7 @@ class PhoneAgentTracking:
         kwargs = self._common(step)
         raw = getattr(step.response, "action", "")
         kwargs["step_data"]["raw_action"] = truncate(raw)
+        kwargs["name"] = "Invalid action"
         tracker.record_step(
             StepType.ERROR,
             action_result=_result_dict(step.result) or None,

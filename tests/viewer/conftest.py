@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,6 +21,16 @@ from viewer.app import create_app, run_options
 from viewer.data.backup_source import BackupSource
 from viewer.data.base import DataSource
 from viewer.data.supabase_source import SupabaseSource
+from viewer.pages import _common
+
+
+@pytest.fixture(autouse=True)
+def _running_tasks_stay_live() -> Iterator[None]:
+    """The data set's clock is fixed when it is imported and a full suite runs for minutes: its
+    5-minute-old running task must not turn stale halfway (tests of staleness set their own limit)."""
+    _common.set_stale_minutes(24 * 60)
+    yield
+    _common.set_stale_minutes(10)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +79,7 @@ async def viewer_user(source: DataSource) -> AsyncIterator[User]:
         os.environ["NICEGUI_USER_SIMULATION"] = "true"
         try:
             prepare_simulation()
-            create_app(source)
+            create_app(source, allowed_hosts=["test"])  # the simulated client's base_url host
             ui.run(storage_secret="simulated secret", **run_options())  # type: ignore[arg-type]
             async with core.app.router.lifespan_context(core.app), httpx.AsyncClient(
                     transport=httpx.ASGITransport(core.app), base_url="http://test") as client:

@@ -101,9 +101,10 @@ class _Builder:
 def build() -> Dataset:
     b = _Builder()
     ok = _task("task-ok", "Open settings and enable wifi", "success", timedelta(hours=1), 5400.0,
-               result="wifi enabled", description="A clean run")
+               result="wifi enabled", description="A clean run",
+               metadata={"model": "gpt-4o", "device": "pixel-7", "attempt": 2})
     fail = _task("task-fail", f"Checkout {XSS}", "failed", timedelta(days=1, hours=2), 9100.0,
-                 agent="shop-agent", error_message="Element not found")
+                 agent="shop-agent", error_message="Element not found", metadata={"model": "claude", "device": "pixel-7"})
     running = _task("task-running", "Still going", "running", timedelta(minutes=5), None)
     empty = _task("task-empty", "Nothing recorded", "interrupted", timedelta(days=3), 100.0)
     broken = _task("task-broken", "Broken screenshots", "success", timedelta(days=2), 2000.0)

@@ -175,3 +175,29 @@ async def test_task_page_with_slashes_in_the_id(slash_viewer: User) -> None:
     await slash_viewer.should_see("Step 1 of 1")
     await slash_viewer.open("/tasks/" + quote("b/c/d", safe="") + "?step=3")
     await slash_viewer.should_see("Step 3 of 4")
+
+
+async def test_list_tasks_metadata_filter_and_column(viewer: User) -> None:
+    body = await get(viewer, "/api/tasks?meta=model=gpt-4o")
+    assert [t["task_id"] for t in body["tasks"]] == ["task-ok"]
+    assert body["tasks"][0]["metadata"] == {"model": "gpt-4o", "device": "pixel-7", "attempt": 2}
+    body = await get(viewer, "/api/tasks?meta=device=pixel-7&sort=task_id&order=asc")
+    assert [t["task_id"] for t in body["tasks"]] == ["task-fail", "task-ok"] and body["pagination"]["total"] == 2
+    body = await get(viewer, "/api/tasks?meta=device=pixel-7&meta=model=claude")
+    assert [t["task_id"] for t in body["tasks"]] == ["task-fail"]
+    body = await get(viewer, "/api/tasks?meta=attempt=2")  # non-text values compare as their JSON text
+    assert [t["task_id"] for t in body["tasks"]] == ["task-ok"]
+    assert (await get(viewer, "/api/tasks?meta=model=nope"))["tasks"] == []
+    for bad in ("meta=model", "meta=bad%20key=1", "meta=a.b=1"):
+        assert "detail" in await get(viewer, f"/api/tasks?{bad}", 422), bad
+
+
+async def test_foreign_host_header_is_refused(viewer: User) -> None:
+    """DNS rebinding: a page on another site re-pointed at 127.0.0.1 sends its own Host."""
+    for host in ("rebind.attacker.example", "rebind.attacker.example:8080", "127.0.0.1.attacker.example"):
+        response = await viewer.http_client.get("/api/tasks", headers={"Host": host})
+        assert response.status_code == 421 and "task-ok" not in response.text, host
+        page = await viewer.http_client.get("/tasks/task-ok", headers={"Host": host})
+        assert page.status_code == 421, host
+    for host in ("test", "127.0.0.1:8080", "localhost:8080", "[::1]:8080"):
+        assert (await viewer.http_client.get("/api/tasks", headers={"Host": host})).status_code == 200, host

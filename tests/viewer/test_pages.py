@@ -256,10 +256,10 @@ async def test_charts(viewer: User) -> None:
     for _ in range(30):
         with viewer:
             charts = [c.options for c in ElementFilter(kind=ui.echart)]
-        if len(charts) == 2:
+        if len(charts) == 3:  # the minimap, the duration chart and the step types
             break
         await asyncio.sleep(0.1)
-    bar = next(o for o in charts if o["series"][0]["type"] == "bar")
+    bar = next(o for o in charts if o["series"][0]["type"] == "bar" and "legend" in o)
     pie = next(o for o in charts if o["series"][0]["type"] == "pie")
     assert bar["animation"] is False and bar["series"][0]["data"] == [300, 1500, 4000, 2500, 0]
     assert bar["series"][1]["data"] == [[2, 4000], [3, 2500], [4, 0]]  # failed steps stand out
@@ -468,3 +468,19 @@ async def test_backend_outage_shows_clear_messages(viewer: User, stack, source: 
         await viewer.should_see("Step 1 of 2")
     finally:
         task_module.REFRESH_SECONDS = 3.0
+
+
+async def test_a_screenshot_that_could_not_be_stored_shows_why(tmp_path) -> None:
+    """A step whose screenshot was lost (a close that ran out of time, a bad image) shows a
+    placeholder with the recorder's reason, never a silent gap (issue #10)."""
+    b = dataset._Builder()
+    task = dataset._task("lost-shot", "Lost screenshot", "success", timedelta(hours=1), 1000.0)
+    b.ds.tasks = [task]
+    step = b.step(task, 1, "action", 10.0)
+    step["metadata"] = {"screenshot_error": {"reason": "close_timeout",
+                                             "message": "the tracker closed before this screenshot was encoded"}}
+    async with backup_viewer(tmp_path / "backup", b.ds) as user:
+        await user.open("/tasks/lost-shot")
+        await user.should_see("screenshot not stored (close_timeout): the tracker closed before this screenshot "
+                              "was encoded")
+        user.find(marker="screenshot-missing")

@@ -8,6 +8,7 @@ steps on the next refresh.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -78,7 +79,14 @@ class BackupSource(DataSource):
     # -- tasks ------------------------------------------------------------------------------
     def list_tasks(self, filters: TaskFilters, sort: Sort, page: int, per_page: int) -> tuple[list[Row], int]:
         check_paging(page, per_page, max_per_page=1000)
-        rows = [r for r in self._current().summaries.values() if _matches(r, filters)]
+        cache = self._current()
+        rows = [r for r in cache.summaries.values() if _matches(r, filters)]
+        # -- issue 13: metadata filter (TaskFilters.meta) and the metadata column -----------------
+        tasks = cache.snap.tasks
+        rows = [{**r, "metadata": (tasks.get(r["task_id"]) or {}).get("metadata")} for r in rows]
+        if filters.meta:
+            rows = [r for r in rows if meta_matches(r.get("metadata"), filters.meta)]
+        # ------------------------------------------------------------------------------------------
         present = [r for r in rows if r.get(sort.column) is not None]
         missing = [r for r in rows if r.get(sort.column) is None]
         # ties go by task_id ascending, as the SQL's "order by <col>, task_id" (sorts are stable)
@@ -167,6 +175,20 @@ def _sort_key(value: object) -> object:
     if ts is not None:
         return ts.timestamp()
     return value.casefold() if isinstance(value, str) else value
+
+
+def meta_matches(metadata: object, wanted: dict[str, str]) -> bool:
+    """Issue 13: every ``wanted`` key equals the task's metadata value as text (as ``->>`` in SQL)."""
+    if not isinstance(metadata, dict):
+        return False
+    for key, value in wanted.items():
+        have = metadata.get(key)
+        if have is None:
+            return False
+        text = have if isinstance(have, str) else json.dumps(have, ensure_ascii=False)
+        if text != value:
+            return False
+    return True
 
 
 def _matches(row: Row, f: TaskFilters) -> bool:

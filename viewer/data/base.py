@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ MAX_TASK_ID = 200  # the schema's check on tasks.task_id
 MAX_PER_PAGE = 100
 # Content-addressed keys the SDK writes (<sha[0:2]>/<sha>.webp) and other plain object keys;
 # anything with "..", a leading slash, a backslash or odd characters is refused.
+_META_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _SAFE_KEY = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9_\-./]{1,1024}$")
 
 
@@ -42,8 +43,13 @@ class TaskFilters:
     agent: str | None = None
     started_from: datetime | None = None  # inclusive
     started_to: datetime | None = None  # exclusive
+    meta: dict[str, str] = field(default_factory=dict)  # task metadata key -> value, equality (as text)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.meta, dict) or len(self.meta) > 10 or not all(
+                isinstance(k, str) and _META_KEY.match(k) and isinstance(v, str) and len(v) <= 500
+                for k, v in self.meta.items()):
+            raise ValueError("meta must map at most 10 metadata keys (letters, digits, _) to text values")
         if self.status is not None and self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
         for name in ("started_from", "started_to"):

@@ -95,7 +95,8 @@ class SupabaseSource(DataSource):
         start = (page - 1) * per_page
 
         def query() -> tuple[list[Row], int]:
-            q = _apply_filters(self._table("task_summary").select("*", count="exact"), filters)
+            # issue 13: task_list = task_summary + metadata (migration 20261130001300)
+            q = _apply_filters(self._table("task_list").select("*", count="exact"), filters)
             q = q.order(sort.column, desc=sort.descending, nullsfirst=sort.descending)
             if sort.column != "task_id":
                 q = q.order("task_id")
@@ -242,6 +243,10 @@ def _apply_filters(q: Any, f: TaskFilters) -> Any:
     if f.search:
         pattern = _quote(f"*{_escape_like(f.search)}*")
         q = q.or_(f"task_id.ilike.{pattern},title.ilike.{pattern}")
+    # issue 13: metadata equality (keys are [A-Za-z0-9_], checked by TaskFilters; task_list and
+    # tasks have the metadata column)
+    for key, value in f.meta.items():
+        q = q.eq(f"metadata->>{key}", value)
     return q
 
 

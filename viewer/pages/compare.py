@@ -17,6 +17,7 @@ from ._common import (
     fmt_ms,
     fmt_rate,
     frame,
+    screenshot_url,
     status_badge,
     task_url,
     url_param,
@@ -49,8 +50,11 @@ def align(a: list[Row], b: list[Row], by: str = "number") -> list[tuple[Row | No
     return pairs
 
 
-def comparison_rows(pairs: list[tuple[Row | None, Row | None]]) -> list[Row]:
+def comparison_rows(pairs: list[tuple[Row | None, Row | None]], a_id: str = "", b_id: str = "") -> list[Row]:
+    """One row per aligned pair: labels, screenshots, durations, links, and whether they differ
+    (one side missing, a different action, or one failed); ``first_divergence`` marks the first."""
     rows = []
+    first = True
     for i, (sa, sb) in enumerate(pairs):
         da, db = _dur(sa), _dur(sb)
         delta = db - da if da is not None and db is not None else None
@@ -62,8 +66,23 @@ def comparison_rows(pairs: list[tuple[Row | None, Row | None]]) -> list[Row]:
             "delta": ("+" if delta and delta > 0 else "") + fmt_ms(delta) if delta is not None else "",
             "differs": (sa is None or sb is None or step_key(sa) != step_key(sb)
                         or bool(sa.get("success", True)) != bool(sb.get("success", True))),
+            "a_url": _step_url(a_id, sa), "b_url": _step_url(b_id, sb),
+            "a_shot": _shot(sa), "b_shot": _shot(sb),
         })
+        rows[-1]["first_divergence"] = first and rows[-1]["differs"]
+        first = first and not rows[-1]["differs"]
     return rows
+
+
+def _step_url(task_id: str, step: Row | None) -> str:
+    if not task_id or step is None:
+        return ""
+    return f"{task_url(task_id)}?step={step.get('step_number')}"
+
+
+def _shot(step: Row | None) -> str:
+    path = (step or {}).get("screenshot_path")
+    return screenshot_url(path, fallback=True) if isinstance(path, str) and path else ""
 
 
 def _dur(step: Row | None) -> float | None:
@@ -76,7 +95,7 @@ def _side(step: Row | None) -> str:
         return "—"
     status = "" if step.get("success", True) else " ✗ " + str(step.get("error_type") or "failed")
     name = action_name(step)
-    return f"#{step.get('step_number')} {step.get('step_type')}{' ' + name if name else ''}{status}"
+    return f"#{step.get('step_number')} {name or step.get('step_type')}{status}"
 
 
 class CompareView:
@@ -135,21 +154,43 @@ class CompareView:
         if isinstance(ta, int | float) and isinstance(tb, int | float):
             ui.label(f"B − A step time: {'+' if tb >= ta else '−'}{fmt_ms(abs(tb - ta))}").classes(
                 "font-bold").mark("total-delta")
-        rows = comparison_rows(align(steps_a, steps_b, self.by))
+        rows = comparison_rows(align(steps_a, steps_b, self.by), self.a, self.b)
+        first = next((r for r in rows if r["first_divergence"]), None)
+        if first is None:
+            ui.label("The runs do not diverge: same actions, same outcomes.").classes(
+                "text-green-800 font-medium").mark("no-divergence")
+        else:
+            ui.label(f"First divergence (row {first['key'] + 1}): A {first['a_step']}  ·  B {first['b_step']}").classes(
+                "text-amber-900 font-bold bg-amber-100 rounded px-2 py-1").mark("divergence")
+        per_page = 50
+        page = first["key"] // per_page + 1 if first else 1
         table = ui.table(columns=[
             {"name": "a_step", "label": "A step", "field": "a_step", "align": "left"},
-            {"name": "a_duration", "label": "A time", "field": "a_duration"},
             {"name": "b_step", "label": "B step", "field": "b_step", "align": "left"},
+            {"name": "a_duration", "label": "A time", "field": "a_duration"},
             {"name": "b_duration", "label": "B time", "field": "b_duration"},
             {"name": "delta", "label": "Δ (B−A)", "field": "delta"},
-        ], rows=rows, row_key="key", pagination={"rowsPerPage": 100}).classes("w-full").props("flat dense bordered")
+        ], rows=rows, row_key="key", pagination={"rowsPerPage": per_page, "page": page}).classes("w-full").props(
+            "flat dense bordered").mark("comparison")
+        # text through {{ }} only; hrefs and image sources are built by us (task_url, screenshot_url)
         table.add_slot("body", r"""
-<q-tr :props="props" :class="props.row.differs ? 'bg-amber-50' : ''">
+<q-tr :props="props" :class="props.row.first_divergence ? 'diverge bg-amber-300' : (props.row.differs ? 'bg-amber-50' : '')">
   <q-td v-for="col in props.cols" :key="col.name" :props="props"
         :class="col.name === 'delta' && props.row.delta_ms > 0 ? 'text-red-700' : (col.name === 'delta' && props.row.delta_ms < 0 ? 'text-green-700' : '')">
-    {{ col.value }}
+    <a v-if="col.name === 'a_step' && props.row.a_url" :href="props.row.a_url" class="flex items-center gap-2 text-inherit no-underline">
+      <img v-if="props.row.a_shot" :src="props.row.a_shot" loading="lazy" class="h-32 rounded border" />
+      <span>{{ col.value }}</span>
+    </a>
+    <a v-else-if="col.name === 'b_step' && props.row.b_url" :href="props.row.b_url" class="flex items-center gap-2 text-inherit no-underline">
+      <img v-if="props.row.b_shot" :src="props.row.b_shot" loading="lazy" class="h-32 rounded border" />
+      <span>{{ col.value }}</span>
+    </a>
+    <span v-else>{{ col.value }}</span>
   </q-td>
 </q-tr>""")
+        if first is not None:
+            ui.timer(0.3, lambda: ui.run_javascript(
+                "document.querySelector('.diverge')?.scrollIntoView({block: 'center'})"), once=True)
 
 
 def register(source: DataSource) -> None:

@@ -3,12 +3,14 @@ lightbox, keyboard stepping (j/k, arrows), playback, charts, live refresh and ex
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from typing import Any
 
 from nicegui import ui
 
-from ..data.base import DataSource, Row
+from ..data.base import STEP_TYPES, DataSource, Row
 from ..export import read_report, report_json, steps_csv
 from . import _overlay
 from ._common import (
@@ -21,11 +23,16 @@ from ._common import (
     fetch,
     fmt_ms,
     fmt_rate,
+    fmt_span,
     fmt_ts,
     frame,
+    interruption,
     json_block,
     screenshot_url,
+    stale_for,
     status_badge,
+    step_name,
+    to_json_text,
     url_param,
 )
 from ._delete_button import delete_button
@@ -34,21 +41,57 @@ log = logging.getLogger("viewer.pages.task")
 PER_PAGE = 50
 REFRESH_SECONDS = 3.0
 PLAY_SECONDS = 1.2
+_SCROLL_JS = """(() => {
+  const e = document.getElementById("c%s"); if (!e) return;
+  const box = e.closest(".timeline-scroll");
+  if (!box || box.scrollHeight <= box.clientHeight) { e.scrollIntoView({block: "nearest"}); return; }
+  const r = e.getBoundingClientRect(), b = box.getBoundingClientRect();
+  if (r.top < b.top || r.bottom > b.bottom) box.scrollTop += r.top - b.top - b.height / 3;
+})()"""
+_JSON_CLASSES = "font-mono text-xs whitespace-pre-wrap break-words bg-gray-100 rounded p-2 w-full overflow-auto"
+
+
+FILTER_KINDS = ("failed", *STEP_TYPES)
+SEARCH_FIELDS = ("name", "thinking", "error_type", "error_message", "step_data", "action_result")
 
 
 def action_name(step: Row) -> str:
-    data = step.get("step_data")
-    if isinstance(data, dict):
-        action = data.get("action")
-        if isinstance(action, dict):
-            action = action.get("action") or action.get("type")
-        if isinstance(action, str):
-            return action[:60]
-    return ""
+    """The step's label: its ``name``, else one derived from its data (``GET /x → 404``, ``Tap``)."""
+    return step_name(step)
+
+
+def step_matches(step: Row, needle: str) -> bool:
+    """Whether ``needle`` (casefolded) occurs in the step's name, thinking, error or data."""
+    if needle in action_name(step).casefold():
+        return True
+    for key in SEARCH_FIELDS:
+        value = step.get(key)
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else to_json_text(value, limit=200_000)
+        if needle in text.casefold():
+            return True
+    return False
+
+
+def timeline_title(step: Row) -> str:
+    name = action_name(step)
+    return f"#{step.get('step_number')} {name or step.get('step_type')}"
+
+
+def page_query(step_number: Any, kind: str = "", query: str = "") -> str:
+    """The task page's query string for this state (what Back and shared links restore)."""
+    parts = [f"step={step_number}"] if step_number else []
+    if kind:
+        parts.append(f"filter={url_param(kind)}")
+    if query:
+        parts.append(f"q={url_param(query)}")
+    return "?" + "&".join(parts) if parts else ""
 
 
 class TaskView:
-    def __init__(self, source: DataSource, task_id: str, start_step: int = 0) -> None:
+    def __init__(self, source: DataSource, task_id: str, start_step: int = 0, kind: str = "",
+                 query: str = "") -> None:
         self.source = source
         self.start_step = start_step
         self.task_id = task_id
@@ -62,12 +105,21 @@ class TaskView:
         self.lightbox: ui.dialog | None = None
         self.banner: ui.column | None = None
         self.play_timer: ui.timer | None = None
+        self.refresh_timer: ui.timer | None = None
         self.empty_note: ui.card | None = None
+        # the whole run in brief (step_number, step_type, duration_ms, success): n/N, filters, minimap
+        self.index: list[Row] = []
+        # filters: a step type or "failed", and text searched in the steps; matches are positions
+        self.kind = kind if kind in FILTER_KINDS else ""
+        self.query = query.strip()[:200]
+        self.matches: list[int] | None = None
+        self.all_rows: list[Row] | None = None  # every step, loaded once a filter needs them
+        self.fpage = 1
 
     # -- page ---------------------------------------------------------------------------------
     async def build(self) -> None:
         frame("Task", self.source.description)
-        with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-3"):
+        with ui.column().classes("w-full max-w-screen-2xl mx-auto p-2 md:p-4 gap-2"):
             try:
                 task = await fetch(self.source.get_task, self.task_id)  # None for an impossible id too
             except FetchError as exc:
@@ -82,20 +134,31 @@ class TaskView:
             with self.header_box:
                 self._header()
             self.empty_note = empty_box("This task has no steps recorded (yet).") if self.total == 0 else None
-            with ui.row().classes("w-full gap-4 items-start no-wrap"):
-                with ui.column().classes("w-1/2 min-w-0 gap-2"):
-                    self.pager_box = ui.row().classes("w-full items-center")
-                    self.timeline_box = ui.column().classes("w-full")
-                with ui.column().classes("w-1/2 min-w-0 sticky top-16"):
-                    self.detail_box = ui.card().classes("w-full").mark("detail")
-            self.charts_box = ui.row().classes("w-full gap-4")
+            with ui.element("div").classes("w-full flex flex-col md:flex-row gap-3 items-start"):
+                with ui.column().classes("w-full md:w-[25rem] md:shrink-0 min-w-0 gap-1").mark("timeline-column"):
+                    self.tools_box = ui.row().classes("w-full items-center gap-2 no-wrap")
+                    self.minimap_box = ui.element("div").classes("w-full")
+                    self.pager_box = ui.row().classes("w-full items-center gap-1")
+                    self.timeline_box = ui.column().classes(
+                        "timeline-scroll w-full overflow-auto max-h-[45vh] md:max-h-[calc(100vh-290px)] pr-1").mark("timeline")
+                self.detail_box = ui.card().classes("w-full md:flex-1 min-w-0 p-3 gap-2").mark("detail")
+            self.charts_box = ui.element("div").classes("w-full flex flex-col md:flex-row gap-4")
         self.lightbox = ui.dialog().props("maximized")
         ui.keyboard(on_key=self._on_key)
         if self.total:
             # step numbers are 1-based and dense in practice: step N sits at index N-1
             first = max(0, min(self.start_step - 1, self.total - 1)) if self.start_step > 0 else 0
             self.selected = first
-            await self._load_page(first // PER_PAGE + 1)
+            try:
+                self.index = await fetch(self.source.step_durations, self.task_id)
+            except FetchError as exc:
+                self._show_banner(f"Step overview unavailable: {exc}")
+            self._tools()
+            self._minimap()
+            if self.kind or self.query:
+                await self._apply_filter(keep_selection=True)
+            else:
+                await self._load_page(first // PER_PAGE + 1)
             self._render_detail()
         # Timers last: a timer waits for the browser to connect, which makes NiceGUI send the page
         # as built so far, so everything awaited above must be done by now.
@@ -103,8 +166,8 @@ class TaskView:
         ui.timer(0.05, self._load_charts, once=True)  # charts after the page is usable
         if self.selected:
             ui.timer(0.05, self._scroll_to_selected, once=True)  # ?step=N: bring it into view
-        if task.get("status") == "running":
-            ui.timer(REFRESH_SECONDS, self._refresh_running)
+        if task.get("status") == "running" and stale_for(task) is None:
+            self.refresh_timer = ui.timer(REFRESH_SECONDS, self._refresh_running)
         return None
 
     def _not_found(self) -> None:
@@ -115,53 +178,173 @@ class TaskView:
 
     def _header(self) -> None:
         t = self.task
-        with ui.card().classes("w-full"):
-            with ui.row().classes("w-full items-center gap-3"):
+        with ui.card().classes("w-full p-3 gap-1"):
+            with ui.row().classes("w-full items-center gap-2"):
                 status_badge(t.get("status")).mark("status")
-                ui.label(str(t.get("title") or "(untitled task)")).classes("text-2xl font-bold break-all")
+                idle = stale_for(t)
+                if idle is not None:
+                    ui.badge(f"stale · no new step for {fmt_span(idle)}", color="orange").classes(
+                        "text-sm").mark("stale").tooltip(
+                        "Still marked running, but nothing was recorded for a while: the agent may have died. "
+                        "The page stopped refreshing it.")
+                ui.label(str(t.get("title") or "(untitled task)")).classes(
+                    "text-xl font-bold break-words [overflow-wrap:anywhere] min-w-0").mark("task-title")
                 ui.space()
+                ui.button("Copy link", icon="link", on_click=self.copy_link).props("outline dense").mark("copy-link")
                 ui.button("Export JSON", icon="data_object", on_click=self.export_json).props("outline dense")
                 ui.button("Steps CSV", icon="table_view", on_click=self.export_csv).props("outline dense")
-                other = ui.input("Compare with task id").props("dense outlined").classes("w-56")
-                ui.button("Compare", icon="compare_arrows", on_click=lambda: ui.navigate.to(
-                    f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}")).props("outline dense")
+                with ui.button("Compare", icon="compare_arrows").props("outline dense"), \
+                        ui.menu().classes("p-2"), ui.row().classes("items-center no-wrap"):
+                    other = ui.input("Compare with task id").props("dense outlined autofocus").classes("w-64")
+                    ui.button("Go", on_click=lambda: ui.navigate.to(
+                        f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}")).props("dense")
                 delete_button(self.source, self.task_id, steps=self.total)  # only when the key may delete
-            ui.label(f"id: {self.task_id}").classes("font-mono text-gray-600 break-all")
-            with ui.row().classes("gap-6 text-sm"):
+            why = interruption(t)
+            if why:
+                ui.label(why).classes("text-orange-800 font-medium break-all").mark("interruption")
+            with ui.row().classes("gap-x-4 gap-y-0 text-sm items-baseline"):
+                ui.label(f"id: {self.task_id}").classes("font-mono text-gray-600 break-all")
                 for label, value in (
                     ("Agent", t.get("agent") or "–"), ("Started", fmt_ts(t.get("started_at"))),
-                    ("Finished", fmt_ts(t.get("finished_at"))),
                     ("Duration", fmt_ms(t.get("duration_ms")) if t.get("finished_at") else "running…"),
-                    ("Steps", str(t.get("total_steps") or 0)), ("Succeeded", str(t.get("successful_steps") or 0)),
-                    ("Failed", str(t.get("failed_steps") or 0)), ("Success rate", fmt_rate(t.get("success_rate"))),
+                    ("Steps", str(t.get("total_steps") or 0)), ("Failed", str(t.get("failed_steps") or 0)),
+                    ("Success", fmt_rate(t.get("success_rate"))),
                     ("Step time", fmt_ms(t.get("total_duration_ms"))), ("Screenshots", str(t.get("screenshots_count") or 0)),
                 ):
-                    with ui.column().classes("gap-0"):
+                    with ui.row().classes("gap-1 items-baseline no-wrap"):
                         ui.label(label).classes("text-xs text-gray-500")
                         ui.label(value).classes("font-medium")
+            self._metadata_chips(t.get("metadata"))
             if t.get("result"):
-                ui.label(f"Result: {t['result']}").classes("text-green-800 break-all")
+                ui.label(f"Result: {cut(str(t['result']), 2000)}").classes("text-green-800 break-all")
             if t.get("error_message"):
-                ui.label(f"Error: {t['error_message']}").classes("text-red-700 font-medium break-all")
+                ui.label(f"Error: {cut(str(t['error_message']), 2000)}").classes("text-red-700 font-medium break-all")
             if t.get("description"):
-                ui.label(str(t["description"])).classes("text-gray-700 break-all")
+                ui.label(cut(str(t["description"]), 2000)).classes("text-gray-700 break-all")
+
+    @staticmethod
+    def _metadata_chips(meta: Any) -> None:
+        """The task's metadata (model, device, prompt version, user fields) as key: value chips."""
+        if not isinstance(meta, dict) or not meta:
+            return
+        with ui.row().classes("gap-1 items-center").mark("task-metadata"):
+            ui.icon("sell", color="indigo").classes("text-sm")
+            for key, value in list(meta.items())[:40]:
+                if key in ("interrupted", "abandoned"):
+                    continue  # shown above as a sentence
+                text = value if isinstance(value, str) else to_json_text(value, limit=200).replace("\n", " ")
+                ui.label(f"{cut(str(key), 60)}: {cut(' '.join(str(text).split()), 120)}").classes(
+                    "text-xs bg-indigo-50 text-indigo-900 rounded px-2 py-0.5 break-all")
+
+    # -- tools: filter, search, minimap ------------------------------------------------------------
+    def _tools(self) -> None:
+        self.tools_box.clear()
+        with self.tools_box:
+            options = {"": "all steps", "failed": "failed only", **{t: f"{t} only" for t in STEP_TYPES}}
+            ui.select(options, value=self.kind, on_change=lambda e: self._set_filter(e.value or "", self.query)
+                      ).props("dense outlined options-dense").classes("w-36").mark("step-filter")
+            ui.input(placeholder="Search in this task", value=self.query,
+                     on_change=lambda e: self._set_filter(self.kind, e.value or "")).props(
+                "dense outlined clearable debounce=300").classes("flex-1 min-w-0").mark("step-search")
+
+    def _minimap(self) -> None:
+        """A strip of every step's duration (failures red) over the whole run: click to jump."""
+        self.minimap_box.clear()
+        if len(self.index) < 2:
+            return
+        with self.minimap_box:
+            chart = ui.echart(minimap_options(self.index)).classes("w-full h-10").mark("minimap")
+            chart.on_point_click(self._minimap_click)
+
+    async def _minimap_click(self, e: Any) -> None:
+        if e.series_type == "bar" and isinstance(e.data_index, int):
+            await self.select(e.data_index)
+
+    async def _set_filter(self, kind: str, query: str) -> None:
+        self.kind = kind if kind in FILTER_KINDS else ""
+        self.query = query.strip()[:200]
+        await self._apply_filter(keep_selection=True)
+        self._render_detail()
+        self._push_url()
+
+    async def _apply_filter(self, *, keep_selection: bool) -> None:
+        if not self.kind and not self.query:
+            self.matches = None
+            await self._load_page(self.selected // PER_PAGE + 1)
+            return
+        if self.all_rows is None:
+            try:
+                self.all_rows = await fetch(self.source.iter_all_steps, self.task_id)
+            except FetchError as exc:
+                self._show_banner(str(exc))
+                return
+        needle = self.query.casefold()
+        rows = self.all_rows
+        self.matches = [i for i, step in enumerate(rows)
+                        if (not self.kind or (not step.get("success", True) if self.kind == "failed"
+                                              else step.get("step_type") == self.kind))
+                        and (not needle or step_matches(step, needle))]
+        if self.matches and not (keep_selection and self.selected in self.matches):
+            self.selected = self.matches[0]
+        position = self.matches.index(self.selected) if self.selected in self.matches else 0
+        self.fpage = position // PER_PAGE + 1
+        await self._render_filtered()
+
+    async def _render_filtered(self) -> None:
+        assert self.matches is not None and self.all_rows is not None
+        shown = [self.all_rows[i] for i in self.matches[(self.fpage - 1) * PER_PAGE:self.fpage * PER_PAGE]]
+        await self._load_shots(shown)
+        self.pager_box.clear()
+        with self.pager_box:
+            ui.label(f"{len(self.matches)} of {self.total} steps match").classes("text-gray-600 text-sm").mark(
+                "match-count")
+            ui.space()
+            pages = max(1, -(-len(self.matches) // PER_PAGE))
+            if pages > 1:
+                ui.pagination(1, pages, direction_links=True, value=self.fpage,
+                              on_change=lambda e: self._goto_fpage(e.value)).props("max-pages=5 boundary-numbers")
+        self._fill_timeline(list(zip(self.matches[(self.fpage - 1) * PER_PAGE:self.fpage * PER_PAGE], shown,
+                                     strict=True)))
+        if not self.matches:
+            with self.timeline_box:
+                ui.label("No step matches.").classes("text-gray-500 p-2")
+
+    async def _goto_fpage(self, page: int) -> None:
+        if page != self.fpage and self.matches:
+            self.fpage = page
+            self.selected = self.matches[min((page - 1) * PER_PAGE, len(self.matches) - 1)]
+            await self._render_filtered()
+            self._render_detail()
+            self._push_url()
 
     # -- timeline -----------------------------------------------------------------------------
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // PER_PAGE))
 
-    async def _load_page(self, page: int) -> bool:
+    async def _load_shots(self, steps: list[Row]) -> bool:
+        ids = [str(s["id"]) for s in steps if s.get("screenshot_path") and s.get("id")
+               and str(s["id"]) not in self.shots]
+        if not ids:
+            return True
         try:
-            steps, total = await fetch(self.source.get_steps, self.task_id, page, PER_PAGE)
-            ids = [str(s["id"]) for s in steps if s.get("screenshot_path") and s.get("id")]
-            shots = await fetch(self.source.get_screenshots, self.task_id, ids) if ids else []
+            shots = await fetch(self.source.get_screenshots, self.task_id, ids)
         except FetchError as exc:
             self._show_banner(str(exc))
             return False
+        self.shots.update({str(s.get("step_id")): s for s in shots})
+        return True
+
+    async def _load_page(self, page: int) -> bool:
+        try:
+            steps, total = await fetch(self.source.get_steps, self.task_id, page, PER_PAGE)
+        except FetchError as exc:
+            self._show_banner(str(exc))
+            return False
+        if not await self._load_shots(steps):
+            return False
         self._clear_banner()
         self.page, self.steps, self.total = page, steps, max(total, self.total)
-        self.shots = {str(s.get("step_id")): s for s in shots}
         self._render_timeline()
         return True
 
@@ -169,100 +352,149 @@ class TaskView:
         self.pager_box.clear()
         with self.pager_box:
             ui.label(f"Steps {(self.page - 1) * PER_PAGE + 1}–{(self.page - 1) * PER_PAGE + len(self.steps)} "
-                     f"of {self.total}").classes("text-gray-600")
+                     f"of {self.total}").classes("text-gray-600 text-sm")
             ui.space()
             if self.pages > 1:
                 ui.pagination(1, self.pages, direction_links=True, value=self.page,
-                              on_change=lambda e: self._goto_page(e.value)).props("max-pages=7 boundary-numbers")
-            ui.label("j/k or arrows: step · p: play screenshots").classes("text-xs text-gray-400")
+                              on_change=lambda e: self._goto_page(e.value)).props("max-pages=5 boundary-numbers")
+        first = (self.page - 1) * PER_PAGE
+        self._fill_timeline([(first + i, step) for i, step in enumerate(self.steps)])
+        with self.pager_box:
+            ui.label("j/k: step · n/N: next/previous failure · p: play · Enter: enlarge").classes(
+                "text-xs text-gray-400 w-full")
+
+    def _fill_timeline(self, items: list[tuple[int, Row]]) -> None:
         self.timeline_box.clear()
         self.entries = {}
         with self.timeline_box, ui.timeline(side="right", layout="dense").classes("w-full"):
-            for i, step in enumerate(self.steps):
-                self._entry((self.page - 1) * PER_PAGE + i, step)
+            for index, step in items:
+                self._entry(index, step)
         self._highlight()
 
     async def _goto_page(self, page: int) -> None:
         if page != self.page and await self._load_page(page):
             self.selected = (page - 1) * PER_PAGE
             self._render_detail()
+            self._push_url()
 
     def _entry(self, index: int, step: Row) -> None:
         icon, color = STEP_TYPE_STYLE.get(str(step.get("step_type")), ("help", "grey"))
         failed = not step.get("success", True)
         color = "negative" if failed else color
-        body_classes = "w-full gap-1 rounded p-2 cursor-pointer" + (" bg-red-50 border-l-4 border-red-500" if failed else "")
-        # the title sits beside the dot (an empty title would leave a gap); the body repeats
-        # nothing of it but is what tests and clicks use
-        title = f"#{step.get('step_number')} {step.get('step_type')}"
-        with ui.timeline_entry(title=title, icon=icon, color=color) as entry, \
+        body_classes = "w-full gap-1 rounded p-1 cursor-pointer" + (" bg-red-50 border-l-4 border-red-500" if failed else "")
+        # the title (number and name) sits beside the dot; the body is what tests and clicks use
+        with ui.timeline_entry(title=timeline_title(step), icon=icon, color=color) as entry, \
                 ui.column().classes(body_classes) as body:
                 body.on("click", lambda _=None, i=index: self.select(i))
                 with ui.row().classes("items-center gap-2"):
-                    name = action_name(step)
-                    if name:
-                        ui.badge(name, color="indigo").props("outline")
+                    ui.label(str(step.get("step_type") or "")).classes("text-xs text-gray-500")
                     ui.label(fmt_ms(step.get("duration_ms"))).classes("text-xs text-gray-500")
-                    ui.label(fmt_ts(step.get("started_at") or step.get("created_at"))).classes("text-xs text-gray-400")
                     if failed:
                         ui.badge("FAILED", color="negative")
                 with ui.row().classes("w-full no-wrap gap-2"):
                     if step.get("screenshot_path"):
                         ui.image(screenshot_url(str(step["screenshot_path"]), fallback=True)).classes(
-                            "w-12 h-20 shrink-0 rounded border cursor-zoom-in").props(
+                            "w-10 h-16 shrink-0 rounded border cursor-zoom-in").props(
                             "fit=cover loading=lazy no-spinner").mark("thumbnail").on(
                             "click.stop", lambda _=None, i=index: self._open_at(i))
                     with ui.column().classes("gap-0 min-w-0"):
                         if step.get("thinking"):
-                            ui.label(_short(step["thinking"], 280)).classes("text-sm text-gray-700 break-words")
+                            ui.label(_short(step["thinking"], 160)).classes("text-sm text-gray-700 break-words")
                         if failed:
-                            ui.label(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 200)}"
+                            ui.label(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 160)}"
                                      ).classes("text-sm text-red-700 font-medium break-all")
                 if failed and (step.get("error_message") or step.get("stack_trace")):
                     with ui.expansion("Error details", icon="bug_report").classes("w-full text-sm"):
                         _error_details(step)
         self.entries[index] = body
         entry.props(f'id="step-{step.get("step_number")}"')
+        entry.classes("step-entry" + (" step-failed" if failed else ""))
 
     def _highlight(self) -> None:
         for index, body in self.entries.items():
             if index == self.selected:
-                body.classes(add="ring-2 ring-indigo-500")
+                body.classes(add="ring-2 ring-indigo-500 selected-step")
             else:
-                body.classes(remove="ring-2 ring-indigo-500")
+                body.classes(remove="ring-2 ring-indigo-500 selected-step")
 
     # -- selection ----------------------------------------------------------------------------
     async def select(self, index: int) -> None:
         if not self.total:
             return
         index = max(0, min(index, self.total - 1))
-        page = index // PER_PAGE + 1
-        if page != self.page and not await self._load_page(page):
-            return
+        if self.matches is not None and self.all_rows is not None:
+            index = min(index, len(self.all_rows) - 1)
+            if index in self.matches:
+                fpage = self.matches.index(index) // PER_PAGE + 1
+                if fpage != self.fpage:
+                    self.fpage = fpage
+                    self.selected = index
+                    await self._render_filtered()
+            await self._load_shots([self.all_rows[index]])
+        else:
+            page = index // PER_PAGE + 1
+            if page != self.page and not await self._load_page(page):
+                return
         self.selected = index
         self._highlight()
         self._render_detail()
         self._scroll_to_selected()
+        self._push_url()
         if self.lightbox is not None and self.lightbox.value:
             self.open_lightbox()
+
+    def _push_url(self) -> None:
+        """Keep ``?step=N`` (and the filter) in the address bar: a shared link or a reload opens the
+        same view. replaceState: stepping does not fill the Back history step by step."""
+        step = self.current()
+        query = page_query(step.get("step_number") if step else None, self.kind, self.query)
+        ui.run_javascript(f"history.replaceState(history.state, '', location.pathname + {json.dumps(query)})")
+
+    def copy_link(self) -> None:
+        ui.run_javascript("navigator.clipboard.writeText(location.href).catch(() => {})")
+        ui.notify("Link copied")
 
     def _scroll_to_selected(self) -> None:
         body = self.entries.get(self.selected)
         if body is not None:
-            ui.run_javascript(f'document.getElementById("c{body.id}")?.scrollIntoView({{block: "nearest"}})')
+            # scroll the timeline's own box, never the page (the detail must stay where it is)
+            ui.run_javascript(_SCROLL_JS % body.id)
 
     def current(self) -> Row | None:
+        if self.all_rows is not None and self.matches is not None:
+            return self.all_rows[self.selected] if 0 <= self.selected < len(self.all_rows) else None
         offset = self.selected - (self.page - 1) * PER_PAGE
         return self.steps[offset] if 0 <= offset < len(self.steps) else None
+
+    def _neighbour(self, step: int) -> int:
+        """The next (+1) or previous (-1) step to go to: among the matches while filtering."""
+        if self.matches is None:
+            return self.selected + step
+        candidates = [i for i in self.matches if (i > self.selected if step > 0 else i < self.selected)]
+        if not candidates:
+            return self.selected
+        return candidates[0] if step > 0 else candidates[-1]
+
+    async def next_failure(self, forward: bool = True) -> None:
+        failed = [i for i, r in enumerate(self.index) if not r.get("success", True)]
+        after = [i for i in failed if (i > self.selected if forward else i < self.selected)]
+        if not after:
+            ui.notify("No failed step " + ("after" if forward else "before") + " this one")
+            return
+        await self.select(after[0] if forward else after[-1])
 
     async def _on_key(self, e: Any) -> None:
         if not e.action.keydown:
             return
         key = str(e.key)
         if key in ("j", "ArrowDown", "ArrowRight"):
-            await self.select(self.selected + 1)
+            await self.select(self._neighbour(+1))
         elif key in ("k", "ArrowUp", "ArrowLeft"):
-            await self.select(self.selected - 1)
+            await self.select(self._neighbour(-1))
+        elif key == "n":
+            await self.next_failure(forward=not e.modifiers.shift)
+        elif key == "N":
+            await self.next_failure(forward=False)
         elif key == "p":
             await self.toggle_play()
         elif key == "Enter" and self.current() and self.current().get("screenshot_path"):
@@ -298,6 +530,8 @@ class TaskView:
     async def _next_shot(self, after: int) -> int | None:
         """The index of the first step after ``after`` that has a screenshot, or None. Pages
         ahead as needed: the shown page is reused, later ones are read without being shown."""
+        if self.all_rows is not None and self.matches is not None:
+            return next((i for i, s in enumerate(self.all_rows) if i > after and s.get("screenshot_path")), None)
         page = max(after + 1, 0) // PER_PAGE + 1
         while page <= self.pages:
             rows = self.steps if page == self.page else await self._page_rows(page)
@@ -320,6 +554,8 @@ class TaskView:
 
     # -- detail -------------------------------------------------------------------------------
     def _render_detail(self) -> None:
+        """Saw / thought / did at one glance: the screenshot beside the thinking, the action and
+        its result (one column under 768 px)."""
         self.detail_box.clear()
         step = self.current()
         with self.detail_box:
@@ -328,36 +564,66 @@ class TaskView:
                 return
             failed = not step.get("success", True)
             with ui.row().classes("w-full items-center gap-2"):
-                ui.button(icon="chevron_left", on_click=lambda: self.select(self.selected - 1)).props(
+                ui.button(icon="chevron_left", on_click=lambda: self.select(self._neighbour(-1))).props(
                     "flat dense round").tooltip("previous (k)")
                 ui.label(f"Step {step.get('step_number')} of {self.total}").classes("text-lg font-bold").mark(
                     "step-title")
-                ui.button(icon="chevron_right", on_click=lambda: self.select(self.selected + 1)).props(
+                ui.button(icon="chevron_right", on_click=lambda: self.select(self._neighbour(+1))).props(
                     "flat dense round").tooltip("next (j)")
+                name = action_name(step)
+                if name:
+                    ui.label(name).classes("text-lg font-medium text-indigo-800 break-all").mark("step-name")
+                ui.space()
+                ui.label(f"{step.get('step_type')} · {fmt_ms(step.get('duration_ms'))}").classes("text-gray-600")
+                ui.badge("failed" if failed else "ok", color="negative" if failed else "positive")
                 playing = bool(self.play_timer and self.play_timer.active)
                 ui.button("Pause" if playing else "Play", icon="pause" if playing else "play_arrow",
                           on_click=self.toggle_play).props("dense outline").mark("play").tooltip(
                     "play the steps that have a screenshot (p)")
-                ui.space()
-                ui.label(f"{step.get('step_type')} · {fmt_ms(step.get('duration_ms'))}").classes("text-gray-600")
-                ui.badge("failed" if failed else "ok", color="negative" if failed else "positive")
-            if step.get("screenshot_path"):
-                self._screenshot(step, max_height="60vh", clickable=True)
-            if failed:
-                with ui.expansion(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 120)}",
-                                  icon="error", value=True).classes("w-full bg-red-50 text-red-800"):
-                    _error_details(step)
-            if step.get("thinking"):
-                ui.label("Thinking").classes("text-xs text-gray-500 uppercase")
-                ui.label(str(step["thinking"])[:20_000]).classes("whitespace-pre-wrap break-words text-sm")
-            ui.label("Action (step_data)").classes("text-xs text-gray-500 uppercase")
-            json_block(step.get("step_data"))
-            if step.get("action_result") is not None:
-                ui.label("Result").classes("text-xs text-gray-500 uppercase")
-                json_block(step.get("action_result"))
-            if step.get("metadata"):
-                with ui.expansion("Metadata").classes("w-full text-sm"):
-                    json_block(step.get("metadata"))
+            with ui.element("div").classes("w-full flex flex-col md:flex-row gap-3 items-start"):
+                if step.get("screenshot_path"):
+                    height = "min(60vh, calc(100vh - 330px))"
+                    ratio = self._ratio(step)
+                    with ui.element("div").classes("shot-box flex justify-center").style(
+                            f"--shot-w: calc({height} * {ratio:.5f})" if ratio else "--shot-w: 45%"):
+                        self._screenshot(step, max_height=height, clickable=True)
+                elif _screenshot_problem(step):
+                    # A screenshot was recorded but not stored: say why, never a silent gap.
+                    with ui.column().classes("shot-box items-center justify-center gap-1 p-4 bg-gray-100 "
+                                             "border border-dashed border-gray-400 rounded").mark("screenshot-missing"):
+                        ui.icon("hide_image", color="grey").classes("text-4xl")
+                        ui.label(_screenshot_problem(step)).classes("text-sm text-gray-700 text-center break-words")
+                with ui.column().classes("flex-1 min-w-0 gap-1 w-full"):
+                    if failed:
+                        with ui.expansion(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 120)}",
+                                          icon="error", value=True).classes(
+                                "w-full bg-red-50 text-red-800 detail-error").mark("detail-error"):
+                            _error_details(step)
+                    with ui.column().classes("w-full gap-0 detail-thinking").mark("detail-thinking"):
+                        ui.label("Thinking").classes("text-xs text-gray-500 uppercase")
+                        ui.label(str(step.get("thinking") or "–")[:20_000]).classes(
+                            "whitespace-pre-wrap break-words text-sm max-h-40 overflow-auto w-full")
+                    with ui.column().classes("w-full gap-0 detail-action").mark("detail-action"):
+                        ui.label("Action (step_data)").classes("text-xs text-gray-500 uppercase")
+                        json_block(step.get("step_data")).classes(replace=_JSON_CLASSES + " max-h-52")
+                    with ui.column().classes("w-full gap-0 detail-result").mark("detail-result"):
+                        ui.label("Result").classes("text-xs text-gray-500 uppercase")
+                        if step.get("action_result") is None:
+                            ui.label("–").classes("text-sm text-gray-500")
+                        else:
+                            json_block(step.get("action_result")).classes(replace=_JSON_CLASSES + " max-h-40")
+                    if step.get("usage"):
+                        ui.label("Tokens: " + to_json_text(step.get("usage"), 300).replace("\n", " ")).classes(
+                            "text-xs text-gray-600")
+                    if step.get("metadata"):
+                        with ui.expansion("Metadata").classes("w-full text-sm"):
+                            json_block(step.get("metadata"))
+
+    def _ratio(self, step: Row) -> float | None:
+        shot = self.shots.get(str(step.get("id"))) or {}
+        meta = shot.get("metadata") if isinstance(shot.get("metadata"), dict) else {}
+        width, height = _pos(meta.get("width")), _pos(meta.get("height"))
+        return width / height if width and height else None
 
     def _screenshot(self, step: Row, *, max_height: str, clickable: bool) -> None:
         path = str(step["screenshot_path"])
@@ -373,7 +639,8 @@ class TaskView:
                                           _pos(meta.get("original_width")), _pos(meta.get("original_height")))
             svg = _overlay.overlay_svg(marks, width, height)
             ratio = width / height
-            style = f"width: min(100%, calc({max_height} * {ratio:.5f})); aspect-ratio: {width:.0f} / {height:.0f}"
+            style = (f"width: min(100%, calc({max_height} * {ratio:.5f})); max-width: 100%; "
+                     f"aspect-ratio: {width:.0f} / {height:.0f}")
         image = ui.interactive_image(screenshot_url(path, fallback=True), content=svg).classes(
             "step-shot self-center").style(style).mark("screenshot")
         if clickable:
@@ -394,11 +661,13 @@ class TaskView:
         self.lightbox.clear()
         with self.lightbox, ui.card().classes("w-full h-full bg-gray-900 items-center").mark("lightbox"):
             with ui.row().classes("w-full items-center text-white"):
-                ui.label(f"Step {step.get('step_number')} · {step.get('step_type')} {action_name(step)}").classes(
-                    "text-lg")
+                ui.label(f"Step {step.get('step_number')} · {step.get('step_type')} {action_name(step)}".strip()
+                         ).classes("text-lg").mark("lightbox-title")
                 ui.space()
-                ui.button(icon="chevron_left", on_click=lambda: self.select(self.selected - 1)).props("flat round color=white")
-                ui.button(icon="chevron_right", on_click=lambda: self.select(self.selected + 1)).props("flat round color=white")
+                ui.button(icon="chevron_left", on_click=lambda: self.select(self._neighbour(-1))).props(
+                    "flat round color=white")
+                ui.button(icon="chevron_right", on_click=lambda: self.select(self._neighbour(+1))).props(
+                    "flat round color=white")
                 ui.button(icon="close", on_click=self.lightbox.close).props("flat round color=white").mark("close")
             with ui.element("div").classes("flex-grow w-full flex justify-center items-center overflow-auto"):
                 if step.get("screenshot_path"):
@@ -412,18 +681,18 @@ class TaskView:
         if not self.total:
             return
         try:
-            durations = await fetch(self.source.step_durations, self.task_id)
+            durations = self.index or await fetch(self.source.step_durations, self.task_id)
             types = await fetch(self.source.step_type_breakdown, self.task_id)
         except FetchError as exc:
             self._show_banner(f"Charts unavailable: {exc}")
             return
         self.charts_box.clear()
         with self.charts_box:
-            with ui.card().classes("flex-grow min-w-[28rem]"):
+            with ui.card().classes("w-full md:flex-1 min-w-0"):
                 ui.label("Duration per step").classes("font-bold")
                 self.duration_chart = ui.echart(duration_chart_options(durations)).classes("w-full h-64")
                 self.duration_chart.on_point_click(self._chart_click)
-            with ui.card().classes("w-96"):
+            with ui.card().classes("w-full md:w-96"):
                 ui.label("Step types").classes("font-bold")
                 self.types_chart = ui.echart(type_chart_options(types)).classes("w-full h-64")
 
@@ -449,7 +718,19 @@ class TaskView:
         self.header_box.clear()
         with self.header_box:
             self._header()
+        if (task.get("status") != "running" or stale_for(task) is not None) and self.refresh_timer is not None:
+            self.refresh_timer.active = False  # finished, or stale: nothing more will come
         if grew:
+            # on failure the timeline still grows; n/N and the minimap catch up on the next refresh
+            with contextlib.suppress(FetchError):
+                self.index = await fetch(self.source.step_durations, self.task_id)
+            self._minimap()
+            if self.matches is not None:
+                self.total = int(task.get("total_steps") or 0)
+                self.all_rows = None
+                await self._apply_filter(keep_selection=True)
+                await self._load_charts()
+                return
             self.total = int(task.get("total_steps") or 0)
             if self.empty_note is not None:
                 self.empty_note.delete()
@@ -516,6 +797,23 @@ def duration_chart_options(durations: list[Row]) -> dict[str, Any]:
     }
 
 
+def minimap_options(index: list[Row]) -> dict[str, Any]:
+    """The minimap: one bar per step (height = duration, failures red), no axes, no legend."""
+    values = []
+    for r in index:
+        ms = r.get("duration_ms") if isinstance(r.get("duration_ms"), int | float) else 0
+        values.append({"value": ms, "itemStyle": {"color": "#ef4444"}} if not r.get("success", True) else ms)
+    return {
+        "animation": False,
+        "grid": {"left": 0, "right": 0, "top": 2, "bottom": 0},
+        "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
+        "xAxis": {"type": "category", "show": False, "data": [r.get("step_number") for r in index]},
+        "yAxis": {"type": "value", "show": False},
+        "series": [{"type": "bar", "data": values, "color": "#a5b4fc", "barCategoryGap": "10%",
+                    "large": len(values) > 2000}],
+    }
+
+
 def type_chart_options(types: list[Row]) -> dict[str, Any]:
     return {
         "animation": False,
@@ -547,8 +845,24 @@ def _file_safe(value: str) -> str:
 
 def register(source: DataSource) -> None:
     @ui.page("/tasks/{task_id:path}", response_timeout=PAGE_TIMEOUT)
-    async def task_page(task_id: str, step: str = "") -> None:
-        """``?step=N`` opens the task at step number N (links from the statistics page); a
-        malformed N is ignored rather than answered with a validation error page."""
+    async def task_page(task_id: str, step: str = "", filter: str = "", q: str = "") -> None:
+        """``?step=N`` opens the task at step number N (links from the statistics page);
+        ``filter=failed|<step type>`` and ``q=text`` narrow the timeline. Malformed values are
+        ignored rather than answered with a validation error page."""
         start = int(step) if step.isdigit() and len(step) <= 9 else 0
-        await TaskView(source, task_id, start_step=start).build()
+        await TaskView(source, task_id, start_step=start, kind=filter, query=q[:200]).build()
+
+
+def _screenshot_problem(step: Row) -> str | None:
+    """Why a step's screenshot is not shown, from what the recorder wrote (None: it had none)."""
+    meta = step.get("metadata") if isinstance(step.get("metadata"), dict) else {}
+    error = meta.get("screenshot_error")
+    if isinstance(error, dict):
+        reason = str(error.get("reason") or "error")
+        message = str(error.get("message") or "")
+        return cut(f"screenshot not stored ({reason}): {message}".rstrip(": "), 300)
+    if meta.get("screenshot_pending") is True:
+        return "screenshot not stored: the recording ended while it was being encoded"
+    if meta.get("screenshot_dropped"):
+        return cut(f"screenshot not recorded: {meta['screenshot_dropped']}", 300)
+    return None
