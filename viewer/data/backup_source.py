@@ -28,6 +28,7 @@ from .base import (
     check_paging,
     is_plausible_task_id,
     is_safe_storage_path,
+    is_uuid,
 )
 
 log = logging.getLogger("viewer.backup")
@@ -120,6 +121,19 @@ class BackupSource(DataSource):
             wanted = set(step_ids)
             rows = [r for r in rows if r.get("step_id") in wanted]
         return sorted(rows, key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))))
+
+    def step_screenshot_path(self, step_id: str) -> str | None:
+        if not is_uuid(step_id):
+            return None
+        snap = self._current().snap
+        for task_id, steps in snap.steps.items():
+            for step in steps:
+                if step.get("id") == step_id:
+                    if step.get("screenshot_path"):
+                        return str(step["screenshot_path"])
+                    shots = [r for r in snap.screenshots.get(task_id, []) if r.get("step_id") == step_id]
+                    return str(shots[-1]["storage_path"]) if shots else None
+        return None
 
     def agents(self) -> list[str]:
         return sorted({t["agent"] for t in self._current().snap.tasks.values() if t.get("agent")})

@@ -26,6 +26,7 @@ MAX_TASK_ID = 200  # the schema's check on tasks.task_id
 MAX_PER_PAGE = 100
 # Content-addressed keys the SDK writes (<sha[0:2]>/<sha>.webp) and other plain object keys;
 # anything with "..", a leading slash, a backslash or odd characters is refused.
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SAFE_KEY = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9_\-./]{1,1024}$")
 
 
@@ -67,6 +68,11 @@ class Sort:
 def is_plausible_task_id(task_id: object) -> bool:
     """False for ids no stored task can have (so we answer 'not found' without a query)."""
     return isinstance(task_id, str) and 1 <= len(task_id) <= MAX_TASK_ID and "\x00" not in task_id
+
+
+def is_uuid(value: object) -> bool:
+    """Step ids are UUIDs: anything else is unknown without a query."""
+    return isinstance(value, str) and bool(_UUID.match(value))
 
 
 def is_safe_storage_path(path: object) -> bool:
@@ -145,6 +151,11 @@ class DataSource(ABC):
     @abstractmethod
     def screenshot_bytes(self, storage_path: str) -> bytes | None:
         """The stored image, or None when it is missing or unreadable."""
+
+    def step_screenshot_path(self, step_id: str) -> str | None:
+        """The storage path of a step's screenshot (its ``screenshot_path``, else its newest
+        ``step_screenshots`` row), or None when the step is unknown or has none."""
+        raise NotImplementedError
 
     def problems(self) -> list[str]:
         """Records the source had to skip (a torn or corrupt backup line...), to show, never fatal."""

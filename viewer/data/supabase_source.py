@@ -33,6 +33,7 @@ from .base import (
     check_paging,
     is_plausible_task_id,
     is_safe_storage_path,
+    is_uuid,
 )
 
 log = logging.getLogger("viewer.supabase")
@@ -154,6 +155,22 @@ class SupabaseSource(DataSource):
             return q.order("created_at").order("id")
 
         return self._all_rows("the screenshots", query)
+
+    def step_screenshot_path(self, step_id: str) -> str | None:
+        if not is_uuid(step_id):
+            return None
+
+        def query() -> str | None:
+            rows = self._table("task_steps").select("screenshot_path").eq("id", step_id).limit(1).execute().data
+            if not rows:
+                return None
+            if rows[0].get("screenshot_path"):
+                return str(rows[0]["screenshot_path"])
+            shots = (self._table("step_screenshots").select("storage_path").eq("step_id", step_id)
+                     .order("created_at", desc=True).limit(1).execute().data)
+            return str(shots[0]["storage_path"]) if shots else None
+
+        return self._call("the step's screenshot", query)
 
     def step_durations(self, task_id: str) -> list[Row]:
         if not is_plausible_task_id(task_id):
