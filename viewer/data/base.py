@@ -17,6 +17,10 @@ Row = dict[str, Any]
 
 STATUSES = ("running", "success", "failed", "interrupted")
 STEP_TYPES = ("thinking", "action", "screenshot", "error", "validation")
+# task_steps.error_category values (stepsdk/_error_category.py); "none" filters steps without one
+ERROR_CATEGORIES = ("timeout", "connection", "auth", "rate_limit", "validation", "model_output", "device", "other")
+FAILED_STEP_COLUMNS = ("id", "task_id", "step_number", "step_type", "name", "error_type", "error_message",
+                       "error_category", "duration_ms", "created_at")
 # Columns of the task list a user may sort by (all are task_summary columns).
 SORT_COLUMNS = (
     "started_at", "finished_at", "task_id", "title", "agent", "status",
@@ -91,6 +95,11 @@ def check_days(days: int) -> None:
         raise ValueError(f"days must be an integer in 1..3660, got {days!r}")
 
 
+def check_category(category: str | None) -> None:
+    if category is not None and category not in (*ERROR_CATEGORIES, "none"):
+        raise ValueError(f"category must be one of {ERROR_CATEGORIES} or 'none', got {category!r}")
+
+
 def check_limit(limit: int) -> None:
     if not 1 <= limit <= 1000:
         raise ValueError(f"limit must be in 1..1000, got {limit}")
@@ -155,6 +164,27 @@ class DataSource(ABC):
     def step_screenshot_path(self, step_id: str) -> str | None:
         """The storage path of a step's screenshot (its ``screenshot_path``, else its newest
         ``step_screenshots`` row), or None when the step is unknown or has none."""
+        raise NotImplementedError
+
+    # -- usage and error categories (20261130001450_stepsdk_usage_alerts.sql) ------------------
+    def task_usage(self, task_id: str) -> Row | None:
+        """The task's task_usage row (tokens summed over its steps), None when unknown."""
+        raise NotImplementedError
+
+    def tasks_by_usage(self, limit: int = 20) -> list[Row]:
+        """task_usage rows of the tasks with usage, most total tokens first."""
+        raise NotImplementedError
+
+    def daily_usage(self, days: int) -> list[Row]:
+        """stepsdk_daily_usage(days): tokens per UTC day of the step, oldest first, empty days included."""
+        raise NotImplementedError
+
+    def error_categories(self) -> list[Row]:
+        """error_category_summary rows, most failed steps first."""
+        raise NotImplementedError
+
+    def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
+        """The most recent failed steps (of one error category when given), with their task's title."""
         raise NotImplementedError
 
     def problems(self) -> list[str]:
