@@ -490,3 +490,24 @@ def check(config: AlertConfig, measures: Measures | None, backup_dir: Path, deli
     result.active = [{"key": k, **v} for k, v in sorted(active.items(), key=lambda kv: str(kv[1].get("since")))]
     write_state(config.state_file, {"version": STATE_VERSION, "checked_at": at, "active": active})
     return result
+
+
+def viewer_state_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where the viewer looks for the episodes: ``$STEPSDK_ALERTS_STATE``, else the state file of
+    the rule file (``$STEPSDK_ALERTS`` or ./stepsdk-alerts.toml), else that file's default."""
+    env = os.environ if env is None else env
+    if env.get(ENV_STATE):
+        return Path(env[ENV_STATE])
+    rules = rules_path(env)
+    try:
+        return load_config(rules, env).state_file
+    except RulesError:
+        return default_state_file(rules)
+
+
+def active_alerts(state_file: Path) -> tuple[str | None, list[dict[str, Any]]]:
+    """(last check time, the active alerts, oldest first) from the episodes file."""
+    state = read_state(state_file)
+    active = [{"key": k, **v} for k, v in state["active"].items() if isinstance(v, dict)]
+    active.sort(key=lambda a: str(a.get("since")))
+    return state.get("checked_at"), active

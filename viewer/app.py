@@ -17,9 +17,12 @@ def create_app(source: DataSource) -> None:
     """Register every page and API route on NiceGUI's app for ``source``."""
     if not isinstance(source, DataSource):
         raise TypeError(f"source must be a viewer DataSource, got {type(source).__name__}")
-    from . import api
-    from .pages import compare, stats, task, tasks
+    from . import api, api_ops
+    from .pages import compare, ops, stats, task, tasks
 
+    prices = api_ops.load_prices()
+    api_ops.register(source, prices)  # before api: its catch-all 404 route would shadow these
+    ops.register(source, prices)
     api.register(source)
     tasks.register(source)
     task.register(source)
