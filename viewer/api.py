@@ -184,7 +184,8 @@ def register(source: DataSource) -> None:
         try:
             daily = source.get_daily_stats(days)
             return {"days": daily, "durations": duration_overview(daily), "top_errors": source.top_errors(top),
-                    "step_types": source.step_type_breakdown(), "slowest_steps": source.slowest_steps(top)}
+                    "step_types": source.step_type_breakdown(), "slowest_steps": source.slowest_steps(top),
+                    "error_categories": source.error_categories()}
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 

@@ -127,6 +127,9 @@ async def test_stats(viewer: User) -> None:
     assert body["durations"]["max_task_duration_ms"] == pytest.approx(120_000.0)
     assert body["durations"]["avg_task_duration_ms"] == pytest.approx((100 + 2000 + 5400 + 9100 + 120_000) / 5)
     assert body["top_errors"][0]["error_type"] == "AssertionError" and body["slowest_steps"][0]["duration_ms"] == 4000
+    # failed steps per error category (the data set's steps predate categories: all uncategorized)
+    assert body["error_categories"] == [{**body["error_categories"][0], "error_category": None, "failed_steps": 6,
+                                         "tasks_affected": 2}]
     for bad in ("days=0", "days=99999", "days=x"):
         await get(viewer, f"/api/stats?{bad}", 422)
 
