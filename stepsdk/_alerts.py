@@ -51,7 +51,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,6 +121,8 @@ def default_state_file(rules: Path) -> Path:
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> AlertConfig:
+    import tomllib  # here: the CLI parser imports this module's command for every command
+
     env = os.environ if env is None else env
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))

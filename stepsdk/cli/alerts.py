@@ -1,4 +1,7 @@
-"""``stepsdk alerts``: evaluate the alert rules (``check``, for cron) and show the active alerts."""
+"""``stepsdk alerts``: evaluate the alert rules (``check``, for cron) and show the active alerts.
+
+Light at import (every ``stepsdk`` command builds the parser with this module): the rules,
+measures and delivery modules are imported when a sub-command runs."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _alerts
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -22,7 +24,7 @@ from stepsdk.cli._common import (
 
 TEMPFAIL = 75  # sysexits EX_TEMPFAIL: a notification could not be delivered (it is retried next check)
 
-EPILOG = f"""\
+EPILOG = """\
 examples:
   stepsdk alerts check                                  # rules from ./stepsdk-alerts.toml or $STEPSDK_ALERTS
   stepsdk alerts check --rules /etc/stepsdk/alerts.toml --json
@@ -33,7 +35,7 @@ Rules (failure_rate, step_p95, error_repeats, upload_backlog) and webhooks are d
 the README; measures come from Supabase when SUPABASE_URL and a key are set, else from the
 local backup ($STEPSDK_BACKUP_DIR or ./backup; --local/--backup-dir force it). Each alert is
 notified once when it starts (console + webhooks) and once when it resolves; the episodes are
-kept in the state file ({_alerts.ENV_STATE} or <rules>.state.json), which the viewer shows.
+kept in the state file ($STEPSDK_ALERTS_STATE or <rules>.state.json), which the viewer shows.
 
 exit status (check): 0 nothing fired in this check; 1 at least one alert fired; 75 a
 notification could not be delivered (retried next check); 69 a rule could not be evaluated
@@ -51,13 +53,15 @@ def register(subparsers: Any) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
                            formatter_class=examples_formatter())
         p.add_argument("--rules", metavar="FILE", type=Path,
-                       help=f"rule file (default: ${_alerts.ENV_RULES} or ./{_alerts.DEFAULT_RULES})")
+                       help="rule file (default: $STEPSDK_ALERTS or ./stepsdk-alerts.toml)")
         add_source_arguments(p)
         p.set_defaults(func=run_check if name == "check" else run_show)
     parser.set_defaults(func=lambda args: parser.print_help(sys.stderr) or Exit.USAGE)
 
 
-def _config(args: argparse.Namespace) -> _alerts.AlertConfig:
+def _config(args: argparse.Namespace) -> Any:
+    from stepsdk import _alerts
+
     try:
         return _alerts.load_config(args.rules or _alerts.rules_path())
     except _alerts.RulesError as exc:
@@ -66,18 +70,19 @@ def _config(args: argparse.Namespace) -> _alerts.AlertConfig:
 
 @run_safely("alerts check")
 def run_check(args: argparse.Namespace) -> int:
+    from stepsdk import _alerts
     from stepsdk._alert_delivery import Deliverer, text
 
     config = _config(args)
     source = resolve_source(args)
     needs_data = any(r.kind != "upload_backlog" for r in config.rules)
-    measures: _alerts.Measures | None = None
+    measures: Any = None
     if needs_data:
         measures = (_alerts.SupabaseMeasures(open_supabase(source)) if source.kind == "supabase"
                     else _alerts.LocalMeasures(source.backup_dir))
     deliver = Deliverer(config.webhooks)
 
-    def notify(event: _alerts.Event) -> list[str]:
+    def notify(event: Any) -> list[str]:
         failures = deliver(event)
         if not failures and not args.json:  # the console is a target too (cron mails it)
             sys.stdout.write(text(event) + "\n")
@@ -111,6 +116,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 @run_safely("alerts show")
 def run_show(args: argparse.Namespace) -> int:
+    from stepsdk import _alerts
+
     config = _config(args)
     state = _alerts.read_state(config.state_file)
     active = [{"key": k, **v} for k, v in state["active"].items()]
@@ -121,6 +128,6 @@ def run_show(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
-def _event(event: _alerts.Event) -> dict[str, Any]:
+def _event(event: Any) -> dict[str, Any]:
     return {"key": event.key, "rule": event.rule, "kind": event.kind, "summary": event.summary,
             "value": event.value, "threshold": event.threshold, "since": event.since}

@@ -117,6 +117,9 @@ comment on view public.error_category_summary is
 -- ---------------------------------------------------------------------------
 -- Alert measures (read by `stepsdk alerts check`): each over the last window_seconds
 -- ---------------------------------------------------------------------------
+-- the failure-rate measure reads the tasks that finished in the window: keep that a range scan
+create index if not exists tasks_finished_at_idx on public.tasks (finished_at desc) where finished_at is not null;
+
 -- failure rate of the tasks that finished in the window (failed / finished; interrupted counts
 -- as finished, not failed), optionally for one agent
 create or replace function public.stepsdk_alert_failure_rate(window_seconds integer, p_agent text default null)
