@@ -267,7 +267,8 @@ class LocalMeasures:
     def __init__(self, backup_dir: Path, now: datetime | None = None) -> None:
         from ._backup import BackupStore
 
-        snap = BackupStore(backup_dir).read()
+        self.folder = Path(backup_dir)
+        self.snap = snap = BackupStore(backup_dir).read()
         self.tasks = list(snap.tasks.values())
         self.steps = [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]
         self.now = now
@@ -288,12 +289,13 @@ class LocalMeasures:
         return error_counts(self.steps, window_seconds, self.now)
 
 
-def upload_backlog(backup_dir: Path, now: datetime | None = None) -> dict[str, Any]:
-    """Items of the backup not uploaded yet and the age of the oldest (its created/started time)."""
+def upload_backlog(backup_dir: Path, now: datetime | None = None, snap: Any = None) -> dict[str, Any]:
+    """Items of the backup not uploaded yet and the age of the oldest (its created/started time).
+    ``snap``: the folder's snapshot when the caller has already read it."""
     from ._backup import BackupStore
     from ._ops_stats import parse_ts
 
-    snap = BackupStore(backup_dir).read()
+    snap = snap if snap is not None else BackupStore(backup_dir).read()
     stamps = [parse_ts(r.get("created_at")) for r in snap.pending_steps()]
     stamps += [parse_ts(r.get("created_at")) for r in snap.pending_screenshots()]
     stamps += [parse_ts(r.get("started_at")) for r in snap.pending_tasks()]
@@ -324,7 +326,8 @@ def evaluate(rule: Rule, measures: Measures | None, backup_dir: Path,
     p = rule.params
     if rule.kind == "upload_backlog":
         folder = Path(p.get("backup_dir") or backup_dir)
-        m = upload_backlog(folder, now)
+        same = isinstance(measures, LocalMeasures) and measures.folder.resolve() == folder.resolve()
+        m = upload_backlog(folder, now, measures.snap if same else None)  # type: ignore[union-attr]
         age = m["oldest_age_s"]
         firing = age is not None and age > p["older_than_s"]
         text = (f"{m['pending']} item(s) of {folder} not uploaded, the oldest for {_age(age)}"
