@@ -90,6 +90,7 @@ QUERIES: list[tuple[str, str]] = [
     ("stepsdk_task_step_types(one task)", "select * from public.stepsdk_task_step_types('bench-700')"),
     ("task_usage top 20 by tokens (all tasks aggregated)",
      "select * from public.task_usage where steps_with_usage > 0 order by total_tokens desc, task_id limit 20"),
+    ("stepsdk_top_token_tasks(20) (usage)", "select * from public.stepsdk_top_token_tasks(20)"),
     ("task_usage one task", "select * from public.task_usage where task_id = 'bench-700'"),
     ("stepsdk_daily_usage(30)", "select * from public.stepsdk_daily_usage(30)"),
     ("error_category_summary", "select * from public.error_category_summary"),

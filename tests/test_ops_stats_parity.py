@@ -42,6 +42,9 @@ def test_task_usage_and_daily_usage(rows) -> None:
         [sql] = stack.sql("select * from public.task_usage where task_id = %s", (task["task_id"],))
         own = [s for s in steps if s["task_id"] == task["task_id"]]
         _same([sql], [_ops_stats.task_usage(task, own)])
+    top = stack.sql("select * from public.stepsdk_top_token_tasks(10)")
+    by_view = stack.sql("select * from public.task_usage where steps_with_usage > 0 order by total_tokens desc, task_id")
+    assert top == by_view and [r["task_id"] for r in top] == ["seed-task-login-flow", "seed-task-checkout"]
     sql = stack.sql("select * from public.stepsdk_daily_usage(7)")
     today = sql[-1]["day"]
     py = _ops_stats.daily_usage(steps, 7, today)

@@ -23,7 +23,7 @@ READ_FUNCTIONS = [
 ]
 # usage, error categories and alert measures (20261130001450_stepsdk_usage_alerts.sql)
 VIEWS += ["task_usage", "error_category_summary"]
-READ_FUNCTIONS += ["stepsdk_daily_usage(integer)", "stepsdk_alert_failure_rate(integer, text)",
+READ_FUNCTIONS += ["stepsdk_daily_usage(integer)", "stepsdk_top_token_tasks(integer)", "stepsdk_alert_failure_rate(integer, text)",
                    "stepsdk_alert_step_p95(integer, text, text)", "stepsdk_alert_error_counts(integer)"]
 RETENTION = "stepsdk_delete_tasks_older_than(interval, boolean, integer)"
 

@@ -43,6 +43,48 @@ comment on view public.task_usage is
     'stepsdk: tokens per task (sums of task_steps.usage counters), with the task''s model (metadata.model). RLS applies.';
 
 -- ---------------------------------------------------------------------------
+-- stepsdk_top_token_tasks: the task_usage rows of the tasks that used the most tokens
+-- ---------------------------------------------------------------------------
+-- One pass over the steps with usage (a hash aggregate), then the top tasks joined: ordering
+-- the task_usage view by total_tokens would aggregate every task one by one.
+create or replace function public.stepsdk_top_token_tasks(limit_n integer default 20)
+returns setof public.task_usage
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+    if limit_n is null or limit_n < 1 or limit_n > 1000 then
+        raise exception 'stepsdk_top_token_tasks: limit_n must be between 1 and 1000, got %',
+            coalesce(limit_n::text, 'null') using errcode = '22023';
+    end if;
+    return query
+        select t.task_id, t.title, t.agent, t.metadata ->> 'model', t.started_at,
+               u.steps_with_usage, u.prompt_tokens, u.completion_tokens, u.total_tokens
+        from (
+            select s.task_id,
+                   count(*)::integer as steps_with_usage,
+                   coalesce(sum(case when jsonb_typeof(s.usage -> 'prompt_tokens') = 'number'
+                                     then (s.usage ->> 'prompt_tokens')::numeric end), 0)::bigint as prompt_tokens,
+                   coalesce(sum(case when jsonb_typeof(s.usage -> 'completion_tokens') = 'number'
+                                     then (s.usage ->> 'completion_tokens')::numeric end), 0)::bigint as completion_tokens,
+                   coalesce(sum(case when jsonb_typeof(s.usage -> 'total_tokens') = 'number'
+                                     then (s.usage ->> 'total_tokens')::numeric end), 0)::bigint as total_tokens
+            from public.task_steps s
+            where s.usage is not null
+            group by s.task_id
+            order by 5 desc, 1
+            limit limit_n
+        ) u
+        join public.tasks t on t.task_id = u.task_id
+        order by u.total_tokens desc, u.task_id;
+end;
+$$;
+
+comment on function public.stepsdk_top_token_tasks(integer) is
+    'stepsdk: task_usage rows of the limit_n (1..1000) tasks with the most total tokens (tasks with usage only).';
+
+-- ---------------------------------------------------------------------------
 -- stepsdk_daily_usage: tokens per UTC day of the step, the last N days (empty days included)
 -- ---------------------------------------------------------------------------
 create or replace function public.stepsdk_daily_usage(days integer default 7)
@@ -211,6 +253,8 @@ revoke all on public.task_usage, public.error_category_summary from public, anon
 grant select on public.task_usage, public.error_category_summary to authenticated, service_role;
 
 revoke all on function public.stepsdk_daily_usage(integer) from public, anon;
+revoke all on function public.stepsdk_top_token_tasks(integer) from public, anon;
+grant execute on function public.stepsdk_top_token_tasks(integer) to authenticated, service_role;
 revoke all on function public.stepsdk_alert_failure_rate(integer, text) from public, anon;
 revoke all on function public.stepsdk_alert_step_p95(integer, text, text) from public, anon;
 revoke all on function public.stepsdk_alert_error_counts(integer) from public, anon;

@@ -224,8 +224,7 @@ class SupabaseSource(DataSource):
     def tasks_by_usage(self, limit: int = 20) -> list[Row]:
         check_limit(limit)
         return self._call("the token usage", lambda: list(
-            self._table("task_usage").select("*").gt("steps_with_usage", 0).order("total_tokens", desc=True)
-            .order("task_id").limit(limit).execute().data or []))
+            self._client.rpc("stepsdk_top_token_tasks", {"limit_n": limit}).execute().data or []))
 
     def daily_usage(self, days: int) -> list[Row]:
         check_days(days)
