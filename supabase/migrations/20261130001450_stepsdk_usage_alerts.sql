@@ -52,6 +52,8 @@ returns setof public.task_usage
 language plpgsql
 stable
 set search_path = ''
+-- JIT compiling the aggregate costs more than running it at these sizes (as stepsdk_daily_stats)
+set jit = off
 as $$
 begin
     if limit_n is null or limit_n < 1 or limit_n > 1000 then
@@ -99,6 +101,8 @@ returns table (
 language plpgsql
 stable
 set search_path = ''
+-- JIT compiling the aggregate costs more than running it at these sizes (as stepsdk_daily_stats)
+set jit = off
 as $$
 declare
     v_today date := (now() at time zone 'UTC')::date;
