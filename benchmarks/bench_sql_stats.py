@@ -42,14 +42,18 @@ from generate_series(1, %(tasks)s) i,
      lateral (select (array['success','success','success','failed','interrupted','running'])[1 + i %% 6] as st) s;
 
 insert into public.task_steps (task_id, step_number, step_type, duration_ms, success, error_type,
-                               error_message, screenshot_path, created_at)
+                               error_message, screenshot_path, created_at, usage, error_category)
 select 'bench-' || i, n, (array['thinking','action','screenshot','validation','error'])[1 + (n + i) %% 5],
        ((i * 7919 + n * 104729) %% 5000)::double precision, (i + n) %% 13 <> 0,
        case when (i + n) %% 13 = 0 then 'TimeoutError' end,
        case when (i + n) %% 13 = 0 then 'Element ' || (i %% 50) || ' not found' end,
        -- paths repeat across tasks, as content-addressed screenshots do
        case when n %% 3 = 0 then md5(((i %% 5000) * 100 + n)::text) || '.webp' end,
-       now() - i * interval '30 seconds' + n * interval '1 second'
+       now() - i * interval '30 seconds' + n * interval '1 second',
+       -- a model call behind every other step (token usage), a category on the failed ones
+       case when n %% 2 = 1 then jsonb_build_object('prompt_tokens', 1000 + n, 'completion_tokens', 50 + n,
+                                                    'total_tokens', 1050 + 2 * n) end,
+       case when (i + n) %% 13 = 0 then 'timeout' end
 from generate_series(1, %(tasks)s) i, generate_series(1, %(steps)s) n;
 
 insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
@@ -88,6 +92,16 @@ QUERIES: list[tuple[str, str]] = [
     ("stepsdk_slowest_steps(20)", "select * from public.stepsdk_slowest_steps(20)"),
     ("step_type_breakdown", "select * from public.step_type_breakdown"),
     ("stepsdk_task_step_types(one task)", "select * from public.stepsdk_task_step_types('bench-700')"),
+    ("task_usage top 20 by tokens (all tasks aggregated)",
+     "select * from public.task_usage where steps_with_usage > 0 order by total_tokens desc, task_id limit 20"),
+    ("stepsdk_top_token_tasks(20) (usage)", "select * from public.stepsdk_top_token_tasks(20)"),
+    ("task_usage one task", "select * from public.task_usage where task_id = 'bench-700'"),
+    ("stepsdk_daily_usage(30)", "select * from public.stepsdk_daily_usage(30)"),
+    ("error_category_summary", "select * from public.error_category_summary"),
+    ("stepsdk_alert_failure_rate(1 h)", "select * from public.stepsdk_alert_failure_rate(3600)"),
+    ("stepsdk_alert_step_p95(1 h, action)", "select * from public.stepsdk_alert_step_p95(3600, 'action')"),
+    ("stepsdk_alert_error_counts(1 h)", "select * from public.stepsdk_alert_error_counts(3600)"),
+    ("stepsdk_alert_error_counts(7 d)", "select * from public.stepsdk_alert_error_counts(604800)"),
     ("retention dry run (30 days, batch 1000)",
      "select public.stepsdk_delete_tasks_older_than(interval '30 days', true, 1000)"),
 ]

@@ -28,6 +28,10 @@ READ_FUNCTIONS = [
     "stepsdk_task_stats(text)", "stepsdk_daily_stats(integer)",
     "stepsdk_slowest_steps(integer, timestamp with time zone)", "stepsdk_task_step_types(text)",
 ]
+# usage, error categories and alert measures (20261130001450_stepsdk_usage_alerts.sql)
+VIEWS += ["task_usage", "error_category_summary"]
+READ_FUNCTIONS += ["stepsdk_daily_usage(integer)", "stepsdk_top_token_tasks(integer)", "stepsdk_alert_failure_rate(integer, text)",
+                   "stepsdk_alert_step_p95(integer, text, text)", "stepsdk_alert_error_counts(integer)"]
 RETENTION = "stepsdk_delete_tasks_older_than(interval, boolean, integer)"
 
 

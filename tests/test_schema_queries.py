@@ -23,6 +23,7 @@ PATHS = {"seed-task-login-flow": {A}, "seed-task-checkout": {A, B}, "seed-task-o
 COVERED = {"01_recent_tasks.sql", "02_task_timeline.sql", "03_failed_steps.sql", "04_error_summary.sql",
            "05_slowest_steps.sql", "06_daily_success_rate.sql", "07_storage_usage.sql",
            "08_retention_preview.sql", "09_retention_runs.sql"}
+COVERED |= {"10_token_usage.sql", "11_daily_token_usage.sql", "12_error_categories.sql", "13_alert_measures.sql"}
 
 
 def run(stack, name: str) -> list[dict]:
@@ -152,3 +153,62 @@ def test_09_retention_runs(seeded):
 
 def test_every_query_file_is_tested():
     assert {p.name for p in QUERIES.glob("*.sql")} == COVERED
+
+
+# ---------------------------------------------------------------- usage, error categories, alerts
+LOGIN, CHECKOUT = "5eed0001-0000-4000-8000-0000000000", "5eed0002-0000-4000-8000-0000000000"
+
+
+def _set_usage(stack, step_id: str, usage: str, *, now: bool = False) -> None:
+    stack.sql("update public.task_steps set usage = %s::jsonb" + (", created_at = now()" if now else "")
+              + " where id = %s", (usage, step_id))
+
+
+def _usage_fixture(stack, *, now: bool = False) -> None:
+    _set_usage(stack, LOGIN + "01", '{"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}', now=now)
+    _set_usage(stack, LOGIN + "02", '{"prompt_tokens": 2000000, "completion_tokens": 1000000, "total_tokens": 3000000}',
+               now=now)
+    _set_usage(stack, CHECKOUT + "01", '{"prompt_tokens": 10, "total_tokens": 10}', now=now)
+    _set_usage(stack, CHECKOUT + "02", '{"prompt_tokens": "many"}', now=now)  # not a number: counts as absent
+
+
+def test_10_token_usage(seeded):
+    _usage_fixture(seeded)
+    rows = run(seeded, "10_token_usage.sql")
+    assert [(r["task_id"], r["model"], r["steps_with_usage"], r["prompt_tokens"], r["completion_tokens"],
+             r["total_tokens"]) for r in rows] == [
+        ("seed-task-login-flow", "autoglm-phone-9b", 2, 2_001_000, 1_000_100, 3_001_100),
+        ("seed-task-checkout", None, 2, 10, 0, 10)]
+    # the model's own price (0.05/0.10 per million), else the default (0.15/0.60)
+    assert [r["cost"] for r in rows] == [Decimal("0.200060"), Decimal("0.000002")]
+
+
+def test_11_daily_token_usage(seeded):
+    _usage_fixture(seeded, now=True)
+    rows = run(seeded, "11_daily_token_usage.sql")
+    assert len(rows) == 30 and rows[0]["day"] == seeded.sql("select (now() at time zone 'UTC')::date as d")[0]["d"]
+    assert (rows[0]["tasks"], rows[0]["steps_with_usage"], rows[0]["prompt_tokens"], rows[0]["completion_tokens"],
+            rows[0]["total_tokens"]) == (2, 4, 2_001_010, 1_000_100, 3_001_110)
+    assert all((r["tasks"], r["total_tokens"]) == (0, 0) for r in rows[1:])
+
+
+def test_12_error_categories(seeded):
+    seeded.sql("update public.task_steps set error_category = 'timeout' where id in (%s, %s)",
+               (CHECKOUT + "04", CHECKOUT + "06"))
+    seeded.sql("update public.task_steps set error_category = 'validation' where task_id = 'seed-task-old-report'"
+               " and not success")
+    rows = run(seeded, "12_error_categories.sql")
+    assert [(r["error_category"], r["failed_steps"], r["tasks_affected"]) for r in rows] == [
+        ("timeout", 2, 1), ("(none)", 1, 1), ("validation", 1, 1)]
+
+
+def test_13_alert_measures(seeded):
+    seeded.sql("update public.tasks set finished_at = now() - interval '10 minutes' where task_id = 'seed-task-checkout'")
+    seeded.sql("update public.tasks set finished_at = now() - interval '5 minutes' where task_id = 'seed-task-login-flow'")
+    seeded.sql("update public.task_steps set created_at = now() where task_id = 'seed-task-checkout'")
+    rows = run(seeded, "13_alert_measures.sql")
+    assert [(r["measure"], r["value"], r["detail"]) for r in rows] == [
+        ("failure_rate", 0.5, "1 of 2 finished tasks failed"),
+        ("step_p95_ms", 4250.0, "6 steps"),  # p95 of 100, 400, 600, 1000, 2000, 5000 ms
+        ("error_repeats", 2.0, "TimeoutError: Element not found: #pay"),
+    ]

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from nicegui import app
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .api_models import ReportResponse, ScreenshotsResponse, StepsResponse
 from .data.base import (
     MAX_PER_PAGE,
     SORT_COLUMNS,
@@ -123,6 +124,25 @@ def _placeholder(text: str, status: int) -> Response:
                     headers={"Cache-Control": "no-store", "X-Stepsdk-Placeholder": "1"})
 
 
+def image_response(source: DataSource, storage_path: str, fallback: bool) -> Response:
+    """The stored image at ``storage_path`` (typed by its bytes), a 404/503, or with ``fallback``
+    a visible placeholder."""
+    try:
+        data = source.screenshot_bytes(storage_path)
+    except SourceUnavailable as exc:
+        if fallback:
+            return _placeholder("Screenshot unavailable (backend down)", 503)
+        raise _unavailable(exc) from None
+    media_type = image_type(data) if data is not None else None
+    if data is None or media_type is None:
+        if fallback:
+            return _placeholder("Screenshot missing" if data is None else "Not a valid image", 200)
+        raise HTTPException(404, detail="screenshot not found" if data is None else "stored object is not an image")
+    # content-addressed keys never change content: let the browser keep them
+    return Response(data, media_type=media_type, headers={
+        "Cache-Control": "private, max-age=86400, immutable", "X-Content-Type-Options": "nosniff"})
+
+
 def register(source: DataSource) -> None:
     app.add_middleware(EncodedTaskIdPath)
 
@@ -169,35 +189,61 @@ def register(source: DataSource) -> None:
         try:
             daily = source.get_daily_stats(days)
             return {"days": daily, "durations": duration_overview(daily), "top_errors": source.top_errors(top),
-                    "step_types": source.step_type_breakdown(), "slowest_steps": source.slowest_steps(top)}
+                    "step_types": source.step_type_breakdown(), "slowest_steps": source.slowest_steps(top),
+                    "error_categories": source.error_categories()}
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 
-    @app.get("/api/tasks/{task_id}/steps", tags=["stepsdk"], summary="A page of a task's steps")
+    @app.get("/api/tasks/{task_id}/steps", tags=["stepsdk"], summary="A page of a task's steps",
+             response_model=StepsResponse)
     def steps(task_id: TaskId, page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-              per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20) -> dict[str, Any]:
+              per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20,
+              limit: Annotated[int | None, Query(ge=1, le=MAX_PER_PAGE, description=(
+                  "at most this many steps in the answer (the first ones of the page); "
+                  "the pagination still describes page/per_page"))] = None) -> dict[str, Any]:
         task_or_404(task_id)
         try:
             rows, total = source.get_steps(task_id, page, per_page)
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
-        return {"steps": rows, "pagination": pagination(page, per_page, total)}
+        if limit is not None:
+            rows = rows[:limit]
+        return {"data": {"steps": rows, "pagination": pagination(page, per_page, total)}}
 
-    @app.get("/api/tasks/{task_id}/report", tags=["stepsdk"], summary="Task, all steps, screenshots, statistics")
+    @app.get("/api/tasks/{task_id}/report", tags=["stepsdk"], summary="Task, all steps, screenshots, statistics",
+             response_model=ReportResponse)
     def report(task_id: TaskId) -> dict[str, Any]:
         task = task_or_404(task_id)
         try:
-            return read_report(source, task, _with_url)
+            return {"data": read_report(source, task, _with_url)}
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 
-    @app.get("/api/tasks/{task_id}/screenshots", tags=["stepsdk"], summary="A task's screenshots")
+    @app.get("/api/tasks/{task_id}/screenshots", tags=["stepsdk"], summary="A task's screenshots",
+             response_model=ScreenshotsResponse)
     def screenshots(task_id: TaskId) -> dict[str, Any]:
         task_or_404(task_id)
         try:
-            return {"screenshots": [_with_url(r) for r in source.get_screenshots(task_id)]}
+            return {"data": {"screenshots": [_with_url(r) for r in source.get_screenshots(task_id)]}}
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
+
+    @app.get("/api/steps/{step_id}/screenshot", tags=["stepsdk"], summary="A step's screenshot (the image)",
+             response_class=Response, responses={200: {"content": {"image/webp": {}}}, 404: {}})
+    def step_screenshot(step_id: str, fallback: bool = False) -> Response:
+        """The image of the step's screenshot (its ``screenshot_path``, else its ``step_screenshots``
+        row); 404 when the step is unknown or has none."""
+        try:
+            path = source.step_screenshot_path(step_id)
+        except SourceUnavailable as exc:
+            if fallback:
+                return _placeholder("Screenshot unavailable (backend down)", 503)
+            raise _unavailable(exc) from None
+        if path is None:
+            if fallback:
+                return _placeholder("No screenshot", 200)
+            raise HTTPException(404, detail="step not found or without a screenshot")
+        return image_response(source, path, fallback)
 
     @app.get("/api/tasks/{task_id}", tags=["stepsdk"], summary="One task with its summary")
     def task(task_id: TaskId) -> Row:
@@ -208,20 +254,7 @@ def register(source: DataSource) -> None:
     def screenshot(storage_path: str, fallback: bool = False) -> Response:
         """``fallback=true`` (used by the pages) answers a missing, unreadable or non-image object
         with a visible placeholder instead of a 404, so a page never shows a broken image."""
-        try:
-            data = source.screenshot_bytes(storage_path)
-        except SourceUnavailable as exc:
-            if fallback:
-                return _placeholder("Screenshot unavailable (backend down)", 503)
-            raise _unavailable(exc) from None
-        media_type = image_type(data) if data is not None else None
-        if data is None or media_type is None:
-            if fallback:
-                return _placeholder("Screenshot missing" if data is None else "Not a valid image", 200)
-            raise HTTPException(404, detail="screenshot not found" if data is None else "stored object is not an image")
-        # content-addressed keys never change content: let the browser keep them
-        return Response(data, media_type=media_type, headers={
-            "Cache-Control": "private, max-age=86400, immutable", "X-Content-Type-Options": "nosniff"})
+        return image_response(source, storage_path, fallback)
 
     @app.get("/api/{rest:path}", include_in_schema=False)
     def api_not_found(rest: str) -> None:

@@ -26,15 +26,18 @@ def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_h
         raise TypeError(f"source must be a viewer DataSource, got {type(source).__name__}")
     from nicegui import app
 
-    from . import api, operations
+    from . import api, api_ops, operations
     from ._hostcheck import HostCheck, allowed_names
-    from .pages import _common, compare, stats, task, tasks
+    from .pages import _common, compare, ops, stats, task, tasks
 
     if stale_minutes is not None:
         _common.set_stale_minutes(stale_minutes)
     app.add_middleware(HostCheck, allowed=allowed_names(listen_host, allowed_hosts))
     # GET /api/storage; the clean-up endpoint when the key may delete (before api's /api catch-all)
     operations.register(source)
+    prices = api_ops.load_prices()
+    api_ops.register(source, prices)  # before api: its catch-all 404 route would shadow these
+    ops.register(source, prices)
     api.register(source)
     tasks.register(source)
     task.register(source)

@@ -48,6 +48,20 @@ def rows_csv(rows: list[Row], columns: tuple[str, ...]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def report_xlsx(report: dict[str, Any]) -> bytes:
+    """A task report (:func:`read_report`) as an Excel workbook: a tasks sheet (this task) and a
+    steps sheet, formula-looking text stored as quoted text (:mod:`stepsdk._xlsx`)."""
+    from stepsdk._export_format import TaskBundle
+    from stepsdk._xlsx import write_xlsx
+
+    out = io.BytesIO()
+    write_xlsx([TaskBundle(report["task"], report["steps"], report["screenshots"])], out, "stepsdk viewer")
+    return out.getvalue()
+
+
 def tasks_csv(rows: list[Row]) -> bytes:
     return rows_csv(rows, TASK_CSV_COLUMNS)
 

@@ -38,8 +38,11 @@ Without TASK_ID, every task matching the filters is exported. The data goes to s
 -o is given (a zip always needs -o). Reads Supabase when SUPABASE_URL and a key are set, else
 the local backup ($STEPSDK_BACKUP_DIR or ./backup); --local/--backup-dir force the backup.
 
+  stepsdk export --since 30d --format xlsx -o runs.xlsx    # Excel: a tasks sheet and a steps sheet
+
 CSV: text cells starting with = + - @ tab or CR get a leading ' so a spreadsheet shows them as
 text instead of running them as a formula (step data is untrusted); numbers are kept as they are.
+xlsx: the same text is stored as a text cell with Excel's quote prefix (never evaluated).
 
 exit status: 0 done; 1 some screenshot objects could not be fetched (listed in the zip);
 2 bad arguments; 66 a task not found or a bad backup folder; 69 Supabase unreachable;
@@ -54,7 +57,9 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG, formatter_class=examples_formatter(),
     )
     parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="tasks to export (default: all matching)")
-    parser.add_argument("--format", choices=_export_format.FORMATS, default="json", help="data format (default json; CSV text that looks like a formula gets a leading ')")
+    parser.add_argument("--format", choices=(*_export_format.FORMATS, "xlsx"), default="json",
+                        help="data format (default json; CSV text that looks like a formula gets a leading '; "
+                             "xlsx: an Excel workbook with a tasks sheet and a steps sheet)")
     parser.add_argument("--with-screenshots", action="store_true",
                         help="write a zip with the data file and screenshots/<storage_path> images")
     parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
@@ -120,6 +125,8 @@ def _check_output(args: argparse.Namespace) -> None:
         raise CliError(f"a task id has 1 to 200 characters; got one of {len(bad_ids[0])}", Exit.USAGE)
     if args.with_screenshots and args.output is None:
         raise CliError("--with-screenshots writes a zip: give its path with -o", Exit.USAGE)
+    if args.format == "xlsx" and args.with_screenshots:
+        raise CliError("--with-screenshots writes a zip of JSON, JSONL or CSV; export xlsx on its own", Exit.USAGE)
     if args.json and args.output is None:
         raise CliError("--json prints a summary on stdout: give the export file with -o", Exit.USAGE)
     if args.output is not None and args.output.is_dir():
@@ -147,6 +154,15 @@ def _write(args: argparse.Namespace, bundles: Iterator[_export_format.TaskBundle
     if args.with_screenshots:
         with progress(args, "screenshots", None) as advance:
             return _export.write_zip(args.output, args.format, bundles, source.label, source.screenshot, advance)
+    if args.format == "xlsx":
+        from stepsdk._xlsx import write_xlsx  # openpyxl: imported only for this format
+
+        if args.output is None:
+            write_xlsx(bundles, sys.stdout.buffer, source.label)
+            sys.stdout.buffer.flush()
+        else:
+            _export_format.write_atomically(args.output, lambda fh: write_xlsx(bundles, fh, source.label))
+        return _export.ZipReport()
     writer = _export.WRITERS[args.format]
     if args.output is None:
         writer(bundles, sys.stdout, source.label)

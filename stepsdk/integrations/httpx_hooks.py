@@ -45,6 +45,7 @@ from stepsdk.integrations._common import (
     summarize,
     truncate,
 )
+from stepsdk.integrations._usage import TAIL_BYTES, usage_in_bytes
 
 __all__ = ["TrackedAsyncTransport", "TrackedTransport", "tracked_async_client", "tracked_client"]
 
@@ -152,6 +153,7 @@ class _Call:
     headers_at: float | None = None
     response: httpx.Response | None = None
     body: bytearray = field(default_factory=bytearray)
+    tail: bytearray = field(default_factory=bytearray)  # the last TAIL_BYTES: where a reply's usage is
     size: int = 0
     done: bool = False
 
@@ -163,6 +165,9 @@ class _Call:
         room = self.limit + 1 - len(self.body)
         if room > 0:
             self.body += data[:room]
+        self.tail += data[-TAIL_BYTES:]
+        if len(self.tail) > TAIL_BYTES:
+            del self.tail[:-TAIL_BYTES]
 
     def finish(self, exc: BaseException | None = None) -> None:
         if self.done:
@@ -185,6 +190,9 @@ class _Call:
             data["response"] = self._response_data(response)
             kwargs["action_result"] = {"status_code": response.status_code, "reason": response.reason_phrase}
             kwargs["metadata"] = {"time_to_headers_ms": (self.headers_at - self.started) * 1000.0}
+            usage = self._usage(response)
+            if usage:
+                kwargs["usage"] = usage
             if exc is None and response.status_code >= 400:
                 kwargs.update(success=False, error_type="HTTPStatusError")
                 kwargs["error_message"] = f"HTTP {response.status_code} {response.reason_phrase}"
@@ -196,6 +204,19 @@ class _Call:
         kwargs["name"] = http_step_name(self.request.method, data["url"], status,
                                         type(exc).__name__ if exc is not None else None)
         self.tracker.record_step(StepType.ACTION, data, **kwargs)
+
+    def _usage(self, response: httpx.Response) -> dict[str, int] | None:
+        """Token usage of an OpenAI-style reply (JSON body or event stream), else None."""
+        mime = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not (mime in ("application/json", "text/event-stream") or mime.endswith("+json")):
+            return None
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding in ("", "identity"):
+            return usage_in_bytes(bytes(self.tail))
+        if self.size <= self.limit:  # compressed: only a body captured whole can be decoded
+            data, note = _decode_content_encoding(bytes(self.body), encoding, max(self.limit, 1) * 64)
+            return usage_in_bytes(data) if note is None else None
+        return None
 
     def _request_body(self) -> dict[str, Any] | None:
         try:

@@ -43,6 +43,7 @@ from typing import Any
 from stepsdk._model import StepType
 from stepsdk._step_names import phone_action_name
 from stepsdk.integrations._common import guarded, redact_url, summarize, truncate
+from stepsdk.integrations._usage import usage_from
 
 _log = logging.getLogger("stepsdk.integrations.phone_agent")
 
@@ -111,6 +112,7 @@ class _Step:
     screen: tuple[int, int] | None = None
     execute_error: BaseException | None = None
     execute_trace: str | None = None
+    usage: dict[str, int] | None = None  # from the model reply, when the server reports it
 
     @property
     def duration_ms(self) -> float:
@@ -317,12 +319,15 @@ class PhoneAgentTracking:
             with guarded("model request"):
                 step = self._step if self._step is not None else self._begin_step()
                 step.screenshot, step.current_app = _screen_from_messages(messages)
+            unwatch = _watch_usage(self.agent.model_client, step)
             try:
                 response = original(messages, *args, **kwargs)
             except Exception as exc:
                 with guarded("model error"):
                     step.model_error, step.model_trace = exc, traceback.format_exc()
                 raise
+            finally:
+                unwatch()
             with guarded("model response"):
                 step.response = response
             return response
@@ -442,6 +447,7 @@ class PhoneAgentTracking:
             "screenshot": step.screenshot,
             "duration_ms": step.duration_ms,
             "name": phone_action_name(step.action) or None,
+            "usage": step.usage,
         }
 
     def _record_action(self, tracker: Any, step: _Step) -> None:
@@ -555,6 +561,61 @@ class PhoneAgentTracking:
             tracker.finish(status, result=result, error_message=error_message, timeout=self.flush_timeout)
         finally:
             tracker.close(timeout=self.flush_timeout)
+
+
+def _watch_usage(model_client: Any, step: _Step) -> Callable[[], None]:
+    """For one model call: wrap the openai client's ``chat.completions.create`` on its instance so
+    the reply's ``usage`` (a completion's, or a stream's usage chunk when the server sends one) is
+    kept on ``step``. Returns the undo. Anything unexpected leaves the call untouched."""
+    with guarded("usage watch"):
+        completions = model_client.client.chat.completions
+        original = completions.create
+        had_own = "create" in vars(completions)
+
+        def create(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            with guarded("model usage"):
+                if hasattr(result, "__iter__") and not hasattr(result, "choices"):
+                    return _UsageStream(result, step)
+                step.usage = usage_from(getattr(result, "usage", None))
+            return result
+
+        completions.create = create
+
+        def undo() -> None:
+            with guarded("usage unwatch"):
+                if had_own:
+                    completions.create = original
+                else:
+                    del completions.create
+
+        return undo
+    return lambda: None
+
+
+class _UsageStream:
+    """A chat-completion stream passed through chunk by chunk, keeping the last reported usage."""
+
+    def __init__(self, stream: Any, step: _Step) -> None:
+        self._stream, self._step = stream, step
+
+    def __iter__(self) -> Any:
+        for chunk in self._stream:
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                with guarded("model usage"):
+                    self._step.usage = usage_from(usage) or self._step.usage
+            yield chunk
+
+    def __enter__(self) -> Any:
+        self._stream.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._stream.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _result_dict(result: Any) -> dict[str, Any]:

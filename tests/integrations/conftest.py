@@ -106,6 +106,7 @@ def fake_model() -> Iterator[FakeModelServer]:
 @pytest.fixture
 def model(fake_model: FakeModelServer) -> FakeModelServer:
     fake_model.script()
+    fake_model.usage = None
     return fake_model
 
 

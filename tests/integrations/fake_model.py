@@ -28,6 +28,9 @@ class FakeModelServer:
     def __init__(self) -> None:
         self.replies: deque[str | ModelFailure] = deque()
         self.requests: list[dict[str, Any]] = []
+        # token usage to report: None sends none (like many servers); else streams end with a usage
+        # chunk and a non-streamed request ("stream": false) gets a chat.completion with it
+        self.usage: dict[str, int] | None = None
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"owner": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -72,7 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"error": {"message": reply.message, "type": "server_error", "code": reply.status}}
             self._send(reply.status, "application/json", json.dumps(error).encode())
             return
-        self._send(200, "text/event-stream", _sse(reply, body.get("model", "fake")))
+        model, usage = body.get("model", "fake"), self.owner.usage
+        if body.get("stream") is False:
+            self._send(200, "application/json", json.dumps(_completion(reply, model, usage)).encode())
+            return
+        self._send(200, "text/event-stream", _sse(reply, model, usage))
 
     def _send(self, status: int, content_type: str, payload: bytes) -> None:
         self.send_response(status)
@@ -82,13 +89,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-def _sse(content: str, model: str) -> bytes:
+def _completion(content: str, model: str, usage: dict[str, int] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+    }
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+def _sse(content: str, model: str, usage: dict[str, int] | None = None) -> bytes:
     created = int(time.time())
     size = max(7, len(content) // 200)  # small chunks like a real model; fewer for huge replies
     pieces = [content[i : i + size] for i in range(0, len(content), size)]
     events = [_chunk(model, created, {"role": "assistant", "content": ""}, None)]
     events += [_chunk(model, created, {"content": p}, None) for p in pieces]
     events.append(_chunk(model, created, {}, "stop"))
+    if usage is not None:  # as OpenAI with stream_options.include_usage, vLLM, SGLang...: no choices
+        events.append({**_chunk(model, created, {}, None), "choices": [], "usage": usage})
     lines = [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
     return "".join(lines).encode()
 

@@ -44,25 +44,69 @@ async def test_list_tasks_bad_params(viewer: User) -> None:
         assert "detail" in body, query
 
 
+STATISTICS_KEYS = ["total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
+                   "average_step_duration_ms", "screenshots_count"]
+
+
 async def test_task_steps_report_screenshots(viewer: User, data: dataset.Dataset) -> None:
     task = await get(viewer, "/api/tasks/task-fail")
     assert task["task_id"] == "task-fail" and task["total_steps"] == 5 and task["title"].startswith("Checkout <script>")
+    # GET /api/tasks/{task_id}/steps -> {"data": {"steps": [...], "pagination": {page, per_page, total, pages}}}
     body = await get(viewer, "/api/tasks/task-long/steps?page=3&per_page=50")
-    assert [s["step_number"] for s in body["steps"]] == list(range(101, 121))
-    assert body["pagination"] == {"page": 3, "per_page": 50, "total": 120, "pages": 3}
-    assert (await get(viewer, "/api/tasks/task-long/steps?page=9"))["steps"] == []
-    assert (await get(viewer, "/api/tasks/task-empty/steps"))["pagination"]["total"] == 0
-    await get(viewer, "/api/tasks/task-long/steps?per_page=101", 422)
+    assert list(body) == ["data"] and list(body["data"]) == ["steps", "pagination"]
+    assert [s["step_number"] for s in body["data"]["steps"]] == list(range(101, 121))
+    assert list(body["data"]["pagination"].items()) == [("page", 3), ("per_page", 50), ("total", 120), ("pages", 3)]
+    expected = {s["id"]: s for s in data.steps_of("task-long")}
+    for step in body["data"]["steps"]:
+        for column, value in expected[step["id"]].items():
+            assert step[column] == value or column.endswith("_at"), (column, step[column], value)
+    default = (await get(viewer, "/api/tasks/task-long/steps"))["data"]
+    assert len(default["steps"]) == 20 and default["pagination"] == {"page": 1, "per_page": 20, "total": 120, "pages": 6}
+    limited = (await get(viewer, "/api/tasks/task-long/steps?page=2&per_page=10&limit=3"))["data"]
+    assert [s["step_number"] for s in limited["steps"]] == [11, 12, 13]
+    assert limited["pagination"] == {"page": 2, "per_page": 10, "total": 120, "pages": 12}
+    assert (await get(viewer, "/api/tasks/task-long/steps?page=9"))["data"]["steps"] == []
+    assert (await get(viewer, "/api/tasks/task-empty/steps"))["data"]["pagination"]["total"] == 0
+    for bad in ("per_page=101", "per_page=0", "limit=0", "limit=101", "limit=x"):
+        await get(viewer, f"/api/tasks/task-long/steps?{bad}", 422)
+    # GET /api/tasks/{task_id}/report -> {"data": {"task", "steps", "screenshots", "statistics": {...}}}
     report = await get(viewer, "/api/tasks/task-ok/report")
+    assert list(report) == ["data"] and list(report["data"]) == ["task", "steps", "screenshots", "statistics"]
+    report = report["data"]
+    assert list(report["statistics"]) == STATISTICS_KEYS
     assert report["statistics"] == {"total_steps": 4, "successful_steps": 4, "failed_steps": 0, "success_rate": 1.0,
                                     "total_duration_ms": 1660.5, "average_step_duration_ms": 415.125,
                                     "screenshots_count": 2}
+    assert report["task"]["task_id"] == "task-ok" and report["task"]["title"] == "Open settings and enable wifi"
     assert [s["step_number"] for s in report["steps"]] == [1, 2, 3, 4] and len(report["screenshots"]) == 2
-    shots = (await get(viewer, "/api/tasks/task-ok/screenshots"))["screenshots"]
+    failed = (await get(viewer, "/api/tasks/task-fail/report"))["data"]["statistics"]
+    assert (failed["total_steps"], failed["successful_steps"], failed["failed_steps"]) == (5, 2, 3)
+    assert failed["success_rate"] == pytest.approx(0.4) and failed["total_duration_ms"] == 8300.0
+    assert failed["average_step_duration_ms"] == pytest.approx(8300.0 / 4) and failed["screenshots_count"] == 1
+    # GET /api/tasks/{task_id}/screenshots -> {"data": {"screenshots": [...]}}
+    body = await get(viewer, "/api/tasks/task-ok/screenshots")
+    assert list(body) == ["data"] and list(body["data"]) == ["screenshots"]
+    shots = body["data"]["screenshots"]
+    assert {s["storage_path"] for s in shots} == {r["storage_path"] for r in data.screenshots if r["task_id"] == "task-ok"}
     for shot in shots:
         image = await viewer.http_client.get(shot["url"])
         assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
         assert image.content == data.objects[shot["storage_path"]]
+        # GET /api/steps/{step_id}/screenshot -> the step's image itself
+        by_step = await viewer.http_client.get(f"/api/steps/{shot['step_id']}/screenshot")
+        assert by_step.status_code == 200 and by_step.headers["content-type"] == "image/webp"
+        assert by_step.content == data.objects[shot["storage_path"]]
+
+
+async def test_step_screenshot_unknown_or_without_image(viewer: User, data: dataset.Dataset) -> None:
+    thinking = data.steps_of("task-ok")[0]
+    for step_id in (thinking["id"], "00000000-0000-0000-0000-000000000000", "not-a-uuid", "..%2F..%2Fetc"):
+        body = await get(viewer, f"/api/steps/{step_id}/screenshot", 404)
+        assert body["detail"] in ("step not found or without a screenshot", "no such API route"), step_id
+    placeholder = await viewer.http_client.get(f"/api/steps/{thinking['id']}/screenshot?fallback=true")
+    assert placeholder.status_code == 200 and placeholder.headers["content-type"].startswith("image/svg+xml")
+    missing = data.steps_of("task-broken")[0]  # its object was never stored
+    assert (await get(viewer, f"/api/steps/{missing['id']}/screenshot", 404))["detail"] == "screenshot not found"
 
 
 HOSTILE_IDS = ["nope", "x" * 5000, "..%2F..%2Fetc%2Fpasswd", "%3Cscript%3E", "%E2%80%AE%F0%9F%98%80"]
@@ -83,6 +127,9 @@ async def test_stats(viewer: User) -> None:
     assert body["durations"]["max_task_duration_ms"] == pytest.approx(120_000.0)
     assert body["durations"]["avg_task_duration_ms"] == pytest.approx((100 + 2000 + 5400 + 9100 + 120_000) / 5)
     assert body["top_errors"][0]["error_type"] == "AssertionError" and body["slowest_steps"][0]["duration_ms"] == 4000
+    # failed steps per error category (the data set's steps predate categories: all uncategorized)
+    assert body["error_categories"] == [{**body["error_categories"][0], "error_category": None, "failed_steps": 6,
+                                         "tasks_affected": 2}]
     for bad in ("days=0", "days=99999", "days=x"):
         await get(viewer, f"/api/stats?{bad}", 422)
 
@@ -101,8 +148,19 @@ async def test_screenshot_proxy_refuses_what_it_should(viewer: User) -> None:
 async def test_openapi_lists_the_routes(viewer: User) -> None:
     paths = (await get(viewer, "/openapi.json"))["paths"]
     for path in ("/api/tasks", "/api/tasks/{task_id}", "/api/tasks/{task_id}/steps", "/api/tasks/{task_id}/report",
-                 "/api/tasks/{task_id}/screenshots", "/api/stats", "/media/screenshots/{storage_path}"):
+                 "/api/tasks/{task_id}/screenshots", "/api/steps/{step_id}/screenshot", "/api/stats",
+                 "/media/screenshots/{storage_path}"):
         assert path in paths, path
+    doc = await get(viewer, "/openapi.json")
+    params = {p["name"]: p for p in paths["/api/tasks/{task_id}/steps"]["get"]["parameters"]}
+    assert params["per_page"]["schema"]["default"] == 20 and params["per_page"]["schema"]["maximum"] == 100
+    assert {"page", "limit"} <= set(params)
+    schemas = doc["components"]["schemas"]
+    assert list(schemas["ReportStatistics"]["properties"]) == STATISTICS_KEYS
+    assert list(schemas["Pagination"]["properties"]) == ["page", "per_page", "total", "pages"]
+    assert list(schemas["Report"]["properties"]) == ["task", "steps", "screenshots", "statistics"]
+    ok = paths["/api/tasks/{task_id}/report"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/ReportResponse"}
 
 
 @pytest.mark.parametrize("source", ["supabase"], indirect=True)
@@ -153,13 +211,13 @@ async def test_task_ids_with_slashes_are_one_encoded_segment(slash_viewer: User)
     for i, task_id in enumerate(SLASH_IDS):
         path = "/api/tasks/" + quote(task_id, safe="")
         assert (await get(slash_viewer, path))["task_id"] == task_id
-        body = await get(slash_viewer, path + "/steps")
+        body = (await get(slash_viewer, path + "/steps"))["data"]
         assert body["pagination"]["total"] == i + 1 and {s["task_id"] for s in body["steps"]} == {task_id}
-        assert (await get(slash_viewer, path + "/report"))["task"]["task_id"] == task_id
-        assert (await get(slash_viewer, path + "/screenshots"))["screenshots"] == []
+        assert (await get(slash_viewer, path + "/report"))["data"]["task"]["task_id"] == task_id
+        assert (await get(slash_viewer, path + "/screenshots"))["data"]["screenshots"] == []
     # "a/steps" encoded is the task "a/steps", not task "a"'s steps
     assert (await get(slash_viewer, "/api/tasks/a%2Fsteps"))["title"] == "title 1"
-    assert "steps" in await get(slash_viewer, "/api/tasks/a/steps")
+    assert "steps" in (await get(slash_viewer, "/api/tasks/a/steps"))["data"]
     # an unencoded "/" in an id is not guessed at: a 404 that says how to ask
     body = await get(slash_viewer, "/api/tasks/b/c/d", 404)
     assert "URL-encode" in body["detail"]

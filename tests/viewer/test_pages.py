@@ -13,6 +13,7 @@ import pytest
 from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
+from stepsdk._xlsx import iter_rows
 from tests.viewer import dataset
 from tests.viewer.conftest import backup_viewer
 from viewer.data.base import DataSource
@@ -296,6 +297,13 @@ async def test_task_exports(viewer: User, data: dataset.Dataset) -> None:
     rows = list(csv.DictReader(io.StringIO((await viewer.download.next(timeout=3)).text)))
     assert [int(r["step_number"]) for r in rows] == list(range(1, 121))
     assert len({r["id"] for r in rows}) == 120
+    viewer.find("Excel").click()
+    book = io.BytesIO((await viewer.download.next(timeout=3)).content)
+    [task] = list(iter_rows(book, "tasks"))
+    assert (task["task_id"], task["total_steps"], task["failed_steps"]) == ("task-long", 120, 3)
+    steps = list(iter_rows(book, "steps"))
+    assert [r["step_number"] for r in steps] == list(range(1, 121))
+    assert {r["id"]: r["duration_ms"] for r in steps} == {s["id"]: s["duration_ms"] for s in data.steps_of("task-long")}
 
 
 async def test_task_without_steps_and_broken_screenshots(viewer: User) -> None:

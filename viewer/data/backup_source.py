@@ -13,25 +13,30 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from stepsdk import _ops_stats
 from stepsdk._backup import BackupSnapshot, BackupStore
 
 from . import _stats
 from .base import (
+    FAILED_STEP_COLUMNS,
     DataSource,
     Row,
     Sort,
     TaskFilters,
+    check_category,
     check_days,
     check_limit,
     check_paging,
     is_plausible_task_id,
     is_safe_storage_path,
+    is_uuid,
 )
 
 log = logging.getLogger("viewer.backup")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -129,6 +134,19 @@ class BackupSource(DataSource):
             rows = [r for r in rows if r.get("step_id") in wanted]
         return sorted(rows, key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))))
 
+    def step_screenshot_path(self, step_id: str) -> str | None:
+        if not is_uuid(step_id):
+            return None
+        snap = self._current().snap
+        for task_id, steps in snap.steps.items():
+            for step in steps:
+                if step.get("id") == step_id:
+                    if step.get("screenshot_path"):
+                        return str(step["screenshot_path"])
+                    shots = [r for r in snap.screenshots.get(task_id, []) if r.get("step_id") == step_id]
+                    return str(shots[-1]["storage_path"]) if shots else None
+        return None
+
     def agents(self) -> list[str]:
         return sorted({t["agent"] for t in self._current().snap.tasks.values() if t.get("agent")})
 
@@ -152,6 +170,39 @@ class BackupSource(DataSource):
         titles = {tid: t.get("title") for tid, t in snap.tasks.items()}
         steps = [s for s in _all_steps(snap) if s.get("task_id") in snap.tasks]
         return _stats.slowest_steps(steps, titles, limit, since)
+
+    # -- usage and error categories (stepsdk._ops_stats, the SQL's definitions) --------------
+    def task_usage(self, task_id: str) -> Row | None:
+        snap = self._current().snap
+        task = snap.tasks.get(task_id) if is_plausible_task_id(task_id) else None
+        return _ops_stats.task_usage(task, snap.steps.get(task_id, [])) if task is not None else None
+
+    def tasks_by_usage(self, limit: int = 20) -> list[Row]:
+        check_limit(limit)
+        snap = self._current().snap
+        rows = [_ops_stats.task_usage(t, snap.steps.get(tid, [])) for tid, t in snap.tasks.items()]
+        rows = [r for r in rows if r["steps_with_usage"] > 0]
+        rows.sort(key=lambda r: (-r["total_tokens"], str(r["task_id"])))
+        return rows[:limit]
+
+    def daily_usage(self, days: int) -> list[Row]:
+        check_days(days)
+        return _ops_stats.daily_usage(_all_steps(self._current().snap), days)
+
+    def error_categories(self) -> list[Row]:
+        return _ops_stats.error_categories(_all_steps(self._current().snap))
+
+    def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
+        check_category(category)
+        check_limit(limit)
+        snap = self._current().snap
+        wanted = None if category == "none" else category
+        rows = [s for s in _all_steps(snap) if s.get("success") is False
+                and (category is None or s.get("error_category") == wanted)]
+        rows.sort(key=lambda s: str(s.get("id")))
+        rows.sort(key=lambda s: (_stats.parse_ts(s.get("created_at")) or _EPOCH), reverse=True)
+        return [{**{k: s.get(k) for k in FAILED_STEP_COLUMNS}, "task_title": snap.tasks[s["task_id"]].get("title")}
+                for s in rows[:limit]]
 
     def screenshot_bytes(self, storage_path: str) -> bytes | None:
         if not is_safe_storage_path(storage_path):

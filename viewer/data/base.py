@@ -17,6 +17,10 @@ Row = dict[str, Any]
 
 STATUSES = ("running", "success", "failed", "interrupted")
 STEP_TYPES = ("thinking", "action", "screenshot", "error", "validation")
+# task_steps.error_category values (stepsdk/_error_category.py); "none" filters steps without one
+ERROR_CATEGORIES = ("timeout", "connection", "auth", "rate_limit", "validation", "model_output", "device", "other")
+FAILED_STEP_COLUMNS = ("id", "task_id", "step_number", "step_type", "name", "error_type", "error_message",
+                       "error_category", "duration_ms", "created_at")
 # Columns of the task list a user may sort by (all are task_summary columns).
 SORT_COLUMNS = (
     "started_at", "finished_at", "task_id", "title", "agent", "status",
@@ -27,6 +31,7 @@ MAX_PER_PAGE = 100
 # Content-addressed keys the SDK writes (<sha[0:2]>/<sha>.webp) and other plain object keys;
 # anything with "..", a leading slash, a backslash or odd characters is refused.
 _META_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SAFE_KEY = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9_\-./]{1,1024}$")
 
 
@@ -75,6 +80,11 @@ def is_plausible_task_id(task_id: object) -> bool:
     return isinstance(task_id, str) and 1 <= len(task_id) <= MAX_TASK_ID and "\x00" not in task_id
 
 
+def is_uuid(value: object) -> bool:
+    """Step ids are UUIDs: anything else is unknown without a query."""
+    return isinstance(value, str) and bool(_UUID.match(value))
+
+
 def is_safe_storage_path(path: object) -> bool:
     return isinstance(path, str) and bool(_SAFE_KEY.match(path))
 
@@ -89,6 +99,11 @@ def check_paging(page: int, per_page: int, max_per_page: int = MAX_PER_PAGE) -> 
 def check_days(days: int) -> None:
     if not isinstance(days, int) or not 1 <= days <= 3660:
         raise ValueError(f"days must be an integer in 1..3660, got {days!r}")
+
+
+def check_category(category: str | None) -> None:
+    if category is not None and category not in (*ERROR_CATEGORIES, "none"):
+        raise ValueError(f"category must be one of {ERROR_CATEGORIES} or 'none', got {category!r}")
 
 
 def check_limit(limit: int) -> None:
@@ -151,6 +166,32 @@ class DataSource(ABC):
     @abstractmethod
     def screenshot_bytes(self, storage_path: str) -> bytes | None:
         """The stored image, or None when it is missing or unreadable."""
+
+    def step_screenshot_path(self, step_id: str) -> str | None:
+        """The storage path of a step's screenshot (its ``screenshot_path``, else its newest
+        ``step_screenshots`` row), or None when the step is unknown or has none."""
+        raise NotImplementedError
+
+    # -- usage and error categories (20261130001450_stepsdk_usage_alerts.sql) ------------------
+    def task_usage(self, task_id: str) -> Row | None:
+        """The task's task_usage row (tokens summed over its steps), None when unknown."""
+        raise NotImplementedError
+
+    def tasks_by_usage(self, limit: int = 20) -> list[Row]:
+        """task_usage rows of the tasks with usage, most total tokens first."""
+        raise NotImplementedError
+
+    def daily_usage(self, days: int) -> list[Row]:
+        """stepsdk_daily_usage(days): tokens per UTC day of the step, oldest first, empty days included."""
+        raise NotImplementedError
+
+    def error_categories(self) -> list[Row]:
+        """error_category_summary rows, most failed steps first."""
+        raise NotImplementedError
+
+    def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
+        """The most recent failed steps (of one error category when given), with their task's title."""
+        raise NotImplementedError
 
     def problems(self) -> list[str]:
         """Records the source had to skip (a torn or corrupt backup line...), to show, never fatal."""

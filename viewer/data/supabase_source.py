@@ -25,16 +25,19 @@ from supabase import Client
 
 from ..secret_key import is_secret_key
 from .base import (
+    FAILED_STEP_COLUMNS,
     DataSource,
     Row,
     Sort,
     SourceUnavailable,
     TaskFilters,
+    check_category,
     check_days,
     check_limit,
     check_paging,
     is_plausible_task_id,
     is_safe_storage_path,
+    is_uuid,
 )
 
 log = logging.getLogger("viewer.supabase")
@@ -157,6 +160,22 @@ class SupabaseSource(DataSource):
 
         return self._all_rows("the screenshots", query)
 
+    def step_screenshot_path(self, step_id: str) -> str | None:
+        if not is_uuid(step_id):
+            return None
+
+        def query() -> str | None:
+            rows = self._table("task_steps").select("screenshot_path").eq("id", step_id).limit(1).execute().data
+            if not rows:
+                return None
+            if rows[0].get("screenshot_path"):
+                return str(rows[0]["screenshot_path"])
+            shots = (self._table("step_screenshots").select("storage_path").eq("step_id", step_id)
+                     .order("created_at", desc=True).limit(1).execute().data)
+            return str(shots[0]["storage_path"]) if shots else None
+
+        return self._call("the step's screenshot", query)
+
     def step_durations(self, task_id: str) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
@@ -195,6 +214,45 @@ class SupabaseSource(DataSource):
         params: dict[str, Any] = {"limit_n": limit, "since": since.isoformat() if since else None}
         return self._call("the slowest steps",
                           lambda: list(self._client.rpc("stepsdk_slowest_steps", params).execute().data or []))
+
+    # -- usage and error categories ---------------------------------------------------------
+    def task_usage(self, task_id: str) -> Row | None:
+        if not is_plausible_task_id(task_id):
+            return None
+        rows = self._call("the task's token usage", lambda: self._table("task_usage").select("*")
+                          .eq("task_id", task_id).limit(1).execute().data or [])
+        return rows[0] if rows else None
+
+    def tasks_by_usage(self, limit: int = 20) -> list[Row]:
+        check_limit(limit)
+        return self._call("the token usage", lambda: list(
+            self._client.rpc("stepsdk_top_token_tasks", {"limit_n": limit}).execute().data or []))
+
+    def daily_usage(self, days: int) -> list[Row]:
+        check_days(days)
+        return self._call("the daily token usage",
+                          lambda: list(self._client.rpc("stepsdk_daily_usage", {"days": days}).execute().data or []))
+
+    def error_categories(self) -> list[Row]:
+        return self._call("the error categories", lambda: list(
+            self._table("error_category_summary").select("*").order("failed_steps", desc=True)
+            .order("error_category", nullsfirst=False).execute().data or []))
+
+    def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
+        check_category(category)
+        check_limit(limit)
+
+        def query() -> list[Row]:
+            q = self._table("task_steps").select(",".join(FAILED_STEP_COLUMNS) + ",tasks(title)").eq("success", False)
+            if category == "none":
+                q = q.is_("error_category", "null")
+            elif category is not None:
+                q = q.eq("error_category", category)
+            rows = q.order("created_at", desc=True).order("id").limit(limit).execute().data or []
+            return [{**{k: v for k, v in r.items() if k != "tasks"}, "task_title": (r.get("tasks") or {}).get("title")}
+                    for r in rows]
+
+        return self._call("the failed steps", query)
 
     def screenshot_bytes(self, storage_path: str) -> bytes | None:
         if not is_safe_storage_path(storage_path):

@@ -139,8 +139,13 @@ def frame(title: str, source_description: str) -> None:
         ui.link("Tasks", "/").classes("text-white no-underline")
         ui.link("Statistics", "/stats").classes("text-white no-underline")
         ui.link("Compare", "/compare").classes("text-white no-underline")
+        ui.link("Usage", "/usage").classes("text-white no-underline")
+        ui.link("Errors", "/errors").classes("text-white no-underline")
         ui.space()
         ui.label(source_description).classes("text-indigo-200 text-xs hidden md:block")
+    from .ops import alerts_banner  # the active alerts of the last `stepsdk alerts check`
+
+    alerts_banner()
 
 
 def error_box(message: str, *, title: str = "Something went wrong") -> ui.card:

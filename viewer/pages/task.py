@@ -11,7 +11,7 @@ from typing import Any
 from nicegui import ui
 
 from ..data.base import STEP_TYPES, DataSource, Row
-from ..export import read_report, report_json, steps_csv
+from ..export import XLSX_TYPE, read_report, report_json, report_xlsx, steps_csv
 from . import _overlay
 from ._common import (
     PAGE_TIMEOUT,
@@ -193,6 +193,7 @@ class TaskView:
                 ui.button("Copy link", icon="link", on_click=self.copy_link).props("outline dense").mark("copy-link")
                 ui.button("Export JSON", icon="data_object", on_click=self.export_json).props("outline dense")
                 ui.button("Steps CSV", icon="table_view", on_click=self.export_csv).props("outline dense")
+                ui.button("Excel", icon="grid_on", on_click=self.export_xlsx).props("outline dense")
                 with ui.button("Compare", icon="compare_arrows").props("outline dense"), \
                         ui.menu().classes("p-2"), ui.row().classes("items-center no-wrap"):
                     other = ui.input("Compare with task id").props("dense outlined autofocus").classes("w-64")
@@ -767,6 +768,11 @@ class TaskView:
         report = await self._report()
         if report is not None:
             ui.download.content(report_json(report), f"task-{_file_safe(self.task_id)}.json", "application/json")
+
+    async def export_xlsx(self) -> None:
+        report = await self._report()
+        if report is not None:
+            ui.download.content(report_xlsx(report), f"task-{_file_safe(self.task_id)}.xlsx", XLSX_TYPE)
 
     async def export_csv(self) -> None:
         try:
