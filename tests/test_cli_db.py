@@ -54,7 +54,8 @@ def test_push_applies_pending_migrations_once_and_records_them_like_the_supabase
         {"u": "postgres", "rolsuper": False}]
 
     assert main(["db", "push", "--db-url", fresh_db]) == 0  # second run: nothing to do
-    assert "up to date (5 migrations recorded)".replace("5", str(len(SHIPPED))) in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "up to date (5 migrations recorded)".replace("5", str(len(SHIPPED))) in captured.out + captured.err
     assert _history(fresh_db) == history
     # the stack's `supabase db push` emulation (and the real CLI, tests/test_supabase_cli.py) agree
     assert apply_migrations(fresh_db) == []

@@ -148,13 +148,14 @@ def _delete_at_a_terminal(root: Path, answer: bytes) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")} | {"STEPSDK_BACKUP_DIR": str(root)}
     try:
         proc = subprocess.Popen([sys.executable, "-c", "import sys; from stepsdk.cli import main; sys.exit(main())",
-                                 "delete", "c"], stdin=slave, stderr=subprocess.PIPE, env=env, text=True)
+                                 "delete", "c"], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, text=True)
         os.write(master, answer)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         os.close(master)
         os.close(slave)
-    return proc.returncode, err
+    return proc.returncode, err + out  # the question and warnings on stderr, the report on stdout
 
 
 def test_delete_asks_at_a_terminal(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ def test_pg_cron_job_deletes_old_tasks_and_cleanup_removes_their_objects(
     assert stack_objects(stack) == {SHARED, OWN_OLD, OWN_NEW}  # SQL cannot remove objects: queued
 
     stack_env(monkeypatch, stack, tmp_path / "unused")
+    (tmp_path / "unused").mkdir()  # status says so (exit 66) when the backup folder is missing
     assert main(["status", "--json"]) == Exit.OK
     retention = json_out(capsys.readouterr().out)["retention"]["supabase"]
     assert retention["job"] == {"jobid": job["id"], "schedule": NEVER, "active": True, "max_age": "30 days"}
@@ -207,8 +208,8 @@ def test_cleanup_local_uses_retention_days_and_status_shows_the_run(
     assert json_out(capsys.readouterr().out)["task_ids"] == ["old"]
     assert last_run(root)["older_than"] == "4w"  # type: ignore[index]
     assert main(["status"]) == Exit.OK
-    err = capsys.readouterr().err
-    assert "local retention: 100 days" in err and "by cleanup (older than 4w): 1 task(s)" in err
+    out = capsys.readouterr().out  # the report on stdout
+    assert "local retention: 100 days" in out and "by cleanup (older than 4w): 1 task(s)" in out
 
 
 def test_status_exits_non_zero_when_supabase_is_configured_but_unreachable(
