@@ -43,6 +43,10 @@ TRACES_PATH = "/v1/traces"
 MAX_ATTRIBUTE = 8_000  # characters of one text attribute (thinking, arguments, results)
 
 
+class OtlpExportError(Exception):
+    """The receiver did not accept a trace (unreachable, or an error answer)."""
+
+
 def traces_url(endpoint: str) -> str:
     """``http://host:4318`` → ``http://host:4318/v1/traces``; a URL with a path is kept."""
     parts = urlsplit(endpoint)
@@ -188,8 +192,8 @@ def step_span(step: dict[str, Any], task: dict[str, Any], screenshot_base: str |
 
 def export_tasks(bundles: Iterable[TaskBundle], endpoint: str, *, headers: dict[str, str] | None = None,
                  screenshot_base: str | None = None, timeout: float = 10.0) -> tuple[int, int]:
-    """Send every task as one trace; returns (traces, spans). Raises ``OSError`` when the
-    receiver did not accept them (the SDK exporter reports failure by return value)."""
+    """Send every task as one trace; returns (traces, spans). Raises :class:`OtlpExportError`
+    when the receiver did not accept one (the SDK exporter reports failure by return value)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -238,6 +242,6 @@ def export_tasks(bundles: Iterable[TaskBundle], endpoint: str, *, headers: dict[
         provider.force_flush()
         provider.shutdown()
         if exporter.failures:
-            raise OSError(f"the OTLP receiver at {url} did not accept the trace of task {bundle.task_id}")
+            raise OtlpExportError(f"the OTLP receiver at {url} did not accept the trace of task {bundle.task_id}")
         traces += 1
     return traces, spans
