@@ -90,7 +90,7 @@ overflow-wrap:anywhere}pre{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace;w
 word-break:break-all;background:#f3f4f6;border-radius:6px;padding:8px;max-height:24rem;overflow:auto;margin:4px 0}
 .text{white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0}.err{background:#fef2f2;color:#991b1b;
 border-radius:6px;padding:8px}.shot{position:relative;margin:8px auto;max-width:100%;width:fit-content}
-.shot img{display:block;max-width:100%;max-height:62vh;height:auto}.shot svg{position:absolute;inset:0;
+.shot img{display:block;max-width:100%;max-height:62vh;width:auto;height:auto}.shot svg{position:absolute;inset:0;
 width:100%;height:100%;pointer-events:none}.bar{display:flex;align-items:center;gap:8px}
 .bar h2{margin:0;font-size:17px}.grow{flex:1}button{font:inherit;padding:2px 10px;border-radius:6px;
 border:1px solid #4338ca;background:#fff;color:#4338ca;cursor:pointer}.hint{color:#9ca3af;font-size:12px}
