@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="animation speed and the HTML report's playback (default 1.0)")
     group.add_argument("--endpoint", metavar="URL",
                        help="OTLP/HTTP receiver for --format otlp (e.g. http://127.0.0.1:4318; /v1/traces is added)")
+    group.add_argument("--otlp-timeout", type=float, default=10.0, metavar="S",
+                       help="seconds to keep retrying a receiver that does not answer (default 10)")
 
 
 def check(args: argparse.Namespace) -> None:
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace, source: Any, tasks: list[dict[str, Any]]) -> i
 
         base = getattr(source, "client", None) and getattr(source.client, "supabase_url", None)
         try:
-            traces, spans = export_tasks(bundles, args.endpoint,
+            traces, spans = export_tasks(bundles, args.endpoint, timeout=args.otlp_timeout,
                                          screenshot_base=str(base).rstrip("/") if base else None)
         except OtlpExportError as exc:
             raise CliError(str(exc), Exit.UNAVAILABLE) from None
