@@ -23,7 +23,7 @@ log = logging.getLogger("stepsdk.share")
 
 FORMATS = ("gif", "webp", "mp4")
 DEFAULT_SECONDS = 1.0
-MAX_WIDTH = 720  # frames wider than this are scaled down (animations are for sharing, not archiving)
+MAX_WIDTH = 480  # wider frames are scaled down: an animation is for sharing (the report keeps full size)
 TAP = (239, 68, 68)
 SWIPE = (59, 130, 246)
 
@@ -110,7 +110,7 @@ def write_pillow(run: SharedRun, out: IO[bytes], fmt: str, seconds: float = DEFA
     images = list(frames(run))
     ms = max(20, round(seconds * 1000))
     if fmt == "gif":
-        images = [im.quantize(colors=256, method=Image.Quantize.MEDIANCUT) for im in images]
+        images = [im.quantize(colors=256, method=Image.Quantize.FASTOCTREE) for im in images]
         images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=ms, loop=0, optimize=False,
                        disposal=1)
     elif fmt == "webp":
@@ -135,7 +135,8 @@ def write_mp4(run: SharedRun, target: Path, seconds: float = DEFAULT_SECONDS) ->
         if writer is None:
             writer = imageio_ffmpeg.write_frames(
                 str(target), image.size, fps=1.0 / max(0.02, seconds), codec="libx264", pix_fmt_in="rgb24",
-                pix_fmt_out="yuv420p", macro_block_size=2, quality=7, output_params=["-movflags", "+faststart"],
+                pix_fmt_out="yuv420p", macro_block_size=2, quality=None,
+                output_params=["-preset", "veryfast", "-crf", "26", "-movflags", "+faststart"],
                 ffmpeg_log_level="error")
             writer.send(None)  # start ffmpeg
         writer.send(image.tobytes())
