@@ -27,3 +27,12 @@ async def test_animation_button_without_screenshots(viewer: User) -> None:
     await viewer.open("/tasks/task-empty")
     viewer.find("Animation").click()
     await viewer.should_see("No screenshots to animate in this task")
+
+
+async def test_html_report_of_a_task_with_broken_screenshots(viewer: User) -> None:
+    """A missing object and a stored file that is not an image: the report says so, no <img>."""
+    await viewer.open("/tasks/task-broken")
+    viewer.find("HTML report").click()
+    page = (await viewer.download.next(timeout=10)).text
+    assert page.count("was not available for this export") == 2
+    assert "<img" not in page
