@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stepsdk import _export  # noqa: E402
-from stepsdk._screenshots import capture, prepare  # noqa: E402
-from stepsdk.share import animation, html_report  # noqa: E402
-from stepsdk.share.run import shared_run  # noqa: E402
-from tests import fixtures_images  # noqa: E402
-from tests.share import phone_run  # noqa: E402
+from stepsdk import _export
+from stepsdk._screenshots import capture, prepare
+from stepsdk.share import animation, html_report
+from stepsdk.share.run import shared_run
+from tests import fixtures_images
+from tests.share import phone_run
 
 SCREENS = (fixtures_images.settings_screen, fixtures_images.list_screen, fixtures_images.chat_screen,
            fixtures_images.feed_screen)

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import html
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -279,10 +278,3 @@ def render(run: SharedRun, *, play_ms: int = PLAY_MS) -> str:
     parts.append(f"</div></div></main><script>{_SCRIPT}</script></body></html>\n")
     return "".join(parts)
 
-
-def render_many(runs: Iterable[SharedRun]) -> str:
-    """One task per file: several runs are refused by the CLI before rendering."""
-    runs = list(runs)
-    if len(runs) != 1:
-        raise ValueError(f"an HTML report holds one task, got {len(runs)}")
-    return render(runs[0])

@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -76,8 +76,12 @@ class _TaskIds:
         return int.from_bytes(self._digest(f"span{self.count}")[:8], "big") or 1
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ns(moment: datetime | None) -> int | None:
-    return int(moment.timestamp() * 1_000_000_000) if moment is not None else None
+    """Exact nanoseconds since the epoch (a float timestamp would lose the microseconds)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000 if moment is not None else None
 
 
 def _text(value: Any) -> str:
@@ -117,8 +121,9 @@ def task_span(task: dict[str, Any], steps: list[dict[str, Any]]) -> SpanPlan:
         attrs["output.value"] = _text(task["result"])
     start = parse_timestamp(task.get("started_at"))
     end = parse_timestamp(task.get("finished_at"))
-    if end is None and steps:  # still running (or interrupted): end at the last step
-        end = max((step_times(s)[1] for s in steps), default=None, key=lambda t: t or start)
+    if end is None:  # still running (or interrupted): end at the last step's end
+        ends = [e for e in (step_times(s)[1] for s in steps) if e is not None]
+        end = max(ends) if ends else None
     failed = task.get("status") in ("failed", "interrupted")
     return SpanPlan(f"invoke_agent {agent}", _ns(start), _ns(end or start), attrs,
                     str(task.get("error_message") or task.get("status")) if failed else None)
