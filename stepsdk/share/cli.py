@@ -27,7 +27,8 @@ sharing formats:
   stepsdk export --agent phone-bot --format trajectories -o dataset/   # JSONL + images for training
 
 html/gif/webp/mp4 take one task. trajectories exports successful tasks unless --status says
-otherwise; -o is a folder (created). See docs/sharing.md.
+otherwise; -o is a folder (created). Exit 69 when the OTLP receiver does not accept a trace;
+exit 1 when some screenshots could not be read (left out, listed). See docs/sharing.md.
 """
 
 
