@@ -8,6 +8,31 @@ from typing import Any
 import pytest
 
 from tests.share import phone_run
+from tests.share.phoenix_server import PhoenixServer
+
+_phoenix: list[PhoenixServer] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Boot Phoenix now, in the background, when a test will need it, and run those tests last:
+    Phoenix starts while the rest of the suite runs (see phoenix_server.py)."""
+    wanted = [i for i in items if i.get_closest_marker("phoenix") and "phoenix" in getattr(i, "fixturenames", ())]
+    if wanted and not _phoenix:
+        _phoenix.append(PhoenixServer())
+        items[:] = [i for i in items if i not in wanted] + wanted
+
+
+def pytest_sessionfinish() -> None:
+    while _phoenix:
+        _phoenix.pop().stop()
+
+
+@pytest.fixture(scope="session")
+def phoenix() -> str:
+    """The URL of a running Phoenix server (started at collection, stopped at the session's end)."""
+    if not _phoenix:
+        _phoenix.append(PhoenixServer())
+    return _phoenix[0].wait_ready()
 
 
 @pytest.fixture

@@ -6,12 +6,7 @@ screenshot as a Storage path (never inline bytes)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,48 +17,9 @@ from stepsdk.cli import main
 from stepsdk.cli._common import Exit
 from stepsdk.share.otlp import _TaskIds
 from tests.share import phone_run
+from tests.share.phoenix_server import free_port
 
 pytestmark = pytest.mark.phoenix
-REPO = Path(__file__).resolve().parents[2]
-PHOENIX = REPO / ".venv-phoenix" / "bin" / "phoenix"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def phoenix() -> Iterator[str]:
-    assert PHOENIX.exists(), f"{PHOENIX} is missing: run ./dev.sh setup (it installs arize-phoenix there)"
-    work = tempfile.mkdtemp(prefix="phoenix-")
-    port, grpc = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
-    env.update({"PHOENIX_WORKING_DIR": work, "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port),
-                "PHOENIX_GRPC_PORT": str(grpc), "PHOENIX_TELEMETRY_ENABLED": "false"})
-    log = open(Path(work) / "phoenix.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([str(PHOENIX), "serve"], env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (Path(work) / "phoenix.log").read_text()[-3000:]
-            try:
-                if httpx.get(url + "/v1/projects", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "phoenix did not start in 90 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _spans(url: str, project: str, expected: int) -> list[dict[str, Any]]:
@@ -122,7 +78,7 @@ def step_action(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_an_unreachable_receiver_is_a_clear_error(backup: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     status = main(["export", phone_run.TASK_ID, "--format", "otlp", "--endpoint", f"http://127.0.0.1:{port}",
                    "--otlp-timeout", "1"])
     assert status == Exit.UNAVAILABLE
