@@ -38,6 +38,7 @@ def _serve_export(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from stepsdk._import import load_export
     from stepsdk._import_check import ExportFormatError
     from stepsdk.share.view_export import export_as_backup
     from viewer.__main__ import serve
@@ -46,16 +47,17 @@ def _serve_export(args: argparse.Namespace) -> int:
         sys.stderr.write("stepsdk view: error: EXPORT cannot be combined with --backup-dir or --supabase-url\n")
         return 2
     try:
-        with export_as_backup(Path(args.export)) as (folder, tasks):
-            sys.stderr.write(f"viewing {tasks} task(s) of {args.export} (a temporary copy, not imported)\n")
-            args.backup_dir = str(folder)
-            return serve(args)
+        loaded = load_export(Path(args.export))
     except ExportFormatError as exc:
         sys.stderr.write(f"stepsdk view: error: {args.export} is not a valid export: {exc}\n")
         return 65
     except OSError as exc:
         sys.stderr.write(f"stepsdk view: error: cannot read {args.export}: {exc.strerror or exc}\n")
         return 66
+    with export_as_backup(loaded) as (folder, tasks):
+        sys.stderr.write(f"viewing {tasks} task(s) of {args.export} (a temporary copy, not imported)\n")
+        args.backup_dir = str(folder)
+        return serve(args)
 
 
 def _missing(args: argparse.Namespace) -> int:

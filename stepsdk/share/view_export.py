@@ -14,15 +14,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stepsdk._import import LoadedExport
+
 log = logging.getLogger("stepsdk.share")
 
 
 @contextlib.contextmanager
-def export_as_backup(path: Path) -> Iterator[tuple[Path, int]]:
-    """A temporary backup folder holding the export's tasks; yields (folder, tasks)."""
+def export_as_backup(path: Path | LoadedExport) -> Iterator[tuple[Path, int]]:
+    """A temporary backup folder holding the export's tasks (a path is read and validated
+    first: :class:`ExportFormatError` or ``OSError``); yields (folder, tasks)."""
     from stepsdk._import import import_into_backup, load_export
 
-    loaded = load_export(Path(path))
+    loaded = path if isinstance(path, LoadedExport) else load_export(Path(path))
     root = Path(tempfile.mkdtemp(prefix="stepsdk-view-"))
     try:
         report = import_into_backup(loaded, root / "backup")
