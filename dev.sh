@@ -19,6 +19,8 @@ log() { printf '\033[1;34m[stepsdk]\033[0m %s\n' "$*" >&2; }
 install_debian_packages() {
     local missing=()
     [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+    # pg_cron: the scheduled retention of supabase/migrations/20261130001400_* (tests run it for real)
+    [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || missing+=(postgresql-15-cron)
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
     [ ${#missing[@]} -eq 0 ] && return 0

@@ -8,7 +8,7 @@
 from stepsdk._config import Config
 from stepsdk._model import Level, Step, StepType, TaskStatus
 from stepsdk._tracker import StepHandle, StepTracker, TrackerStats
-from stepsdk._worker import FlushResult
+from stepsdk.recording.progress import FlushResult
 
 __version__ = "0.1.0"
 

@@ -69,6 +69,9 @@ class Config:
     probe_max: float = 30.0
     bucket: str = "step-screenshots"
     owner_id: str | None = None
+    # Local retention: a tracker deletes backup tasks older than this many days when it starts
+    # (stepsdk._local_retention.apply_on_start). None: keep everything.
+    retention_days: int | None = None
 
     @property
     def remote(self) -> bool:
@@ -95,7 +98,7 @@ class Config:
         """Arguments first, then SUPABASE_URL, SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY),
         STEPSDK_BACKUP_DIR (default ./backup), STEPSDK_LEVEL (default DETAILED),
         STEPSDK_MAX_STRING / STEPSDK_MAX_FIELD_BYTES (or max_string= / max_field_bytes=): override
-        the level's string and field size limits. Pass "" for the
+        the level's string and field size limits; STEPSDK_RETENTION_DAYS (or retention_days=). Pass "" for the
         URL or key to force local mode whatever the environment says."""
         env = os.environ
         env_url, env_key = supabase_env(env)
@@ -117,6 +120,7 @@ class Config:
         lvl = _level(level if level is not None else env.get("STEPSDK_LEVEL"))
         limits = overrides.pop("limits", None) or LEVEL_LIMITS[lvl]
         limits = _limit_overrides(limits, overrides, env)
+        _retention_override(overrides, env)
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - fields
         if unknown:
@@ -158,3 +162,19 @@ def _limit_overrides(limits: Limits, overrides: dict[str, object], env: os._Envi
             raise ValueError(f"{source} must be between 100 and 100,000,000, got {raw!r}")
         changes[name] = value
     return dataclasses.replace(limits, **changes) if changes else limits
+
+
+def _retention_override(overrides: dict[str, object], env: Mapping[str, str]) -> None:
+    """retention_days from the argument, else STEPSDK_RETENTION_DAYS: a whole number of days."""
+    raw, source = overrides.get("retention_days"), "retention_days"
+    if raw is None and env.get("STEPSDK_RETENTION_DAYS"):
+        raw, source = env["STEPSDK_RETENTION_DAYS"], "STEPSDK_RETENTION_DAYS"
+    if raw is None:
+        return
+    try:
+        value = int(raw)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} must be a whole number of days, got {raw!r}") from None
+    if isinstance(raw, (bool, float)) or not 1 <= value <= 36_500:
+        raise ValueError(f"{source} must be between 1 and 36500 days, got {raw!r}")
+    overrides["retention_days"] = value

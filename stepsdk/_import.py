@@ -289,10 +289,13 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
             errors.append(f"{name}: manifest screenshot {storage_path!r} is not a safe path present in the zip")
             continue
         data = _read_entry(zf, infos[entry], limits.max_image_bytes, name)
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != meta["sha256"]:
             errors.append(f"{name}: {entry} does not match its sha256 in the manifest (corrupt or altered)")
             continue
-        problem = image_problem(data)
+        # content_key_problem: else it could replace another screenshot of the backup (and, by
+        # resync, of the bucket)
+        problem = image_problem(data) or content_key_problem(storage_path, digest)
         if problem:
             errors.append(f"{name}: {entry} {problem}")
             continue
@@ -300,6 +303,18 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
     if errors:
         raise ExportFormatError(errors, limits.max_errors_shown)
     return images
+
+
+_CONTENT_KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.webp$")  # the backup's STORAGE_PATH_RE
+
+
+def content_key_problem(storage_path: str, digest: str) -> str | None:
+    """Why ``storage_path`` is not the content-addressed key of bytes hashing to ``digest``."""
+    if not _CONTENT_KEY.match(storage_path):
+        return "is not a content-addressed name (<sha256[0:2]>/<sha256>.webp)"
+    if storage_path != f"{digest[:2]}/{digest}.webp":
+        return f"does not hash to its name (its sha256 is {digest}): altered or crafted"
+    return None
 
 
 def image_problem(data: bytes) -> str | None:
@@ -413,10 +428,13 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
         task = dict(bundle.task)
         task.setdefault("metadata", {})
         records.append({"k": _backup.KIND_TASK, "v": version, "row": task})
-        records += [{"k": _backup.KIND_STEP, "row": _complete(s, STEP_COLUMNS, _STEP_DEFAULTS, now)}
+        # Every row gets this import's version, newer than any upload made before: an import
+        # means "I want these rows there" (the task may have been deleted in Supabase since),
+        # and re-sending is harmless (idempotent upserts that keep the newest version).
+        records += [{"k": _backup.KIND_STEP, "v": version, "row": _complete(s, STEP_COLUMNS, _STEP_DEFAULTS, now)}
                     for s in bundle.steps]
-        records += [{"k": _backup.KIND_SHOT, "row": _complete(r, SCREENSHOT_COLUMNS, _SHOT_DEFAULTS, now)}
-                    for r in bundle.screenshots]
+        records += [{"k": _backup.KIND_SHOT, "v": version,
+                     "row": _complete(r, SCREENSHOT_COLUMNS, _SHOT_DEFAULTS, now)} for r in bundle.screenshots]
         report.tasks += 1
         report.steps += len(bundle.steps)
         report.screenshots += len(bundle.screenshots)

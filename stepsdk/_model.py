@@ -86,7 +86,7 @@ class IdSource:
     and processes without a syscall per step.
     """
 
-    __slots__ = ("__weakref__", "_counter", "_prefix")
+    __slots__ = ("__weakref__", "_prefix", "next")
 
     def __init__(self) -> None:
         self._reseed()
@@ -97,10 +97,8 @@ class IdSource:
         variant = "89ab"[int(raw[16], 16) & 3]
         self._prefix = f"{raw[0:8]}-{raw[8:12]}-4{raw[13:16]}-{variant}{raw[17:20]}-"
         start = int.from_bytes(os.urandom(5), "big")  # < 2**40: room for 2**48 - 2**40 steps
-        self._counter = itertools.count(start)
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):012x}"
+        # `next()` -> the next id; built from C-level iterators only (~0.1 µs, no Python frame).
+        self.next = map(self._prefix.__add__, map("{:012x}".format, itertools.count(start))).__next__
 
 
 @dataclasses.dataclass(slots=True, eq=False)

@@ -89,6 +89,7 @@ class CleanupReport:
     objects_kept: list[str] = field(default_factory=list)  # referenced again by the time of removal
     objects_failed: list[str] = field(default_factory=list)  # removal failed: orphaned, listed for a retry
     orphans: list[str] = field(default_factory=list)  # objects no row references, older than the age
+    freed: list[str] = field(default_factory=list)  # queued by the scheduled retention, removed now
     more_not_listed: bool = False  # dry run: more tasks exist than were listed
     kept: dict[str, str] = field(default_factory=dict)  # old task id -> why it had to stay
     problems: list[str] = field(default_factory=list)
@@ -113,7 +114,7 @@ class CleanupReport:
             "ok": self.ok, "dry_run": self.dry_run, "cutoff": self.cutoff, "tasks": len(self.task_ids),
             "task_ids": self.task_ids, "objects": len(self.objects_deleted),
             "object_paths": self.objects_deleted, "objects_kept": self.objects_kept,
-            "objects_failed": self.objects_failed, "orphans": self.orphans,
+            "objects_failed": self.objects_failed, "orphans": self.orphans, "freed": self.freed,
             "more_not_listed": self.more_not_listed,
             "kept": self.kept, "problems": self.problems,
         }
@@ -131,6 +132,9 @@ def _no_progress(n: int) -> None:
 RPC = "stepsdk_delete_tasks_older_than"
 MAX_BATCH = 10_000  # the SQL function's own upper bound
 REMOVE_CHUNK = 100  # object keys per Storage remove call / per "still referenced?" check
+DELETE_RPC = "stepsdk_delete_tasks"
+DELETE_CHUNK = 1000  # task ids per stepsdk_delete_tasks call (one transaction each)
+FREED_TABLE = "stepsdk_freed_objects"  # objects the scheduled retention freed, for removal
 
 
 class SupabaseRetention:
@@ -242,6 +246,45 @@ class SupabaseRetention:
     def _remove(self, paths: list[str]) -> None:
         self.client.storage.from_(self.bucket).remove(paths)
 
+    def delete_ids(self, task_ids: list[str], *, dry_run: bool, advance: Advance = _no_progress) -> CleanupReport:
+        """Delete the given tasks through ``stepsdk_delete_tasks`` (rows, one transaction per
+        chunk), then the objects no other task references. Unknown ids are left out."""
+        report = CleanupReport(dry_run=dry_run)
+        for start in range(0, len(task_ids), DELETE_CHUNK):
+            chunk = task_ids[start:start + DELETE_CHUNK]
+            data = self.client.rpc(DELETE_RPC, {"task_ids": chunk, "dry_run": dry_run}).execute().data
+            if not isinstance(data, dict) or not isinstance(data.get("task_ids"), list):
+                raise RuntimeError(f"{DELETE_RPC} returned an unexpected result: {str(data)[:200]}")
+            report.task_ids += data["task_ids"]
+            if dry_run:
+                report.objects_deleted += data["unreferenced_paths"]
+            else:
+                self._remove_objects(data["unreferenced_paths"], report)
+            advance(len(data["task_ids"]))
+        return report
+
+    def remove_freed(self, report: CleanupReport, *, dry_run: bool) -> None:
+        """Remove the objects the scheduled retention (pg_cron, ``stepsdk_run_retention``) freed
+        and queued in ``stepsdk_freed_objects``; a key referenced again is only dequeued."""
+        while True:
+            rows = (self.client.table(FREED_TABLE).select("storage_path").order("storage_path")
+                    .limit(REMOVE_CHUNK).execute().data or [])
+            paths = [r["storage_path"] for r in rows]
+            if dry_run:
+                report.freed += paths
+                return
+            if not paths:
+                return
+            before = len(report.objects_failed)
+            self._remove_objects(paths, report)
+            failed = set(report.objects_failed[before:])
+            done = [p for p in paths if p not in failed]
+            report.freed += [p for p in done if p not in report.objects_kept]
+            if done:
+                self.client.table(FREED_TABLE).delete().in_("storage_path", done).execute()
+            if failed:  # keep them queued for the next run; do not spin on them now
+                return
+
 
 # --------------------------------------------------------------------------- local backup
 
@@ -274,10 +317,18 @@ class BackupRetention:
         """``keep_pending``: spare tasks not fully uploaded yet (when Supabase is their real home,
         deleting them here would lose them)."""
         cutoff = datetime.now(UTC) - age
-        report = CleanupReport(dry_run=dry_run, cutoff=cutoff.isoformat())
+        return self.run_selected(lambda snap: {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)},
+                                 cutoff=cutoff.isoformat(), dry_run=dry_run, keep_pending=keep_pending,
+                                 advance=advance)
+
+    def run_selected(self, choose: Callable[[BackupSnapshot], set[str]], *, dry_run: bool, cutoff: str = "",
+                     keep_pending: bool = False, advance: Advance = _no_progress) -> CleanupReport:
+        """Delete the tasks ``choose(snapshot)`` names (``stepsdk delete``; ``run`` picks by age),
+        by the same rules: whole tasks, shared screenshot files kept, running writers spared."""
+        report = CleanupReport(dry_run=dry_run, cutoff=cutoff)
         snap = self.store.read()
         report.problems += [p for p in snap.problems if "record skipped" not in p]
-        doomed = {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)}
+        doomed = set(choose(snap)) & (set(snap.tasks) | set(snap.steps) | set(snap.screenshots))
         if keep_pending:
             pending = doomed & _pending_task_ids(snap)
             report.kept.update((tid, "not uploaded yet: run 'stepsdk resync' first, or pass "
@@ -286,7 +337,7 @@ class BackupRetention:
         plans, blocked = self._plan(snap, doomed)
         report.kept.update(blocked)
         doomed -= set(blocked)
-        report.task_ids = sorted(doomed, key=lambda t: (str(snap.tasks[t].get("started_at")), t))
+        report.task_ids = sorted(doomed, key=lambda t: (str(snap.tasks.get(t, {}).get("started_at")), t))
         report.objects_deleted = self._unreferenced(snap, doomed)
         if dry_run:
             return report

@@ -177,7 +177,7 @@ def test_unreadable_import_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize("argv", [
-    ["cleanup"], ["cleanup", "--older-than", "soon"], ["cleanup", "--older-than", "1d", "--batch-size", "0"],
+    ["delete", "--agent", "bot", "--before", "soon"], ["cleanup", "--older-than", "soon"], ["cleanup", "--older-than", "1d", "--batch-size", "0"],
     ["cleanup", "--older-than", "1d", "--batch-size", "many"], ["export", "--format", "xml"],
     ["export", "--since", "yesterday"], ["export", "--since", "999999999w"], ["export", "--until", "2026-13-01"], ["export", "--status", "weird"], ["import"],
 ])
@@ -189,7 +189,7 @@ def test_bad_arguments_exit_2_with_one_message(argv: list[str], capsys: pytest.C
     assert "error:" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", ["export", "import", "cleanup"])
+@pytest.mark.parametrize("command", ["export", "import", "cleanup", "delete"])
 def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])

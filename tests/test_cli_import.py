@@ -308,6 +308,34 @@ def _manifest_data_list(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> Non
     _write_all(zout, entries)
 
 
+def _crafted_replacement(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    """Another real image under an existing screenshot's name, with the manifest and the rows made
+    to agree: only the content-addressed name betrays it (it would replace that screenshot)."""
+    name = next(n for n in entries if n.startswith("screenshots/"))
+    key, data = name[len("screenshots/"):], webp(77)
+    entries[name] = data
+    manifest = _manifest(entries)
+    manifest["screenshots"][key] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    doc = json.loads(entries["export.json"])
+    for bundle in doc["tasks"]:
+        for shot in bundle["screenshots"]:
+            if shot["storage_path"] == key:
+                shot.update(file_hash=hashlib.sha256(data).hexdigest(), file_size=len(data))
+    entries["export.json"] = json.dumps(doc).encode()
+    _write_all(zout, entries)
+
+
+def _extra_bad_name(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
+    """An extra image no row uses, listed in the manifest under a name that is no content key."""
+    data = webp(9)
+    entries["screenshots/ab/extra.webp"] = data
+    manifest = _manifest(entries)
+    manifest["screenshots"]["ab/extra.webp"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    _write_all(zout, entries)
+
+
 def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     doc = json.loads(entries["export.json"])
     doc["tasks"][0]["task"]["status"] = "weird"
@@ -325,6 +353,8 @@ def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     (_tampered_image, "does not match its sha256"),
     (_not_an_image, "is not a readable image"),
     (_gif_image, "is a GIF image"),
+    (_crafted_replacement, "does not hash to its name"),
+    (_extra_bad_name, "ab/extra.webp is not a content-addressed name"),
     (_image_missing, "is referenced but not in the zip"),
     (_no_manifest, "no manifest.json"),
     (_manifest_data_list, '"data" must name the data file'),
@@ -483,10 +513,10 @@ def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any
     assert accepted > 8
 
 
-def test_import_warns_when_resync_would_skip_rows_uploaded_before(
+def test_import_makes_rows_pending_even_when_this_folder_uploaded_them_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Resync sends a row once per backup folder: re-importing into the folder that uploaded the
-    rows before would not restore them in Supabase. The import says so, with the way out."""
+    """An import means "I want these rows there" (the task may have been deleted in Supabase):
+    every row and object of the file is pending for resync, whatever the folder uploaded before."""
     from stepsdk import _backup
 
     root = tmp_path / "backup"
@@ -494,17 +524,20 @@ def test_import_warns_when_resync_would_skip_rows_uploaded_before(
     ds.add_task("uploaded", image_seeds=[1, None])
     load_into_backup(root, ds)
     acks = _backup.JournalWriter(root)
-    acks.append([{"k": "ack", "t": "task_steps", "ids": [s["id"] for s in ds.steps]},
+    acks.append([{"k": "ack", "t": "tasks", "v": BackupStore(root).read().task_versions},
+                 {"k": "ack", "t": "task_steps", "ids": [s["id"] for s in ds.steps]},
+                 {"k": "ack", "t": "step_screenshots", "ids": [r["id"] for r in ds.shots]},
                  {"k": "ack", "t": "objects", "ids": list(ds.images)}])
     acks.close()
+    snap = BackupStore(root).read()
+    assert not snap.pending_steps() and not snap.pending_screenshots() and not snap.pending_objects()
     local_env(monkeypatch, root)
     assert main(["export", "-o", str(tmp_path / "run.json")]) == Exit.OK
     assert main(["import", str(tmp_path / "run.json"), "--json"]) == Exit.OK
-    captured = capsys.readouterr()
-    assert json_out(captured.out)["already_uploaded"] == 3
-    assert "will not send them again" in captured.err and "--backup-dir NEW" in captured.err
-    assert main(["import", str(tmp_path / "run.json"), "--backup-dir", str(tmp_path / "fresh"), "--json"]) == Exit.OK
-    assert json_out(capsys.readouterr().out)["already_uploaded"] == 0
+    assert "will not send them again" not in capsys.readouterr().err
+    snap = BackupStore(root).read()
+    assert len(snap.pending_steps()) == 2 and len(snap.pending_screenshots()) == 1
+    assert snap.pending_objects() == sorted(ds.images) and [t["task_id"] for t in snap.pending_tasks()] == ["uploaded"]
 
 
 def test_minimal_rows_from_the_database_round_trip(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

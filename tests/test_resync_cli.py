@@ -140,7 +140,7 @@ def test_clear_errors_without_traceback(stack: Any, tmp_path: Path, monkeypatch:
     assert not_dir.returncode == 66 and "not a folder" in not_dir.stderr
     bad_key = _cli(["status", "--backup-dir", str(tmp_path)], {"SUPABASE_URL": stack.url,
                                                                 "SUPABASE_SECRET_KEY": "wrong-key-123456"})
-    assert bad_key.returncode == 0 and "NOT reachable" in bad_key.stderr and "wrong-key" not in bad_key.stderr
+    assert bad_key.returncode == 78 and "NOT reachable" in bad_key.stderr and "wrong-key" not in bad_key.stderr
     for res in (no_key, down, missing, not_dir, bad_key):
         assert "Traceback" not in res.stderr
 

@@ -3,7 +3,7 @@ numbers worked out by hand from supabase/seed.sql."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +22,7 @@ PATHS = {"seed-task-login-flow": {A}, "seed-task-checkout": {A, B}, "seed-task-o
 # The files the tests below run; a new query file must get a test (and an entry here).
 COVERED = {"01_recent_tasks.sql", "02_task_timeline.sql", "03_failed_steps.sql", "04_error_summary.sql",
            "05_slowest_steps.sql", "06_daily_success_rate.sql", "07_storage_usage.sql",
-           "08_retention_preview.sql"}
+           "08_retention_preview.sql", "09_retention_runs.sql"}
 
 
 def run(stack, name: str) -> list[dict]:
@@ -132,6 +132,22 @@ def test_08_retention_preview(seeded):
     assert "seed-task-old-report" in doomed  # started 2026-10-01: older than 30 days ever since
     assert {r["has_more"] for r in rows} == {False}
     assert seeded.sql("select count(*) as n from public.tasks")[0]["n"] == 5  # a preview deletes nothing
+
+
+def test_09_retention_runs(seeded):
+    seeded.sql("delete from public.stepsdk_retention_runs; delete from public.stepsdk_freed_objects")
+    seeded.sql("select public.stepsdk_unschedule_retention()")
+    [never] = run(seeded, "09_retention_runs.sql")
+    assert (never["schedule"], never["started_at"], never["freed_objects_pending"]) == (None, None, 0)
+    try:
+        seeded.sql("select public.stepsdk_run_retention(interval '30 days')")
+        rows = run(seeded, "09_retention_runs.sql")
+        # seed-task-old-report (2026-10-01) goes; of its objects A and C, A is shared with newer tasks
+        assert [(r["max_age"], r["tasks_deleted"], r["objects_freed"]) for r in rows] == [(timedelta(days=30), 1, 1)]
+        assert rows[0]["freed_objects_pending"] == 1 and rows[0]["finished_at"] >= rows[0]["started_at"]
+        assert seeded.sql("select storage_path from public.stepsdk_freed_objects") == [{"storage_path": C}]
+    finally:
+        seeded.sql("delete from public.stepsdk_retention_runs; delete from public.stepsdk_freed_objects")
 
 
 def test_every_query_file_is_tested():

@@ -17,9 +17,11 @@ def create_app(source: DataSource) -> None:
     """Register every page and API route on NiceGUI's app for ``source``."""
     if not isinstance(source, DataSource):
         raise TypeError(f"source must be a viewer DataSource, got {type(source).__name__}")
-    from . import api
+    from . import api, operations
     from .pages import compare, stats, task, tasks
 
+    # GET /api/storage; the clean-up endpoint when the key may delete (before api's /api catch-all)
+    operations.register(source)
     api.register(source)
     tasks.register(source)
     task.register(source)

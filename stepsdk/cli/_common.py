@@ -224,6 +224,9 @@ def _describe_os_error(exc: OSError) -> str:
     return f"{where}{exc.strerror or _short(exc)}"
 
 
+describe_backend_error = _describe_backend_error  # for commands that report rather than fail
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]

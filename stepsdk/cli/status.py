@@ -1,19 +1,26 @@
-"""``stepsdk status``: is Supabase reachable, what is pending in the backup, what was refused."""
+"""``stepsdk status``: is Supabase reachable, what is pending in the backup, what was refused,
+the retention in force and its last run.
+
+Exit status: 0; 69 when Supabase is configured but cannot be reached; 78 when it answers but
+rejects the key (the report is printed either way)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from stepsdk._backup import BackupStore
+from stepsdk import _retention_status
+from stepsdk._abandoned import abandoned_tasks
+from stepsdk._backup import BackupStore, JournalWriter, dead_writer_journals, new_writer_name
 from stepsdk._config import Config
-from stepsdk._resync import pending_counts
+from stepsdk._resync import mark_abandoned, pending_counts
 from stepsdk._retry import one_line
 from stepsdk.cli._common import (
     Exit,
     add_json_argument,
     backup_dir_from,
     check_backup_dir,
+    describe_backend_error,
     emit,
     examples_formatter,
     resolve_config,
@@ -22,7 +29,10 @@ from stepsdk.cli._common import (
 
 EPILOG = """examples:
   stepsdk status
-  stepsdk status --backup-dir /data/backup --json"""
+  stepsdk status --backup-dir /data/backup --json
+
+exit status: 0 fine (or local mode); 69 Supabase configured but unreachable; 78 Supabase
+rejects the key; 66 bad backup folder."""
 
 
 def register(subparsers: Any) -> None:
@@ -44,7 +54,10 @@ def backend_status(config: Config) -> dict[str, Any]:
     try:
         sink.probe()
     except Exception as exc:
-        return {"configured": True, "reachable": False, "url": config.supabase_url, "reason": one_line(exc)}
+        described = describe_backend_error(exc)
+        rejected = described is not None and described[1] == Exit.CONFIG
+        return {"configured": True, "reachable": False, "url": config.supabase_url, "reason": one_line(exc),
+                "key_rejected": rejected}
     finally:
         sink.close()
     return {"configured": True, "reachable": True, "url": config.supabase_url, "reason": None}
@@ -53,14 +66,26 @@ def backend_status(config: Config) -> dict[str, Any]:
 def collect(folder: Any, config: Config) -> dict[str, Any]:
     store = BackupStore(folder)
     snap = store.read()
+    abandoned: list[str] = []
+    if dead_writer_journals(folder) and abandoned_tasks(snap):
+        # Tasks left running by a recorder that died: mark them interrupted (a journal of this
+        # run, uploaded by the next `stepsdk resync`).
+        writer = JournalWriter(folder, new_writer_name("s"))
+        try:
+            abandoned = mark_abandoned(snap, writer)
+        finally:
+            writer.close()
+    backend = backend_status(config)
     return {
-        "backend": backend_status(config),
+        "abandoned": abandoned,
+        "backend": backend,
         "backup_dir": str(folder),
         "pending": pending_counts(snap) | {"bytes": store.pending_bytes(snap)},
         "rejected": [{"table": t, "id": k, **v} for (t, k), v in sorted(snap.rejected.items())],
         "problems": snap.problems,
         "last_upload_at": snap.last_upload_at,
         "tasks_in_backup": len(snap.tasks),
+        "retention": _retention_status.collect(folder, config, remote_ok=bool(backend["reachable"])),
     }
 
 
@@ -71,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(folder, connect_timeout=3.0, request_timeout=5.0)
     info = collect(folder, config)
     emit(args, info, _human(info))
+    backend = info["backend"]
+    if backend["configured"] and not backend["reachable"]:
+        return Exit.CONFIG if backend.get("key_rejected") else Exit.UNAVAILABLE
     return Exit.OK
 
 
@@ -87,11 +115,14 @@ def _human(info: dict[str, Any]) -> str:
              f"pending: {p['tasks']} tasks, {p['task_steps']} steps, {p['step_screenshots']} screenshots "
              f"({p['objects']} objects, {p['bytes']} bytes)",
              f"last successful upload: {info['last_upload_at'] or 'never'}"]
+    for task_id in info["abandoned"]:
+        lines.append(f"marked interrupted (its recording process is gone): {task_id}")
     if info["rejected"]:
         lines.append(f"rejected by Supabase: {len(info['rejected'])}")
         for r in info["rejected"][:20]:
             err = r.get("error") or {}
             lines.append(f"  {r['table']} {r['id']}: {err.get('code')}: {err.get('message')}")
+    lines += _retention_status.human(info["retention"])
     for problem in info["problems"][:10]:
         lines.append(f"problem: {problem}")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PG_BIN = Path(os.environ.get("STEPSDK_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "postgres"
+CRON_DATABASE = "stepsdk"  # the database LocalStack creates; pg_cron schedules jobs in it
 
 
 def free_port() -> int:
@@ -118,7 +119,11 @@ class PgCluster:
         opts = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
                 f"-c unix_socket_directories={self.sockdir} -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=100 "
-                "-c log_min_messages=warning -c logging_collector=off -c timezone=UTC")
+                "-c log_min_messages=warning -c logging_collector=off -c timezone=UTC "
+                # pg_cron (Debian's postgresql-15-cron, installed by dev.sh): scheduled retention.
+                # Its scheduler serves the stack's database; jobs connect back over TCP.
+                f"-c shared_preload_libraries=pg_cron -c cron.database_name={CRON_DATABASE} "
+                "-c cron.host=127.0.0.1")
         subprocess.run(
             [*run, str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-o", opts, "-l",
              str(self.root / "postgres.log"), "-w", "-t", "60", "start"],

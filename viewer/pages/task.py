@@ -28,6 +28,7 @@ from ._common import (
     status_badge,
     url_param,
 )
+from ._delete_button import delete_button
 
 log = logging.getLogger("viewer.pages.task")
 PER_PAGE = 50
@@ -126,6 +127,7 @@ class TaskView:
                 other = ui.input("Compare with task id").props("dense outlined").classes("w-56")
                 ui.button("Compare", icon="compare_arrows", on_click=lambda: ui.navigate.to(
                     f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}")).props("outline dense")
+                delete_button(self.source, self.task_id, steps=self.total)  # only when the key may delete
             ui.label(f"id: {self.task_id}").classes("font-mono text-gray-600 break-all")
             with ui.row().classes("gap-6 text-sm"):
                 for label, value in (
