@@ -9,6 +9,10 @@ cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
 VENV="$PWD/.venv"
+# Arize Phoenix (the OTLP receiver of tests/share/test_phoenix.py) pins many packages that clash
+# with the viewer's web stack, so it lives in a venv of its own.
+PHOENIX_VENV="$PWD/.venv-phoenix"
+PHOENIX_VERSION="20.26.1"
 
 log() { printf '\033[1;34m[stepsdk]\033[0m %s\n' "$*" >&2; }
 
@@ -63,10 +67,20 @@ install_supabase_cli() {
         "supabase@$SUPABASE_CLI_VERSION" >/dev/null
 }
 
+install_phoenix() {
+    [ -x "$PHOENIX_VENV/bin/python" ] || { log "creating $PHOENIX_VENV"; "$PY" -m venv "$PHOENIX_VENV"; }
+    if [ "$(cat "$PHOENIX_VENV/.setup-stamp" 2>/dev/null)" != "$PHOENIX_VERSION" ] || [ ! -x "$PHOENIX_VENV/bin/phoenix" ]; then
+        log "installing arize-phoenix==$PHOENIX_VERSION into $PHOENIX_VENV (about 2 min the first time)"
+        "$PHOENIX_VENV/bin/pip" install -q --disable-pip-version-check "arize-phoenix==$PHOENIX_VERSION"
+        echo "$PHOENIX_VERSION" > "$PHOENIX_VENV/.setup-stamp"
+    fi
+}
+
 setup() {
     install_debian_packages
     install_python_packages
     install_supabase_cli
+    install_phoenix
 }
 
 cmd=${1:-help}

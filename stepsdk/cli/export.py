@@ -25,6 +25,7 @@ from stepsdk.cli._common import (
     run_safely,
     warn,
 )
+from stepsdk.share import cli as share_cli
 
 EPILOG = """\
 examples:
@@ -54,12 +55,13 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export", help="export tasks to JSON, JSONL or CSV (optionally a zip with screenshots)",
         description="Export recorded tasks with their steps and screenshot metadata.",
-        epilog=EPILOG, formatter_class=examples_formatter(),
+        epilog=EPILOG + "\n" + share_cli.HELP, formatter_class=examples_formatter(),
     )
     parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="tasks to export (default: all matching)")
-    parser.add_argument("--format", choices=(*_export_format.FORMATS, "xlsx"), default="json",
+    parser.add_argument("--format", choices=(*_export_format.FORMATS, "xlsx", *share_cli.FORMATS), default="json",
                         help="data format (default json; CSV text that looks like a formula gets a leading '; "
-                             "xlsx: an Excel workbook with a tasks sheet and a steps sheet)")
+                             "xlsx: an Excel workbook with a tasks sheet and a steps sheet; "
+                             "html, gif, webp, mp4, otlp, trajectories: see 'sharing formats' below)")
     parser.add_argument("--with-screenshots", action="store_true",
                         help="write a zip with the data file and screenshots/<storage_path> images")
     parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
@@ -69,6 +71,7 @@ def register(subparsers: Any) -> None:
     filters.add_argument("--since", type=time_bound, metavar="WHEN",
                          help="started at or after WHEN: ISO date/time (no offset means UTC) or an age like 7d, 12h")
     filters.add_argument("--until", type=time_bound, metavar="WHEN", help="started before WHEN (same forms)")
+    share_cli.add_arguments(parser)
     add_source_arguments(parser)
     parser.set_defaults(func=run_export)
 
@@ -99,8 +102,13 @@ def open_export_source(args: argparse.Namespace) -> _export.ExportSource:
 
 @run_safely("export")
 def run_export(args: argparse.Namespace) -> int:
+    sharing = args.format in share_cli.FORMATS
+    if sharing:
+        share_cli.check(args)
     _check_output(args)
     flt = _export.TaskFilter(tuple(dict.fromkeys(args.task_ids)), args.status, args.agent, args.since, args.until)
+    if sharing:
+        flt = share_cli.default_filter(args, flt)
     source = open_export_source(args)
     tasks = source.tasks(flt)
     for problem in source.problems:
@@ -110,6 +118,8 @@ def run_export(args: argparse.Namespace) -> int:
     if missing:
         narrowed = " (or left out by the filters)" if any((flt.status, flt.agent, flt.since, flt.until)) else ""
         raise CliError(f"task(s) not found in the {source.label}{narrowed}: {', '.join(missing)}", Exit.NO_INPUT)
+    if sharing:
+        return share_cli.run(args, source, tasks)
     tally = _export.Tally()
     # Steps are loaded a few tasks at a time while writing: memory stays bounded.
     report = _write(args, tally.watch(_export.iter_bundles(source, tasks)), source)
@@ -127,9 +137,9 @@ def _check_output(args: argparse.Namespace) -> None:
         raise CliError("--with-screenshots writes a zip: give its path with -o", Exit.USAGE)
     if args.format == "xlsx" and args.with_screenshots:
         raise CliError("--with-screenshots writes a zip of JSON, JSONL or CSV; export xlsx on its own", Exit.USAGE)
-    if args.json and args.output is None:
+    if args.json and args.output is None and args.format != "otlp":
         raise CliError("--json prints a summary on stdout: give the export file with -o", Exit.USAGE)
-    if args.output is not None and args.output.is_dir():
+    if args.output is not None and args.output.is_dir() and args.format != "trajectories":
         raise CliError(f"output {args.output} is a folder; give a file name", Exit.USAGE)
     if args.output is not None and not args.output.parent.is_dir():
         raise CliError(f"output folder {args.output.parent} does not exist", Exit.CANT_WRITE)

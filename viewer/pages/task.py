@@ -194,6 +194,8 @@ class TaskView:
                 ui.button("Export JSON", icon="data_object", on_click=self.export_json).props("outline dense")
                 ui.button("Steps CSV", icon="table_view", on_click=self.export_csv).props("outline dense")
                 ui.button("Excel", icon="grid_on", on_click=self.export_xlsx).props("outline dense")
+                ui.button("HTML report", icon="description", on_click=self.export_html).props("outline dense")
+                ui.button("Animation", icon="movie", on_click=self.export_gif).props("outline dense")
                 with ui.button("Compare", icon="compare_arrows").props("outline dense"), \
                         ui.menu().classes("p-2"), ui.row().classes("items-center no-wrap"):
                     other = ui.input("Compare with task id").props("dense outlined autofocus").classes("w-64")
@@ -781,6 +783,34 @@ class TaskView:
             ui.notify(f"Export failed: {exc}", type="negative")
             return
         ui.download.content(steps_csv(steps), f"task-{_file_safe(self.task_id)}-steps.csv", "text/csv")
+
+
+    async def export_html(self) -> None:
+        """One self-contained HTML file (``stepsdk export TASK --format html``)."""
+        from ..share_exports import html_report_bytes
+
+        try:
+            data = await fetch(html_report_bytes, self.source, self.task)
+        except FetchError as exc:
+            ui.notify(f"Export failed: {exc}", type="negative")
+            return
+        ui.download.content(data, f"task-{_file_safe(self.task_id)}.html", "text/html")
+
+    async def export_gif(self) -> None:
+        """The screenshots with the action overlay as an animated GIF (``--format gif``)."""
+        from stepsdk.share.animation import AnimationError
+
+        from ..share_exports import animation_bytes
+
+        if not self.task.get("screenshots_count"):
+            ui.notify("No screenshots to animate in this task")
+            return
+        try:
+            data = await fetch(animation_bytes, self.source, self.task)
+        except (FetchError, AnimationError) as exc:
+            ui.notify(f"Export failed: {exc}", type="negative")
+            return
+        ui.download.content(data, f"task-{_file_safe(self.task_id)}.gif", "image/gif")
 
 
 def duration_chart_options(durations: list[Row]) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""A real Arize Phoenix server (``phoenix serve`` from ``.venv-phoenix``, made by ``./dev.sh
+setup``) on free loopback ports, with a temporary working dir and telemetry off.
+
+Importing Phoenix takes ~9 s of CPU (30-60 s wall on the loaded CI box), so the sharing tests'
+conftest starts it as soon as a ``phoenix`` test is collected; it boots while other tests run
+and the test only waits for what is left. It runs at the lowest CPU priority (nice 19) so
+the boot takes only idle CPU from the timing-sensitive tests running meanwhile."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+PHOENIX = REPO / ".venv-phoenix" / "bin" / "phoenix"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PhoenixServer:
+    def __init__(self) -> None:
+        assert PHOENIX.exists(), f"{PHOENIX} is missing: run ./dev.sh setup (it installs arize-phoenix there)"
+        self.work = Path(tempfile.mkdtemp(prefix="phoenix-"))
+        port, grpc = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
+        env.update({"PHOENIX_WORKING_DIR": str(self.work), "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port),
+                    "PHOENIX_GRPC_PORT": str(grpc), "PHOENIX_TELEMETRY_ENABLED": "false"})
+        self.log = (self.work / "phoenix.log").open("wb")
+        # lowest CPU priority: it boots beside the suite and must not slow the timing-sensitive tests
+        # (nice execs phoenix: the pid is phoenix's own, terminate() reaches it)
+        self.proc = subprocess.Popen(["nice", "-n", "19", str(PHOENIX), "serve"], env=env, cwd=self.work,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.started = time.monotonic()
+
+    def output(self) -> str:
+        return (self.work / "phoenix.log").read_text(errors="replace")[-3000:]
+
+    def wait_ready(self, timeout: float = 150) -> str:
+        while True:
+            assert self.proc.poll() is None, f"phoenix exited: {self.output()}"
+            try:
+                if httpx.get(self.url + "/v1/projects", timeout=2).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - self.started < timeout, f"phoenix did not start in {timeout} s"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        shutil.rmtree(self.work, ignore_errors=True)
