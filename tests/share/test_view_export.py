@@ -61,7 +61,7 @@ def test_view_serves_an_export_zip(backup: Path, run: dict[str, Any], tmp_path: 
                 pass
             assert time.monotonic() < deadline, "the viewer did not start"
             time.sleep(0.2)
-        report = answer.json()
+        report = answer.json()["data"]  # the documented envelope (issue #14)
         assert report["task"]["task_id"] == phone_run.TASK_ID and len(report["steps"]) == len(run["steps"])
         shot = httpx.get(f"http://127.0.0.1:{port}/media/screenshots/{report['steps'][0]['screenshot_path']}")
         assert shot.status_code == 200 and shot.content[8:12] == b"WEBP"
