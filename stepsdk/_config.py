@@ -69,6 +69,11 @@ class Config:
     probe_max: float = 30.0
     bucket: str = "step-screenshots"
     owner_id: str | None = None
+    # Sensitive screens (stepsdk/_sensitive.py): store | redact | encrypt; None = encrypt when a
+    # key is configured (STEPSDK_SCREENSHOT_KEY / _KEY_FILE), else redact. region_style: black | blur.
+    screenshot_policy: str | None = None
+    screenshot_key_file: str | None = None
+    region_style: str = "black"
 
     @property
     def remote(self) -> bool:

@@ -292,7 +292,7 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             errors.append(f"{name}: {entry} does not match its sha256 in the manifest (corrupt or altered)")
             continue
-        problem = image_problem(data)
+        problem = object_problem(storage_path, data)
         if problem:
             errors.append(f"{name}: {entry} {problem}")
             continue
@@ -300,6 +300,13 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
     if errors:
         raise ExportFormatError(errors, limits.max_errors_shown)
     return images
+
+
+def object_problem(storage_path: str, data: bytes) -> str | None:
+    """``image_problem``, or for an encrypted screenshot (``.enc``, stepsdk/_sensitive.py) its header."""
+    from stepsdk import _sensitive
+
+    return _sensitive.object_problem(data) if _sensitive.is_encrypted_path(storage_path) else image_problem(data)
 
 
 def image_problem(data: bytes) -> str | None:
@@ -398,7 +405,7 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
     bad = [p for p in storage_paths(loaded.bundles) if not _backup.STORAGE_PATH_RE.match(p)]
     if bad:
         raise ExportFormatError([f"screenshot path {p!r} is not a content-addressed key "
-                                 "(<sha256[0:2]>/<sha256>.webp)" for p in bad])
+                                 "(<sha256[0:2]>/<sha256>.webp or .enc)" for p in bad])
     root = Path(root)
     report = ImportReport()
     for storage_path, data in loaded.images.items():

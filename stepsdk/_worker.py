@@ -405,10 +405,10 @@ class Worker:
         }
 
     def _screenshot(self, step: Step, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
-        from stepsdk import _screenshots
+        from stepsdk import _screenshots, _sensitive
 
         try:
-            prepared = _screenshots.prepare(step.screenshot)
+            prepared = _sensitive.prepare(step.screenshot, self.config)  # policy, regions, encryption
         except _screenshots.ScreenshotError as exc:
             metadata["screenshot_error"] = exc.to_dict()
             return None, None, None
