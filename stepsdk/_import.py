@@ -429,7 +429,7 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
         report.screenshots += len(bundle.screenshots)
     records.append({"k": _backup.KIND_CLOSE, "at": now})
     journal = root / _backup.JOURNAL_DIR / f"{name}{_backup.SUFFIX}"
-    journal.parent.mkdir(parents=True, exist_ok=True)
+    _backup.private_dir(journal.parent)
 
     def build(fh: IO[bytes]) -> None:
         for record in records:
