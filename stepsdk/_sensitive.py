@@ -88,7 +88,7 @@ def parse_key(text: str | bytes, source: str = ENV_KEY) -> bytes:
     if len(key) != 32:
         raise ScreenshotKeyError(
             f"{source} must be a 256-bit key: 64 hex characters or base64 of 32 bytes "
-            f"(got {len(raw)} characters); make one with `stepsdk audit --new-key`")
+            f"(got {len(raw)} characters); make one with `openssl rand -base64 32`")
     return key
 
 

@@ -30,5 +30,7 @@ comment on table public.audit_log is
 create index if not exists audit_log_at_idx on public.audit_log (at desc);
 
 alter table public.audit_log enable row level security;
-revoke all on public.audit_log from public, anon, authenticated;
+-- Append-only, even for the service role: entries are added and read, never changed or removed
+-- (a cleanup cannot erase its own trace). Default privileges some projects have are revoked.
+revoke all on public.audit_log from public, anon, authenticated, service_role;
 grant select, insert on public.audit_log to service_role;
