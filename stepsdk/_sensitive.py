@@ -184,16 +184,18 @@ def mark(screenshot: Any, sensitive: bool | None, regions: Any) -> ScreenshotInp
 
 
 def check_regions(regions: Any) -> tuple[tuple[int, int, int, int], ...]:
-    if isinstance(regions, (str, bytes)) or not isinstance(regions, Sequence):
+    """Boxes as a tuple of ``(x, y, w, h)`` ints (caller thread: exact type checks, ~0.3 µs a box)."""
+    if type(regions) not in (list, tuple):
         raise TypeError(f"redact_regions must be a list of (x, y, w, h) tuples, got {type(regions).__name__}")
     if len(regions) > MAX_REGIONS:
         raise ValueError(f"redact_regions has {len(regions)} boxes; the limit is {MAX_REGIONS}")
     out = []
     for box in regions:
-        if not isinstance(box, Sequence) or len(box) != 4 or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in box):
+        if type(box) not in (tuple, list) or len(box) != 4:
             raise TypeError(f"each redact_regions box must be 4 ints (x, y, w, h), got {box!r}")
         x, y, w, h = box
+        if not (type(x) is int and type(y) is int and type(w) is int and type(h) is int):
+            raise TypeError(f"each redact_regions box must be 4 ints (x, y, w, h), got {box!r}")
         if x < 0 or y < 0 or w <= 0 or h <= 0:
             raise ValueError(f"redact_regions box {tuple(box)}: x, y must be >= 0 and w, h > 0")
         out.append((x, y, w, h))
