@@ -126,6 +126,8 @@ class RuleSet:
         self.words = set(SECRET_WORDS)
         self.parts = list(SECRET_PARTS)
         self.value_rules: list[tuple[str, re.Pattern[str], Any, tuple[str, ...]]] = []
+        self._triggers: tuple[str, ...] = ()  # every rule's triggers, lower case
+        self._always = False  # a rule without triggers (user patterns) runs on every string
         for rule, pattern, repl, triggers in _VALUE_RULES:
             self.add_pattern(rule, pattern, repl, triggers)
         self._cache: dict[str, str | None] = {}
@@ -134,6 +136,8 @@ class RuleSet:
         """``triggers`` (lower case): run only when one is in the string; () = always run."""
         compiled = re.compile(pattern, re.DOTALL if rule == "private_key" else 0)
         self.value_rules.append((rule, compiled, repl if repl is not None else marker(rule), triggers))
+        self._always = self._always or not triggers
+        self._triggers = tuple(sorted({t for _r, _c, _p, ts in self.value_rules for t in ts}))
 
     def add_names(self, names: Any) -> None:
         for name in names:
@@ -172,6 +176,12 @@ class RuleSet:
             if secret in value:
                 value = value.replace(secret, marker("configured"))
         low = value.lower()
+        if not self._always:
+            for trigger in self._triggers:  # ~20 substring scans in C: cheaper than one regex
+                if trigger in low:
+                    break
+            else:
+                return value  # the common case: nothing that any rule looks for
         for _rule, regex, repl, triggers in self.value_rules:
             if not triggers or any(t in low for t in triggers):
                 value = regex.sub(repl, value)
