@@ -9,7 +9,7 @@ from stepsdk._config import Config
 from stepsdk._model import Level, Step, StepType, TaskStatus
 from stepsdk._sanitize import add_rules as add_redaction_rules
 from stepsdk._tracker import StepHandle, StepTracker, TrackerStats
-from stepsdk._worker import FlushResult
+from stepsdk.recording.progress import FlushResult
 
 __version__ = "0.1.0"
 

@@ -109,27 +109,78 @@ def decode_line(line: bytes) -> dict[str, Any]:
     return record
 
 
+_STEP_TEXT = ("thinking", "screenshot_path", "error_type", "error_message", "stack_trace", "started_at",
+              "created_at", "name", "error_category")
+_TASK_TEXT = ("title", "description", "agent", "started_at", "finished_at", "result", "error_message", "owner_id")
+
+
+def _is_id(value: Any) -> bool:
+    """A non-empty str that UTF-8 can encode (a lone surrogate can reach no database)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bad_types(row: dict[str, Any], texts: tuple[str, ...], objects: tuple[str, ...]) -> str | None:
+    for col in texts:
+        if row.get(col) is not None and not isinstance(row[col], str):
+            return f"{col} is not a string"
+    for col in objects:
+        if row.get(col) is not None and not isinstance(row[col], dict):
+            return f"{col} is not an object"
+    return None
+
+
 def _check_record(record: dict[str, Any]) -> None:
+    """Every field a reader relies on has its type: a record that passed its CRC but carries a
+    mistyped field is reported and skipped like a corrupt one, never fatal to the reader."""
     kind = record["k"]
     row = record.get("row")
     if kind in (KIND_TASK, KIND_STEP, KIND_SHOT) and not isinstance(row, dict):
         raise ValueError(f"{kind} record without a row")
-    if kind == KIND_TASK and not (isinstance(row.get("task_id"), str) and isinstance(record.get("v"), int)):
-        raise ValueError("task record without task_id or version")
-    if kind == KIND_STEP and not isinstance(record.get("v", 0), int):
-        raise ValueError("step record with a version that is not an int")
-    if kind == KIND_STEP and not (
-        isinstance(row.get("id"), str) and isinstance(row.get("task_id"), str)
-        and isinstance(row.get("step_number"), int)
-    ):
-        raise ValueError("step record without id, task_id or step_number")
-    if kind == KIND_SHOT and not (
-        isinstance(row.get("id"), str) and isinstance(row.get("task_id"), str)
-        and isinstance(row.get("storage_path"), str)
-    ):
-        raise ValueError("screenshot record without id, task_id or storage_path")
-    if kind in (KIND_ACK, KIND_REJECT) and not isinstance(record.get("t"), str):
-        raise ValueError(f"{kind} record without table")
+    if "v" in record and kind in (KIND_TASK, KIND_STEP, KIND_SHOT) and not _is_int(record["v"]):
+        raise ValueError(f"{kind} record with a version that is not an int")
+    problem: str | None = None
+    if kind == KIND_TASK:
+        if not (_is_id(row.get("task_id")) and _is_int(record.get("v"))):
+            raise ValueError("task record without a valid task_id or version")
+        problem = _bad_types(row, ("status", *_TASK_TEXT), ("metadata",))
+    elif kind == KIND_STEP:
+        if not (_is_id(row.get("id")) and _is_id(row.get("task_id")) and _is_int(row.get("step_number"))):
+            raise ValueError("step record without a valid id, task_id or step_number")
+        if not isinstance(row.get("success", True), bool):
+            problem = "success is not a boolean"
+        elif row.get("duration_ms") is not None and (isinstance(row["duration_ms"], bool)
+                                                     or not isinstance(row["duration_ms"], (int, float))):
+            problem = "duration_ms is not a number"
+        problem = problem or _bad_types(row, ("step_type", *_STEP_TEXT), ("metadata", "usage"))
+    elif kind == KIND_SHOT:
+        if not (_is_id(row.get("id")) and _is_id(row.get("task_id")) and isinstance(row.get("storage_path"), str)):
+            raise ValueError("screenshot record without a valid id, task_id or storage_path")
+        if row.get("step_id") is not None and not _is_id(row["step_id"]):
+            problem = "screenshot record without a valid step_id"
+        problem = problem or _bad_types(row, (), ("metadata",))
+    elif kind in (KIND_ACK, KIND_REJECT):
+        if not isinstance(record.get("t"), str):
+            raise ValueError(f"{kind} record without table")
+        if "ids" in record and not isinstance(record["ids"], list):
+            problem = "ack ids is not a list"
+        elif "v" in record and not isinstance(record["v"], dict):
+            problem = "ack versions is not an object"
+    elif kind == KIND_QUARANTINED and not (isinstance(record.get("file"), str) and _is_int(record.get("offset"))):
+        problem = "quarantined record without file or offset"
+    elif kind == KIND_OPEN and not (record.get("pid") is None or _is_int(record.get("pid"))):
+        problem = "open record with a pid that is not an int"
+    if problem:
+        raise ValueError(f"mistyped field: {problem}")
 
 
 def new_writer_name(role: str = "w") -> str:
@@ -155,13 +206,24 @@ class JournalWriter:
         self.root = Path(root)
         self.name = name or new_writer_name()
         self.path = self.root / JOURNAL_DIR / f"{self.name}{SUFFIX}"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a SIGTERM handler may close it mid-append
         self._fh: Any = None
         self._position = 0
         self._needs_newline = False
         self.closed = False
+        self.recreated = 0  # times the file (or its folder) vanished under us and was made anew
 
     def _open(self) -> Any:
+        if self._fh is not None and _unlinked(self._fh):
+            # Someone deleted the journal or the whole backup folder: writing on would put every
+            # later record into a file nobody can ever read. Start a new file at the same path.
+            log.warning("stepsdk: the backup journal %s was deleted while in use; writing a new one "
+                        "(records written before the deletion are gone with it)", self.path)
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+            self._needs_newline = False
+            self.recreated += 1
         if self._fh is None:
             private_dir(self.path.parent)
             self._fh = open_private_append(self.path)  # kept open for the writer's life
@@ -228,6 +290,14 @@ class JournalWriter:
         """Allow appends again after `close()` (records made after close go to the same file)."""
         with self._lock:
             self.closed = False
+
+
+def _unlinked(fh: Any) -> bool:
+    """Whether an open file has lost its last name (deleted, or its folder removed)."""
+    try:
+        return os.fstat(fh.fileno()).st_nlink == 0
+    except (OSError, ValueError):
+        return True
 
 
 def iter_journal(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, str | None, bytes]]:
@@ -317,6 +387,13 @@ class JournalInfo:
     host: str | None = None
     records: int = 0
     data_keys: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    # (table, key) -> the newest version this journal holds (an archived journal confirms only those)
+    data_versions: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+
+    def holds(self, table: str, key: str, version: int) -> None:
+        self.data_keys.add((table, key))
+        if version > self.data_versions.get((table, key), -1):
+            self.data_versions[(table, key)] = version
 
     @property
     def writer_alive(self) -> bool:
@@ -341,6 +418,10 @@ class BackupSnapshot:
     acked: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # table -> ids (steps: any version)
     step_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # step id -> newest version
     acked_step_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # step id -> newest acked
+    shot_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # screenshot row id -> newest
+    acked_shot_versions: dict[str, int] = dataclasses.field(default_factory=dict)
+    acked_object_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # path -> newest acked
+    task_journals: dict[str, JournalInfo] = dataclasses.field(default_factory=dict)  # journal of the newest version
     rejected: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
     corrupt: list[tuple[Path, int, str, bytes]] = dataclasses.field(default_factory=list)
     journals: list[JournalInfo] = dataclasses.field(default_factory=list)
@@ -360,22 +441,39 @@ class BackupSnapshot:
     def pending_steps(self) -> list[dict[str, Any]]:
         return [r for rows in self.steps.values() for r in rows if not self.step_done(r["id"])]
 
+    def shot_done(self, shot_id: str) -> bool:
+        return self.acked_shot_versions.get(shot_id, -1) >= self.shot_versions.get(shot_id, 0)
+
     def pending_screenshots(self) -> list[dict[str, Any]]:
-        return [r for rows in self.screenshots.values() for r in rows if not self.is_acked(T_SHOTS, r["id"])]
+        return [r for rows in self.screenshots.values() for r in rows if not self.shot_done(r["id"])]
 
     def pending_objects(self) -> list[str]:
-        paths = {r["storage_path"] for r in self.pending_screenshots()}
-        paths |= {r["screenshot_path"] for r in self.pending_steps() if r.get("screenshot_path")}
-        return sorted(p for p in paths if not self.is_acked(T_OBJECTS, p))
+        """Objects a pending row points at, not uploaded at that row's version (a restored
+        export re-uploads its objects: they may have been deleted with the task)."""
+        return sorted(self.pending_object_versions())
+
+    def pending_object_versions(self) -> dict[str, int]:
+        """`pending_objects()` with the newest version of the rows that need each one."""
+        need: dict[str, int] = {}
+        for r in self.pending_screenshots():
+            need[r["storage_path"]] = max(need.get(r["storage_path"], 0), self.shot_versions.get(r["id"], 0))
+        for r in self.pending_steps():
+            path = r.get("screenshot_path")
+            if path:
+                need[path] = max(need.get(path, 0), self.step_versions.get(r["id"], 0))
+        return {p: v for p, v in need.items() if self.acked_object_versions.get(p, -1) < v}
 
 
-def _ack_step_versions(snap: BackupSnapshot, ids: list[str], versions: Any) -> None:
-    """An ack's `ids` confirm version 0 of each step unless its `v` map names a higher one."""
+def _ack_step_versions(snap: BackupSnapshot, ids: list[str], versions: Any,
+                       acked: dict[str, int] | None = None) -> None:
+    """An ack's `ids` confirm version 0 of each key unless its `v` map names a higher one
+    (steps by default; `acked` names the screenshot-row or object map)."""
     versions = versions if isinstance(versions, dict) else {}
+    acked = snap.acked_step_versions if acked is None else acked
     for sid in ids:
         v = versions.get(sid, 0)
-        if isinstance(v, int) and v > snap.acked_step_versions.get(sid, -1):
-            snap.acked_step_versions[sid] = v
+        if isinstance(v, int) and v > acked.get(sid, -1):
+            acked[sid] = v
 
 
 def pending_steps_of_gone_writers(root: str | os.PathLike[str], exclude: Path | None = None) -> tuple[int, int]:
@@ -398,6 +496,44 @@ def pending_steps_of_gone_writers(root: str | os.PathLike[str], exclude: Path | 
                 owner.update(dict.fromkeys(ids, path))
     pending = [i for i in owner if acked.acked_step_versions.get(i, -1) < versions.get(i, 0)]
     return len(pending), len({owner[i] for i in pending})
+
+
+def dead_writer_journals(root: str | os.PathLike[str]) -> list[Path]:
+    """Journals in journal/ whose writer (a process on this host) is gone: candidates for tasks
+    left running by a crash. Reads only each journal's first line."""
+    dead: list[Path] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for path in sorted((Path(root) / JOURNAL_DIR).glob(f"*{SUFFIX}")):
+            try:
+                with open(path, "rb") as fh:
+                    first = fh.readline(64 * 1024)
+                record = decode_line(first)
+            except (OSError, ValueError):
+                continue
+            if record["k"] != KIND_OPEN or record.get("host") != socket.gethostname():
+                continue
+            pid = record.get("pid")
+            if isinstance(pid, int) and not _pid_alive(pid) and not _ends_closed(path):
+                dead.append(path)
+    return dead
+
+
+def _ends_closed(path: Path) -> bool:
+    """Whether the journal's last record is a `close` (reads only its last few KB)."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 4096))
+            tail = fh.read()
+    except OSError:
+        return False
+    lines = tail.splitlines(keepends=True)
+    if not lines:
+        return False
+    try:
+        return decode_line(lines[-1])["k"] == KIND_CLOSE
+    except ValueError:
+        return False
 
 
 def _note_for_hint(rec: dict[str, Any] | None, info: JournalInfo, ids: list[str],
@@ -460,7 +596,11 @@ class BackupStore:
                     pending_corrupt.append((info.path, offset, problem or "corrupt", raw, info))
                     continue
                 info.records += 1
-                self._apply(snap, info, record, steps, shots, quarantined)
+                try:
+                    self._apply(snap, info, record, steps, shots, quarantined)
+                except Exception as exc:  # a record the checks let through: skip it, never fatal
+                    pending_corrupt.append((info.path, offset, f"unusable record ({type(exc).__name__}: {exc})",
+                                            raw, info))
         for path, offset, problem, raw, info in pending_corrupt:
             if (path.name, offset) in quarantined:
                 continue
@@ -482,19 +622,22 @@ class BackupStore:
             if version >= snap.step_versions.get(row["id"], -1):  # newest version wins (ties: the later line)
                 snap.step_versions[row["id"]] = version
                 steps[row["id"]] = row
-            info.data_keys.add((T_STEPS, row["id"]))
+            info.holds(T_STEPS, row["id"], version)
         elif kind == KIND_TASK:
             row, version = record["row"], record["v"]
             tid = row["task_id"]
-            info.data_keys.add((T_TASKS, tid))
+            info.holds(T_TASKS, tid, version)
             if version >= snap.task_versions.get(tid, -1):
                 snap.task_versions[tid] = version
                 snap.tasks[tid] = row
+                snap.task_journals[tid] = info
         elif kind == KIND_SHOT:
-            row = record["row"]
-            shots[row["id"]] = row
-            info.data_keys.add((T_SHOTS, row["id"]))
-            info.data_keys.add((T_OBJECTS, row["storage_path"]))
+            row, version = record["row"], record.get("v", 0)
+            if version >= snap.shot_versions.get(row["id"], -1):
+                snap.shot_versions[row["id"]] = version
+                shots[row["id"]] = row
+            info.holds(T_SHOTS, row["id"], version)
+            info.holds(T_OBJECTS, row["storage_path"], version)
         elif kind == KIND_ACK:
             table = record["t"]
             if table == T_TASKS:
@@ -506,6 +649,10 @@ class BackupStore:
                 snap.acked.setdefault(table, set()).update(ids)
                 if table == T_STEPS:
                     _ack_step_versions(snap, ids, record.get("v"))
+                elif table == T_SHOTS:
+                    _ack_step_versions(snap, ids, record.get("v"), snap.acked_shot_versions)
+                elif table == T_OBJECTS:
+                    _ack_step_versions(snap, ids, record.get("v"), snap.acked_object_versions)
             at = record.get("at")
             if isinstance(at, str) and (snap.last_upload_at is None or at > snap.last_upload_at):
                 snap.last_upload_at = at
@@ -513,7 +660,7 @@ class BackupStore:
             snap.rejected[(record["t"], str(record.get("id")))] = {
                 "error": record.get("error"), "at": record.get("at")}
         elif kind == KIND_QUARANTINED:
-            quarantined.add((str(record.get("file")), int(record.get("offset", -1))))
+            quarantined.add((record["file"], record["offset"]))
         elif kind == KIND_OPEN:
             info.pid, info.host = record.get("pid"), record.get("host")
         elif kind == KIND_CLOSE:
@@ -531,14 +678,19 @@ class BackupStore:
         for table_key in (T_STEPS, T_SHOTS, T_OBJECTS):
             snap.acked.setdefault(table_key, set())
         for info in snap.journals:
-            if info.archived:
-                for table, key in info.data_keys:
-                    if table == T_TASKS:
-                        snap.acked_task_versions.setdefault(key, snap.task_versions.get(key, 0))
-                    else:
-                        snap.acked[table].add(key)
-                    if table == T_STEPS:  # an archived journal's versions were all uploaded
-                        _ack_step_versions(snap, [key], {key: snap.step_versions.get(key, 0)})
+            if not info.archived:
+                continue
+            # An archived journal's records were all uploaded: in the versions it holds (a newer
+            # version written elsewhere since, e.g. by an import, stays pending).
+            for (table, key), version in info.data_versions.items():
+                if table == T_TASKS:
+                    if version > snap.acked_task_versions.get(key, -1):
+                        snap.acked_task_versions[key] = version
+                    continue
+                snap.acked[table].add(key)
+                acked = {T_STEPS: snap.acked_step_versions, T_SHOTS: snap.acked_shot_versions,
+                         T_OBJECTS: snap.acked_object_versions}[table]
+                _ack_step_versions(snap, [key], {key: version}, acked)
         for (table, key) in list(snap.rejected):
             if BackupStore._key_done(snap, table, key):
                 del snap.rejected[(table, key)]
@@ -581,6 +733,10 @@ class BackupStore:
             return snap.acked_task_versions.get(key, -1) >= snap.task_versions.get(key, 0)
         if table == T_STEPS:
             return snap.step_done(key)
+        if table == T_SHOTS:
+            return snap.shot_done(key)
+        if table == T_OBJECTS:
+            return snap.acked_object_versions.get(key, -1) >= 0
         return snap.is_acked(table, key)
 
     def quarantine(self, snap: BackupSnapshot, writer: JournalWriter) -> int:

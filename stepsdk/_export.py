@@ -197,7 +197,7 @@ class SupabaseExportSource:
             page = query.order(key).limit(self.page_size).execute().data or []
             if not page:
                 return rows
-            rows += page
+            rows += [_without_internal(r) for r in page]
             last = page[-1][key]
 
     @retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(3),
@@ -319,3 +319,12 @@ def write_zip(
 
     write_atomically(target, build)
     return report
+
+
+INTERNAL_COLUMNS = ("row_version",)  # the database's bookkeeping, not part of the export format
+
+
+def _without_internal(row: dict[str, Any]) -> dict[str, Any]:
+    for col in INTERNAL_COLUMNS:
+        row.pop(col, None)
+    return row

@@ -420,10 +420,13 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
         task = dict(bundle.task)
         task.setdefault("metadata", {})
         records.append({"k": _backup.KIND_TASK, "v": version, "row": task})
-        records += [{"k": _backup.KIND_STEP, "row": _complete(s, STEP_COLUMNS, _STEP_DEFAULTS, now)}
+        # Every row gets this import's version, newer than any upload made before: an import
+        # means "I want these rows there" (the task may have been deleted in Supabase since),
+        # and re-sending is harmless (idempotent upserts that keep the newest version).
+        records += [{"k": _backup.KIND_STEP, "v": version, "row": _complete(s, STEP_COLUMNS, _STEP_DEFAULTS, now)}
                     for s in bundle.steps]
-        records += [{"k": _backup.KIND_SHOT, "row": _complete(r, SCREENSHOT_COLUMNS, _SHOT_DEFAULTS, now)}
-                    for r in bundle.screenshots]
+        records += [{"k": _backup.KIND_SHOT, "v": version,
+                     "row": _complete(r, SCREENSHOT_COLUMNS, _SHOT_DEFAULTS, now)} for r in bundle.screenshots]
         report.tasks += 1
         report.steps += len(bundle.steps)
         report.screenshots += len(bundle.screenshots)

@@ -132,6 +132,14 @@ class _Checker:
             self.fail(f"{where}.{key}", f"must be one of {', '.join(choices)}, got {preview(row.get(key))}")
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def kind_of(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(value), type(value).__name__)
@@ -164,6 +172,8 @@ def _check_task(c: _Checker, task: Any, where: str) -> None:
     c.text(task, "task_id", where, required=True, min_len=1, max_len=200)
     if isinstance(task.get("task_id"), str) and CONTROL_CHARS.search(task["task_id"]):
         c.fail(f"{where}.task_id", "contains control characters")
+    if isinstance(task.get("task_id"), str) and not _encodable(task["task_id"]):
+        c.fail(f"{where}.task_id", "is not valid Unicode text (it holds a lone surrogate)")
     c.text(task, "title", where, max_len=2000)
     c.text(task, "agent", where, max_len=200)
     for key in ("description", "result", "error_message"):

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stepsdk._abandoned import abandoned_tasks
 from stepsdk._backup import (
     KIND_ACK,
     KIND_REJECT,
+    KIND_TASK,
     T_OBJECTS,
     T_SHOTS,
     T_STEPS,
@@ -28,7 +30,8 @@ from stepsdk._backup import (
     now_iso,
 )
 from stepsdk._config import Config
-from stepsdk._retry import ErrorClass, RetryPolicy, classify, describe, one_line
+from stepsdk._retry import RetryPolicy, one_line
+from stepsdk.backend.uploader import Record, Unavailable, Uploader
 
 log = logging.getLogger("stepsdk.resync")
 
@@ -50,6 +53,7 @@ class ResyncReport:
     remaining: dict[str, int] = dataclasses.field(default_factory=dict)
     dry_run: bool = False
     aborted: str | None = None
+    abandoned: list[str] = dataclasses.field(default_factory=list)  # tasks marked interrupted
 
     @property
     def ok(self) -> bool:
@@ -68,7 +72,8 @@ def pending_counts(snap: BackupSnapshot) -> dict[str, int]:
 
 
 class Resync:
-    """One resync run over one backup folder."""
+    """One resync run over one backup folder (uploads with `stepsdk.backend.uploader.Uploader`,
+    the same algorithm as a live tracker)."""
 
     def __init__(self, backup_dir: str | Path, config: Config, batch_size: int = 200,
                  progress: Progress | None = None, sink: Any = None,
@@ -80,6 +85,7 @@ class Resync:
         self.totals = totals or (lambda counts: None)
         self._sink = sink
         self._writer: JournalWriter | None = None
+        self._missing: set[str] = set()
         self.report = ResyncReport()
 
     @property
@@ -98,7 +104,7 @@ class Resync:
 
     def check_backend(self) -> None:
         """Raise ResyncError with a printable reason when the backend cannot be used."""
-        if not self.config.remote:
+        if not self.config.remote and self._sink is None:
             raise ResyncError("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
                               "(or SUPABASE_SERVICE_ROLE_KEY)")
         try:
@@ -117,16 +123,32 @@ class Resync:
             self.report.remaining = pending_counts(snap)
             return self.report
         self.check_backend()
+        self.report.abandoned = mark_abandoned(snap, self.writer)
         self.totals(pending_counts(snap))
+        uploader = Uploader(self.sink, _Acks(self.writer), policy=lambda: RetryPolicy(self.config.retry_max_time),
+                            read_object=self._object_bytes,
+                            objects_done=lambda p: snap.acked_object_versions.get(p, -1) >= 0
+                            and p not in self._needed)
+        self._needed = set(snap.pending_objects())
         try:
             self.report.quarantined = self.store.quarantine(snap, self.writer)
-            self._tasks(snap)
-            self._objects(snap)
-            self._rows(T_STEPS, snap.pending_steps(), snap.step_versions)
-            self._rows(T_SHOTS, snap.pending_screenshots())
-        except _Abort as exc:
-            self.report.aborted = str(exc)
+            for batch in _chunks(snap.pending_tasks(), self.batch_size):
+                uploader.upload([Record(T_TASKS, r["task_id"], r, version=snap.task_versions[r["task_id"]])
+                                 for r in batch])
+                self.progress(T_TASKS, len(batch))
+            for path, version in sorted(snap.pending_object_versions().items()):
+                uploader.upload_objects({path: (version, None)})
+                self.progress(T_OBJECTS, 1)
+            self._needed = set()
+            self._rows(uploader, T_STEPS, snap.pending_steps(), snap.step_versions)
+            self._rows(uploader, T_SHOTS, snap.pending_screenshots(), snap.shot_versions)
+        except Unavailable as exc:
+            self.report.aborted = (f"Supabase stopped answering ({str(exc).split(': ', 1)[-1]}); what was "
+                                   "confirmed is marked uploaded, run `stepsdk resync` again later")
         finally:
+            for table, n in uploader.counts.uploaded.items():
+                self.report.uploaded[table] += n
+            self.report.failed.extend(uploader.counts.failed)
             self.close()
         after = self.store.read()
         self.report.archived = len(self.store.archive_done(after))
@@ -141,103 +163,75 @@ class Resync:
             self._sink.close()
 
     # ------------------------------------------------------------------ stages
-    def _tasks(self, snap: BackupSnapshot) -> None:
-        rows = snap.pending_tasks()
-        for batch in _chunks(rows, self.batch_size):
-            ok = self._upsert_split(T_TASKS, batch, lambda r: r["task_id"])
-            self._ack({"k": KIND_ACK, "t": T_TASKS, "v": {r["task_id"]: snap.task_versions[r["task_id"]] for r in ok},
-                       "at": now_iso()})
-            self.report.uploaded[T_TASKS] += len(ok)
-            self.progress(T_TASKS, len(batch))
-
-    def _objects(self, snap: BackupSnapshot) -> None:
-        for path in snap.pending_objects():
-            data = self._object_bytes(path)
-            if data is not None:
-                try:
-                    self._call(lambda p=path, d=data: self.sink.upload_object(p, d))
-                except _Rejected as exc:
-                    self._fail(T_OBJECTS, path, describe(exc.cause))
-                else:
-                    self._ack({"k": KIND_ACK, "t": T_OBJECTS, "ids": [path], "at": now_iso()})
-                    self.report.uploaded[T_OBJECTS] += 1
-            self.progress(T_OBJECTS, 1)
-
-    def _object_bytes(self, path: str) -> bytes | None:
-        """The object's bytes from the backup; None (recorded as failed) when missing or unreadable."""
-        file = self.store.screenshot_file(path)
-        if file is None:
-            self._fail(T_OBJECTS, path, {"code": "missing", "message": "screenshot file is missing from the backup"})
-            return None
-        try:
-            return file.read_bytes()
-        except OSError as exc:  # removed since listed, permissions, I/O error: the other stages go on
-            self._fail(T_OBJECTS, path, {"code": "unreadable", "message": f"cannot read the screenshot file: {exc.strerror or exc}"})
-            return None
-
-    def _rows(self, table: str, rows: list[dict[str, Any]], versions: dict[str, int] | None = None) -> None:
-        """Upsert rows in batches. `versions` (steps): a row in a version above 0 is sent even
-        when its id is already stored (the stored one may be version 0, without the screenshot)."""
-        versions = versions or {}
+    def _rows(self, uploader: Uploader, table: str, rows: list[dict[str, Any]], versions: dict[str, int]) -> None:
+        """Upload rows in batches. A row already stored in version 0 is only acknowledged (and
+        reported as skipped); a newer version (a screenshot step's, an import's) is always sent."""
         for batch in _chunks(rows, self.batch_size):
             ids = [r["id"] for r in batch]
             try:
                 present = self.sink.existing(table, ids)
-            except Exception:  # only for the report: upsert is idempotent anyway
+            except Exception:  # only for the report: the upload is idempotent anyway
                 present = set()
             present -= {i for i in ids if versions.get(i, 0) > 0}
-            todo = [r for r in batch if r["id"] not in present]
-            ok = self._upsert_split(table, todo, lambda r: r["id"]) if todo else []
-            done = [r["id"] for r in ok] + sorted(present)
-            if done:
-                ack: dict[str, Any] = {"k": KIND_ACK, "t": table, "ids": done, "at": now_iso()}
-                newer = {i: versions[i] for i in done if versions.get(i, 0) > 0}
-                if newer:
-                    ack["v"] = newer
-                self._ack(ack)
-            self.report.uploaded[table] += len(ok)
+            if present:
+                _Acks(self.writer).ack(table, dict.fromkeys(sorted(present), 0))
+            uploader.upload([Record(table, r["id"], r, version=versions.get(r["id"], 0))
+                             for r in batch if r["id"] not in present])
             self.report.skipped[table] += len(present)
             self.progress(table, len(batch))
 
-    # ------------------------------------------------------------------ helpers
-    def _call(self, fn: Callable[[], Any]) -> None:
-        try:
-            RetryPolicy(self.config.retry_max_time).call(fn)
-        except Exception as exc:
-            if classify(exc) is ErrorClass.REJECTED:
-                raise _Rejected(exc) from exc
-            raise _Abort(f"Supabase stopped answering ({one_line(exc)}); what was confirmed is marked "
-                         "uploaded, run `stepsdk resync` again later") from None
-
-    def _upsert_split(self, table: str, rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
-        if not rows:
-            return []
-        try:
-            self._call(lambda: self.sink.upsert(table, rows))
-            return rows
-        except _Rejected as exc:
-            if len(rows) == 1:
-                self._fail(table, key(rows[0]), describe(exc.cause))
-                return []
-        mid = len(rows) // 2
-        return self._upsert_split(table, rows[:mid], key) + self._upsert_split(table, rows[mid:], key)
-
-    def _fail(self, table: str, key: str, error: dict[str, Any]) -> None:
-        self.report.failed.append({"table": table, "id": key, "error": error})
-        self._ack({"k": KIND_REJECT, "t": table, "id": key, "error": error, "at": now_iso()})
-
-    def _ack(self, record: dict[str, Any]) -> None:
-        self.writer.append([record])
+    def _object_bytes(self, path: str) -> bytes | None:
+        """The object's bytes from the backup; None (recorded as failed) when missing or unreadable."""
+        if path in self._missing:
+            return None
+        file = self.store.screenshot_file(path)
+        error: dict[str, Any] | None = None
+        if file is None:
+            error = {"code": "missing", "message": "screenshot file is missing from the backup"}
+        else:
+            try:
+                return file.read_bytes()
+            except OSError as exc:  # removed since listed, permissions, I/O error: the other stages go on
+                error = {"code": "unreadable", "message": f"cannot read the screenshot file: {exc.strerror or exc}"}
+        self._missing.add(path)
+        self.report.failed.append({"table": T_OBJECTS, "id": path, "error": error})
+        _Acks(self.writer).reject(T_OBJECTS, path, error)
+        return None
 
 
-class _Abort(Exception):
-    pass
+class _Acks:
+    """The resync run's journal as the uploader's `Journal`."""
+
+    def __init__(self, writer: JournalWriter) -> None:
+        self.writer = writer
+
+    def ack(self, table: str, versions: dict[str, int]) -> None:
+        if table == T_TASKS:
+            rec: dict[str, Any] = {"k": KIND_ACK, "t": table, "v": versions, "at": now_iso()}
+        else:
+            rec = {"k": KIND_ACK, "t": table, "ids": list(versions), "at": now_iso()}
+            newer = {k: v for k, v in versions.items() if v}
+            if newer:
+                rec["v"] = newer
+        self.writer.append([rec])
+
+    def reject(self, table: str, key: str, error: dict[str, Any]) -> None:
+        self.writer.append([{"k": KIND_REJECT, "t": table, "id": key, "error": error, "at": now_iso()}])
 
 
-class _Rejected(Exception):
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
+def mark_abandoned(snap: BackupSnapshot, writer: JournalWriter) -> list[str]:
+    """Mark tasks whose recorder died as interrupted (new task versions in `writer`'s journal,
+    applied to `snap` too so that this run uploads them). Returns their ids."""
+    marks = abandoned_tasks(snap)
+    if not marks:
+        return []
+    writer.append([{"k": KIND_TASK, "v": version, "row": row} for row, version in marks])
+    for row, version in marks:
+        snap.tasks[row["task_id"]] = row
+        snap.task_versions[row["task_id"]] = version
+        log.warning("stepsdk: task %r was left running by a process that is gone; marked interrupted",
+                    row["task_id"])
+    return [row["task_id"] for row, _ in marks]
 
 
 def _chunks(rows: list[Any], n: int) -> list[list[Any]]:

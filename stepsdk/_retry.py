@@ -72,6 +72,18 @@ def _client_errors() -> tuple[Any, Any, Any]:
 
 def classify(exc: BaseException) -> ErrorClass:
     """Transient, rejected or fatal; anything unknown counts as transient (never lose data)."""
+    from stepsdk.backend.sink import BackendMisconfigured, BackendUnavailable, RowRejected
+
+    if isinstance(exc, RowRejected):
+        return ErrorClass.REJECTED
+    if isinstance(exc, BackendMisconfigured):
+        return ErrorClass.FATAL
+    if isinstance(exc, BackendUnavailable):
+        return ErrorClass.TRANSIENT
+    if isinstance(exc, (UnicodeError, TypeError, ValueError)) and not _is_client_error(exc):
+        # A row this process cannot encode (a lone surrogate, a value JSON refuses): a local
+        # problem of this row, never a network failure (it must not open the breaker).
+        return ErrorClass.REJECTED
     httpx, APIError, StorageApiError = _client_errors()
     if isinstance(exc, (httpx.TransportError, ThrottledError, ServerError, TimeoutError, ConnectionError)):
         return ErrorClass.TRANSIENT
@@ -87,6 +99,11 @@ def classify(exc: BaseException) -> ErrorClass:
     if isinstance(exc, httpx.HTTPStatusError):
         return _classify_code(str(exc.response.status_code))
     return ErrorClass.TRANSIENT
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    httpx, APIError, StorageApiError = _client_errors()
+    return isinstance(exc, (httpx.HTTPError, httpx.InvalidURL, APIError, StorageApiError))
 
 
 def _classify_code(code: str) -> ErrorClass:
@@ -108,6 +125,10 @@ def _classify_code(code: str) -> ErrorClass:
 
 def describe(exc: BaseException) -> dict[str, Any]:
     """The server's error as a dict for the backup and stats (no request headers, no keys)."""
+    from stepsdk.backend.sink import RowRejected
+
+    if isinstance(exc, RowRejected):
+        return {"code": exc.code, "message": _short(exc.message)}
     _, APIError, StorageApiError = _client_errors()
     if isinstance(exc, APIError):
         return {"code": exc.code, "message": exc.message, "details": exc.details, "hint": exc.hint}
@@ -131,19 +152,23 @@ class RetryPolicy:
     """Exponential backoff with full jitter, Retry-After honoured, bounded total time."""
 
     def __init__(self, max_time: float, initial: float = 0.1, max_wait: float = 4.0,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """`clock` and `sleep` are injectable so that tests of retries need no real waiting."""
         self.max_time = max_time
         self.initial = initial
         self.max_wait = max_wait
         self.should_stop = should_stop or (lambda: False)
-
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        return self.should_stop() or time.monotonic() - state.start_time >= self.max_time
+        self.clock = clock
+        self.sleep = sleep
 
     def call(self, fn: Callable[[], T], on_retry: Callable[[BaseException], None] | None = None) -> T:
         """Run fn, retrying transient errors; the last error is re-raised as is."""
         import tenacity
 
+        start = self.clock()
+        elapsed = lambda: self.clock() - start  # noqa: E731
         full_jitter = tenacity.wait_random_exponential(multiplier=self.initial, max=self.max_wait)
 
         def wait(state: tenacity.RetryCallState) -> float:
@@ -151,7 +176,7 @@ class RetryPolicy:
             backoff = full_jitter(state)
             if isinstance(exc, ThrottledError):
                 backoff = max(backoff, min(exc.retry_after, self.max_wait * 2))
-            remaining = self.max_time - (time.monotonic() - state.start_time)
+            remaining = self.max_time - elapsed()
             return max(0.0, min(backoff, remaining))
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -162,10 +187,10 @@ class RetryPolicy:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda e: classify(e) is ErrorClass.TRANSIENT),
             wait=wait,
-            stop=self._stop,
+            stop=lambda state: self.should_stop() or elapsed() >= self.max_time,
             before_sleep=before_sleep,
             reraise=True,
-            sleep=_interruptible_sleep(self.should_stop),
+            sleep=self.sleep or _interruptible_sleep(self.should_stop),
         )
         return retrying(fn)
 
@@ -188,7 +213,9 @@ class CircuitBreaker:
     Logs one WARNING when the backend goes down and one INFO when it comes back.
     """
 
-    def __init__(self, probe_min: float, probe_max: float, name: str = "backend") -> None:
+    def __init__(self, probe_min: float, probe_max: float, name: str = "backend",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # injectable: tests move time instead of waiting
         self.probe_min = probe_min
         self.probe_max = probe_max
         self.name = name
@@ -200,11 +227,11 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         with self._lock:
-            return not self.open or time.monotonic() >= self.next_probe
+            return not self.open or self.clock() >= self.next_probe
 
     def seconds_to_probe(self) -> float:
         with self._lock:
-            return 0.0 if not self.open else max(0.0, self.next_probe - time.monotonic())
+            return 0.0 if not self.open else max(0.0, self.next_probe - self.clock())
 
     def failure(self, reason: str, where: str = "") -> None:
         with self._lock:
@@ -216,7 +243,7 @@ class CircuitBreaker:
                             "probing every %.0f-%.0f s", self.name, reason, where, self.probe_min, self.probe_max)
             else:
                 self.interval = min(self.probe_max, self.interval * 2)
-            self.next_probe = time.monotonic() + self.interval * random.uniform(0.8, 1.0)
+            self.next_probe = self.clock() + self.interval * random.uniform(0.8, 1.0)
 
     def success(self, backlog: int = 0) -> None:
         with self._lock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import itertools
 import logging
 import os
 import sys
@@ -21,12 +20,17 @@ from typing import Any
 from stepsdk import _sensitive
 from stepsdk._config import Config
 from stepsdk._model import STEP_TYPES, TASK_STATUSES, IdSource, Level, Step, StepType, Task, TaskStatus
-from stepsdk._worker import FlushResult, Worker, shutdown_all
+from stepsdk.recording import signals
+from stepsdk.recording.numbering import StepNumbers
+from stepsdk.recording.pipeline import Pipeline, shutdown_all
+from stepsdk.recording.progress import FlushResult
+from stepsdk.recording.upload_stage import SinkSource
 
 log = logging.getLogger("stepsdk")
 
-EXIT_TIMEOUT = 5.0  # seconds all trackers together get at interpreter exit
+EXIT_TIMEOUT = 1.8  # seconds all trackers together get at interpreter exit
 CLOSE_TIMEOUT = 5.0  # seconds `with StepTracker(...)` spends finishing and closing, at most
+MAX_DURATION_MS = 30 * 24 * 3600 * 1000.0  # 30 days: more is a unit mistake (µs or ns passed as ms)
 _atexit_registered = False
 
 
@@ -38,8 +42,10 @@ class TrackerStats:
     uploaded: confirmed by Supabase. rejected: refused by Supabase (kept in the backup with the
     error). retried: request retries. spilled: written on the caller's thread because the queue
     was full. dropped: lost because the backup was unwritable and there was no other place (see
-    last_error). queue_depth: waiting for the journal thread. in_memory: waiting for upload in
-    memory. backend: "local", "up" or "down".
+    last_error). queue_depth: waiting for the journal stage. in_memory: waiting for upload in
+    memory. backend: "local", "up" or "down". screenshots_lost: screenshots not stored (their
+    steps carry metadata.screenshot_error). degraded: steps kept as placeholder rows because
+    their values could not be recorded (metadata.record_error). lost_reasons: why, counted.
     """
 
     recorded: int
@@ -54,6 +60,9 @@ class TrackerStats:
     in_memory: int
     backend: str
     last_error: str | None
+    screenshots_lost: int = 0
+    degraded: int = 0
+    lost_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _ensure_atexit() -> None:
@@ -116,9 +125,13 @@ class StepTracker:
       wait for the journal thread (more are written on the caller's thread instead) and at
       most `max_in_memory` records (default 5,000) wait in memory for upload; the rest wait in
       the journal on disk and are re-read when the backend is back.
-    - `flush`, `finish` and `close` return within their `timeout` (default 5 s); leaving a
-      `with` block takes at most 5 s and interpreter exit at most 5 s for all trackers, with
-      everything safe in the backup when Supabase is down (`stepsdk resync` uploads it later).
+    - `flush`, `finish` and `close` return within their `timeout` (default 5 s) and cover
+      every step recorded before them, screenshots still being encoded included; against a
+      backend that is down or never answers, leaving a `with` block and interpreter exit take
+      under 2 s, with everything safe in the backup (`stepsdk resync` uploads it later).
+    - Threads: three per tracker in remote mode (journal, screenshots, upload), two in local
+      mode (docs/architecture.md). SIGTERM marks the task interrupted and flushes
+      (`handle_signals=False` to opt out); a reused `task_id` resumes the task (README).
     """
 
     def __init__(
@@ -139,13 +152,13 @@ class StepTracker:
         config: Config | None = None,
         max_queue: int = 1_000,
         max_in_memory: int = 5_000,
+        sink: SinkSource = None,
+        handle_signals: bool | None = None,
         screenshot_policy: str | None = None,
     ) -> None:
         _check_str("task_id", task_id)
-        if task_id is not None and not 1 <= len(task_id) <= 200:
-            raise ValueError("task_id must be 1 to 200 characters long")
-        if task_id is not None and "\x00" in task_id:
-            raise ValueError("task_id must not contain NUL characters")
+        if task_id is not None:
+            _check_task_id(task_id)
         _check_str("title", title, 2000)
         _check_str("agent", agent, 200)
         _check_str("description", description)
@@ -165,25 +178,32 @@ class StepTracker:
             raise TypeError("config must be a stepsdk Config")
         elif any(v is not None for v in (supabase_url, supabase_key, backup_dir, level, owner_id)):
             raise TypeError("pass either config= or supabase_url/supabase_key/backup_dir/level/owner_id, not both")
+        if sink is not None and not (callable(sink) or hasattr(sink, "upsert")):
+            raise TypeError("sink must be a stepsdk.backend.sink.Sink or a callable returning one")
         if screenshot_policy is not None:  # sensitive screens: store | redact | encrypt (stepsdk/_sensitive.py)
             config = dataclasses.replace(config, screenshot_policy=screenshot_policy)
         _sensitive.policy_for(config)  # ValueError now for a bad policy or key, not on the worker
         self.config = config
         self.task_id = task_id or _new_task_id()
         now = time.time()
+        # A task id given by the caller may be resumed (README: "Reusing a task id").
+        self._numbers = StepNumbers(config.backup_dir, self.task_id, shared=task_id is not None, started_at=now)
         self._task = Task(task_id=self.task_id, title=title, description=description, agent=agent,
-                          started_at=now, metadata=dict(metadata or {}), owner_id=config.owner_id,
-                          version=time.time_ns())
-        self._numbers = itertools.count(1)
+                          started_at=min(now, self._numbers.first_started_at), metadata=dict(metadata or {}),
+                          owner_id=config.owner_id, version=time.time_ns())
         self._ids = IdSource()
         self._callbacks: list[Callable[[Step], Any]] = []
         self._finished = False
         self._closed = False
-        self._worker = Worker(config, buffer_size, float(flush_interval), max_queue, max_in_memory)
-        self._worker.submit(dataclasses.replace(self._task))
+        self._pipeline = Pipeline(config, self.task_id, buffer_size=buffer_size, flush_interval=float(flush_interval),
+                                max_queue=max_queue, max_in_memory=max_in_memory, sink=sink)
+        self._pipeline.on_fork = _weak_call(self, "_after_fork")
+        self._pipeline.submit(dataclasses.replace(self._task))
         _ensure_atexit()
-        # If the tracker is dropped without close(), let the worker finish in the background.
-        self._finalizer = weakref.finalize(self, self._worker.stop_async)
+        if signals.enabled(handle_signals):
+            signals.watch(self)
+        # If the tracker is dropped without close(), let the pipeline finish in the background.
+        self._finalizer = weakref.finalize(self, self._pipeline.stop_async)
 
     def __repr__(self) -> str:  # the config's repr hides the key
         return (f"StepTracker(task_id={self.task_id!r}, mode={self.config.mode!r}, "
@@ -270,8 +290,8 @@ class StepTracker:
             raise TypeError(f"step_data must be a dict (mapping) or None, got {type(step_data).__name__}")
         if thinking is not None and not isinstance(thinking, str):
             raise TypeError(f"thinking must be a str or None, got {type(thinking).__name__}")
-        if duration_ms is not None:
-            duration_ms = _check_duration(duration_ms)
+        if duration_ms is not None and not (type(duration_ms) is float and 0.0 <= duration_ms <= MAX_DURATION_MS):
+            duration_ms = _check_duration(duration_ms)  # the slow path: ints, errors
         if success is not True and success is not False:
             raise TypeError(f"success must be a bool, got {type(success).__name__}")
         if error_message is not None or error_type is not None or stack_trace is not None:
@@ -293,14 +313,14 @@ class StepTracker:
 
             screenshot = _screenshots.capture(screenshot)  # TypeError for unsupported types
         now = time.time()
-        step = Step(self._ids.next(), self.task_id, number or next(self._numbers), st, data, thinking,
+        step = Step(self._ids.next(), self.task_id, number or self._numbers.next(), st, data, thinking,
                     action_result, screenshot, duration_ms, success, error_type, error_message, stack_trace,
                     metadata, started_at or (now - duration_ms / 1000 if duration_ms else now), now,
                     name, usage)
         if self._closed:
             self._late(step)
         else:
-            self._worker.submit(step)
+            self._pipeline.submit(step)
         if self._callbacks:
             self._run_callbacks(step)
         return step
@@ -308,8 +328,8 @@ class StepTracker:
     def _late(self, step: Step) -> None:
         log.warning("stepsdk: step %d recorded after close(); written to the backup only "
                     "(run `stepsdk resync` to upload it)", step.step_number)
-        self._worker.reopen_for_late_steps()
-        self._worker.submit(step)
+        self._pipeline.reopen_for_late_steps()
+        self._pipeline.submit(step)
 
     def _run_callbacks(self, step: Step) -> None:
         for cb in self._callbacks:
@@ -333,7 +353,7 @@ class StepTracker:
         handle = StepHandle(dict(step_data or {}))
         handle.thinking = thinking
         handle.metadata = dict(metadata or {})
-        number = next(self._numbers)
+        number = self._numbers.next()
         started_at, t0 = time.time(), time.perf_counter()
         error: BaseException | None = None
         try:
@@ -364,7 +384,8 @@ class StepTracker:
 
     # ------------------------------------------------------------------ lifecycle
     def finish(self, status: TaskStatus | str = TaskStatus.SUCCESS, result: str | None = None,
-               error_message: str | None = None, timeout: float = 5.0) -> FlushResult:
+               error_message: str | None = None, timeout: float = 5.0, *,
+               metadata: Mapping[str, Any] | None = None) -> FlushResult:
         """Mark the task finished (success, failed or interrupted), then flush (bounded by
         `timeout`). Calling it again updates the task row (the latest call wins)."""
         try:
@@ -373,6 +394,10 @@ class StepTracker:
             raise ValueError(f"status must be one of {[s.value for s in TaskStatus]}, got {status!r}") from None
         _check_str("result", result)
         _check_str("error_message", error_message)
+        if metadata is not None:
+            if not isinstance(metadata, Mapping):
+                raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+            self._task.metadata = {**self._task.metadata, **metadata}
         now = time.time()
         self._task.status = st
         self._task.finished_at = None if st is TaskStatus.RUNNING else max(now, self._task.started_at)
@@ -381,8 +406,8 @@ class StepTracker:
         self._task.version = max(time.time_ns(), self._task.version + 1)
         self._finished = st is not TaskStatus.RUNNING
         if self._closed:
-            self._worker.reopen_for_late_steps()
-        self._worker.submit(dataclasses.replace(self._task))
+            self._pipeline.reopen_for_late_steps()
+        self._pipeline.submit(dataclasses.replace(self._task))
         return self.flush(timeout)
 
     def flush(self, timeout: float = 5.0) -> FlushResult:
@@ -390,24 +415,37 @@ class StepTracker:
         backend is unreachable (or in local mode). Returns within about `timeout` seconds."""
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise ValueError("timeout must be a number of seconds >= 0")
-        return self._worker.force_flush(float(timeout))
+        return self._pipeline.force_flush(float(timeout))
 
     def close(self, timeout: float = 5.0) -> FlushResult:
         """Flush (bounded by `timeout`), stop the background threads, fsync the backup."""
         if self._closed:  # again (after late steps): those were written directly; close their journal
-            self._worker.close_journal()
-            return self._worker.force_flush(0)
+            self._pipeline.close_journal()
+            return self._pipeline.force_flush(0)
         self._closed = True
         self._finalizer.detach()
-        return self._worker.shutdown(float(timeout))
+        signals.unwatch(self)
+        result = self._pipeline.shutdown(float(timeout))
+        self._numbers.release()
+        return result
 
     def stats(self) -> TrackerStats:
-        w = self._worker
-        backend = "local" if not w.remote else ("down" if w.breaker.open else "up")
-        return TrackerStats(recorded=w.submitted, backed_up=w.journaled, uploaded=w.uploaded,
-                            rejected=w.rejected, retried=w.retried, spilled=w.spilled, dropped=w.dropped,
-                            backup_errors=w.backup_errors, queue_depth=w.queue_depth,
-                            in_memory=w.memory_items, backend=backend, last_error=w.last_error)
+        st = self._pipeline.stats()
+        return TrackerStats(queue_depth=self._pipeline.queue_depth, **st)  # type: ignore[arg-type]
+
+    def _interrupted_by(self, signal_name: str, timeout: float) -> None:
+        """SIGTERM (stepsdk/recording/signals.py): mark the task interrupted, flush, close."""
+        deadline = time.monotonic() + timeout
+        if not self._closed:
+            if not self._finished:
+                self.finish(TaskStatus.INTERRUPTED, error_message=f"terminated by {signal_name}",
+                            timeout=timeout * 0.7, metadata={"interrupted": {"signal": signal_name}})
+            self.close(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _after_fork(self) -> None:
+        """In a forked child (the pipeline was restarted): the task row goes to the new journal
+        and upload stage too, so the child's steps can be uploaded after it."""
+        self._pipeline.submit(dataclasses.replace(self._task))
 
     @property
     def backup_dir(self) -> Path:
@@ -415,7 +453,7 @@ class StepTracker:
 
     @property
     def journal_path(self) -> Path:
-        return self._worker.journal.path
+        return self._pipeline.writer.path
 
     def __enter__(self) -> StepTracker:
         return self
@@ -488,7 +526,33 @@ def _check_duration(value: Any) -> float:
         raise TypeError(f"duration_ms must be a number or None, got {type(value).__name__}")
     if not value >= 0 or value == float("inf"):  # also rejects NaN
         raise ValueError(f"duration_ms must be a finite number >= 0, got {value!r}")
+    if value > MAX_DURATION_MS:
+        raise ValueError(f"duration_ms={value!r} is more than 30 days: milliseconds are expected "
+                         "(was a timestamp, or microseconds, passed by mistake?)")
     return float(value)
+
+
+def _check_task_id(task_id: str) -> None:
+    if not 1 <= len(task_id) <= 200:
+        raise ValueError("task_id must be 1 to 200 characters long")
+    if "\x00" in task_id:
+        raise ValueError("task_id must not contain NUL characters")
+    try:
+        task_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"task_id {task_id!r} is not valid Unicode text (it holds a lone surrogate, e.g. from "
+                         "os.fsdecode of a non-UTF-8 name); no database can store it") from None
+
+
+def _weak_call(obj: Any, method: str) -> Callable[[], None]:
+    ref = weakref.ref(obj)
+
+    def call() -> None:
+        target = ref()
+        if target is not None:
+            getattr(target, method)()
+
+    return call
 
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")

@@ -483,10 +483,10 @@ def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any
     assert accepted > 8
 
 
-def test_import_warns_when_resync_would_skip_rows_uploaded_before(
+def test_import_makes_rows_pending_even_when_this_folder_uploaded_them_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Resync sends a row once per backup folder: re-importing into the folder that uploaded the
-    rows before would not restore them in Supabase. The import says so, with the way out."""
+    """An import means "I want these rows there" (the task may have been deleted in Supabase):
+    every row and object of the file is pending for resync, whatever the folder uploaded before."""
     from stepsdk import _backup
 
     root = tmp_path / "backup"
@@ -494,17 +494,20 @@ def test_import_warns_when_resync_would_skip_rows_uploaded_before(
     ds.add_task("uploaded", image_seeds=[1, None])
     load_into_backup(root, ds)
     acks = _backup.JournalWriter(root)
-    acks.append([{"k": "ack", "t": "task_steps", "ids": [s["id"] for s in ds.steps]},
+    acks.append([{"k": "ack", "t": "tasks", "v": BackupStore(root).read().task_versions},
+                 {"k": "ack", "t": "task_steps", "ids": [s["id"] for s in ds.steps]},
+                 {"k": "ack", "t": "step_screenshots", "ids": [r["id"] for r in ds.shots]},
                  {"k": "ack", "t": "objects", "ids": list(ds.images)}])
     acks.close()
+    snap = BackupStore(root).read()
+    assert not snap.pending_steps() and not snap.pending_screenshots() and not snap.pending_objects()
     local_env(monkeypatch, root)
     assert main(["export", "-o", str(tmp_path / "run.json")]) == Exit.OK
     assert main(["import", str(tmp_path / "run.json"), "--json"]) == Exit.OK
-    captured = capsys.readouterr()
-    assert json_out(captured.out)["already_uploaded"] == 3
-    assert "will not send them again" in captured.err and "--backup-dir NEW" in captured.err
-    assert main(["import", str(tmp_path / "run.json"), "--backup-dir", str(tmp_path / "fresh"), "--json"]) == Exit.OK
-    assert json_out(capsys.readouterr().out)["already_uploaded"] == 0
+    assert "will not send them again" not in capsys.readouterr().err
+    snap = BackupStore(root).read()
+    assert len(snap.pending_steps()) == 2 and len(snap.pending_screenshots()) == 1
+    assert snap.pending_objects() == sorted(ds.images) and [t["task_id"] for t in snap.pending_tasks()] == ["uploaded"]
 
 
 def test_minimal_rows_from_the_database_round_trip(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

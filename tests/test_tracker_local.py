@@ -18,6 +18,7 @@ from PIL import Image
 from stepsdk import Level, StepTracker, StepType, TaskStatus
 from stepsdk._backup import BackupStore, iter_journal
 from stepsdk._config import Config
+from stepsdk.testing import MemorySink
 from tests.fixtures_images import gallery_screen, png_bytes, small_screen
 
 
@@ -61,7 +62,7 @@ def test_programming_mistakes_raise_at_the_call(tmp_path: Path, kwargs: dict, ex
         assert t.stats().recorded == 0
 
 
-@pytest.mark.parametrize("kwargs", [{"task_id": ""}, {"task_id": "x" * 201}, {"task_id": "a\x00b"},
+@pytest.mark.parametrize("kwargs", [{"task_id": ""}, {"task_id": "x" * 201}, {"task_id": "a\x00b"}, {"task_id": "bad-\udcff-id"},
                                     {"buffer_size": 0}, {"flush_interval": 0}, {"level": "LOUD"}])
 def test_bad_tracker_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -73,7 +74,9 @@ def test_hostile_task_id_is_stored_but_never_a_path(tmp_path: Path) -> None:
     with _tracker(tmp_path, task_id=tid) as t:
         t.record_step("action", {})
     assert len(_steps(tmp_path, tid)) == 1
-    assert {p.name for p in tmp_path.iterdir()} == {"journal"}
+    assert {p.name for p in tmp_path.iterdir()} == {"journal", "numbers"}
+    # the step-number counter of a given task id is named by a hash of the id, never the id
+    assert [len(p.stem) for p in (tmp_path / "numbers").iterdir()] == [40]
 
 
 def test_step_context_times_and_records_exceptions(tmp_path: Path) -> None:
@@ -405,59 +408,21 @@ def test_screenshot_encoding_never_delays_the_journal(tmp_path: Path) -> None:
     assert len(BackupStore(tmp_path).read().screenshots[t.task_id]) == 10
 
 
-class _OrderCheckingSink:
-    """Stands in for Supabase: records what arrives and every ordering rule it breaks."""
-
-    def __init__(self, config: Config) -> None:
-        self.rows: dict[str, dict[str, dict]] = {"tasks": {}, "task_steps": {}, "step_screenshots": {}}
-        self.objects: set[str] = set()
-        self.step_upserts = 0
-        self.violations: list[str] = []
-
-    def upsert(self, table: str, rows: list[dict]) -> None:
-        keys = [r["task_id"] if table == "tasks" else r["id"] for r in rows]
-        if len(set(keys)) != len(keys):
-            self.violations.append(f"{table}: one upsert touches a row twice")
-        for key, row in zip(keys, rows, strict=True):
-            if table == "task_steps" and row["task_id"] not in self.rows["tasks"]:
-                self.violations.append(f"step {key} uploaded before its task row")
-            if table == "task_steps" and row["screenshot_path"] and row["screenshot_path"] not in self.objects:
-                self.violations.append(f"step {key} uploaded before its object")
-            if table == "step_screenshots" and row["step_id"] not in self.rows["task_steps"]:
-                self.violations.append(f"screenshot row {key} uploaded before its step")
-            if table == "task_steps" and self.rows[table].get(key, {}).get("screenshot_path") and not row["screenshot_path"]:
-                self.violations.append(f"step {key}: an older version overwrote the newer")
-            self.rows[table][key] = self.rows[table].get(key, {}) | row
-        self.step_upserts += len(rows) if table == "task_steps" else 0
-
-    def upload_object(self, path: str, data: bytes) -> None:
-        self.objects.add(path)
-
-    def probe(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("buffer_size", [1, 3, 50])
-def test_upload_order_with_screenshot_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buffer_size: int) -> None:
-    import stepsdk._supabase_sink as sink_module
-
-    monkeypatch.setattr(sink_module, "SupabaseSink", _OrderCheckingSink)
-    config = Config.resolve("http://127.0.0.1:9", "key", tmp_path)
-    t = StepTracker(title="t", config=config, buffer_size=buffer_size, flush_interval=0.01)
+def test_upload_order_with_screenshot_versions(tmp_path: Path, buffer_size: int) -> None:
+    sink = MemorySink()
+    t = StepTracker(title="t", backup_dir=tmp_path, sink=sink, buffer_size=buffer_size, flush_interval=0.01)
     for i in range(12):
         t.record_step("action", {"i": i}, screenshot=png_bytes(small_screen(seed=i)) if i % 3 else None)
     result = t.close(10)
-    sink = t._worker.sink
     assert result.ok and result.uploaded == 12, result
-    assert sink.violations == []
+    assert sink.violations == [] and sink.stale == []
     steps = sink.rows["task_steps"]
     assert len(steps) == 12 and sum(bool(r["screenshot_path"]) for r in steps.values()) == 8
     assert not any("screenshot_pending" in r["metadata"] for r in steps.values())
     assert len(sink.rows["step_screenshots"]) == 8 and len(sink.objects) == 8
-    assert 12 <= sink.step_upserts <= 20  # a screenshot step is sent once or twice, never more
+    step_upserts = sum(n for method, table, n in sink.requests if method == "upsert" and table == "task_steps")
+    assert 12 <= step_upserts <= 20  # a screenshot step is sent once or twice, never more
     snap = BackupStore(tmp_path).read()  # the journal was archived: everything acknowledged
     assert snap.pending_steps() == [] and snap.pending_screenshots() == []
 
@@ -502,18 +467,15 @@ def test_backlog_of_earlier_runs_is_hinted_once_per_process(tmp_path: Path, monk
                                                              caplog: pytest.LogCaptureFixture) -> None:
     import threading
 
-    import stepsdk._supabase_sink as sink_module
-    import stepsdk._worker as worker_module
+    import stepsdk.recording.pipeline as pipeline_module
 
     with _tracker(tmp_path) as earlier:  # local mode: 3 steps only `stepsdk resync` will upload
         for i in range(3):
             earlier.record_step("action", {"i": i}, screenshot=png_bytes(small_screen()) if i == 0 else None)
-    monkeypatch.setattr(sink_module, "SupabaseSink", _OrderCheckingSink)
-    monkeypatch.setattr(worker_module, "_backlog_hint", threading.Lock())  # a fresh "process"
-    config = Config.resolve("http://127.0.0.1:9", "key", tmp_path)
+    monkeypatch.setattr(pipeline_module, "_backlog_hint", threading.Lock())  # a fresh "process"
     caplog.set_level(logging.WARNING, logger="stepsdk")
     for _ in range(2):
-        with StepTracker(title="now", config=config, flush_interval=0.01) as t:
+        with StepTracker(title="now", backup_dir=tmp_path, sink=MemorySink(), flush_interval=0.01) as t:
             t.record_step("action", {"now": True})  # its own step is never counted
     hints = [r.getMessage() for r in caplog.records if "earlier runs" in r.getMessage()]
     assert hints == [f"stepsdk: 3 steps pending in {tmp_path} from earlier runs (1 journals); "
@@ -524,26 +486,21 @@ def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A full queue spills steps on the caller's thread, possibly before the journal thread has
     handled the task row queued first: the uploader must still send the task row first."""
-    import stepsdk._supabase_sink as sink_module
-    from stepsdk._model import Task
-    from stepsdk._worker import Worker
+    from stepsdk.recording.rows import RowMaker
 
-    slow_items = Worker._to_items
+    slow_row = RowMaker.task_row
 
-    def slow_task(self: Worker, obj: object, jobs: list) -> list:
-        if isinstance(obj, Task):
-            time.sleep(0.3)  # the journal thread is late with the task row
-        return slow_items(self, obj, jobs)
+    def slow_task(self: RowMaker, task: object) -> dict:
+        time.sleep(0.3)  # the journal stage is late with the task row
+        return slow_row(self, task)
 
-    monkeypatch.setattr(Worker, "_to_items", slow_task)
-    monkeypatch.setattr(sink_module, "SupabaseSink", _OrderCheckingSink)
-    config = Config.resolve("http://127.0.0.1:9", "key", tmp_path)
-    t = StepTracker(title="t", config=config, buffer_size=5, flush_interval=0.01, max_queue=1)
+    monkeypatch.setattr(RowMaker, "task_row", slow_task)
+    sink = MemorySink()
+    t = StepTracker(title="t", backup_dir=tmp_path, sink=sink, buffer_size=5, flush_interval=0.01, max_queue=1)
     for i in range(20):
         t.record_step("action", {"i": i})
     assert t.stats().spilled >= 15
     result = t.close(10)
-    sink = t._worker.sink
     assert sink.violations == [] and result.ok and result.uploaded == 20, (sink.violations, result)
     assert not t.journal_path.exists() and list((tmp_path / "archive").iterdir())  # all done: archived
 
@@ -552,24 +509,24 @@ def test_full_screenshot_queue_holds_the_journal_thread_back_and_loses_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from stepsdk._worker import Worker
+    from stepsdk.recording.screenshot_stage import ScreenshotStage
 
     release = threading.Event()
-    finish_shot = Worker._finish_shot
+    prepare = ScreenshotStage._prepare
 
-    def stuck_encoder(self: Worker, job: object) -> None:
+    def stuck_encoder(self: ScreenshotStage, job: object, metadata: dict) -> tuple:
         release.wait(20)
-        finish_shot(self, job)
+        return prepare(self, job, metadata)
 
-    monkeypatch.setattr(Worker, "_finish_shot", stuck_encoder)
+    monkeypatch.setattr(ScreenshotStage, "_prepare", stuck_encoder)
     t = _tracker(tmp_path)
     png = png_bytes(small_screen())
     first = [t.record_step("action", {"i": i}, screenshot=png) for i in range(50)]
     time.sleep(0.3)  # the journal thread has written these 50, then waits for room for the 51st image
     later = [t.record_step("action", {"i": i}) for i in range(10)]
     time.sleep(0.3)
-    w = t._worker
-    assert w._shots.qsize() == w.max_shot_queue == 32  # bounded: the images wait in the caller's steps
+    shots = t._pipeline.shots
+    assert shots.queue.qsize() == shots.max_queue == 32  # bounded: the images wait in the caller's steps
     journaled = _journaled_ids(t)
     order = [s.id for s in first]
     # Each batch is journaled before its images are queued: a prefix of at least the 33 handed

@@ -229,17 +229,17 @@ def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(stack: An
     version 1 then fills in screenshot_path and metadata, and the screenshot row follows."""
     import threading
 
-    from stepsdk._worker import Worker
+    from stepsdk.recording.screenshot_stage import ScreenshotStage
     from tests.fixtures_images import png_bytes, small_screen
 
     encoded = threading.Event()
-    finish_shot = Worker._finish_shot
+    prepare = ScreenshotStage._prepare
 
-    def slow_encoder(self: Worker, job: Any) -> None:
+    def slow_encoder(self: ScreenshotStage, job: Any, metadata: dict) -> tuple:
         encoded.wait(20)  # a long encode: released once version 0 is stored
-        finish_shot(self, job)
+        return prepare(self, job, metadata)
 
-    monkeypatch.setattr(Worker, "_finish_shot", slow_encoder)
+    monkeypatch.setattr(ScreenshotStage, "_prepare", slow_encoder)
     with StepTracker(config=cfg(stack, tmp_path), buffer_size=1, flush_interval=0.01) as t:
         step = t.record_step("action", {"a": 1}, screenshot=png_bytes(small_screen()), metadata={"keep": "me"})
         assert wait_for(lambda: len(db_steps(stack, t.task_id)) == 1, 20)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stepsdk import _audit, _export_format, _import
-from stepsdk._backup import T_OBJECTS, T_SHOTS, T_STEPS, BackupStore
+from stepsdk._backup import BackupStore
 from stepsdk._config import SUPABASE_KEY_VARS
 from stepsdk.cli._common import (
     CliError,
@@ -105,19 +105,18 @@ def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root:
     secrets = tuple(v for v in map(os.environ.get, SUPABASE_KEY_VARS) if v)  # both, if both are set
     cleaned = _import.sanitize_bundles(loaded.bundles, secrets)
     store = BackupStore(root)
-    acked = _already_uploaded(store, loaded.bundles)  # read before writing: only older acks count
     try:
         report = _import.import_into_backup(loaded, root)
     except _import.ExportFormatError as exc:
         raise CliError(f"{args.file} cannot be imported: {exc}", Exit.DATA) from None
     absent = [p for p in _export_format.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
-    _warn_about(cleaned, acked, absent, root)
+    _warn_about(cleaned, absent)
     _audit.record("import", str(args.file), report.tasks, {"steps": report.steps, "images": report.images},
                   backup_dir=root)
     result = {
         "ok": True, "file": str(args.file), "backup_dir": str(root), "tasks": report.tasks,
         "steps": report.steps, "screenshots": report.screenshots, "images": report.images,
-        "missing_images": absent, "already_uploaded": acked, "sanitized_rows": cleaned, "journal": report.journal,
+        "missing_images": absent, "sanitized_rows": cleaned, "journal": report.journal,
         "task_ids": [b.task_id for b in loaded.bundles],
     }
     human = (f"imported {report.tasks} task(s), {report.steps} step(s), {report.images} image(s) "
@@ -126,22 +125,11 @@ def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root:
     return Exit.OK
 
 
-def _warn_about(cleaned: int, acked: int, absent: list[str], root: Path) -> None:
+def _warn_about(cleaned: int, absent: list[str]) -> None:
     if cleaned:
         warn(f"{cleaned} row(s) carried secrets or oversized values: stored redacted/cut, as the recorder would")
-    if acked:
-        warn(f"{acked} row(s)/object(s) of this file were uploaded from {root} before; 'stepsdk resync' "
-             "will not send them again. If they were deleted from Supabase since, import into an empty "
-             "folder and resync that: stepsdk import FILE --backup-dir NEW && stepsdk resync --backup-dir NEW")
     if absent:
         warn(f"{len(absent)} screenshot image(s) referenced by the imported steps are neither in the file "
              "nor in the backup; 'stepsdk resync' will report them missing unless they are already "
              "in the bucket (share runs with 'stepsdk export --with-screenshots')")
 
-
-def _already_uploaded(store: BackupStore, bundles: list[_export_format.TaskBundle]) -> int:
-    """Rows and objects this backup already has acknowledgements for (resync skips those)."""
-    snap = store.read()
-    steps = sum(snap.is_acked(T_STEPS, s["id"]) for b in bundles for s in b.steps)
-    shots = sum(snap.is_acked(T_SHOTS, r["id"]) for b in bundles for r in b.screenshots)
-    return steps + shots + sum(snap.is_acked(T_OBJECTS, p) for p in _export_format.storage_paths(bundles))

@@ -116,6 +116,8 @@ def _human(report: Any) -> str:
             lines.append(f"archived journals: {report.archived}")
     if report.quarantined:
         lines.append(f"quarantined corrupt records: {report.quarantined}")
+    for task_id in report.abandoned:
+        lines.append(f"marked interrupted (its recording process is gone): {task_id}")
     for problem in report.problems[:10]:
         lines.append(f"problem: {problem}")
     return "\n".join(lines)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stepsdk._backup import BackupStore
+from stepsdk._abandoned import abandoned_tasks
+from stepsdk._backup import BackupStore, JournalWriter, dead_writer_journals, new_writer_name
 from stepsdk._config import Config
-from stepsdk._resync import pending_counts
+from stepsdk._resync import mark_abandoned, pending_counts
 from stepsdk._retry import one_line
 from stepsdk.cli._common import (
     Exit,
@@ -53,7 +54,17 @@ def backend_status(config: Config) -> dict[str, Any]:
 def collect(folder: Any, config: Config) -> dict[str, Any]:
     store = BackupStore(folder)
     snap = store.read()
+    abandoned: list[str] = []
+    if dead_writer_journals(folder) and abandoned_tasks(snap):
+        # Tasks left running by a recorder that died: mark them interrupted (a journal of this
+        # run, uploaded by the next `stepsdk resync`).
+        writer = JournalWriter(folder, new_writer_name("s"))
+        try:
+            abandoned = mark_abandoned(snap, writer)
+        finally:
+            writer.close()
     return {
+        "abandoned": abandoned,
         "backend": backend_status(config),
         "backup_dir": str(folder),
         "pending": pending_counts(snap) | {"bytes": store.pending_bytes(snap)},
@@ -87,6 +98,8 @@ def _human(info: dict[str, Any]) -> str:
              f"pending: {p['tasks']} tasks, {p['task_steps']} steps, {p['step_screenshots']} screenshots "
              f"({p['objects']} objects, {p['bytes']} bytes)",
              f"last successful upload: {info['last_upload_at'] or 'never'}"]
+    for task_id in info["abandoned"]:
+        lines.append(f"marked interrupted (its recording process is gone): {task_id}")
     if info["rejected"]:
         lines.append(f"rejected by Supabase: {len(info['rejected'])}")
         for r in info["rejected"][:20]:

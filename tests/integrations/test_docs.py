@@ -67,3 +67,8 @@ def test_agent_loop_snippet(doc: Path, tmp_path: Path, monkeypatch: pytest.Monke
     assert [s["step_type"] for s in steps] == ["thinking", "action", "action", "validation", "action"]
     assert steps[2]["screenshot_path"] and all(s["success"] for s in steps)
     assert "secret-key" not in _journal_text(tmp_path)
+
+
+def test_memory_sink_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ns = _run(_snippet(ROOT / "README.md", "memory"), ROOT / "README.md", tmp_path, monkeypatch)
+    assert ns["sink"].steps(ns["tracker"].task_id)[0]["step_data"] == {"tap": [540, 720]}

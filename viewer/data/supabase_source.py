@@ -84,7 +84,7 @@ class SupabaseSource(DataSource):
         out: list[Row] = []
         while True:
             batch = self._call(what, lambda: list(query().range(len(out), len(out) + 999).execute().data or []))
-            out.extend(batch)
+            out.extend(_public(r) for r in batch)
             if len(batch) < 1000:
                 return out
 
@@ -112,7 +112,7 @@ class SupabaseSource(DataSource):
             if not task:
                 return None
             summary = self._table("task_summary").select("*").eq("task_id", task_id).limit(1).execute().data
-            return {**task[0], **(summary[0] if summary else {})}
+            return _public({**task[0], **(summary[0] if summary else {})})
 
         return self._call("the task", query)
 
@@ -220,7 +220,13 @@ def _page_and_count(q: Any, start: int, per_page: int, head: Callable[[], Any]) 
         if exc.code != "PGRST103":
             raise
         return [], int(head().execute().count or 0)
-    return list(res.data or []), int(res.count or 0)
+    return [_public(r) for r in res.data or []], int(res.count or 0)
+
+
+def _public(row: Row) -> Row:
+    """A row without the database's own bookkeeping (`row_version`, see the row-versions migration)."""
+    row.pop("row_version", None)
+    return row
 
 
 def _apply_filters(q: Any, f: TaskFilters) -> Any:
