@@ -16,7 +16,6 @@ import base64
 import contextlib
 import dataclasses
 import datetime as dt
-import getpass
 import json
 import logging
 import os
@@ -34,6 +33,8 @@ TABLE = "audit_log"
 
 def os_user() -> str:
     try:
+        import getpass  # here, not at import: `stepsdk <command>` must start even where it cannot load
+
         return getpass.getuser()
     except Exception:  # no passwd entry (containers): the uid says who
         return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
