@@ -7,6 +7,7 @@
 
 from stepsdk._config import Config
 from stepsdk._model import Level, Step, StepType, TaskStatus
+from stepsdk._sanitize import add_rules as add_redaction_rules
 from stepsdk._tracker import StepHandle, StepTracker, TrackerStats
 from stepsdk.recording.progress import FlushResult
 
@@ -23,4 +24,5 @@ __all__ = [
     "TaskStatus",
     "TrackerStats",
     "__version__",
+    "add_redaction_rules",
 ]

@@ -38,7 +38,9 @@ SUFFIX = ".log"
 FORMAT_VERSION = 1
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # a line longer than this is corrupt (FULL level rows stay far below)
 
-STORAGE_PATH_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.webp$")
+# <sha[:2]>/<sha>.webp, or .enc for an encrypted sensitive screen (stepsdk/_sensitive.py); the sha
+# is always that of the stored bytes.
+STORAGE_PATH_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(?:webp|enc)$")
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 
 # Record kinds ("k") and the tables they belong to.
@@ -47,6 +49,30 @@ KIND_ACK, KIND_REJECT, KIND_OPEN, KIND_CLOSE, KIND_QUARANTINED = (
     "ack", "reject", "open", "close", "quarantined",
 )
 T_TASKS, T_STEPS, T_SHOTS, T_OBJECTS = "tasks", "task_steps", "step_screenshots", "objects"
+
+# The backup holds step data and screenshots: only its owner may read it, whatever the umask.
+DIR_MODE, FILE_MODE = 0o700, 0o600
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p`` where every folder it creates is 0700 (``Path.mkdir(parents=True)`` gives
+    the parents the default mode)."""
+    path = Path(path)
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=DIR_MODE)
+    return path
+
+
+def open_private_append(path: str | os.PathLike[str]) -> Any:
+    """Open for appending (binary); a new file is created 0600."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                             FILE_MODE), "ab")
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
@@ -210,8 +236,8 @@ class JournalWriter:
             self._needs_newline = False
             self.recreated += 1
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the writer's life
+            private_dir(self.path.parent)
+            self._fh = open_private_append(self.path)  # kept open for the writer's life
             _take_lease(self._fh)
             self._position = self._fh.tell()
             if self._position == 0:
@@ -323,7 +349,7 @@ def write_screenshot(root: str | os.PathLike[str], storage_path: str, data: byte
     target = Path(root) / SCREENSHOT_DIR / storage_path
     if target.exists() and target.stat().st_size == len(data):
         return target  # content-addressed: same name means same bytes
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".webp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -342,7 +368,7 @@ def archive_target(root: str | os.PathLike[str], name: str) -> Path:
     """A free path in archive/ for a journal (a reopened journal may be archived twice: never
     overwrite the earlier archive)."""
     folder = Path(root) / ARCHIVE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     target = folder / name
     stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
     n = 1
@@ -768,10 +794,10 @@ class BackupStore:
         if not snap.corrupt:
             return 0
         qdir = self.path / QUARANTINE_DIR
-        qdir.mkdir(parents=True, exist_ok=True)
+        private_dir(qdir)
         marks = []
         for path, offset, problem, raw in snap.corrupt:
-            with open(qdir / path.name, "ab") as fh:
+            with open_private_append(qdir / path.name) as fh:
                 fh.write(json.dumps({"offset": offset, "problem": problem, "at": now_iso(),
                                      "raw": raw.decode("utf-8", "replace")}).encode() + b"\n")
             marks.append({"k": KIND_QUARANTINED, "file": path.name, "offset": offset, "problem": problem})

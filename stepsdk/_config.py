@@ -75,6 +75,11 @@ class Config:
     # Local retention: a tracker deletes backup tasks older than this many days when it starts
     # (stepsdk._local_retention.apply_on_start). None: keep everything.
     retention_days: int | None = None
+    # Sensitive screens (stepsdk/_sensitive.py): store | redact | encrypt; None = encrypt when a
+    # key is configured (STEPSDK_SCREENSHOT_KEY / _KEY_FILE), else redact. region_style: black | blur.
+    screenshot_policy: str | None = None
+    screenshot_key_file: str | None = None
+    region_style: str = "black"
 
     @property
     def remote(self) -> bool:

@@ -295,7 +295,7 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
             continue
         # content_key_problem: else it could replace another screenshot of the backup (and, by
         # resync, of the bucket)
-        problem = image_problem(data) or content_key_problem(storage_path, digest)
+        problem = object_problem(storage_path, data) or content_key_problem(storage_path, digest)
         if problem:
             errors.append(f"{name}: {entry} {problem}")
             continue
@@ -305,16 +305,24 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
     return images
 
 
-_CONTENT_KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.webp$")  # the backup's STORAGE_PATH_RE
+_CONTENT_KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(webp|enc)$")  # the backup's STORAGE_PATH_RE
 
 
 def content_key_problem(storage_path: str, digest: str) -> str | None:
     """Why ``storage_path`` is not the content-addressed key of bytes hashing to ``digest``."""
-    if not _CONTENT_KEY.match(storage_path):
-        return "is not a content-addressed name (<sha256[0:2]>/<sha256>.webp)"
-    if storage_path != f"{digest[:2]}/{digest}.webp":
+    match = _CONTENT_KEY.match(storage_path)
+    if not match:
+        return "is not a content-addressed name (<sha256[0:2]>/<sha256>.webp or .enc)"
+    if storage_path != f"{digest[:2]}/{digest}.{match.group(1)}":
         return f"does not hash to its name (its sha256 is {digest}): altered or crafted"
     return None
+
+
+def object_problem(storage_path: str, data: bytes) -> str | None:
+    """``image_problem``, or for an encrypted screenshot (``.enc``, stepsdk/_sensitive.py) its header."""
+    from stepsdk import _sensitive
+
+    return _sensitive.object_problem(data) if _sensitive.is_encrypted_path(storage_path) else image_problem(data)
 
 
 def image_problem(data: bytes) -> str | None:
@@ -413,7 +421,7 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
     bad = [p for p in storage_paths(loaded.bundles) if not _backup.STORAGE_PATH_RE.match(p)]
     if bad:
         raise ExportFormatError([f"screenshot path {p!r} is not a content-addressed key "
-                                 "(<sha256[0:2]>/<sha256>.webp)" for p in bad])
+                                 "(<sha256[0:2]>/<sha256>.webp or .enc)" for p in bad])
     root = Path(root)
     report = ImportReport()
     for storage_path, data in loaded.images.items():
@@ -440,7 +448,7 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
         report.screenshots += len(bundle.screenshots)
     records.append({"k": _backup.KIND_CLOSE, "at": now})
     journal = root / _backup.JOURNAL_DIR / f"{name}{_backup.SUFFIX}"
-    journal.parent.mkdir(parents=True, exist_ok=True)
+    _backup.private_dir(journal.parent)
 
     def build(fh: IO[bytes]) -> None:
         for record in records:

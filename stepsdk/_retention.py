@@ -402,7 +402,7 @@ class BackupRetention:
         cutoff = (datetime.now(UTC) - age).timestamp()
         referenced = _all_paths(self.store.read())
         folder = self.root / SCREENSHOT_DIR
-        for file in sorted(folder.glob("*/*.webp")) if folder.is_dir() else []:
+        for file in sorted(folder.glob("*/*.*")) if folder.is_dir() else []:  # .webp and .enc (the regex checks)
             key = f"{file.parent.name}/{file.name}"
             if not STORAGE_PATH_RE.match(key) or key in referenced:
                 continue

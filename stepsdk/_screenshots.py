@@ -136,6 +136,7 @@ class ScreenshotOptions:
     lossless_method: int = 1
     max_pixels: int = 50_000_000
     max_input_bytes: int = 64 * 1024 * 1024
+    region_style: Literal["black", "blur"] = "black"  # how redact_regions boxes are hidden
 
     def __post_init__(self) -> None:
         _check_int("max_width", self.max_width, 1, 1_000_000, optional=True)
@@ -152,6 +153,8 @@ class ScreenshotOptions:
         _check_int("lossless_method", self.lossless_method, 0, 6)
         _check_int("max_pixels", self.max_pixels, 1, 2**40)
         _check_int("max_input_bytes", self.max_input_bytes, 1, 2**40)
+        if self.region_style not in ("black", "blur"):
+            raise ValueError(f"region_style must be 'black' or 'blur', got {self.region_style!r}")
 
 
 def _check_int(name: str, value: object, low: int, high: int, optional: bool = False) -> None:
@@ -173,13 +176,15 @@ class ScreenshotInput:
     and a frozen dataclass' ``__init__`` costs several times more.
     """
 
-    __slots__ = ("captured_at", "kind", "payload", "sensitive")
+    __slots__ = ("captured_at", "kind", "payload", "regions", "sensitive")
 
-    def __init__(self, kind: _Kind, payload: Any, sensitive: bool | None, captured_at: float) -> None:
+    def __init__(self, kind: _Kind, payload: Any, sensitive: bool | None, captured_at: float,
+                 regions: tuple[tuple[int, int, int, int], ...] | None = None) -> None:
         self.kind = kind
         self.payload = payload
         self.sensitive = sensitive
         self.captured_at = captured_at  # time.time() at capture, for ordering/debugging
+        self.regions = regions  # (x, y, w, h) boxes blacked out/blurred before encoding (_sensitive)
 
     def __repr__(self) -> str:  # never the data itself: it may be a large, sensitive screen
         size = len(self.payload) if isinstance(self.payload, bytes | str) else None
@@ -234,7 +239,7 @@ def capture(source: object, *, sensitive: bool | None = None, copy: bool = False
     if isinstance(source, ScreenshotInput):  # already captured: pass through (marker may be added)
         if sensitive is None or sensitive == source.sensitive:
             return source
-        return ScreenshotInput(source.kind, source.payload, sensitive, source.captured_at)
+        return ScreenshotInput(source.kind, source.payload, sensitive, source.captured_at, source.regions)
     if isinstance(source, bytes):
         return ScreenshotInput("bytes", source, sensitive, now)
     if isinstance(source, str):
@@ -303,7 +308,12 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
     source = _resolve(ref, options)
     image, original_format = _open(source, options)
     original_size = image.size
-    image, data, choice = _encode_best(_normalise(image, original_format), options)
+    normal = _normalise(image, original_format)
+    if ref.regions:  # before downscaling: the boxes are in the screen's own pixels
+        from stepsdk._sensitive import redact_regions
+
+        normal = redact_regions(normal, ref.regions, options.region_style)
+    image, data, choice = _encode_best(normal, options)
     sha = hashlib.sha256(data).hexdigest()
     metadata = _metadata(ref, source, original_format, original_size, image.size, choice, options)
     metadata["prepare_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -342,6 +352,8 @@ def _metadata(
     }
     if ref.sensitive is not None:
         metadata["sensitive"] = ref.sensitive
+    if ref.regions:
+        metadata["redacted_regions"] = len(ref.regions)
     if source.mtime is not None and source.mtime > ref.captured_at:
         # The file was rewritten between record_step() and the worker reading it (an agent
         # that reuses one file name per step): the stored image may be a later screen.

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from stepsdk import _sensitive
 from stepsdk._config import Config
 from stepsdk._model import STEP_TYPES, TASK_STATUSES, IdSource, Level, Step, StepType, Task, TaskStatus
 from stepsdk.recording import signals
@@ -192,6 +193,7 @@ class StepTracker:
         max_in_memory: int = 5_000,
         sink: SinkSource = None,
         handle_signals: bool | None = None,
+        screenshot_policy: str | None = None,
     ) -> None:
         _check_str("task_id", task_id)
         if task_id is not None:
@@ -217,6 +219,9 @@ class StepTracker:
             raise TypeError("pass either config= or supabase_url/supabase_key/backup_dir/level/owner_id, not both")
         if sink is not None and not (callable(sink) or hasattr(sink, "upsert")):
             raise TypeError("sink must be a stepsdk.backend.sink.Sink or a callable returning one")
+        if screenshot_policy is not None:  # sensitive screens: store | redact | encrypt (stepsdk/_sensitive.py)
+            config = dataclasses.replace(config, screenshot_policy=screenshot_policy)
+        _sensitive.policy_for(config)  # ValueError now for a bad policy or key, not on the worker
         self.config = config
         self.task_id = task_id or _new_task_id()
         now = time.time()
@@ -270,6 +275,8 @@ class StepTracker:
         usage: Mapping[str, Any] | None = None,
         error: BaseException | None = None,
         screenshot_path: str | os.PathLike[str] | None = None,
+        sensitive: bool | None = None,
+        redact_regions: Any = None,
     ) -> Step:
         """Record one step and return it (with its client-generated `id` and `step_number`).
 
@@ -282,6 +289,8 @@ class StepTracker:
         call's token counts (`prompt_tokens`, `completion_tokens`, `total_tokens`). `error`: an
         exception; fills `error_type`, `error_message` and `stack_trace` (unless given) and sets
         `success` False. `screenshot_path`: a screenshot file (same as `screenshot=` a path).
+        `sensitive=True`: the screen shows secrets (the tracker's `screenshot_policy` decides what
+        is stored); `redact_regions=[(x, y, w, h), ...]`: boxes hidden before encoding.
         """
         if screenshot_path is not None:
             if screenshot is not None:
@@ -289,6 +298,8 @@ class StepTracker:
             if not isinstance(screenshot_path, (str, os.PathLike)):
                 raise TypeError(f"screenshot_path must be a str or path, got {type(screenshot_path).__name__}")
             screenshot = Path(screenshot_path)
+        if screenshot is not None and (sensitive is not None or redact_regions is not None):
+            screenshot = _sensitive.mark(screenshot, sensitive, redact_regions)
         if error is not None:
             if not isinstance(error, BaseException):
                 raise TypeError(f"error must be an exception, got {type(error).__name__}")

@@ -578,10 +578,10 @@ def test_import_redacts_secrets_like_the_recorder(exported: dict[str, Any], tmp_
     assert json_out(captured.out)["sanitized_rows"] == 1 and "stored redacted" in captured.err
     stored = next(s for s in BackupStore(exported["dest"]).read().steps[doc["tasks"][0]["task"]["task_id"]]
                   if s["id"] == step["id"])
-    assert stored["step_data"] == {"password": "[REDACTED]", "nested": {"api_key": "[REDACTED]"}, "max_tokens": 512,
-                                   "note": "use [REDACTED] now"}
-    assert stored["thinking"] == "the token is [REDACTED]"
-    assert stored["action_result"] == {"headers": {"Authorization": "[REDACTED]"}}
+    assert stored["step_data"] == {"password": "[REDACTED:password]", "nested": {"api_key": "[REDACTED:apikey]"},
+                                   "max_tokens": 512, "note": "use [REDACTED:configured] now"}
+    assert stored["thinking"] == "the token is [REDACTED:jwt]"
+    assert stored["action_result"] == {"headers": {"Authorization": "[REDACTED:authorization]"}}
     text = b"".join(p.read_bytes() for p in exported["dest"].rglob("*") if p.is_file())
     for secret in (b"hunter2", b"THE-PROJECT-KEY", jwt.encode(), b"abcdefghijklmnop"):
         assert secret not in text

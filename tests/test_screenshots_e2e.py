@@ -90,6 +90,9 @@ def test_every_kind_of_screenshot_is_stored_as_webp_with_its_row(stack: Any, tmp
         supabase_url=stack.url,
         supabase_key=stack.service_role_key,
         backup_dir=tmp_path / "backup",
+        # "store": a screen flagged sensitive is kept as WebP here (the default withholds or
+        # encrypts it: tests/test_sensitive_screens.py)
+        screenshot_policy="store",
     ) as tracker:
         recorded = {
             name: tracker.record_step("screenshot", {"kind": name}, screenshot=src)

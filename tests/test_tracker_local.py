@@ -260,7 +260,7 @@ def test_log_output_is_valid_and_quiet(tmp_path: Path, caplog: pytest.LogCapture
         t.record_step("action", {"password": "hunter2"})
     assert "hunter2" not in caplog.text
     line = next(p for p in (tmp_path / "journal").iterdir()).read_bytes().splitlines()[2]
-    assert json.loads(line[9:])["row"]["step_data"] == {"password": "[REDACTED]"}
+    assert json.loads(line[9:])["row"]["step_data"] == {"password": "[REDACTED:password]"}
 
 
 def _closed_port() -> int:

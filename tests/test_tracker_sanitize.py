@@ -14,7 +14,7 @@ import pytest
 
 from stepsdk._config import LEVEL_LIMITS, Config
 from stepsdk._model import Level
-from stepsdk._sanitize import REDACTED, Sanitizer, is_secret_key
+from stepsdk._sanitize import REDACTED, Sanitizer, is_secret_key, marker
 
 S = Sanitizer(LEVEL_LIMITS[Level.DETAILED], ("sb_secret_abcdefghijklmnop",))
 
@@ -58,7 +58,7 @@ def test_non_json_types_are_coerced() -> None:
     assert out["raw"] == "base64:AAE="
     assert out["set"] == [1, 2, 3] and sorted(out["mixed"], key=str) == [1, "a"]
     assert out["tuple"] == [1, 2] and out["dc"] == {"x": 1, "y": 2}
-    assert out["model"] == {"name": "m", "token": REDACTED}
+    assert out["model"] == {"name": "m", "token": marker("token")}
     assert (out["nan"], out["inf"], out["ninf"]) == ("NaN", "Infinity", "-Infinity")
     assert out["dec"] == 1.5 and out["dec_big"] == "0.1234567890123456789" and out["dec_int"] == 10
     assert out["uuid"] == "00000000-0000-0000-0000-000000000001" and out["enum"] == "red"
@@ -107,7 +107,7 @@ def test_nul_and_lone_surrogates_replaced() -> None:
 def test_secret_keys_redacted(key: str) -> None:
     assert is_secret_key(key)
     out = S.value({"outer": {key: "hunter2", "fine": "visible"}})
-    assert out["outer"][key] == REDACTED and out["outer"]["fine"] == "visible"
+    assert out["outer"][key].startswith(REDACTED[:-1] + ":") and out["outer"]["fine"] == "visible"
 
 
 def test_numbers_under_secret_looking_keys_are_kept() -> None:
@@ -119,7 +119,8 @@ def test_configured_key_jwt_and_bearer_scrubbed_from_any_string() -> None:
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
     out = S.value({"log": f"key=sb_secret_abcdefghijklmnop jwt={jwt} hdr=Bearer abcdefghijkl123"})
     assert "sb_secret" not in out["log"] and "eyJ" not in out["log"] and "abcdefghijkl123" not in out["log"]
-    assert out["log"].count(REDACTED) == 3
+    assert out["log"].count(REDACTED[:-1]) == 3
+    assert "[REDACTED:configured]" in out["log"] and "[REDACTED:jwt]" in out["log"] and "Bearer [REDACTED:bearer]" in out["log"]
 
 
 def test_field_too_large_replaced_by_preview() -> None:

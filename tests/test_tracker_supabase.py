@@ -69,7 +69,7 @@ def test_steps_uploaded_exactly_once_and_equal(stack: Any, tmp_path: Path) -> No
     assert [str(r["id"]) for r in rows] == [s.id for s in recorded]
     assert_rows_equal(rows, BackupStore(tmp_path).read().steps[t.task_id])
     assert rows[0]["step_data"] == {"i": 0, "when": "2026-01-01", "nested": {"a": [0]}}
-    assert rows[0]["metadata"] == {"password": "[REDACTED]"}
+    assert rows[0]["metadata"] == {"password": "[REDACTED:password]"}
     task = stack.sql("select * from public.tasks where task_id = %s", (t.task_id,))[0]
     assert task["status"] == "success" and task["finished_at"] is not None and task["agent"] == "test"
     assert BackupStore(tmp_path).read().pending_steps() == []

@@ -22,6 +22,8 @@ from fastapi.responses import Response
 from nicegui import app
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stepsdk._sensitive import is_encrypted as _is_encrypted
+
 from .api_models import ReportResponse, ScreenshotsResponse, StepsResponse
 from .data.base import (
     MAX_PER_PAGE,
@@ -124,23 +126,53 @@ def _placeholder(text: str, status: int) -> Response:
                     headers={"Cache-Control": "no-store", "X-Stepsdk-Placeholder": "1"})
 
 
+_LOCKED = {"no_key": "Locked: sensitive screen", "wrong_key": "Locked: wrong screenshot key",
+           "bad_key": "Locked: bad screenshot key", "corrupt": "Encrypted screenshot damaged"}
+
+
+def unlock_screenshot(source: DataSource, storage_path: str, data: bytes) -> Any:
+    """Stored bytes as the viewer may show them (``stepsdk._sensitive.Viewable``): plain images as
+    they are; encrypted sensitive screens decrypted with the configured key (STEPSDK_SCREENSHOT_KEY
+    or _KEY_FILE; each decryption is written to the audit log) or locked with a clear message."""
+    from stepsdk import _audit, _sensitive
+
+    view = _sensitive.viewable(data)
+    if view.locked:
+        log.warning("screenshot %s stays locked: %s", storage_path, view.message)
+    elif view.decrypted:
+        store = getattr(source, "store", None)  # BackupSource: the backup's audit.log; else the table
+        _audit.record("decrypt", storage_path, 1, {"viewer": source.description},
+                      backup_dir=getattr(store, "path", None), client=None if store else getattr(source, "_client", None))
+    return view
+
+
 def image_response(source: DataSource, storage_path: str, fallback: bool) -> Response:
-    """The stored image at ``storage_path`` (typed by its bytes), a 404/503, or with ``fallback``
-    a visible placeholder."""
+    """The stored image at ``storage_path`` (typed by its bytes; an encrypted sensitive screen
+    decrypted when the viewer has the key, else locked), a 403/404/503, or with ``fallback`` a
+    visible placeholder."""
     try:
         data = source.screenshot_bytes(storage_path)
     except SourceUnavailable as exc:
         if fallback:
             return _placeholder("Screenshot unavailable (backend down)", 503)
         raise _unavailable(exc) from None
+    private = data is not None and _is_encrypted(data)
+    if data is not None and private:
+        view = unlock_screenshot(source, storage_path, data)
+        if view.locked:
+            if fallback:
+                return _placeholder(_LOCKED.get(view.reason, "Locked"), 200)
+            raise HTTPException(403, detail=view.message)
+        data = view.data
     media_type = image_type(data) if data is not None else None
     if data is None or media_type is None:
         if fallback:
             return _placeholder("Screenshot missing" if data is None else "Not a valid image", 200)
         raise HTTPException(404, detail="screenshot not found" if data is None else "stored object is not an image")
-    # content-addressed keys never change content: let the browser keep them
+    # content-addressed keys never change content: let the browser keep them (not a decrypted one)
     return Response(data, media_type=media_type, headers={
-        "Cache-Control": "private, max-age=86400, immutable", "X-Content-Type-Options": "nosniff"})
+        "Cache-Control": "no-store" if private else "private, max-age=86400, immutable",
+        "X-Content-Type-Options": "nosniff"})
 
 
 def register(source: DataSource) -> None:

@@ -6,7 +6,7 @@ import argparse
 from datetime import timedelta
 from typing import Any
 
-from stepsdk import _local_retention, _retention
+from stepsdk import _audit, _local_retention, _retention
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -96,6 +96,10 @@ def run_cleanup(args: argparse.Namespace) -> int:
     if args.orphans and args.older_than is None:
         raise CliError("--orphans needs --older-than (objects younger than AGE may be being written)", Exit.USAGE)
     report = _on_supabase(args, source) if source.kind == "supabase" else _on_backup(args, source)
+    if not report.dry_run:
+        _audit.record_for(source, "cleanup", f"older than {report.cutoff}", len(report.task_ids),
+                          {"objects": len(report.objects_deleted), "orphans": len(report.orphans),
+                           "task_ids": report.task_ids[:100]})
     for problem in [*report.problems, *report.kept_summary()]:
         warn(problem)
     emit(args, {"source": source.label, **report.to_dict()}, _human(args, report, source))

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from stepsdk import _delete
+from stepsdk import _audit, _delete
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -123,6 +123,9 @@ def _finish(args: argparse.Namespace, source: Source, result: _delete.DeleteResu
         warn(problem)
     if result.missing:
         warn(f"{len(result.missing)} id(s) match no task: {', '.join(result.missing[:10])}")
+    if not report.dry_run and report.task_ids:  # the audit log: who deleted what, when, how many
+        _audit.record_for(source, "delete", ", ".join(report.task_ids[:20]), len(report.task_ids),
+                          {"objects": len(report.objects_deleted)})
     verb = "would delete" if report.dry_run else "deleted"
     human = (f"{verb} {len(report.task_ids)} task(s) and {len(report.objects_deleted)} screenshot object(s) "
              f"from the {source.label}")

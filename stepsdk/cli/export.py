@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _export, _export_format
+from stepsdk import _audit, _export, _export_format
 from stepsdk._retention import parse_duration
 from stepsdk.cli._common import (
     CliError,
@@ -125,6 +125,8 @@ def run_export(args: argparse.Namespace) -> int:
     report = _write(args, tally.watch(_export.iter_bundles(source, tasks)), source)
     for path in report.missing:
         warn(f"screenshot object {path} could not be fetched; listed as missing in the zip")
+    _audit.record_for(resolve_source(args), "export", str(args.output or "-"), tally.tasks,
+                      {"steps": tally.steps, "images": report.images}, getattr(source, "client", None))
     emit(args, _result(args, source, tally, report), _human(args, tally, report), human_to_stderr=True)
     return Exit.OK if not report.missing else Exit.FAILED
 

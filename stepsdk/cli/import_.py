@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _export_format, _import
+from stepsdk import _audit, _export_format, _import
 from stepsdk._backup import BackupStore
 from stepsdk._config import SUPABASE_KEY_VARS
 from stepsdk.cli._common import (
@@ -111,6 +111,8 @@ def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root:
         raise CliError(f"{args.file} cannot be imported: {exc}", Exit.DATA) from None
     absent = [p for p in _export_format.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
     _warn_about(cleaned, absent)
+    _audit.record("import", str(args.file), report.tasks, {"steps": report.steps, "images": report.images},
+                  backup_dir=root)
     result = {
         "ok": True, "file": str(args.file), "backup_dir": str(root), "tasks": report.tasks,
         "steps": report.steps, "screenshots": report.screenshots, "images": report.images,

@@ -7,24 +7,17 @@ before they reach it, so that a huge or exotic argument never costs the agent mo
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from stepsdk._sanitize import REDACTED, is_secret_key
+from stepsdk._sanitize import RULES, hidden_value, marker
 
 _log = logging.getLogger("stepsdk.integrations")
 
-# A name is secret when the tracker's sanitizer says so (``stepsdk._sanitize.is_secret_key``: the one
-# list of secret words, matched inside the name ignoring case and separators) ...
-# ... or, for argument / header / query names only, when it contains one of these ...
-_SECRET_PARTS = ("signature", "jwt")
-# ... or when one of its words (split on non-letters) is one of these.
-_SECRET_WORDS = frozenset({"auth", "pwd", "pass", "sig", "otp", "pin", "cvv"})
-_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+# A name is secret when the one rule set says so (``stepsdk._sanitize.RULES``, shared with the
+# tracker and import); its marker names the rule: ``[REDACTED:<rule>]``.
 # Query parameters that carry secrets although their names look harmless (OAuth codes).
 _SECRET_QUERY_NAMES = frozenset({"code"})  # ("x-amz-credential" is caught by "credential")
 
@@ -68,18 +61,13 @@ def resolve_tracker(source: TrackerSource) -> Any:
 
 
 def is_secret_name(name: object) -> bool:
-    return isinstance(name, str) and _is_secret_str(name)
+    return isinstance(name, str) and RULES.name_rule(name) is not None
 
 
-@functools.lru_cache(maxsize=4096)  # the same few names (arguments, headers, keys) come back all the time
-def _is_secret_str(name: str) -> bool:
-    if is_secret_key(name):
-        return True
-    lowered = name.lower()
-    if any(part in lowered for part in _SECRET_PARTS):
-        return True
-    # "key" alone is a secret ("?key=", "x-key"), but "sort_key"/"primary_key" are not.
-    return any(w in _SECRET_WORDS for w in _WORD_SPLIT.split(lowered)) or lowered in {"key", "x-key"}
+def redacted_name(name: str) -> str | None:
+    """The marker for a secret name (``[REDACTED:pwd]``), or None when the name is not secret."""
+    rule = RULES.name_rule(name)
+    return None if rule is None else marker(rule)
 
 
 def truncate(text: str, limit: int = MAX_STRING) -> str:
@@ -126,7 +114,8 @@ def _summarize_mapping(value: Mapping[Any, Any], depth: int, limit: int) -> dict
             out["…"] = f"[{len(value) - MAX_ITEMS} more keys]"
             break
         name = key if type(key) is str else str(key)
-        out[name] = REDACTED if is_secret_name(name) else summarize(item, depth=depth + 1, limit=limit)
+        hidden = hidden_value(name, item)
+        out[name] = hidden if hidden is not None else summarize(item, depth=depth + 1, limit=limit)
     return out
 
 
@@ -138,15 +127,15 @@ def _safe_repr(value: Any) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with user info and secret-looking query values replaced by ``[REDACTED]``."""
+    """The URL with user info and secret-looking query values replaced by ``[REDACTED:<rule>]``."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+        netloc = f"{marker('url_credentials')}@{netloc.rsplit('@', 1)[1]}"
     if not parts.query:
         return urlunsplit(parts._replace(netloc=netloc))
     pairs = [
-        (k, REDACTED if is_secret_name(k) or k.lower() in _SECRET_QUERY_NAMES else v)
+        (k, redacted_name(k) or (marker(k.lower()) if k.lower() in _SECRET_QUERY_NAMES else v))
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(pairs, safe="[]")))
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(pairs, safe="[]:")))

@@ -11,7 +11,7 @@ Each request/response becomes a step with ``step_data = {"kind": "http", "method
 "body"}}``, ``action_result = {"status_code", "reason"}``, ``duration_ms`` (request sent → body
 read and closed; ``metadata.time_to_headers_ms`` until the headers), ``success`` = status < 400.
 Secret headers (Authorization, Cookie, Set-Cookie, X-Api-Key, apikey, ...) and secret-looking
-query parameters are replaced by ``[REDACTED]``; bodies are decoded (JSON/text/form, secret keys
+query parameters are replaced by ``[REDACTED:<rule>]``; bodies are decoded (JSON/text/form, secret keys
 redacted) up to ``max_body_bytes`` and binary bodies summarized by type and size. An exception
 (``ConnectError``, ``ReadTimeout``...) is recorded as a failed step with its type and stack, then
 re-raised unchanged. The response body streams through untouched; the step is recorded when the
@@ -35,12 +35,11 @@ import httpx
 from stepsdk._model import StepType
 from stepsdk._step_names import http_step_name
 from stepsdk.integrations._common import (
-    REDACTED,
     TrackerSource,
     check_tracker_source,
     guarded,
-    is_secret_name,
     redact_url,
+    redacted_name,
     resolve_tracker,
     summarize,
     truncate,
@@ -67,7 +66,7 @@ def redact_headers(headers: httpx.Headers) -> dict[str, str]:
     for name, value in headers.multi_items():
         key = name.lower()
         # authorization, proxy-authorization, (set-)cookie, x-api-key, apikey ... are all secret names
-        shown = REDACTED if is_secret_name(key) else truncate(value, 500)
+        shown = redacted_name(key) or truncate(value, 500)
         out[key] = f"{out[key]}, {shown}" if key in out else shown
     return out
 

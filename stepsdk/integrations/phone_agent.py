@@ -103,6 +103,7 @@ class _Step:
     number: int
     started: float = field(default_factory=time.perf_counter)
     screenshot: str | None = None
+    sensitive: bool | None = None  # the device said the screen was sensitive (Screenshot.is_sensitive)
     current_app: str | None = None
     response: Any = None  # phone_agent ModelResponse
     model_error: BaseException | None = None
@@ -298,6 +299,7 @@ class PhoneAgentTracking:
                 return original(*args, **kwargs)
             with guarded("step start"):
                 self._begin_step(before_increment=True)
+                _watch_device_screens()
             try:
                 result = original(*args, **kwargs)
             except BaseException as exc:
@@ -319,6 +321,7 @@ class PhoneAgentTracking:
             with guarded("model request"):
                 step = self._step if self._step is not None else self._begin_step()
                 step.screenshot, step.current_app = _screen_from_messages(messages)
+                step.sensitive = getattr(_SCREEN, "sensitive", None)
             unwatch = _watch_usage(self.agent.model_client, step)
             try:
                 response = original(messages, *args, **kwargs)
@@ -445,6 +448,7 @@ class PhoneAgentTracking:
             ),
             "thinking": strip_model_tags(getattr(response, "thinking", None)) or None,
             "screenshot": step.screenshot,
+            "sensitive": True if step.sensitive and step.screenshot is not None else None,
             "duration_ms": step.duration_ms,
             "name": phone_action_name(step.action) or None,
             "usage": step.usage,
@@ -626,6 +630,36 @@ def _result_dict(result: Any) -> dict[str, Any]:
     if isinstance(fields, dict):
         return dict(fields)
     return {"value": summarize(result)}
+
+
+_SCREEN = threading.local()  # .sensitive: is_sensitive of the last device screenshot on this thread
+_WATCHED = "_stepsdk_watch_screens"
+
+
+def _watch_device_screens() -> None:
+    """Note ``Screenshot.is_sensitive`` of every device screenshot on this thread (PhoneAgent builds the
+    model message from the screenshot and drops the flag). The device factory is phone_agent's one
+    global object: its ``get_screenshot`` gets a pass-through wrapper once (an instance attribute,
+    never the class), which returns the screenshot unchanged and only reads the flag."""
+    _SCREEN.sensitive = None
+    try:
+        from phone_agent.device_factory import get_device_factory
+    except ImportError:
+        return
+    factory = get_device_factory()
+    if getattr(factory, _WATCHED, False):
+        return
+    original = factory.get_screenshot
+
+    @functools.wraps(original)
+    def get_screenshot(*args: Any, **kwargs: Any) -> Any:
+        shot = original(*args, **kwargs)
+        with guarded("screen sensitivity"):
+            _SCREEN.sensitive = bool(getattr(shot, "is_sensitive", False))
+        return shot
+
+    factory.get_screenshot = get_screenshot
+    setattr(factory, _WATCHED, True)
 
 
 def _screen_from_messages(messages: Any) -> tuple[str | None, str | None]:

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stepsdk._backup import private_dir
+
 log = logging.getLogger("stepsdk")
 
 NUMBERS_DIR = "numbers"
@@ -146,7 +148,7 @@ def update_counter(path: Path, task_id: str, change: Callable[[dict[str, Any]], 
         return None
     with _file_lock(path):
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(path.parent)  # 0700 for the backup folder too, when this creates it
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             log.debug("step numbers of %r: counter file unusable (%s)", task_id, exc)

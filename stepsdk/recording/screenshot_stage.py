@@ -144,11 +144,11 @@ class ScreenshotStage(Stage):
     def _prepare(self, job: ShotJob, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None,
                                                                           bytes | None, str | None]:
         """Encode and store; returns (path, screenshot row, bytes kept in memory, lost reason)."""
-        from stepsdk import _screenshots
+        from stepsdk import _screenshots, _sensitive
 
         step = job.step
         try:
-            prepared = _screenshots.prepare(step.screenshot)
+            prepared = _sensitive.prepare(step.screenshot, self.config)  # policy, regions, encryption
         except _screenshots.ScreenshotError as exc:
             metadata["screenshot_error"] = exc.to_dict()
             return None, None, None, exc.to_dict().get("reason", "invalid")

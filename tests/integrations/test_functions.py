@@ -39,7 +39,7 @@ def test_sync_function_records_inputs_output_duration(tracker: Any, tmp_path: Pa
     assert step["step_type"] == "action" and step["success"] is True
     assert step["step_data"]["kind"] == "function"
     assert step["step_data"]["function"].endswith("tap")
-    assert step["step_data"]["args"] == {"x": 3, "y": 4, "password": "[REDACTED]", "note": "hi"}
+    assert step["step_data"]["args"] == {"x": 3, "y": 4, "password": "[REDACTED:password]", "note": "hi"}
     assert step["action_result"] == {"return": {"x": 6, "y": 8}}
     assert step["duration_ms"] >= 0
     assert "hunter2-secret" not in repr(step)
@@ -181,5 +181,5 @@ def test_methods_leave_self_out(tracker: Any, tmp_path: Path) -> None:
     (step,) = _steps(tracker, tmp_path)
     assert step["step_data"]["function"].endswith("Agent.act")
     assert step["step_data"]["args"] == {
-        "target": "ok-button", "extra": [1, 2], "options": {"api_token": "[REDACTED]", "retries": 3}
+        "target": "ok-button", "extra": [1, 2], "options": {"api_token": "[REDACTED:apitoken]", "retries": 3}
     }

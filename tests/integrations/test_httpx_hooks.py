@@ -45,13 +45,14 @@ def test_sync_call_recorded_with_secrets_redacted(tracker: Any, tmp_path: Path, 
     data = step["step_data"]
     assert step["step_type"] == "action" and step["success"] is True
     assert data["kind"] == "http" and data["method"] == "GET"
-    assert data["url"] == f"{api_server.url}/json?q=weather&api_key=[REDACTED]"
+    assert data["url"] == f"{api_server.url}/json?q=weather&api_key=[REDACTED:apikey]"
     headers = data["request"]["headers"]
-    assert headers["authorization"] == headers["x-api-key"] == headers["cookie"] == "[REDACTED]"
+    assert (headers["authorization"], headers["x-api-key"], headers["cookie"]) == (
+        "[REDACTED:authorization]", "[REDACTED:apikey]", "[REDACTED:cookie]")
     assert headers["accept"] == "application/json"
     assert data["response"]["status_code"] == 200
-    assert data["response"]["headers"]["set-cookie"] == "[REDACTED]"
-    assert data["response"]["body"]["json"] == {"items": [1, 2, 3], "access_token": "[REDACTED]"}
+    assert data["response"]["headers"]["set-cookie"] == "[REDACTED:cookie]"
+    assert data["response"]["body"]["json"] == {"items": [1, 2, 3], "access_token": "[REDACTED:accesstoken]"}
     assert step["action_result"] == {"status_code": 200, "reason": "OK"}
     assert step["duration_ms"] > 0 and 0 < step["metadata"]["time_to_headers_ms"] <= step["duration_ms"]
     for secret in ("qs-secret-1", "hdr-secret-2", "hdr-secret-3", "cookie-secret-4", "cookie-secret-value", "tok-in-response"):
@@ -68,9 +69,9 @@ def test_bodies_json_form_binary_gzip_and_truncation(tracker: Any, tmp_path: Pat
         client.post(f"{api_server.url}/echo", files={"upload": ("a.bin", b"\x00" * 64)})
     assert png.content == SMALL_PNG and len(big.text) == 100_000 and zipped.json() == {"zipped": True}
     posted_json, posted_form, got_png, got_big, got_gzip, multipart = _steps(tracker, tmp_path)
-    assert posted_json["step_data"]["request"]["body"]["json"] == {"user": "ann", "password": "[REDACTED]"}
+    assert posted_json["step_data"]["request"]["body"]["json"] == {"user": "ann", "password": "[REDACTED:password]"}
     assert posted_json["step_data"]["response"]["status_code"] == 201
-    assert posted_form["step_data"]["request"]["body"]["form"] == {"q": "x", "token": "[REDACTED]"}
+    assert posted_form["step_data"]["request"]["body"]["form"] == {"q": "x", "token": "[REDACTED:token]"}
     assert got_png["step_data"]["response"]["body"] == {
         "content_type": "image/png", "size": len(SMALL_PNG), "binary": True
     }
@@ -128,7 +129,7 @@ async def test_async_client_same_recording(tracker: Any, tmp_path: Path, api_ser
         with pytest.raises(httpx.ReadTimeout):
             await client.get(f"{api_server.url}/slow")
     ok, big, refused, slow = _steps(tracker, tmp_path)
-    assert ok["step_data"]["request"]["headers"]["authorization"] == "[REDACTED]"
+    assert ok["step_data"]["request"]["headers"]["authorization"] == "[REDACTED:authorization]"
     assert ok["step_data"]["response"]["body"]["json"]["items"] == [1, 2, 3]
     assert big["step_data"]["response"]["body"]["size"] == 100_000
     assert refused["error_type"] == "ConnectError" and slow["error_type"] == "ReadTimeout"
@@ -183,8 +184,8 @@ def test_bad_arguments_raise_at_the_call(tracker: Any) -> None:
         ("text/plain; charset=latin-1", b"caf\xe9", {"text": "café"}),
         ("", b"plain words", {"text": "plain words"}),  # no type: sniffed as text
         ("", b"\x00\x01\x02\xff", {"binary": True}),  # no type: sniffed as binary
-        ("application/x-www-form-urlencoded", b"a=1&password=p%40ss&a=2", {"form": {"a": "2", "password": "[REDACTED]"}}),
-        ("application/vnd.api+json", b'{"token": "t"}', {"json": {"token": "[REDACTED]"}}),
+        ("application/x-www-form-urlencoded", b"a=1&password=p%40ss&a=2", {"form": {"a": "2", "password": "[REDACTED:password]"}}),
+        ("application/vnd.api+json", b'{"token": "t"}', {"json": {"token": "[REDACTED:token]"}}),
     ],
 )
 def test_hostile_and_odd_bodies_get_a_safe_summary(content_type: str, data: bytes, expected: dict[str, Any]) -> None:
