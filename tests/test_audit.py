@@ -52,7 +52,7 @@ def test_local_export_import_cleanup_are_listed(tmp_path: Path, monkeypatch: pyt
     (imported,) = _audit_json(capsys, "--action", "import")
     assert (imported["count"], imported["target"], imported["detail"]["steps"]) == (2, str(out), 3)
     assert main(["audit"]) == Exit.OK
-    assert "import" in capsys.readouterr().err
+    assert "import" in capsys.readouterr().out  # the report on stdout
 
 
 def test_supabase_entries_are_service_role_only(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
