@@ -18,13 +18,14 @@ def create_app(source: DataSource) -> None:
     if not isinstance(source, DataSource):
         raise TypeError(f"source must be a viewer DataSource, got {type(source).__name__}")
     from . import api
-    from .pages import compare, stats, task, tasks
+    from .pages import compare, search, stats, task, tasks
 
     api.register(source)
     tasks.register(source)
     task.register(source)
     stats.register(source)
     compare.register(source)
+    search.register(source)
 
 
 def source_from_args(backup_dir: str | None = None, supabase_url: str | None = None,

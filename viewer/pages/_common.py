@@ -73,6 +73,7 @@ def frame(title: str, source_description: str) -> None:
         ui.link("Tasks", "/").classes("text-white no-underline")
         ui.link("Statistics", "/stats").classes("text-white no-underline")
         ui.link("Compare", "/compare").classes("text-white no-underline")
+        ui.link("Search", "/search").classes("text-white no-underline")
         ui.space()
         ui.label(source_description).classes("text-indigo-200 text-xs")
 
