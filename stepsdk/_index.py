@@ -330,7 +330,9 @@ class BackupIndex:
     def _refresh(self, conn: sqlite3.Connection, files: list[tuple[str, Path, bool, os.stat_result]]) -> None:
         present: list[tuple[str, str, Path, bool, int]] = []
         torn: dict[str, _Torn] = {}
+        sizes = {}
         for name, path, archived, st in files:
+            sizes[name] = st.st_size
             head_key = (name, st.st_ino, st.st_size if st.st_size < 64 else 64)
             head = self._heads.get(head_key) or _head_crc(path)
             if head is None:
@@ -351,7 +353,8 @@ class BackupIndex:
             conn.execute("rollback")
             raise
         for jkey, name, path, archived, inode in present:
-            end = self._apply_journal(conn, jkey, name, path, archived, inode)
+            # up to the size listed: a journal that keeps growing never holds a refresh forever
+            end = self._apply_journal(conn, jkey, name, path, archived, inode, sizes[name])
             if end is not None:
                 torn[jkey] = _Torn(name, end)
         self._torn = torn
@@ -372,7 +375,7 @@ class BackupIndex:
         return bool(set(known) - seen)
 
     def _apply_journal(self, conn: sqlite3.Connection, jkey: str, name: str, path: Path, archived: bool,
-                       inode: int) -> int | None:
+                       inode: int, size: int) -> int | None:
         """Apply the new records of one journal, a batch per transaction. Returns the offset of a
         torn last line (None when the journal ends with a complete line)."""
         while True:
@@ -392,7 +395,10 @@ class BackupIndex:
                 torn_at = None
                 count = 0
                 try:
-                    lines = iter_journal(path, offset)
+                    if offset >= size:
+                        conn.execute("commit")
+                        return None
+                    lines = iter_journal(path, offset, size)
                     for line_offset, record, problem, raw in lines:
                         if not raw.endswith(b"\n") and record is None and problem and "no newline" in problem:
                             torn_at = line_offset
