@@ -32,6 +32,7 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,8 @@ log = logging.getLogger("stepsdk.index")
 INDEX_FILE = "index.sqlite3"
 SCHEMA_VERSION = "3"
 BATCH_LINES = 20_000
+CLOSED_RECHECK = 1.0  # seconds between two looks at journals whose writer closed...
+CLOSED_CACHE_MIN = 256  # ...when there are at least this many (fewer cost less than a millisecond)
 _WS = " \t\r\n"
 Row = dict[str, Any]
 
@@ -239,6 +242,9 @@ class BackupIndex:
         self._torn: dict[str, _Torn] = {}
         self._ready = False
         self._generation: int | None = None
+        self._closed_stats: dict[tuple[str, str], os.stat_result] = {}
+        self._closed_checked = 0.0
+        self._folder_mtimes: dict[str, int] = {}
 
     # -- connections --------------------------------------------------------------------------
     @property
@@ -304,14 +310,42 @@ class BackupIndex:
 
     # -- refresh ------------------------------------------------------------------------------
     def _journal_files(self) -> list[tuple[str, Path, bool, os.stat_result]]:
+        """Every journal with its ``stat``. When there are many journals whose writer closed,
+        those are stat'ed at most once per :data:`CLOSED_RECHECK` seconds (a closed writer
+        appends again only after ``reopen()``, for steps recorded after ``close()``), so a
+        folder of thousands of finished runs costs a directory listing per request, not
+        thousands of ``stat`` calls. A file renamed into a folder (archive, rewrite) is seen at once."""
+        now = time.monotonic()
+        recheck = (now - self._closed_checked >= CLOSED_RECHECK
+                   or len(self._closed_stats) < CLOSED_CACHE_MIN)  # few files: stat them all, always
+        if recheck:
+            self._closed_checked = now
         out = []
         for sub, archived in ((JOURNAL_DIR, False), (ARCHIVE_DIR, True)):
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                # a file renamed into place (cleanup rewrites, resync archives) changes the folder
+                folder_mtime = os.stat(self.root / sub).st_mtime_ns
+                fresh = recheck or self._folder_mtimes.get(sub) != folder_mtime
+                self._folder_mtimes[sub] = folder_mtime
                 for entry in sorted(os.scandir(self.root / sub), key=lambda e: e.name):
-                    if entry.name.endswith(SUFFIX) and entry.is_file():
-                        with contextlib.suppress(OSError):
+                    if not entry.name.endswith(SUFFIX):
+                        continue
+                    cached = None if fresh else self._closed_stats.get((sub, entry.name))
+                    if cached is not None:
+                        out.append((entry.name, Path(entry.path), archived, cached))
+                        continue
+                    with contextlib.suppress(OSError):
+                        if entry.is_file():
                             out.append((entry.name, Path(entry.path), archived, entry.stat()))
         return out
+
+    def _remember_closed(self, conn: sqlite3.Connection,
+                         files: list[tuple[str, Path, bool, os.stat_result]]) -> None:
+        done = {(r[0], r[1]) for r in conn.execute(
+            "select name, archived from journals where closed = 1 or archived = 1")}
+        torn = {t.name for t in self._torn.values()}
+        self._closed_stats = {(ARCHIVE_DIR if a else JOURNAL_DIR, n): st for n, _, a, st in files
+                              if (n, int(a)) in done and n not in torn}
 
     def refresh(self) -> sqlite3.Connection:
         """Apply what the journals gained since the last refresh; returns this thread's connection."""
@@ -323,6 +357,7 @@ class BackupIndex:
             return conn
         with self._lock:
             self._refresh(conn, files)
+            self._remember_closed(conn, files)
             self._signature, self._ready = signature, True
             self._generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
         return conn

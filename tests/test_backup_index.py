@@ -279,3 +279,26 @@ def test_copy_of_a_backup_with_its_index_still_matches(tmp_path: Path) -> None:
     BackupIndex(root).refresh()
     shutil.copytree(root, tmp_path / "copy")
     assert_consistent(tmp_path / "copy", BackupIndex(tmp_path / "copy"))
+
+
+def test_many_finished_runs_new_journals_at_once_late_appends_within_a_second(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import stepsdk._index as index_module
+
+    monkeypatch.setattr(index_module, "CLOSED_CACHE_MIN", 2)
+    monkeypatch.setattr(index_module, "CLOSED_RECHECK", 0.3)
+    root = tmp_path / "b"
+    for i in range(3):
+        write(root, records(f"t{i}", 2))
+    index = BackupIndex(root)
+    assert index.counts()["tasks"] == 3
+    write(root, records("new-run", 2))  # a new journal: seen by the next request
+    assert index.counts()["tasks"] == 4
+    late = JournalWriter(root, name=next((root / "journal").iterdir()).name[:-4])
+    late.append(records("late", 1))  # steps recorded after close() go to the same, closed journal
+    deadline = time.monotonic() + 5
+    while index.counts()["tasks"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert index.counts()["tasks"] == 5
+    late.close()
+    assert_consistent(root, index)
