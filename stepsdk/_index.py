@@ -56,7 +56,7 @@ from stepsdk._backup import (
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 BATCH_LINES = 20_000
 CLOSED_RECHECK = 1.0  # seconds between two looks at journals whose writer closed...
 CLOSED_CACHE_MIN = 256  # ...when there are at least this many (fewer cost less than a millisecond)
@@ -148,20 +148,22 @@ create table if not exists journals(
     offset integer not null default 0, last_start integer, last_crc text,
     pid integer, host text, closed integer not null default 0);
 create table if not exists tasks(
-    task_id text primary key, v integer not null, row text not null,
+    task_id text primary key, v integer not null, rec text not null,
     title text, agent text, status text, started_at text, finished_at text,
     started_epoch real, finished_epoch real, duration_ms real, day text, title_fold text, task_id_fold text, agent_fold text);
 create index if not exists tasks_day on tasks(day, agent);
 create table if not exists steps(
     id text primary key, task_id text not null, step_number integer not null, v integer not null,
-    row text not null, step_type text, success integer not null, duration_ms real,
-    created_at text, created_epoch real, error_type text, err_group text);
+    rec text not null, step_type text, success integer not null, duration_ms real,
+    created_at text, created_epoch real, error_type text, err_group text,
+    agent text, task_known integer not null default 0);
 create index if not exists steps_task on steps(task_id, step_number, id);
 create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
-create index if not exists steps_failed on steps(created_epoch) where success = 0;
-create index if not exists steps_created on steps(created_epoch);
+create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
+create index if not exists steps_period on steps(created_epoch, agent, task_known, step_type, success, duration_ms);
+create index if not exists steps_agent_period on steps(agent, created_epoch, task_known, step_type, success, duration_ms);
 create table if not exists shots(
-    id text primary key, task_id text not null, step_id text, created_at text, row text not null);
+    id text primary key, task_id text not null, step_id text, created_at text, rec text not null);
 create index if not exists shots_task on shots(task_id, step_id);
 create table if not exists summary(
     task_id text primary key, title text, agent text, status text, started_at text, finished_at text,
@@ -441,9 +443,9 @@ class BackupIndex:
                         if record is None:
                             batch.problem(line_offset, problem or "corrupt")
                         else:
-                            batch.record(record)
+                            batch.record(record, raw[9:-1].decode("utf-8", "replace"))
                             last_start, last_crc = line_offset, raw[:8].decode("ascii", "replace")
-                        offset = line_offset + _line_size(raw, problem)
+                        offset = line_offset + (len(raw) if problem is None else _line_size(raw, problem))
                         count += 1
                         if count >= BATCH_LINES:
                             break
@@ -481,17 +483,17 @@ class BackupIndex:
     def tasks(self) -> list[Row]:
         """Every task row (the newest version of each)."""
         conn = self.refresh()
-        return [json.loads(r[0]) for r in conn.execute("select row from tasks order by task_id")]
+        return [load_row(r[0]) for r in conn.execute("select rec from tasks order by task_id")]
 
     def task(self, task_id: str) -> Row | None:
-        row = self.refresh().execute("select row from tasks where task_id = ?", (task_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        row = self.refresh().execute("select rec from tasks where task_id = ?", (task_id,)).fetchone()
+        return load_row(row[0]) if row else None
 
     def steps(self, task_id: str, offset: int = 0, limit: int = -1) -> list[Row]:
         """A task's steps in step_number order (all, or ``limit`` from ``offset``)."""
         conn = self.refresh()
-        return [json.loads(r[0]) for r in conn.execute(
-            "select row from steps where task_id = ? order by step_number, id limit ? offset ?",
+        return [load_row(r[0]) for r in conn.execute(
+            "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
             (task_id, limit, offset))]
 
     def step_count(self, task_id: str) -> int:
@@ -499,15 +501,15 @@ class BackupIndex:
 
     def screenshots(self, task_id: str) -> list[Row]:
         conn = self.refresh()
-        return [json.loads(r[0]) for r in conn.execute("select row from shots where task_id = ?", (task_id,))]
+        return [load_row(r[0]) for r in conn.execute("select rec from shots where task_id = ?", (task_id,))]
 
     def storage_paths(self) -> set[str]:
         """Every screenshot object a step or screenshot row points at."""
         conn = self.refresh()
         paths = {r[0] for r in conn.execute(
-            "select json_extract(row, '$.storage_path') from shots union "
-            "select json_extract(row, '$.screenshot_path') from steps where json_extract(row, '$.screenshot_path') "
-            "is not null") if isinstance(r[0], str)}
+            "select json_extract(rec, '$.row.storage_path') from shots union "
+            "select json_extract(rec, '$.row.screenshot_path') from steps "
+            "where json_extract(rec, '$.row.screenshot_path') is not null") if isinstance(r[0], str)}
         return paths
 
     def counts(self) -> dict[str, int]:
@@ -559,21 +561,20 @@ class _Batch:
     def problem(self, offset: int, problem: str) -> None:
         self.problems.append((self.jkey, self.name, offset, problem))
 
-    def record(self, rec: Row) -> None:
+    def record(self, rec: Row, body: str) -> None:
         kind = rec["k"]
         if kind == KIND_STEP:
             row = rec["row"]
-            self.steps.append(_step_values(row, rec.get("v", 0)))
+            self.steps.append(_step_values(row, rec.get("v", 0), body))
             self.touched_tasks.add(row["task_id"])
             self.touched_steps.add(row["id"])
         elif kind == KIND_TASK:
             row = rec["row"]
-            self.tasks.append(_task_values(row, rec["v"]))
+            self.tasks.append(_task_values(row, rec["v"], body))
             self.touched_tasks.add(row["task_id"])
         elif kind == KIND_SHOT:
             row = rec["row"]
-            self.shots.append((row["id"], row["task_id"], row.get("step_id"), _text(row.get("created_at")),
-                               json.dumps(row, ensure_ascii=False)))
+            self.shots.append((row["id"], row["task_id"], row.get("step_id"), _text(row.get("created_at")), body))
             self.touched_tasks.add(row["task_id"])
         elif kind == KIND_QUARANTINED:
             with contextlib.suppress(TypeError, ValueError):
@@ -588,10 +589,10 @@ class _Batch:
     def finish(self) -> None:
         c = self.conn
         c.executemany(
-            "insert into tasks(task_id, v, row, title, agent, status, started_at, finished_at, started_epoch, "
+            "insert into tasks(task_id, v, rec, title, agent, status, started_at, finished_at, started_epoch, "
             "finished_epoch, duration_ms, day, title_fold, task_id_fold, agent_fold) "
             "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "on conflict(task_id) do update set v = excluded.v, row = excluded.row, title = excluded.title, "
+            "on conflict(task_id) do update set v = excluded.v, rec = excluded.rec, title = excluded.title, "
             "agent = excluded.agent, status = excluded.status, started_at = excluded.started_at, "
             "finished_at = excluded.finished_at, started_epoch = excluded.started_epoch, "
             "finished_epoch = excluded.finished_epoch, "
@@ -599,14 +600,14 @@ class _Batch:
             "task_id_fold = excluded.task_id_fold, agent_fold = excluded.agent_fold where excluded.v >= tasks.v",
             self.tasks)
         c.executemany(
-            "insert into steps(id, task_id, step_number, v, row, step_type, success, duration_ms, created_at, "
+            "insert into steps(id, task_id, step_number, v, rec, step_type, success, duration_ms, created_at, "
             "created_epoch, error_type, err_group) values (?,?,?,?,?,?,?,?,?,?,?,?) "
             "on conflict(id) do update set task_id = excluded.task_id, step_number = excluded.step_number, "
-            "v = excluded.v, row = excluded.row, step_type = excluded.step_type, success = excluded.success, "
+            "v = excluded.v, rec = excluded.rec, step_type = excluded.step_type, success = excluded.success, "
             "duration_ms = excluded.duration_ms, created_at = excluded.created_at, "
             "created_epoch = excluded.created_epoch, error_type = excluded.error_type, "
             "err_group = excluded.err_group where excluded.v >= steps.v", self.steps)
-        c.executemany("insert or replace into shots(id, task_id, step_id, created_at, row) values (?,?,?,?,?)",
+        c.executemany("insert or replace into shots(id, task_id, step_id, created_at, rec) values (?,?,?,?,?)",
                       self.shots)
         c.executemany("insert or ignore into problems(jkey, name, offset, problem) values (?,?,?,?)", self.problems)
         c.executemany("insert or ignore into quarantined(name, offset) values (?,?)", self.quarantined)
@@ -616,6 +617,7 @@ class _Batch:
         c.execute("delete from touched_steps")
         c.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in self.touched_tasks))
         c.executemany("insert or ignore into touched_steps values (?)", ((s,) for s in self.touched_steps))
+        self._known_tasks()
         self._summaries()
         self._search_docs()
 
@@ -654,45 +656,55 @@ class _Batch:
         c.execute("delete from docs_text where rowid in (select docid from docs where step_id in "
                   "(select id from touched_steps))")
         c.execute("delete from docs where step_id in (select id from touched_steps)")
-        rows: list[tuple[str, str | None, int | None, str, str]] = []
-        for task_id, raw in c.execute("select t.task_id, t.row from tasks t join touched_tasks x using (task_id)"):
-            row = json.loads(raw)
-            for field in SEARCH_TASK_FIELDS:
-                text = _text(row.get(field))
-                if text:
-                    rows.append((task_id, None, None, field, text))
-        for sid, task_id, number, raw in c.execute(
-                "select s.id, s.task_id, s.step_number, s.row from steps s join touched_steps x on x.id = s.id"):
-            row = json.loads(raw)
-            for field in SEARCH_STEP_FIELDS:
-                text = _text(row.get(field))
-                if text:
-                    rows.append((task_id, sid, number, field, text))
-        for task_id, sid, number, field, text in rows:
-            cur = c.execute("insert into docs(task_id, step_id, step_number, field) values (?,?,?,?)",
-                            (task_id, sid, number, field))
-            c.execute("insert into docs_text(rowid, text) values (?, ?)", (cur.lastrowid, text))
+        first = c.execute("select coalesce(max(docid), 0) + 1 from docs").fetchone()[0]
+        for field in SEARCH_TASK_FIELDS:
+            c.execute(f"""insert into docs(task_id, step_id, step_number, field)
+                          select t.task_id, null, null, '{field}' from tasks t join touched_tasks x using (task_id)
+                          where coalesce(json_extract(t.rec, '$.row.{field}'), '') <> ''""")
+        for field in SEARCH_STEP_FIELDS:
+            c.execute(f"""insert into docs(task_id, step_id, step_number, field)
+                          select s.task_id, s.id, s.step_number, '{field}' from steps s
+                          join touched_steps x on x.id = s.id
+                          where coalesce(json_extract(s.rec, '$.row.{field}'), '') <> ''""")
+        c.execute("""insert into docs_text(rowid, text)
+                     select d.docid, cast(json_extract(coalesce(s.rec, t.rec), '$.row.' || d.field) as text)
+                     from docs d left join steps s on s.id = d.step_id
+                     left join tasks t on d.step_id is null and t.task_id = d.task_id
+                     where d.docid >= ?""", (first,))
+
+    def _known_tasks(self) -> None:
+        """Steps carry their task's agent (and whether the task row exists), so the statistics
+        filter and group steps from one covering index, without a join per step."""
+        self.conn.execute("""update steps set agent = (select t.agent from tasks t where t.task_id = steps.task_id),
+                                              task_known = exists (select 1 from tasks t where t.task_id = steps.task_id)
+                             where task_id in (select task_id from touched_tasks)""")
 
 
-def _task_values(row: Row, version: int) -> tuple:
+def _task_values(row: Row, version: int, body: str) -> tuple:
     ts, fin = parse_ts(row.get("started_at")), parse_ts(row.get("finished_at"))
     start, end = (ts.timestamp() if ts else None), (fin.timestamp() if fin else None)
     duration = (fin - ts).total_seconds() * 1000.0 if ts is not None and fin is not None else None
     day = ts.astimezone(UTC).date().isoformat() if ts else None
-    return (row["task_id"], version, json.dumps(row, ensure_ascii=False), _text(row.get("title")),
+    return (row["task_id"], version, body, _text(row.get("title")),
             _text(row.get("agent")), _text(row.get("status")), _text(row.get("started_at")),
             _text(row.get("finished_at")), start, end, duration, day, _fold(row.get("title")),
             _fold(row["task_id"]), _fold(row.get("agent")))
 
 
-def _step_values(row: Row, version: int) -> tuple:
+def _step_values(row: Row, version: int, body: str) -> tuple:
     duration = row.get("duration_ms")
     duration = float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None
     success = 1 if row.get("success", True) else 0
-    return (row["id"], row["task_id"], row["step_number"], version, json.dumps(row, ensure_ascii=False),
+    return (row["id"], row["task_id"], row["step_number"], version, body,
             _text(row.get("step_type")), success, duration, _text(row.get("created_at")),
             _epoch(row.get("created_at")), _text(row.get("error_type")),
             error_group(row.get("error_message")) if not success else None)
+
+
+def load_row(rec: str) -> Row:
+    """The row of a stored journal record."""
+    row: Row = json.loads(rec)["row"]
+    return row
 
 
 def iter_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:

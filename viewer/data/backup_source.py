@@ -9,7 +9,6 @@ by the same linear interpolation, registered as a SQLite aggregate).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -17,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stepsdk._backup import BackupStore
-from stepsdk._index import BackupIndex, iso, iter_rows, snippet
+from stepsdk._index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
 
 from .base import (
     DataSource,
@@ -87,12 +86,12 @@ class BackupSource(DataSource):
         if not is_plausible_task_id(task_id):
             return None
         db = self._db()
-        task = db.execute("select row from tasks where task_id = ?", (task_id,)).fetchone()
+        task = db.execute("select rec from tasks where task_id = ?", (task_id,)).fetchone()
         if task is None:
             return None
         summary = next(iter_rows(db, f"select {', '.join(SUMMARY_COLUMNS)} from summary where task_id = ?",
                                  (task_id,)), {})
-        return {**json.loads(task[0]), **summary}
+        return {**load_row(task[0]), **summary}
 
     def get_steps(self, task_id: str, page: int, per_page: int) -> tuple[list[Row], int]:
         check_paging(page, per_page, max_per_page=10_000)
@@ -100,16 +99,16 @@ class BackupSource(DataSource):
             return [], 0
         db = self._db()
         total = int(db.execute("select count(*) from steps where task_id = ?", (task_id,)).fetchone()[0])
-        rows = [json.loads(r[0]) for r in db.execute(
-            "select row from steps where task_id = ? order by step_number, id limit ? offset ?",
+        rows = [load_row(r[0]) for r in db.execute(
+            "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
             (task_id, per_page, (page - 1) * per_page))]
         return rows, total
 
     def iter_all_steps(self, task_id: str, chunk: int = 100) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        return [json.loads(r[0]) for r in self._db().execute(
-            "select row from steps where task_id = ? order by step_number, id", (task_id,))]
+        return [load_row(r[0]) for r in self._db().execute(
+            "select rec from steps where task_id = ? order by step_number, id", (task_id,))]
 
     def step_durations(self, task_id: str) -> list[Row]:
         if not is_plausible_task_id(task_id):
@@ -129,8 +128,8 @@ class BackupSource(DataSource):
     def get_screenshots(self, task_id: str, step_ids: list[str] | None = None) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        rows = [json.loads(r[0]) for r in self._db().execute(
-            "select row from shots where task_id = ?", (task_id,))]
+        rows = [load_row(r[0]) for r in self._db().execute(
+            "select rec from shots where task_id = ?", (task_id,))]
         if step_ids is not None:
             wanted = set(step_ids)
             rows = [r for r in rows if r.get("step_id") in wanted]
@@ -153,9 +152,7 @@ class BackupSource(DataSource):
                    sum(status = 'success') * 1.0 / nullif(sum(status <> 'running'), 0) as task_success_rate,
                    sum(total_steps) as steps, sum(failed_steps) as failed_steps,
                    min(duration_ms) as min_task_duration_ms, avg(duration_ms) as avg_task_duration_ms,
-                   max(duration_ms) as max_task_duration_ms,
-                   percentile_cont(duration_ms, 0.5) as p50_task_duration_ms,
-                   percentile_cont(duration_ms, 0.95) as p95_task_duration_ms
+                   max(duration_ms) as max_task_duration_ms, group_concat(duration_ms) as durations
             from (select t.day, t.status, t.duration_ms, s.total_steps, s.failed_steps
                   from tasks t join summary s using (task_id)
                   where t.day between ? and ?{agent_sql.replace('agent', 't.agent')})
@@ -164,7 +161,11 @@ class BackupSource(DataSource):
         for i in range(days):
             day = (first + timedelta(days=i)).isoformat()
             row = found.get(day)
-            out.append({**row} if row else {
+            if row:
+                durations = _floats(row.pop("durations"))
+                row["p50_task_duration_ms"] = percentile_cont(durations, 0.5)
+                row["p95_task_duration_ms"] = percentile_cont(durations, 0.95)
+            out.append(row if row else {
                 "day": day, "tasks": 0, "successful_tasks": 0, "failed_tasks": 0, "running_tasks": 0,
                 "interrupted_tasks": 0, "task_success_rate": None, "steps": 0, "failed_steps": 0,
                 "min_task_duration_ms": None, "avg_task_duration_ms": None, "max_task_duration_ms": None,
@@ -176,27 +177,28 @@ class BackupSource(DataSource):
         if task_id is not None and not is_plausible_task_id(task_id):
             return []
         where, params = _step_where(task_id, since, agent)
-        return list(iter_rows(self._db(), f"""
-            select s.step_type, count(*) as steps, sum(1 - s.success) as failed_steps,
-                   avg(s.duration_ms) as avg_duration_ms, percentile_cont(s.duration_ms, 0.95) as p95_duration_ms
-            from steps s join tasks t on t.task_id = s.task_id {where}
-            group by s.step_type order by s.step_type""", params))
+        rows = list(iter_rows(self._db(), f"""
+            select step_type, count(*) as steps, sum(1 - success) as failed_steps,
+                   avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
+            from steps s {where} group by step_type order by step_type""", params))
+        for row in rows:  # percentile_cont of the group's durations (group_concat: one call, not one per row)
+            row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
+        return rows
 
     def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
         where, params = _step_where(None, since, agent)
         db = self._db()
         groups = list(iter_rows(db, f"""
-            select s.error_type, s.err_group as error_message, count(*) as occurrences,
-                   count(distinct s.task_id) as tasks_affected,
-                   min(s.created_epoch) as first_seen, max(s.created_epoch) as last_seen
-            from steps s join tasks t on t.task_id = s.task_id {where} and s.success = 0
-            group by s.error_type, s.err_group
+            select error_type, err_group as error_message, count(*) as occurrences,
+                   count(distinct task_id) as tasks_affected,
+                   min(created_epoch) as first_seen, max(created_epoch) as last_seen
+            from steps s {where} and success = 0
+            group by error_type, err_group
             order by occurrences desc, last_seen desc nulls last limit ?""", [*params, limit]))
         for g in groups:
             example = db.execute(f"""
-                select s.task_id, s.id from steps s join tasks t on t.task_id = s.task_id
-                {where} and s.success = 0 and s.error_type is ? and s.err_group is ?
-                order by s.created_epoch desc nulls last, s.id limit 1""",
+                select task_id, id from steps s {where} and success = 0 and error_type is ? and err_group is ?
+                order by created_epoch desc nulls last, id limit 1""",
                                  [*params, g["error_type"], g["error_message"]]).fetchone()
             g["first_seen"], g["last_seen"] = iso(g["first_seen"]), iso(g["last_seen"])
             g["example_task_id"], g["example_step_id"] = example
@@ -207,8 +209,8 @@ class BackupSource(DataSource):
         where, params = _step_where(None, since, agent)
         rows = iter_rows(self._db(), f"""
             select s.id as step_id, s.task_id, s.step_number, s.step_type, s.duration_ms, s.success,
-                   s.created_at, t.title as task_title
-            from steps s join tasks t on t.task_id = s.task_id {where} and s.duration_ms is not null
+                   s.created_at, (select t.title from tasks t where t.task_id = s.task_id) as task_title
+            from steps s indexed by steps_slow {where} and s.duration_ms is not null
             order by s.duration_ms desc, s.id limit ?""", [*params, limit])
         return [{**r, "success": bool(r["success"])} for r in rows]
 
@@ -263,8 +265,14 @@ def _instant(value: object) -> float:
     return ts.timestamp() if ts else float("-inf")
 
 
+def _floats(joined: str | None) -> list[float]:
+    return [float(v) for v in joined.split(",")] if joined else []
+
+
 def _step_where(task_id: str | None, since: datetime | None, agent: str | None) -> tuple[str, list[object]]:
-    clauses, params = ["1 = 1"], []
+    """Steps of known tasks (as the SQL's join on tasks), of one task / since a time / of one agent."""
+    clauses: list[str] = ["s.task_known = 1"]
+    params: list[object] = []
     if task_id is not None:
         clauses.append("s.task_id = ?")
         params.append(task_id)
@@ -272,7 +280,7 @@ def _step_where(task_id: str | None, since: datetime | None, agent: str | None) 
         clauses.append("s.created_epoch >= ?")
         params.append(since.timestamp())
     if agent:
-        clauses.append("t.agent = ?")
+        clauses.append("s.agent = ?")
         params.append(agent)
     return "where " + " and ".join(clauses), params
 
@@ -297,10 +305,10 @@ def _where(f: TaskFilters) -> tuple[str, list[object]]:
         clauses.append("started_epoch < ?")
         params.append(f.started_to.timestamp())
     for key, value in sorted(f.meta.items()):
-        path = '$.metadata."' + key.replace('"', '\\"') + '"'
-        clauses.append("task_id in (select task_id from tasks where case json_type(row, ?) "
-                       "when 'text' then json_extract(row, ?) when 'true' then 'true' when 'false' then 'false' "
-                       "when 'integer' then cast(json_extract(row, ?) as text) "
-                       "when 'real' then cast(json_extract(row, ?) as text) end = ?)")
+        path = '$.row.metadata."' + key.replace('"', '\\"') + '"'
+        clauses.append("task_id in (select task_id from tasks where case json_type(rec, ?) "
+                       "when 'text' then json_extract(rec, ?) when 'true' then 'true' when 'false' then 'false' "
+                       "when 'integer' then cast(json_extract(rec, ?) as text) "
+                       "when 'real' then cast(json_extract(rec, ?) as text) end = ?)")
         params += [path, path, path, path, value]
     return ("where " + " and ".join(clauses)) if clauses else "", params
