@@ -636,7 +636,7 @@ class _Batch:
                    t.started_epoch, t.finished_epoch,
                    t.title_fold, t.task_id_fold, t.agent_fold
             from touched_tasks x
-            join tasks t on t.task_id = x.task_id
+            cross join tasks t on t.task_id = x.task_id
             left join (
                 select s.task_id, count(*) as total, sum(s.success) as ok, sum(s.duration_ms) as total_duration,
                        avg(s.duration_ms) as avg_duration, percentile_cont(s.duration_ms, 0.5) as p50,
@@ -650,21 +650,22 @@ class _Batch:
 
     def _search_docs(self) -> None:
         c = self.conn
-        c.execute("delete from docs_text where rowid in (select docid from docs where task_id in "
-                  "(select task_id from touched_tasks) and step_id is null)")
-        c.execute("delete from docs where task_id in (select task_id from touched_tasks) and step_id is null")
-        c.execute("delete from docs_text where rowid in (select docid from docs where step_id in "
-                  "(select id from touched_steps))")
-        c.execute("delete from docs where step_id in (select id from touched_steps)")
+        old = c.execute("select docid from docs where task_id in (select task_id from touched_tasks) "
+                        "and step_id is null union all "
+                        "select docid from docs where step_id in (select id from touched_steps)").fetchall()
+        if old:  # one rowid at a time: fts5 answers "rowid in (...)" with a scan of the whole table
+            c.executemany("delete from docs_text where rowid = ?", old)
+            c.executemany("delete from docs where docid = ?", old)
         first = c.execute("select coalesce(max(docid), 0) + 1 from docs").fetchone()[0]
         for field in SEARCH_TASK_FIELDS:
             c.execute(f"""insert into docs(task_id, step_id, step_number, field)
-                          select t.task_id, null, null, '{field}' from tasks t join touched_tasks x using (task_id)
+                          select t.task_id, null, null, '{field}' from touched_tasks x cross join tasks t
+                          on t.task_id = x.task_id
                           where coalesce(json_extract(t.rec, '$.row.{field}'), '') <> ''""")
         for field in SEARCH_STEP_FIELDS:
             c.execute(f"""insert into docs(task_id, step_id, step_number, field)
-                          select s.task_id, s.id, s.step_number, '{field}' from steps s
-                          join touched_steps x on x.id = s.id
+                          select s.task_id, s.id, s.step_number, '{field}' from touched_steps x
+                          cross join steps s on s.id = x.id
                           where coalesce(json_extract(s.rec, '$.row.{field}'), '') <> ''""")
         c.execute("""insert into docs_text(rowid, text)
                      select d.docid, cast(json_extract(coalesce(s.rec, t.rec), '$.row.' || d.field) as text)
