@@ -159,3 +159,25 @@ def test_backup_search_uses_the_index_not_a_scan(tmp_path: Path) -> None:
     plan = " ".join(str(r[-1]) for r in source._db().execute(
         "explain query plan select rowid from docs_text where docs_text match ?", ('"wifi"',)))
     assert "VIRTUAL TABLE INDEX" in plan
+
+
+def test_backup_meta_filter(tmp_path: Path) -> None:
+    from viewer.data.base import Sort, TaskFilters
+
+    base = dataset.build().tasks[0]
+    extra = dataset.Dataset(tasks=[
+        {**base, "task_id": "m1", "metadata": {"model": "glm-4", "device": "pixel", "n": 3, "ok": True}},
+        {**base, "task_id": "m2", "metadata": {"model": "glm-4", "device": "emulator"}},
+        {**base, "task_id": "m3", "metadata": {"model": "gpt", 'we"ird': "x"}}])
+    dataset.write_backup(tmp_path / "b", extra)
+    source = BackupSource(tmp_path / "b")
+
+    def ids(meta: dict[str, str]) -> set[str]:
+        return {r["task_id"] for r in source.list_tasks(TaskFilters(meta=meta), Sort(), 1, 100)[0]}
+
+    assert ids({"model": "glm-4"}) == {"m1", "m2"}
+    assert ids({"model": "glm-4", "device": "pixel"}) == {"m1"}
+    assert ids({"n": "3"}) == {"m1"} and ids({"ok": "true"}) == {"m1"}
+    assert ids({'we"ird': "x"}) == {"m3"} and ids({"model": "nope"}) == set()
+    with pytest.raises(ValueError, match="meta"):
+        TaskFilters(meta={"": "x"})

@@ -305,10 +305,10 @@ def _where(f: TaskFilters) -> tuple[str, list[object]]:
         clauses.append("started_epoch < ?")
         params.append(f.started_to.timestamp())
     for key, value in sorted(f.meta.items()):
-        path = '$.row.metadata."' + key.replace('"', '\\"') + '"'
-        clauses.append("task_id in (select task_id from tasks where case json_type(rec, ?) "
-                       "when 'text' then json_extract(rec, ?) when 'true' then 'true' when 'false' then 'false' "
-                       "when 'integer' then cast(json_extract(rec, ?) as text) "
-                       "when 'real' then cast(json_extract(rec, ?) as text) end = ?)")
-        params += [path, path, path, path, value]
+        # json_each, not a JSON path: any key works (quotes, dots...); values compare as text
+        clauses.append("task_id in (select t.task_id from tasks t, json_each(t.rec, '$.row.metadata') j "
+                       "where j.key = ? and case j.type when 'text' then j.value when 'true' then 'true' "
+                       "when 'false' then 'false' when 'integer' then cast(j.value as text) "
+                       "when 'real' then cast(j.value as text) end = ?)")
+        params += [key, value]
     return ("where " + " and ".join(clauses)) if clauses else "", params
