@@ -56,7 +56,7 @@ from stepsdk._backup import (
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 BATCH_LINES = 20_000
 CLOSED_RECHECK = 1.0  # seconds between two looks at journals whose writer closed...
 CLOSED_CACHE_MIN = 256  # ...when there are at least this many (fewer cost less than a millisecond)
@@ -160,7 +160,8 @@ create table if not exists steps(
 create index if not exists steps_task on steps(task_id, step_number, id);
 create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
 create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
-create index if not exists steps_period on steps(created_epoch, agent, task_known, step_type, success, duration_ms);
+create index if not exists steps_type_period on steps(step_type, created_epoch, task_known, agent, success, duration_ms);
+create table if not exists step_types(step_type text primary key);
 create index if not exists steps_agent_period on steps(agent, created_epoch, task_known, step_type, success, duration_ms);
 create table if not exists shots(
     id text primary key, task_id text not null, step_id text, created_at text, rec text not null);
@@ -170,7 +171,8 @@ create table if not exists summary(
     duration_ms real, total_steps integer, successful_steps integer, failed_steps integer,
     success_rate real, total_duration_ms real, avg_step_duration_ms real, p50_step_duration_ms real,
     p95_step_duration_ms real, screenshots_count integer, last_step_at text,
-    started_epoch real, finished_epoch real, title_fold text, task_id_fold text, agent_fold text);
+    started_epoch real, finished_epoch real, title_fold text, task_id_fold text, agent_fold text, day text);
+create index if not exists summary_day on summary(day, agent, status, duration_ms, total_steps, failed_steps);
 create index if not exists summary_started on summary(started_epoch, task_id);
 create index if not exists summary_finished on summary(finished_epoch, task_id);
 create index if not exists summary_title on summary(title_fold, task_id);
@@ -191,13 +193,17 @@ create index if not exists docs_step on docs(step_id);
 create virtual table if not exists docs_text using fts5(text, tokenize = 'trigram');
 create temp table if not exists touched_tasks(task_id text primary key);
 create temp table if not exists touched_steps(id text primary key);
+create temp table if not exists new_docs(
+    n integer primary key, task_id text, step_id text, step_number integer, field text, started_sec integer);
 """
 
-_DATA_TABLES = ("journals", "tasks", "steps", "shots", "summary", "problems", "quarantined", "docs", "docs_text")
+_DATA_TABLES = ("journals", "tasks", "steps", "shots", "summary", "problems", "quarantined", "docs", "docs_text",
+                "step_types")
 
 # Text fields searched across tasks: (field name, table, SQL expression).
 SEARCH_TASK_FIELDS = ("title", "result", "error_message")
 SEARCH_STEP_FIELDS = ("thinking", "error_message")
+_STARTED_SEC = "max(0, min(cast(coalesce(t.started_epoch, 0) as integer), 2147483647))"
 
 
 @dataclass
@@ -295,6 +301,7 @@ class BackupIndex:
                     conn.execute(statement)
             conn.execute("insert or replace into meta(key, value) values ('schema', ?)", (SCHEMA_VERSION,))
             conn.execute("insert or ignore into meta(key, value) values ('generation', '0')")
+            conn.execute("insert or ignore into meta(key, value) values ('docseq', '0')")
             conn.execute("commit")
         except BaseException:
             conn.execute("rollback")
@@ -618,6 +625,8 @@ class _Batch:
         c.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in self.touched_tasks))
         c.executemany("insert or ignore into touched_steps values (?)", ((s,) for s in self.touched_steps))
         self._known_tasks()
+        c.execute("insert or ignore into step_types select distinct s.step_type from touched_steps x "
+                  "cross join steps s on s.id = x.id where s.step_type is not null")
         self._summaries()
         self._search_docs()
 
@@ -634,7 +643,7 @@ class _Batch:
                    (select s2.created_at from steps s2 where s2.task_id = t.task_id and s2.created_epoch is not null
                     order by s2.created_epoch desc limit 1),
                    t.started_epoch, t.finished_epoch,
-                   t.title_fold, t.task_id_fold, t.agent_fold
+                   t.title_fold, t.task_id_fold, t.agent_fold, t.day
             from touched_tasks x
             cross join tasks t on t.task_id = x.task_id
             left join (
@@ -649,29 +658,43 @@ class _Batch:
             ) sc on sc.task_id = t.task_id""")
 
     def _search_docs(self) -> None:
+        """Search rows (fts5, trigram) of touched tasks and steps. A row's id is the task's start
+        second in the high 32 bits and a sequence in the low ones, so a search walks the matches
+        newest task first and stops at its limit instead of sorting every match."""
         c = self.conn
+        # a task whose start time changed (or that arrived after its steps): its steps' rows move with it
+        c.execute(f"""insert or ignore into touched_steps
+                      select s.id from touched_tasks x cross join tasks t on t.task_id = x.task_id
+                      cross join steps s on s.task_id = t.task_id
+                      where (select d.docid >> 32 from docs d where d.task_id = t.task_id and d.step_id is not null
+                             limit 1) <> {_STARTED_SEC}""")
         old = c.execute("select docid from docs where task_id in (select task_id from touched_tasks) "
                         "and step_id is null union all "
                         "select docid from docs where step_id in (select id from touched_steps)").fetchall()
         if old:  # one rowid at a time: fts5 answers "rowid in (...)" with a scan of the whole table
             c.executemany("delete from docs_text where rowid = ?", old)
             c.executemany("delete from docs where docid = ?", old)
-        first = c.execute("select coalesce(max(docid), 0) + 1 from docs").fetchone()[0]
+        c.execute("delete from new_docs")
         for field in SEARCH_TASK_FIELDS:
-            c.execute(f"""insert into docs(task_id, step_id, step_number, field)
-                          select t.task_id, null, null, '{field}' from touched_tasks x cross join tasks t
-                          on t.task_id = x.task_id
+            c.execute(f"""insert into new_docs(task_id, step_id, step_number, field, started_sec)
+                          select t.task_id, null, null, '{field}', {_STARTED_SEC} from touched_tasks x
+                          cross join tasks t on t.task_id = x.task_id
                           where coalesce(json_extract(t.rec, '$.row.{field}'), '') <> ''""")
         for field in SEARCH_STEP_FIELDS:
-            c.execute(f"""insert into docs(task_id, step_id, step_number, field)
-                          select s.task_id, s.id, s.step_number, '{field}' from touched_steps x
-                          cross join steps s on s.id = x.id
+            c.execute(f"""insert into new_docs(task_id, step_id, step_number, field, started_sec)
+                          select s.task_id, s.id, s.step_number, '{field}', {_STARTED_SEC} from touched_steps x
+                          cross join steps s on s.id = x.id left join tasks t on t.task_id = s.task_id
                           where coalesce(json_extract(s.rec, '$.row.{field}'), '') <> ''""")
-        c.execute("""insert into docs_text(rowid, text)
-                     select d.docid, cast(json_extract(coalesce(s.rec, t.rec), '$.row.' || d.field) as text)
-                     from docs d left join steps s on s.id = d.step_id
-                     left join tasks t on d.step_id is null and t.task_id = d.task_id
-                     where d.docid >= ?""", (first,))
+        seq = int(c.execute("select value from meta where key = 'docseq'").fetchone()[0])
+        docid = "(nd.started_sec << 32) + ((? + nd.n) & 4294967295)"
+        c.execute(f"insert into docs(docid, task_id, step_id, step_number, field) "
+                  f"select {docid}, nd.task_id, nd.step_id, nd.step_number, nd.field from new_docs nd", (seq,))
+        c.execute(f"""insert into docs_text(rowid, text)
+                      select {docid}, cast(json_extract(coalesce(s.rec, t.rec), '$.row.' || nd.field) as text)
+                      from new_docs nd left join steps s on s.id = nd.step_id
+                      left join tasks t on nd.step_id is null and t.task_id = nd.task_id""", (seq,))
+        c.execute("update meta set value = ? where key = 'docseq'",
+                  (seq + c.execute("select coalesce(max(n), 0) from new_docs").fetchone()[0],))
 
     def _known_tasks(self) -> None:
         """Steps carry their task's agent (and whether the task row exists), so the statistics

@@ -153,9 +153,7 @@ class BackupSource(DataSource):
                    sum(total_steps) as steps, sum(failed_steps) as failed_steps,
                    min(duration_ms) as min_task_duration_ms, avg(duration_ms) as avg_task_duration_ms,
                    max(duration_ms) as max_task_duration_ms, group_concat(duration_ms) as durations
-            from (select t.day, t.status, t.duration_ms, s.total_steps, s.failed_steps
-                  from tasks t join summary s using (task_id)
-                  where t.day between ? and ?{agent_sql.replace('agent', 't.agent')})
+            from summary indexed by summary_day where day between ? and ?{agent_sql}
             group by day""", [first.isoformat(), today.isoformat(), *([agent] if agent else [])])}
         out = []
         for i in range(days):
@@ -177,12 +175,18 @@ class BackupSource(DataSource):
         if task_id is not None and not is_plausible_task_id(task_id):
             return []
         where, params = _step_where(task_id, since, agent)
-        rows = list(iter_rows(self._db(), f"""
-            select step_type, count(*) as steps, sum(1 - success) as failed_steps,
-                   avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
-            from steps s {where} group by step_type order by step_type""", params))
-        for row in rows:  # percentile_cont of the group's durations (group_concat: one call, not one per row)
-            row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
+        db = self._db()
+        rows = []
+        # one index range per step type (step_type, created_epoch, ...): no sort of the period's steps
+        for (step_type,) in db.execute("select step_type from step_types order by step_type").fetchall():
+            row = next(iter_rows(db, f"""
+                select ? as step_type, count(*) as steps, sum(1 - success) as failed_steps,
+                       avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
+                from steps s {where} and s.step_type = ?""", [step_type, *params, step_type]))
+            if row["steps"]:
+                # percentile_cont of the group's durations (group_concat: one call, not one per row)
+                row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
+                rows.append(row)
         return rows
 
     def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
@@ -218,18 +222,22 @@ class BackupSource(DataSource):
         text = check_search(query, limit)
         phrase = '"' + text.replace('"', '""') + '"'
         agent_sql = " and t.agent = ?" if agent else ""
-        rows = iter_rows(self._db(), f"""
-            select t.task_id, t.title, t.agent, t.status, t.started_at, d.field, d.step_id, d.step_number,
-                   x.text as matched
+        # search rows are numbered by their task's start second (high bits): walking them in
+        # descending order meets the newest tasks first, so we stop once `limit` matches and every
+        # match of the last second are in, then order those exactly
+        cur = self._db().execute(f"""
+            select x.rowid >> 32 as sec, t.started_epoch, t.task_id, t.title, t.agent, t.status, t.started_at,
+                   d.field, d.step_id, d.step_number, x.text
             from docs_text x join docs d on d.docid = x.rowid join tasks t on t.task_id = d.task_id
-            where docs_text match ?{agent_sql}
-            order by t.started_epoch desc nulls last, t.task_id, d.step_number nulls first, d.field
-            limit ?""", [phrase, *([agent] if agent else []), limit])
-        out = []
-        for r in rows:
-            matched = r.pop("matched")
-            out.append({**r, "snippet": snippet(matched, text)})
-        return out
+            where docs_text match ?{agent_sql} order by x.rowid desc""", [phrase, *([agent] if agent else [])])
+        found: list[tuple] = []
+        for row in cur:
+            if len(found) >= limit and row[0] != found[-1][0]:
+                break
+            found.append(tuple(row))
+        found.sort(key=lambda r: (r[1] is None, -(r[1] or 0.0), r[2], r[9] is not None, r[9] or 0, r[7]))
+        keys = ("task_id", "title", "agent", "status", "started_at", "field", "step_id", "step_number")
+        return [{**dict(zip(keys, r[2:10], strict=True)), "snippet": snippet(r[10], text)} for r in found[:limit]]
 
     def screenshot_bytes(self, storage_path: str) -> bytes | None:
         if not is_safe_storage_path(storage_path):
