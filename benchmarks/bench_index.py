@@ -81,9 +81,10 @@ def generate(root: Path, tasks: int, steps: int, journals: int) -> float:
     big = JournalWriter(root, name="bench-big")
     started = now - timedelta(hours=1)
     big.append([{"k": "task", "v": 1, "row": {
-        "task_id": "big-task", "title": "A task of 1,000 steps", "agent": "agent-0", "status": "success",
-        "started_at": started.isoformat(), "finished_at": (started + timedelta(seconds=1000)).isoformat(),
-        "metadata": {}}}, *(_step("big-task", 1, n, started) for n in range(1, 1001))])
+        "task_id": "big-task", "title": "A task of 1,000 steps", "description": None, "agent": "agent-0",
+        "status": "success", "started_at": started.isoformat(),
+        "finished_at": (started + timedelta(seconds=1000)).isoformat(), "result": None, "error_message": None,
+        "metadata": {}, "owner_id": None}}, *(_step("big-task", 1, n, started) for n in range(1, 1001))])
     big.close()
     return time.perf_counter() - start
 
