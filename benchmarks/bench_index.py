@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", help="backup folder to create (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
+    parser.add_argument("--reuse-index", action="store_true", help="keep an existing index (no build measured)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -179,7 +180,8 @@ def main() -> None:
                   f"({sum(p.stat().st_size for p in (root / 'journal').iterdir()) / 2**20:,.0f} MB) in {gen:.0f} s",
                   flush=True)
         for name in ("index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"):
-            (root / name).unlink(missing_ok=True)
+            if not args.reuse_index:
+                (root / name).unlink(missing_ok=True)
         out = subprocess.run([sys.executable, __file__, "--measure", str(root), "--runs", str(args.runs)],
                              check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(
                                  Path(__file__).resolve().parents[1])})

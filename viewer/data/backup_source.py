@@ -176,6 +176,14 @@ class BackupSource(DataSource):
             return []
         where, params = _step_where(task_id, since, agent)
         db = self._db()
+        if task_id is not None:  # one task's steps, through (task_id, step_number)
+            rows = list(iter_rows(db, f"""
+                select step_type, count(*) as steps, sum(1 - success) as failed_steps,
+                       avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
+                from steps s indexed by steps_task {where} group by step_type order by step_type""", params))
+            for row in rows:
+                row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
+            return rows
         rows = []
         # one index range per step type (step_type, created_epoch, ...): no sort of the period's steps
         for (step_type,) in db.execute("select step_type from step_types order by step_type").fetchall():
