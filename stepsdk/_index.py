@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -252,7 +253,7 @@ class BackupIndex:
         self._generation: int | None = None
         self._closed_stats: dict[tuple[str, str], os.stat_result] = {}
         self._closed_checked = 0.0
-        self._folder_mtimes: dict[str, int] = {}
+        self._listings: dict[str, tuple[int, list[tuple[str, str]]]] = {}
 
     # -- connections --------------------------------------------------------------------------
     @property
@@ -318,7 +319,7 @@ class BackupIndex:
             self._local.conn = None
 
     # -- refresh ------------------------------------------------------------------------------
-    def _journal_files(self) -> list[tuple[str, Path, bool, os.stat_result]]:
+    def _journal_files(self) -> list[tuple[str, str, bool, os.stat_result]]:
         """Every journal with its ``stat``. When there are many journals whose writer closed,
         those are stat'ed at most once per :data:`CLOSED_RECHECK` seconds (a closed writer
         appends again only after ``reopen()``, for steps recorded after ``close()``), so a
@@ -331,25 +332,32 @@ class BackupIndex:
             self._closed_checked = now
         out = []
         for sub, archived in ((JOURNAL_DIR, False), (ARCHIVE_DIR, True)):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                # a file renamed into place (cleanup rewrites, resync archives) changes the folder
-                folder_mtime = os.stat(self.root / sub).st_mtime_ns
-                fresh = recheck or self._folder_mtimes.get(sub) != folder_mtime
-                self._folder_mtimes[sub] = folder_mtime
-                for entry in sorted(os.scandir(self.root / sub), key=lambda e: e.name):
-                    if not entry.name.endswith(SUFFIX):
-                        continue
-                    cached = None if fresh else self._closed_stats.get((sub, entry.name))
-                    if cached is not None:
-                        out.append((entry.name, Path(entry.path), archived, cached))
-                        continue
-                    with contextlib.suppress(OSError):
-                        if entry.is_file():
-                            out.append((entry.name, Path(entry.path), archived, entry.stat()))
+            folder = os.path.join(self.root, sub)
+            try:
+                # a file created, removed or renamed into place changes the folder: list it again
+                folder_mtime = os.stat(folder).st_mtime_ns
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            listed = self._listings.get(sub)
+            fresh = recheck or listed is None or listed[0] != folder_mtime
+            if listed is None or listed[0] != folder_mtime:
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX))
+                    listed = (folder_mtime, [(n, os.path.join(folder, n)) for n in names])
+                    self._listings[sub] = listed
+            for name, path in listed[1] if listed else ():
+                cached = None if fresh else self._closed_stats.get((sub, name))
+                if cached is not None:
+                    out.append((name, path, archived, cached))
+                    continue
+                with contextlib.suppress(OSError):
+                    st = os.stat(path)
+                    if stat.S_ISREG(st.st_mode):
+                        out.append((name, path, archived, st))
         return out
 
     def _remember_closed(self, conn: sqlite3.Connection,
-                         files: list[tuple[str, Path, bool, os.stat_result]]) -> None:
+                         files: list[tuple[str, str, bool, os.stat_result]]) -> None:
         done = {(r[0], r[1]) for r in conn.execute(
             "select name, archived from journals where closed = 1 or archived = 1")}
         torn = {t.name for t in self._torn.values()}
@@ -371,12 +379,13 @@ class BackupIndex:
             self._generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
         return conn
 
-    def _refresh(self, conn: sqlite3.Connection, files: list[tuple[str, Path, bool, os.stat_result]]) -> None:
+    def _refresh(self, conn: sqlite3.Connection, files: list[tuple[str, str, bool, os.stat_result]]) -> None:
         present: list[tuple[str, str, Path, bool, int]] = []
         torn: dict[str, _Torn] = {}
         sizes = {}
-        for name, path, archived, st in files:
-            sizes[name] = st.st_size
+        for name, path_str, archived, st in files:
+            path = Path(path_str)
+            sizes[(name, archived)] = st.st_size
             head_key = (name, st.st_ino, st.st_size if st.st_size < 64 else 64)
             head = self._heads.get(head_key) or _head_crc(path)
             if head is None:
@@ -398,7 +407,7 @@ class BackupIndex:
             raise
         for jkey, name, path, archived, inode in present:
             # up to the size listed: a journal that keeps growing never holds a refresh forever
-            end = self._apply_journal(conn, jkey, name, path, archived, inode, sizes[name])
+            end = self._apply_journal(conn, jkey, name, path, archived, inode, sizes[(name, archived)])
             if end is not None:
                 torn[jkey] = _Torn(name, end)
         self._torn = torn
