@@ -253,6 +253,8 @@ class BackupIndex:
         self._generation: int | None = None
         self._closed_stats: dict[tuple[str, str], os.stat_result] = {}
         self._closed_checked = 0.0
+        #: changes whenever a refresh saw the journals change (answers cached under an older one are stale)
+        self.version = 0
         self._listings: dict[str, tuple[int, list[tuple[str, str]]]] = {}
 
     # -- connections --------------------------------------------------------------------------
@@ -269,7 +271,9 @@ class BackupIndex:
         conn.execute("pragma busy_timeout = 60000")
         conn.execute("pragma journal_mode = wal")
         conn.execute("pragma synchronous = normal")
-        conn.execute("pragma cache_size = -32000")
+        # small per-connection cache: a server has a connection per worker thread, the OS page
+        # cache is shared by all of them
+        conn.execute("pragma cache_size = -2000")
         conn.execute("pragma temp_store = memory")
         conn.create_aggregate("percentile_cont", 2, _Percentile)
         return conn
@@ -376,6 +380,7 @@ class BackupIndex:
             self._refresh(conn, files)
             self._remember_closed(conn, files)
             self._signature, self._ready = signature, True
+            self.version += 1
             self._generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
         return conn
 

@@ -9,11 +9,16 @@ by the same linear interpolation, registered as a SQLite aggregate).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from stepsdk._backup import BackupStore
 from stepsdk._index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
@@ -33,6 +38,8 @@ from .base import (
 
 log = logging.getLogger("viewer.backup")
 
+CACHE_ENTRIES = 256
+T = TypeVar("T")
 SUMMARY_COLUMNS = (
     "task_id", "title", "agent", "status", "started_at", "finished_at", "duration_ms", "total_steps",
     "successful_steps", "failed_steps", "success_rate", "total_duration_ms", "avg_step_duration_ms",
@@ -52,11 +59,30 @@ class BackupSource(DataSource):
         self.index = BackupIndex(path, index_path)
         self.description = f"backup: {Path(path)}"
         self._reported: set[str] = set()
+        self._cache: OrderedDict[tuple, tuple[tuple, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
         if not self.store.path.is_dir():
             return _EMPTY.connection()
         return self.index.refresh()
+
+    def _cached(self, key: tuple, compute: Callable[[], T]) -> T:
+        """Statistics and search answers are cached until the journals change (a dashboard asks
+        the same questions again and again; any new record makes them stale)."""
+        self._db()  # refresh: the version moves if anything changed
+        version = (self.index.version, self.index.path.exists(), datetime.now(UTC).date())
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                self._cache.move_to_end(key)
+                return copy.deepcopy(hit[1])
+        value = compute()
+        with self._cache_lock:
+            self._cache[key] = (version, copy.deepcopy(value))
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return value
 
     def problems(self) -> list[str]:
         if not self.store.path.is_dir():
@@ -141,6 +167,9 @@ class BackupSource(DataSource):
 
     # -- statistics -------------------------------------------------------------------------
     def get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
+        return self._cached(("daily", days, agent), lambda: self._get_daily_stats(days, agent))
+
+    def _get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
         check_days(days)
         today = datetime.now(UTC).date()
         first = today - timedelta(days=days - 1)
@@ -172,6 +201,11 @@ class BackupSource(DataSource):
 
     def step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
                             agent: str | None = None) -> list[Row]:
+        return self._cached(("types", task_id, since, agent),
+                            lambda: self._step_type_breakdown(task_id, since=since, agent=agent))
+
+    def _step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
+                             agent: str | None = None) -> list[Row]:
         if task_id is not None and not is_plausible_task_id(task_id):
             return []
         where, params = _step_where(task_id, since, agent)
@@ -198,6 +232,9 @@ class BackupSource(DataSource):
         return rows
 
     def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+        return self._cached(("errors", limit, since, agent), lambda: self._top_errors(limit, since=since, agent=agent))
+
+    def _top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
         where, params = _step_where(None, since, agent)
         db = self._db()
         groups = list(iter_rows(db, f"""
@@ -217,6 +254,9 @@ class BackupSource(DataSource):
         return groups
 
     def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
+        return self._cached(("slowest", limit, since, agent), lambda: self._slowest_steps(limit, since, agent=agent))
+
+    def _slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
         check_limit(limit)
         where, params = _step_where(None, since, agent)
         rows = iter_rows(self._db(), f"""
@@ -227,6 +267,9 @@ class BackupSource(DataSource):
         return [{**r, "success": bool(r["success"])} for r in rows]
 
     def search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
+        return self._cached(("search", query, limit, agent), lambda: self._search(query, limit, agent))
+
+    def _search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
         text = check_search(query, limit)
         phrase = '"' + text.replace('"', '""') + '"'
         agent_sql = " and t.agent = ?" if agent else ""
