@@ -255,7 +255,7 @@ class BackupIndex:
         self._closed_checked = 0.0
         #: changes whenever a refresh saw the journals change (answers cached under an older one are stale)
         self.version = 0
-        self._listings: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+        self._quick: tuple | None = None
 
     # -- connections --------------------------------------------------------------------------
     @property
@@ -323,56 +323,65 @@ class BackupIndex:
             self._local.conn = None
 
     # -- refresh ------------------------------------------------------------------------------
-    def _journal_files(self) -> list[tuple[str, str, bool, os.stat_result]]:
-        """Every journal with its ``stat``. When there are many journals whose writer closed,
-        those are stat'ed at most once per :data:`CLOSED_RECHECK` seconds (a closed writer
-        appends again only after ``reopen()``, for steps recorded after ``close()``), so a
-        folder of thousands of finished runs costs a directory listing per request, not
-        thousands of ``stat`` calls. A file renamed into a folder (archive, rewrite) is seen at once."""
+    def _journal_files(self) -> tuple[list[tuple[str, str, bool, os.stat_result]], tuple]:
+        """Every journal with its ``stat``, and a signature that changes when any of them does.
+
+        When there are many journals whose writer closed, those are stat'ed at most once per
+        :data:`CLOSED_RECHECK` seconds (a closed writer appends again only after ``reopen()``, for
+        steps recorded after ``close()``): a folder of thousands of finished runs costs two folder
+        ``stat`` calls and one per running writer per request. A file created, removed or
+        renamed into a folder (new run, archive, rewrite) changes the folder and is seen at once."""
         now = time.monotonic()
         recheck = (now - self._closed_checked >= CLOSED_RECHECK
                    or len(self._closed_stats) < CLOSED_CACHE_MIN)  # few files: stat them all, always
-        if recheck:
-            self._closed_checked = now
-        out = []
-        for sub, archived in ((JOURNAL_DIR, False), (ARCHIVE_DIR, True)):
-            folder = os.path.join(self.root, sub)
+        mtimes = []
+        for sub in (JOURNAL_DIR, ARCHIVE_DIR):
             try:
-                # a file created, removed or renamed into place changes the folder: list it again
-                folder_mtime = os.stat(folder).st_mtime_ns
+                mtimes.append(os.stat(os.path.join(self.root, sub)).st_mtime_ns)
             except (FileNotFoundError, NotADirectoryError):
-                continue
-            listed = self._listings.get(sub)
-            fresh = recheck or listed is None or listed[0] != folder_mtime
-            if listed is None or listed[0] != folder_mtime:
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX))
-                    listed = (folder_mtime, [(n, os.path.join(folder, n)) for n in names])
-                    self._listings[sub] = listed
-            for name, path in listed[1] if listed else ():
-                cached = None if fresh else self._closed_stats.get((sub, name))
-                if cached is not None:
-                    out.append((name, path, archived, cached))
-                    continue
+                mtimes.append(None)
+        if not recheck and self._quick is not None and self._quick[0] == mtimes:
+            _, closed, closed_sig, open_paths = self._quick
+            opened = []
+            for name, path, archived in open_paths:
                 with contextlib.suppress(OSError):
-                    st = os.stat(path)
-                    if stat.S_ISREG(st.st_mode):
-                        out.append((name, path, archived, st))
-        return out
+                    opened.append((name, path, archived, os.stat(path)))
+            return closed + opened, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns)
+                                                       for n, _, a, st in opened))
+        self._closed_checked = now
+        out = []
+        for (sub, archived), folder_mtime in zip(((JOURNAL_DIR, False), (ARCHIVE_DIR, True)), mtimes, strict=True):
+            if folder_mtime is None:
+                continue
+            folder = os.path.join(self.root, sub)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX))
+                for name in names:
+                    with contextlib.suppress(OSError):
+                        st = os.stat(os.path.join(folder, name))
+                        if stat.S_ISREG(st.st_mode):
+                            out.append((name, os.path.join(folder, name), archived, st))
+        closed = [f for f in out if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) in self._closed_stats]
+        opened = [f for f in out if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) not in self._closed_stats]
+        closed_sig = tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in closed)
+        self._quick = (mtimes, closed, closed_sig, [(n, p, a) for n, p, a, _ in opened])
+        return out, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in opened))
 
     def _remember_closed(self, conn: sqlite3.Connection,
                          files: list[tuple[str, str, bool, os.stat_result]]) -> None:
         done = {(r[0], r[1]) for r in conn.execute(
             "select name, archived from journals where closed = 1 or archived = 1")}
         torn = {t.name for t in self._torn.values()}
-        self._closed_stats = {(ARCHIVE_DIR if a else JOURNAL_DIR, n): st for n, _, a, st in files
-                              if (n, int(a)) in done and n not in torn}
+        closed = {(ARCHIVE_DIR if a else JOURNAL_DIR, n): st for n, _, a, st in files
+                  if (n, int(a)) in done and n not in torn}
+        if closed.keys() != self._closed_stats.keys():
+            self._quick = None  # which journals are closed changed: sort them again at the next look
+        self._closed_stats = closed
 
     def refresh(self) -> sqlite3.Connection:
         """Apply what the journals gained since the last refresh; returns this thread's connection."""
         conn = self.connection()
-        files = self._journal_files()
-        signature = tuple((n, a, s.st_ino, s.st_size, s.st_mtime_ns) for n, _, a, s in files)
+        files, signature = self._journal_files()
         generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
         if self._ready and signature == self._signature and generation == self._generation:
             return conn
