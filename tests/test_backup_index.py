@@ -302,3 +302,18 @@ def test_many_finished_runs_new_journals_at_once_late_appends_within_a_second(tm
     assert index.counts()["tasks"] == 5
     late.close()
     assert_consistent(root, index)
+
+
+def test_viewer_on_a_folder_where_the_index_cannot_be_written(tmp_path: Path) -> None:
+    from viewer.data.backup_source import BackupSource
+    from viewer.data.base import Sort, TaskFilters
+
+    root = tmp_path / "b"
+    write(root, records("t1", 3))
+    (root / INDEX_FILE).mkdir()  # stands for read-only media (the tests run as root: chmod would not stop us)
+    source = BackupSource(root)
+    assert source.list_tasks(TaskFilters(), Sort(), 1, 10)[1] == 1
+    assert source.index.path.parent != root and source.index.path.exists()
+    source.index.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{source.index.path}{suffix}").unlink(missing_ok=True)

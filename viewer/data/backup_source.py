@@ -10,9 +10,11 @@ by the same linear interpolation, registered as a SQLite aggregate).
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -65,7 +67,16 @@ class BackupSource(DataSource):
     def _db(self) -> sqlite3.Connection:
         if not self.store.path.is_dir():
             return _EMPTY.connection()
-        return self.index.refresh()
+        try:
+            return self.index.refresh()
+        except (sqlite3.OperationalError, PermissionError, IsADirectoryError) as exc:
+            if self.index.path.parent != self.store.path:
+                raise
+            # a read-only backup folder (or media): keep the index in the temp folder instead
+            fallback = Path(tempfile.gettempdir()) / f"stepsdk-index-{_folder_key(self.store.path)}.sqlite3"
+            log.warning("backup: cannot write the index in %s (%s): using %s", self.store.path, exc, fallback)
+            self.index = BackupIndex(self.store.path, fallback)
+            return self.index.refresh()
 
     def _cached(self, key: tuple, compute: Callable[[], T]) -> T:
         """Statistics and search answers are cached until the journals change (a dashboard asks
@@ -315,6 +326,10 @@ class _EmptyIndex:
 
 
 _EMPTY = _EmptyIndex()
+
+
+def _folder_key(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _instant(value: object) -> float:
