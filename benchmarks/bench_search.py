@@ -24,9 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_index import generate
 
 
-def median_ms(fn: Any, runs: int) -> float:
+def median_ms(fn: Any, runs: int, source: Any = None) -> float:
     samples = []
     for _ in range(runs):
+        if hasattr(source, "_cache"):
+            source._cache.clear()  # the backup source caches answers until a journal changes: time the work
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
@@ -74,7 +76,7 @@ def main() -> None:
             print(f"\n{args.tasks:,} tasks, {len(steps):,} steps\n")
             print("| call | " + " | ".join(sources) + " |\n|---|" + "---:|" * len(sources))
             for name, call in calls.items():
-                cells = [f"{median_ms(lambda s=s, c=call: c(s), args.runs):.0f} ms" for s in sources.values()]
+                cells = [f"{median_ms(lambda s=s, c=call: c(s), args.runs, s):.0f} ms" for s in sources.values()]
                 print(f"| {name} | " + " | ".join(cells) + " |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
