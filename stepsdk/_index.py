@@ -691,9 +691,9 @@ class _Batch:
                       cross join steps s on s.task_id = t.task_id
                       where (select d.docid >> 32 from docs d where d.task_id = t.task_id and d.step_id is not null
                              limit 1) <> {_STARTED_SEC}""")
-        old = c.execute("select docid from docs where task_id in (select task_id from touched_tasks) "
-                        "and step_id is null union all "
-                        "select docid from docs where step_id in (select id from touched_steps)").fetchall()
+        old = c.execute("select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id "
+                        "where d.step_id is null union all "
+                        "select d.docid from touched_steps x cross join docs d on d.step_id = x.id").fetchall()
         if old:  # one rowid at a time: fts5 answers "rowid in (...)" with a scan of the whole table
             c.executemany("delete from docs_text where rowid = ?", old)
             c.executemany("delete from docs where docid = ?", old)
