@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +36,8 @@ from stepsdk._export_format import (
     storage_paths,
     write_atomically,
 )
+
+log = logging.getLogger("stepsdk.export")
 
 
 @dataclass(frozen=True)
@@ -110,23 +113,41 @@ class Tally:
 
 
 class BackupExportSource:
-    """Reads through the backup reader API (``BackupStore(path).read()``)."""
+    """Reads through the backup's index (``stepsdk._index.BackupIndex``): one task's rows at a
+    time instead of the whole folder in memory. A folder where the index cannot be written
+    (read-only media) is read with ``BackupStore(path).read()`` instead."""
 
     label = "backup"
 
     def __init__(self, path: Path) -> None:
         from stepsdk._backup import BackupSnapshot, BackupStore
+        from stepsdk._index import BackupIndex
 
         self.store = BackupStore(path)
+        self.index: BackupIndex | None = BackupIndex(path)
         self.snap: BackupSnapshot | None = None
         self.problems: list[str] = []
 
     def tasks(self, flt: TaskFilter) -> list[dict[str, Any]]:
+        import sqlite3
+
+        if self.index is not None and self.store.path.is_dir():
+            try:
+                rows = self.index.tasks()
+                self.problems = self.index.problems()
+                return sort_tasks([t for t in rows if flt.matches(t)])
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("export: cannot use the backup index (%s): reading the journals", exc)
+        self.index = None
         self.snap = self.store.read()
         self.problems = [str(p) for p in self.snap.problems]
         return sort_tasks([dict(t) for t in self.snap.tasks.values() if flt.matches(t)])
 
     def fill(self, tasks: list[dict[str, Any]]) -> list[TaskBundle]:
+        if self.index is not None:
+            index = self.index
+            return [TaskBundle(task, index.steps(task["task_id"]), index.screenshots(task["task_id"])).normalized()
+                    for task in tasks]
         assert self.snap is not None, "tasks() first"
         snap = self.snap
         return [TaskBundle(task, [dict(s) for s in snap.steps.get(task["task_id"], [])],

@@ -27,11 +27,16 @@ VIEWS = ["task_summary", "daily_summary", "error_summary", "step_type_breakdown"
 READ_FUNCTIONS = [
     "stepsdk_task_stats(text)", "stepsdk_daily_stats(integer)",
     "stepsdk_slowest_steps(integer, timestamp with time zone)", "stepsdk_task_step_types(text)",
+    # 20261130001200_stepsdk_search_period_stats.sql
+    "stepsdk_search(text, text, integer)", "stepsdk_error_groups(timestamp with time zone, text, integer)",
+    "stepsdk_daily_stats_for(integer, text)", "stepsdk_step_types(timestamp with time zone, text, text)",
+    "stepsdk_slowest_steps_for(integer, timestamp with time zone, text)",
 ]
 # usage, error categories and alert measures (20261130001450_stepsdk_usage_alerts.sql)
 VIEWS += ["task_usage", "error_category_summary"]
 READ_FUNCTIONS += ["stepsdk_daily_usage(integer)", "stepsdk_top_token_tasks(integer)", "stepsdk_alert_failure_rate(integer, text)",
                    "stepsdk_alert_step_p95(integer, text, text)", "stepsdk_alert_error_counts(integer)"]
+PURE_FUNCTIONS = ["stepsdk_error_group(text)"]  # immutable helpers, same grants as the read functions
 RETENTION = "stepsdk_delete_tasks_older_than(interval, boolean, integer)"
 
 
@@ -86,7 +91,8 @@ def test_views_are_security_invoker(stack):
 
 
 def test_functions_are_invoker_with_an_empty_search_path(stack):
-    for signature, volatility in [*((f, "s") for f in READ_FUNCTIONS), (RETENTION, "v")]:
+    for signature, volatility in [*((f, "s") for f in READ_FUNCTIONS), *((f, "i") for f in PURE_FUNCTIONS),
+                                  (RETENTION, "v")]:
         [r] = stack.sql("select prosecdef, provolatile, proconfig from pg_proc where oid = %s::regprocedure",
                         ("public." + signature,))
         assert r["prosecdef"] is False, signature
@@ -105,7 +111,7 @@ def test_read_privileges(stack, role, allowed):
         for write in ("insert", "update", "delete"):
             assert _privilege(stack, role, "has_table_privilege", "public." + view, write) is False or (
                 role == "service_role"), (view, write)
-    for fn in READ_FUNCTIONS:
+    for fn in [*READ_FUNCTIONS, *PURE_FUNCTIONS]:
         assert _privilege(stack, role, "has_function_privilege", "public." + fn, "execute") is allowed, fn
     assert _privilege(stack, role, "has_function_privilege", "public." + RETENTION, "execute") is (
         role == "service_role")
@@ -113,6 +119,6 @@ def test_read_privileges(stack, role, allowed):
 
 def test_public_has_no_execute_grant(stack):
     # PUBLIC's grant shows as "=X/owner" in proacl; none of ours may carry one
-    for fn in [*READ_FUNCTIONS, RETENTION]:
+    for fn in [*READ_FUNCTIONS, *PURE_FUNCTIONS, RETENTION]:
         [r] = stack.sql("select proacl::text[] as acl from pg_proc where oid = %s::regprocedure", ("public." + fn,))
         assert r["acl"] is not None and not any(entry.startswith("=") for entry in r["acl"]), (fn, r["acl"])

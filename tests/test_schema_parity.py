@@ -1,19 +1,23 @@
-"""The SQL statistics and the viewer's Python mirror (viewer/data/_stats.py, used for the local
-backup) give the same numbers on the same rows, so a run looks the same whichever source the
-viewer reads. Compared on the seed plus generated tasks full of edge cases (steps without a
-duration, all-failed tasks, ties, blank and huge error messages, unicode)."""
+"""The SQL statistics of Supabase and of the local store (the backup's SQLite index, read by
+viewer/data/backup_source.py) give the same numbers on the same rows, so a run looks the same
+whichever source the viewer reads. Compared on the seed plus generated tasks full of edge cases
+(steps without a duration, all-failed tasks, ties, blank and huge error messages, unicode): the
+rows are read back from PostgreSQL and written to a backup folder through the journal writer."""
 
 from __future__ import annotations
 
 import random
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
 
-from viewer.data import _stats
+from stepsdk._backup import JournalWriter
+from viewer.data.backup_source import BackupSource
+from viewer.data.base import Sort, TaskFilters
 
 NUMERIC_TASK_COLS = ("total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
                      "avg_step_duration_ms", "p50_step_duration_ms", "p95_step_duration_ms",
@@ -48,17 +52,36 @@ def _generate(stack, rnd: random.Random) -> None:
                         " values (%s, %s, %s, 1, repeat('0', 64))", shots)
 
 
+def _json(value):
+    """A PostgreSQL row value as the SDK journals it (ISO timestamps, uuid strings, floats)."""
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
 @pytest.fixture
-def rows(seeded):
+def rows(seeded, tmp_path):
     stack = seeded
     _generate(stack, random.Random(20261122))
-    tasks = {t["task_id"]: t for t in stack.sql("select * from public.tasks")}
+    tasks = {t["task_id"]: _json(t) for t in stack.sql("select * from public.tasks")}
     steps: dict[str, list[dict]] = defaultdict(list)
     for s in stack.sql("select * from public.task_steps order by task_id, step_number"):
-        steps[s["task_id"]].append(s)
-    shots = {r["task_id"]: r["n"] for r in
-             stack.sql("select task_id, count(*)::int as n from public.step_screenshots group by task_id")}
-    return stack, tasks, steps, shots
+        steps[s["task_id"]].append(_json(s))
+    shots = [_json(r) for r in stack.sql("select * from public.step_screenshots")]
+    writer = JournalWriter(tmp_path / "backup")
+    writer.append([{"k": "task", "v": 1, "row": t} for t in tasks.values()]
+                  + [{"k": "step", "row": s} for group in steps.values() for s in group]
+                  + [{"k": "shot", "row": r} for r in shots])
+    writer.close()
+    return stack, tasks, steps, BackupSource(tmp_path / "backup")
 
 
 def _same(sql_value, py_value) -> bool:
@@ -68,24 +91,23 @@ def _same(sql_value, py_value) -> bool:
 
 
 def test_task_summary_and_task_stats(rows):
-    stack, tasks, steps, shots = rows
-    sql_rows = {r["task_id"]: r for r in stack.sql("select * from public.task_summary")}
-    assert set(sql_rows) == set(tasks) and len(tasks) == 45
-    for task_id, task in tasks.items():
-        py = _stats.task_summary(task, steps.get(task_id, []), shots.get(task_id, 0))
+    stack, tasks, _, source = rows
+    summary = {r["task_id"]: r for r in stack.sql("select * from public.task_summary")}
+    ours = {r["task_id"]: r for r in source.list_tasks(TaskFilters(), Sort("task_id", False), 1, 1000)[0]}
+    assert set(summary) == set(ours) == set(tasks) and len(ours) >= 45
+    for task_id, row in summary.items():
         for col in NUMERIC_TASK_COLS:
-            assert _same(sql_rows[task_id][col], py[col]), (task_id, col, sql_rows[task_id][col], py[col])
+            assert _same(row[col], ours[task_id][col]), (task_id, col, row[col], ours[task_id][col])
         [sql_stats] = stack.sql("select * from public.stepsdk_task_stats(%s)", (task_id,))
-        py_stats = _stats.task_stats(py)
+        py_stats = source.get_task_stats(task_id)
         assert set(sql_stats) == set(py_stats)
         assert all(_same(sql_stats[k], py_stats[k]) for k in py_stats), task_id
 
 
 def test_daily_stats(rows):
-    stack, tasks, steps, _ = rows
-    today = stack.sql("select (now() at time zone 'UTC')::date as d")[0]["d"]
+    stack, _, _, source = rows
     sql_days = stack.sql("select * from public.stepsdk_daily_stats(12)")
-    py_days = _stats.daily_stats(tasks.values(), steps, 12, today=today)
+    py_days = source.get_daily_stats(12)
     assert [str(r["day"]) for r in sql_days] == [r["day"] for r in py_days]
     # every generated task started within the last 10 days (plus any seed task in the window)
     assert sum(r["tasks"] for r in sql_days) >= 40
@@ -96,30 +118,30 @@ def test_daily_stats(rows):
 
 
 def test_error_summary(rows):
-    stack, _, steps, _ = rows
-    all_steps = [s for group in steps.values() for s in group]
+    stack, _, _, source = rows
     sql_rows = stack.sql("select * from public.error_summary")
-    py_rows = _stats.error_summary(all_steps)
+    py_rows = source.top_errors(1000)
     key = lambda r: (str(r["error_type"]), str(r["error_message"]))  # noqa: E731
     assert len(sql_rows) == len(py_rows) > 5
     for s, p in zip(sorted(sql_rows, key=key), sorted(py_rows, key=key), strict=True):
         assert (s["error_type"], s["error_message"], s["occurrences"], s["tasks_affected"]) == (
             p["error_type"], p["error_message"], p["occurrences"], p["tasks_affected"])
         assert (s["example_task_id"], str(s["example_step_id"])) == (p["example_task_id"], str(p["example_step_id"]))
+    since = datetime.now(UTC) - timedelta(days=3)
+    sql_period = stack.sql("select * from public.stepsdk_error_groups(%s, null, 1000)", (since,))
+    assert sorted(map(key, sql_period)) == sorted(map(key, source.top_errors(1000, since=since)))
 
 
 def test_step_types_and_slowest_steps(rows):
-    stack, tasks, steps, _ = rows
-    all_steps = [s for group in steps.values() for s in group]
+    stack, _, _, source = rows
     sql_types = stack.sql("select * from public.step_type_breakdown order by step_type")
-    py_types = _stats.step_type_breakdown(all_steps)
+    py_types = source.step_type_breakdown()
     assert [r["step_type"] for r in sql_types] == [r["step_type"] for r in py_types]
     for s, p in zip(sql_types, py_types, strict=True):
         assert all(_same(s[k], p[k]) for k in ("steps", "failed_steps", "avg_duration_ms", "p95_duration_ms"))
-    titles = {t: row["title"] for t, row in tasks.items()}
     since = datetime.now(UTC) - timedelta(days=4)
     for limit, start in [(1000, None), (7, None), (25, since)]:
         sql_slow = stack.sql("select * from public.stepsdk_slowest_steps(%s, %s)", (limit, start))
-        py_slow = _stats.slowest_steps(all_steps, titles, limit, start)
+        py_slow = source.slowest_steps(limit, start)
         assert [(str(r["step_id"]), r["duration_ms"]) for r in sql_slow] == [
             (str(r["step_id"]), r["duration_ms"]) for r in py_slow], (limit, start)

@@ -27,6 +27,8 @@ from stepsdk._sensitive import is_encrypted as _is_encrypted
 from .api_models import ReportResponse, ScreenshotsResponse, StepsResponse
 from .data.base import (
     MAX_PER_PAGE,
+    MAX_SEARCH,
+    MIN_SEARCH,
     SORT_COLUMNS,
     STATUSES,
     DataSource,
@@ -34,6 +36,7 @@ from .data.base import (
     Sort,
     SourceUnavailable,
     TaskFilters,
+    period_start,
 )
 from .export import read_report
 from .pages._common import screenshot_url
@@ -100,6 +103,16 @@ def duration_overview(days: list[Row]) -> dict[str, float | None]:
         "avg_task_duration_ms": sum(a * w for a, w in weighted) / weight if weight else None,
         "max_task_duration_ms": max(maxs) if maxs else None,
     }
+
+
+def stats_payload(source: DataSource, days: int, top: int, agent: str | None) -> dict[str, Any]:
+    """The statistics page's data: every panel over the same period and agent."""
+    since = period_start(days)
+    daily = source.get_daily_stats(days, agent)
+    return {"days": daily, "durations": duration_overview(daily), "period_start": since.isoformat(),
+            "agent": agent, "top_errors": source.top_errors(top, since=since, agent=agent),
+            "step_types": source.step_type_breakdown(since=since, agent=agent),
+            "slowest_steps": source.slowest_steps(top, since, agent=agent)}
 
 
 def image_type(data: bytes) -> str | None:
@@ -215,14 +228,28 @@ def register(source: DataSource) -> None:
             raise _unavailable(exc) from None
         return {"tasks": rows, "pagination": pagination(page, per_page, total)}
 
-    @app.get("/api/stats", tags=["stepsdk"], summary="Per-day figures, durations, top errors, step types")
+    @app.get("/api/stats", tags=["stepsdk"],
+             summary="Per-day figures, durations, top errors, step types, slowest steps (one period, one agent)")
     def stats(days: Annotated[int, Query(ge=1, le=3660)] = 7,
-              top: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
+              top: Annotated[int, Query(ge=1, le=100)] = 10,
+              agent: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+        """Every panel covers the same period (the last ``days`` UTC days, today included) and,
+        with ``agent``, only that agent's tasks."""
+        agent = agent or None
         try:
-            daily = source.get_daily_stats(days)
-            return {"days": daily, "durations": duration_overview(daily), "top_errors": source.top_errors(top),
-                    "step_types": source.step_type_breakdown(), "slowest_steps": source.slowest_steps(top),
-                    "error_categories": source.error_categories()}
+            return {**stats_payload(source, days, top, agent), "error_categories": source.error_categories()}
+        except SourceUnavailable as exc:
+            raise _unavailable(exc) from None
+
+    @app.get("/api/search", tags=["stepsdk"],
+             summary="Search task titles, results, errors and step thinking/errors across tasks")
+    def search(q: Annotated[str, Query(min_length=MIN_SEARCH, max_length=MAX_SEARCH)],
+               agent: Annotated[str | None, Query(max_length=200)] = None,
+               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+        try:
+            return {"query": q, "matches": source.search(q, limit, agent or None)}
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
         except SourceUnavailable as exc:
             raise _unavailable(exc) from None
 

@@ -28,7 +28,7 @@ def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_h
 
     from . import api, api_ops, operations
     from ._hostcheck import HostCheck, allowed_names
-    from .pages import _common, compare, ops, stats, task, tasks
+    from .pages import _common, compare, ops, search, stats, task, tasks
 
     if stale_minutes is not None:
         _common.set_stale_minutes(stale_minutes)
@@ -43,6 +43,7 @@ def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_h
     task.register(source)
     stats.register(source)
     compare.register(source)
+    search.register(source)
 
 
 def source_from_args(backup_dir: str | None = None, supabase_url: str | None = None,

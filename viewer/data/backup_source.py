@@ -1,23 +1,31 @@
-"""DataSource over a local backup folder (``stepsdk._backup.BackupStore``).
+"""DataSource over a local backup folder, answered by its SQLite index (``stepsdk._index``).
 
-The whole folder is merged by ``BackupStore.read()``; we keep the merged snapshot and its
-per-task summaries until a journal file changes (size or mtime), so paging through a list or
-stepping through a task does not re-read the folder, and a running task still shows new
-steps on the next refresh.
+Every call first brings the index up to date with the journals (a ``stat`` of each journal when
+nothing changed; only new records are applied otherwise), then answers with index queries:
+paging, filters, sorting by aggregate columns, statistics and search never loop over the whole
+folder in Python. The statistics are the SQL definitions of ``*_stepsdk_stats.sql`` (percentiles
+by the same linear interpolation, registered as a SQLite aggregate).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import logging
 import os
+import sqlite3
+import tempfile
 import threading
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from stepsdk import _ops_stats
 from stepsdk._backup import BackupSnapshot, BackupStore
+from stepsdk._index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
 
 from . import _stats
 from .base import (
@@ -30,114 +38,297 @@ from .base import (
     check_days,
     check_limit,
     check_paging,
+    check_search,
     is_plausible_task_id,
     is_safe_storage_path,
     is_uuid,
 )
 
 log = logging.getLogger("viewer.backup")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-
-@dataclass
-class _Cache:
-    signature: tuple = ()
-    snap: BackupSnapshot = field(default_factory=BackupSnapshot)
-    summaries: dict[str, Row] = field(default_factory=dict)
+CACHE_ENTRIES = 256
+T = TypeVar("T")
+SUMMARY_COLUMNS = (
+    "task_id", "title", "agent", "status", "started_at", "finished_at", "duration_ms", "total_steps",
+    "successful_steps", "failed_steps", "success_rate", "total_duration_ms", "avg_step_duration_ms",
+    "p50_step_duration_ms", "p95_step_duration_ms", "screenshots_count", "last_step_at",
+)
+# What a sort column orders by in the index (text columns case-insensitively, times as instants).
+_SORT_EXPR = {
+    "started_at": "started_epoch", "finished_at": "finished_epoch", "task_id": "task_id",
+    "title": "title_fold", "agent": "agent_fold", "status": "status", "total_steps": "total_steps",
+    "failed_steps": "failed_steps", "success_rate": "success_rate", "duration_ms": "duration_ms",
+}
 
 
 class BackupSource(DataSource):
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], index_path: str | os.PathLike[str] | None = None) -> None:
         self.store = BackupStore(path)
+        self.index = BackupIndex(path, index_path)
         self.description = f"backup: {Path(path)}"
-        self._cache = _Cache(signature=("never read",))
-        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._cache: OrderedDict[tuple, tuple[tuple, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._snap: tuple[Any, BackupSnapshot] | None = None  # (index version, snapshot)
+        self._snap_lock = threading.Lock()
 
-    # -- snapshot ---------------------------------------------------------------------------
-    def _signature(self) -> tuple:
-        sig = []
-        for path, archived in self.store.journal_files():
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            sig.append((path.name, archived, st.st_size, st.st_mtime_ns))
-        return tuple(sig)
+    def _db(self) -> sqlite3.Connection:
+        if not self.store.path.is_dir():
+            return _EMPTY.connection()
+        try:
+            return self.index.refresh()
+        except (sqlite3.OperationalError, PermissionError, IsADirectoryError) as exc:
+            if self.index.path.parent != self.store.path:
+                raise
+            # a read-only backup folder (or media): keep the index in the temp folder instead
+            fallback = Path(tempfile.gettempdir()) / f"stepsdk-index-{_folder_key(self.store.path)}.sqlite3"
+            log.warning("backup: cannot write the index in %s (%s): using %s", self.store.path, exc, fallback)
+            self.index = BackupIndex(self.store.path, fallback)
+            return self.index.refresh()
 
-    def _current(self) -> _Cache:
-        signature = self._signature()
-        with self._lock:
-            if signature != self._cache.signature:
-                snap = self.store.read()
-                for problem in snap.problems:
-                    log.warning("backup: %s", problem)
-                summaries = {
-                    tid: _stats.task_summary(task, snap.steps.get(tid, []), len(snap.screenshots.get(tid, [])))
-                    for tid, task in snap.tasks.items()
-                }
-                self._cache = _Cache(signature, snap, summaries)
-            return self._cache
+    def _cached(self, key: tuple, compute: Callable[[], T]) -> T:
+        """Statistics and search answers are cached until the journals change (a dashboard asks
+        the same questions again and again; any new record makes them stale)."""
+        self._db()  # refresh: the version moves if anything changed
+        version = (self.index.version, self.index.path.exists(), datetime.now(UTC).date())
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                self._cache.move_to_end(key)
+                return copy.deepcopy(hit[1])
+        value = compute()
+        with self._cache_lock:
+            self._cache[key] = (version, copy.deepcopy(value))
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return value
 
     def problems(self) -> list[str]:
-        return list(self._current().snap.problems)
+        if not self.store.path.is_dir():
+            return [f"{self.store.path} is not a folder"] if self.store.path.exists() else []
+        problems = self.index.problems()
+        for problem in problems:
+            if problem not in self._reported:
+                self._reported.add(problem)
+                log.warning("backup: %s", problem)
+        return problems
 
     # -- tasks ------------------------------------------------------------------------------
     def list_tasks(self, filters: TaskFilters, sort: Sort, page: int, per_page: int) -> tuple[list[Row], int]:
         check_paging(page, per_page, max_per_page=1000)
-        cache = self._current()
-        rows = [r for r in cache.summaries.values() if _matches(r, filters)]
-        # -- issue 13: metadata filter (TaskFilters.meta) and the metadata column -----------------
-        tasks = cache.snap.tasks
-        rows = [{**r, "metadata": (tasks.get(r["task_id"]) or {}).get("metadata")} for r in rows]
-        if filters.meta:
-            rows = [r for r in rows if meta_matches(r.get("metadata"), filters.meta)]
-        # ------------------------------------------------------------------------------------------
-        present = [r for r in rows if r.get(sort.column) is not None]
-        missing = [r for r in rows if r.get(sort.column) is None]
-        # ties go by task_id ascending, as the SQL's "order by <col>, task_id" (sorts are stable)
-        present.sort(key=lambda r: r["task_id"])
-        present.sort(key=lambda r: _sort_key(r.get(sort.column)), reverse=sort.descending)
-        missing.sort(key=lambda r: r["task_id"])
-        # PostgreSQL puts nulls first when descending, last when ascending
-        ordered = missing + present if sort.descending else present + missing
-        start = (page - 1) * per_page
-        return ordered[start:start + per_page], len(rows)
+        where, params = _where(filters)
+        db = self._db()
+        total = int(db.execute(f"select count(*) from summary {where}", params).fetchone()[0])
+        expr = _SORT_EXPR[sort.column]
+        # PostgreSQL puts nulls first when descending, last when ascending; ties by task_id
+        order = f"{expr} desc nulls first" if sort.descending else f"{expr} asc nulls last"
+        rows = list(iter_rows(db, f"select {', '.join(SUMMARY_COLUMNS)} from summary {where} "
+                                  f"order by {order}, task_id limit ? offset ?",
+                              [*params, per_page, (page - 1) * per_page]))
+        if rows:  # the task list shows chosen metadata keys as columns (issue #13)
+            marks = ",".join("?" * len(rows))
+            meta = {tid: json.loads(m) if m else {} for tid, m in db.execute(
+                f"select task_id, json_extract(rec, '$.row.metadata') from tasks where task_id in ({marks})",
+                [r["task_id"] for r in rows])}
+            for r in rows:
+                r["metadata"] = meta.get(r["task_id"]) or {}
+        return rows, total
 
     def get_task(self, task_id: str) -> Row | None:
         if not is_plausible_task_id(task_id):
             return None
-        cache = self._current()
-        task = cache.snap.tasks.get(task_id)
+        db = self._db()
+        task = db.execute("select rec from tasks where task_id = ?", (task_id,)).fetchone()
         if task is None:
             return None
-        return {**task, **cache.summaries[task_id]}
+        summary = next(iter_rows(db, f"select {', '.join(SUMMARY_COLUMNS)} from summary where task_id = ?",
+                                 (task_id,)), {})
+        return {**load_row(task[0]), **summary}
 
     def get_steps(self, task_id: str, page: int, per_page: int) -> tuple[list[Row], int]:
         check_paging(page, per_page, max_per_page=10_000)
-        steps = self._current().snap.steps.get(task_id, []) if is_plausible_task_id(task_id) else []
-        start = (page - 1) * per_page
-        return steps[start:start + per_page], len(steps)
+        if not is_plausible_task_id(task_id):
+            return [], 0
+        db = self._db()
+        total = int(db.execute("select count(*) from steps where task_id = ?", (task_id,)).fetchone()[0])
+        rows = [load_row(r[0]) for r in db.execute(
+            "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
+            (task_id, per_page, (page - 1) * per_page))]
+        return rows, total
 
     def iter_all_steps(self, task_id: str, chunk: int = 100) -> list[Row]:
-        return list(self._current().snap.steps.get(task_id, [])) if is_plausible_task_id(task_id) else []
+        if not is_plausible_task_id(task_id):
+            return []
+        return [load_row(r[0]) for r in self._db().execute(
+            "select rec from steps where task_id = ? order by step_number, id", (task_id,))]
+
+    def step_durations(self, task_id: str) -> list[Row]:
+        if not is_plausible_task_id(task_id):
+            return []
+        rows = iter_rows(self._db(), "select step_number, step_type, duration_ms, success from steps "
+                                     "where task_id = ? order by step_number, id", (task_id,))
+        return [{**r, "success": bool(r["success"])} for r in rows]
 
     def get_task_stats(self, task_id: str) -> Row | None:
-        summary = self._current().summaries.get(task_id) if is_plausible_task_id(task_id) else None
-        return _stats.task_stats(summary) if summary else None
+        if not is_plausible_task_id(task_id):
+            return None
+        return next(iter_rows(self._db(), """
+            select total_steps, successful_steps, failed_steps, success_rate, total_duration_ms,
+                   avg_step_duration_ms as average_step_duration_ms, screenshots_count
+            from summary where task_id = ?""", (task_id,)), None)
 
     def get_screenshots(self, task_id: str, step_ids: list[str] | None = None) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        rows = self._current().snap.screenshots.get(task_id, [])
+        rows = [load_row(r[0]) for r in self._db().execute(
+            "select rec from shots where task_id = ?", (task_id,))]
         if step_ids is not None:
             wanted = set(step_ids)
             rows = [r for r in rows if r.get("step_id") in wanted]
-        return sorted(rows, key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))))
+        return sorted(rows, key=lambda r: (_instant(r.get("created_at")), str(r.get("id"))))
+
+    def agents(self) -> list[str]:
+        return [r[0] for r in self._db().execute(
+            "select distinct agent from tasks where agent is not null and agent <> '' order by agent")]
+
+    # -- statistics -------------------------------------------------------------------------
+    def get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
+        return self._cached(("daily", days, agent), lambda: self._get_daily_stats(days, agent))
+
+    def _get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
+        check_days(days)
+        today = datetime.now(UTC).date()
+        first = today - timedelta(days=days - 1)
+        agent_sql = " and agent = ?" if agent else ""
+        found = {r["day"]: r for r in iter_rows(self._db(), f"""
+            select day, count(*) as tasks,
+                   sum(status = 'success') as successful_tasks, sum(status = 'failed') as failed_tasks,
+                   sum(status = 'running') as running_tasks, sum(status = 'interrupted') as interrupted_tasks,
+                   sum(status = 'success') * 1.0 / nullif(sum(status <> 'running'), 0) as task_success_rate,
+                   sum(total_steps) as steps, sum(failed_steps) as failed_steps,
+                   min(duration_ms) as min_task_duration_ms, avg(duration_ms) as avg_task_duration_ms,
+                   max(duration_ms) as max_task_duration_ms, group_concat(duration_ms) as durations
+            from summary indexed by summary_day where day between ? and ?{agent_sql}
+            group by day""", [first.isoformat(), today.isoformat(), *([agent] if agent else [])])}
+        out = []
+        for i in range(days):
+            day = (first + timedelta(days=i)).isoformat()
+            row = found.get(day)
+            if row:
+                durations = _floats(row.pop("durations"))
+                row["p50_task_duration_ms"] = percentile_cont(durations, 0.5)
+                row["p95_task_duration_ms"] = percentile_cont(durations, 0.95)
+            out.append(row if row else {
+                "day": day, "tasks": 0, "successful_tasks": 0, "failed_tasks": 0, "running_tasks": 0,
+                "interrupted_tasks": 0, "task_success_rate": None, "steps": 0, "failed_steps": 0,
+                "min_task_duration_ms": None, "avg_task_duration_ms": None, "max_task_duration_ms": None,
+                "p50_task_duration_ms": None, "p95_task_duration_ms": None})
+        return out
+
+    def step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
+                            agent: str | None = None) -> list[Row]:
+        return self._cached(("types", task_id, since, agent),
+                            lambda: self._step_type_breakdown(task_id, since=since, agent=agent))
+
+    def _step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
+                             agent: str | None = None) -> list[Row]:
+        if task_id is not None and not is_plausible_task_id(task_id):
+            return []
+        where, params = _step_where(task_id, since, agent)
+        db = self._db()
+        if task_id is not None:  # one task's steps, through (task_id, step_number)
+            rows = list(iter_rows(db, f"""
+                select step_type, count(*) as steps, sum(1 - success) as failed_steps,
+                       avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
+                from steps s indexed by steps_task {where} group by step_type order by step_type""", params))
+            for row in rows:
+                row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
+            return rows
+        rows = []
+        # one index range per step type (step_type, created_epoch, ...): no sort of the period's steps
+        for (step_type,) in db.execute("select step_type from step_types order by step_type").fetchall():
+            row = next(iter_rows(db, f"""
+                select ? as step_type, count(*) as steps, sum(1 - success) as failed_steps,
+                       avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
+                from steps s {where} and s.step_type = ?""", [step_type, *params, step_type]))
+            if row["steps"]:
+                # percentile_cont of the group's durations (group_concat: one call, not one per row)
+                row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
+                rows.append(row)
+        return rows
+
+    def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+        return self._cached(("errors", limit, since, agent), lambda: self._top_errors(limit, since=since, agent=agent))
+
+    def _top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+        where, params = _step_where(None, since, agent)
+        db = self._db()
+        groups = list(iter_rows(db, f"""
+            select error_type, err_group as error_message, count(*) as occurrences,
+                   count(distinct task_id) as tasks_affected,
+                   min(created_epoch) as first_seen, max(created_epoch) as last_seen
+            from steps s {where} and success = 0
+            group by error_type, err_group
+            order by occurrences desc, last_seen desc nulls last limit ?""", [*params, limit]))
+        for g in groups:
+            example = db.execute(f"""
+                select task_id, id from steps s {where} and success = 0 and error_type is ? and err_group is ?
+                order by created_epoch desc nulls last, id limit 1""",
+                                 [*params, g["error_type"], g["error_message"]]).fetchone()
+            g["first_seen"], g["last_seen"] = iso(g["first_seen"]), iso(g["last_seen"])
+            g["example_task_id"], g["example_step_id"] = example
+        return groups
+
+    def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
+        return self._cached(("slowest", limit, since, agent), lambda: self._slowest_steps(limit, since, agent=agent))
+
+    def _slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
+        check_limit(limit)
+        where, params = _step_where(None, since, agent)
+        rows = iter_rows(self._db(), f"""
+            select s.id as step_id, s.task_id, s.step_number, s.step_type, s.duration_ms, s.success,
+                   s.created_at, (select t.title from tasks t where t.task_id = s.task_id) as task_title
+            from steps s indexed by steps_slow {where} and s.duration_ms is not null
+            order by s.duration_ms desc, s.id limit ?""", [*params, limit])
+        return [{**r, "success": bool(r["success"])} for r in rows]
+
+    def search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
+        return self._cached(("search", query, limit, agent), lambda: self._search(query, limit, agent))
+
+    def _search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
+        text = check_search(query, limit)
+        phrase = '"' + text.replace('"', '""') + '"'
+        agent_sql = " and t.agent = ?" if agent else ""
+        # search rows are numbered by their task's start second (high bits): walking them in
+        # descending order meets the newest tasks first, so we stop once `limit` matches and every
+        # match of the last second are in, then order those exactly
+        cur = self._db().execute(f"""
+            select x.rowid >> 32 as sec, t.started_epoch, t.task_id, t.title, t.agent, t.status, t.started_at,
+                   d.field, d.step_id, d.step_number, x.text
+            from docs_text x join docs d on d.docid = x.rowid join tasks t on t.task_id = d.task_id
+            where docs_text match ?{agent_sql} order by x.rowid desc""", [phrase, *([agent] if agent else [])])
+        found: list[tuple] = []
+        for row in cur:
+            if len(found) >= limit and row[0] != found[-1][0]:
+                break
+            found.append(tuple(row))
+        found.sort(key=lambda r: (r[1] is None, -(r[1] or 0.0), r[2], r[9] is not None, r[9] or 0, r[7]))
+        keys = ("task_id", "title", "agent", "status", "started_at", "field", "step_id", "step_number")
+        return [{**dict(zip(keys, r[2:10], strict=True)), "snippet": snippet(r[10], text)} for r in found[:limit]]
+
+    # -- usage, error categories, a step's screenshot (issue #14; stepsdk._ops_stats holds the
+    # SQL's definitions in Python): over the merged snapshot, read again when the index changes.
+    def _snapshot(self) -> BackupSnapshot:
+        self._db()
+        with self._snap_lock:
+            if self._snap is None or self._snap[0] != self.index.version:
+                self._snap = (self.index.version, self.store.read())
+            return self._snap[1]
 
     def step_screenshot_path(self, step_id: str) -> str | None:
         if not is_uuid(step_id):
             return None
-        snap = self._current().snap
+        snap = self._snapshot()
         for task_id, steps in snap.steps.items():
             for step in steps:
                 if step.get("id") == step_id:
@@ -147,39 +338,14 @@ class BackupSource(DataSource):
                     return str(shots[-1]["storage_path"]) if shots else None
         return None
 
-    def agents(self) -> list[str]:
-        return sorted({t["agent"] for t in self._current().snap.tasks.values() if t.get("agent")})
-
-    # -- statistics -------------------------------------------------------------------------
-    def get_daily_stats(self, days: int) -> list[Row]:
-        check_days(days)
-        snap = self._current().snap
-        return _stats.daily_stats(snap.tasks.values(), snap.steps, days)
-
-    def step_type_breakdown(self, task_id: str | None = None) -> list[Row]:
-        snap = self._current().snap
-        steps = snap.steps.get(task_id, []) if task_id is not None else _all_steps(snap)
-        return _stats.step_type_breakdown(steps)
-
-    def top_errors(self, limit: int = 10) -> list[Row]:
-        return _stats.error_summary(_all_steps(self._current().snap))[:limit]
-
-    def slowest_steps(self, limit: int = 20, since: datetime | None = None) -> list[Row]:
-        check_limit(limit)
-        snap = self._current().snap
-        titles = {tid: t.get("title") for tid, t in snap.tasks.items()}
-        steps = [s for s in _all_steps(snap) if s.get("task_id") in snap.tasks]
-        return _stats.slowest_steps(steps, titles, limit, since)
-
-    # -- usage and error categories (stepsdk._ops_stats, the SQL's definitions) --------------
     def task_usage(self, task_id: str) -> Row | None:
-        snap = self._current().snap
+        snap = self._snapshot()
         task = snap.tasks.get(task_id) if is_plausible_task_id(task_id) else None
         return _ops_stats.task_usage(task, snap.steps.get(task_id, [])) if task is not None else None
 
     def tasks_by_usage(self, limit: int = 20) -> list[Row]:
         check_limit(limit)
-        snap = self._current().snap
+        snap = self._snapshot()
         rows = [_ops_stats.task_usage(t, snap.steps.get(tid, [])) for tid, t in snap.tasks.items()]
         rows = [r for r in rows if r["steps_with_usage"] > 0]
         rows.sort(key=lambda r: (-r["total_tokens"], str(r["task_id"])))
@@ -187,15 +353,15 @@ class BackupSource(DataSource):
 
     def daily_usage(self, days: int) -> list[Row]:
         check_days(days)
-        return _ops_stats.daily_usage(_all_steps(self._current().snap), days)
+        return _ops_stats.daily_usage(_all_steps(self._snapshot()), days)
 
     def error_categories(self) -> list[Row]:
-        return _ops_stats.error_categories(_all_steps(self._current().snap))
+        return _ops_stats.error_categories(_all_steps(self._snapshot()))
 
     def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
         check_category(category)
         check_limit(limit)
-        snap = self._current().snap
+        snap = self._snapshot()
         wanted = None if category == "none" else category
         rows = [s for s in _all_steps(snap) if s.get("success") is False
                 and (category is None or s.get("error_category") == wanted)]
@@ -217,46 +383,82 @@ class BackupSource(DataSource):
             return None
 
 
-def _all_steps(snap: BackupSnapshot) -> list[Row]:
-    return [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]
+class _EmptyIndex:
+    """An in-memory index with the schema and no rows, for a backup folder that does not exist
+    (the viewer never creates the folder it was pointed at)."""
+
+    def __init__(self) -> None:
+        self._index = BackupIndex(Path("/nonexistent"), ":memory:")
+
+    def connection(self) -> sqlite3.Connection:
+        return self._index.connection()
 
 
-def _sort_key(value: object) -> object:
-    ts = _stats.parse_ts(value) if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" else None
-    if ts is not None:
-        return ts.timestamp()
-    return value.casefold() if isinstance(value, str) else value
+_EMPTY = _EmptyIndex()
 
 
-def meta_matches(metadata: object, wanted: dict[str, str]) -> bool:
-    """Issue 13: every ``wanted`` key equals the task's metadata value as text (as ``->>`` in SQL)."""
-    if not isinstance(metadata, dict):
-        return False
-    for key, value in wanted.items():
-        have = metadata.get(key)
-        if have is None:
-            return False
-        text = have if isinstance(have, str) else json.dumps(have, ensure_ascii=False)
-        if text != value:
-            return False
-    return True
+def _folder_key(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def _matches(row: Row, f: TaskFilters) -> bool:
-    if f.status and row.get("status") != f.status:
-        return False
-    if f.agent and row.get("agent") != f.agent:
-        return False
+def _instant(value: object) -> float:
+    from stepsdk._index import parse_ts
+
+    ts = parse_ts(value)
+    return ts.timestamp() if ts else float("-inf")
+
+
+def _floats(joined: str | None) -> list[float]:
+    return [float(v) for v in joined.split(",")] if joined else []
+
+
+def _step_where(task_id: str | None, since: datetime | None, agent: str | None) -> tuple[str, list[object]]:
+    """Steps of known tasks (as the SQL's join on tasks), of one task / since a time / of one agent."""
+    clauses: list[str] = ["s.task_known = 1"]
+    params: list[object] = []
+    if task_id is not None:
+        clauses.append("s.task_id = ?")
+        params.append(task_id)
+    if since is not None:
+        clauses.append("s.created_epoch >= ?")
+        params.append(since.timestamp())
+    if agent:
+        clauses.append("s.agent = ?")
+        params.append(agent)
+    return "where " + " and ".join(clauses), params
+
+
+def _where(f: TaskFilters) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if f.status:
+        clauses.append("status = ?")
+        params.append(f.status)
+    if f.agent:
+        clauses.append("agent = ?")
+        params.append(f.agent)
     if f.search:
         needle = f.search.casefold()
-        if needle not in str(row.get("task_id") or "").casefold() and needle not in str(row.get("title") or "").casefold():
-            return False
-    if f.started_from or f.started_to:
-        started = _stats.parse_ts(row.get("started_at"))
-        if started is None:
-            return False
-        if f.started_from and started < f.started_from:
-            return False
-        if f.started_to and started >= f.started_to:
-            return False
-    return True
+        clauses.append("(instr(task_id_fold, ?) > 0 or instr(coalesce(title_fold, ''), ?) > 0)")
+        params += [needle, needle]
+    if f.started_from:
+        clauses.append("started_epoch >= ?")
+        params.append(f.started_from.timestamp())
+    if f.started_to:
+        clauses.append("started_epoch < ?")
+        params.append(f.started_to.timestamp())
+    for key, value in sorted(f.meta.items()):
+        # json_each, not a JSON path: any key works (quotes, dots...); values compare as text
+        clauses.append("task_id in (select t.task_id from tasks t, json_each(t.rec, '$.row.metadata') j "
+                       "where j.key = ? and case j.type when 'text' then j.value when 'true' then 'true' "
+                       "when 'false' then 'false' when 'integer' then cast(j.value as text) "
+                       "when 'real' then cast(j.value as text) end = ?)")
+        params += [key, value]
+    return ("where " + " and ".join(clauses)) if clauses else "", params
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _all_steps(snap: BackupSnapshot) -> list[Row]:
+    return [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]

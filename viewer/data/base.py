@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 Row = dict[str, Any]
@@ -63,6 +63,10 @@ class TaskFilters:
                 raise ValueError(f"{name} must be a timezone-aware datetime")
         if len(self.search) > 500:
             raise ValueError("search must be at most 500 characters")
+        if not isinstance(self.meta, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 200 and len(v) <= 500
+                for k, v in self.meta.items()):
+            raise ValueError("meta must map metadata keys (1..200 characters) to string values")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,29 @@ def check_category(category: str | None) -> None:
         raise ValueError(f"category must be one of {ERROR_CATEGORIES} or 'none', got {category!r}")
 
 
+MIN_SEARCH, MAX_SEARCH = 3, 200
+
+
+def check_search(query: str, limit: int) -> str:
+    """The query of a cross-task search, stripped (a substring match needs 3+ characters)."""
+    text = query.strip() if isinstance(query, str) else ""
+    if not MIN_SEARCH <= len(text) <= MAX_SEARCH:
+        raise ValueError(f"search text must be {MIN_SEARCH}..{MAX_SEARCH} characters, got {len(text)}")
+    if "\x00" in text:
+        raise ValueError("search text must not contain NUL")
+    if not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise ValueError(f"limit must be in 1..100, got {limit!r}")
+    return text
+
+
+def period_start(days: int, today: date | None = None) -> datetime:
+    """The first instant of a ``days``-day period ending today (UTC days, as the daily statistics)."""
+    check_days(days)
+    today = today or datetime.now(UTC).date()
+    first = today - timedelta(days=days - 1)
+    return datetime(first.year, first.month, first.day, tzinfo=UTC)
+
+
 def check_limit(limit: int) -> None:
     if not 1 <= limit <= 1000:
         raise ValueError(f"limit must be in 1..1000, got {limit}")
@@ -144,20 +171,29 @@ class DataSource(ABC):
         """The task's step_screenshots rows (only those of ``step_ids`` when given)."""
 
     @abstractmethod
-    def get_daily_stats(self, days: int) -> list[Row]:
-        """stepsdk_daily_stats(days): one row per UTC day, oldest first, empty days included."""
+    def get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
+        """stepsdk_daily_stats(days): one row per UTC day, oldest first, empty days included
+        (only ``agent``'s tasks when given)."""
 
     @abstractmethod
-    def step_type_breakdown(self, task_id: str | None = None) -> list[Row]:
-        """Per step_type: steps, failed_steps, avg and p95 duration (all tasks, or one)."""
+    def step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
+                            agent: str | None = None) -> list[Row]:
+        """Per step_type: steps, failed_steps, avg and p95 duration (all tasks, or one; steps
+        created at or after ``since``; tasks of ``agent``)."""
 
     @abstractmethod
-    def top_errors(self, limit: int = 10) -> list[Row]:
-        """error_summary rows, most frequent first."""
+    def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+        """error_summary rows (errors grouped by type and normalized message), most frequent first."""
 
     @abstractmethod
-    def slowest_steps(self, limit: int = 20, since: datetime | None = None) -> list[Row]:
+    def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
         """stepsdk_slowest_steps rows."""
+
+    @abstractmethod
+    def search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
+        """Tasks whose title, result or error, or one of whose steps' thinking or error, contains
+        ``query`` (case-insensitive): one row per match (task_id, title, agent, status,
+        started_at, field, step_id, step_number, snippet), newest task first."""
 
     @abstractmethod
     def agents(self) -> list[str]:

@@ -35,6 +35,7 @@ from .base import (
     check_days,
     check_limit,
     check_paging,
+    check_search,
     is_plausible_task_id,
     is_safe_storage_path,
     is_uuid,
@@ -189,31 +190,39 @@ class SupabaseSource(DataSource):
         return sorted({r["agent"] for r in rows if r.get("agent")})
 
     # -- statistics -------------------------------------------------------------------------
-    def get_daily_stats(self, days: int) -> list[Row]:
+    def get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
         check_days(days)
-        rows = self._call("the daily statistics",
-                          lambda: self._client.rpc("stepsdk_daily_stats", {"days": days}).execute().data or [])
-        return [_num(r) for r in rows]
-
-    def step_type_breakdown(self, task_id: str | None = None) -> list[Row]:
-        if task_id is None:
-            call = lambda: self._table("step_type_breakdown").select("*").order("step_type").execute().data  # noqa: E731
-        elif not is_plausible_task_id(task_id):
-            return []
+        if agent:
+            call = lambda: self._client.rpc(  # noqa: E731
+                "stepsdk_daily_stats_for", {"days": days, "p_agent": agent}).execute().data or []
         else:
-            call = lambda: self._client.rpc("stepsdk_task_step_types", {"p_task_id": task_id}).execute().data  # noqa: E731
-        return [_num(r) for r in self._call("the step types", call) or []]
+            call = lambda: self._client.rpc("stepsdk_daily_stats", {"days": days}).execute().data or []  # noqa: E731
+        return [_num(r) for r in self._call("the daily statistics", call)]
 
-    def top_errors(self, limit: int = 10) -> list[Row]:
+    def step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
+                            agent: str | None = None) -> list[Row]:
+        if task_id is not None and not is_plausible_task_id(task_id):
+            return []
+        params = {"p_since": _iso(since), "p_agent": agent or None, "p_task_id": task_id}
+        return [_num(r) for r in self._call("the step types", lambda: self._client.rpc(
+            "stepsdk_step_types", params).execute().data) or []]
+
+    def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+        params = {"p_since": _iso(since), "p_agent": agent or None, "limit_n": limit}
         return self._call("the errors", lambda: list(
-            self._table("error_summary").select("*").order("occurrences", desc=True)
-            .order("last_seen", desc=True).limit(limit).execute().data or []))
+            self._client.rpc("stepsdk_error_groups", params).execute().data or []))
 
-    def slowest_steps(self, limit: int = 20, since: datetime | None = None) -> list[Row]:
+    def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
         check_limit(limit)
-        params: dict[str, Any] = {"limit_n": limit, "since": since.isoformat() if since else None}
+        params: dict[str, Any] = {"limit_n": limit, "since": _iso(since), "p_agent": agent or None}
         return self._call("the slowest steps",
-                          lambda: list(self._client.rpc("stepsdk_slowest_steps", params).execute().data or []))
+                          lambda: list(self._client.rpc("stepsdk_slowest_steps_for", params).execute().data or []))
+
+    def search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
+        text = check_search(query, limit)
+        params = {"p_query": text, "p_agent": agent or None, "limit_n": limit}
+        return self._call("the search", lambda: list(
+            self._client.rpc("stepsdk_search", params).execute().data or []))
 
     # -- usage and error categories ---------------------------------------------------------
     def task_usage(self, task_id: str) -> Row | None:
@@ -316,6 +325,10 @@ def _escape_like(text: str) -> str:
 def _quote(value: str) -> str:
     """A PostgREST logic-tree value in double quotes (so , . ( ) : are literal)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _num(row: Row) -> Row:

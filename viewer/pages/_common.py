@@ -139,6 +139,7 @@ def frame(title: str, source_description: str) -> None:
         ui.link("Tasks", "/").classes("text-white no-underline")
         ui.link("Statistics", "/stats").classes("text-white no-underline")
         ui.link("Compare", "/compare").classes("text-white no-underline")
+        ui.link("Search", "/search").classes("text-white no-underline")
         ui.link("Usage", "/usage").classes("text-white no-underline")
         ui.link("Errors", "/errors").classes("text-white no-underline")
         ui.space()

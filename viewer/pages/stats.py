@@ -1,13 +1,15 @@
 """Statistics (``/stats``): tasks and success rate per day, task duration percentiles,
-step types, the most frequent errors (grouped) and the slowest steps."""
+step types, the most frequent errors (grouped, numbers and ids normalized) and the slowest
+steps. Every panel covers the chosen period and, optionally, one agent (``?days=&agent=``)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+from urllib.parse import urlencode
 
 from nicegui import ui
 
+from ..api import stats_payload
 from ..data.base import DataSource, Row
 from ._common import PAGE_TIMEOUT, FetchError, empty_box, error_box, fetch, fmt_ms, fmt_rate, fmt_ts, frame
 
@@ -68,32 +70,47 @@ def types_chart_options(types: list[Row]) -> dict[str, Any]:
     }
 
 
+ALL_AGENTS = ""
+
+
 class StatsView:
-    def __init__(self, source: DataSource) -> None:
+    def __init__(self, source: DataSource, days: int = 14, agent: str | None = None) -> None:
         self.source = source
-        self.days = 14
+        self.days = days if days in DAY_CHOICES else 14
+        self.agent = agent or None
 
     async def build(self) -> None:
         frame("Statistics", self.source.description)
+        try:
+            agents = await fetch(self.source.agents)
+        except FetchError:
+            agents = []
+        if self.agent and self.agent not in agents:
+            agents.append(self.agent)
         with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4"):
             with ui.row().classes("items-center gap-4"):
                 ui.label("Statistics").classes("text-2xl font-bold")
                 ui.select(DAY_CHOICES, value=self.days, label="Period",
-                          on_change=lambda e: self._set_days(e.value)).props("dense outlined").classes("w-32")
+                          on_change=lambda e: self._set(days=e.value)).props("dense outlined").classes("w-32")
+                ui.select({ALL_AGENTS: "all agents", **{a: a for a in agents}}, value=self.agent or ALL_AGENTS,
+                          label="Agent", on_change=lambda e: self._set(agent=e.value or None)
+                          ).props("dense outlined").classes("w-48").mark("agent-filter")
             self.body = ui.column().classes("w-full gap-4")
         await self.render()
 
-    async def _set_days(self, days: int) -> None:
-        self.days = days
+    async def _set(self, **changes: Any) -> None:
+        self.days = changes.get("days", self.days)
+        self.agent = changes.get("agent", self.agent)
+        query = urlencode({k: v for k, v in (("days", self.days), ("agent", self.agent)) if v})
+        ui.run_javascript(f"history.replaceState(null, '', '/stats?{query}')")
         await self.render()
 
     async def render(self) -> None:
         self.body.clear()
         try:
-            # four independent queries: wait for the slowest, not for their sum
-            daily, types, errors, slowest = await asyncio.gather(
-                fetch(self.source.get_daily_stats, self.days), fetch(self.source.step_type_breakdown),
-                fetch(self.source.top_errors, 10), fetch(self.source.slowest_steps, 10))
+            # the same payload as /api/stats: every panel over the same period and agent
+            data = await fetch(stats_payload, self.source, self.days, 10, self.agent)
+            daily, types, errors, slowest = data["days"], data["step_types"], data["top_errors"], data["slowest_steps"]
         except FetchError as exc:
             with self.body:
                 error_box(str(exc), title="Cannot load the statistics")
@@ -109,13 +126,14 @@ class StatsView:
                     self.duration_chart = ui.echart(duration_chart_options(daily)).classes("w-full h-72")
             with ui.row().classes("w-full gap-4 items-start"):
                 with ui.card().classes("flex-grow min-w-[30rem]"):
-                    ui.label("Most frequent errors").classes("font-bold")
+                    ui.label(f"Most frequent errors ({DAY_CHOICES[self.days]}; numbers and ids grouped)"
+                             ).classes("font-bold")
                     self._errors(errors)
                 with ui.card().classes("w-[32rem]"):
-                    ui.label("Step types (all time)").classes("font-bold")
+                    ui.label(f"Step types ({DAY_CHOICES[self.days]})").classes("font-bold")
                     self.types_chart = ui.echart(types_chart_options(types)).classes("w-full h-64")
             with ui.card().classes("w-full"):
-                ui.label("Slowest steps").classes("font-bold")
+                ui.label(f"Slowest steps ({DAY_CHOICES[self.days]})").classes("font-bold")
                 self._slowest(slowest)
 
     def _totals(self, daily: list[Row]) -> None:
@@ -173,5 +191,5 @@ class StatsView:
 
 def register(source: DataSource) -> None:
     @ui.page("/stats", response_timeout=PAGE_TIMEOUT)
-    async def stats_page() -> None:
-        await StatsView(source).build()
+    async def stats_page(days: int = 14, agent: str = "") -> None:
+        await StatsView(source, days, agent[:200] or None).build()
