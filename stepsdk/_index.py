@@ -269,7 +269,16 @@ class BackupIndex:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("pragma busy_timeout = 60000")
-        conn.execute("pragma journal_mode = wal")
+        # Switching to WAL needs a moment alone with the file, and SQLite does not wait for it
+        # (no busy handler there): two processes opening a new index at once retry briefly.
+        for attempt in range(100):
+            try:
+                conn.execute("pragma journal_mode = wal")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 99:
+                    raise
+                time.sleep(0.05)
         conn.execute("pragma synchronous = normal")
         # small per-connection cache: a server has a connection per worker thread, the OS page
         # cache is shared by all of them
