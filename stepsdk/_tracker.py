@@ -277,6 +277,8 @@ class StepTracker:
         screenshot_path: str | os.PathLike[str] | None = None,
         sensitive: bool | None = None,
         redact_regions: Any = None,
+        _number: int | None = None,
+        _started_at: float | None = None,
     ) -> Step:
         """Record one step and return it (with its client-generated `id` and `step_number`).
 
@@ -292,30 +294,11 @@ class StepTracker:
         `sensitive=True`: the screen shows secrets (the tracker's `screenshot_policy` decides what
         is stored); `redact_regions=[(x, y, w, h), ...]`: boxes hidden before encoding.
         """
-        if screenshot_path is not None:
-            if screenshot is not None:
-                raise TypeError("pass screenshot= or screenshot_path=, not both")
-            if not isinstance(screenshot_path, (str, os.PathLike)):
-                raise TypeError(f"screenshot_path must be a str or path, got {type(screenshot_path).__name__}")
-            screenshot = Path(screenshot_path)
-        if screenshot is not None and (sensitive is not None or redact_regions is not None):
-            screenshot = _sensitive.mark(screenshot, sensitive, redact_regions)
-        if error is not None:
-            if not isinstance(error, BaseException):
-                raise TypeError(f"error must be an exception, got {type(error).__name__}")
-            success = False
-            error_type = error_type if error_type is not None else type(error).__name__
-            error_message = error_message if error_message is not None else _describe(error)
-            if stack_trace is None:
-                stack_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        return self._record(step_type, step_data, thinking, action_result, screenshot, duration_ms,
-                            success, error_message, error_type, stack_trace, metadata, None, None,
-                            name, usage)
-
-    def _record(self, step_type: Any, step_data: Any, thinking: Any, action_result: Any, screenshot: Any,
-                duration_ms: Any, success: Any, error_message: Any, error_type: Any, stack_trace: Any,
-                metadata: Any, number: int | None, started_at: float | None,
-                name: Any = None, usage: Any = None) -> Step:
+        if (screenshot_path is not None or error is not None or sensitive is not None
+                or redact_regions is not None):  # rare arguments: the hot path skips them in one test
+            screenshot, success, error_type, error_message, stack_trace = self._rare_arguments(
+                screenshot, screenshot_path, sensitive, redact_regions, error, success, error_type,
+                error_message, stack_trace)
         try:
             st = STEP_TYPES[step_type]
         except (KeyError, TypeError):
@@ -353,9 +336,9 @@ class StepTracker:
 
             screenshot = _screenshots.capture(screenshot)  # TypeError for unsupported types
         now = _now()
-        step = Step(self._ids.next(), self.task_id, number or self._numbers.next(), st, data, thinking,
+        step = Step(self._ids.next(), self.task_id, _number or self._numbers.next(), st, data, thinking,
                     action_result, screenshot, duration_ms, success, error_type, error_message, stack_trace,
-                    metadata, started_at or (now - duration_ms / 1000 if duration_ms else now), now,
+                    metadata, _started_at or (now - duration_ms / 1000 if duration_ms else now), now,
                     name, usage)
         if self._closed:
             self._late(step)
@@ -364,6 +347,28 @@ class StepTracker:
         if self._callbacks:
             self._run_callbacks(step)
         return step
+
+    @staticmethod
+    def _rare_arguments(screenshot: Any, screenshot_path: Any, sensitive: Any, redact_regions: Any, error: Any,
+                        success: Any, error_type: Any, error_message: Any, stack_trace: Any) -> tuple[Any, ...]:
+        """screenshot_path=, sensitive=, redact_regions=, error=: turned into the common arguments."""
+        if screenshot_path is not None:
+            if screenshot is not None:
+                raise TypeError("pass screenshot= or screenshot_path=, not both")
+            if not isinstance(screenshot_path, (str, os.PathLike)):
+                raise TypeError(f"screenshot_path must be a str or path, got {type(screenshot_path).__name__}")
+            screenshot = Path(screenshot_path)
+        if screenshot is not None and (sensitive is not None or redact_regions is not None):
+            screenshot = _sensitive.mark(screenshot, sensitive, redact_regions)
+        if error is not None:
+            if not isinstance(error, BaseException):
+                raise TypeError(f"error must be an exception, got {type(error).__name__}")
+            success = False
+            error_type = error_type if error_type is not None else type(error).__name__
+            error_message = error_message if error_message is not None else _describe(error)
+            if stack_trace is None:
+                stack_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        return screenshot, success, error_type, error_message, stack_trace
 
     def _late(self, step: Step) -> None:
         log.warning("stepsdk: step %d recorded after close(); written to the backup only "
@@ -413,9 +418,12 @@ class StepTracker:
             emsg = emsg or _describe(error)
             stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         try:
-            self._record(step_type, h.step_data, h.thinking if isinstance(h.thinking, str) else None,
-                         h.action_result, h.screenshot, duration, success if isinstance(success, bool) else False,
-                         None if emsg is None else (emsg if isinstance(emsg, str) else repr(emsg)), etype, stack, h.metadata, number, started_at)
+            self.record_step(step_type, h.step_data, thinking=h.thinking if isinstance(h.thinking, str) else None,
+                             action_result=h.action_result, screenshot=h.screenshot, duration_ms=duration,
+                             success=success if isinstance(success, bool) else False,
+                             error_message=None if emsg is None else (emsg if isinstance(emsg, str) else repr(emsg)),
+                             error_type=etype, stack_trace=stack, metadata=h.metadata,
+                             _number=number, _started_at=started_at)
         except (TypeError, ValueError) as exc:
             if error is not None:
                 log.error("stepsdk: could not record step %d: %s", number, exc)
