@@ -83,7 +83,8 @@ returns table (
     first_seen timestamptz,
     last_seen timestamptz,
     example_task_id text,
-    example_step_id uuid
+    example_step_id uuid,
+    example_step_name text
 )
 language plpgsql
 stable
@@ -97,9 +98,11 @@ begin
         select e.error_type, e.grp, count(*)::integer, count(distinct e.task_id)::integer,
                min(e.created_at), max(e.created_at),
                (array_agg(e.task_id order by e.created_at desc nulls last, e.id))[1],
-               (array_agg(e.id order by e.created_at desc nulls last, e.id))[1]
+               (array_agg(e.id order by e.created_at desc nulls last, e.id))[1],
+               (array_agg(e.name order by e.created_at desc nulls last, e.id))[1]
         from (
-            select s.id, s.task_id, s.created_at, s.error_type, public.stepsdk_error_group(s.error_message) as grp
+            select s.id, s.task_id, s.created_at, s.error_type, s.name,
+                   public.stepsdk_error_group(s.error_message) as grp
             from public.task_steps s
             join public.tasks t on t.task_id = s.task_id
             where not s.success
@@ -229,6 +232,7 @@ returns table (
     task_id text,
     step_number integer,
     step_type text,
+    name text,
     duration_ms double precision,
     success boolean,
     created_at timestamptz,
@@ -243,7 +247,7 @@ begin
         raise exception 'stepsdk_slowest_steps_for: limit_n must be between 1 and 1000' using errcode = '22023';
     end if;
     return query
-        select s.id, s.task_id, s.step_number, s.step_type, s.duration_ms, s.success, s.created_at, t.title
+        select s.id, s.task_id, s.step_number, s.step_type, s.name, s.duration_ms, s.success, s.created_at, t.title
         from public.task_steps s
         join public.tasks t on t.task_id = s.task_id
         where s.duration_ms is not null

@@ -123,11 +123,12 @@ def build() -> Dataset:
     b.step(fail, 1, "thinking", 300.0, thinking=f"Plan: click buy {XSS}")
     b.step(fail, 2, "action", 1500.0, image=webp((200, 60, 60), label="cart"),
            step_data={"action": "tap", "x": 540, "y": 1200, "note": XSS}, action_result={"blob": HUGE})
-    b.step(fail, 3, "action", 4000.0, success=False, error_type="TimeoutError",
+    b.step(fail, 3, "action", 4000.0, success=False, error_type="TimeoutError", name="Tap Buy",
            error_message="  Element not found\n", stack_trace="Traceback (most recent call last):\n  File \"agent.py\"\nTimeoutError")
     b.step(fail, 4, "error", 2500.0, success=False, error_type="TimeoutError", error_message="Element not found",
            stack_trace="Traceback\nTimeoutError")
     b.step(fail, 5, "action", None, success=False, error_type="ValueError", error_message="bad coordinates",
+           name="Tap Pay",
            step_data={"action": "tap", "x": -5, "y": 99999})
 
     b.step(running, 1, "screenshot", 210.0, image=webp((90, 90, 90), label="running"))

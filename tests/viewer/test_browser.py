@@ -150,6 +150,8 @@ def test_failed_task_stats_and_compare(backup_server: ViewerServer, driver: webd
     shot(driver, "4-failed-task")
     driver.get(backup_server.url + "/stats")
     wait_text(driver, "Most frequent errors")
+    wait_text(driver, "Tap Buy")  # the slowest step, by its name (issue #13)
+    wait_text(driver, "Tap Pay")  # the example step of its error group
     time.sleep(0.5)
     shot(driver, "5-stats")
     driver.get(backup_server.url + "/compare?a=task-ok&b=task-fail")

@@ -217,7 +217,7 @@ def test_compare_two_runs_picked_in_the_list(server: tuple[tb.ViewerServer, str]
     colour = driver.execute_script("return getComputedStyle(document.querySelector('tr.diverge')).backgroundColor")
     assert colour not in ("rgba(0, 0, 0, 0)", "transparent", "rgb(255, 255, 255)")  # highlighted
     text = driver.find_element(By.CSS_SELECTOR, "tr.diverge").text
-    assert "#3 action ✗ TimeoutError" in text
+    assert "#3 Tap Buy ✗ TimeoutError" in text  # the step's name (issue #13)
     tb.shot(driver, "loop-4-compare")
     driver.find_element(By.CSS_SELECTOR, "tr.diverge a").click()  # the row opens that step
     tb.wait_text(driver, "Step 3 of")

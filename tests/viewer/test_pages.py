@@ -492,3 +492,16 @@ async def test_a_screenshot_that_could_not_be_stored_shows_why(tmp_path) -> None
         await user.should_see("screenshot not stored (close_timeout): the tracker closed before this screenshot "
                               "was encoded")
         user.find(marker="screenshot-missing")
+
+
+async def test_statistics_page_names_the_steps(viewer: User) -> None:
+    """Issue #13: the slowest steps and the error groups show the step's name."""
+    await viewer.open("/stats")
+    await viewer.should_see("Most frequent errors")
+    tables = viewer.find(ui.table).elements
+    errors = next(t for t in tables if any("occurrences" in r for r in t.rows))
+    slowest = next(t for t in tables if any("duration" in r for r in t.rows))
+    assert (slowest.rows[0]["step_number"], slowest.rows[0]["name"]) == (3, "Tap Buy")
+    assert {r["error_message"]: r["step"] for r in errors.rows}["bad coordinates"] == "Tap Pay"
+    assert any(c["name"] == "name" for c in slowest.props["columns"])
+    assert any(c["name"] == "step" for c in errors.props["columns"])

@@ -122,7 +122,7 @@ async def test_compare_marks_the_first_divergence(viewer: User) -> None:
     first = [r for r in table.rows if r["first_divergence"]]
     # steps 1 (thinking) and 2 (a tap) agree; at step 3 A swipes, B's action fails
     assert len(first) == 1 and first[0]["key"] == 2
-    assert (first[0]["a_step"], first[0]["b_step"]) == ("#3 swipe", "#3 action ✗ TimeoutError")
+    assert (first[0]["a_step"], first[0]["b_step"]) == ("#3 swipe", "#3 Tap Buy ✗ TimeoutError")
     assert first[0]["a_url"] == "/tasks/task-ok?step=3" and first[0]["b_url"] == "/tasks/task-fail?step=3"
     assert first[0]["a_shot"].startswith("/media/screenshots/") and first[0]["b_shot"] == ""
     await viewer.open("/compare?a=task-ok&b=task-ok")

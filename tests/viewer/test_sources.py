@@ -227,3 +227,12 @@ def test_more_than_a_response_cap_of_screenshots_and_steps(stack, supabase_sourc
     assert len(supabase_source.get_screenshots("task-empty")) == 1105
     assert len(supabase_source.iter_all_steps("task-empty")) == 1105
     assert [d["step_number"] for d in supabase_source.step_durations("task-empty")] == list(range(1, 1106))
+
+
+def test_statistics_name_the_steps(source) -> None:
+    """Issue #13: the slowest steps and the error groups carry the step's name, in both sources."""
+    (slowest,) = source.slowest_steps(1)
+    assert (slowest["step_number"], slowest["name"]) == (3, "Tap Buy")
+    groups = {g["error_message"]: g for g in source.top_errors(10)}
+    assert groups["bad coordinates"]["example_step_name"] == "Tap Pay"
+    assert groups["Element not found"]["example_step_name"] is None  # its newest step has no name

@@ -272,11 +272,12 @@ class BackupSource(DataSource):
             order by occurrences desc, last_seen desc nulls last limit ?""", [*params, limit]))
         for g in groups:
             example = db.execute(f"""
-                select task_id, id from steps s {where} and success = 0 and error_type is ? and err_group is ?
+                select task_id, id, json_extract(rec, '$.row.name') from steps s {where} and success = 0
+                and error_type is ? and err_group is ?
                 order by created_epoch desc nulls last, id limit 1""",
                                  [*params, g["error_type"], g["error_message"]]).fetchone()
             g["first_seen"], g["last_seen"] = iso(g["first_seen"]), iso(g["last_seen"])
-            g["example_task_id"], g["example_step_id"] = example
+            g["example_task_id"], g["example_step_id"], g["example_step_name"] = example
         return groups
 
     def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
@@ -286,7 +287,8 @@ class BackupSource(DataSource):
         check_limit(limit)
         where, params = _step_where(None, since, agent)
         rows = iter_rows(self._db(), f"""
-            select s.id as step_id, s.task_id, s.step_number, s.step_type, s.duration_ms, s.success,
+            select s.id as step_id, s.task_id, s.step_number, s.step_type,
+                   json_extract(s.rec, '$.row.name') as name, s.duration_ms, s.success,
                    s.created_at, (select t.title from tasks t where t.task_id = s.task_id) as task_title
             from steps s indexed by steps_slow {where} and s.duration_ms is not null
             order by s.duration_ms desc, s.id limit ?""", [*params, limit])

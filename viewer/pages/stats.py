@@ -155,11 +155,13 @@ class StatsView:
             return
         rows = [{"key": i, "error_type": e.get("error_type") or "–", "error_message": e.get("error_message") or "–",
                  "occurrences": e.get("occurrences"), "tasks_affected": e.get("tasks_affected"),
-                 "last_seen": fmt_ts(e.get("last_seen")), "example_task_id": e.get("example_task_id")}
+                 "last_seen": fmt_ts(e.get("last_seen")), "example_task_id": e.get("example_task_id"),
+                 "step": e.get("example_step_name") or "–"}
                 for i, e in enumerate(errors)]
         table = ui.table(columns=[
             {"name": "occurrences", "label": "Count", "field": "occurrences"},
             {"name": "error_type", "label": "Type", "field": "error_type", "align": "left"},
+            {"name": "step", "label": "Step", "field": "step", "align": "left"},
             {"name": "error_message", "label": "Message", "field": "error_message", "align": "left",
              "style": "white-space: normal; max-width: 32rem"},
             {"name": "tasks_affected", "label": "Tasks", "field": "tasks_affected"},
@@ -175,7 +177,8 @@ class StatsView:
             return
         rows = [{"key": s.get("step_id"), "duration": fmt_ms(s.get("duration_ms")), "task_id": s.get("task_id"),
                  "task_title": s.get("task_title") or "", "step_number": s.get("step_number"),
-                 "step_type": s.get("step_type"), "success": "ok" if s.get("success") else "failed"}
+                 "step_type": s.get("step_type"), "name": s.get("name") or "–",
+                 "success": "ok" if s.get("success") else "failed"}
                 for s in slowest]
         table = ui.table(columns=[
             {"name": "duration", "label": "Duration", "field": "duration", "align": "left"},
@@ -183,6 +186,7 @@ class StatsView:
             {"name": "task_title", "label": "Title", "field": "task_title", "align": "left"},
             {"name": "step_number", "label": "Step", "field": "step_number"},
             {"name": "step_type", "label": "Type", "field": "step_type", "align": "left"},
+            {"name": "name", "label": "Step", "field": "name", "align": "left"},
             {"name": "success", "label": "Result", "field": "success", "align": "left"},
         ], rows=rows, row_key="key").classes("w-full").props("flat dense")
         table.add_slot("body-cell-task_id", r"""
