@@ -186,3 +186,22 @@ def test_supabase_source_in_the_browser(stack, driver: webdriver.Chrome) -> None
         assert stack.service_role_key not in server.output()  # nor in the server's log
     finally:
         server.stop()
+
+
+def test_error_groups_are_normalized_on_the_stats_page(tmp_path: Path, driver: webdriver.Chrome) -> None:
+    """Issue #13 item 9, as a person sees it: "no element at (180, 132)" and "(200, 90)" are one
+    group of three, session ids fold into <id>."""
+    from tests.viewer.test_search_stats import coords_dataset
+
+    root = tmp_path / "backup"
+    dataset.write_backup(root, coords_dataset())
+    server = ViewerServer(["--backup-dir", str(root)])
+    try:
+        driver.get(server.url + "/stats?days=7")
+        wait_text(driver, "no element at (<n>, <n>)")
+        wait_text(driver, "session <id> expired")
+        text = driver.find_element(By.TAG_NAME, "body").text
+        assert "no element at (180, 132)" not in text and "no element at (200, 90)" not in text
+        no_console_errors(driver)
+    finally:
+        server.stop()
