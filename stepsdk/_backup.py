@@ -432,12 +432,15 @@ class JournalInfo:
     pid: int | None = None
     host: str | None = None
     records: int = 0
-    data_keys: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     # (table, key) -> the newest version this journal holds (an archived journal confirms only those)
     data_versions: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
+    @property
+    def data_keys(self) -> Any:
+        """The (table, key) pairs this journal holds (derived from `data_versions`)."""
+        return self.data_versions.keys()
+
     def holds(self, table: str, key: str, version: int) -> None:
-        self.data_keys.add((table, key))
         if version > self.data_versions.get((table, key), -1):
             self.data_versions[(table, key)] = version
 

@@ -67,7 +67,6 @@ class StepNumbers:
         self._next = 1
         self._end = 1  # block is [_next, _end); empty forces a reservation
         self.first_started_at = started_at  # the task's original start (resumed tasks keep it)
-        self.resumed = False
         self._counter: itertools.count[int] | None = None
         if shared:
             existed = self.path.exists()
@@ -81,7 +80,6 @@ class StepNumbers:
                                        lambda st: {**st, "next": max(int(st.get("next", 1)), last + 1)})
             if state is not None:
                 self.first_started_at = float(state.get("started_at", started_at))
-                self.resumed = int(state.get("next", 1)) > 1
                 self._next = self._end = int(state.get("next", 1))
         else:  # a new id: plain counting, no lock (itertools.count is atomic in CPython)
             self._counter = itertools.count(1)

@@ -172,7 +172,7 @@ class Progress:
                         self.task_version_uploaded = max(self.task_version_uploaded, r.version)
             self.cond.notify_all()
 
-    def rejected_record(self, record: Record | None, counts: bool) -> None:
+    def rejected_record(self, counts: bool) -> None:
         with self.cond:
             self.rejected += counts
             self.cond.notify_all()

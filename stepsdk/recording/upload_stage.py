@@ -141,7 +141,7 @@ class UploadStage(Stage):
         self.progress.retrying(one_line(exc))
 
     def _rejected(self, table: str, key: str, record: Record | None, error: dict[str, Any]) -> None:
-        self.progress.rejected_record(record, counts=record is not None and record.final and table == T_STEPS)
+        self.progress.rejected_record(counts=record is not None and record.final and table == T_STEPS)
         self.progress.note_error(f"{error.get('code')}: {error.get('message')}")
 
     def _read_object(self, path: str) -> bytes | None:
