@@ -102,6 +102,19 @@ def wait_text(driver: webdriver.Chrome, text: str, timeout: float = 15) -> None:
                                          f"text {text!r} never appeared")
 
 
+def leave(driver: webdriver.Chrome) -> None:
+    """Close the current page and forget its console: a page left open on a server that a test then
+    stops keeps reconnecting its websocket, and those refusals must not be blamed on the next test."""
+    driver.get("about:blank")
+    driver.get_log("browser")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_page(request: pytest.FixtureRequest) -> None:
+    if "driver" in request.fixturenames:
+        leave(request.getfixturevalue("driver"))
+
+
 def no_console_errors(driver: webdriver.Chrome) -> None:
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
@@ -185,6 +198,7 @@ def test_supabase_source_in_the_browser(stack, driver: webdriver.Chrome) -> None
         no_console_errors(driver)
         assert stack.service_role_key not in server.output()  # nor in the server's log
     finally:
+        leave(driver)
         server.stop()
 
 
@@ -204,4 +218,5 @@ def test_error_groups_are_normalized_on_the_stats_page(tmp_path: Path, driver: w
         assert "no element at (180, 132)" not in text and "no element at (200, 90)" not in text
         no_console_errors(driver)
     finally:
+        leave(driver)
         server.stop()
