@@ -34,8 +34,8 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from stepsdk._backup import (
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 BATCH_LINES = 20_000
 CLOSED_RECHECK = 1.0  # seconds between two looks at journals whose writer closed...
 CLOSED_CACHE_MIN = 256  # ...when there are at least this many (fewer cost less than a millisecond)
@@ -157,12 +157,39 @@ create table if not exists steps(
     id text primary key, task_id text not null, step_number integer not null, v integer not null,
     rec text not null, step_type text, success integer not null, duration_ms real,
     created_at text, created_epoch real, error_type text, err_group text,
-    agent text, task_known integer not null default 0);
+    agent text, task_known integer not null default 0, day text, dbucket integer);
 create index if not exists steps_task on steps(task_id, step_number, id);
 create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
 create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
 create index if not exists steps_type_period on steps(step_type, created_epoch, task_known, agent, success, duration_ms);
 create table if not exists step_types(step_type text primary key);
+create index if not exists steps_dur on steps(step_type, dbucket, duration_ms, day, agent)
+    where duration_ms is not null and task_known = 1;
+create table if not exists type_days(
+    step_type text not null, day text not null, agent text not null, steps integer not null,
+    failed integer not null, dur_n integer not null, dur_sum real not null,
+    primary key (step_type, day, agent)) without rowid;
+create table if not exists type_hist(
+    step_type text not null, day text not null, agent text not null, bucket integer not null, n integer not null,
+    primary key (step_type, day, agent, bucket)) without rowid;
+create trigger if not exists steps_agg_insert after insert on steps
+when new.task_known = 1 and new.step_type is not null begin
+    {add}
+end;
+create trigger if not exists steps_agg_delete after delete on steps
+when old.task_known = 1 and old.step_type is not null begin
+    {sub}
+end;
+create trigger if not exists steps_agg_update_old after update of step_type, agent, task_known, duration_ms, day,
+    success, dbucket on steps
+when old.task_known = 1 and old.step_type is not null and ({changed}) begin
+    {sub}
+end;
+create trigger if not exists steps_agg_update_new after update of step_type, agent, task_known, duration_ms, day,
+    success, dbucket on steps
+when new.task_known = 1 and new.step_type is not null and ({changed}) begin
+    {add}
+end;
 create index if not exists steps_agent_period on steps(agent, created_epoch, task_known, step_type, success, duration_ms);
 create table if not exists shots(
     id text primary key, task_id text not null, step_id text, created_at text, rec text not null);
@@ -198,8 +225,36 @@ create temp table if not exists new_docs(
     n integer primary key, task_id text, step_id text, step_number integer, field text, started_sec integer);
 """
 
+_AGG_KEY = "new.step_type, coalesce(new.day, ''), coalesce(new.agent, '')"
+_AGG_ADD = f"""insert into type_days values ({_AGG_KEY}, 1, 1 - new.success, new.duration_ms is not null,
+        coalesce(new.duration_ms, 0.0))
+        on conflict do update set steps = steps + 1, failed = failed + excluded.failed,
+        dur_n = dur_n + excluded.dur_n, dur_sum = dur_sum + excluded.dur_sum;
+    insert into type_hist select {_AGG_KEY}, new.dbucket, 1 where new.duration_ms is not null
+        on conflict do update set n = n + 1;"""
+_AGG_SUB = f"""update type_days set steps = steps - 1, failed = failed - (1 - old.success),
+        dur_n = dur_n - (old.duration_ms is not null), dur_sum = dur_sum - coalesce(old.duration_ms, 0.0)
+        where (step_type, day, agent) = ({_AGG_KEY.replace("new.", "old.")});
+    update type_hist set n = n - 1 where old.duration_ms is not null
+        and (step_type, day, agent, bucket) = ({_AGG_KEY.replace("new.", "old.")}, old.dbucket);"""
+_AGG_CHANGED = " or ".join(f"old.{c} is not new.{c}" for c in (
+    "step_type", "agent", "task_known", "duration_ms", "day", "success", "dbucket"))
+_SCHEMA = _SCHEMA.replace("{add}", _AGG_ADD).replace("{sub}", _AGG_SUB).replace("{changed}", _AGG_CHANGED)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script (a trigger's body has semicolons of its own)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(_WS + ";"):
+                yield pending
+            pending = ""
+
+
 _DATA_TABLES = ("journals", "tasks", "steps", "shots", "summary", "problems", "quarantined", "docs", "docs_text",
-                "step_types")
+                "step_types", "type_days", "type_hist")
 
 # Text fields searched across tasks: (field name, table, SQL expression).
 SEARCH_TASK_FIELDS = ("title", "result", "error_message")
@@ -232,6 +287,22 @@ def _file_crc_at(path: Path, start: int) -> str | None:
             return fh.read(8).decode("ascii", "replace")
     except OSError:
         return None
+
+
+@dataclass
+class Pruning:
+    """What a cleanup did to the journals while :meth:`BackupIndex.pruning` held the index."""
+
+    journals: list[tuple[Path, os.stat_result, list[bytes]]] = field(default_factory=list)
+    gave_up: bool = False
+
+    def replaced(self, path: Path, old: os.stat_result, kept: list[bytes]) -> None:
+        """``path`` (whose ``stat`` was ``old``) was renamed over by a file of the ``kept`` lines."""
+        self.journals.append((Path(path), old, kept))
+
+    def give_up(self) -> None:
+        """The rewrite stopped halfway: leave the index to start over from the journals."""
+        self.gave_up = True
 
 
 class BackupIndex:
@@ -310,9 +381,8 @@ class BackupIndex:
             if found is not None and found[0] != SCHEMA_VERSION:
                 for table in (*_DATA_TABLES, "meta"):
                     conn.execute(f"drop table if exists {table}")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(_SCHEMA):
+                conn.execute(statement)
             conn.execute("insert or replace into meta(key, value) values ('schema', ?)", (SCHEMA_VERSION,))
             conn.execute("insert or ignore into meta(key, value) values ('generation', '0')")
             conn.execute("insert or ignore into meta(key, value) values ('docseq', '0')")
@@ -421,8 +491,11 @@ class BackupIndex:
         try:
             if self._must_restart(conn, present):
                 log.info("backup index %s: a journal was removed or rewritten: rebuilding", self.path)
+                # dropped, not emptied: a delete would run the statistics triggers once per step
                 for table in _DATA_TABLES:
-                    conn.execute(f"delete from {table}")
+                    conn.execute(f"drop table if exists {table}")
+                for statement in _statements(_SCHEMA):
+                    conn.execute(statement)
                 conn.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
             conn.execute("commit")
         except BaseException:
@@ -500,6 +573,74 @@ class BackupIndex:
                 raise
             if count < BATCH_LINES:
                 return torn_at
+
+    # -- pruning (stepsdk cleanup --local, stepsdk delete) -------------------------------------
+    @contextlib.contextmanager
+    def pruning(self, task_ids: Iterable[str]) -> Iterator[Pruning]:
+        """Keep the index in step while journals are rewritten without the records of ``task_ids``.
+
+        Inside the block the index's write lock is held (other refreshers wait; do not use this
+        index there); the caller renames each rewritten journal over the old one and reports it
+        (:meth:`Pruning.replaced`). At the end of the block, in the same transaction, the tasks'
+        rows are deleted and each journal's progress is moved to its new file, so the index stays
+        valid without reading the journals again. Crash-safe: a crash after a rename but before
+        the commit leaves the old progress (inode, last record CRC), which no longer matches the
+        file, so the next refresh starts over from the journals; so do an exception in the block
+        and :meth:`Pruning.give_up` (the rewrite stopped halfway)."""
+        conn = self.refresh()  # up to date first: the progress moved below is "everything"
+        with self._lock:
+            conn.execute("begin immediate")
+            try:
+                pruning = Pruning()
+                yield pruning
+                if pruning.gave_up:
+                    conn.execute("rollback")
+                else:
+                    for path, old, kept in pruning.journals:
+                        self._move_progress(conn, path, old, kept)
+                    self._delete_tasks(conn, set(task_ids))
+                    conn.execute("commit")
+            except BaseException:
+                conn.execute("rollback")
+                raise
+            finally:
+                self._signature, self._ready = (), False  # look at the journals again at the next read
+
+    @staticmethod
+    def _move_progress(conn: sqlite3.Connection, path: Path, old: os.stat_result, kept: list[bytes]) -> None:
+        archived = int(path.parent.name == ARCHIVE_DIR)
+        state = conn.execute("select jkey, offset from journals where name = ? and archived = ? and inode = ?",
+                             (path.name, archived, old.st_ino)).fetchone()
+        if state is None or state["offset"] != old.st_size:
+            return  # the index had not applied all of it: it will see the new file and start over
+        try:
+            new = os.stat(path)
+        except OSError:
+            return
+        head = kept[0][:8].decode("ascii", "replace") if kept and kept[0].endswith(b"\n") else None
+        conn.execute("delete from problems where jkey = ?", (state["jkey"],))  # offsets moved; only
+        # quarantined corrupt lines can be there (cleanup leaves journals with others alone) and
+        # the rewrite dropped them
+        if head is None or new.st_size != sum(len(line) for line in kept):
+            conn.execute("delete from journals where jkey = ?", (state["jkey"],))
+            return
+        conn.execute("update journals set jkey = ?, inode = ?, offset = ?, last_start = ?, last_crc = ? "
+                     "where jkey = ?", (f"{path.name}#{head}", new.st_ino, new.st_size,
+                                        new.st_size - len(kept[-1]), kept[-1][:8].decode("ascii", "replace"),
+                                        state["jkey"]))
+
+    @staticmethod
+    def _delete_tasks(conn: sqlite3.Connection, task_ids: set[str]) -> None:
+        if not task_ids:
+            return
+        conn.execute("delete from touched_tasks")
+        conn.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in task_ids))
+        old = conn.execute("select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id").fetchall()
+        conn.executemany("delete from docs_text where rowid = ?", old)  # one by one: see _search_docs
+        conn.executemany("delete from docs where docid = ?", old)
+        for table in ("steps", "shots", "summary", "tasks"):  # steps: their triggers update the day counts
+            conn.execute(f"delete from {table} where task_id in (select task_id from touched_tasks)")
+        conn.execute("delete from touched_tasks")
 
     # -- reading ------------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -640,12 +781,13 @@ class _Batch:
             self.tasks)
         c.executemany(
             "insert into steps(id, task_id, step_number, v, rec, step_type, success, duration_ms, created_at, "
-            "created_epoch, error_type, err_group) values (?,?,?,?,?,?,?,?,?,?,?,?) "
+            "created_epoch, error_type, err_group, day, dbucket) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "on conflict(id) do update set task_id = excluded.task_id, step_number = excluded.step_number, "
             "v = excluded.v, rec = excluded.rec, step_type = excluded.step_type, success = excluded.success, "
             "duration_ms = excluded.duration_ms, created_at = excluded.created_at, "
             "created_epoch = excluded.created_epoch, error_type = excluded.error_type, "
-            "err_group = excluded.err_group where excluded.v >= steps.v", self.steps)
+            "err_group = excluded.err_group, day = excluded.day, dbucket = excluded.dbucket "
+            "where excluded.v >= steps.v", self.steps)
         c.executemany("insert or replace into shots(id, task_id, step_id, created_at, rec) values (?,?,?,?,?)",
                       self.shots)
         c.executemany("insert or ignore into problems(jkey, name, offset, problem) values (?,?,?,?)", self.problems)
@@ -733,7 +875,9 @@ class _Batch:
         filter and group steps from one covering index, without a join per step."""
         self.conn.execute("""update steps set agent = (select t.agent from tasks t where t.task_id = steps.task_id),
                                               task_known = exists (select 1 from tasks t where t.task_id = steps.task_id)
-                             where task_id in (select task_id from touched_tasks)""")
+                             where task_id in (select task_id from touched_tasks)
+                             and (task_known is not exists (select 1 from tasks t where t.task_id = steps.task_id)
+                                  or agent is not (select t.agent from tasks t where t.task_id = steps.task_id))""")
 
 
 def _task_values(row: Row, version: int, body: str) -> tuple:
@@ -751,10 +895,23 @@ def _step_values(row: Row, version: int, body: str) -> tuple:
     duration = row.get("duration_ms")
     duration = float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None
     success = 1 if row.get("success", True) else 0
+    created = parse_ts(row.get("created_at"))
     return (row["id"], row["task_id"], row["step_number"], version, body,
             _text(row.get("step_type")), success, duration, _text(row.get("created_at")),
-            _epoch(row.get("created_at")), _text(row.get("error_type")),
-            error_group(row.get("error_message")) if not success else None)
+            created.timestamp() if created else None, _text(row.get("error_type")),
+            error_group(row.get("error_message")) if not success else None,
+            created.astimezone(UTC).date().isoformat() if created else None, duration_bucket(duration))
+
+
+def duration_bucket(duration: float | None) -> int | None:
+    """A coarse, monotonic bucket of a duration (8 per doubling): the statistics count steps per
+    bucket and day (``type_hist``), so an exact percentile reads the steps of one bucket only."""
+    if duration is None:
+        return None
+    if not math.isfinite(duration):
+        return 1 << 20 if duration > 0 else -(1 << 20)  # NaN sorts last, as in PostgreSQL
+    scaled = math.floor(math.log2(1.0 + abs(duration)) * 8)
+    return scaled if duration >= 0 else -1 - scaled
 
 
 def load_row(rec: str) -> Row:
