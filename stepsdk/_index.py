@@ -24,6 +24,7 @@ Merge rules are those of :meth:`stepsdk._backup.BackupStore.read` (the highest `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -293,7 +294,7 @@ def _file_crc_at(path: Path, start: int) -> str | None:
 class Pruning:
     """What a cleanup did to the journals while :meth:`BackupIndex.pruning` held the index."""
 
-    journals: list[tuple[Path, os.stat_result, list[bytes]]] = field(default_factory=list)
+    journals: list[tuple[Path, os.stat_result, list[bytes]]] = dataclasses.field(default_factory=list)
     gave_up: bool = False
 
     def replaced(self, path: Path, old: os.stat_result, kept: list[bytes]) -> None:

@@ -35,6 +35,7 @@ from stepsdk._backup import (
     iter_journal,
 )
 from stepsdk._export_format import parse_timestamp
+from stepsdk._index import INDEX_FILE, BackupIndex, Pruning
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +312,7 @@ class BackupRetention:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.store = BackupStore(self.root)
+        self._pruning: Pruning | None = None  # the index following the journals being rewritten
 
     def run(self, age: timedelta, *, dry_run: bool, keep_pending: bool = False,
             advance: Advance = _no_progress) -> CleanupReport:
@@ -342,10 +344,14 @@ class BackupRetention:
         if dry_run:
             return report
         moved = []
-        for plan in plans:
-            if not self._rewrite(plan):
-                moved.append(plan.path.name)
-            advance(1)
+        with self._index_pruning(doomed) as self._pruning:
+            for plan in plans:
+                if not self._rewrite(plan):
+                    moved.append(plan.path.name)
+                advance(1)
+            if moved and self._pruning is not None:
+                self._pruning.give_up()
+        self._pruning = None
         if moved:
             # `stepsdk resync` archived a journal meanwhile: its records are still there, so
             # their screenshots may still be referenced. Delete no file this time.
@@ -356,7 +362,7 @@ class BackupRetention:
         if any(info.writer_alive for info in snap.journals):
             # A running tracker may have recorded a step with one of these screens meanwhile
             # (content addressing reuses the file): look again just before deleting.
-            still = _all_paths(self.store.read())
+            still = self._referenced()
             report.objects_kept += sorted(still & set(report.objects_deleted))
             report.objects_deleted = [p for p in report.objects_deleted if p not in still]
         for storage_path in report.objects_deleted:
@@ -400,7 +406,7 @@ class BackupRetention:
     def sweep_orphans(self, age: timedelta, report: CleanupReport, *, dry_run: bool) -> None:
         """Screenshot files no row references, last written more than ``age`` ago."""
         cutoff = (datetime.now(UTC) - age).timestamp()
-        referenced = _all_paths(self.store.read())
+        referenced = self._referenced()
         folder = self.root / SCREENSHOT_DIR
         for file in sorted(folder.glob("*/*.*")) if folder.is_dir() else []:  # .webp and .enc (the regex checks)
             key = f"{file.parent.name}/{file.name}"
@@ -413,6 +419,21 @@ class BackupRetention:
                     file.unlink()
                 report.orphans.append(key)
 
+    def _referenced(self) -> set[str]:
+        """Every screenshot object a row points at: from the index when the folder has one (no
+        merge of every journal in memory), else from the journals."""
+        if (self.root / INDEX_FILE).exists():
+            return BackupIndex(self.root).storage_paths()
+        return _all_paths(self.store.read())
+
+    def _index_pruning(self, doomed: set[str]) -> contextlib.AbstractContextManager[Pruning | None]:
+        """The backup's index (``index.sqlite3``) follows the rewrite: the doomed tasks' rows are
+        deleted with it, in one transaction, instead of the index starting over (a full rebuild
+        from the journals) at its next read. No index file: nothing to keep in step."""
+        if not (self.root / INDEX_FILE).exists():
+            return contextlib.nullcontext(None)
+        return BackupIndex(self.root).pruning(doomed)
+
     def _rewrite(self, plan: _JournalPlan) -> bool:
         """Replace the journal by its kept lines (atomic). False when it is no longer there."""
         fd, tmp = tempfile.mkstemp(dir=plan.path.parent, prefix=f".{plan.path.name}.", suffix=".tmp")
@@ -424,7 +445,10 @@ class BackupRetention:
             if not plan.path.exists():  # archived meanwhile: do not bring it back
                 os.unlink(tmp)
                 return False
+            old = os.stat(plan.path)
             os.replace(tmp, plan.path)
+            if self._pruning is not None:
+                self._pruning.replaced(plan.path, old, plan.keep)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

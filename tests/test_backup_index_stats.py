@@ -4,14 +4,21 @@ steps get new versions, tasks arrive after their steps or change agent, and jour
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
+import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from stepsdk._backup import BackupStore, JournalWriter
-from stepsdk._index import duration_bucket, percentile_cont
+from stepsdk._index import BackupIndex, duration_bucket, percentile_cont
+from stepsdk._retention import BackupRetention
+from tests.test_backup_index import ROOT_DIR, assert_consistent, records
 from viewer.data.backup_source import BackupSource
 from viewer.data.base import period_start
 
@@ -124,3 +131,82 @@ def test_duration_buckets_are_monotonic() -> None:
     buckets = [duration_bucket(v) for v in values]
     assert buckets == sorted(buckets)
     assert duration_bucket(1000.0) != duration_bucket(1100.0)  # ~9 % wide: a bucket holds few steps
+
+
+# -- local retention keeps the index in step ------------------------------------------------------
+
+def _aged(task_id: str, steps: int, started: datetime) -> list[dict[str, Any]]:
+    recs = records(task_id, steps)
+    recs[0]["row"] = {**recs[0]["row"], "started_at": started.isoformat(), "finished_at": started.isoformat()}
+    return recs
+
+
+def _two_ages(root: Path) -> None:
+    now = datetime.now(UTC)
+    for i in range(4):  # each journal holds an old and a recent task
+        writer = JournalWriter(root)
+        writer.append(_aged(f"old-{i}", 20, now - timedelta(days=90)))
+        writer.append(_aged(f"new-{i}", 20, now - timedelta(hours=1)))
+        writer.close()
+
+
+def test_cleanup_local_prunes_the_index_with_the_journals(tmp_path: Path) -> None:
+    root = tmp_path / "backup"
+    _two_ages(root)
+    index = BackupIndex(root)
+    index.refresh()
+    generation = index.connection().execute("select value from meta where key = 'generation'").fetchone()[0]
+    report = BackupRetention(root).run(timedelta(days=30), dry_run=False)
+    assert report.task_ids == [f"old-{i}" for i in range(4)]
+    reader = BackupIndex(root)  # another process's view: it finds the index valid, no rebuild
+    assert_consistent(root, reader)
+    assert sorted(t["task_id"] for t in reader.tasks()) == [f"new-{i}" for i in range(4)]
+    assert reader.connection().execute("select value from meta where key = 'generation'").fetchone()[0] == generation
+    assert_consistent(root, index)
+    source = BackupSource(root)
+    assert close(source.step_type_breakdown(since=period_start(2)), reference(root, period_start(2), None))
+    # appended after the cleanup: applied from the new files' ends
+    shown, orphan = "ab/" + "1" * 64 + ".webp", "ab/" + "2" * 64 + ".webp"
+    later = _aged("later", 5, datetime.now(UTC))
+    later[1]["row"]["screenshot_path"] = shown
+    write(root, later)
+    assert_consistent(root, reader)
+    # orphan screenshot files: the referenced ones are read from the index
+    for key in (shown, orphan):
+        (root / "screenshots" / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / "screenshots" / key).write_bytes(b"RIFF")
+    swept = BackupRetention(root).run(timedelta(days=30), dry_run=False)
+    BackupRetention(root).sweep_orphans(timedelta(0), swept, dry_run=False)
+    assert swept.orphans == [orphan]
+    assert (root / "screenshots" / shown).exists() and not (root / "screenshots" / orphan).exists()
+
+
+def write(root: Path, recs: list[dict[str, Any]]) -> None:
+    writer = JournalWriter(root)
+    writer.append(recs)
+    writer.close()
+
+
+def test_cleanup_killed_between_rename_and_index_commit_rebuilds(tmp_path: Path) -> None:
+    """SIGKILL after a journal was renamed over, before the index committed: the index still
+    holds the old progress, sees a file that does not match it, and starts over."""
+    root = tmp_path / "backup"
+    _two_ages(root)
+    BackupIndex(root).refresh()
+    script = textwrap.dedent(f"""
+        import os, signal
+        from datetime import timedelta
+        from stepsdk import _retention
+        real = _retention.BackupRetention._rewrite
+        def rewrite(self, plan):
+            real(self, plan)
+            os.kill(os.getpid(), signal.SIGKILL)  # the first journal is renamed over: die here
+        _retention.BackupRetention._rewrite = rewrite
+        _retention.BackupRetention({str(root)!r}).run(timedelta(days=30), dry_run=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT_DIR, env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
+                          capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    index = BackupIndex(root)
+    assert_consistent(root, index)  # one journal without its old task, the others with theirs
+    assert len(index.tasks()) == 7
