@@ -59,7 +59,15 @@ log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
 SCHEMA_VERSION = "6"
-BATCH_LINES = 20_000
+# One transaction applies at most this many lines / bytes of a journal: memory stays bounded
+# (the batch's rows in Python, SQLite's dirty pages) whatever the size of the backup.
+BATCH_LINES = 5_000
+BATCH_BYTES = 4 << 20
+# SQLite page cache while applying records (KiB; a few batches of dirty index pages, so they are
+# not spilled and written to the WAL again and again), and while answering (per connection: a
+# server has one per worker thread; the OS page cache is shared by all of them).
+APPLY_CACHE_KIB = 32_768
+READ_CACHE_KIB = 2_000
 CLOSED_RECHECK = 1.0  # seconds between two looks at journals whose writer closed...
 CLOSED_CACHE_MIN = 256  # ...when there are at least this many (fewer cost less than a millisecond)
 _WS = " \t\r\n"
@@ -352,9 +360,8 @@ class BackupIndex:
                     raise
                 time.sleep(0.05)
         conn.execute("pragma synchronous = normal")
-        # small per-connection cache: a server has a connection per worker thread, the OS page
-        # cache is shared by all of them
-        conn.execute("pragma cache_size = -2000")
+        conn.execute(f"pragma cache_size = -{READ_CACHE_KIB}")
+        conn.execute("pragma mmap_size = 0")  # no mapping of the (large) file into the process
         conn.execute("pragma temp_store = memory")
         conn.create_aggregate("percentile_cont", 2, _Percentile)
         return conn
@@ -502,11 +509,15 @@ class BackupIndex:
         except BaseException:
             conn.execute("rollback")
             raise
-        for jkey, name, path, archived, inode in present:
-            # up to the size listed: a journal that keeps growing never holds a refresh forever
-            end = self._apply_journal(conn, jkey, name, path, archived, inode, sizes[(name, archived)])
-            if end is not None:
-                torn[jkey] = _Torn(name, end)
+        conn.execute(f"pragma cache_size = -{APPLY_CACHE_KIB}")
+        try:
+            for jkey, name, path, archived, inode in present:
+                # up to the size listed: a journal that keeps growing never holds a refresh forever
+                end = self._apply_journal(conn, jkey, name, path, archived, inode, sizes[(name, archived)])
+                if end is not None:
+                    torn[jkey] = _Torn(name, end)
+        finally:
+            conn.execute(f"pragma cache_size = -{READ_CACHE_KIB}")  # gives the pages back
         self._torn = torn
 
     @staticmethod
@@ -543,7 +554,8 @@ class BackupIndex:
                                  (name, int(archived), jkey))
                 batch = _Batch(conn, jkey, name)
                 torn_at = None
-                count = 0
+                count = size_read = 0
+                full = False
                 try:
                     if offset >= size:
                         conn.execute("commit")
@@ -560,11 +572,13 @@ class BackupIndex:
                             last_start, last_crc = line_offset, raw[:8].decode("ascii", "replace")
                         offset = line_offset + (len(raw) if problem is None else _line_size(raw, problem))
                         count += 1
-                        if count >= BATCH_LINES:
+                        size_read += len(raw)
+                        if count >= BATCH_LINES or size_read >= BATCH_BYTES:
+                            full = True
                             break
                     lines.close()
                 except FileNotFoundError:
-                    count = 0  # moved to archive/ meanwhile: the next refresh reads it there
+                    full = False  # moved to archive/ meanwhile: the next refresh reads it there
                 batch.finish()
                 conn.execute("update journals set offset = ?, last_start = ?, last_crc = ?, inode = ? where jkey = ?",
                              (offset, last_start, last_crc, inode, jkey))
@@ -572,7 +586,7 @@ class BackupIndex:
             except BaseException:
                 conn.execute("rollback")
                 raise
-            if count < BATCH_LINES:
+            if not full:
                 return torn_at
 
     # -- pruning (stepsdk cleanup --local, stepsdk delete) -------------------------------------
