@@ -361,7 +361,21 @@ class BackupSource(DataSource):
         return _ops_stats.daily_usage(_all_steps(self._snapshot()), days)
 
     def error_categories(self) -> list[Row]:
-        return _ops_stats.error_categories(_all_steps(self._snapshot()))
+        return self._cached(("categories",), self._error_categories)
+
+    def _error_categories(self) -> list[Row]:
+        """``_ops_stats.error_categories`` (``error_category_summary``) as an index query: the
+        statistics page asks for it, and merging the whole backup in memory does not scale."""
+        rows = list(iter_rows(self._db(), """
+            select json_extract(rec, '$.row.error_category') as error_category, count(*) as failed_steps,
+                   count(distinct task_id) as tasks_affected, min(created_epoch) as first_seen,
+                   max(created_epoch) as last_seen
+            from steps where success = 0 and task_known = 1 and json_type(rec, '$.row.success') = 'false'
+            group by 1"""))
+        for r in rows:
+            r["first_seen"], r["last_seen"] = iso(r["first_seen"]), iso(r["last_seen"])
+        rows.sort(key=lambda r: (-r["failed_steps"], r["error_category"] is None, r["error_category"] or ""))
+        return rows
 
     def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
         check_category(category)
