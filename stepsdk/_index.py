@@ -219,6 +219,10 @@ create index if not exists summary_total on summary(total_steps, task_id);
 create index if not exists summary_failed on summary(failed_steps, task_id);
 create index if not exists summary_rate on summary(success_rate, task_id);
 create index if not exists summary_duration on summary(duration_ms, task_id);
+create index if not exists summary_total_desc on summary(total_steps desc, task_id);
+create index if not exists summary_failed_desc on summary(failed_steps desc, task_id);
+create index if not exists summary_rate_desc on summary(success_rate desc, task_id);
+create index if not exists summary_duration_desc on summary(duration_ms desc, task_id);
 create table if not exists problems(
     jkey text not null, name text not null, offset integer not null, problem text not null,
     primary key (jkey, offset));
@@ -448,11 +452,18 @@ class BackupIndex:
                         st = os.stat(os.path.join(folder, name))
                         if stat.S_ISREG(st.st_mode):
                             out.append((name, os.path.join(folder, name), archived, st))
-        closed = [f for f in out if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) in self._closed_stats]
-        opened = [f for f in out if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) not in self._closed_stats]
+        closed, opened, signature = self._split(out)
+        self._quick = (mtimes, closed, signature[0], [(n, p, a) for n, p, a, _ in opened])
+        return out, signature
+
+    def _split(self, files: list[tuple[str, str, bool, os.stat_result]]) -> tuple[list, list, tuple]:
+        """Journals of closed writers, the others, and the signature of both (as the quick look
+        computes it, so a look after the closed ones changed does not refresh again for nothing)."""
+        closed = [f for f in files if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) in self._closed_stats]
+        opened = [f for f in files if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) not in self._closed_stats]
         closed_sig = tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in closed)
-        self._quick = (mtimes, closed, closed_sig, [(n, p, a) for n, p, a, _ in opened])
-        return out, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in opened))
+        return closed, opened, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns)
+                                                  for n, _, a, st in opened))
 
     def _remember_closed(self, conn: sqlite3.Connection,
                          files: list[tuple[str, str, bool, os.stat_result]]) -> None:
@@ -475,7 +486,7 @@ class BackupIndex:
         with self._lock:
             self._refresh(conn, files)
             self._remember_closed(conn, files)
-            self._signature, self._ready = signature, True
+            self._signature, self._ready = self._split(files)[2], True
             self.version += 1
             self._generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
         return conn
@@ -509,9 +520,14 @@ class BackupIndex:
         except BaseException:
             conn.execute("rollback")
             raise
+        # journals applied to their end already (most, in a folder of finished runs) need no
+        # write transaction of their own
+        done = {(r[0], r[1], r[2], r[3]) for r in conn.execute("select jkey, name, archived, offset from journals")}
         conn.execute(f"pragma cache_size = -{APPLY_CACHE_KIB}")
         try:
             for jkey, name, path, archived, inode in present:
+                if (jkey, name, int(archived), sizes[(name, archived)]) in done:
+                    continue
                 # up to the size listed: a journal that keeps growing never holds a refresh forever
                 end = self._apply_journal(conn, jkey, name, path, archived, inode, sizes[(name, archived)])
                 if end is not None:
