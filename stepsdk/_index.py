@@ -618,7 +618,10 @@ class BackupIndex:
         the commit leaves the old progress (inode, last record CRC), which no longer matches the
         file, so the next refresh starts over from the journals; so do an exception in the block
         and :meth:`Pruning.give_up` (the rewrite stopped halfway)."""
-        conn = self.refresh()  # up to date first: the progress moved below is "everything"
+        # No refresh first: a journal the index had not applied to its end starts it over (see
+        # _move_progress), which is correct; a refresh here could be a whole build, and local
+        # retention also runs on a tracker's background thread.
+        conn = self.connection()
         with self._lock:
             conn.execute("begin immediate")
             try:

@@ -156,11 +156,12 @@ def test_cleanup_local_prunes_the_index_with_the_journals(tmp_path: Path) -> Non
     index = BackupIndex(root)
     index.refresh()
     generation = index.connection().execute("select value from meta where key = 'generation'").fetchone()[0]
+    write(root, _aged("unseen", 3, datetime.now(UTC)))  # not applied yet when the cleanup runs
     report = BackupRetention(root).run(timedelta(days=30), dry_run=False)
     assert report.task_ids == [f"old-{i}" for i in range(4)]
     reader = BackupIndex(root)  # another process's view: it finds the index valid, no rebuild
     assert_consistent(root, reader)
-    assert sorted(t["task_id"] for t in reader.tasks()) == [f"new-{i}" for i in range(4)]
+    assert sorted(t["task_id"] for t in reader.tasks()) == [*(f"new-{i}" for i in range(4)), "unseen"]
     assert reader.connection().execute("select value from meta where key = 'generation'").fetchone()[0] == generation
     assert_consistent(root, index)
     source = BackupSource(root)
