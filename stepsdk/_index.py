@@ -58,7 +58,7 @@ from stepsdk._backup import (
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 # One transaction applies at most this many lines / bytes of a journal: memory stays bounded
 # (the batch's rows in Python, SQLite's dirty pages) whatever the size of the backup.
 BATCH_LINES = 5_000
@@ -166,10 +166,13 @@ create table if not exists steps(
     id text primary key, task_id text not null, step_number integer not null, v integer not null,
     rec text not null, step_type text, success integer not null, duration_ms real,
     created_at text, created_epoch real, error_type text, err_group text,
-    agent text, task_known integer not null default 0, day text, dbucket integer);
+    agent text, task_known integer not null default 0, day text, dbucket integer,
+    strict_fail integer not null default 0, category text);
 create index if not exists steps_task on steps(task_id, step_number, id);
 create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
 create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
+create index if not exists steps_categories on steps(strict_fail, task_known, category, task_id, created_epoch)
+    where success = 0;
 create index if not exists steps_type_period on steps(step_type, created_epoch, task_known, agent, success, duration_ms);
 create table if not exists step_types(step_type text primary key);
 create index if not exists steps_dur on steps(step_type, dbucket, duration_ms, day, agent)
@@ -815,12 +818,14 @@ class _Batch:
             self.tasks)
         c.executemany(
             "insert into steps(id, task_id, step_number, v, rec, step_type, success, duration_ms, created_at, "
-            "created_epoch, error_type, err_group, day, dbucket) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "created_epoch, error_type, err_group, day, dbucket, strict_fail, category) "
+            "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "on conflict(id) do update set task_id = excluded.task_id, step_number = excluded.step_number, "
             "v = excluded.v, rec = excluded.rec, step_type = excluded.step_type, success = excluded.success, "
             "duration_ms = excluded.duration_ms, created_at = excluded.created_at, "
             "created_epoch = excluded.created_epoch, error_type = excluded.error_type, "
-            "err_group = excluded.err_group, day = excluded.day, dbucket = excluded.dbucket "
+            "err_group = excluded.err_group, day = excluded.day, dbucket = excluded.dbucket, "
+            "strict_fail = excluded.strict_fail, category = excluded.category "
             "where excluded.v >= steps.v", self.steps)
         c.executemany("insert or replace into shots(id, task_id, step_id, created_at, rec) values (?,?,?,?,?)",
                       self.shots)
@@ -934,7 +939,9 @@ def _step_values(row: Row, version: int, body: str) -> tuple:
             _text(row.get("step_type")), success, duration, _text(row.get("created_at")),
             created.timestamp() if created else None, _text(row.get("error_type")),
             error_group(row.get("error_message")) if not success else None,
-            created.astimezone(UTC).date().isoformat() if created else None, duration_bucket(duration))
+            created.astimezone(UTC).date().isoformat() if created else None, duration_bucket(duration),
+            # error categories count the steps whose success is false itself (not missing or null)
+            1 if row.get("success") is False else 0, _text(row.get("error_category")))
 
 
 def duration_bucket(duration: float | None) -> int | None:

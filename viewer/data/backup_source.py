@@ -367,11 +367,11 @@ class BackupSource(DataSource):
         """``_ops_stats.error_categories`` (``error_category_summary``) as an index query: the
         statistics page asks for it, and merging the whole backup in memory does not scale."""
         rows = list(iter_rows(self._db(), """
-            select json_extract(rec, '$.row.error_category') as error_category, count(*) as failed_steps,
+            select category as error_category, count(*) as failed_steps,
                    count(distinct task_id) as tasks_affected, min(created_epoch) as first_seen,
                    max(created_epoch) as last_seen
-            from steps where success = 0 and task_known = 1 and json_type(rec, '$.row.success') = 'false'
-            group by 1"""))
+            from steps indexed by steps_categories where success = 0 and strict_fail = 1 and task_known = 1
+            group by category"""))
         for r in rows:
             r["first_seen"], r["last_seen"] = iso(r["first_seen"]), iso(r["last_seen"])
         rows.sort(key=lambda r: (-r["failed_steps"], r["error_category"] is None, r["error_category"] or ""))
