@@ -369,7 +369,9 @@ class BackupIndex:
         conn.execute("pragma synchronous = normal")
         conn.execute(f"pragma cache_size = -{READ_CACHE_KIB}")
         conn.execute("pragma mmap_size = 0")  # no mapping of the (large) file into the process
-        conn.execute("pragma temp_store = memory")
+        # temporary files (a big statement's statement journal, large sorts) on disk, not in the
+        # process: one FTS5 segment merge inside an insert can touch hundreds of MB of pages
+        conn.execute("pragma temp_store = file")
         conn.create_aggregate("percentile_cont", 2, _Percentile)
         return conn
 
