@@ -301,6 +301,7 @@ class _Line:
 class _JournalPlan:
     path: Path
     keep: list[bytes]
+    tmp: str | None = None  # the kept lines, written and fsynced, not renamed over the journal yet
 
 
 class BackupRetention:
@@ -344,14 +345,22 @@ class BackupRetention:
         if dry_run:
             return report
         moved = []
-        with self._index_pruning(doomed) as self._pruning:
+        try:
             for plan in plans:
-                if not self._rewrite(plan):
-                    moved.append(plan.path.name)
-                advance(1)
-            if moved and self._pruning is not None:
-                self._pruning.give_up()
-        self._pruning = None
+                self._prepare(plan)
+            with self._index_pruning(doomed) as self._pruning:
+                for plan in plans:
+                    if not self._rewrite(plan):
+                        moved.append(plan.path.name)
+                    advance(1)
+                if moved and self._pruning is not None:
+                    self._pruning.give_up()
+        finally:
+            self._pruning = None
+            for plan in plans:  # an error midway: no temp file left behind
+                if plan.tmp is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(plan.tmp)
         if moved:
             # `stepsdk resync` archived a journal meanwhile: its records are still there, so
             # their screenshots may still be referenced. Delete no file this time.
@@ -434,14 +443,28 @@ class BackupRetention:
             return contextlib.nullcontext(None)
         return BackupIndex(self.root).pruning(doomed)
 
-    def _rewrite(self, plan: _JournalPlan) -> bool:
-        """Replace the journal by its kept lines (atomic). False when it is no longer there."""
+    @staticmethod
+    def _prepare(plan: _JournalPlan) -> None:
+        """Write the kept lines to a temp file next to the journal (fsynced): done before the
+        index is locked, so the lock is held only for the renames."""
         fd, tmp = tempfile.mkstemp(dir=plan.path.parent, prefix=f".{plan.path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.writelines(plan.keep)
                 fh.flush()
                 os.fsync(fh.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        plan.tmp = tmp
+
+    def _rewrite(self, plan: _JournalPlan) -> bool:
+        """Replace the journal by its kept lines (atomic). False when it is no longer there."""
+        if plan.tmp is None:
+            self._prepare(plan)
+        tmp, plan.tmp = str(plan.tmp), None
+        try:
             if not plan.path.exists():  # archived meanwhile: do not bring it back
                 os.unlink(tmp)
                 return False
