@@ -136,7 +136,8 @@ def report(title: str, result: dict[str, Any], seconds: float) -> None:
     total = sum(len(v) for v in result["latencies"].values())
     print(f"\n### {title}\n\n{total:,} requests in {seconds:.0f} s ({total / seconds:.0f}/s), "
           f"viewer RSS {result['rss'][0]:.0f} MB at start, {max(result['rss']):.0f} MB peak, "
-          f"{result['rss'][-1]:.0f} MB at the end\n")
+          f"{result['rss'][-1]:.0f} MB at the end (every 10 s: "
+          f"{', '.join(f'{v:.0f}' for v in result['rss'][::10])} MB)\n")
     print("| route | requests | errors | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
     for name, values in result["latencies"].items():
         values = sorted(values)
