@@ -8,7 +8,14 @@ plus the offset and CRC of the last applied record and the file's inode) and app
 records on :meth:`BackupIndex.refresh`. A journal is identified by its file name and the CRC of
 its first line (the writer's ``open`` record), so a journal that resync moves from ``journal/`` to
 ``archive/`` keeps its progress, while a later journal of the same name is a new one. A journal
-that disappeared or was rewritten (``stepsdk cleanup --local``) makes the index start over.
+that disappeared or was rewritten behind its back makes the index start over; local retention
+(``stepsdk cleanup --local``, ``stepsdk delete``) rewrites journals inside
+:meth:`BackupIndex.pruning`, which deletes the tasks' rows and moves the journals' progress in
+the same index transaction instead.
+
+Statistics: per-task summaries, and per step type, UTC day and agent the step counts
+(``type_days``) and counts per duration bucket (``type_hist``), kept by triggers on ``steps``,
+so period statistics read counts, and an exact percentile reads one bucket's steps.
 
 Concurrency: any number of processes read and refresh the same index. Refreshing takes SQLite's
 write lock (``BEGIN IMMEDIATE``) one batch at a time and re-reads the progress inside that
