@@ -41,7 +41,7 @@ install_python_packages() {
     # Reinstall when pyproject/dev.sh changed, or when the editable install no longer finds the
     # packages as regular packages (e.g. it was made before a package folder had its __init__.py).
     if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ] || ! (cd / && "$VENV/bin/python" -c \
-        'import sys, stepsdk, viewer; sys.exit(stepsdk.__file__ is None or viewer.__file__ is None)' 2>/dev/null); then
+        'import sys, stepsdk, stepsdk.viewer as viewer; sys.exit(stepsdk.__file__ is None or viewer.__file__ is None)' 2>/dev/null); then
         log "installing Python packages into $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
         "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'

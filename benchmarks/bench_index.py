@@ -99,9 +99,9 @@ def _rss() -> dict[str, float]:
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
     from stepsdk._backup import JournalWriter
-    from viewer.api import stats_payload
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.api import stats_payload
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     src = BackupSource(root)
     start = time.perf_counter()

@@ -122,7 +122,7 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_times(source: Any, task_id: str, runs: int) -> tuple[float, float]:
-    from viewer.data.base import Sort, TaskFilters  # noqa: F401
+    from stepsdk.viewer.data.base import Sort, TaskFilters  # noqa: F401
 
     def usable() -> None:
         source.get_task(task_id)
@@ -138,7 +138,7 @@ def data_times(source: Any, task_id: str, runs: int) -> tuple[float, float]:
 
 
 def list_time(source: Any, runs: int) -> float:
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     return median_ms(lambda: source.list_tasks(TaskFilters(), Sort(), 1, 25), runs)
 
@@ -186,10 +186,10 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     logging.basicConfig(level=logging.WARNING)
 
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.supabase_source import SupabaseSource
     from tests.supabase_local import LocalStack
     from tests.viewer.test_browser import ViewerServer
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.supabase_source import SupabaseSource
 
     stack = LocalStack.start()
     try:

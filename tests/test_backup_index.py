@@ -153,8 +153,8 @@ def _run(code: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def test_journal_appended_by_another_process_appears_in_the_next_request(tmp_path: Path) -> None:
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     root = tmp_path / "b"
     write(root, records("t1", 3))
@@ -305,8 +305,8 @@ def test_many_finished_runs_new_journals_at_once_late_appends_within_a_second(tm
 
 
 def test_viewer_on_a_folder_where_the_index_cannot_be_written(tmp_path: Path) -> None:
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     root = tmp_path / "b"
     write(root, records("t1", 3))

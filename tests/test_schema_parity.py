@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from stepsdk._backup import JournalWriter
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import Sort, TaskFilters
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import Sort, TaskFilters
 
 NUMERIC_TASK_COLS = ("total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
                      "avg_step_duration_ms", "p50_step_duration_ms", "p95_step_duration_ms",

@@ -41,7 +41,7 @@ from .data.base import (
 from .export import read_report
 from .pages._common import screenshot_url
 
-log = logging.getLogger("viewer.api")
+log = logging.getLogger("stepsdk.viewer.api")
 SortColumn = Literal[SORT_COLUMNS]  # type: ignore[valid-type]
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 TASKS_PREFIX = "/api/tasks/"

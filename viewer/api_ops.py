@@ -1,6 +1,6 @@
 """JSON API of the operations views: token usage (and cost), error categories, active alerts.
 Answers use the ``{"data": ...}`` envelope of the documented routes. Registered before
-:mod:`viewer.api` (whose catch-all 404 route would otherwise shadow these)."""
+:mod:`stepsdk.viewer.api` (whose catch-all 404 route would otherwise shadow these)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from stepsdk._prices import PriceError, PriceTable
 from .api import TaskId  # the encoded task-id path parameter of the main API
 from .data.base import ERROR_CATEGORIES, DataSource, Row, SourceUnavailable
 
-log = logging.getLogger("viewer.api")
+log = logging.getLogger("stepsdk.viewer.api")
 Category = Literal[(*ERROR_CATEGORIES, "none")]  # type: ignore[valid-type]
 
 

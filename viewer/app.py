@@ -1,4 +1,4 @@
-"""Builds the viewer: pages + JSON API over one :class:`~viewer.data.base.DataSource`."""
+"""Builds the viewer: pages + JSON API over one :class:`~stepsdk.viewer.data.base.DataSource`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from nicegui import ui
 from . import DEFAULT_HOST
 from .data.base import DataSource
 
-log = logging.getLogger("viewer")
+log = logging.getLogger("stepsdk.viewer")
 
 
 def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_hosts: Sequence[str] = (),

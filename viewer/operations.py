@@ -32,7 +32,7 @@ from .secret_key import is_secret_key
 
 __all__ = ["can_delete", "cleanup", "delete_task", "is_secret_key", "register", "storage_info"]
 
-log = logging.getLogger("viewer.operations")
+log = logging.getLogger("stepsdk.viewer.operations")
 TOKEN_ENV = "STEPSDK_VIEWER_TOKEN"
 
 

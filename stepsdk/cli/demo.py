@@ -110,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_viewer(args: argparse.Namespace, demo: DemoRun) -> int:
-    """Serve the viewer (``viewer.app.run``) on the store the demo was recorded into."""
+    """Serve the viewer (``stepsdk.viewer.app.run``) on the store the demo was recorded into."""
     try:
-        from viewer.app import run as run_viewer
-        from viewer.app import source_from_args
+        from stepsdk.viewer.app import run as run_viewer
+        from stepsdk.viewer.app import source_from_args
     except ImportError as exc:  # the viewer extra (nicegui) is not installed
         _out(f"The viewer is not available ({exc}); install it with: pip install 'stepsdk[viewer]'")
         return 0

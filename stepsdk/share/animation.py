@@ -15,7 +15,7 @@ from typing import IO
 
 from PIL import Image, ImageDraw, ImageFont
 
-from viewer.pages._overlay import Mark
+from stepsdk.viewer.pages._overlay import Mark
 
 from .run import SharedRun, SharedStep, action_name
 

@@ -20,7 +20,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from viewer.pages._overlay import overlay_svg
+from stepsdk.viewer.pages._overlay import overlay_svg
 
 from .run import SharedRun, SharedStep, action_name, statistics
 
@@ -212,7 +212,7 @@ def _screenshot(step: SharedStep) -> str:
         return ""
     w, h = step.size
     uri = "data:image/webp;base64," + base64.b64encode(step.image).decode("ascii")
-    svg = overlay_svg(step.marks, w, h)  # numbers only (see viewer.pages._overlay)
+    svg = overlay_svg(step.marks, w, h)  # numbers only (see stepsdk.viewer.pages._overlay)
     return (f'<div class="shot"><img alt="screenshot of step {_e(step.number)}" width="{w}" height="{h}" '
             f'src="{uri}"><svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
             f'xmlns="http://www.w3.org/2000/svg">{svg}</svg></div>')

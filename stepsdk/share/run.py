@@ -1,7 +1,7 @@
 """A task ready to share: its steps in order, each with its screenshot row, image bytes and the
 action overlay (taps and swipes) in stored-image pixels.
 
-The overlay reuses the viewer's parser of ``step_data`` (``viewer.pages._overlay``, plain Python,
+The overlay reuses the viewer's parser of ``step_data`` (``stepsdk.viewer.pages._overlay``, plain Python,
 no NiceGUI import), so a report, an animation and the viewer draw a tap at the same place.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from stepsdk._export_format import TaskBundle, is_safe_storage_path
-from viewer.pages._overlay import Mark, action_marks
+from stepsdk.viewer.pages._overlay import Mark, action_marks
 
 log = logging.getLogger("stepsdk.share")
 

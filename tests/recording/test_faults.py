@@ -311,8 +311,8 @@ def test_a_mistyped_field_is_one_skipped_record_for_every_reader(tmp_path: Path,
     monkeypatch.setenv("SUPABASE_URL", "")
     assert main(["status", "--json"]) == 0
     assert main(["export", "-o", str(tmp_path / "out.json")]) == 0
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     rows, total = BackupSource(tmp_path).list_tasks(TaskFilters(), Sort(), 1, 50)
     assert total == 1 and rows[0]["task_id"] == t.task_id

@@ -10,9 +10,9 @@ from urllib.parse import quote
 import pytest
 from nicegui.testing import User
 
+from stepsdk.viewer.data.base import DataSource
 from tests.viewer import dataset
 from tests.viewer.conftest import backup_viewer
-from viewer.data.base import DataSource
 
 
 async def get(user: User, url: str, status: int = 200) -> dict:

@@ -1,4 +1,4 @@
-"""The daily debugging loop (issue 13) in a real headless Chromium against ``python -m viewer``:
+"""The daily debugging loop (issue 13) in a real headless Chromium against ``python -m stepsdk.viewer``:
 what a person sees. One server (the demo run + the shared data set + two extra runs) and one
 browser for the module. Screenshots go to test-artifacts/viewer/ (docs/images/ holds copies)."""
 

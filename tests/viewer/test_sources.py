@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from stepsdk.viewer.data._stats import parse_ts, percentile_cont
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import DataSource, Sort, SourceUnavailable, TaskFilters
+from stepsdk.viewer.data.supabase_source import SupabaseSource
 from tests.viewer import dataset
-from viewer.data._stats import parse_ts, percentile_cont
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import DataSource, Sort, SourceUnavailable, TaskFilters
-from viewer.data.supabase_source import SupabaseSource
 
 
 def norm(value: Any) -> Any:

@@ -44,7 +44,7 @@ from .base import (
     is_uuid,
 )
 
-log = logging.getLogger("viewer.backup")
+log = logging.getLogger("stepsdk.viewer.backup")
 
 CACHE_ENTRIES = 256
 T = TypeVar("T")

@@ -41,7 +41,7 @@ from .base import (
     is_uuid,
 )
 
-log = logging.getLogger("viewer.supabase")
+log = logging.getLogger("stepsdk.viewer.supabase")
 BUCKET = "step-screenshots"
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ class SupabaseSource(DataSource):
         # No client-side retries: a viewer should say "unreachable" now, not after 7 s of backoff.
         self._client: Client = make_client(url, key, timeout=timeout, headers=headers)
         self._secrets = tuple(s for s in (key, access_token) if s)
-        # viewer.operations (delete, clean-up): only a secret key without a user's token deletes
+        # stepsdk.viewer.operations (delete, clean-up): only a secret key without a user's token deletes
         self.client: Client = self._client
         self.can_delete = access_token is None and is_secret_key(key)
         parts = urlsplit(url)  # shown in the page header: never any user:password@ part

@@ -22,7 +22,7 @@ from stepsdk._step_names import step_label
 from ..data._stats import parse_ts
 from ..data.base import Row, SourceUnavailable
 
-log = logging.getLogger("viewer.pages")
+log = logging.getLogger("stepsdk.viewer.pages")
 T = TypeVar("T")
 
 STATUS_COLORS = {"running": "blue", "success": "positive", "failed": "negative", "interrupted": "orange"}
