@@ -28,7 +28,8 @@ setup(
     packages=[
         *find_namespace_packages(include=["stepsdk*"]),
         # viewer/data → stepsdk.viewer.data: subpackages follow the mapping of their parent
-        *VIEWER, *(f"stepsdk.viewer.{name}" for name in find_namespace_packages("viewer", exclude=["*__pycache__*"])),
+        *VIEWER,
+        *(f"stepsdk.viewer.{name}" for name in find_namespace_packages("viewer", exclude=["*__pycache__*"])),
         *SQL_PACKAGES,
     ],
     package_dir=VIEWER | SQL_PACKAGES,

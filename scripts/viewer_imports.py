@@ -58,8 +58,8 @@ def rewrite(text: str, patterns: list[tuple[re.Pattern[str], str]]) -> str:
 def tracked_files(root: Path = ROOT) -> list[Path]:
     out = subprocess.run(["git", "ls-files", "-z"], cwd=root, check=True, capture_output=True).stdout
     me = Path(__file__).resolve()
-    return [root / name for name in out.decode().split("\0")
-            if name and Path(name).suffix in SUFFIXES and (root / name).resolve() != me and (root / name).is_file()]
+    paths = [root / name for name in out.decode().split("\0") if Path(name).suffix in SUFFIXES]
+    return [path for path in paths if path.is_file() and path.resolve() != me]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     python = [str(p) for p in changed if p.suffix == ".py"]
     if python and not args.check:
         ruff = Path(sys.executable).with_name("ruff")
-        subprocess.run([str(ruff) if ruff.exists() else "ruff", "check", "-q", "--select", "I", "--fix", *python],
-                       cwd=ROOT, check=False)
+        ruff_cmd = [str(ruff) if ruff.exists() else "ruff", "check", "-q", "--select", "I", "--fix"]
+        subprocess.run([*ruff_cmd, *python], cwd=ROOT, check=False)
     return 1 if args.check and changed else 0
 
 

@@ -93,8 +93,9 @@ def test_wheel_contents_top_level_names_and_sql(built):
         list((REPO / "supabase" / "queries").glob("*.sql")))
     assert not any("supabase_local" in n or n.startswith("tests/") for n in names)
     # the repository's viewer/, every module of it, as stepsdk/viewer/ (setup.py's package_dir)
-    assert sorted(n for n in names if n.startswith("stepsdk/viewer/") and n.endswith(".py")) == sorted(
-        "stepsdk/viewer/" + p.relative_to(REPO / "viewer").as_posix() for p in (REPO / "viewer").rglob("*.py"))
+    viewer_modules = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "viewer").rglob("*.py"))
+    assert sorted(n for n in names if n.startswith("stepsdk/viewer/") and n.endswith(".py")) == [
+        f"stepsdk/{name}" for name in viewer_modules]
     # what pip installed: the same top-level names, nothing else in site-packages
     installed = {p.name for p in built["purelib"].iterdir()
                  if not p.name.endswith(".dist-info") and p.name not in ("_stepsdk_smoke_deps.pth", "__pycache__")}

@@ -54,7 +54,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stepsdk.viewer", description="Browse recorded agent runs.")
+    parser = argparse.ArgumentParser(prog="python -m stepsdk.viewer",
+                                     description="Browse recorded agent runs.")
     add_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return serve(parser.parse_args(argv))

@@ -46,8 +46,9 @@ class ViewerServer:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         # without PYTEST_* variables: NiceGUI would take itself for a test run and ignore --port
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "stepsdk.viewer", *args, "--port", str(self.port)], cwd=REPO,
-                                     env={**clean, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "stepsdk.viewer", *args, "--port", str(self.port)],
+                                     cwd=REPO, env={**clean, **(env or {})}, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

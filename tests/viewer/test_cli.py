@@ -43,16 +43,18 @@ def test_bad_arguments_get_a_clear_answer(capsys: pytest.CaptureFixture[str], mo
 
 
 def test_python_dash_m_viewer_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "stepsdk.viewer", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "stepsdk.viewer", "--help"], capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0 and "--backup-dir" in result.stdout
 
 
 def test_viewer_folder_has_one_import_name() -> None:
     """viewer/ is the package stepsdk.viewer (setup.py); with the repository root on sys.path it could
     also be imported as `viewer`, a second copy of every module: it refuses, naming the right one."""
-    repo, old_name = Path(__file__).resolve().parents[2], "viewer"  # a name scripts/viewer_imports.py leaves
-    result = subprocess.run([sys.executable, "-m", old_name, "--help"], cwd=repo, capture_output=True, text=True,
-                            timeout=60)
+    repo = Path(__file__).resolve().parents[2]
+    old_name = "viewer"  # in a variable: scripts/viewer_imports.py leaves it alone
+    result = subprocess.run([sys.executable, "-m", old_name, "--help"], cwd=repo, capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode != 0 and "the viewer is the package stepsdk.viewer" in result.stderr
     assert "--backup-dir" not in result.stdout
 
