@@ -9,9 +9,10 @@ from the repository root, as often as needed (a second run changes nothing)::
 Rewritten, in the tracked ``.py``, ``.md``, ``.sh``, ``.toml`` files: ``from viewer[.x] import``,
 ``import viewer`` (→ ``from stepsdk import viewer``), ``import viewer.x as y``, dotted names into
 the package's modules (``"viewer.pages.task"``, ``viewer.app.run`` in prose), logger names
-(``getLogger("viewer.backup")``), ``python -m viewer`` and ``"-m", "viewer"``. Paths
-(``viewer/api.py``) and plain words are left alone. The Python files it changed get
-``ruff check --select I --fix`` (their import blocks only).
+(``getLogger("viewer.backup")``, ``logger="viewer"``), ``import_module("viewer")``,
+``python -m viewer`` and ``"-m", "viewer"``. Paths (``viewer/api.py``) and plain words are left
+alone. The Python files it changed get ``ruff check --select I --fix`` (their import blocks only).
+A bare ``import viewer.x`` (used as ``viewer.x.name``) is listed on stderr for a hand edit.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def rules(names: list[str]) -> list[tuple[re.Pattern[str], str]]:
         (re.compile(r"^([ \t]*)from viewer(\.[\w.]+)? import ", re.M), r"\1from stepsdk.viewer\2 import "),
         (re.compile(r"^([ \t]*)import viewer(\.[\w.]+ as \w+)\b", re.M), r"\1import stepsdk.viewer\2"),
         (re.compile(r"^([ \t]*)import viewer[ \t]*$", re.M), r"\1from stepsdk import viewer"),
-        (re.compile(r"getLogger\((['\"])viewer(\.[\w.]+)?\1\)"), r"getLogger(\1stepsdk.viewer\2\1)"),
+        # logger names (getLogger, caplog's logger=) and importlib's names, also those of no module
+        (re.compile(r"(getLogger\(|logger=|import_module\()(['\"])viewer(\.[\w.]+)?\2"), r"\1\2stepsdk.viewer\3\2"),
         (re.compile(rf"{before}viewer\.({dotted})\b"), r"stepsdk.viewer.\1"),
         (re.compile(r"(['\"])-m\1, (['\"])viewer\2"), r"\1-m\1, \2stepsdk.viewer\2"),
         (re.compile(r"-m viewer\b"), "-m stepsdk.viewer"),
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(new, encoding="utf-8")
     for path in changed:
         print(path.relative_to(ROOT))  # noqa: T201 - a script's output
+    leftover = re.compile(r"^[ \t]*import viewer\.[\w.]+[ \t]*$", re.M)
+    for path in tracked_files():
+        for match in leftover.finditer(path.read_text(encoding="utf-8")):
+            sys.stderr.write(f"{path.relative_to(ROOT)}: rewrite by hand: {match.group().strip()}\n")
     python = [str(p) for p in changed if p.suffix == ".py"]
     if python and not args.check:
         ruff = Path(sys.executable).with_name("ruff")
