@@ -11,7 +11,6 @@ import psycopg
 import pytest
 
 from stepsdk._migrations import schema_sql
-
 from tests.supabase_local import postgres
 from tests.supabase_local.stack import (
     MIGRATIONS_DIR,
