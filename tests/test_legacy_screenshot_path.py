@@ -18,6 +18,7 @@ from stepsdk._index import BackupIndex
 from stepsdk._resync import Resync
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from supabase_local.stack import run_sql
 from tests.cli_data import BUCKET, Dataset, counts, load_into_backup, local_env, stack_objects
 
 OLD, NEW = "storage_path", "screenshot_path"
@@ -155,3 +156,29 @@ def test_an_export_row_with_both_names_is_refused(tmp_path: Path, monkeypatch: p
     assert main(["import", str(old)]) == Exit.DATA
     assert "has both 'screenshot_path' and 'storage_path'" in capsys.readouterr().err
     assert not (dest / "journal").exists() or _journal_text(dest) == ""
+
+
+def test_rows_refused_by_a_database_not_migrated_yet_are_kept_and_resynced_after_the_migration(
+        stack: Any, tmp_path: Path) -> None:
+    """The upgrade order supabase/README.md asks for, and what happens when it is not followed:
+    the new SDK's screenshot rows against a table still named storage_path are refused, kept
+    pending in the backup, and uploaded once 20261130001410 has run."""
+    migration = Path(__file__).parents[1] / "supabase" / "migrations" / "20261130001410_stepsdk_screenshot_path.sql"
+    ds, root = _dataset(), tmp_path / "backup"
+    load_into_backup(root, ds)
+    stack.sql("alter table public.step_screenshots rename column screenshot_path to storage_path")
+    try:
+        stack.schema_cache.reload()
+        config = Config.resolve(stack.url, stack.service_role_key, root)
+        before = Resync(root, config).run()
+        assert not before.ok and before.uploaded["task_steps"] == 4 and before.uploaded["step_screenshots"] == 0
+        assert counts(stack)["step_screenshots"] == 0
+        assert len(BackupStore(root).read().pending_screenshots()) == 3
+    finally:
+        run_sql(stack.migration_db_url, migration.read_text())  # renames the column back, in place
+        stack.schema_cache.reload()
+    after = Resync(root, config).run()
+    assert after.ok and after.uploaded["step_screenshots"] == 3, after
+    assert {r["id"]: r["screenshot_path"] for r in stack.sql(
+        "select id::text as id, screenshot_path from public.step_screenshots")} == {r["id"]: r[NEW] for r in ds.shots}
+    assert counts(stack) == {"tasks": 2, "task_steps": 4, "step_screenshots": 3}
