@@ -182,3 +182,20 @@ def test_rows_refused_by_a_database_not_migrated_yet_are_kept_and_resynced_after
     assert {r["id"]: r["screenshot_path"] for r in stack.sql(
         "select id::text as id, screenshot_path from public.step_screenshots")} == {r["id"]: r[NEW] for r in ds.shots}
     assert counts(stack) == {"tasks": 2, "task_steps": 4, "step_screenshots": 3}
+
+
+def test_deleting_a_task_of_an_old_backup_removes_the_objects_only_it_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ds, root = _dataset(), tmp_path / "backup"  # seed 1 is shared by both tasks, seed 2 is legacy-run's own
+    _legacy_backup(root, ds)
+    own = next(r[NEW] for r in ds.shots if r["task_id"] == "legacy-run" and r[NEW] not in {
+        s[NEW] for s in ds.shots if s["task_id"] == "legacy-other"})
+    local_env(monkeypatch, root)
+    assert main(["delete", "legacy-run", "--yes", "--json"]) == Exit.OK
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["task_ids"] == ["legacy-run"] and out["object_paths"] == [own]
+    files = {str(p.relative_to(root / "screenshots")) for p in (root / "screenshots").rglob("*.webp")}
+    assert files == set(ds.images) - {own}
+    snap = BackupStore(root).read()
+    assert set(snap.tasks) == {"legacy-other"} and [r[NEW] for r in snap.screenshots["legacy-other"]] == [
+        r[NEW] for r in ds.shots if r["task_id"] == "legacy-other"]
