@@ -38,8 +38,8 @@ def build_run(steps: int) -> dict:
         image.save(buf, "PNG", compress_level=6)  # what adb screencap -p hands the agent
         prepared = prepare(capture(buf.getvalue()))
         run["objects"].pop(step["screenshot_path"], None)
-        run["objects"][prepared.storage_path] = prepared.data
-        step["screenshot_path"] = shot["storage_path"] = prepared.storage_path
+        run["objects"][prepared.screenshot_path] = prepared.data
+        step["screenshot_path"] = shot["screenshot_path"] = prepared.screenshot_path
         step["step_data"]["screen"] = {"width": 1080, "height": 2400}
         if "point" in step["step_data"]:
             element = step["step_data"]["action"]["element"]

@@ -77,7 +77,7 @@ def seed_supabase(stack: Any, tasks: int, sizes: list[int]) -> dict[int, str]:
                             now() - interval '1 hour' + make_interval(secs => s)
                      from generate_series(1, %s) s""",
                   (task_id, task_id, [k for k, _ in keys], size))
-        stack.sql("""insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash, metadata)
+        stack.sql("""insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash, metadata)
                      select task_id, id, screenshot_path, 1000, split_part(split_part(screenshot_path, '/', 2), '.', 1),
                             '{"width": 270, "height": 600, "original_width": 1080, "original_height": 2400}'
                      from public.task_steps where task_id = %s and screenshot_path is not null""", (task_id,))
@@ -112,8 +112,8 @@ def seed_backup(root: Path, stack: Any, sizes: list[int], tasks: int) -> None:
         writer.append(batch)
     writer.close()
     client = stack.client()
-    for row in stack.sql("select distinct storage_path from public.step_screenshots"):
-        write_screenshot(root, row["storage_path"], client.storage.from_("step-screenshots").download(row["storage_path"]))
+    for row in stack.sql("select distinct screenshot_path from public.step_screenshots"):
+        write_screenshot(root, row["screenshot_path"], client.storage.from_("step-screenshots").download(row["screenshot_path"]))
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stepsdk._export_format import upgrade_screenshot_row
+
 log = logging.getLogger("stepsdk.backup")
 
 JOURNAL_DIR = "journal"
@@ -163,8 +165,9 @@ def _check_record(record: dict[str, Any]) -> None:
             problem = "duration_ms is not a number"
         problem = problem or _bad_types(row, ("step_type", *_STEP_TEXT), ("metadata", "usage"))
     elif kind == KIND_SHOT:
-        if not (_is_id(row.get("id")) and _is_id(row.get("task_id")) and isinstance(row.get("storage_path"), str)):
-            raise ValueError("screenshot record without a valid id, task_id or storage_path")
+        row = record["row"] = upgrade_screenshot_row(row)  # stepsdk 0.1 journals: key storage_path
+        if not (_is_id(row.get("id")) and _is_id(row.get("task_id")) and isinstance(row.get("screenshot_path"), str)):
+            raise ValueError("screenshot record without a valid id, task_id or screenshot_path")
         if row.get("step_id") is not None and not _is_id(row["step_id"]):
             problem = "screenshot record without a valid step_id"
         problem = problem or _bad_types(row, (), ("metadata",))
@@ -342,11 +345,11 @@ def _skip_line(fh: Any) -> int:
             return skipped
 
 
-def write_screenshot(root: str | os.PathLike[str], storage_path: str, data: bytes) -> Path:
-    """Store a screenshot object at screenshots/<storage_path>, atomically (temp + rename)."""
-    if not STORAGE_PATH_RE.match(storage_path):
-        raise ValueError(f"not a content-addressed screenshot path: {storage_path!r}")
-    target = Path(root) / SCREENSHOT_DIR / storage_path
+def write_screenshot(root: str | os.PathLike[str], screenshot_path: str, data: bytes) -> Path:
+    """Store a screenshot object at screenshots/<screenshot_path>, atomically (temp + rename)."""
+    if not STORAGE_PATH_RE.match(screenshot_path):
+        raise ValueError(f"not a content-addressed screenshot path: {screenshot_path!r}")
+    target = Path(root) / SCREENSHOT_DIR / screenshot_path
     if target.exists() and target.stat().st_size == len(data):
         return target  # content-addressed: same name means same bytes
     private_dir(target.parent)
@@ -508,7 +511,7 @@ class BackupSnapshot:
         """`pending_objects()` with the newest version of the rows that need each one."""
         need: dict[str, int] = {}
         for r in self.pending_screenshots():
-            need[r["storage_path"]] = max(need.get(r["storage_path"], 0), self.shot_versions.get(r["id"], 0))
+            need[r["screenshot_path"]] = max(need.get(r["screenshot_path"], 0), self.shot_versions.get(r["id"], 0))
         for r in self.pending_steps():
             path = r.get("screenshot_path")
             if path:
@@ -690,7 +693,7 @@ class BackupStore:
                 snap.shot_versions[row["id"]] = version
                 shots[row["id"]] = row
             info.holds(T_SHOTS, row["id"], version)
-            info.holds(T_OBJECTS, row["storage_path"], version)
+            info.holds(T_OBJECTS, row["screenshot_path"], version)
         elif kind == KIND_ACK:
             table = record["t"]
             if table == T_TASKS:
@@ -748,17 +751,17 @@ class BackupStore:
             if BackupStore._key_done(snap, table, key):
                 del snap.rejected[(table, key)]
 
-    def screenshot_file(self, storage_path: str) -> Path | None:
+    def screenshot_file(self, screenshot_path: str) -> Path | None:
         """The local file of a screenshot object, or None (also for paths that are not ours)."""
-        if not isinstance(storage_path, str) or not STORAGE_PATH_RE.match(storage_path):
+        if not isinstance(screenshot_path, str) or not STORAGE_PATH_RE.match(screenshot_path):
             return None
-        path = self.path / SCREENSHOT_DIR / storage_path
+        path = self.path / SCREENSHOT_DIR / screenshot_path
         return path if path.is_file() else None
 
     def pending_bytes(self, snap: BackupSnapshot) -> int:
         total = 0
-        for storage_path in snap.pending_objects():
-            path = self.screenshot_file(storage_path)
+        for screenshot_path in snap.pending_objects():
+            path = self.screenshot_file(screenshot_path)
             if path is not None:
                 with contextlib.suppress(OSError):
                     total += path.stat().st_size

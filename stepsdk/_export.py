@@ -31,9 +31,9 @@ from stepsdk._export_format import (
     STEP_COLUMNS,
     TASK_COLUMNS,
     TaskBundle,
-    is_safe_storage_path,
+    is_safe_screenshot_path,
     parse_timestamp,
-    storage_paths,
+    screenshot_paths,
     write_atomically,
 )
 
@@ -82,7 +82,7 @@ class ExportSource(Protocol):
 
     def fill(self, tasks: list[dict[str, Any]]) -> list[TaskBundle]: ...
 
-    def screenshot(self, storage_path: str) -> bytes | None: ...
+    def screenshot(self, screenshot_path: str) -> bytes | None: ...
 
 
 def sort_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -154,8 +154,8 @@ class BackupExportSource:
                            [dict(r) for r in snap.screenshots.get(task["task_id"], [])]).normalized()
                 for task in tasks]
 
-    def screenshot(self, storage_path: str) -> bytes | None:
-        path = self.store.screenshot_file(storage_path)
+    def screenshot(self, screenshot_path: str) -> bytes | None:
+        path = self.store.screenshot_file(screenshot_path)
         return path.read_bytes() if path is not None else None
 
 
@@ -223,12 +223,12 @@ class SupabaseExportSource:
 
     @retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(3),
            wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
-    def screenshot(self, storage_path: str) -> bytes | None:
+    def screenshot(self, screenshot_path: str) -> bytes | None:
         """The object's bytes, None when it is not in the bucket; network blips are retried."""
         from storage3.exceptions import StorageApiError
 
         try:
-            return bytes(self.client.storage.from_(self.bucket).download(storage_path))
+            return bytes(self.client.storage.from_(self.bucket).download(screenshot_path))
         except StorageApiError as exc:
             if str(exc.status) == "404" or exc.code in ("not_found", "NoSuchKey"):
                 return None
@@ -305,7 +305,7 @@ def write_zip(
     target: Path, fmt: str, bundles: Iterable[TaskBundle], source: str,
     fetch: Callable[[str], bytes | None], advance: Callable[[int], None] = lambda n: None,
 ) -> ZipReport:
-    """The data file (streamed), then ``screenshots/<storage_path>`` for every image it refers
+    """The data file (streamed), then ``screenshots/<screenshot_path>`` for every image it refers
     to, then ``manifest.json``; written to a temp file and renamed (atomic)."""
     report = ZipReport()
     images: dict[str, dict[str, Any]] = {}
@@ -313,7 +313,7 @@ def write_zip(
 
     def remember(stream: Iterable[TaskBundle]) -> Iterator[TaskBundle]:
         for bundle in stream:
-            paths.update(dict.fromkeys(storage_paths([bundle])))
+            paths.update(dict.fromkeys(screenshot_paths([bundle])))
             yield bundle
 
     def build(tmp: IO[bytes]) -> None:
@@ -324,7 +324,7 @@ def write_zip(
                 text.flush()
                 text.detach()
             for path in paths:
-                data = fetch(path) if is_safe_storage_path(path) else None
+                data = fetch(path) if is_safe_screenshot_path(path) else None
                 advance(1)
                 if data is None:
                     report.missing.append(path)

@@ -7,7 +7,7 @@
   text that a spreadsheet would run as a formula prefixed with ``'`` (:mod:`stepsdk._csv`);
 - zip (``--with-screenshots``): ``manifest.json`` (version, data file name, sha256 and size of
   each image, the screenshots that could not be fetched), the data file, and
-  ``screenshots/<storage_path>`` for every image.
+  ``screenshots/<screenshot_path>`` for every image.
 
 Writers live in :mod:`stepsdk._export`, the strict reader in :mod:`stepsdk._import`.
 """
@@ -42,9 +42,24 @@ STEP_COLUMNS = (
     "started_at", "metadata", "created_at", "name", "usage", "error_category",
 )
 SCREENSHOT_COLUMNS = (
-    "id", "task_id", "step_id", "storage_path", "file_size", "file_hash", "compressed", "metadata",
+    "id", "task_id", "step_id", "screenshot_path", "file_size", "file_hash", "compressed", "metadata",
     "created_at",
 )
+# stepsdk 0.1 named step_screenshots' object key column storage_path (renamed by migration
+# 20261130001410). Its backup journals (never rewritten) and exports keep that key: readers take
+# either name through upgrade_screenshot_row, writers write only screenshot_path.
+LEGACY_SCREENSHOT_PATH = "storage_path"
+
+
+def upgrade_screenshot_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A screenshot row with the object key under its current name, ``screenshot_path``: a row
+    written by stepsdk 0.1 (key ``storage_path``) comes back renamed (a new dict, same order);
+    any other row is returned as it is. A row with both keys keeps ``screenshot_path``."""
+    if LEGACY_SCREENSHOT_PATH not in row:
+        return row
+    if "screenshot_path" in row:
+        return {k: v for k, v in row.items() if k != LEGACY_SCREENSHOT_PATH}
+    return {("screenshot_path" if k == LEGACY_SCREENSHOT_PATH else k): v for k, v in row.items()}
 
 
 @dataclass
@@ -85,13 +100,13 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def storage_paths(bundles: Iterable[TaskBundle]) -> list[str]:
+def screenshot_paths(bundles: Iterable[TaskBundle]) -> list[str]:
     """Every distinct screenshot object referenced (screenshot rows and steps), in order."""
     seen: dict[str, None] = {}
     for bundle in bundles:
         for shot in bundle.screenshots:
-            if isinstance(shot.get("storage_path"), str):
-                seen.setdefault(shot["storage_path"], None)
+            if isinstance(shot.get("screenshot_path"), str):
+                seen.setdefault(shot["screenshot_path"], None)
         for step in bundle.steps:
             if isinstance(step.get("screenshot_path"), str) and step["screenshot_path"]:
                 seen.setdefault(step["screenshot_path"], None)
@@ -121,7 +136,7 @@ def write_atomically(target: Path, build: Callable[[IO[bytes]], None]) -> None:
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def is_safe_storage_path(path: Any) -> bool:
+def is_safe_screenshot_path(path: Any) -> bool:
     """A relative object key: no empty, ``.`` or ``..`` segments, no backslash, no control chars."""
     if not isinstance(path, str) or not 1 <= len(path) <= 1024:
         return False

@@ -32,8 +32,8 @@ from stepsdk._export_format import (
     SCREENSHOT_DIR,
     STEP_COLUMNS,
     TaskBundle,
-    is_safe_storage_path,
-    storage_paths,
+    is_safe_screenshot_path,
+    screenshot_paths,
     write_atomically,
 )
 from stepsdk._import_check import ExportFormatError, kind_of, preview, validate_bundle
@@ -193,7 +193,7 @@ def _load_zip(path: Path, limits: Limits) -> LoadedExport:
         text = _read_entry(zf, infos[data_name], limits.max_data_bytes, path.name).decode("utf-8", "replace")
         bundles = parse_data(text, f"{path.name}:{data_name}", limits)
         images = _zip_images(zf, infos, manifest, path.name, limits)
-    referenced = storage_paths(bundles)
+    referenced = screenshot_paths(bundles)
     declared_missing = set(manifest["missing_screenshots"])
     absent = [p for p in referenced if p not in images and p not in declared_missing]
     if absent:
@@ -283,10 +283,10 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
                 name: str, limits: Limits) -> dict[str, bytes]:
     images: dict[str, bytes] = {}
     errors: list[str] = []
-    for storage_path, meta in manifest["screenshots"].items():
-        entry = SCREENSHOT_DIR + storage_path
-        if not is_safe_storage_path(storage_path) or entry not in infos:
-            errors.append(f"{name}: manifest screenshot {storage_path!r} is not a safe path present in the zip")
+    for screenshot_path, meta in manifest["screenshots"].items():
+        entry = SCREENSHOT_DIR + screenshot_path
+        if not is_safe_screenshot_path(screenshot_path) or entry not in infos:
+            errors.append(f"{name}: manifest screenshot {screenshot_path!r} is not a safe path present in the zip")
             continue
         data = _read_entry(zf, infos[entry], limits.max_image_bytes, name)
         digest = hashlib.sha256(data).hexdigest()
@@ -295,11 +295,11 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
             continue
         # content_key_problem: else it could replace another screenshot of the backup (and, by
         # resync, of the bucket)
-        problem = object_problem(storage_path, data) or content_key_problem(storage_path, digest)
+        problem = object_problem(screenshot_path, data) or content_key_problem(screenshot_path, digest)
         if problem:
             errors.append(f"{name}: {entry} {problem}")
             continue
-        images[storage_path] = data
+        images[screenshot_path] = data
     if errors:
         raise ExportFormatError(errors, limits.max_errors_shown)
     return images
@@ -308,21 +308,21 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
 _CONTENT_KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(webp|enc)$")  # the backup's STORAGE_PATH_RE
 
 
-def content_key_problem(storage_path: str, digest: str) -> str | None:
-    """Why ``storage_path`` is not the content-addressed key of bytes hashing to ``digest``."""
-    match = _CONTENT_KEY.match(storage_path)
+def content_key_problem(screenshot_path: str, digest: str) -> str | None:
+    """Why ``screenshot_path`` is not the content-addressed key of bytes hashing to ``digest``."""
+    match = _CONTENT_KEY.match(screenshot_path)
     if not match:
         return "is not a content-addressed name (<sha256[0:2]>/<sha256>.webp or .enc)"
-    if storage_path != f"{digest[:2]}/{digest}.{match.group(1)}":
+    if screenshot_path != f"{digest[:2]}/{digest}.{match.group(1)}":
         return f"does not hash to its name (its sha256 is {digest}): altered or crafted"
     return None
 
 
-def object_problem(storage_path: str, data: bytes) -> str | None:
+def object_problem(screenshot_path: str, data: bytes) -> str | None:
     """``image_problem``, or for an encrypted screenshot (``.enc``, stepsdk/_sensitive.py) its header."""
     from stepsdk import _sensitive
 
-    return _sensitive.object_problem(data) if _sensitive.is_encrypted_path(storage_path) else image_problem(data)
+    return _sensitive.object_problem(data) if _sensitive.is_encrypted_path(screenshot_path) else image_problem(data)
 
 
 def image_problem(data: bytes) -> str | None:
@@ -347,12 +347,12 @@ def _check_image_rows(bundles: list[TaskBundle], images: dict[str, bytes], decla
     errors = []
     for bundle in bundles:
         for shot in bundle.screenshots:
-            data = images.get(shot["storage_path"])
+            data = images.get(shot["screenshot_path"])
             if data is None:
                 continue
-            if declared[shot["storage_path"]]["sha256"] != shot["file_hash"] or len(data) != shot["file_size"]:
+            if declared[shot["screenshot_path"]]["sha256"] != shot["file_hash"] or len(data) != shot["file_size"]:
                 errors.append(f"{name}: screenshot row {shot['id']} does not match the image "
-                              f"{shot['storage_path']} (file_hash/file_size differ)")
+                              f"{shot['screenshot_path']} (file_hash/file_size differ)")
     if errors:
         raise ExportFormatError(errors)
 
@@ -418,14 +418,14 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
     """
     from stepsdk import _backup
 
-    bad = [p for p in storage_paths(loaded.bundles) if not _backup.STORAGE_PATH_RE.match(p)]
+    bad = [p for p in screenshot_paths(loaded.bundles) if not _backup.STORAGE_PATH_RE.match(p)]
     if bad:
         raise ExportFormatError([f"screenshot path {p!r} is not a content-addressed key "
                                  "(<sha256[0:2]>/<sha256>.webp or .enc)" for p in bad])
     root = Path(root)
     report = ImportReport()
-    for storage_path, data in loaded.images.items():
-        _backup.write_screenshot(root, storage_path, data)
+    for screenshot_path, data in loaded.images.items():
+        _backup.write_screenshot(root, screenshot_path, data)
         report.images += 1
     name = _backup.new_writer_name("i")
     now = _backup.now_iso()

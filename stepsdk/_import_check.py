@@ -13,14 +13,16 @@ from typing import Any
 from stepsdk._error_category import CATEGORIES as ERROR_CATEGORIES
 from stepsdk._export_format import (
     CONTROL_CHARS,
+    LEGACY_SCREENSHOT_PATH,
     SCREENSHOT_COLUMNS,
     STEP_COLUMNS,
     STEP_TYPES,
     TASK_COLUMNS,
     TASK_STATUSES,
     TaskBundle,
-    is_safe_storage_path,
+    is_safe_screenshot_path,
     parse_timestamp,
+    upgrade_screenshot_row,
 )
 
 # Columns the schema declares NOT NULL, per table: an explicit null would be refused at upload.
@@ -28,7 +30,7 @@ NOT_NULL: dict[tuple[str, ...], frozenset[str]] = {
     TASK_COLUMNS: frozenset({"task_id", "status", "started_at", "metadata", "created_at", "updated_at"}),
     STEP_COLUMNS: frozenset({"id", "task_id", "step_number", "step_type", "step_data", "success", "metadata",
                              "created_at"}),
-    SCREENSHOT_COLUMNS: frozenset({"id", "task_id", "step_id", "storage_path", "file_size", "file_hash",
+    SCREENSHOT_COLUMNS: frozenset({"id", "task_id", "step_id", "screenshot_path", "file_size", "file_hash",
                                    "compressed", "metadata", "created_at"}),
 }
 
@@ -205,7 +207,7 @@ def _check_step(c: _Checker, step: Any, where: str, task_id: Any) -> None:
     for key in ("thinking", "error_type", "error_message", "stack_trace"):
         c.text(step, key, where)
     path = step.get("screenshot_path")
-    if path is not None and not is_safe_storage_path(path):
+    if path is not None and not is_safe_screenshot_path(path):
         c.fail(f"{where}.screenshot_path", f"is not a safe relative object key: {preview(path)}")
     duration = step.get("duration_ms")
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
@@ -229,8 +231,8 @@ def _check_screenshot(c: _Checker, shot: Any, where: str, task_id: Any, step_ids
         c.fail(f"{where}.task_id", f"must be the task's id {preview(task_id)}, got {preview(shot.get('task_id'))}")
     if isinstance(shot.get("step_id"), str) and shot["step_id"] not in step_ids:
         c.fail(f"{where}.step_id", f"refers to no step of this task: {shot['step_id']}")
-    if not is_safe_storage_path(shot.get("storage_path")):
-        c.fail(f"{where}.storage_path", f"is not a safe relative object key: {preview(shot.get('storage_path'))}")
+    if not is_safe_screenshot_path(shot.get("screenshot_path")):
+        c.fail(f"{where}.screenshot_path", f"is not a safe relative object key: {preview(shot.get('screenshot_path'))}")
     c.integer(shot, "file_size", where, 0, 2**63 - 1, required=True)
     if not isinstance(shot.get("file_hash"), str) or not _HEX64.match(shot["file_hash"]):
         c.fail(f"{where}.file_hash", f"must be 64 lowercase hex digits, got {preview(shot.get('file_hash'))}")
@@ -263,6 +265,12 @@ def validate_bundle(raw: Any, where: str, errors: list[str], nul_possible: bool 
     _check_unique(c, steps, "id", f"{where}.steps")
     _check_unique(c, steps, "step_number", f"{where}.steps")
     step_ids = {s["id"] for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)}
+    # an export made by stepsdk 0.1 names the screenshot rows' key storage_path: read either name
+    for i, shot in enumerate(shots):
+        if isinstance(shot, dict) and LEGACY_SCREENSHOT_PATH in shot and "screenshot_path" in shot:
+            c.fail(f"{where}.screenshots[{i}]",
+                   f"has both 'screenshot_path' and {LEGACY_SCREENSHOT_PATH!r} (its stepsdk 0.1 name)")
+    shots = [upgrade_screenshot_row(shot) if isinstance(shot, dict) else shot for shot in shots]
     for i, shot in enumerate(shots):
         _check_screenshot(c, shot, f"{where}.screenshots[{i}]", task_id, step_ids)
     _check_unique(c, shots, "id", f"{where}.screenshots")

@@ -53,6 +53,7 @@ from stepsdk._backup import (
     _pid_alive,
     iter_journal,
 )
+from stepsdk._export_format import upgrade_screenshot_row
 
 log = logging.getLogger("stepsdk.index")
 
@@ -542,11 +543,13 @@ class BackupIndex:
         conn = self.refresh()
         return [load_row(r[0]) for r in conn.execute("select rec from shots where task_id = ?", (task_id,))]
 
-    def storage_paths(self) -> set[str]:
+    def screenshot_paths(self) -> set[str]:
         """Every screenshot object a step or screenshot row points at."""
         conn = self.refresh()
         paths = {r[0] for r in conn.execute(
-            "select json_extract(rec, '$.row.storage_path') from shots union "
+            # a stepsdk 0.1 journal's screenshot row names the key storage_path
+            "select coalesce(json_extract(rec, '$.row.screenshot_path'), json_extract(rec, '$.row.storage_path')) "
+            "from shots union "
             "select json_extract(rec, '$.row.screenshot_path') from steps "
             "where json_extract(rec, '$.row.screenshot_path') is not null") if isinstance(r[0], str)}
         return paths
@@ -758,9 +761,9 @@ def _step_values(row: Row, version: int, body: str) -> tuple:
 
 
 def load_row(rec: str) -> Row:
-    """The row of a stored journal record."""
+    """The row of a stored journal record (a stepsdk 0.1 screenshot row with its key renamed)."""
     row: Row = json.loads(rec)["row"]
-    return row
+    return upgrade_screenshot_row(row)
 
 
 def iter_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:

@@ -178,7 +178,7 @@ class SupabaseRetention:
     def still_referenced(self, paths: list[str]) -> set[str]:
         """The paths some row points at (rows written since the batch was deleted may point at
         the same object again)."""
-        return (self._referenced("step_screenshots", "storage_path", paths)
+        return (self._referenced("step_screenshots", "screenshot_path", paths)
                 | self._referenced("task_steps", "screenshot_path", paths))
 
     def _referenced(self, table: str, column: str, paths: list[str]) -> set[str]:
@@ -267,9 +267,9 @@ class SupabaseRetention:
         """Remove the objects the scheduled retention (pg_cron, ``stepsdk_run_retention``) freed
         and queued in ``stepsdk_freed_objects``; a key referenced again is only dequeued."""
         while True:
-            rows = (self.client.table(FREED_TABLE).select("storage_path").order("storage_path")
+            rows = (self.client.table(FREED_TABLE).select("screenshot_path").order("screenshot_path")
                     .limit(REMOVE_CHUNK).execute().data or [])
-            paths = [r["storage_path"] for r in rows]
+            paths = [r["screenshot_path"] for r in rows]
             if dry_run:
                 report.freed += paths
                 return
@@ -281,7 +281,7 @@ class SupabaseRetention:
             done = [p for p in paths if p not in failed]
             report.freed += [p for p in done if p not in report.objects_kept]
             if done:
-                self.client.table(FREED_TABLE).delete().in_("storage_path", done).execute()
+                self.client.table(FREED_TABLE).delete().in_("screenshot_path", done).execute()
             if failed:  # keep them queued for the next run; do not spin on them now
                 return
 
@@ -359,8 +359,8 @@ class BackupRetention:
             still = _all_paths(self.store.read())
             report.objects_kept += sorted(still & set(report.objects_deleted))
             report.objects_deleted = [p for p in report.objects_deleted if p not in still]
-        for storage_path in report.objects_deleted:
-            file = self.store.screenshot_file(storage_path)
+        for screenshot_path in report.objects_deleted:
+            file = self.store.screenshot_file(screenshot_path)
             if file is not None:
                 file.unlink(missing_ok=True)
         return report
@@ -441,7 +441,7 @@ def _paths_of(snap: BackupSnapshot, task_ids: set[str]) -> set[str]:
     """Every screenshot object the rows of these tasks point at."""
     found: set[str] = set()
     for tid in task_ids:
-        found |= {r["storage_path"] for r in snap.screenshots.get(tid, [])}
+        found |= {r["screenshot_path"] for r in snap.screenshots.get(tid, [])}
         found |= {s["screenshot_path"] for s in snap.steps.get(tid, []) if s.get("screenshot_path")}
     return found
 

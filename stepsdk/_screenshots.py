@@ -197,7 +197,7 @@ class PreparedScreenshot:
 
     data: bytes = field(repr=False)
     sha256: str
-    storage_path: str
+    screenshot_path: str
     width: int
     height: int
     metadata: dict[str, Any]
@@ -320,7 +320,7 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
     return PreparedScreenshot(
         data=data,
         sha256=sha,
-        storage_path=f"{sha[:2]}/{sha}.webp",
+        screenshot_path=f"{sha[:2]}/{sha}.webp",
         width=image.width,
         height=image.height,
         metadata=metadata,

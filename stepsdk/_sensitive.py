@@ -239,8 +239,8 @@ def is_encrypted(data: bytes) -> bool:
     return data[:len(MAGIC)] == MAGIC
 
 
-def is_encrypted_path(storage_path: object) -> bool:
-    return isinstance(storage_path, str) and storage_path.endswith(ENCRYPTED_SUFFIX)
+def is_encrypted_path(screenshot_path: object) -> bool:
+    return isinstance(screenshot_path, str) and screenshot_path.endswith(ENCRYPTED_SUFFIX)
 
 
 def decrypt(data: bytes, key: bytes | None) -> bytes:
@@ -318,9 +318,9 @@ def prepare(ref: ScreenshotInput, config: Config) -> PreparedScreenshot:
                                            plain.width, plain.height, meta)
 
 
-def content_type(storage_path: str) -> str:
+def content_type(screenshot_path: str) -> str:
     """The content type to upload an object with."""
-    return ENCRYPTED_CONTENT_TYPE if is_encrypted_path(storage_path) else "image/webp"
+    return ENCRYPTED_CONTENT_TYPE if is_encrypted_path(screenshot_path) else "image/webp"
 
 
 # ------------------------------------------------------------------------------ readers

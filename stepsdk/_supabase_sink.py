@@ -92,11 +92,11 @@ class SupabaseSink:
             found.update(str(r[column]) for r in res.data or ())
         return found
 
-    def upload_object(self, storage_path: str, data: bytes) -> None:
+    def upload_object(self, screenshot_path: str, data: bytes) -> None:
         from stepsdk._sensitive import content_type  # .enc objects are ciphertext, not images
 
         self._client.storage.from_(self.bucket).upload(
-            storage_path, data, {"content-type": content_type(storage_path), "upsert": "true"})
+            screenshot_path, data, {"content-type": content_type(screenshot_path), "upsert": "true"})
 
     def probe(self) -> None:
         """A cheap read that proves the backend, the key and the schema work (raises otherwise)."""

@@ -66,9 +66,9 @@ def test_empty_binary_and_odd_entries(tmp_path: Path) -> None:
     assert all("garbage.log" in p for p in snap.problems)
 
 
-def test_hostile_storage_paths_never_leave_the_folder(tmp_path: Path) -> None:
+def test_hostile_screenshot_paths_never_leave_the_folder(tmp_path: Path) -> None:
     w = JournalWriter(tmp_path)
-    w.append([{"k": "shot", "row": {"id": "s1", "task_id": "t", "step_id": "x", "storage_path": "../../etc/passwd"}}])
+    w.append([{"k": "shot", "row": {"id": "s1", "task_id": "t", "step_id": "x", "screenshot_path": "../../etc/passwd"}}])
     store = BackupStore(tmp_path)
     snap = store.read()
     assert snap.pending_objects() == ["../../etc/passwd"]

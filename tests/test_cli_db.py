@@ -126,7 +126,9 @@ def test_check_finds_everything_on_a_migrated_project(stack, monkeypatch, capsys
 
 
 def test_check_names_what_is_missing(stack, monkeypatch, capsys):
-    core = (MIGRATIONS_DIR / SHIPPED[0]).read_text()
+    # the screenshot-path migration re-creates the core migration's storage policy (the core
+    # migration itself cannot run again once that column is renamed)
+    policy = (MIGRATIONS_DIR / "20261130001410_stepsdk_screenshot_path.sql").read_text()
     run_sql(stack.migration_db_url, 'drop policy "owners read screenshots objects" on storage.objects;'
                                     "alter table public.task_steps rename column usage to usage_renamed")
     stack.sql("update storage.buckets set public = true where id = 'step-screenshots'")
@@ -134,7 +136,7 @@ def test_check_names_what_is_missing(stack, monkeypatch, capsys):
         status, out = _check(monkeypatch, capsys, stack)
     finally:
         run_sql(stack.migration_db_url, "alter table public.task_steps rename column usage_renamed to usage")
-        run_sql(stack.migration_db_url, core)  # idempotent: recreates the policy
+        run_sql(stack.migration_db_url, policy)  # idempotent: recreates the policy
         # The gateway reloads its schema cache on the DDL's NOTIFY, asynchronously: reload it now so
         # the next test never meets the renamed column in the cache.
         stack.schema_cache.reload()

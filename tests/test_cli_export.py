@@ -167,7 +167,7 @@ def test_export_zip_from_backup_holds_the_images(tmp_path: Path, monkeypatch: py
         images = {n[len("screenshots/"):]: zf.read(n) for n in names if n.startswith("screenshots/")}
     assert names >= {"manifest.json", "export.json"}
     # seed 1 is shared by both tasks: stored once
-    assert images == {p: ds.images[p] for p in {r["storage_path"] for r in ds.shots}}
+    assert images == {p: ds.images[p] for p in {r["screenshot_path"] for r in ds.shots}}
     assert manifest["missing_screenshots"] == []
     assert all(manifest["screenshots"][p]["sha256"] == hashlib.sha256(b).hexdigest() for p, b in images.items())
 
@@ -247,7 +247,7 @@ def test_export_zip_from_supabase_and_a_missing_object(stack, tmp_path: Path, mo
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     ds = _dataset()
     load_into_stack(stack, ds)
-    gone = ds.for_task("t-fail")[1][1]["storage_path"]  # seed 3: only t-fail uses it
+    gone = ds.for_task("t-fail")[1][1]["screenshot_path"]  # seed 3: only t-fail uses it
     stack.client().storage.from_(BUCKET).remove([gone])
     stack_env(monkeypatch, stack, tmp_path / "unused")
     target = tmp_path / "run.zip"
@@ -285,7 +285,7 @@ def test_export_zip_survives_a_dropped_download(stack, tmp_path: Path, monkeypat
     with zipfile.ZipFile(target) as zf:
         assert json.loads(zf.read("manifest.json"))["missing_screenshots"] == []
         assert {n for n in zf.namelist() if n.startswith("screenshots/")} == {
-            "screenshots/" + r["storage_path"] for r in ds.for_task("t-ok")[1]}
+            "screenshots/" + r["screenshot_path"] for r in ds.for_task("t-ok")[1]}
     assert stack.faults.injected["reset"] == 1  # the fault really happened
 
 

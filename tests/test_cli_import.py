@@ -140,7 +140,7 @@ def _mutations() -> list[tuple[str, Any, str]]:
          "duplicate id"),
         ("duplicate task", lambda d: d["tasks"].append(copy.deepcopy(d["tasks"][0])), "appears more than once"),
         ("screenshot of unknown step", shot("step_id", "00000000-0000-4000-8000-000000000000"), "refers to no step"),
-        ("absolute storage path", shot("storage_path", "/etc/passwd"), "not a safe relative"),
+        ("absolute storage path", shot("screenshot_path", "/etc/passwd"), "not a safe relative"),
         ("bad file hash", shot("file_hash", "ABC"), "64 lowercase hex"),
         ("negative file size", shot("file_size", -5), "integer in 0.."),
         ("steps not a list", lambda d: d["tasks"][0].__setitem__("steps", "nope"), "steps: must be an array"),
@@ -320,7 +320,7 @@ def _crafted_replacement(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> No
     doc = json.loads(entries["export.json"])
     for bundle in doc["tasks"]:
         for shot in bundle["screenshots"]:
-            if shot["storage_path"] == key:
+            if shot["screenshot_path"] == key:
                 shot.update(file_hash=hashlib.sha256(data).hexdigest(), file_size=len(data))
     entries["export.json"] = json.dumps(doc).encode()
     _write_all(zout, entries)
@@ -399,8 +399,8 @@ def test_round_trip_export_delete_import_resync_export(stack, tmp_path: Path, mo
 
     # delete it (rows cascade) and its objects no other task uses
     stack.sql("delete from public.tasks where task_id = 'failing-run'")
-    only_mine = {r["storage_path"] for r in ds.shots if r["task_id"] == "failing-run"} - {
-        r["storage_path"] for r in ds.shots if r["task_id"] == "keeper"}
+    only_mine = {r["screenshot_path"] for r in ds.shots if r["task_id"] == "failing-run"} - {
+        r["screenshot_path"] for r in ds.shots if r["task_id"] == "keeper"}
     stack.client().storage.from_(BUCKET).remove(sorted(only_mine))
     assert counts(stack) == {"tasks": 1, "task_steps": 1, "step_screenshots": 1}
 
@@ -547,7 +547,7 @@ def test_minimal_rows_from_the_database_round_trip(stack, tmp_path: Path, monkey
     stack.sql("insert into public.tasks (task_id) values ('minimal')")
     stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type)
                  values ('11111111-2222-4333-8444-555555555555', 'minimal', 1, 'thinking')""")
-    stack.sql("""insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
+    stack.sql("""insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
                  values ('minimal', '11111111-2222-4333-8444-555555555555', %s, 0, %s)""",
               ("ab/" + "ab" * 32 + ".webp", "ab" * 32))
     stack_env(monkeypatch, stack, tmp_path / "backup")

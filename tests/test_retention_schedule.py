@@ -75,7 +75,7 @@ def test_pg_cron_job_deletes_old_tasks_and_cleanup_removes_their_objects(
     # what the scheduler runs at each tick: the job's own command, as its owner
     stack.sql(row["command"])
     assert [r["task_id"] for r in stack.sql("select task_id from public.tasks")] == ["new"]
-    assert [r["storage_path"] for r in stack.sql("select storage_path from public.stepsdk_freed_objects")] == [OWN_OLD]
+    assert [r["screenshot_path"] for r in stack.sql("select screenshot_path from public.stepsdk_freed_objects")] == [OWN_OLD]
     [run] = stack.sql("select max_age::text as age, tasks_deleted, objects_freed, finished_at from "
                       "public.stepsdk_retention_runs")
     assert (run["age"], run["tasks_deleted"], run["objects_freed"]) == ("30 days", 2, 1) and run["finished_at"]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from stepsdk._migrations import schema_sql
 from tests.supabase_local import postgres
 from tests.supabase_local.stack import (
     MIGRATIONS_DIR,
@@ -38,6 +39,7 @@ READ_FUNCTIONS += ["stepsdk_daily_usage(integer)", "stepsdk_top_token_tasks(inte
                    "stepsdk_alert_step_p95(integer, text, text)", "stepsdk_alert_error_counts(integer)"]
 PURE_FUNCTIONS = ["stepsdk_error_group(text)"]  # immutable helpers, same grants as the read functions
 RETENTION = "stepsdk_delete_tasks_older_than(interval, boolean, integer)"
+OWNER = "a0000000-0000-4000-8000-000000000002"
 
 
 @pytest.fixture
@@ -58,20 +60,55 @@ def _seed_counts(dsn: str) -> tuple[int, int, int]:
     return r["t"], r["s"], r["c"]
 
 
-def test_migrations_and_seed_apply_twice_as_pasted_in_the_console(fresh_db):
-    for _ in range(2):
-        for path in MIGRATIONS:
+def test_each_migration_and_the_seed_apply_twice(fresh_db):
+    for path in MIGRATIONS:
+        for _ in range(2):  # "safe to apply twice": each file at its place in the history
             # one transaction per file, as the console runs it: as `postgres`, not a superuser (hosted)
             with psycopg.connect(migration_dsn(fresh_db)) as conn:
                 conn.execute(path.read_text())
-    # the CLI path on top (`supabase db push` bookkeeping): a third run, recorded
-    assert apply_migrations(fresh_db) == [p.name for p in MIGRATIONS]
-    assert apply_migrations(fresh_db) == []
     for _ in range(2):
         run_sql(fresh_db, SEED)
     assert _seed_counts(fresh_db) == (5, 16, 5)
     # the statistics work in the fresh database too: 4 + 6 + 2 + 0 + 4 steps
     assert run_sql(fresh_db, "select sum(total_steps) as n from public.task_summary")[0]["n"] == 16
+
+
+def test_pasted_schema_upgrades_a_released_database_and_pasting_it_again_is_harmless(fresh_db):
+    """A database set up with stepsdk 0.1's migrations (pasted, so no history): the `stepsdk db
+    sql` script renames step_screenshots.storage_path in place (data kept); a second paste and
+    the CLI path find nothing left to do, although the core migration cannot run again."""
+    released = [p for p in MIGRATIONS if p.name.startswith("20261122")]
+    with psycopg.connect(migration_dsn(fresh_db)) as conn:
+        for path in released:
+            conn.execute(path.read_text())
+    run_sql(fresh_db, f"""
+        insert into public.tasks (task_id, status, owner_id) values ('old-task', 'running', '{OWNER}');
+        insert into public.task_steps (id, task_id, step_number, step_type)
+            values ('00000000-0000-4000-8000-00000000000a', 'old-task', 1, 'screenshot');
+        insert into public.step_screenshots (id, task_id, step_id, storage_path, file_size, file_hash)
+            values ('00000000-0000-4000-8000-00000000000b', 'old-task', '00000000-0000-4000-8000-00000000000a',
+                    'ab/old.webp', 7, repeat('a', 64));""")
+    for _ in range(2):
+        with psycopg.connect(migration_dsn(fresh_db)) as conn:  # the SQL editor: one transaction
+            conn.execute(schema_sql())
+    assert run_sql(fresh_db, "select screenshot_path, file_size from public.step_screenshots") == [
+        {"screenshot_path": "ab/old.webp", "file_size": 7}]
+    assert run_sql(fresh_db, "select count(*) as n from information_schema.columns where table_schema = 'public' "
+                             "and column_name = 'storage_path'") == [{"n": 0}]
+    assert run_sql(fresh_db, "select conname from pg_constraint where conrelid = 'public.step_screenshots'::regclass "
+                             "and contype = 'c' and conname like '%path%'") == [
+        {"conname": "step_screenshots_screenshot_path_check"}]
+    [policy] = run_sql(fresh_db, "select qual from pg_policies where policyname = 'owners read screenshots objects'")
+    assert "screenshot_path" in policy["qual"] and "storage_path" not in policy["qual"]
+    # the functions naming the column work on the renamed table
+    info = run_sql(fresh_db, "select public.stepsdk_storage_info() as i")[0]["i"]
+    assert (info["screenshots"], info["objects"], info["bytes"]) == (1, 1, 7)
+    assert run_sql(fresh_db, "select public.stepsdk_unreferenced_paths(array['old-task']) as p") == [
+        {"p": ["ab/old.webp"]}]
+    assert apply_migrations(fresh_db) == []  # every version recorded by the script
+    for _ in range(2):
+        run_sql(fresh_db, SEED)
+    assert _seed_counts(fresh_db) == (6, 17, 6)
 
 
 def test_seed_reapplied_after_edits_restores_the_fixed_rows(fresh_db):

@@ -48,7 +48,7 @@ def _generate(stack, rnd: random.Random) -> None:
                         " values (%s, %s, %s, %s, %s)", tasks)
         cur.executemany("insert into public.task_steps (id, task_id, step_number, step_type, duration_ms, success,"
                         " error_type, error_message, created_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)", steps)
-        cur.executemany("insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)"
+        cur.executemany("insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)"
                         " values (%s, %s, %s, 1, repeat('0', 64))", shots)
 
 

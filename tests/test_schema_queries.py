@@ -146,7 +146,7 @@ def test_09_retention_runs(seeded):
         # seed-task-old-report (2026-10-01) goes; of its objects A and C, A is shared with newer tasks
         assert [(r["max_age"], r["tasks_deleted"], r["objects_freed"]) for r in rows] == [(timedelta(days=30), 1, 1)]
         assert rows[0]["freed_objects_pending"] == 1 and rows[0]["finished_at"] >= rows[0]["started_at"]
-        assert seeded.sql("select storage_path from public.stepsdk_freed_objects") == [{"storage_path": C}]
+        assert seeded.sql("select screenshot_path from public.stepsdk_freed_objects") == [{"screenshot_path": C}]
     finally:
         seeded.sql("delete from public.stepsdk_retention_runs; delete from public.stepsdk_freed_objects")
 

@@ -43,7 +43,7 @@ def _insert(stack) -> None:
             [step] = stack.sql("insert into public.task_steps (task_id, step_number, step_type, screenshot_path)"
                                " values (%s, %s, 'screenshot', %s) returning id", (task_id, n, step_path))
             if row_path:
-                stack.sql("insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)"
+                stack.sql("insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)"
                           " values (%s, %s, %s, 10, repeat('ab', 32))", (task_id, step["id"], row_path))
 
 

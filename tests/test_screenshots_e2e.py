@@ -48,10 +48,10 @@ def object_names(stack: Any) -> list[str]:
 
 def download_and_check(stack: Any, row: dict[str, Any]) -> Image.Image:
     """The object exists, is a WebP, and matches its row (hash, size, dimensions)."""
-    data = stack.client().storage.from_(BUCKET).download(row["storage_path"])
+    data = stack.client().storage.from_(BUCKET).download(row["screenshot_path"])
     sha = hashlib.sha256(data).hexdigest()
     assert row["file_hash"] == sha
-    assert row["storage_path"] == f"{sha[:2]}/{sha}.webp"
+    assert row["screenshot_path"] == f"{sha[:2]}/{sha}.webp"
     assert row["file_size"] == len(data)
     assert row["compressed"] is True
     im = Image.open(io.BytesIO(data))
@@ -104,7 +104,7 @@ def test_every_kind_of_screenshot_is_stored_as_webp_with_its_row(stack: Any, tmp
     assert len(rows) == len(shots) == len(sources)
     for name, step in recorded.items():
         row, shot = rows[step.id], shots[step.id]
-        assert row["screenshot_path"] == shot["storage_path"], name
+        assert row["screenshot_path"] == shot["screenshot_path"], name
         im = download_and_check(stack, shot)
         meta = shot["metadata"]
         assert meta["original_format"] == (
@@ -130,10 +130,10 @@ def test_identical_screenshots_are_stored_once_with_one_row_per_step(stack: Any,
         other = tracker.record_step("screenshot", {}, screenshot=small_screen(seed=4))
     shots = shots_by_step(stack, tracker.task_id)
     assert len(shots) == 5
-    paths = {shots[s.id]["storage_path"] for s in recorded}
+    paths = {shots[s.id]["screenshot_path"] for s in recorded}
     assert len(paths) == 1
-    assert shots[other.id]["storage_path"] not in paths
-    assert object_names(stack) == sorted([*paths, shots[other.id]["storage_path"]])
+    assert shots[other.id]["screenshot_path"] not in paths
+    assert object_names(stack) == sorted([*paths, shots[other.id]["screenshot_path"]])
     for shot in shots.values():
         download_and_check(stack, shot)
 
@@ -208,9 +208,9 @@ def _check_complete(stack: Any, task_id: str, steps_expected: int, objects_expec
     assert len(names) == objects_expected
     for row in rows:
         shot = shots[str(row["id"])]
-        assert row["screenshot_path"] == shot["storage_path"] in names
+        assert row["screenshot_path"] == shot["screenshot_path"] in names
     for name in names:
-        download_and_check(stack, next(s for s in shots.values() if s["storage_path"] == name))
+        download_and_check(stack, next(s for s in shots.values() if s["screenshot_path"] == name))
 
 
 def test_upload_committed_but_answered_500_is_not_stored_twice(stack: Any, tmp_path: Path) -> None:
@@ -237,5 +237,5 @@ def test_same_screen_in_two_tasks_is_one_object_with_a_row_in_each(stack: Any, t
         task_ids.append(tracker.task_id)
     rows = [shots_by_step(stack, task_id) for task_id in task_ids]
     assert [len(r) for r in rows] == [1, 1]
-    paths = {shot["storage_path"] for r in rows for shot in r.values()}
+    paths = {shot["screenshot_path"] for r in rows for shot in r.values()}
     assert len(paths) == 1 and object_names(stack) == sorted(paths)

@@ -41,7 +41,7 @@ def check_webp(prep: PreparedScreenshot, size: tuple[int, int], mode: str = "RGB
     assert im.mode == mode
     assert prep.file_size == len(prep.data) > 0
     assert prep.sha256 == hashlib.sha256(prep.data).hexdigest()
-    match = KEY_RE.match(prep.storage_path)
+    match = KEY_RE.match(prep.screenshot_path)
     assert match and match.group(1) == prep.sha256[:2] and match.group(2) == prep.sha256
     return im
 
@@ -275,7 +275,7 @@ def test_very_tall_page_fits_webp_limits() -> None:
 
 def test_same_pixels_same_key_whatever_the_container(screen: Image.Image) -> None:
     keys = {
-        prepare(capture(source)).storage_path
+        prepare(capture(source)).screenshot_path
         for source in (
             screen,
             screen.copy(),
@@ -290,9 +290,9 @@ def test_same_pixels_same_key_whatever_the_container(screen: Image.Image) -> Non
 def test_identical_screenshot_twice_same_key_different_screen_different_key(screen: Image.Image) -> None:
     data = png_bytes(screen)
     first, second = prepare(capture(data)), prepare(capture(data))
-    assert first.storage_path == second.storage_path and first.data == second.data
+    assert first.screenshot_path == second.screenshot_path and first.data == second.data
     other = small_screen(seed=99)
-    assert prepare(capture(other)).storage_path != first.storage_path
+    assert prepare(capture(other)).screenshot_path != first.screenshot_path
     one_pixel_changed = screen.copy()
     one_pixel_changed.putpixel((3, 3), (255, 0, 255))
     assert prepare(capture(one_pixel_changed), ScreenshotOptions(encoding="lossless")).sha256 != (
@@ -302,7 +302,7 @@ def test_identical_screenshot_twice_same_key_different_screen_different_key(scre
 
 def test_settings_change_the_key(screen: Image.Image) -> None:
     paths = {
-        prepare(capture(screen), opts).storage_path
+        prepare(capture(screen), opts).screenshot_path
         for opts in (
             ScreenshotOptions(),
             ScreenshotOptions(quality=50),

@@ -85,8 +85,8 @@ def test_screenshots_object_then_rows(stack: Any, tmp_path: Path) -> None:
         t.record_step("screenshot", {}, screenshot=b"\x89PNG broken")
     shots = stack.sql("select * from public.step_screenshots order by created_at")
     assert {str(s["step_id"]) for s in shots} == {a.id, b.id}
-    assert len({s["storage_path"] for s in shots}) == 1
-    data = stack.client().storage.from_("step-screenshots").download(shots[0]["storage_path"])
+    assert len({s["screenshot_path"] for s in shots}) == 1
+    data = stack.client().storage.from_("step-screenshots").download(shots[0]["screenshot_path"])
     assert data[:4] == b"RIFF" and len(data) == shots[0]["file_size"]
     bad = db_steps(stack, t.task_id)[2]
     assert bad["screenshot_path"] is None and bad["metadata"]["screenshot_error"]["reason"]
@@ -248,6 +248,6 @@ def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(stack: An
     assert early["screenshot_path"] is None and early["metadata"] == {"keep": "me", "screenshot_pending": True}
     row = db_steps(stack, t.task_id)[0]
     shots = stack.sql("select * from public.step_screenshots where step_id = %s", (step.id,))
-    assert row["metadata"] == {"keep": "me"} and row["screenshot_path"] == shots[0]["storage_path"]
+    assert row["metadata"] == {"keep": "me"} and row["screenshot_path"] == shots[0]["screenshot_path"]
     assert len(shots) == 1 and t.stats().uploaded == 1
     assert BackupStore(tmp_path).read().pending_steps() == []

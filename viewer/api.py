@@ -86,7 +86,7 @@ def _unavailable(exc: SourceUnavailable) -> HTTPException:
 
 
 def _with_url(row: Row) -> Row:
-    path = row.get("storage_path")
+    path = row.get("screenshot_path")
     return {**row, "url": screenshot_url(path) if isinstance(path, str) else None}
 
 
@@ -143,7 +143,7 @@ _LOCKED = {"no_key": "Locked: sensitive screen", "wrong_key": "Locked: wrong scr
            "bad_key": "Locked: bad screenshot key", "corrupt": "Encrypted screenshot damaged"}
 
 
-def unlock_screenshot(source: DataSource, storage_path: str, data: bytes) -> Any:
+def unlock_screenshot(source: DataSource, screenshot_path: str, data: bytes) -> Any:
     """Stored bytes as the viewer may show them (``stepsdk._sensitive.Viewable``): plain images as
     they are; encrypted sensitive screens decrypted with the configured key (STEPSDK_SCREENSHOT_KEY
     or _KEY_FILE; each decryption is written to the audit log) or locked with a clear message."""
@@ -151,27 +151,27 @@ def unlock_screenshot(source: DataSource, storage_path: str, data: bytes) -> Any
 
     view = _sensitive.viewable(data)
     if view.locked:
-        log.warning("screenshot %s stays locked: %s", storage_path, view.message)
+        log.warning("screenshot %s stays locked: %s", screenshot_path, view.message)
     elif view.decrypted:
         store = getattr(source, "store", None)  # BackupSource: the backup's audit.log; else the table
-        _audit.record("decrypt", storage_path, 1, {"viewer": source.description},
+        _audit.record("decrypt", screenshot_path, 1, {"viewer": source.description},
                       backup_dir=getattr(store, "path", None), client=None if store else getattr(source, "_client", None))
     return view
 
 
-def image_response(source: DataSource, storage_path: str, fallback: bool) -> Response:
-    """The stored image at ``storage_path`` (typed by its bytes; an encrypted sensitive screen
+def image_response(source: DataSource, screenshot_path: str, fallback: bool) -> Response:
+    """The stored image at ``screenshot_path`` (typed by its bytes; an encrypted sensitive screen
     decrypted when the viewer has the key, else locked), a 403/404/503, or with ``fallback`` a
     visible placeholder."""
     try:
-        data = source.screenshot_bytes(storage_path)
+        data = source.screenshot_bytes(screenshot_path)
     except SourceUnavailable as exc:
         if fallback:
             return _placeholder("Screenshot unavailable (backend down)", 503)
         raise _unavailable(exc) from None
     private = data is not None and _is_encrypted(data)
     if data is not None and private:
-        view = unlock_screenshot(source, storage_path, data)
+        view = unlock_screenshot(source, screenshot_path, data)
         if view.locked:
             if fallback:
                 return _placeholder(_LOCKED.get(view.reason, "Locked"), 200)
@@ -308,12 +308,12 @@ def register(source: DataSource) -> None:
     def task(task_id: TaskId) -> Row:
         return task_or_404(task_id)
 
-    @app.get("/media/screenshots/{storage_path:path}", tags=["stepsdk"], summary="A screenshot (proxied)",
+    @app.get("/media/screenshots/{screenshot_path:path}", tags=["stepsdk"], summary="A screenshot (proxied)",
              response_class=Response)
-    def screenshot(storage_path: str, fallback: bool = False) -> Response:
+    def screenshot(screenshot_path: str, fallback: bool = False) -> Response:
         """``fallback=true`` (used by the pages) answers a missing, unreadable or non-image object
         with a visible placeholder instead of a 404, so a page never shows a broken image."""
-        return image_response(source, storage_path, fallback)
+        return image_response(source, screenshot_path, fallback)
 
     @app.get("/api/{rest:path}", include_in_schema=False)
     def api_not_found(rest: str) -> None:

@@ -91,7 +91,7 @@ def _backup_figures(root: Any) -> Row:
     sizes: dict[str, int] = {}
     for rows in snap.screenshots.values():
         for r in rows:
-            sizes[r["storage_path"]] = max(sizes.get(r["storage_path"], 0), int(r.get("file_size") or 0))
+            sizes[r["screenshot_path"]] = max(sizes.get(r["screenshot_path"], 0), int(r.get("file_size") or 0))
     starts = sorted(s for t in snap.tasks.values() if (s := parse_timestamp(t.get("started_at"))) is not None)
     return {"tasks": len(snap.tasks), "steps": sum(map(len, snap.steps.values())),
             "screenshots": sum(map(len, snap.screenshots.values())), "objects": len(sizes),

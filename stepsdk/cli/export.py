@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
                              "xlsx: an Excel workbook with a tasks sheet and a steps sheet; "
                              "html, gif, webp, mp4, otlp, trajectories: see 'sharing formats' below)")
     parser.add_argument("--with-screenshots", action="store_true",
-                        help="write a zip with the data file and screenshots/<storage_path> images")
+                        help="write a zip with the data file and screenshots/<screenshot_path> images")
     parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
     filters = parser.add_argument_group("filters")
     filters.add_argument("--status", choices=_export_format.TASK_STATUSES, help="only tasks with this status")

@@ -109,7 +109,7 @@ def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root:
         report = _import.import_into_backup(loaded, root)
     except _import.ExportFormatError as exc:
         raise CliError(f"{args.file} cannot be imported: {exc}", Exit.DATA) from None
-    absent = [p for p in _export_format.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
+    absent = [p for p in _export_format.screenshot_paths(loaded.bundles) if store.screenshot_file(p) is None]
     _warn_about(cleaned, absent)
     _audit.record("import", str(args.file), report.tasks, {"steps": report.steps, "images": report.images},
                   backup_dir=root)

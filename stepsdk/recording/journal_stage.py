@@ -68,7 +68,7 @@ def record_line(r: Record) -> bytes:
     try:
         return encode_record(rec)
     except (TypeError, ValueError, RecursionError):  # not even the scalars: keep the row's identity
-        keep = ("id", "task_id", "step_number", "step_type", "storage_path", "step_id", "status", "started_at",
+        keep = ("id", "task_id", "step_number", "step_type", "screenshot_path", "step_id", "status", "started_at",
                 "created_at")
         r.row = {k: r.row[k] for k in keep if k in r.row and isinstance(r.row[k], str | int)
                  and not (isinstance(r.row[k], int) and abs(r.row[k]) > 2**53)}

@@ -154,7 +154,7 @@ class ScreenshotStage(Stage):
             return None, None, None, exc.to_dict().get("reason", "invalid")
         data: bytes | None = None
         try:
-            write_screenshot(self.config.backup_dir, prepared.storage_path, prepared.data)
+            write_screenshot(self.config.backup_dir, prepared.screenshot_path, prepared.data)
         except OSError as exc:
             self.progress.count("backup_errors")
             self.progress.note_error(f"screenshot backup failed: {exc.strerror or exc}")
@@ -165,11 +165,11 @@ class ScreenshotStage(Stage):
             data = prepared.data  # uploaded from memory
         shot = {
             "id": self._ids.next(), "task_id": step.task_id, "step_id": step.id,
-            "storage_path": prepared.storage_path, "file_size": prepared.file_size,
+            "screenshot_path": prepared.screenshot_path, "file_size": prepared.file_size,
             "file_hash": prepared.sha256, "compressed": True,
             "metadata": self.sanitizer.object_field(prepared.metadata),
         }
-        return prepared.storage_path, shot, data, None
+        return prepared.screenshot_path, shot, data, None
 
     # ------------------------------------------------------------------ close out of time
     def abandon(self) -> int:

@@ -98,7 +98,7 @@ def test_uploader_sends_in_foreign_key_order_and_sets_a_refused_row_aside() -> N
     clash = _step(2, id="00000000-0000-4000-8000-00000000ffff")  # same number as step 2: refused
     shot = Record(T_SHOTS, "00000000-0000-4000-8000-0000000000c1",
                   {"id": "00000000-0000-4000-8000-0000000000c1", "task_id": "t",
-                   "step_id": "00000000-0000-4000-8000-000000000001", "storage_path": path})
+                   "step_id": "00000000-0000-4000-8000-000000000001", "screenshot_path": path})
     batch = [_step(1, screenshot_path=path), shot, _step(2), clash, _step(3), _task()]
     _uploader(sink, journal, {path: b"RIFF....WEBP"}).upload(batch)
     assert sink.violations == [] and path in sink.objects

@@ -87,15 +87,15 @@ async def test_task_steps_report_screenshots(viewer: User, data: dataset.Dataset
     body = await get(viewer, "/api/tasks/task-ok/screenshots")
     assert list(body) == ["data"] and list(body["data"]) == ["screenshots"]
     shots = body["data"]["screenshots"]
-    assert {s["storage_path"] for s in shots} == {r["storage_path"] for r in data.screenshots if r["task_id"] == "task-ok"}
+    assert {s["screenshot_path"] for s in shots} == {r["screenshot_path"] for r in data.screenshots if r["task_id"] == "task-ok"}
     for shot in shots:
         image = await viewer.http_client.get(shot["url"])
         assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
-        assert image.content == data.objects[shot["storage_path"]]
+        assert image.content == data.objects[shot["screenshot_path"]]
         # GET /api/steps/{step_id}/screenshot -> the step's image itself
         by_step = await viewer.http_client.get(f"/api/steps/{shot['step_id']}/screenshot")
         assert by_step.status_code == 200 and by_step.headers["content-type"] == "image/webp"
-        assert by_step.content == data.objects[shot["storage_path"]]
+        assert by_step.content == data.objects[shot["screenshot_path"]]
 
 
 async def test_step_screenshot_unknown_or_without_image(viewer: User, data: dataset.Dataset) -> None:
@@ -149,7 +149,7 @@ async def test_openapi_lists_the_routes(viewer: User) -> None:
     paths = (await get(viewer, "/openapi.json"))["paths"]
     for path in ("/api/tasks", "/api/tasks/{task_id}", "/api/tasks/{task_id}/steps", "/api/tasks/{task_id}/report",
                  "/api/tasks/{task_id}/screenshots", "/api/steps/{step_id}/screenshot", "/api/stats",
-                 "/media/screenshots/{storage_path}"):
+                 "/media/screenshots/{screenshot_path}"):
         assert path in paths, path
     doc = await get(viewer, "/openapi.json")
     params = {p["name"]: p for p in paths["/api/tasks/{task_id}/steps"]["get"]["parameters"]}

@@ -74,7 +74,7 @@ def test_user_token_sees_only_own_tasks(stack) -> None:
     assert [r["task_id"] for r in rows] == ["task-ok"] and total == 1
     assert source.get_task("task-fail") is None
     assert source.get_task_stats("task-ok")["total_steps"] == 4
-    path = next(r["storage_path"] for r in source.get_screenshots("task-ok"))
+    path = next(r["screenshot_path"] for r in source.get_screenshots("task-ok"))
     assert source.screenshot_bytes(path)  # storage RLS lets the owner read it
     assert stack.anon_key not in source.description
 

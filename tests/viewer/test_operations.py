@@ -24,7 +24,7 @@ TOKEN = "a-viewer-token-of-some-length"
 def _expected_figures(ds: dataset.Dataset) -> dict:
     sizes: dict[str, int] = {}
     for r in ds.screenshots:
-        sizes[r["storage_path"]] = max(sizes.get(r["storage_path"], 0), r["file_size"])
+        sizes[r["screenshot_path"]] = max(sizes.get(r["screenshot_path"], 0), r["file_size"])
     starts = [datetime.fromisoformat(t["started_at"]) for t in ds.tasks]
     return {"tasks": len(ds.tasks), "steps": len(ds.steps), "screenshots": len(ds.screenshots),
             "objects": len(sizes), "bytes": sum(sizes.values()), "oldest": min(starts), "newest": max(starts)}

@@ -40,7 +40,7 @@ from .base import (
     check_paging,
     check_search,
     is_plausible_task_id,
-    is_safe_storage_path,
+    is_safe_screenshot_path,
     is_uuid,
 )
 
@@ -337,7 +337,7 @@ class BackupSource(DataSource):
                     if step.get("screenshot_path"):
                         return str(step["screenshot_path"])
                     shots = [r for r in snap.screenshots.get(task_id, []) if r.get("step_id") == step_id]
-                    return str(shots[-1]["storage_path"]) if shots else None
+                    return str(shots[-1]["screenshot_path"]) if shots else None
         return None
 
     def task_usage(self, task_id: str) -> Row | None:
@@ -372,16 +372,16 @@ class BackupSource(DataSource):
         return [{**{k: s.get(k) for k in FAILED_STEP_COLUMNS}, "task_title": snap.tasks[s["task_id"]].get("title")}
                 for s in rows[:limit]]
 
-    def screenshot_bytes(self, storage_path: str) -> bytes | None:
-        if not is_safe_storage_path(storage_path):
+    def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
+        if not is_safe_screenshot_path(screenshot_path):
             return None
-        path = self.store.screenshot_file(storage_path)
+        path = self.store.screenshot_file(screenshot_path)
         if path is None:
             return None
         try:
             return path.read_bytes()
         except OSError as exc:
-            log.warning("backup: cannot read screenshot %s: %s", storage_path, exc.strerror)
+            log.warning("backup: cannot read screenshot %s: %s", screenshot_path, exc.strerror)
             return None
 
 

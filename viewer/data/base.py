@@ -89,7 +89,7 @@ def is_uuid(value: object) -> bool:
     return isinstance(value, str) and bool(_UUID.match(value))
 
 
-def is_safe_storage_path(path: object) -> bool:
+def is_safe_screenshot_path(path: object) -> bool:
     return isinstance(path, str) and bool(_SAFE_KEY.match(path))
 
 
@@ -200,7 +200,7 @@ class DataSource(ABC):
         """Distinct agent names (for the filter)."""
 
     @abstractmethod
-    def screenshot_bytes(self, storage_path: str) -> bytes | None:
+    def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
         """The stored image, or None when it is missing or unreadable."""
 
     def step_screenshot_path(self, step_id: str) -> str | None:

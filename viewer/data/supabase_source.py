@@ -37,7 +37,7 @@ from .base import (
     check_paging,
     check_search,
     is_plausible_task_id,
-    is_safe_storage_path,
+    is_safe_screenshot_path,
     is_uuid,
 )
 
@@ -171,9 +171,9 @@ class SupabaseSource(DataSource):
                 return None
             if rows[0].get("screenshot_path"):
                 return str(rows[0]["screenshot_path"])
-            shots = (self._table("step_screenshots").select("storage_path").eq("step_id", step_id)
+            shots = (self._table("step_screenshots").select("screenshot_path").eq("step_id", step_id)
                      .order("created_at", desc=True).limit(1).execute().data)
-            return str(shots[0]["storage_path"]) if shots else None
+            return str(shots[0]["screenshot_path"]) if shots else None
 
         return self._call("the step's screenshot", query)
 
@@ -263,13 +263,13 @@ class SupabaseSource(DataSource):
 
         return self._call("the failed steps", query)
 
-    def screenshot_bytes(self, storage_path: str) -> bytes | None:
-        if not is_safe_storage_path(storage_path):
+    def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
+        if not is_safe_screenshot_path(screenshot_path):
             return None
 
         def download() -> bytes | None:
             try:
-                return self._client.storage.from_(BUCKET).download(storage_path)
+                return self._client.storage.from_(BUCKET).download(screenshot_path)
             except StorageApiError as exc:
                 if str(exc.status) in {"400", "404"}:
                     return None

@@ -179,8 +179,8 @@ def task_url(task_id: str) -> str:
     return "/tasks/" + url_param(task_id)
 
 
-def screenshot_url(storage_path: str, *, fallback: bool = False) -> str:
-    url = "/media/screenshots/" + quote(storage_path, safe="/")
+def screenshot_url(screenshot_path: str, *, fallback: bool = False) -> str:
+    url = "/media/screenshots/" + quote(screenshot_path, safe="/")
     return url + "?fallback=true" if fallback else url
 
 
