@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
     from tests.supabase_local import LocalStack
     from viewer.api import stats_payload
     from viewer.data.backup_source import BackupSource

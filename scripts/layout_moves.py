@@ -155,7 +155,7 @@ def move() -> None:
 _OLD = sorted(MODULES, key=len, reverse=True)
 _DOTTED = re.compile(r"\bstepsdk\.(" + "|".join(_OLD) + r")\b")
 _PATH = re.compile(r"\bstepsdk/(" + "|".join(_OLD) + r")\.py\b")
-_FROM_STEPSDK = re.compile(r"^([ \t]*)from stepsdk import ([^\n(#]+?)[ \t]*$", re.M)
+_FROM_STEPSDK = re.compile(r"^([ \t]*)from stepsdk import ([^\n(#]+?)[ \t]*(#[^\n]*)?$", re.M)
 _RELATIVE = re.compile(r"^([ \t]*)from \.(" + "|".join(_OLD) + r") import ", re.M)
 _TEST_NAMES = sorted(TESTS, key=len, reverse=True)
 _TEST_DOTTED = re.compile(r"\btests\.(" + "|".join(_TEST_NAMES) + r")\b")
@@ -180,6 +180,8 @@ def _split_from_stepsdk(match: re.Match[str]) -> str:
         return match.group(0)
     if kept:
         lines.insert(0, f"{indent}from stepsdk import {', '.join(kept)}")
+    if match.group(3):  # a trailing comment stays on the first line
+        lines[0] += "  " + match.group(3)
     return "\n".join(lines)
 
 
@@ -213,10 +215,10 @@ def rewrite() -> list[str]:
         if new != text:
             file.write_text(new)
             changed.append(path)
-    python_files = [p for p in changed if p.endswith(".py")]
-    if python_files:  # the split `from stepsdk import` lines and renamed modules sort differently
-        ruff = Path(sys.executable).with_name("ruff")
-        subprocess.run([str(ruff), "check", "-q", "--select", "I", "--fix", *python_files], cwd=REPO, check=False)
+    # renamed modules sort elsewhere: sort imports (the tree is ruff-clean before, so only files
+    # whose imports this rewrite unsorted change, whether now or in an earlier run)
+    ruff = REPO / ".venv/bin/ruff"
+    subprocess.run([str(ruff) if ruff.exists() else "ruff", "check", "-q", "--select", "I", "--fix", "."], cwd=REPO, check=False)
     return changed
 
 

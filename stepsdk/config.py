@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from stepsdk._model import Level
+from stepsdk.model import Level
 
 _log = logging.getLogger("stepsdk.config")
 
@@ -73,9 +73,9 @@ class Config:
     bucket: str = "step-screenshots"
     owner_id: str | None = None
     # Local retention: a tracker deletes backup tasks older than this many days when it starts
-    # (stepsdk._local_retention.apply_on_start). None: keep everything.
+    # (stepsdk.ops.local_retention.apply_on_start). None: keep everything.
     retention_days: int | None = None
-    # Sensitive screens (stepsdk/_sensitive.py): store | redact | encrypt; None = encrypt when a
+    # Sensitive screens (stepsdk/recording/sensitive.py): store | redact | encrypt; None = encrypt when a
     # key is configured (STEPSDK_SCREENSHOT_KEY / _KEY_FILE), else redact. region_style: black | blur.
     screenshot_policy: str | None = None
     screenshot_key_file: str | None = None

@@ -36,7 +36,7 @@ class TaskStatus(StrEnum):
 
 
 class Level(StrEnum):
-    """How much is recorded (`STEPSDK_LEVEL`); the numbers live in `stepsdk._config.LEVEL_LIMITS`.
+    """How much is recorded (`STEPSDK_LEVEL`); the numbers live in `stepsdk.config.LEVEL_LIMITS`.
 
     | level | strings in data | field (JSON) | depth | items | thinking / error text | stack trace | screenshots |
     |---|---|---|---|---|---|---|---|
@@ -127,7 +127,7 @@ class Step:
     created_at: float = 0.0  # epoch seconds
     name: str | None = None  # short human label ("GET /v1/forecast -> 404", "Tap")
     usage: dict[str, int] | None = None  # {prompt_tokens, completion_tokens, total_tokens}
-    error_category: str | None = None  # stepsdk._error_category.CATEGORIES
+    error_category: str | None = None  # stepsdk.recording.error_category.CATEGORIES
 
 
 @dataclasses.dataclass(slots=True)

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from nicegui import app
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stepsdk._sensitive import is_encrypted as _is_encrypted
+from stepsdk.recording.sensitive import is_encrypted as _is_encrypted
 
 from .api_models import ReportResponse, ScreenshotsResponse, StepsResponse
 from .data.base import (
@@ -144,10 +144,11 @@ _LOCKED = {"no_key": "Locked: sensitive screen", "wrong_key": "Locked: wrong scr
 
 
 def unlock_screenshot(source: DataSource, storage_path: str, data: bytes) -> Any:
-    """Stored bytes as the viewer may show them (``stepsdk._sensitive.Viewable``): plain images as
+    """Stored bytes as the viewer may show them (``stepsdk.recording.sensitive.Viewable``): plain images as
     they are; encrypted sensitive screens decrypted with the configured key (STEPSDK_SCREENSHOT_KEY
     or _KEY_FILE; each decryption is written to the audit log) or locked with a clear message."""
-    from stepsdk import _audit, _sensitive
+    from stepsdk.ops import audit as _audit
+    from stepsdk.recording import sensitive as _sensitive
 
     view = _sensitive.viewable(data)
     if view.locked:

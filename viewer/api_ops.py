@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import HTTPException, Query
 from nicegui import app
 
-from stepsdk import _alerts
-from stepsdk._prices import PriceError, PriceTable
+from stepsdk.ops import alerts as _alerts
+from stepsdk.ops.prices import PriceError, PriceTable
 
 from .api import TaskId  # the encoded task-id path parameter of the main API
 from .data.base import ERROR_CATEGORIES, DataSource, Row, SourceUnavailable

@@ -1,8 +1,8 @@
 """The sink seam (like httpx's transport): what the recorder and `stepsdk resync` write to.
 
-`SupabaseSink` (stepsdk/_supabase_sink.py) is the real one; `stepsdk.testing.MemorySink` keeps
+`SupabaseSink` (stepsdk/backend/supabase_sink.py) is the real one; `stepsdk.testing.MemorySink` keeps
 rows and objects in memory for tests of agents that record steps. A sink may raise anything:
-the retry policy classifies it (stepsdk/_retry.py). A sink of your own raises `BackendUnavailable`
+the retry policy classifies it (stepsdk/backend/retry.py). A sink of your own raises `BackendUnavailable`
 for "try again later", `RowRejected` for "this data is refused" and `BackendMisconfigured` for
 "nothing will work until the configuration is fixed".
 """

@@ -1,7 +1,7 @@
 """Uploads rows and screenshot objects with the official `supabase` client.
 
 One `httpx.Client` with explicit timeouts is shared by PostgREST and Storage; the client's own
-GET retries are off (`postgrest_client_retry=False`): `stepsdk._retry` does the retrying. A 429
+GET retries are off (`postgrest_client_retry=False`): `stepsdk.backend.retry` does the retrying. A 429
 answer is turned into `ThrottledError(retry_after)` by a response hook, because the client's
 `APIError` carries neither the status nor the Retry-After header.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 from postgrest.types import ReturnMethod
 
-from stepsdk._client import make_client
-from stepsdk._config import Config
-from stepsdk._retry import ServerError, ThrottledError
+from stepsdk.backend.client import make_client
+from stepsdk.backend.retry import ServerError, ThrottledError
+from stepsdk.config import Config
 from supabase import Client
 
 log = logging.getLogger("stepsdk.sink")
@@ -93,7 +93,7 @@ class SupabaseSink:
         return found
 
     def upload_object(self, storage_path: str, data: bytes) -> None:
-        from stepsdk._sensitive import content_type  # .enc objects are ciphertext, not images
+        from stepsdk.recording.sensitive import content_type  # .enc objects are ciphertext, not images
 
         self._client.storage.from_(self.bucket).upload(
             storage_path, data, {"content-type": content_type(storage_path), "upsert": "true"})

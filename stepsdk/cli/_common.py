@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from stepsdk._config import Config, supabase_env
+from stepsdk.config import Config, supabase_env
 
 log = logging.getLogger("stepsdk.cli")
 
@@ -150,7 +150,7 @@ def check_backup_dir(path: Path, *, must_exist: bool) -> None:
 
 def open_supabase(source: Source) -> Any:
     """The official client with the service-role key; short timeouts, no 7 s GET retry loop."""
-    from stepsdk._client import make_client
+    from stepsdk.backend.client import make_client
     from supabase import SupabaseException
 
     if not (source.url and source.key):

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _audit, _export, _export_format
-from stepsdk._retention import parse_duration
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -25,7 +23,11 @@ from stepsdk.cli._common import (
     run_safely,
     warn,
 )
+from stepsdk.ops import audit as _audit
+from stepsdk.ops import export as _export
+from stepsdk.ops.retention import parse_duration
 from stepsdk.share import cli as share_cli
+from stepsdk.store import export_format as _export_format
 
 EPILOG = """\
 examples:
@@ -167,7 +169,7 @@ def _write(args: argparse.Namespace, bundles: Iterator[_export_format.TaskBundle
         with progress(args, "screenshots", None) as advance:
             return _export.write_zip(args.output, args.format, bundles, source.label, source.screenshot, advance)
     if args.format == "xlsx":
-        from stepsdk._xlsx import write_xlsx  # openpyxl: imported only for this format
+        from stepsdk.store.xlsx import write_xlsx  # openpyxl: imported only for this format
 
         if args.output is None:
             write_xlsx(bundles, sys.stdout.buffer, source.label)

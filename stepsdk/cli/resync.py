@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stepsdk._resync import Resync, ResyncError
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -18,6 +17,7 @@ from stepsdk.cli._common import (
     resolve_config,
     run_safely,
 )
+from stepsdk.ops.resync import Resync, ResyncError
 
 EPILOG = """examples:
   stepsdk resync                      upload ./backup (or $STEPSDK_BACKUP_DIR)

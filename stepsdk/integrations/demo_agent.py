@@ -18,9 +18,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from stepsdk._model import StepType
-from stepsdk._step_names import phone_action_name
 from stepsdk.integrations.phone_agent import phone_step_data
+from stepsdk.model import StepType
+from stepsdk.recording.step_names import phone_action_name
 
 _log = logging.getLogger("stepsdk.demo")
 
@@ -241,7 +241,7 @@ def record_demo(
     ``pace`` scales the simulated run's timing: 1.0 is real time (about 16 s), 0 as fast as possible.
     """
     from stepsdk import StepTracker
-    from stepsdk._config import Config
+    from stepsdk.config import Config
 
     if isinstance(pace, bool) or not isinstance(pace, int | float) or not 0 <= pace <= 10:
         raise ValueError(f"pace must be a number between 0 and 10, got {pace!r}")

@@ -25,8 +25,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from stepsdk._model import STEP_TYPES, StepType
 from stepsdk.integrations._common import check_tracker_source, guarded, resolve_tracker, summarize, truncate
+from stepsdk.model import STEP_TYPES, StepType
 
 __all__ = ["StepBlock", "tracked_step"]
 

@@ -32,8 +32,6 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from stepsdk._model import StepType
-from stepsdk._step_names import http_step_name
 from stepsdk.integrations._common import (
     TrackerSource,
     check_tracker_source,
@@ -45,6 +43,8 @@ from stepsdk.integrations._common import (
     truncate,
 )
 from stepsdk.integrations._usage import TAIL_BYTES, usage_in_bytes
+from stepsdk.model import StepType
+from stepsdk.recording.step_names import http_step_name
 
 __all__ = ["TrackedAsyncTransport", "TrackedTransport", "tracked_async_client", "tracked_client"]
 

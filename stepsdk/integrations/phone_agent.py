@@ -40,10 +40,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stepsdk._model import StepType
-from stepsdk._step_names import phone_action_name
 from stepsdk.integrations._common import guarded, redact_url, summarize, truncate
 from stepsdk.integrations._usage import usage_from
+from stepsdk.model import StepType
+from stepsdk.recording.step_names import phone_action_name
 
 _log = logging.getLogger("stepsdk.integrations.phone_agent")
 

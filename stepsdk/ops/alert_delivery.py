@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from ._alerts import Event, Webhook
+from stepsdk.ops.alerts import Event, Webhook
 
 log = logging.getLogger("stepsdk.alerts")
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)

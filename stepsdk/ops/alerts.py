@@ -57,7 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._retention import parse_duration
+from stepsdk.ops.retention import parse_duration
 
 ENV_RULES = "STEPSDK_ALERTS"
 ENV_STATE = "STEPSDK_ALERTS_STATE"
@@ -260,12 +260,12 @@ class SupabaseMeasures:
 
 
 class LocalMeasures:
-    """The same measures over a backup folder (:mod:`stepsdk._ops_stats`)."""
+    """The same measures over a backup folder (:mod:`stepsdk.ops.stats`)."""
 
     label = "backup"
 
     def __init__(self, backup_dir: Path, now: datetime | None = None) -> None:
-        from ._backup import BackupStore
+        from stepsdk.store.backup import BackupStore
 
         self.folder = Path(backup_dir)
         self.snap = snap = BackupStore(backup_dir).read()
@@ -274,17 +274,17 @@ class LocalMeasures:
         self.now = now
 
     def failure_rate(self, window_seconds: int, agent: str | None) -> dict[str, Any]:
-        from ._ops_stats import failure_rate
+        from stepsdk.ops.stats import failure_rate
 
         return failure_rate(self.tasks, window_seconds, agent, self.now)
 
     def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]:
-        from ._ops_stats import step_p95
+        from stepsdk.ops.stats import step_p95
 
         return step_p95(self.steps, window_seconds, step_type, name, self.now)
 
     def error_counts(self, window_seconds: int) -> list[dict[str, Any]]:
-        from ._ops_stats import error_counts
+        from stepsdk.ops.stats import error_counts
 
         return error_counts(self.steps, window_seconds, self.now)
 
@@ -292,8 +292,8 @@ class LocalMeasures:
 def upload_backlog(backup_dir: Path, now: datetime | None = None, snap: Any = None) -> dict[str, Any]:
     """Items of the backup not uploaded yet and the age of the oldest (its created/started time).
     ``snap``: the folder's snapshot when the caller has already read it."""
-    from ._backup import BackupStore
-    from ._ops_stats import parse_ts
+    from stepsdk.ops.stats import parse_ts
+    from stepsdk.store.backup import BackupStore
 
     snap = snap if snap is not None else BackupStore(backup_dir).read()
     stamps = [parse_ts(r.get("created_at")) for r in snap.pending_steps()]

@@ -122,7 +122,7 @@ def record_for(source: Any, action: str, target: str | None, count: int,
 
 
 def append_local(root: Path, item: Entry) -> None:
-    from stepsdk._backup import open_private_append, private_dir
+    from stepsdk.store.backup import open_private_append, private_dir
 
     private_dir(root)
     line = json.dumps(item.to_row(), ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"

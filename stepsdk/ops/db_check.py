@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from stepsdk._export_format import SCREENSHOT_COLUMNS, STEP_COLUMNS, TASK_COLUMNS
-from stepsdk._migrations import migrations
+from stepsdk.ops.migrations import migrations
+from stepsdk.store.export_format import SCREENSHOT_COLUMNS, STEP_COLUMNS, TASK_COLUMNS
 
 BUCKET = "step-screenshots"
 TABLES = {"tasks": TASK_COLUMNS, "task_steps": STEP_COLUMNS, "step_screenshots": SCREENSHOT_COLUMNS}

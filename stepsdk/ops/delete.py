@@ -1,7 +1,7 @@
 """Delete chosen tasks (by id, or one agent's whole history, optionally only before a date) with
 their steps, screenshot rows and the screenshot objects no other task references.
 
-The deleting itself is retention's (``stepsdk._retention``): in Supabase the SQL function
+The deleting itself is retention's (``stepsdk.ops.retention``): in Supabase the SQL function
 ``stepsdk_delete_tasks`` (sharing ``stepsdk_unreferenced_paths`` with the age-based retention),
 then the Storage removal with its "referenced again?" check; in the local backup the same
 journal rewrite as ``stepsdk cleanup``. This module only says *which* tasks.
@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from stepsdk._backup import BackupSnapshot
-from stepsdk._export_format import parse_timestamp
-from stepsdk._retention import Advance, BackupRetention, CleanupReport, SupabaseRetention, _no_progress
+from stepsdk.ops.retention import Advance, BackupRetention, CleanupReport, SupabaseRetention, _no_progress
+from stepsdk.store.backup import BackupSnapshot
+from stepsdk.store.export_format import parse_timestamp
 
 PAGE = 1000  # task ids per select when choosing by agent
 

@@ -1,5 +1,5 @@
 """Export of recorded tasks (the logic behind ``stepsdk export``; the format is described in
-:mod:`stepsdk._export_format`).
+:mod:`stepsdk.store.export_format`).
 
 Exports stream: task rows are selected first, then steps and screenshot rows are read 50 tasks
 at a time (keyset pages on Supabase) and written as they come, so memory stays bounded.
@@ -22,8 +22,8 @@ from typing import IO, Any, Protocol
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from stepsdk._csv import write_rows
-from stepsdk._export_format import (
+from stepsdk.store.csv_cells import write_rows
+from stepsdk.store.export_format import (
     DATA_FILES,
     EXPORT_VERSION,
     MANIFEST,
@@ -113,15 +113,15 @@ class Tally:
 
 
 class BackupExportSource:
-    """Reads through the backup's index (``stepsdk._index.BackupIndex``): one task's rows at a
+    """Reads through the backup's index (``stepsdk.store.index.BackupIndex``): one task's rows at a
     time instead of the whole folder in memory. A folder where the index cannot be written
     (read-only media) is read with ``BackupStore(path).read()`` instead."""
 
     label = "backup"
 
     def __init__(self, path: Path) -> None:
-        from stepsdk._backup import BackupSnapshot, BackupStore
-        from stepsdk._index import BackupIndex
+        from stepsdk.store.backup import BackupSnapshot, BackupStore
+        from stepsdk.store.index import BackupIndex
 
         self.store = BackupStore(path)
         self.index: BackupIndex | None = BackupIndex(path)
@@ -271,7 +271,7 @@ def csv_columns() -> list[str]:
 
 def write_csv(bundles: Iterable[TaskBundle], out: IO[str], source: str) -> None:
     """One row per step; JSON values serialized; text that a spreadsheet would run as a formula
-    gets a leading ``'`` (see :mod:`stepsdk._csv`): step data comes from agents and web pages."""
+    gets a leading ``'`` (see :mod:`stepsdk.store.csv_cells`): step data comes from agents and web pages."""
     del source
     write_rows(out, csv_columns(), _csv_rows(bundles))
 

@@ -1,5 +1,5 @@
 """Import of an export file (the logic behind ``stepsdk import``; the format is described in
-:mod:`stepsdk._export_format`).
+:mod:`stepsdk.store.export_format`).
 
 Imports are validated completely (version, columns, types, ids, references, zip entry names and
 sizes, image hashes) before anything is written, so a bad file changes nothing; the rows then go
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stepsdk._export_format import (
+from stepsdk.ops.import_check import ExportFormatError, kind_of, preview, validate_bundle
+from stepsdk.store.export_format import (
     CONTROL_CHARS,
     DATA_FILES,
     EXPORT_VERSION,
@@ -36,7 +37,6 @@ from stepsdk._export_format import (
     storage_paths,
     write_atomically,
 )
-from stepsdk._import_check import ExportFormatError, kind_of, preview, validate_bundle
 
 
 @dataclass(frozen=True)
@@ -319,8 +319,8 @@ def content_key_problem(storage_path: str, digest: str) -> str | None:
 
 
 def object_problem(storage_path: str, data: bytes) -> str | None:
-    """``image_problem``, or for an encrypted screenshot (``.enc``, stepsdk/_sensitive.py) its header."""
-    from stepsdk import _sensitive
+    """``image_problem``, or for an encrypted screenshot (``.enc``, stepsdk/recording/sensitive.py) its header."""
+    from stepsdk.recording import sensitive as _sensitive
 
     return _sensitive.object_problem(data) if _sensitive.is_encrypted_path(storage_path) else image_problem(data)
 
@@ -389,9 +389,9 @@ def sanitize_bundles(bundles: list[TaskBundle], secrets: tuple[str, ...] = ()) -
     "[REDACTED]"; FULL-level size limits) to imported rows, in place: a file made elsewhere
     must not carry into the backup what the SDK would never have written. Returns how many
     rows changed."""
-    from stepsdk._config import LEVEL_LIMITS
-    from stepsdk._model import Level
-    from stepsdk._sanitize import Sanitizer
+    from stepsdk.config import LEVEL_LIMITS
+    from stepsdk.model import Level
+    from stepsdk.recording.sanitize import Sanitizer
 
     sanitizer = Sanitizer(LEVEL_LIMITS[Level.FULL], secrets)
     changed = 0
@@ -416,7 +416,7 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
     none (at worst some unreferenced images). Tasks get a fresh version so they win over older
     copies and are pending for ``stepsdk resync``.
     """
-    from stepsdk import _backup
+    from stepsdk.store import backup as _backup
 
     bad = [p for p in storage_paths(loaded.bundles) if not _backup.STORAGE_PATH_RE.match(p)]
     if bad:

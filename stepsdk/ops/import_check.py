@@ -10,8 +10,8 @@ import re
 import uuid
 from typing import Any
 
-from stepsdk._error_category import CATEGORIES as ERROR_CATEGORIES
-from stepsdk._export_format import (
+from stepsdk.recording.error_category import CATEGORIES as ERROR_CATEGORIES
+from stepsdk.store.export_format import (
     CONTROL_CHARS,
     SCREENSHOT_COLUMNS,
     STEP_COLUMNS,

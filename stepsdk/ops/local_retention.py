@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from stepsdk._config import Config
-from stepsdk._retention import BackupRetention, CleanupReport
+from stepsdk.config import Config
+from stepsdk.ops.retention import BackupRetention, CleanupReport
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepsdk._abandoned import abandoned_tasks
-from stepsdk._backup import (
+from stepsdk.backend.retry import RetryPolicy, one_line
+from stepsdk.backend.uploader import Record, Unavailable, Uploader
+from stepsdk.config import Config
+from stepsdk.recording.abandoned import abandoned_tasks
+from stepsdk.store.backup import (
     KIND_REJECT,
     KIND_TASK,
     T_OBJECTS,
@@ -29,9 +32,6 @@ from stepsdk._backup import (
     new_writer_name,
     now_iso,
 )
-from stepsdk._config import Config
-from stepsdk._retry import RetryPolicy, one_line
-from stepsdk.backend.uploader import Record, Unavailable, Uploader
 
 log = logging.getLogger("stepsdk.resync")
 
@@ -97,7 +97,7 @@ class Resync:
     @property
     def sink(self) -> Any:
         if self._sink is None:
-            from stepsdk._supabase_sink import SupabaseSink
+            from stepsdk.backend.supabase_sink import SupabaseSink
 
             self._sink = SupabaseSink(self.config)
         return self._sink

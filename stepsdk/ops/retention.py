@@ -3,7 +3,7 @@
 Supabase: the SQL function ``public.stepsdk_delete_tasks_older_than`` deletes a batch of tasks
 (rows cascade) in one transaction and returns the storage paths no remaining row references;
 those objects are then removed through the Storage API. Content-addressed objects shared with a
-newer task are therefore kept. Local backup: the same rule through ``stepsdk._backup``.
+newer task are therefore kept. Local backup: the same rule through ``stepsdk.store.backup``.
 ``sweep_orphans`` removes old objects no row references at all (after a failed removal or a
 crash between an upload and its row).
 """
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from stepsdk._backup import (
+from stepsdk.store.backup import (
     KIND_SHOT,
     KIND_STEP,
     KIND_TASK,
@@ -34,7 +34,7 @@ from stepsdk._backup import (
     BackupStore,
     iter_journal,
 )
-from stepsdk._export_format import parse_timestamp
+from stepsdk.store.export_format import parse_timestamp
 
 log = logging.getLogger(__name__)
 

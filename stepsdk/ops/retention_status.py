@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from stepsdk._config import Config
-from stepsdk._local_retention import last_run
-from stepsdk._retry import one_line
+from stepsdk.backend.retry import one_line
+from stepsdk.config import Config
+from stepsdk.ops.local_retention import last_run
 
 log = logging.getLogger(__name__)
 

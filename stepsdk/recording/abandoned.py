@@ -15,8 +15,8 @@ import logging
 import time
 from typing import Any
 
-from stepsdk._backup import T_TASKS, BackupSnapshot, now_iso
-from stepsdk._export_format import parse_timestamp as parse_iso_or_none
+from stepsdk.store.backup import T_TASKS, BackupSnapshot, now_iso
+from stepsdk.store.export_format import parse_timestamp as parse_iso_or_none
 
 log = logging.getLogger("stepsdk")
 

@@ -1,6 +1,6 @@
 """Turn whatever the agent passed into JSON the database accepts, without losing the step.
 
-Treatments (each tested in tests/test_tracker_sanitize.py):
+Treatments (each tested in tests/recording/test_tracker_sanitize.py):
 - datetime/date/time -> ISO string; UUID, Path -> str; Enum -> its value; Decimal -> float when
   exact, else str; set/frozenset -> sorted list; tuple -> list; dataclass -> dict of fields;
   pydantic model -> model_dump(); exception -> {"type", "message"}; bytes -> "base64:<...>";
@@ -46,7 +46,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-from stepsdk._config import Limits
+from stepsdk.config import Limits
 
 REDACTED = "[REDACTED]"  # the prefix of every marker: [REDACTED:<rule>]
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")

@@ -310,7 +310,7 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
     original_size = image.size
     normal = _normalise(image, original_format)
     if ref.regions:  # before downscaling: the boxes are in the screen's own pixels
-        from stepsdk._sensitive import redact_regions
+        from stepsdk.recording.sensitive import redact_regions
 
         normal = redact_regions(normal, ref.regions, options.region_style)
     image, data, choice = _encode_best(normal, options)

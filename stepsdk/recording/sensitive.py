@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from PIL import Image
 
-    from stepsdk._config import Config
-    from stepsdk._screenshots import PreparedScreenshot, ScreenshotInput
+    from stepsdk.config import Config
+    from stepsdk.recording.screenshots import PreparedScreenshot, ScreenshotInput
 
 log = logging.getLogger("stepsdk.sensitive")
 
@@ -174,7 +174,7 @@ def _cached_policy(policy: str | None, key_file: str | None, region_style: str, 
 # ------------------------------------------------------------------------------ caller side
 def mark(screenshot: Any, sensitive: bool | None, regions: Any) -> ScreenshotInput:
     """Caller thread: capture ``screenshot`` with its sensitive flag and redaction boxes (checks only)."""
-    from stepsdk import _screenshots
+    from stepsdk.recording import screenshots as _screenshots
 
     ref = _screenshots.capture(screenshot, sensitive=sensitive)
     if regions is None:
@@ -293,7 +293,7 @@ def prepare(ref: ScreenshotInput, config: Config) -> PreparedScreenshot:
     Raises ``ScreenshotError`` like ``_screenshots.prepare`` for bad input. A policy that cannot
     be resolved (key file gone) falls back to ``redact``: a sensitive screen is never stored in
     the clear by accident."""
-    from stepsdk import _screenshots
+    from stepsdk.recording import screenshots as _screenshots
 
     try:
         policy = policy_for(config)

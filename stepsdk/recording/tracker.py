@@ -17,9 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from stepsdk import _sensitive
-from stepsdk._config import Config
-from stepsdk._model import STEP_TYPES, TASK_STATUSES, IdSource, Level, Step, StepType, Task, TaskStatus
+from stepsdk.config import Config
+from stepsdk.model import STEP_TYPES, TASK_STATUSES, IdSource, Level, Step, StepType, Task, TaskStatus
+from stepsdk.recording import sensitive as _sensitive
 from stepsdk.recording import signals
 from stepsdk.recording.numbering import StepNumbers
 from stepsdk.recording.pipeline import Pipeline, shutdown_all
@@ -157,7 +157,7 @@ class StepTracker:
       pace the queue stays short and that means the steps of the last few milliseconds (tested:
       nothing older than 250 ms is lost); at a few steps per second it is none. In a tight loop
       the queue fills and newer steps spill to disk on the caller's thread, so the lost ones
-      are the queued (older) ones, still at most the bound (tests/test_chaos_crash.py). Screenshots are encoded
+      are the queued (older) ones, still at most the bound (tests/recording/test_chaos_crash.py). Screenshots are encoded
       on a thread of their own and never delay the journal: a crash while one is encoded loses
       only that screenshot (the step stays, with `metadata.screenshot_pending`).
     - Memory is bounded whatever the backend does: at most `max_queue` steps (default 1,000)
@@ -219,7 +219,7 @@ class StepTracker:
             raise TypeError("pass either config= or supabase_url/supabase_key/backup_dir/level/owner_id, not both")
         if sink is not None and not (callable(sink) or hasattr(sink, "upsert")):
             raise TypeError("sink must be a stepsdk.backend.sink.Sink or a callable returning one")
-        if screenshot_policy is not None:  # sensitive screens: store | redact | encrypt (stepsdk/_sensitive.py)
+        if screenshot_policy is not None:  # sensitive screens: store | redact | encrypt (stepsdk/recording/sensitive.py)
             config = dataclasses.replace(config, screenshot_policy=screenshot_policy)
         _sensitive.policy_for(config)  # ValueError now for a bad policy or key, not on the worker
         self.config = config
@@ -332,7 +332,8 @@ class StepTracker:
         if usage is not None:
             usage = _check_usage(usage)
         if screenshot is not None:
-            from stepsdk import _screenshots  # imported early by the worker; a dict lookup here
+            # imported early by the worker; a dict lookup here
+            from stepsdk.recording import screenshots as _screenshots
 
             screenshot = _screenshots.capture(screenshot)  # TypeError for unsupported types
         now = _now()

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _export
-from stepsdk._export_format import write_atomically
 from stepsdk.cli._common import CliError, Exit, emit, warn
+from stepsdk.ops import export as _export
+from stepsdk.store.export_format import write_atomically
 
 SINGLE_TASK = ("html", "gif", "webp", "mp4")
 FORMATS = (*SINGLE_TASK, "otlp", "trajectories")

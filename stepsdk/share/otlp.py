@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from stepsdk._export_format import TaskBundle, parse_timestamp
+from stepsdk.store.export_format import TaskBundle, parse_timestamp
 
 from .run import action_name
 

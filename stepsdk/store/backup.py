@@ -38,7 +38,7 @@ SUFFIX = ".log"
 FORMAT_VERSION = 1
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # a line longer than this is corrupt (FULL level rows stay far below)
 
-# <sha[:2]>/<sha>.webp, or .enc for an encrypted sensitive screen (stepsdk/_sensitive.py); the sha
+# <sha[:2]>/<sha>.webp, or .enc for an encrypted sensitive screen (stepsdk/recording/sensitive.py); the sha
 # is always that of the stored bytes.
 STORAGE_PATH_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(?:webp|enc)$")
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -4,12 +4,12 @@
   where ``BUNDLE = {"task": {...}, "steps": [...], "screenshots": [...]}`` (rows as stored);
 - JSONL: one ``{"stepsdk_export": 1, **BUNDLE}`` per line (streams well, greps well);
 - CSV: one row per step (a task without steps still gets one row), JSON columns serialized,
-  text that a spreadsheet would run as a formula prefixed with ``'`` (:mod:`stepsdk._csv`);
+  text that a spreadsheet would run as a formula prefixed with ``'`` (:mod:`stepsdk.store.csv_cells`);
 - zip (``--with-screenshots``): ``manifest.json`` (version, data file name, sha256 and size of
   each image, the screenshots that could not be fetched), the data file, and
   ``screenshots/<storage_path>`` for every image.
 
-Writers live in :mod:`stepsdk._export`, the strict reader in :mod:`stepsdk._import`.
+Writers live in :mod:`stepsdk.ops.export`, the strict reader in :mod:`stepsdk.ops.import_`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ transaction, so two refreshers never apply a batch twice and readers (WAL) are n
 A batch is one transaction: a SIGKILL mid-refresh loses at most the uncommitted batch, whose
 records are applied again by the next refresh (applying is idempotent in any case).
 
-Merge rules are those of :meth:`stepsdk._backup.BackupStore.read` (the highest ``v`` wins; equal
+Merge rules are those of :meth:`stepsdk.store.backup.BackupStore.read` (the highest ``v`` wins; equal
 ``v``: the record applied later). Upload bookkeeping (acks, rejects) stays with
 ``BackupStore.read()``, which resync uses for its exactly-once accounting.
 """
@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stepsdk._backup import (
+from stepsdk.store.backup import (
     ARCHIVE_DIR,
     JOURNAL_DIR,
     KIND_CLOSE,

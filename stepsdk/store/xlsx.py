@@ -4,7 +4,7 @@ Two sheets: ``tasks`` (one row per task, with its step, failure, screenshot and 
 ``steps`` (one row per step). Cells keep their types: numbers and booleans stay numbers and
 booleans, dicts and lists are compact JSON text, everything else is text.
 
-Step text comes from agents and web pages. As the CSV export does (:mod:`stepsdk._csv`), text that
+Step text comes from agents and web pages. As the CSV export does (:mod:`stepsdk.store.csv_cells`), text that
 a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) is neutralised:
 here it is stored as a text cell with Excel's quote prefix (what Excel itself does when a person
 types ``'=...``), so it is shown and kept as typed and never evaluated, not even after an edit.
@@ -27,8 +27,8 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from ._csv import FORMULA_STARTS
-from ._export_format import STEP_COLUMNS, TASK_COLUMNS, TaskBundle
+from stepsdk.store.csv_cells import FORMULA_STARTS
+from stepsdk.store.export_format import STEP_COLUMNS, TASK_COLUMNS, TaskBundle
 
 MAX_CELL_CHARS = 32_767
 TASK_SHEET_COLUMNS = (*TASK_COLUMNS, "total_steps", "failed_steps", "screenshots_count",

@@ -10,7 +10,7 @@ import pytest
 from postgrest.exceptions import APIError
 from storage3.exceptions import StorageApiError
 
-from stepsdk._retry import CircuitBreaker, ErrorClass, RetryPolicy, ThrottledError, classify, describe
+from stepsdk.backend.retry import CircuitBreaker, ErrorClass, RetryPolicy, ThrottledError, classify, describe
 
 T, R, F = ErrorClass.TRANSIENT, ErrorClass.REJECTED, ErrorClass.FATAL
 
@@ -99,7 +99,7 @@ def test_breaker_opens_backs_off_and_logs_once(caplog: pytest.LogCaptureFixture)
 
 
 def test_server_error_is_transient_whatever_the_body() -> None:
-    from stepsdk._retry import ServerError
+    from stepsdk.backend.retry import ServerError
 
     exc = ServerError(503, '{"code":"WEIRD","message":"x"}')
     assert classify(exc) is T and describe(exc)["code"] == "503"

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from stepsdk import StepTracker, StepType
-from stepsdk._backup import BackupStore
-from stepsdk._config import Config
-from stepsdk._resync import Resync
+from stepsdk.config import Config
+from stepsdk.ops.resync import Resync
+from stepsdk.store.backup import BackupStore
 
 
 def cfg(stack: Any, tmp_path: Path, **kw: Any) -> Config:

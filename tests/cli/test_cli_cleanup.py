@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk import _backup
-from stepsdk._backup import BackupStore
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.store import backup as _backup
+from stepsdk.store.backup import BackupStore
 from tests.cli_data import (
     BUCKET,
     Dataset,
@@ -238,7 +238,7 @@ def test_cleanup_local_with_supabase_configured_keeps_what_is_not_uploaded(
 
 def test_still_referenced_sees_past_the_row_cap(stack) -> None:
     """One object referenced by more rows than a response carries must not hide another one."""
-    from stepsdk._retention import SupabaseRetention
+    from stepsdk.ops.retention import SupabaseRetention
 
     ds = Dataset()
     ds.add_task("popular", image_seeds=[])
@@ -311,7 +311,7 @@ def test_cleanup_local_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_cleanup_local_journal_archived_meanwhile_deletes_no_file(tmp_path: Path) -> None:
     """`stepsdk resync` may move a journal to archive/ while cleanup plans its rewrite: the
     journal is not brought back, no screenshot is deleted, and the report says to run again."""
-    from stepsdk._retention import BackupRetention
+    from stepsdk.ops.retention import BackupRetention
 
     root = tmp_path / "backup"
     load_into_backup(root, _dataset())
@@ -335,7 +335,7 @@ def test_cleanup_local_journal_archived_meanwhile_deletes_no_file(tmp_path: Path
 def test_cleanup_local_keeps_a_screen_recorded_again_meanwhile(tmp_path: Path) -> None:
     """A running tracker records a step showing a screen an old task used (the same file, by
     content addressing) while cleanup works: that file stays."""
-    from stepsdk._retention import BackupRetention
+    from stepsdk.ops.retention import BackupRetention
 
     root = tmp_path / "backup"
     ds = _dataset()

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from stepsdk._backup import BackupStore
-from stepsdk._retention import interval_literal, parse_duration
 from stepsdk.cli import main
 from stepsdk.cli._common import CliError, Exit, resolve_source
+from stepsdk.ops.retention import interval_literal, parse_duration
+from stepsdk.store.backup import BackupStore
 from tests.cli_data import Dataset, json_out, load_into_backup, local_env
 
 

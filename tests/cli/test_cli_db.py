@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from stepsdk._migrations import migrations, schema_sql
 from stepsdk.cli import main
+from stepsdk.ops.migrations import migrations, schema_sql
 from supabase_local import postgres
 from supabase_local.stack import MIGRATIONS_DIR, apply_migrations, apply_platform, migration_dsn, run_sql
 
@@ -57,7 +57,7 @@ def test_push_applies_pending_migrations_once_and_records_them_like_the_supabase
     captured = capsys.readouterr()
     assert "up to date (5 migrations recorded)".replace("5", str(len(SHIPPED))) in captured.out + captured.err
     assert _history(fresh_db) == history
-    # the stack's `supabase db push` emulation (and the real CLI, tests/test_supabase_cli.py) agree
+    # the stack's `supabase db push` emulation (and the real CLI, tests/schema/test_supabase_cli.py) agree
     assert apply_migrations(fresh_db) == []
 
 

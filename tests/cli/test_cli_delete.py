@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk._backup import BackupStore
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.store.backup import BackupStore
 from tests.cli_data import (
     Dataset,
     counts,

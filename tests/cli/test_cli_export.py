@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk import _export, _export_format, _import
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.ops import export as _export
+from stepsdk.ops import import_ as _import
+from stepsdk.store import export_format as _export_format
 from tests.cli_data import BUCKET, Dataset, json_out, load_into_backup, load_into_stack, local_env, stack_env
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from stepsdk._export_format import STEP_COLUMNS, TASK_COLUMNS
-from stepsdk._xlsx import MAX_CELL_CHARS, STEP_SHEET_COLUMNS, TASK_SHEET_COLUMNS, iter_rows
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.store.export_format import STEP_COLUMNS, TASK_COLUMNS
+from stepsdk.store.xlsx import MAX_CELL_CHARS, STEP_SHEET_COLUMNS, TASK_SHEET_COLUMNS, iter_rows
 from tests.cli_data import Dataset, json_out, load_into_backup, load_into_stack, local_env, stack_env
 
 FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-cmd|' /C calc'!A0", "@SUM(A1)", "\t=1", "\r=1"]

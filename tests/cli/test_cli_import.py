@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from PIL import Image
 
-from stepsdk._backup import BackupStore
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.store.backup import BackupStore
 from tests.cli_data import (
     BUCKET,
     Dataset,
@@ -459,7 +459,7 @@ def test_import_never_crashes_on_random_damage(exported: dict[str, Any], tmp_pat
     imports into a backup that reads back whole (no skipped records)."""
     import random
 
-    from stepsdk import _import
+    from stepsdk.ops import import_ as _import
 
     rng = random.Random(1234)
     original = _doc(exported)
@@ -487,7 +487,7 @@ def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any
     errors later at resync): the validator is at least as strict as the schema."""
     import random
 
-    from stepsdk import _import
+    from stepsdk.ops import import_ as _import
 
     rng = random.Random(99)
     original = _doc(exported)
@@ -517,7 +517,7 @@ def test_import_makes_rows_pending_even_when_this_folder_uploaded_them_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """An import means "I want these rows there" (the task may have been deleted in Supabase):
     every row and object of the file is pending for resync, whatever the folder uploaded before."""
-    from stepsdk import _backup
+    from stepsdk.store import backup as _backup
 
     root = tmp_path / "backup"
     ds = Dataset()

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk import __version__, _config
-from stepsdk._config import Config
+from stepsdk import __version__
+from stepsdk import config as _config
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.config import Config
 from tests.cli_data import local_env
 
 

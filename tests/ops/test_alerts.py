@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk import _alerts
 from stepsdk.cli import main
+from stepsdk.ops import alerts as _alerts
 from tests.cli_data import Dataset, json_out, load_into_backup, load_into_stack, local_env, stack_env
-from tests.webhook_receiver import WebhookReceiver
+from tests.ops.webhook_receiver import WebhookReceiver
 
 RULES = """\
 [[webhook]]

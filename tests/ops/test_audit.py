@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from postgrest.exceptions import APIError
 
-from stepsdk import _audit
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.ops import audit as _audit
 from tests.cli_data import Dataset, load_into_backup, load_into_stack, local_env, stack_env
 
 STRANGER = "b0000000-0000-4000-8000-000000000002"

@@ -1,4 +1,4 @@
-"""stepsdk/_ops_stats.py (the local store's token usage, error categories and alert measures)
+"""stepsdk/ops/stats.py (the local store's token usage, error categories and alert measures)
 agrees with the SQL of 20261130001450_stepsdk_usage_alerts.sql on the same rows."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stepsdk import _ops_stats
-from tests.test_schema_queries import CHECKOUT, _usage_fixture
+from stepsdk.ops import stats as _ops_stats
+from tests.schema.test_schema_queries import CHECKOUT, _usage_fixture
 
 
 @pytest.fixture

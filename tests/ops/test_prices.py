@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk._prices import PriceError, PriceTable
+from stepsdk.ops.prices import PriceError, PriceTable
 
 
 def test_toml_table_model_price_then_default(tmp_path: Path) -> None:

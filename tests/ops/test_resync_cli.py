@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from stepsdk import StepTracker
-from stepsdk._backup import BackupStore, JournalWriter
-from stepsdk._config import Config
-from stepsdk._resync import Resync
+from stepsdk.config import Config
+from stepsdk.ops.resync import Resync
+from stepsdk.store.backup import BackupStore, JournalWriter
 
 
 def _record_local(folder: Path, n: int, task_id: str = "offline") -> StepTracker:

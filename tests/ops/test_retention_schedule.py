@@ -12,11 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stepsdk._backup import BackupStore
-from stepsdk._config import Config
-from stepsdk._local_retention import STATE_FILE, apply_on_start, last_run
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.config import Config
+from stepsdk.ops.local_retention import STATE_FILE, apply_on_start, last_run
+from stepsdk.store.backup import BackupStore
 from tests.cli_data import (
     Dataset,
     json_out,

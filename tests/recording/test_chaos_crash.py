@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from stepsdk._backup import BackupStore, iter_journal
-from stepsdk._config import Config
-from stepsdk._resync import Resync
+from stepsdk.config import Config
+from stepsdk.ops.resync import Resync
+from stepsdk.store.backup import BackupStore, iter_journal
 
 # The stated bounds: a step is durable once the journal thread has written it.
 # - At an agent's pace the queue stays short: only steps of the last CRASH_BOUND_MS can be lost.

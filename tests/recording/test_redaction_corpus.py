@@ -1,6 +1,6 @@
 """The redaction corpus: secret names and secret value shapes that must be caught, and
 near-misses that must be kept, through the tracker's sanitizer, the integrations' summaries and
-import (all three use ``stepsdk._sanitize.RULES``). The counts of caught and kept are asserted."""
+import (all three use ``stepsdk.recording.sanitize.RULES``). The counts of caught and kept are asserted."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from stepsdk._config import LEVEL_LIMITS
-from stepsdk._import import TaskBundle, sanitize_bundles
-from stepsdk._model import Level
-from stepsdk._sanitize import Sanitizer
+from stepsdk.config import LEVEL_LIMITS
 from stepsdk.integrations._common import summarize
+from stepsdk.model import Level
+from stepsdk.ops.import_ import TaskBundle, sanitize_bundles
+from stepsdk.recording.sanitize import Sanitizer
 
 PEM = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
        "VJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n"
@@ -148,8 +148,8 @@ def test_import_uses_the_same_rules() -> None:
 
 def test_users_add_names_and_patterns_from_the_environment() -> None:
     code = (
-        "from stepsdk._config import LEVEL_LIMITS\nfrom stepsdk._model import Level\n"
-        "from stepsdk._sanitize import Sanitizer\nimport stepsdk\n"
+        "from stepsdk.config import LEVEL_LIMITS\nfrom stepsdk.model import Level\n"
+        "from stepsdk.recording.sanitize import Sanitizer\nimport stepsdk\n"
         "stepsdk.add_redaction_rules(names=['iban'], patterns={'ticket': r'TCK-[0-9]{6}'})\n"
         "s = Sanitizer(LEVEL_LIMITS[Level.DETAILED])\n"
         "print(s.value({'employee_no': 'E1', 'Iban': 'DE89', 'n': 'call ORD-123456 TCK-654321'}))\n")

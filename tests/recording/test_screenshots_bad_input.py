@@ -10,7 +10,7 @@ import random
 import pytest
 from PIL import Image
 
-from stepsdk._screenshots import REASONS, ScreenshotError, ScreenshotOptions, capture, prepare
+from stepsdk.recording.screenshots import REASONS, ScreenshotError, ScreenshotOptions, capture, prepare
 from tests.fixtures_images import encode, png_bytes, png_with_fake_size, small_screen
 
 

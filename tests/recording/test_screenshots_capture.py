@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from stepsdk._screenshots import ScreenshotError, ScreenshotInput, capture, prepare
+from stepsdk.recording.screenshots import ScreenshotError, ScreenshotInput, capture, prepare
 from tests.fixtures_images import encode, png_bytes, small_screen
 
 

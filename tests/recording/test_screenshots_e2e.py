@@ -16,9 +16,9 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from stepsdk import StepTracker
-from stepsdk._config import Config
-from stepsdk._resync import Resync
-from stepsdk._screenshots import capture
+from stepsdk.config import Config
+from stepsdk.ops.resync import Resync
+from stepsdk.recording.screenshots import capture
 from tests.fixtures_images import encode, png_bytes, small_screen
 
 BUCKET = "step-screenshots"
@@ -91,7 +91,7 @@ def test_every_kind_of_screenshot_is_stored_as_webp_with_its_row(stack: Any, tmp
         supabase_key=stack.service_role_key,
         backup_dir=tmp_path / "backup",
         # "store": a screen flagged sensitive is kept as WebP here (the default withholds or
-        # encrypts it: tests/test_sensitive_screens.py)
+        # encrypts it: tests/recording/test_sensitive_screens.py)
         screenshot_policy="store",
     ) as tracker:
         recorded = {

@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from stepsdk._screenshots import (
+from stepsdk.recording.screenshots import (
     PreparedScreenshot,
     ScreenshotOptions,
     capture,

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from stepsdk import StepTracker, _sensitive
-from stepsdk._config import Config
+from stepsdk import StepTracker
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from stepsdk.config import Config
+from stepsdk.recording import sensitive as _sensitive
 from tests.cli_data import local_env
 from tests.fixtures_images import png_bytes, small_screen
 
@@ -92,7 +93,7 @@ def test_redact_is_the_default_without_a_key_and_stores_no_pixels(tmp_path: Path
     assert list(objects.values()) == [placeholder]  # the fixed placeholder, nothing else
     with Image.open(io.BytesIO(placeholder)) as im:
         assert im.size == (w, h) != (200, 400)
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     snap = BackupStore(tmp_path).read()
     (shot,) = snap.screenshots["sens-redact"]

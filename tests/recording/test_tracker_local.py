@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from stepsdk import Level, StepTracker, StepType, TaskStatus
-from stepsdk._backup import BackupStore, iter_journal
-from stepsdk._config import Config
+from stepsdk.config import Config
+from stepsdk.store.backup import BackupStore, iter_journal
 from stepsdk.testing import MemorySink
 from tests.fixtures_images import gallery_screen, png_bytes, small_screen
 
@@ -447,7 +447,7 @@ def test_import_and_construction_stay_light() -> None:
 
 
 def test_failing_client_creation_is_an_unavailable_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import stepsdk._supabase_sink as sink_module
+    import stepsdk.backend.supabase_sink as sink_module
 
     def broken(config: Config) -> None:
         raise ValueError("bad key format")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk._config import LEVEL_LIMITS, Config
-from stepsdk._model import Level
-from stepsdk._sanitize import REDACTED, Sanitizer, is_secret_key, marker
+from stepsdk.config import LEVEL_LIMITS, Config
+from stepsdk.model import Level
+from stepsdk.recording.sanitize import REDACTED, Sanitizer, is_secret_key, marker
 
 S = Sanitizer(LEVEL_LIMITS[Level.DETAILED], ("sb_secret_abcdefghijklmnop",))
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from stepsdk._backup import JournalWriter
+from stepsdk.store.backup import JournalWriter
 from viewer.data.backup_source import BackupSource
 from viewer.data.base import Sort, TaskFilters
 

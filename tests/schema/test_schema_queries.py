@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 QUERIES = REPO / "supabase" / "queries"
 
 # Seed facts the expectations are derived from: start time and screenshot paths of each task.

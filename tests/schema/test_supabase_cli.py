@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from stepsdk._migrations import push
+from stepsdk.ops.migrations import push
 from supabase_local import postgres
 from supabase_local.stack import MIGRATIONS_DIR, apply_platform, migration_dsn, run_sql
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".tools" / "supabase-cli" / "node_modules" / ".bin" / "supabase"
 SHIPPED = sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk import _backup
-from stepsdk._backup import BackupStore, JournalWriter, encode_record
+from stepsdk.store import backup as _backup
+from stepsdk.store.backup import BackupStore, JournalWriter, encode_record
 
 
 def _line(body: bytes) -> bytes:

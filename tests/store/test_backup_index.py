@@ -1,4 +1,4 @@
-"""The backup index (stepsdk/_index.py): always consistent with the journals, whatever happens to
+"""The backup index (stepsdk/store/index.py): always consistent with the journals, whatever happens to
 it or to them: SIGKILL of a reader mid-update or of a writer mid-write, deletion, concurrent
 writers in other processes, journals archived or rewritten, torn and corrupt lines."""
 
@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from stepsdk._backup import ARCHIVE_DIR, BackupStore, JournalWriter
-from stepsdk._index import INDEX_FILE, BackupIndex, error_group, snippet
+from stepsdk.store.backup import ARCHIVE_DIR, BackupStore, JournalWriter
+from stepsdk.store.index import INDEX_FILE, BackupIndex, error_group, snippet
 
-ROOT_DIR = Path(__file__).resolve().parent.parent
+ROOT_DIR = Path(__file__).resolve().parents[2]
 
 
 def records(task_id: str, steps: int, *, agent: str = "a", start: int = 1) -> list[dict[str, Any]]:
@@ -162,7 +162,7 @@ def test_journal_appended_by_another_process_appears_in_the_next_request(tmp_pat
     assert source.list_tasks(TaskFilters(), Sort(), 1, 10)[1] == 1
     proc = _run("""
         import sys
-        from tests.test_backup_index import records, write
+        from tests.store.test_backup_index import records, write
         write(__import__('pathlib').Path(sys.argv[1]), records('from-other-process', 4))
     """, str(root))
     assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
@@ -176,7 +176,7 @@ def test_sigkill_of_a_reader_mid_update_leaves_a_consistent_index(tmp_path: Path
     for i in range(8):
         write(root, records(f"t{i}", 1500))
     proc = _run("""
-        import sys, stepsdk._index as m
+        import sys, stepsdk.store.index as m
         m.BATCH_LINES = 200
         m.BackupIndex(sys.argv[1]).refresh()
         print("done")
@@ -207,8 +207,8 @@ def test_sigkill_of_a_writer_mid_write_while_the_index_reads(tmp_path: Path) -> 
     root.mkdir()
     proc = _run("""
         import sys, pathlib
-        from stepsdk._backup import JournalWriter
-        from tests.test_backup_index import records
+        from stepsdk.store.backup import JournalWriter
+        from tests.store.test_backup_index import records
         w = JournalWriter(pathlib.Path(sys.argv[1]))
         n = 0
         while True:
@@ -234,7 +234,7 @@ def test_two_processes_refreshing_at_once_agree(tmp_path: Path) -> None:
     for i in range(4):
         write(root, records(f"t{i}", 800))
     code = """
-        import sys, stepsdk._index as m
+        import sys, stepsdk.store.index as m
         m.BATCH_LINES = 300
         print(m.BackupIndex(sys.argv[1]).counts()["steps"])
     """
@@ -283,7 +283,7 @@ def test_copy_of_a_backup_with_its_index_still_matches(tmp_path: Path) -> None:
 
 def test_many_finished_runs_new_journals_at_once_late_appends_within_a_second(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import stepsdk._index as index_module
+    import stepsdk.store.index as index_module
 
     monkeypatch.setattr(index_module, "CLOSED_CACHE_MIN", 2)
     monkeypatch.setattr(index_module, "CLOSED_RECHECK", 0.3)

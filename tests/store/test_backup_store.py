@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stepsdk._backup import (
+from stepsdk.store.backup import (
     BackupStore,
     JournalWriter,
     decode_line,
@@ -205,7 +205,7 @@ def test_two_processes_and_threads_write_one_folder(tmp_path: Path) -> None:
 
 
 def test_archiving_twice_never_overwrites(tmp_path: Path) -> None:
-    from stepsdk._backup import archive_target
+    from stepsdk.store.backup import archive_target
 
     first = archive_target(tmp_path, "w.log")
     first.write_text("first")

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from stepsdk._csv import safe_cell, write_rows
+from stepsdk.store.csv_cells import safe_cell, write_rows
 
 
 @pytest.mark.parametrize("text", ['=HYPERLINK("http://x")', "+1", "-1", "@SUM(A1)", "\tx", "\rx", "-"])

@@ -17,7 +17,7 @@ Row = dict[str, Any]
 
 STATUSES = ("running", "success", "failed", "interrupted")
 STEP_TYPES = ("thinking", "action", "screenshot", "error", "validation")
-# task_steps.error_category values (stepsdk/_error_category.py); "none" filters steps without one
+# task_steps.error_category values (stepsdk/recording/error_category.py); "none" filters steps without one
 ERROR_CATEGORIES = ("timeout", "connection", "auth", "rate_limit", "validation", "model_output", "device", "other")
 FAILED_STEP_COLUMNS = ("id", "task_id", "step_number", "step_type", "name", "error_type", "error_message",
                        "error_category", "duration_ms", "created_at")

@@ -20,7 +20,7 @@ from postgrest import APIError
 from storage3.exceptions import StorageApiError
 from storage3.utils import StorageException
 
-from stepsdk._client import make_client
+from stepsdk.backend.client import make_client
 from supabase import Client
 
 from ..secret_key import is_secret_key
