@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from stepsdk.model import Level
+from stepsdk.schema import BUCKET
 
 _log = logging.getLogger("stepsdk.config")
 
@@ -70,7 +71,7 @@ class Config:
     retry_max_time: float = 8.0
     probe_min: float = 5.0
     probe_max: float = 30.0
-    bucket: str = "step-screenshots"
+    bucket: str = BUCKET
     owner_id: str | None = None
     # Local retention: a tracker deletes backup tasks older than this many days when it starts
     # (stepsdk.ops.local_retention.apply_on_start). None: keep everything.

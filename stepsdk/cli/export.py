@@ -26,6 +26,7 @@ from stepsdk.cli._common import (
 from stepsdk.ops import audit as _audit
 from stepsdk.ops import export as _export
 from stepsdk.ops.retention import parse_duration
+from stepsdk.schema import parse_timestamp
 from stepsdk.share import cli as share_cli
 from stepsdk.store import export_format as _export_format
 
@@ -84,14 +85,13 @@ def time_bound(text: str) -> datetime:
         return datetime.now(UTC) - parse_duration(text)
     except ValueError:
         pass
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
+    parsed = parse_timestamp(text)
+    if parsed is None:
         raise argparse.ArgumentTypeError(
             f"invalid time {text!r}: use an ISO date/time (2026-11-01, 2026-11-01T12:00:00+00:00) "
             "or an age (30d, 12h, 2w, 90m)"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        )
+    return parsed
 
 
 def open_export_source(args: argparse.Namespace) -> _export.ExportSource:

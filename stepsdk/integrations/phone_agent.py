@@ -44,6 +44,7 @@ from stepsdk.integrations._common import guarded, redact_url, summarize, truncat
 from stepsdk.integrations._usage import usage_from
 from stepsdk.model import StepType
 from stepsdk.recording.step_names import phone_action_name
+from stepsdk.schema import MAX_TITLE
 
 _log = logging.getLogger("stepsdk.integrations.phone_agent")
 
@@ -54,7 +55,6 @@ TrackerFactory = Callable[..., Any]
 _TAGS = re.compile(r"</?think>|</?answer>")
 _MARK = "_stepsdk_phone_tracking"
 ACTION_PARSE_ERROR = "ActionParseError"
-MAX_TITLE = 2000  # tasks.title check constraint
 
 
 def strip_model_tags(text: str | None) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from stepsdk.ops.migrations import migrations
+from stepsdk.schema import BUCKET
 from stepsdk.store.export_format import SCREENSHOT_COLUMNS, STEP_COLUMNS, TASK_COLUMNS
 
-BUCKET = "step-screenshots"
 TABLES = {"tasks": TASK_COLUMNS, "task_steps": STEP_COLUMNS, "step_screenshots": SCREENSHOT_COLUMNS}
 VIEWS = ("task_summary", "daily_summary", "error_summary", "step_type_breakdown")
 # function → arguments that read nothing or almost nothing (retention: a dry run matching no task)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from stepsdk.ops.retention import Advance, BackupRetention, CleanupReport, SupabaseRetention, _no_progress
+from stepsdk.schema import BUCKET
 from stepsdk.store.backup import BackupSnapshot
 from stepsdk.store.export_format import parse_timestamp
 
@@ -64,14 +65,11 @@ class DeleteResult:
 def parse_before(text: str) -> datetime:
     """``2026-01-31`` (midnight UTC) or an ISO date-time (UTC when it has no offset)."""
     text = text.strip()
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_timestamp(text)  # a bare date is midnight UTC: naive means UTC
+    if moment is None:
         raise ValueError(f"invalid date {text!r}: use YYYY-MM-DD or an ISO date-time "
-                         "(2026-01-31T12:00:00+00:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+                         "(2026-01-31T12:00:00+00:00)")
+    return moment
 
 
 # --------------------------------------------------------------------------- Supabase
@@ -90,7 +88,7 @@ def supabase_task_ids(client: Any, selection: Selection) -> list[str]:
             return ids
 
 
-def delete_supabase(client: Any, selection: Selection, *, dry_run: bool, bucket: str = "step-screenshots",
+def delete_supabase(client: Any, selection: Selection, *, dry_run: bool, bucket: str = BUCKET,
                     advance: Advance = _no_progress) -> DeleteResult:
     wanted = list(dict.fromkeys(selection.task_ids)) if selection.task_ids else supabase_task_ids(client, selection)
     report = SupabaseRetention(client, bucket).delete_ids(wanted, dry_run=dry_run, advance=advance)

@@ -22,6 +22,7 @@ from typing import IO, Any, Protocol
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from stepsdk.schema import BUCKET
 from stepsdk.store.csv_cells import write_rows
 from stepsdk.store.export_format import (
     DATA_FILES,
@@ -166,7 +167,7 @@ class SupabaseExportSource:
     label = "supabase"
     ID_CHUNK = 50  # task ids per ``in.(...)`` filter: keeps URLs short
 
-    def __init__(self, client: Any, bucket: str = "step-screenshots", page_size: int = 1000) -> None:
+    def __init__(self, client: Any, bucket: str = BUCKET, page_size: int = 1000) -> None:
         self.client = client
         self.bucket = bucket
         self.page_size = page_size

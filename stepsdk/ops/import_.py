@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from stepsdk.ops.import_check import ExportFormatError, kind_of, preview, validate_bundle
+from stepsdk.schema import STORAGE_PATH_RE
+from stepsdk.schema import storage_path as schema_storage_path
 from stepsdk.store.export_format import (
     CONTROL_CHARS,
     DATA_FILES,
@@ -305,15 +307,12 @@ def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest
     return images
 
 
-_CONTENT_KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(webp|enc)$")  # the backup's STORAGE_PATH_RE
-
-
 def content_key_problem(storage_path: str, digest: str) -> str | None:
     """Why ``storage_path`` is not the content-addressed key of bytes hashing to ``digest``."""
-    match = _CONTENT_KEY.match(storage_path)
+    match = STORAGE_PATH_RE.match(storage_path)
     if not match:
         return "is not a content-addressed name (<sha256[0:2]>/<sha256>.webp or .enc)"
-    if storage_path != f"{digest[:2]}/{digest}.{match.group(1)}":
+    if storage_path != schema_storage_path(digest, "." + match.group(1)):
         return f"does not hash to its name (its sha256 is {digest}): altered or crafted"
     return None
 

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from stepsdk.recording.error_category import CATEGORIES as ERROR_CATEGORIES
+from stepsdk.schema import MAX_AGENT, MAX_STEP_NAME, MAX_TASK_ID, MAX_TITLE, has_offset
 from stepsdk.store.export_format import (
     CONTROL_CHARS,
     SCREENSHOT_COLUMNS,
@@ -101,7 +102,7 @@ class _Checker:
         if value is None:
             if required:
                 self.fail(f"{where}.{key}", "is required")
-        elif parse_timestamp(value) is None:
+        elif not has_offset(value):
             self.fail(f"{where}.{key}", f"must be an ISO-8601 timestamp with an offset, got {preview(value)}")
 
     def json_object(self, row: dict[str, Any], key: str, where: str) -> None:
@@ -169,13 +170,13 @@ def _has_nul(value: Any) -> bool:
 def _check_task(c: _Checker, task: Any, where: str) -> None:
     if not c.row(task, where, TASK_COLUMNS):
         return
-    c.text(task, "task_id", where, required=True, min_len=1, max_len=200)
+    c.text(task, "task_id", where, required=True, min_len=1, max_len=MAX_TASK_ID)
     if isinstance(task.get("task_id"), str) and CONTROL_CHARS.search(task["task_id"]):
         c.fail(f"{where}.task_id", "contains control characters")
     if isinstance(task.get("task_id"), str) and not _encodable(task["task_id"]):
         c.fail(f"{where}.task_id", "is not valid Unicode text (it holds a lone surrogate)")
-    c.text(task, "title", where, max_len=2000)
-    c.text(task, "agent", where, max_len=200)
+    c.text(task, "title", where, max_len=MAX_TITLE)
+    c.text(task, "agent", where, max_len=MAX_AGENT)
     for key in ("description", "result", "error_message"):
         c.text(task, key, where)
     c.choice(task, "status", where, TASK_STATUSES)
@@ -212,7 +213,7 @@ def _check_step(c: _Checker, step: Any, where: str, task_id: Any) -> None:
                                  or not math.isfinite(duration) or duration < 0):
         c.fail(f"{where}.duration_ms", f"must be a number >= 0, got {preview(duration)}")
     c.boolean(step, "success", where)
-    c.text(step, "name", where, min_len=1, max_len=200)
+    c.text(step, "name", where, min_len=1, max_len=MAX_STEP_NAME)
     c.json_object(step, "usage", where)
     if step.get("error_category") is not None:
         c.choice(step, "error_category", where, ERROR_CATEGORIES)

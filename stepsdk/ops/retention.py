@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from stepsdk.schema import BUCKET
 from stepsdk.store.backup import (
     KIND_SHOT,
     KIND_STEP,
@@ -140,7 +141,7 @@ FREED_TABLE = "stepsdk_freed_objects"  # objects the scheduled retention freed, 
 class SupabaseRetention:
     """Deletes through the SQL function (rows, one transaction per batch), then the objects."""
 
-    def __init__(self, client: Any, bucket: str = "step-screenshots") -> None:
+    def __init__(self, client: Any, bucket: str = BUCKET) -> None:
         self.client = client
         self.bucket = bucket
 
@@ -449,18 +450,8 @@ def _paths_of(snap: BackupSnapshot, task_ids: set[str]) -> set[str]:
 def _older(item: dict[str, Any], cutoff: datetime) -> bool:
     """Whether a Storage listing item was created and last updated before ``cutoff``."""
     stamps = [parse for key in ("created_at", "updated_at")
-              if (parse := _parse_iso(item.get(key))) is not None]
+              if (parse := parse_timestamp(item.get(key))) is not None]
     return bool(stamps) and max(stamps) < cutoff
-
-
-def _parse_iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _pending_task_ids(snap: BackupSnapshot) -> set[str]:

@@ -15,23 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from stepsdk.schema import parse_timestamp as parse_ts
+
 Row = dict[str, Any]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_WINDOW_SECONDS = 31_622_400  # 366 days, as the SQL functions check
 _WS = " \t\r\n"
-
-
-def parse_ts(value: Any) -> datetime | None:
-    """ISO-8601 string/datetime → aware datetime (naive is UTC); anything else → None."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def percentile_cont(values: Sequence[float], fraction: float) -> float | None:

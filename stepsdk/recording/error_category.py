@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-CATEGORIES = ("timeout", "connection", "auth", "rate_limit", "validation", "model_output", "device", "other")
+from stepsdk.schema import ERROR_CATEGORIES
+
+CATEGORIES = ERROR_CATEGORIES
 
 # (category, pattern over "<error_type> <error_message>"), first match wins.
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (

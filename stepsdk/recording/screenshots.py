@@ -37,6 +37,8 @@ from typing import Any, Final, Literal, TypeAlias
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from stepsdk import schema
+
 __all__ = [
     "CONTENT_TYPE",
     "REASONS",
@@ -320,7 +322,7 @@ def prepare(ref: ScreenshotInput, options: ScreenshotOptions | None = None) -> P
     return PreparedScreenshot(
         data=data,
         sha256=sha,
-        storage_path=f"{sha[:2]}/{sha}.webp",
+        storage_path=schema.storage_path(sha),
         width=image.width,
         height=image.height,
         metadata=metadata,

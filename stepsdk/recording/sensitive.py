@@ -36,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from stepsdk.schema import ENCRYPTED_SUFFIX, storage_path
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -49,7 +51,6 @@ REGION_STYLES: Final = ("black", "blur")
 ENV_POLICY: Final = "STEPSDK_SCREENSHOT_POLICY"
 ENV_KEY: Final = "STEPSDK_SCREENSHOT_KEY"
 ENV_KEY_FILE: Final = "STEPSDK_SCREENSHOT_KEY_FILE"
-ENCRYPTED_SUFFIX: Final = ".enc"
 ENCRYPTED_CONTENT_TYPE: Final = "application/octet-stream"
 MAGIC: Final = b"SDKENC\x01\x00"
 _KEY_ID_LEN: Final = 8
@@ -307,14 +308,14 @@ def prepare(ref: ScreenshotInput, config: Config) -> PreparedScreenshot:
         data, w, h = placeholder()
         sha = hashlib.sha256(data).hexdigest()
         meta = {"width": w, "height": h, "sensitive": True, "withheld": True, "policy": "redact"}
-        return _screenshots.PreparedScreenshot(data, sha, f"{sha[:2]}/{sha}.webp", w, h, meta)
+        return _screenshots.PreparedScreenshot(data, sha, storage_path(sha), w, h, meta)
     assert policy.key is not None
     plain = _screenshots.prepare(ref, options)
     data = encrypt(plain.data, policy.key)
     sha = hashlib.sha256(data).hexdigest()
     meta = {**plain.metadata, "sensitive": True, "policy": "encrypt", "encrypted": "AES-256-GCM",
             "key_id": key_id(policy.key).hex()}
-    return _screenshots.PreparedScreenshot(data, sha, f"{sha[:2]}/{sha}{ENCRYPTED_SUFFIX}",
+    return _screenshots.PreparedScreenshot(data, sha, storage_path(sha, ENCRYPTED_SUFFIX),
                                            plain.width, plain.height, meta)
 
 

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-MAX_NAME = 200  # the schema's limit on task_steps.name
+from stepsdk.schema import MAX_STEP_NAME
+
+MAX_NAME = MAX_STEP_NAME  # the schema's limit on task_steps.name
 _PATH_CHARS = 80
 
 

@@ -25,6 +25,7 @@ from stepsdk.recording.numbering import StepNumbers
 from stepsdk.recording.pipeline import Pipeline, shutdown_all
 from stepsdk.recording.progress import FlushResult
 from stepsdk.recording.upload_stage import SinkSource
+from stepsdk.schema import MAX_AGENT, MAX_STEP_NAME, MAX_TASK_ID, MAX_TITLE
 
 log = logging.getLogger("stepsdk")
 
@@ -198,8 +199,8 @@ class StepTracker:
         _check_str("task_id", task_id)
         if task_id is not None:
             _check_task_id(task_id)
-        _check_str("title", title, 2000)
-        _check_str("agent", agent, 200)
+        _check_str("title", title, MAX_TITLE)
+        _check_str("agent", agent, MAX_AGENT)
         _check_str("description", description)
         _check_str("owner_id", owner_id)
         if metadata is not None and not isinstance(metadata, Mapping):
@@ -326,7 +327,7 @@ class StepTracker:
                 raise TypeError(f"metadata must be a dict (mapping) or None, got {type(metadata).__name__}")
             metadata = dict(metadata)
         if name is not None:
-            _check_str("name", name, 200)
+            _check_str("name", name, MAX_STEP_NAME)
             if not name.strip():
                 raise ValueError("name must not be empty")
         if usage is not None:
@@ -591,8 +592,8 @@ def _check_duration(value: Any) -> float:
 
 
 def _check_task_id(task_id: str) -> None:
-    if not 1 <= len(task_id) <= 200:
-        raise ValueError("task_id must be 1 to 200 characters long")
+    if not 1 <= len(task_id) <= MAX_TASK_ID:
+        raise ValueError(f"task_id must be 1 to {MAX_TASK_ID} characters long")
     if "\x00" in task_id:
         raise ValueError("task_id must not contain NUL characters")
     try:

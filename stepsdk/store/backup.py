@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stepsdk.schema import STORAGE_PATH_RE
+
 log = logging.getLogger("stepsdk.backup")
 
 JOURNAL_DIR = "journal"
@@ -38,9 +40,6 @@ SUFFIX = ".log"
 FORMAT_VERSION = 1
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # a line longer than this is corrupt (FULL level rows stay far below)
 
-# <sha[:2]>/<sha>.webp, or .enc for an encrypted sensitive screen (stepsdk/recording/sensitive.py); the sha
-# is always that of the stored bytes.
-STORAGE_PATH_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(?:webp|enc)$")
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 
 # Record kinds ("k") and the tables they belong to.

@@ -20,9 +20,10 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+
+from stepsdk.schema import STEP_TYPES, TASK_STATUSES, parse_timestamp  # noqa: F401  (re-exported)
 
 EXPORT_VERSION = 1
 FORMATS = ("json", "jsonl", "csv")
@@ -30,8 +31,6 @@ DATA_FILES = {"json": "export.json", "jsonl": "export.jsonl", "csv": "export.csv
 MANIFEST = "manifest.json"
 SCREENSHOT_DIR = "screenshots/"
 
-TASK_STATUSES = ("running", "success", "failed", "interrupted")
-STEP_TYPES = ("thinking", "action", "screenshot", "error", "validation")
 TASK_COLUMNS = (
     "task_id", "title", "description", "agent", "status", "started_at", "finished_at", "result",
     "error_message", "metadata", "owner_id", "created_at", "updated_at",
@@ -73,16 +72,6 @@ class TaskBundle:
 def _int_or(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An ISO-8601 string with an offset → aware datetime; anything else → None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def storage_paths(bundles: Iterable[TaskBundle]) -> list[str]:

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stepsdk.schema import parse_timestamp as parse_ts
 from stepsdk.store.backup import (
     ARCHIVE_DIR,
     JOURNAL_DIR,
@@ -120,17 +121,6 @@ class _Percentile:
 
     def finalize(self) -> float | None:
         return percentile_cont(self.values, self.fraction)
-
-
-def parse_ts(value: Any) -> datetime | None:
-    """ISO-8601 string → aware datetime (naive ones are taken as UTC); junk → None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _epoch(value: Any) -> float | None:
