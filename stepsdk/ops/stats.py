@@ -9,27 +9,18 @@ does (trimmed, first 200 characters, empty → None).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from stepsdk.schema import parse_timestamp as parse_ts
+from stepsdk.store.index import percentile_cont  # PostgreSQL's, as the index computes it
 
 Row = dict[str, Any]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_WINDOW_SECONDS = 31_622_400  # 366 days, as the SQL functions check
 _WS = " \t\r\n"
-
-
-def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = fraction * (len(ordered) - 1)
-    low, high = math.floor(pos), math.ceil(pos)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (pos - low))
 
 
 def tokens(usage: Any, key: str) -> int:
