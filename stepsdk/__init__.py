@@ -6,6 +6,14 @@
 """
 
 from stepsdk.config import Config
+from stepsdk.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ExportFormatError,
+    ResyncError,
+    ScreenshotError,
+    StepSDKError,
+)
 from stepsdk.model import Level, Step, StepType, TaskStatus
 from stepsdk.recording.progress import FlushResult
 from stepsdk.recording.sanitize import add_rules as add_redaction_rules
@@ -14,11 +22,17 @@ from stepsdk.recording.tracker import StepHandle, StepTracker, TrackerStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendUnavailableError",
     "Config",
+    "ConfigurationError",
+    "ExportFormatError",
     "FlushResult",
     "Level",
+    "ResyncError",
+    "ScreenshotError",
     "Step",
     "StepHandle",
+    "StepSDKError",
     "StepTracker",
     "StepType",
     "TaskStatus",

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from stepsdk.errors import ConfigurationError
 from stepsdk.model import Level
 from stepsdk.schema import BUCKET
 
@@ -48,7 +49,7 @@ def _level(value: str | Level | None) -> Level:
     try:
         return Level(value.strip().upper())
     except ValueError:
-        raise ValueError(f"unknown level {value!r}: expected BASIC, DETAILED or FULL") from None
+        raise ConfigurationError(f"unknown level {value!r}: expected BASIC, DETAILED or FULL") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +120,7 @@ class Config:
                 raise TypeError("supabase_url must be a string")
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError("supabase_url must be an http(s) URL like https://xyz.supabase.co")
+                raise ConfigurationError("supabase_url must be an http(s) URL like https://xyz.supabase.co")
             url = url.rstrip("/")
         if key is not None and not isinstance(key, str):
             raise TypeError("supabase_key must be a string")
@@ -152,7 +153,7 @@ def _check_owner_id(owner: object) -> None:
     try:
         uuid.UUID(owner)
     except ValueError:
-        raise ValueError(f"owner_id must be a Supabase user id (a UUID), got {owner[:60]!r}") from None
+        raise ConfigurationError(f"owner_id must be a Supabase user id (a UUID), got {owner[:60]!r}") from None
 
 
 # The environment variables holding the Supabase key, in order of preference.
@@ -207,9 +208,9 @@ def _limit_overrides(limits: Limits, overrides: dict[str, object], env: os._Envi
         try:
             value = int(raw)  # type: ignore[call-overload]
         except (TypeError, ValueError):
-            raise ValueError(f"{source} must be an integer, got {raw!r}") from None
+            raise ConfigurationError(f"{source} must be an integer, got {raw!r}") from None
         if isinstance(raw, bool) or not 100 <= value <= 100_000_000:
-            raise ValueError(f"{source} must be between 100 and 100,000,000, got {raw!r}")
+            raise ConfigurationError(f"{source} must be between 100 and 100,000,000, got {raw!r}")
         changes[name] = value
     return dataclasses.replace(limits, **changes) if changes else limits
 
@@ -224,7 +225,7 @@ def _retention_override(overrides: dict[str, object], env: Mapping[str, str]) ->
     try:
         value = int(raw)  # type: ignore[call-overload]
     except (TypeError, ValueError):
-        raise ValueError(f"{source} must be a whole number of days, got {raw!r}") from None
+        raise ConfigurationError(f"{source} must be a whole number of days, got {raw!r}") from None
     if isinstance(raw, (bool, float)) or not 1 <= value <= 36_500:
-        raise ValueError(f"{source} must be between 1 and 36500 days, got {raw!r}")
+        raise ConfigurationError(f"{source} must be between 1 and 36500 days, got {raw!r}")
     overrides["retention_days"] = value

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
+from stepsdk.errors import BackendUnavailableError, StepSDKError
+
 TABLES = ("tasks", "task_steps", "step_screenshots")
 KEY_COLUMN = {"tasks": "task_id", "task_steps": "id", "step_screenshots": "id"}
 
@@ -42,11 +44,11 @@ class Sink(Protocol):
 SinkFactory = Callable[[], Sink]
 
 
-class SinkError(Exception):
+class SinkError(StepSDKError):
     """Base of the errors a sink may raise to say how a failure should be treated."""
 
 
-class BackendUnavailable(SinkError):
+class BackendUnavailable(SinkError, BackendUnavailableError):
     """Transient: retried with backoff, then the circuit breaker keeps the rows in the backup."""
 
 

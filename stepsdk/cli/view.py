@@ -38,8 +38,8 @@ def _serve_export(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from stepsdk.errors import ExportFormatError
     from stepsdk.ops.import_ import load_export
-    from stepsdk.ops.import_check import ExportFormatError
     from stepsdk.share.view_export import export_as_backup
     from viewer.__main__ import serve
 

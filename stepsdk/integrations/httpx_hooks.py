@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -195,10 +194,9 @@ class _Call:
             if exc is None and response.status_code >= 400:
                 kwargs.update(success=False, error_type="HTTPStatusError")
                 kwargs["error_message"] = f"HTTP {response.status_code} {response.reason_phrase}"
-        if exc is not None:
-            kwargs["error_type"] = type(exc).__name__
+        if exc is not None:  # record_step fills error_type and stack_trace
+            kwargs["error"] = exc
             kwargs["error_message"] = truncate(str(exc) or type(exc).__name__)
-            kwargs["stack_trace"] = "".join(traceback.format_exception(exc))
         status = response.status_code if response is not None else None
         kwargs["name"] = http_step_name(self.request.method, data["url"], status,
                                         type(exc).__name__ if exc is not None else None)

@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from stepsdk.errors import ConfigurationError
 from stepsdk.ops.retention import parse_duration
 
 ENV_RULES = "STEPSDK_ALERTS"
@@ -76,7 +77,7 @@ _REQUIRED = {"failure_rate": {"window", "above"}, "step_p95": {"window", "above_
              "error_repeats": {"window", "more_than"}, "upload_backlog": {"older_than"}}
 
 
-class RulesError(ValueError):
+class RulesError(ConfigurationError):
     """The rule file is missing or malformed; the message names the file and the entry."""
 
 

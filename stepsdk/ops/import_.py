@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stepsdk.ops.import_check import ExportFormatError, kind_of, preview, validate_bundle
+from stepsdk.errors import ExportFormatError
+from stepsdk.ops.import_check import kind_of, preview, validate_bundle
 from stepsdk.schema import STORAGE_PATH_RE
 from stepsdk.schema import storage_path as schema_storage_path
 from stepsdk.store.export_format import (

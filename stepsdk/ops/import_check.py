@@ -10,6 +10,7 @@ import re
 import uuid
 from typing import Any
 
+from stepsdk.errors import ExportFormatError  # noqa: F401  (re-exported: its old home)
 from stepsdk.recording.error_category import CATEGORIES as ERROR_CATEGORIES
 from stepsdk.schema import MAX_AGENT, MAX_STEP_NAME, MAX_TASK_ID, MAX_TITLE, has_offset
 from stepsdk.store.export_format import (
@@ -32,16 +33,6 @@ NOT_NULL: dict[tuple[str, ...], frozenset[str]] = {
     SCREENSHOT_COLUMNS: frozenset({"id", "task_id", "step_id", "storage_path", "file_size", "file_hash",
                                    "compressed", "metadata", "created_at"}),
 }
-
-
-class ExportFormatError(ValueError):
-    """The file is not a valid stepsdk export; ``errors`` lists what is wrong and where."""
-
-    def __init__(self, errors: list[str], limit: int = 10) -> None:
-        self.errors = errors
-        shown = "; ".join(errors[:limit])
-        more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
-        super().__init__(f"{shown}{more}")
 
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepsdk.errors import ConfigurationError
+
 ENV_FILE = "STEPSDK_PRICES"
 ENV_PROMPT = "STEPSDK_PRICE_PROMPT_PER_M"
 ENV_COMPLETION = "STEPSDK_PRICE_COMPLETION_PER_M"
 
 
-class PriceError(ValueError):
+class PriceError(ConfigurationError):
     """The price table is malformed (the message names the file and the entry)."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from stepsdk.backend.retry import RetryPolicy, one_line
 from stepsdk.backend.uploader import Record, Unavailable, Uploader
 from stepsdk.config import Config
+from stepsdk.errors import BackendUnavailableError, ConfigurationError, ResyncError
 from stepsdk.recording.abandoned import abandoned_tasks
 from stepsdk.store.backup import (
     KIND_REJECT,
@@ -38,8 +39,12 @@ log = logging.getLogger("stepsdk.resync")
 Progress = Callable[[str, int], None]  # (stage, items done in this call)
 
 
-class ResyncError(Exception):
-    """Resync cannot run at all (no key, backend unreachable, bad folder). Message is safe to print."""
+class ResyncNotConfigured(ResyncError, ConfigurationError):
+    """Resync needs Supabase and none is configured."""
+
+
+class ResyncBackendUnavailable(ResyncError, BackendUnavailableError):
+    """The configured Supabase cannot be used (unreachable, or it refused the probe)."""
 
 
 @dataclasses.dataclass
@@ -105,12 +110,12 @@ class Resync:
     def check_backend(self) -> None:
         """Raise ResyncError with a printable reason when the backend cannot be used."""
         if not self.config.remote and self._sink is None:
-            raise ResyncError("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
+            raise ResyncNotConfigured("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
                               "(or SUPABASE_SERVICE_ROLE_KEY)")
         try:
             RetryPolicy(min(3.0, self.config.retry_max_time)).call(self.sink.probe)
         except Exception as exc:
-            raise ResyncError(f"Supabase at {self.config.supabase_url} is not usable: {one_line(exc)}") from None
+            raise ResyncBackendUnavailable(f"Supabase at {self.config.supabase_url} is not usable: {one_line(exc)}") from None
 
     def run(self, dry_run: bool = False) -> ResyncReport:
         path = self.store.path

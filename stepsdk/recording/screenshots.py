@@ -38,6 +38,7 @@ from typing import Any, Final, Literal, TypeAlias
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from stepsdk import schema
+from stepsdk.errors import SCREENSHOT_REASONS, ScreenshotError, ScreenshotReason
 
 __all__ = [
     "CONTENT_TYPE",
@@ -59,20 +60,8 @@ log = logging.getLogger(__name__)
 ScreenshotSource: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
 """What :func:`capture` accepts: a path, encoded image bytes, base64 / data URL text, or a PIL image."""
 
-Reason = Literal[
-    "not_found",
-    "is_directory",
-    "empty",
-    "corrupt",
-    "truncated",
-    "unsupported_format",
-    "too_large",
-    "decompression_bomb",
-    "unreadable",
-    "invalid_base64",
-    "encode_failed",
-]
-REASONS: Final[frozenset[str]] = frozenset(Reason.__args__)  # type: ignore[attr-defined]
+Reason = ScreenshotReason
+REASONS: Final[frozenset[str]] = SCREENSHOT_REASONS
 
 # Formats we decode: what screenshot tools produce. A whitelist on purpose: every other Pillow
 # plugin is attack surface for no benefit (EPS runs Ghostscript; TIFF's many tags warn and
@@ -89,25 +78,6 @@ _MAGIC: Final = (
     (b"BM", "BMP"),
 )
 _BASE64_RE: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
-
-
-class ScreenshotError(Exception):
-    """A screenshot could not be turned into a stored image (bad input, not a bug).
-
-    ``reason`` is one of :data:`REASONS`; ``message`` is safe to store and show (it never holds
-    the image data itself).
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        if reason not in REASONS:
-            raise ValueError(f"unknown ScreenshotError reason {reason!r}; expected one of {sorted(REASONS)}")
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-
-    def to_dict(self) -> dict[str, str]:
-        """JSON form for a step's metadata (``{"reason": ..., "message": ...}``)."""
-        return {"reason": self.reason, "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)

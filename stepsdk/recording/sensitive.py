@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from stepsdk.errors import ConfigurationError
 from stepsdk.schema import ENCRYPTED_SUFFIX, storage_path
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ _HEADER_LEN: Final = len(MAGIC) + _KEY_ID_LEN + _NONCE_LEN
 MAX_REGIONS: Final = 64
 
 
-class ScreenshotKeyError(ValueError):
+class ScreenshotKeyError(ConfigurationError):
     """The configured key cannot be used (wrong format, unreadable file). Never holds the key."""
 
 

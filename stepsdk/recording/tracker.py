@@ -414,18 +414,14 @@ class StepTracker:
 
     def _record_handle(self, step_type: Any, h: StepHandle, number: int, started_at: float,
                        duration: float, error: BaseException | None) -> None:
-        success, etype, emsg, stack = h.success, None, h.error_message, None
-        if error is not None:
-            success, etype = False, type(error).__name__
-            emsg = emsg or _describe(error)
-            stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        # with error=, record_step fills error_type, the message (unless the block set one) and the stack
+        success, emsg = h.success, h.error_message if error is None else (h.error_message or None)
         try:
             self.record_step(step_type, h.step_data, thinking=h.thinking if isinstance(h.thinking, str) else None,
                              action_result=h.action_result, screenshot=h.screenshot, duration_ms=duration,
                              success=success if isinstance(success, bool) else False,
                              error_message=None if emsg is None else (emsg if isinstance(emsg, str) else repr(emsg)),
-                             error_type=etype, stack_trace=stack, metadata=h.metadata,
-                             _number=number, _started_at=started_at)
+                             error=error, metadata=h.metadata, _number=number, _started_at=started_at)
         except (TypeError, ValueError) as exc:
             if error is not None:
                 log.error("stepsdk: could not record step %d: %s", number, exc)

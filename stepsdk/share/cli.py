@@ -146,7 +146,7 @@ def _single(args: argparse.Namespace, shared: Any) -> dict[str, Any]:
             data = buf.getvalue()
             write_atomically(args.output, lambda fh: fh.write(data))
     except animation.AnimationError as exc:
-        raise CliError(str(exc), Exit.NO_INPUT if "no screenshots" in str(exc) else Exit.CONFIG) from None
+        raise CliError(str(exc), Exit.NO_INPUT if isinstance(exc, animation.NothingToAnimate) else Exit.CONFIG) from None
     return {"bytes": Path(args.output).stat().st_size, "frames": frames}
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from stepsdk.errors import BackendUnavailableError
 from stepsdk.schema import ERROR_CATEGORIES, MAX_TASK_ID, STEP_TYPES, TASK_STATUSES  # noqa: F401  (re-exported)
 
 Row = dict[str, Any]
@@ -34,7 +35,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _SAFE_KEY = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9_\-./]{1,1024}$")
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(BackendUnavailableError, RuntimeError):
     """The backend could not answer (down, timed out, refused). The message is safe to show."""
 
 
