@@ -23,7 +23,7 @@ install_debian_packages() {
     [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || missing+=(postgresql-15-cron)
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-    # `supabase db lint` (tests/test_supabase_cli.py) needs plpgsql_check in the test database
+    # `supabase db lint` (tests/schema/test_supabase_cli.py) needs plpgsql_check in the test database
     [ -f /usr/share/postgresql/15/extension/plpgsql_check.control ] || missing+=(postgresql-15-plpgsql-check)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
     [ ${#missing[@]} -eq 0 ] && return 0

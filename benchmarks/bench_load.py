@@ -66,7 +66,7 @@ def run_records(i: int, now: datetime) -> list[dict[str, Any]]:
 
 
 def generate(root: Path, runs: int) -> list[list[dict[str, Any]]]:
-    from stepsdk._backup import JournalWriter
+    from stepsdk.store.backup import JournalWriter
 
     now = datetime.now(UTC)
     all_runs = []
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--supabase", action="store_true", help="also measure a viewer over the local stack")
     args = parser.parse_args()
 
-    from stepsdk._index import BackupIndex
+    from stepsdk.store.index import BackupIndex
     from tests.viewer.test_browser import ViewerServer
 
     tmp = Path(tempfile.mkdtemp(prefix="stepsdk-bench-load-"))

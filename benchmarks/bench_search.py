@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
     from stepsdk.viewer.api import stats_payload
     from stepsdk.viewer.data.backup_source import BackupSource
     from stepsdk.viewer.data.supabase_source import SupabaseSource

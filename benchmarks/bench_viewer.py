@@ -87,7 +87,7 @@ def seed_supabase(stack: Any, tasks: int, sizes: list[int]) -> dict[int, str]:
 
 def seed_backup(root: Path, stack: Any, sizes: list[int], tasks: int) -> None:
     """The long tasks copied from Supabase, plus ``tasks`` small tasks, through the backup writer."""
-    from stepsdk._backup import JournalWriter, write_screenshot
+    from stepsdk.store.backup import JournalWriter, write_screenshot
 
     writer = JournalWriter(root)
     for size in sizes:

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from stepsdk import _backup
+from stepsdk.store import backup as _backup
 
 BUCKET = "step-screenshots"
 

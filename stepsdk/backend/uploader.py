@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from stepsdk._retry import ErrorClass, RetryPolicy, classify, describe, one_line
+from stepsdk.backend.retry import ErrorClass, RetryPolicy, classify, describe, one_line
 from stepsdk.backend.sink import Sink
 
 log = logging.getLogger("stepsdk")

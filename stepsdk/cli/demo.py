@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from stepsdk._demo import DemoRun
+    from stepsdk.integrations.demo_agent import DemoRun
 
 _log = logging.getLogger("stepsdk.cli.demo")
 
@@ -84,7 +84,7 @@ def _out(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stepsdk._demo import DEFAULT_PACE, record_demo
+    from stepsdk.integrations.demo_agent import DEFAULT_PACE, record_demo
 
     pace = DEFAULT_PACE if args.pace is None else args.pace
     if not args.no_view and not _port_free(args.host, args.port):  # say so before recording anything

@@ -9,9 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _audit, _export_format, _import
-from stepsdk._backup import BackupStore
-from stepsdk._config import SUPABASE_KEY_VARS
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -23,6 +20,11 @@ from stepsdk.cli._common import (
     run_safely,
     warn,
 )
+from stepsdk.config import SUPABASE_KEY_VARS
+from stepsdk.ops import audit as _audit
+from stepsdk.ops import import_ as _import
+from stepsdk.store import export_format as _export_format
+from stepsdk.store.backup import BackupStore
 
 EPILOG = """\
 examples:

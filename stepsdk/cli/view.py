@@ -38,8 +38,8 @@ def _serve_export(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from stepsdk._import import load_export
-    from stepsdk._import_check import ExportFormatError
+    from stepsdk.errors import ExportFormatError
+    from stepsdk.ops.import_ import load_export
     from stepsdk.share.view_export import export_as_backup
     from stepsdk.viewer.__main__ import serve
 

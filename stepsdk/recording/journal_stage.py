@@ -15,7 +15,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from stepsdk._backup import (
+from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record
+from stepsdk.model import Step, Task
+from stepsdk.recording.progress import Progress
+from stepsdk.recording.rows import RowMaker
+from stepsdk.recording.stage import Stage
+from stepsdk.store.backup import (
     KIND_REJECT,
     KIND_SHOT,
     KIND_STEP,
@@ -25,11 +30,6 @@ from stepsdk._backup import (
     encode_record,
     now_iso,
 )
-from stepsdk._model import Step, Task
-from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record
-from stepsdk.recording.progress import Progress
-from stepsdk.recording.rows import RowMaker
-from stepsdk.recording.stage import Stage
 
 log = logging.getLogger("stepsdk")
 

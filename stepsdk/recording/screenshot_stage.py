@@ -18,14 +18,14 @@ import threading
 import traceback
 from typing import Any
 
-from stepsdk._backup import write_screenshot
-from stepsdk._config import Config
-from stepsdk._model import IdSource
-from stepsdk._sanitize import Sanitizer
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, Record
+from stepsdk.config import Config
+from stepsdk.model import IdSource
 from stepsdk.recording.journal_stage import Journal, ShotJob
 from stepsdk.recording.progress import Progress
+from stepsdk.recording.sanitize import Sanitizer
 from stepsdk.recording.stage import Stage
+from stepsdk.store.backup import write_screenshot
 
 log = logging.getLogger("stepsdk")
 _importing = threading.Lock()  # held while a screenshot thread imports the image stack
@@ -102,7 +102,7 @@ class ScreenshotStage(Stage):
         # the agent's first screenshot `capture()` on the caller's thread finds it imported. A
         # fork waits for it (see _before_fork): a child must not inherit half-held import locks.
         with _importing:
-            from stepsdk import _screenshots  # noqa: F401
+            from stepsdk.recording import screenshots as _screenshots  # noqa: F401
 
         while True:
             job = self.queue.get()
@@ -144,7 +144,8 @@ class ScreenshotStage(Stage):
     def _prepare(self, job: ShotJob, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None,
                                                                           bytes | None, str | None]:
         """Encode and store; returns (path, screenshot row, bytes kept in memory, lost reason)."""
-        from stepsdk import _screenshots, _sensitive
+        from stepsdk.recording import screenshots as _screenshots
+        from stepsdk.recording import sensitive as _sensitive
 
         step = job.step
         try:

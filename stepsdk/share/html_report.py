@@ -20,6 +20,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from stepsdk.schema import parse_timestamp
 from stepsdk.viewer.pages._overlay import overlay_svg
 
 from .run import SharedRun, SharedStep, action_name, statistics
@@ -134,12 +135,9 @@ def fmt_ms(value: Any) -> str:
 def _fmt_ts(value: Any) -> str:
     if not isinstance(value, str):
         return "–"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+    moment = parse_timestamp(value)
+    if moment is None:
         return _cut(value, 40)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -32,13 +32,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from stepsdk._export_format import TaskBundle, parse_timestamp
+from stepsdk.schema import BUCKET
+from stepsdk.store.export_format import TaskBundle, parse_timestamp
 
 from .run import action_name
 
 log = logging.getLogger("stepsdk.share")
 
-BUCKET = "step-screenshots"
 TRACES_PATH = "/v1/traces"
 MAX_ATTRIBUTE = 8_000  # characters of one text attribute (thinking, arguments, results)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from stepsdk._export_format import TaskBundle, is_safe_screenshot_path
+from stepsdk.store.export_format import TaskBundle, is_safe_screenshot_path
 from stepsdk.viewer.pages._overlay import Mark, action_marks
 
 log = logging.getLogger("stepsdk.share")

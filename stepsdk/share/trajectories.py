@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepsdk._export_format import TaskBundle, write_atomically
+from stepsdk.store.export_format import TaskBundle, write_atomically
 
 from .run import Fetch, image_size
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stepsdk._demo import RESULT, STEP_COUNT, TASK_TITLE
+from stepsdk.integrations.demo_agent import RESULT, STEP_COUNT, TASK_TITLE
 from tests.integrations.conftest import backup_steps, backup_task
 
 pytestmark = pytest.mark.usefixtures("local_env")

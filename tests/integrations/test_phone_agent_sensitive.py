@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from stepsdk import _sensitive
-from stepsdk._backup import BackupStore
 from stepsdk.integrations.phone_agent import track_phone_agent
+from stepsdk.recording import sensitive as _sensitive
+from stepsdk.store.backup import BackupStore
 from tests.integrations.conftest import FakeDevice, make_agent
 from tests.integrations.fake_model import FakeModelServer
 

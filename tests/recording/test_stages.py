@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stepsdk import StepTracker
-from stepsdk._retry import CircuitBreaker, RetryPolicy
+from stepsdk.backend.retry import CircuitBreaker, RetryPolicy
 from stepsdk.backend.sink import BackendUnavailable, RowRejected
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record, Unavailable, Uploader
 from stepsdk.testing import MemorySink
@@ -181,7 +181,7 @@ def test_a_sink_that_is_not_one_fails_loudly_at_the_call(tmp_path: Path) -> None
 def test_a_tracker_dropped_without_close_finishes_in_the_background(tmp_path: Path) -> None:
     import gc
 
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     sink = MemorySink()
     t = StepTracker(title="forgotten", backup_dir=tmp_path, sink=sink)

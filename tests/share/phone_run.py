@@ -13,8 +13,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from stepsdk._backup import JournalWriter, write_screenshot
 from stepsdk.integrations.phone_agent import phone_step_data
+from stepsdk.store.backup import JournalWriter, write_screenshot
 
 SCREEN = (360, 800)  # what the "device" reports; screenshots are stored at this size
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from stepsdk._backup import JournalWriter, write_screenshot
+from stepsdk.store.backup import JournalWriter, write_screenshot
 
 Row = dict[str, Any]
 NOW = datetime.now(UTC).replace(microsecond=0)

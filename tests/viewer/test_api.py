@@ -184,6 +184,25 @@ async def test_service_key_never_served(viewer: User, stack, source: DataSource)
         assert shot.status_code == 503
 
 
+@pytest.mark.parametrize("source", ["supabase"], indirect=True)
+async def test_an_unreachable_backend_is_503_on_every_json_route(viewer: User, stack, source: DataSource) -> None:
+    """One exception handler (viewer/api.py) answers a SourceUnavailable (a
+    stepsdk.BackendUnavailableError) with 503 {"detail": ...} on every JSON route."""
+    from stepsdk.errors import BackendUnavailableError
+    from stepsdk.viewer.data.base import SourceUnavailable
+
+    assert issubclass(SourceUnavailable, BackendUnavailableError)
+    urls = ["/api/tasks", "/api/tasks/task-ok", "/api/tasks/task-ok/steps", "/api/tasks/task-ok/report",
+            "/api/tasks/task-ok/screenshots", "/api/stats", "/api/search?q=wifi", "/api/usage",
+            "/api/tasks/task-ok/usage", "/api/errors"]
+    with stack.faults.outage():
+        for url in urls:
+            response = await viewer.http_client.get(url)
+            assert response.status_code == 503, url
+            assert list(response.json()) == ["detail"] and "unreachable" in response.json()["detail"], url
+    assert (await viewer.http_client.get("/api/tasks/task-ok/usage")).status_code == 200
+
+
 async def test_no_script_url_in_served_html(viewer: User) -> None:
     html = (await viewer.http_client.get("/tasks/task-fail?step=2")).text
     # user text travels as JSON data for Vue's text rendering, never as live markup

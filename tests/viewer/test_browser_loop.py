@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from stepsdk._demo import record_demo
+from stepsdk.integrations.demo_agent import record_demo
 from tests.viewer import dataset
 from tests.viewer import test_browser as tb  # a module reference: its tests are not collected twice
 

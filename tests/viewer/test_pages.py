@@ -13,7 +13,7 @@ import pytest
 from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
-from stepsdk._xlsx import iter_rows
+from stepsdk.store.xlsx import iter_rows
 from stepsdk.viewer.data.base import DataSource
 from tests.viewer import dataset
 from tests.viewer.conftest import backup_viewer
@@ -367,7 +367,7 @@ async def test_running_task_refreshes_by_itself(viewer: User, source: DataSource
 def _add_row(request: pytest.FixtureRequest, source: DataSource, kind: str, row: dict[str, Any]) -> None:
     """Write one more task/step row the way each source gets it (journal record / upsert)."""
     if type(source).__name__ == "BackupSource":
-        from stepsdk._backup import JournalWriter
+        from stepsdk.store.backup import JournalWriter
 
         writer = JournalWriter(source.store.path)
         writer.append([{"k": kind, "v": 2, "row": row}])

@@ -1,4 +1,4 @@
-"""DataSource over a local backup folder, answered by its SQLite index (``stepsdk._index``).
+"""DataSource over a local backup folder, answered by its SQLite index (``stepsdk.store.index``).
 
 Every call first brings the index up to date with the journals (a ``stat`` of each journal when
 nothing changed; only new records are applied otherwise), then answers with index queries:
@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stepsdk import _ops_stats
-from stepsdk._backup import BackupSnapshot, BackupStore
-from stepsdk._index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
+from stepsdk.ops import stats as _ops_stats
+from stepsdk.store.backup import BackupSnapshot, BackupStore
+from stepsdk.store.index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
 
 from . import _stats
 from .base import (
@@ -318,7 +318,7 @@ class BackupSource(DataSource):
         keys = ("task_id", "title", "agent", "status", "started_at", "field", "step_id", "step_number")
         return [{**dict(zip(keys, r[2:10], strict=True)), "snippet": snippet(r[10], text)} for r in found[:limit]]
 
-    # -- usage, error categories, a step's screenshot (issue #14; stepsdk._ops_stats holds the
+    # -- usage, error categories, a step's screenshot (issue #14; stepsdk.ops.stats holds the
     # SQL's definitions in Python): over the merged snapshot, read again when the index changes.
     def _snapshot(self) -> BackupSnapshot:
         self._db()
@@ -404,7 +404,7 @@ def _folder_key(path: Path) -> str:
 
 
 def _instant(value: object) -> float:
-    from stepsdk._index import parse_ts
+    from stepsdk.store.index import parse_ts
 
     ts = parse_ts(value)
     return ts.timestamp() if ts else float("-inf")

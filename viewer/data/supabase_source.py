@@ -20,7 +20,8 @@ from postgrest import APIError
 from storage3.exceptions import StorageApiError
 from storage3.utils import StorageException
 
-from stepsdk._client import make_client
+from stepsdk.backend.client import make_client
+from stepsdk.schema import BUCKET
 from supabase import Client
 
 from ..secret_key import is_secret_key
@@ -42,7 +43,6 @@ from .base import (
 )
 
 log = logging.getLogger("stepsdk.viewer.supabase")
-BUCKET = "step-screenshots"
 T = TypeVar("T")
 
 

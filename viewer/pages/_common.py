@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from nicegui import ui
 
-from stepsdk._step_names import step_label
+from stepsdk.recording.step_names import step_label
 
 from ..data._stats import parse_ts
 from ..data.base import Row, SourceUnavailable
