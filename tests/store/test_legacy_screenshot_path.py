@@ -163,7 +163,7 @@ def test_rows_refused_by_a_database_not_migrated_yet_are_kept_and_resynced_after
     """The upgrade order supabase/README.md asks for, and what happens when it is not followed:
     the new SDK's screenshot rows against a table still named storage_path are refused, kept
     pending in the backup, and uploaded once 20261130001410 has run."""
-    migration = Path(__file__).parents[1] / "supabase" / "migrations" / "20261130001410_stepsdk_screenshot_path.sql"
+    migration = Path(__file__).parents[2] / "supabase" / "migrations" / "20261130001410_stepsdk_screenshot_path.sql"
     ds, root = _dataset(), tmp_path / "backup"
     load_into_backup(root, ds)
     stack.sql("alter table public.step_screenshots rename column screenshot_path to storage_path")
