@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stepsdk.schema import parse_timestamp
+from stepsdk.viewer.pages._format import fmt_ms
 from stepsdk.viewer.pages._overlay import overlay_svg
 
 from .run import SharedRun, SharedStep, action_name, statistics
@@ -119,17 +120,6 @@ def json_text(value: Any, limit: int = MAX_JSON) -> str:
     if len(text) > limit:
         text = text[:limit] + f"\n… cut here: {len(text) - limit:,} more characters (export the task for all of it)"
     return text
-
-
-def fmt_ms(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "–"
-    if value < 1000:
-        return f"{value:.0f} ms"
-    if value < 60_000:
-        return f"{value / 1000:.2f} s"
-    minutes, seconds = divmod(value / 1000, 60)
-    return f"{int(minutes)} min {seconds:.0f} s"
 
 
 def _fmt_ts(value: Any) -> str:

@@ -21,6 +21,7 @@ from stepsdk.recording.step_names import step_label
 
 from ..data._stats import parse_ts
 from ..data.base import Row, SourceUnavailable
+from ._format import fmt_ms
 
 log = logging.getLogger("stepsdk.viewer.pages")
 T = TypeVar("T")
@@ -182,20 +183,6 @@ def task_url(task_id: str) -> str:
 def screenshot_url(screenshot_path: str, *, fallback: bool = False) -> str:
     url = "/media/screenshots/" + quote(screenshot_path, safe="/")
     return url + "?fallback=true" if fallback else url
-
-
-def fmt_ms(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "–"
-    if value < 1000:
-        return f"{value:.0f} ms"
-    if value < 60_000:
-        return f"{value / 1000:.2f} s"
-    minutes, seconds = divmod(value / 1000, 60)
-    if minutes < 60:
-        return f"{int(minutes)} min {seconds:.0f} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)} h {int(minutes)} min"
 
 
 def fmt_rate(value: Any) -> str:
