@@ -23,7 +23,7 @@ install_debian_packages() {
     [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || missing+=(postgresql-15-cron)
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-    # `supabase db lint` (tests/test_supabase_cli.py) needs plpgsql_check in the test database
+    # `supabase db lint` (tests/schema/test_supabase_cli.py) needs plpgsql_check in the test database
     [ -f /usr/share/postgresql/15/extension/plpgsql_check.control ] || missing+=(postgresql-15-plpgsql-check)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -41,7 +41,7 @@ install_python_packages() {
     # Reinstall when pyproject/dev.sh changed, or when the editable install no longer finds the
     # packages as regular packages (e.g. it was made before a package folder had its __init__.py).
     if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ] || ! (cd / && "$VENV/bin/python" -c \
-        'import sys, stepsdk, viewer; sys.exit(stepsdk.__file__ is None or viewer.__file__ is None)' 2>/dev/null); then
+        'import sys, stepsdk, stepsdk.viewer as viewer; sys.exit(stepsdk.__file__ is None or viewer.__file__ is None)' 2>/dev/null); then
         log "installing Python packages into $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
         "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stepsdk._backup import JournalWriter  # noqa: E402
 from stepsdk.cli import main  # noqa: E402
+from stepsdk.store.backup import JournalWriter  # noqa: E402
 
 RULES = """
 [[rule]]

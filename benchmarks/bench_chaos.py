@@ -28,7 +28,7 @@ SHOT_EVERY = 250
 
 
 def _config(stack: Any, folder: Path, **kw: Any) -> Any:
-    from stepsdk._config import Config
+    from stepsdk.config import Config
 
     opts = {"probe_min": 0.2, "probe_max": 1.0, "retry_max_time": 20.0, "request_timeout": 1.0,
             "connect_timeout": 1.0} | kw
@@ -75,8 +75,8 @@ def _field_mismatches(stack: Any, task_id: str, backup_rows: list[dict[str, Any]
 
 def outage(stack: Any, n: int) -> dict[str, Any]:
     from stepsdk import StepTracker
-    from stepsdk._backup import BackupStore
-    from stepsdk._resync import Resync
+    from stepsdk.ops.resync import Resync
+    from stepsdk.store.backup import BackupStore
 
     folder = Path(tempfile.mkdtemp(prefix="chaos-outage-"))
     stack.faults.start_outage()
@@ -107,7 +107,7 @@ def outage(stack: Any, n: int) -> dict[str, Any]:
 
 def flaky(stack: Any, n: int) -> dict[str, Any]:
     from stepsdk import StepTracker
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     folder = Path(tempfile.mkdtemp(prefix="chaos-flaky-"))
     stack.faults.fail_fraction("* /rest/v1/*", 0.2, kinds=("500", "503", "429", "reset", "hang", "commit_then_fail"),

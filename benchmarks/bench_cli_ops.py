@@ -45,7 +45,7 @@ def seed(stack: object, tasks: int, steps: int, images: int) -> None:
            from generate_series(1, %s) t, generate_series(1, %s) s""", (tasks, steps))
     for n, (path, size, sha) in enumerate(keys):
         stack.sql(  # type: ignore[attr-defined]
-            """insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
+            """insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
                select s.task_id, s.id, %s, %s, %s from public.task_steps s
                where s.step_number %% 4 = 0 and (hashtext(s.id::text) & 2147483647) %% %s = %s""",
             (path, size, sha, len(keys), n))

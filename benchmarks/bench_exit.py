@@ -37,7 +37,7 @@ print(time.monotonic(), flush=True)
 
 def in_process(url: str, steps: int) -> tuple[float, float, int]:
     from stepsdk import StepTracker
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     with tempfile.TemporaryDirectory() as folder:
         t = StepTracker(title="bench", backup_dir=folder, supabase_url=url, supabase_key="k")
@@ -56,7 +56,7 @@ def in_process(url: str, steps: int) -> tuple[float, float, int]:
 
 
 def at_exit(url: str, steps: int) -> tuple[float, int]:
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     with tempfile.TemporaryDirectory() as folder:
         proc = subprocess.run([sys.executable, "-c", CHILD, folder, url, str(steps)], capture_output=True,

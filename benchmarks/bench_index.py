@@ -53,7 +53,7 @@ def _step(task_id: str, t: int, n: int, started: datetime) -> dict[str, Any]:
 
 
 def generate(root: Path, tasks: int, steps: int, journals: int) -> float:
-    from stepsdk._backup import JournalWriter
+    from stepsdk.store.backup import JournalWriter
 
     start = time.perf_counter()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -98,10 +98,10 @@ def _rss() -> dict[str, float]:
 
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
-    from stepsdk._backup import JournalWriter
-    from viewer.api import stats_payload
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.store.backup import JournalWriter
+    from stepsdk.viewer.api import stats_payload
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     src = BackupSource(root)
     start = time.perf_counter()

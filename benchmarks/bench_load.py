@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_load.py [--runs 3000] [--clients 20] [--seconds 30] [--supabase]
 
 Generates RUNS runs the way recording processes leave them (one journal per run, 10 steps each,
-5 agents, some failures), builds the backup index, starts ``python -m viewer --backup-dir`` and
+5 agents, some failures), builds the backup index, starts ``python -m stepsdk.viewer --backup-dir`` and
 lets CLIENTS clients (one connection each, one request at a time: the load is bounded) cycle
 through the routes below for SECONDS. With ``--supabase`` the same runs are written to the local
 Supabase stack (tests/supabase_local) and a viewer over it is measured the same way.
@@ -66,7 +66,7 @@ def run_records(i: int, now: datetime) -> list[dict[str, Any]]:
 
 
 def generate(root: Path, runs: int) -> list[list[dict[str, Any]]]:
-    from stepsdk._backup import JournalWriter
+    from stepsdk.store.backup import JournalWriter
 
     now = datetime.now(UTC)
     all_runs = []
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--supabase", action="store_true", help="also measure a viewer over the local stack")
     args = parser.parse_args()
 
-    from stepsdk._index import BackupIndex
+    from stepsdk.store.index import BackupIndex
     from tests.viewer.test_browser import ViewerServer
 
     tmp = Path(tempfile.mkdtemp(prefix="stepsdk-bench-load-"))

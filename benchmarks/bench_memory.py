@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.supabase_local.postgres import free_port  # closed again on return: connections are refused
 
 from stepsdk import StepTracker
-from stepsdk._config import Config
+from stepsdk.config import Config
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def main() -> None:
                select t.task_id, n, 'screenshot', lpad(to_hex(n), 2, '0') || '/' || md5(t.task_id || n) || '.webp'
                from public.tasks t, generate_series(1, %s) n""", (args.steps,))
         stack.sql(
-            """insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
+            """insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
                select task_id, id, screenshot_path, 1000, repeat('ab', 32) from public.task_steps""")
         rows = stack.sql("select count(*) as n from public.task_steps")[0]["n"]
         [job] = stack.sql("select public.stepsdk_schedule_retention(interval '30 days', '* * * * *') as id")

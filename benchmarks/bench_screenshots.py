@@ -30,7 +30,7 @@ from PIL import Image, ImageChops, ImageStat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stepsdk._screenshots import ScreenshotOptions, capture, prepare
+from stepsdk.recording.screenshots import ScreenshotOptions, capture, prepare
 from tests.fixtures_images import SCREENS, png_bytes
 
 WIDTHS = (1080, 720, 540)

@@ -42,11 +42,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
+    from stepsdk.viewer.api import stats_payload
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.supabase_source import SupabaseSource
     from tests.supabase_local import LocalStack
-    from viewer.api import stats_payload
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.supabase_source import SupabaseSource
 
     tmp = Path(tempfile.mkdtemp(prefix="stepsdk-bench-search-"))
     root = tmp / "backup"

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_sensitive.py [--runs 5]
 
 For the five 1080x2400 phone screens of tests/fixtures_images.py (PNG as ``adb screencap -p``
-gives them), the CPU time of the screenshot stage (``stepsdk._sensitive.prepare``: decode,
+gives them), the CPU time of the screenshot stage (``stepsdk.recording.sensitive.prepare``: decode,
 regions, downscale, WebP, encryption) per policy: a plain screen (today), ``encrypt``
 (AES-256-GCM of the WebP), ``redact`` (the fixed placeholder: nothing decoded), and two
 ``redact_regions`` boxes (a password field and a card number) blacked out or blurred. Then the
@@ -25,9 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stepsdk import StepTracker, _sensitive
-from stepsdk._config import Config
-from stepsdk._screenshots import capture
+from stepsdk import StepTracker
+from stepsdk.config import Config
+from stepsdk.recording import sensitive as _sensitive
+from stepsdk.recording.screenshots import capture
 from tests.fixtures_images import SCREENS, png_bytes
 
 REGIONS = ((60, 900, 960, 140), (60, 1200, 960, 140))  # two form fields of a 1080-wide screen

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stepsdk import _export
-from stepsdk._screenshots import capture, prepare
+from stepsdk.ops import export as _export
+from stepsdk.recording.screenshots import capture, prepare
 from stepsdk.share import animation, html_report
 from stepsdk.share.run import shared_run
 from tests import fixtures_images
@@ -38,8 +38,8 @@ def build_run(steps: int) -> dict:
         image.save(buf, "PNG", compress_level=6)  # what adb screencap -p hands the agent
         prepared = prepare(capture(buf.getvalue()))
         run["objects"].pop(step["screenshot_path"], None)
-        run["objects"][prepared.storage_path] = prepared.data
-        step["screenshot_path"] = shot["storage_path"] = prepared.storage_path
+        run["objects"][prepared.screenshot_path] = prepared.data
+        step["screenshot_path"] = shot["screenshot_path"] = prepared.screenshot_path
         step["step_data"]["screen"] = {"width": 1080, "height": 2400}
         if "point" in step["step_data"]:
             element = step["step_data"]["action"]["element"]
@@ -93,7 +93,7 @@ def main() -> None:
         print(f"| MP4 ({args.steps} frames, H.264) | {mp4.stat().st_size / 1024:.0f} KB | {s * 1000:.0f} ms "
               f"(+ ffmpeg process; wall {wall * 1000:.0f} ms) |")
 
-        from stepsdk._demo import record_demo
+        from stepsdk.integrations.demo_agent import record_demo
 
         demo = record_demo(backup_dir=Path(tmp) / "demo", pace=0)
         demo_source = _export.BackupExportSource(Path(tmp) / "demo")

@@ -56,7 +56,7 @@ select 'bench-' || i, n, (array['thinking','action','screenshot','validation','e
        case when (i + n) %% 13 = 0 then 'timeout' end
 from generate_series(1, %(tasks)s) i, generate_series(1, %(steps)s) n;
 
-insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
+insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
 select s.task_id, s.id, s.screenshot_path, 40000, encode(sha256(convert_to(s.screenshot_path, 'UTF8')), 'hex')
 from public.task_steps s where s.screenshot_path is not null;
 """

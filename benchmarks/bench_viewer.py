@@ -77,7 +77,7 @@ def seed_supabase(stack: Any, tasks: int, sizes: list[int]) -> dict[int, str]:
                             now() - interval '1 hour' + make_interval(secs => s)
                      from generate_series(1, %s) s""",
                   (task_id, task_id, [k for k, _ in keys], size))
-        stack.sql("""insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash, metadata)
+        stack.sql("""insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash, metadata)
                      select task_id, id, screenshot_path, 1000, split_part(split_part(screenshot_path, '/', 2), '.', 1),
                             '{"width": 270, "height": 600, "original_width": 1080, "original_height": 2400}'
                      from public.task_steps where task_id = %s and screenshot_path is not null""", (task_id,))
@@ -87,7 +87,7 @@ def seed_supabase(stack: Any, tasks: int, sizes: list[int]) -> dict[int, str]:
 
 def seed_backup(root: Path, stack: Any, sizes: list[int], tasks: int) -> None:
     """The long tasks copied from Supabase, plus ``tasks`` small tasks, through the backup writer."""
-    from stepsdk._backup import JournalWriter, write_screenshot
+    from stepsdk.store.backup import JournalWriter, write_screenshot
 
     writer = JournalWriter(root)
     for size in sizes:
@@ -112,8 +112,8 @@ def seed_backup(root: Path, stack: Any, sizes: list[int], tasks: int) -> None:
         writer.append(batch)
     writer.close()
     client = stack.client()
-    for row in stack.sql("select distinct storage_path from public.step_screenshots"):
-        write_screenshot(root, row["storage_path"], client.storage.from_("step-screenshots").download(row["storage_path"]))
+    for row in stack.sql("select distinct screenshot_path from public.step_screenshots"):
+        write_screenshot(root, row["screenshot_path"], client.storage.from_("step-screenshots").download(row["screenshot_path"]))
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_times(source: Any, task_id: str, runs: int) -> tuple[float, float]:
-    from viewer.data.base import Sort, TaskFilters  # noqa: F401
+    from stepsdk.viewer.data.base import Sort, TaskFilters  # noqa: F401
 
     def usable() -> None:
         source.get_task(task_id)
@@ -138,7 +138,7 @@ def data_times(source: Any, task_id: str, runs: int) -> tuple[float, float]:
 
 
 def list_time(source: Any, runs: int) -> float:
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     return median_ms(lambda: source.list_tasks(TaskFilters(), Sort(), 1, 25), runs)
 
@@ -186,10 +186,10 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     logging.basicConfig(level=logging.WARNING)
 
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.supabase_source import SupabaseSource
     from tests.supabase_local import LocalStack
     from tests.viewer.test_browser import ViewerServer
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.supabase_source import SupabaseSource
 
     stack = LocalStack.start()
     try:

@@ -5,20 +5,34 @@
         tracker.record_step(StepType.ACTION, {"action": "tap", "x": 540, "y": 720}, duration_ms=120)
 """
 
-from stepsdk._config import Config
-from stepsdk._model import Level, Step, StepType, TaskStatus
-from stepsdk._sanitize import add_rules as add_redaction_rules
-from stepsdk._tracker import StepHandle, StepTracker, TrackerStats
+from stepsdk.config import Config
+from stepsdk.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ExportFormatError,
+    ResyncError,
+    ScreenshotError,
+    StepSDKError,
+)
+from stepsdk.model import Level, Step, StepType, TaskStatus
 from stepsdk.recording.progress import FlushResult
+from stepsdk.recording.sanitize import add_rules as add_redaction_rules
+from stepsdk.recording.tracker import StepHandle, StepTracker, TrackerStats
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendUnavailableError",
     "Config",
+    "ConfigurationError",
+    "ExportFormatError",
     "FlushResult",
     "Level",
+    "ResyncError",
+    "ScreenshotError",
     "Step",
     "StepHandle",
+    "StepSDKError",
     "StepTracker",
     "StepType",
     "TaskStatus",

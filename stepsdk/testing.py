@@ -107,11 +107,11 @@ class MemorySink:
             self.violations.append(f"screenshot row {row['id']} before its step {row['step_id']}")
             raise RowRejected(f"step {row['step_id']} does not exist", "23503")
 
-    def upload_object(self, storage_path: str, data: bytes) -> None:
+    def upload_object(self, screenshot_path: str, data: bytes) -> None:
         with self._lock:
-            self.requests.append(("upload", storage_path, 1))
+            self.requests.append(("upload", screenshot_path, 1))
             self._maybe_fail()
-            self.objects[storage_path] = bytes(data)
+            self.objects[screenshot_path] = bytes(data)
 
     def existing(self, table: str, ids: Iterable[str]) -> set[str]:
         with self._lock:

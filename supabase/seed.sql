@@ -126,7 +126,7 @@ on conflict (id) do update set
     stack_trace = excluded.stack_trace, started_at = excluded.started_at, metadata = excluded.metadata,
     created_at = excluded.created_at;
 
-insert into public.step_screenshots (id, task_id, step_id, storage_path, file_size, file_hash,
+insert into public.step_screenshots (id, task_id, step_id, screenshot_path, file_size, file_hash,
                                      compressed, metadata, created_at)
 values
     ('5eed5c00-0000-4000-8000-000000000001', 'seed-task-login-flow', '5eed0001-0000-4000-8000-000000000003',
@@ -155,6 +155,6 @@ values
      '{"width": 1920, "height": 1080, "original_format": "WEBP", "original_size": 30000,
        "original_width": 1920, "original_height": 1080, "sensitive": true}', '2026-10-01 10:00:20+00')
 on conflict (id) do update set
-    task_id = excluded.task_id, step_id = excluded.step_id, storage_path = excluded.storage_path,
+    task_id = excluded.task_id, step_id = excluded.step_id, screenshot_path = excluded.screenshot_path,
     file_size = excluded.file_size, file_hash = excluded.file_hash, compressed = excluded.compressed,
     metadata = excluded.metadata, created_at = excluded.created_at;

@@ -213,7 +213,7 @@ class LocalStack:
     def client(self, key: str | None = None, retry: bool = False, **options: object) -> Client:
         """The official supabase client (service role by default), GET retries off unless asked.
 
-        Built as stepsdk builds it (stepsdk/_client.py): its own httpx client carries the
+        Built as stepsdk builds it (stepsdk/backend/client.py): its own httpx client carries the
         timeouts, so none of the per-service options supabase-py 2.x deprecates is used.
         """
         import httpx

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from stepsdk import _backup
+from stepsdk.store import backup as _backup
 
 BUCKET = "step-screenshots"
 
@@ -69,7 +69,7 @@ class Dataset:
             path = key_of(data)
             self.images[path] = data
             self.shots.append({"id": str(uuid.uuid4()), "task_id": task_id, "step_id": step_id,
-                               "storage_path": path, "file_size": len(data),
+                               "screenshot_path": path, "file_size": len(data),
                                "file_hash": hashlib.sha256(data).hexdigest(), "compressed": True,
                                "metadata": {"width": 40, "height": 30, "original_format": "PNG"},
                                "created_at": iso(started + timedelta(seconds=number))})

@@ -30,9 +30,8 @@ from supabase_local.postgres import free_port
 from supabase_local.stack import apply_platform, migration_dsn, run_sql
 
 REPO = Path(__file__).resolve().parents[1]
-# The wheel's top-level import names. The lead's rename of the top-level `viewer` package to
-# `stepsdk.viewer` (issue 17, part 2) tightens this to {"stepsdk"}.
-EXPECTED_TOP_LEVEL = {"stepsdk", "viewer"}
+# The wheel's top-level import names: the repository's viewer/ is installed as stepsdk.viewer (setup.py).
+EXPECTED_TOP_LEVEL = {"stepsdk"}
 
 RECORD_TASK = """
 import json, sys
@@ -42,9 +41,10 @@ with StepTracker(title="wheel smoke", agent="smoke-agent") as tracker:
     tracker.record_step(StepType.THINKING, thinking="installed from a wheel")
     tracker.record_step(StepType.ACTION, {"click": "ok"}, duration_ms=3.0)
     tracker.finish("success", result="done")
-import viewer
+from stepsdk import viewer
+from stepsdk.viewer.data import base
 print(json.dumps({"task_id": tracker.task_id, "stepsdk": stepsdk.__file__, "viewer": viewer.__file__,
-                  "path": sys.path}))
+                  "viewer_data": base.__file__, "path": sys.path}))
 """
 
 
@@ -92,6 +92,10 @@ def test_wheel_contents_top_level_names_and_sql(built):
     assert sum(n.startswith("stepsdk/_supabase/queries/") for n in names) == len(
         list((REPO / "supabase" / "queries").glob("*.sql")))
     assert not any("supabase_local" in n or n.startswith("tests/") for n in names)
+    # the repository's viewer/, every module of it, as stepsdk/viewer/ (setup.py's package_dir)
+    viewer_modules = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "viewer").rglob("*.py"))
+    assert sorted(n for n in names if n.startswith("stepsdk/viewer/") and n.endswith(".py")) == [
+        f"stepsdk/{name}" for name in viewer_modules]
     # what pip installed: the same top-level names, nothing else in site-packages
     installed = {p.name for p in built["purelib"].iterdir()
                  if not p.name.endswith(".dist-info") and p.name not in ("_stepsdk_smoke_deps.pth", "__pycache__")}
@@ -101,6 +105,7 @@ def test_wheel_contents_top_level_names_and_sql(built):
     with tarfile.open(built["sdist"]) as tar:
         members = tar.getnames()
     assert any(m.endswith("supabase/migrations/20261122000001_stepsdk_core.sql") for m in members)
+    assert any(m.endswith("/viewer/pages/task.py") for m in members)  # the sdist keeps the repository layout
 
 
 def test_installed_wheel_records_prints_schema_serves_viewer_and_pushes(built, supabase_stack):
@@ -109,8 +114,12 @@ def test_installed_wheel_records_prints_schema_serves_viewer_and_pushes(built, s
     assert rec.returncode == 0, rec.stderr
     info = json.loads(rec.stdout.strip().splitlines()[-1])
     assert info["stepsdk"].startswith(str(built["purelib"])) and info["viewer"].startswith(str(built["purelib"]))
+    assert Path(info["viewer_data"]) == built["purelib"] / "stepsdk" / "viewer" / "data" / "base.py"
     assert not any(p and Path(p).resolve() == REPO for p in info["path"])
     assert any(backup.rglob("*")), "the local backup was not written"
+
+    help_ = _run(built, str(built["venv"] / "bin" / "python"), "-m", "stepsdk.viewer", "--help")
+    assert help_.returncode == 0 and "--backup-dir" in help_.stdout, help_.stderr
 
     sql = _run(built, "stepsdk", "db", "sql")
     assert sql.returncode == 0, sql.stderr

@@ -1,4 +1,4 @@
-"""``python -m viewer [--backup-dir D | --supabase-url U] [--host 127.0.0.1] [--port 8080]``."""
+"""``python -m stepsdk.viewer [--backup-dir D | --supabase-url U] [--host 127.0.0.1] [--port 8080]``."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m viewer", description="Browse recorded agent runs.")
+    parser = argparse.ArgumentParser(prog="python -m stepsdk.viewer",
+                                     description="Browse recorded agent runs.")
     add_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return serve(parser.parse_args(argv))

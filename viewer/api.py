@@ -3,7 +3,8 @@ screenshot proxy. Handlers are plain ``def``: FastAPI runs them in its thread po
 synchronous data sources never block the event loop.
 
 Errors are JSON ``{"detail": ...}``: 404 for unknown tasks/objects, 422 for bad parameters,
-503 when the backend cannot be reached.
+503 when the backend cannot be reached (a :class:`stepsdk.errors.StepSDKError` reaching a route is
+mapped by :func:`install_error_handler`, the one place for it).
 
 Task ids are one URL-encoded path segment (``a/steps`` → ``/api/tasks/a%2Fsteps``): routing
 normally sees the decoded path, where that id would read as task ``a``'s steps route, so
@@ -18,11 +19,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import Depends, HTTPException, Path, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from nicegui import app
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stepsdk._sensitive import is_encrypted as _is_encrypted
+from stepsdk.errors import BackendUnavailableError, ExportFormatError, StepSDKError
+from stepsdk.recording.sensitive import is_encrypted as _is_encrypted
 
 from .api_models import ReportResponse, ScreenshotsResponse, StepsResponse
 from .data.base import (
@@ -41,7 +44,7 @@ from .data.base import (
 from .export import read_report
 from .pages._common import screenshot_url
 
-log = logging.getLogger("viewer.api")
+log = logging.getLogger("stepsdk.viewer.api")
 SortColumn = Literal[SORT_COLUMNS]  # type: ignore[valid-type]
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 TASKS_PREFIX = "/api/tasks/"
@@ -85,8 +88,29 @@ def _unavailable(exc: SourceUnavailable) -> HTTPException:
     return HTTPException(503, detail=str(exc))
 
 
+# The HTTP status of each kind of stepsdk error a route lets through, the first that matches
+# (a data source that cannot reach its backend raises SourceUnavailable, a BackendUnavailableError).
+HTTP_STATUS: tuple[tuple[type[StepSDKError], int], ...] = (
+    (BackendUnavailableError, 503),
+    (ExportFormatError, 422),
+    (StepSDKError, 500),
+)
+
+
+async def _stepsdk_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next(code for kind, code in HTTP_STATUS if isinstance(exc, kind))
+    if status == 500:
+        log.error("viewer: %s on %s: %s", type(exc).__name__, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+def install_error_handler() -> None:
+    """Answer a StepSDKError raised by any route with ``{"detail": message}`` and its status."""
+    app.add_exception_handler(StepSDKError, _stepsdk_error)
+
+
 def _with_url(row: Row) -> Row:
-    path = row.get("storage_path")
+    path = row.get("screenshot_path")
     return {**row, "url": screenshot_url(path) if isinstance(path, str) else None}
 
 
@@ -143,35 +167,36 @@ _LOCKED = {"no_key": "Locked: sensitive screen", "wrong_key": "Locked: wrong scr
            "bad_key": "Locked: bad screenshot key", "corrupt": "Encrypted screenshot damaged"}
 
 
-def unlock_screenshot(source: DataSource, storage_path: str, data: bytes) -> Any:
-    """Stored bytes as the viewer may show them (``stepsdk._sensitive.Viewable``): plain images as
+def unlock_screenshot(source: DataSource, screenshot_path: str, data: bytes) -> Any:
+    """Stored bytes as the viewer may show them (``stepsdk.recording.sensitive.Viewable``): plain images as
     they are; encrypted sensitive screens decrypted with the configured key (STEPSDK_SCREENSHOT_KEY
     or _KEY_FILE; each decryption is written to the audit log) or locked with a clear message."""
-    from stepsdk import _audit, _sensitive
+    from stepsdk.ops import audit as _audit
+    from stepsdk.recording import sensitive as _sensitive
 
     view = _sensitive.viewable(data)
     if view.locked:
-        log.warning("screenshot %s stays locked: %s", storage_path, view.message)
+        log.warning("screenshot %s stays locked: %s", screenshot_path, view.message)
     elif view.decrypted:
         store = getattr(source, "store", None)  # BackupSource: the backup's audit.log; else the table
-        _audit.record("decrypt", storage_path, 1, {"viewer": source.description},
+        _audit.record("decrypt", screenshot_path, 1, {"viewer": source.description},
                       backup_dir=getattr(store, "path", None), client=None if store else getattr(source, "_client", None))
     return view
 
 
-def image_response(source: DataSource, storage_path: str, fallback: bool) -> Response:
-    """The stored image at ``storage_path`` (typed by its bytes; an encrypted sensitive screen
+def image_response(source: DataSource, screenshot_path: str, fallback: bool) -> Response:
+    """The stored image at ``screenshot_path`` (typed by its bytes; an encrypted sensitive screen
     decrypted when the viewer has the key, else locked), a 403/404/503, or with ``fallback`` a
     visible placeholder."""
     try:
-        data = source.screenshot_bytes(storage_path)
+        data = source.screenshot_bytes(screenshot_path)
     except SourceUnavailable as exc:
         if fallback:
             return _placeholder("Screenshot unavailable (backend down)", 503)
         raise _unavailable(exc) from None
     private = data is not None and _is_encrypted(data)
     if data is not None and private:
-        view = unlock_screenshot(source, storage_path, data)
+        view = unlock_screenshot(source, screenshot_path, data)
         if view.locked:
             if fallback:
                 return _placeholder(_LOCKED.get(view.reason, "Locked"), 200)
@@ -190,12 +215,10 @@ def image_response(source: DataSource, storage_path: str, fallback: bool) -> Res
 
 def register(source: DataSource) -> None:
     app.add_middleware(EncodedTaskIdPath)
+    install_error_handler()
 
     def task_or_404(task_id: str) -> Row:
-        try:
-            task = source.get_task(task_id)
-        except SourceUnavailable as exc:
-            raise _unavailable(exc) from None
+        task = source.get_task(task_id)
         if task is None:
             raise HTTPException(404, detail="task not found")
         return task
@@ -222,10 +245,7 @@ def register(source: DataSource) -> None:
                                   started_from=started_from, started_to=started_to, meta=wanted)
         except ValueError as exc:
             raise HTTPException(422, detail=str(exc)) from None
-        try:
-            rows, total = source.list_tasks(filters, Sort(sort, order == "desc"), page, per_page)
-        except SourceUnavailable as exc:
-            raise _unavailable(exc) from None
+        rows, total = source.list_tasks(filters, Sort(sort, order == "desc"), page, per_page)
         return {"tasks": rows, "pagination": pagination(page, per_page, total)}
 
     @app.get("/api/stats", tags=["stepsdk"],
@@ -236,10 +256,7 @@ def register(source: DataSource) -> None:
         """Every panel covers the same period (the last ``days`` UTC days, today included) and,
         with ``agent``, only that agent's tasks."""
         agent = agent or None
-        try:
-            return {**stats_payload(source, days, top, agent), "error_categories": source.error_categories()}
-        except SourceUnavailable as exc:
-            raise _unavailable(exc) from None
+        return {**stats_payload(source, days, top, agent), "error_categories": source.error_categories()}
 
     @app.get("/api/search", tags=["stepsdk"],
              summary="Search task titles, results, errors and step thinking/errors across tasks")
@@ -250,8 +267,6 @@ def register(source: DataSource) -> None:
             return {"query": q, "matches": source.search(q, limit, agent or None)}
         except ValueError as exc:
             raise HTTPException(422, detail=str(exc)) from None
-        except SourceUnavailable as exc:
-            raise _unavailable(exc) from None
 
     @app.get("/api/tasks/{task_id}/steps", tags=["stepsdk"], summary="A page of a task's steps",
              response_model=StepsResponse)
@@ -261,10 +276,7 @@ def register(source: DataSource) -> None:
                   "at most this many steps in the answer (the first ones of the page); "
                   "the pagination still describes page/per_page"))] = None) -> dict[str, Any]:
         task_or_404(task_id)
-        try:
-            rows, total = source.get_steps(task_id, page, per_page)
-        except SourceUnavailable as exc:
-            raise _unavailable(exc) from None
+        rows, total = source.get_steps(task_id, page, per_page)
         if limit is not None:
             rows = rows[:limit]
         return {"data": {"steps": rows, "pagination": pagination(page, per_page, total)}}
@@ -273,19 +285,13 @@ def register(source: DataSource) -> None:
              response_model=ReportResponse)
     def report(task_id: TaskId) -> dict[str, Any]:
         task = task_or_404(task_id)
-        try:
-            return {"data": read_report(source, task, _with_url)}
-        except SourceUnavailable as exc:
-            raise _unavailable(exc) from None
+        return {"data": read_report(source, task, _with_url)}
 
     @app.get("/api/tasks/{task_id}/screenshots", tags=["stepsdk"], summary="A task's screenshots",
              response_model=ScreenshotsResponse)
     def screenshots(task_id: TaskId) -> dict[str, Any]:
         task_or_404(task_id)
-        try:
-            return {"data": {"screenshots": [_with_url(r) for r in source.get_screenshots(task_id)]}}
-        except SourceUnavailable as exc:
-            raise _unavailable(exc) from None
+        return {"data": {"screenshots": [_with_url(r) for r in source.get_screenshots(task_id)]}}
 
     @app.get("/api/steps/{step_id}/screenshot", tags=["stepsdk"], summary="A step's screenshot (the image)",
              response_class=Response, responses={200: {"content": {"image/webp": {}}}, 404: {}})
@@ -308,12 +314,12 @@ def register(source: DataSource) -> None:
     def task(task_id: TaskId) -> Row:
         return task_or_404(task_id)
 
-    @app.get("/media/screenshots/{storage_path:path}", tags=["stepsdk"], summary="A screenshot (proxied)",
+    @app.get("/media/screenshots/{screenshot_path:path}", tags=["stepsdk"], summary="A screenshot (proxied)",
              response_class=Response)
-    def screenshot(storage_path: str, fallback: bool = False) -> Response:
+    def screenshot(screenshot_path: str, fallback: bool = False) -> Response:
         """``fallback=true`` (used by the pages) answers a missing, unreadable or non-image object
         with a visible placeholder instead of a 404, so a page never shows a broken image."""
-        return image_response(source, storage_path, fallback)
+        return image_response(source, screenshot_path, fallback)
 
     @app.get("/api/{rest:path}", include_in_schema=False)
     def api_not_found(rest: str) -> None:

@@ -1,6 +1,6 @@
 """JSON API of the operations views: token usage (and cost), error categories, active alerts.
 Answers use the ``{"data": ...}`` envelope of the documented routes. Registered before
-:mod:`viewer.api` (whose catch-all 404 route would otherwise shadow these)."""
+:mod:`stepsdk.viewer.api` (whose catch-all 404 route would otherwise shadow these)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Annotated, Any, Literal
 from fastapi import HTTPException, Query
 from nicegui import app
 
-from stepsdk import _alerts
-from stepsdk._prices import PriceError, PriceTable
+from stepsdk.ops import alerts as _alerts
+from stepsdk.ops.prices import PriceError, PriceTable
 
-from .api import TaskId  # the encoded task-id path parameter of the main API
-from .data.base import ERROR_CATEGORIES, DataSource, Row, SourceUnavailable
+from .api import TaskId, install_error_handler  # the encoded task-id path parameter of the main API
+from .data.base import ERROR_CATEGORIES, DataSource, Row
 
-log = logging.getLogger("viewer.api")
+log = logging.getLogger("stepsdk.viewer.api")
 Category = Literal[(*ERROR_CATEGORIES, "none")]  # type: ignore[valid-type]
 
 
@@ -44,23 +44,19 @@ def usage_totals(days: list[Row], prices: PriceTable | None) -> Row:
 
 
 def register(source: DataSource, prices: PriceTable | None = None) -> None:
-    def guard(fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except SourceUnavailable as exc:
-            raise HTTPException(503, detail=str(exc)) from None
+    install_error_handler()  # SourceUnavailable → 503 (viewer/api.py maps every StepSDKError)
 
     @app.get("/api/usage", tags=["stepsdk"], summary="Tokens per day and the tasks that used the most (with cost)")
     def usage(days: Annotated[int, Query(ge=1, le=3660)] = 7,
               top: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict[str, Any]:
-        daily = guard(source.daily_usage, days)
-        tasks = [with_cost(r, prices) for r in guard(source.tasks_by_usage, top)]
+        daily = source.daily_usage(days)
+        tasks = [with_cost(r, prices) for r in source.tasks_by_usage(top)]
         return {"data": {"days": daily, "totals": usage_totals(daily, prices), "tasks": tasks,
                          "currency": prices.currency if prices else None}}
 
     @app.get("/api/tasks/{task_id}/usage", tags=["stepsdk"], summary="A task's tokens (and cost)")
     def task_usage(task_id: TaskId) -> dict[str, Any]:
-        row = guard(source.task_usage, task_id)
+        row = source.task_usage(task_id)
         if row is None:
             raise HTTPException(404, detail="task not found")
         return {"data": {**with_cost(row, prices), "currency": prices.currency if prices else None}}
@@ -68,8 +64,8 @@ def register(source: DataSource, prices: PriceTable | None = None) -> None:
     @app.get("/api/errors", tags=["stepsdk"], summary="Failed steps per error category, and the latest ones")
     def errors(category: Category | None = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        return {"data": {"categories": guard(source.error_categories),
-                         "steps": guard(source.failed_steps, category, limit)}}
+        return {"data": {"categories": source.error_categories(),
+                         "steps": source.failed_steps(category, limit)}}
 
     @app.get("/api/alerts", tags=["stepsdk"], summary="The alerts active after the last `stepsdk alerts check`")
     def alerts() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Builds the viewer: pages + JSON API over one :class:`~viewer.data.base.DataSource`."""
+"""Builds the viewer: pages + JSON API over one :class:`~stepsdk.viewer.data.base.DataSource`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from nicegui import ui
 from . import DEFAULT_HOST
 from .data.base import DataSource
 
-log = logging.getLogger("viewer")
+log = logging.getLogger("stepsdk.viewer")
 
 
 def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_hosts: Sequence[str] = (),
@@ -53,7 +53,7 @@ def source_from_args(backup_dir: str | None = None, supabase_url: str | None = N
     The key and the backup folder are resolved by :meth:`stepsdk.Config.resolve`, as for the tracker;
     the viewer alone also accepts SUPABASE_ANON_KEY (with a user's SUPABASE_ACCESS_TOKEN).
     """
-    from stepsdk._config import Config
+    from stepsdk.config import Config
 
     # "" for the URL: only an explicit --supabase-url selects Supabase, never SUPABASE_URL alone.
     # The level is fixed so that STEPSDK_LEVEL (a recording setting) plays no part here.
@@ -75,7 +75,7 @@ def source_from_args(backup_dir: str | None = None, supabase_url: str | None = N
 
 def backup_folder(backup_dir: str | None = None) -> str:
     """The backup folder :func:`source_from_args` reads when no Supabase URL is given."""
-    from stepsdk._config import Config
+    from stepsdk.config import Config
 
     return str(Config.resolve(supabase_url="", backup_dir=backup_dir or None, level="DETAILED").backup_dir)
 

@@ -1,7 +1,7 @@
 """Exports shared by the pages and the JSON API: the task report, tasks CSV and steps CSV.
 
 CSV cells that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) are prefixed
-with a quote (:mod:`stepsdk._csv`, shared with ``stepsdk export``): step text comes from agents
+with a quote (:mod:`stepsdk.store.csv_cells`, shared with ``stepsdk export``): step text comes from agents
 and web pages, not from us.
 """
 
@@ -12,8 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from stepsdk._csv import write_rows
-from stepsdk._step_names import step_label
+from stepsdk.recording.step_names import step_label
+from stepsdk.store.csv_cells import write_rows
 
 from .data.base import DataSource, Row
 
@@ -53,9 +53,9 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 def report_xlsx(report: dict[str, Any]) -> bytes:
     """A task report (:func:`read_report`) as an Excel workbook: a tasks sheet (this task) and a
-    steps sheet, formula-looking text stored as quoted text (:mod:`stepsdk._xlsx`)."""
-    from stepsdk._export_format import TaskBundle
-    from stepsdk._xlsx import write_xlsx
+    steps sheet, formula-looking text stored as quoted text (:mod:`stepsdk.store.xlsx`)."""
+    from stepsdk.store.export_format import TaskBundle
+    from stepsdk.store.xlsx import write_xlsx
 
     out = io.BytesIO()
     write_xlsx([TaskBundle(report["task"], report["steps"], report["screenshots"])], out, "stepsdk viewer")

@@ -5,7 +5,7 @@ Deleting is allowed only when the viewer's key allows it: the local backup folde
 with the secret (service role) key and no user's access token. A user's token, or the anon key,
 never deletes (row-level security would refuse anyway; the viewer does not even offer it).
 The clean-up endpoint is also authenticated: ``Authorization: Bearer $STEPSDK_VIEWER_TOKEN``.
-The deleting itself is ``stepsdk._delete`` / ``stepsdk._retention``, as for the CLI.
+The deleting itself is ``stepsdk.ops.delete`` / ``stepsdk.ops.retention``, as for the CLI.
 """
 
 from __future__ import annotations
@@ -22,17 +22,19 @@ from fastapi import Body, Header, HTTPException
 from nicegui import app
 from postgrest import APIError
 
-from stepsdk import _delete, _local_retention, _retention
-from stepsdk._backup import BackupStore
-from stepsdk._config import supabase_env
-from stepsdk._export_format import parse_timestamp
+from stepsdk.config import supabase_env
+from stepsdk.ops import delete as _delete
+from stepsdk.ops import local_retention as _local_retention
+from stepsdk.ops import retention as _retention
+from stepsdk.store.backup import BackupStore
+from stepsdk.store.export_format import parse_timestamp
 
 from .data.base import DataSource, Row
 from .secret_key import is_secret_key
 
 __all__ = ["can_delete", "cleanup", "delete_task", "is_secret_key", "register", "storage_info"]
 
-log = logging.getLogger("viewer.operations")
+log = logging.getLogger("stepsdk.viewer.operations")
 TOKEN_ENV = "STEPSDK_VIEWER_TOKEN"
 
 
@@ -85,13 +87,13 @@ def storage_info(source: DataSource) -> Row:
 
 
 def _backup_figures(root: Any) -> Row:
-    from stepsdk._resync import pending_counts
+    from stepsdk.ops.resync import pending_counts
 
     snap = BackupStore(root).read()
     sizes: dict[str, int] = {}
     for rows in snap.screenshots.values():
         for r in rows:
-            sizes[r["storage_path"]] = max(sizes.get(r["storage_path"], 0), int(r.get("file_size") or 0))
+            sizes[r["screenshot_path"]] = max(sizes.get(r["screenshot_path"], 0), int(r.get("file_size") or 0))
     starts = sorted(s for t in snap.tasks.values() if (s := parse_timestamp(t.get("started_at"))) is not None)
     return {"tasks": len(snap.tasks), "steps": sum(map(len, snap.steps.values())),
             "screenshots": sum(map(len, snap.screenshots.values())), "objects": len(sizes),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 
-from stepsdk._export_format import TaskBundle
 from stepsdk.share import animation, html_report
 from stepsdk.share.run import SharedRun, shared_run
+from stepsdk.store.export_format import TaskBundle
 
 from .data.base import DataSource, Row
 

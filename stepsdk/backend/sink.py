@@ -1,8 +1,8 @@
 """The sink seam (like httpx's transport): what the recorder and `stepsdk resync` write to.
 
-`SupabaseSink` (stepsdk/_supabase_sink.py) is the real one; `stepsdk.testing.MemorySink` keeps
+`SupabaseSink` (stepsdk/backend/supabase_sink.py) is the real one; `stepsdk.testing.MemorySink` keeps
 rows and objects in memory for tests of agents that record steps. A sink may raise anything:
-the retry policy classifies it (stepsdk/_retry.py). A sink of your own raises `BackendUnavailable`
+the retry policy classifies it (stepsdk/backend/retry.py). A sink of your own raises `BackendUnavailable`
 for "try again later", `RowRejected` for "this data is refused" and `BackendMisconfigured` for
 "nothing will work until the configuration is fixed".
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
+
+from stepsdk.errors import BackendUnavailableError, StepSDKError
 
 TABLES = ("tasks", "task_steps", "step_screenshots")
 KEY_COLUMN = {"tasks": "task_id", "task_steps": "id", "step_screenshots": "id"}
@@ -30,7 +32,7 @@ class Sink(Protocol):
 
     def upsert(self, table: str, rows: list[dict[str, Any]]) -> None: ...
 
-    def upload_object(self, storage_path: str, data: bytes) -> None: ...
+    def upload_object(self, screenshot_path: str, data: bytes) -> None: ...
 
     def existing(self, table: str, ids: Iterable[str]) -> set[str]: ...
 
@@ -42,11 +44,11 @@ class Sink(Protocol):
 SinkFactory = Callable[[], Sink]
 
 
-class SinkError(Exception):
+class SinkError(StepSDKError):
     """Base of the errors a sink may raise to say how a failure should be treated."""
 
 
-class BackendUnavailable(SinkError):
+class BackendUnavailable(SinkError, BackendUnavailableError):
     """Transient: retried with backoff, then the circuit breaker keeps the rows in the backup."""
 
 

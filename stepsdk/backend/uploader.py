@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from stepsdk._retry import ErrorClass, RetryPolicy, classify, describe, one_line
+from stepsdk.backend.retry import ErrorClass, RetryPolicy, classify, describe, one_line
 from stepsdk.backend.sink import Sink
 
 log = logging.getLogger("stepsdk")
@@ -133,7 +133,7 @@ class Uploader:
     def _objects(self, shots: list[Record], steps: list[Record]) -> None:
         paths: dict[str, tuple[int, bytes | None]] = {}
         for r in shots:
-            path = r.row.get("storage_path")
+            path = r.row.get("screenshot_path")
             if isinstance(path, str):
                 paths[path] = (max(r.version, paths.get(path, (0, None))[0]), r.data or paths.get(path, (0, None))[1])
         for r in steps:

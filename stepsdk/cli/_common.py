@@ -26,7 +26,14 @@ from typing import Any
 
 import httpx
 
-from stepsdk._config import Config, supabase_env
+from stepsdk.config import Config, supabase_env
+from stepsdk.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ExportFormatError,
+    ResyncError,
+    StepSDKError,
+)
 
 log = logging.getLogger("stepsdk.cli")
 
@@ -49,12 +56,29 @@ class Exit(IntEnum):
     INTERRUPTED = 130
 
 
-class CliError(Exception):
+class CliError(StepSDKError):
     """A failure with a message meant for the user and an exit status."""
 
     def __init__(self, message: str, status: Exit = Exit.FAILED) -> None:
         super().__init__(message)
         self.status = status
+
+
+# The exit status of each kind of stepsdk error, the first that matches (the one place the CLI
+# maps errors to statuses; a CliError carries its own).
+EXIT_STATUS: tuple[tuple[type[StepSDKError], Exit], ...] = (
+    (ConfigurationError, Exit.CONFIG),
+    (BackendUnavailableError, Exit.UNAVAILABLE),
+    (ExportFormatError, Exit.DATA),
+    (ResyncError, Exit.UNAVAILABLE),
+    (StepSDKError, Exit.FAILED),
+)
+
+
+def exit_status(exc: StepSDKError) -> Exit:
+    if isinstance(exc, CliError):
+        return exc.status
+    return next(status for kind, status in EXIT_STATUS if isinstance(exc, kind))
 
 
 @dataclass(frozen=True)
@@ -150,7 +174,7 @@ def check_backup_dir(path: Path, *, must_exist: bool) -> None:
 
 def open_supabase(source: Source) -> Any:
     """The official client with the service-role key; short timeouts, no 7 s GET retry loop."""
-    from stepsdk._client import make_client
+    from stepsdk.backend.client import make_client
     from supabase import SupabaseException
 
     if not (source.url and source.key):
@@ -243,8 +267,8 @@ def run_safely(command: str) -> Callable[[Callable[[argparse.Namespace], int]], 
             except BrokenPipeError:  # `stepsdk export | head`: the reader has all it wanted
                 _silence_stdout()
                 return Exit.FAILED
-            except CliError as exc:
-                status, message = exc.status, str(exc)
+            except StepSDKError as exc:
+                status, message = exit_status(exc), str(exc)
             except KeyboardInterrupt:
                 status, message = Exit.INTERRUPTED, "interrupted"
             except Exception as exc:  # one line for the user; the traceback only with -v

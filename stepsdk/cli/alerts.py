@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from stepsdk import _alerts
+    from stepsdk.ops import alerts as _alerts
 
     try:
         return _alerts.load_config(args.rules or _alerts.rules_path())
@@ -70,8 +70,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 @run_safely("alerts check")
 def run_check(args: argparse.Namespace) -> int:
-    from stepsdk import _alerts
-    from stepsdk._alert_delivery import Deliverer, text
+    from stepsdk.ops import alerts as _alerts
+    from stepsdk.ops.alert_delivery import Deliverer, text
 
     config = _config(args)
     source = resolve_source(args)
@@ -116,7 +116,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 @run_safely("alerts show")
 def run_show(args: argparse.Namespace) -> int:
-    from stepsdk import _alerts
+    from stepsdk.ops import alerts as _alerts
 
     config = _config(args)
     state = _alerts.read_state(config.state_file)

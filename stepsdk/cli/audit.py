@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stepsdk import _audit
 from stepsdk.cli._common import (
     Exit,
     add_source_arguments,
@@ -16,6 +15,7 @@ from stepsdk.cli._common import (
     resolve_source,
     run_safely,
 )
+from stepsdk.ops import audit as _audit
 
 EPILOG = """\
 examples:

@@ -6,7 +6,6 @@ import argparse
 from datetime import timedelta
 from typing import Any
 
-from stepsdk import _audit, _local_retention, _retention
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -23,6 +22,9 @@ from stepsdk.cli._common import (
     supabase_configured,
     warn,
 )
+from stepsdk.ops import audit as _audit
+from stepsdk.ops import local_retention as _local_retention
+from stepsdk.ops import retention as _retention
 
 EPILOG = """\
 examples:

@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 @run_safely("db sql")
 def run_sql(args: argparse.Namespace) -> int:
-    from stepsdk._migrations import queries, schema_sql
+    from stepsdk.ops.migrations import queries, schema_sql
 
     if args.queries:
         text = "".join(f"-- ===== {q.name}\n{q.read_text(encoding='utf-8').rstrip()}\n\n" for q in queries())
@@ -68,7 +68,7 @@ def run_sql(args: argparse.Namespace) -> int:
 
 @run_safely("db push")
 def run_push(args: argparse.Namespace) -> int:
-    from stepsdk._migrations import push
+    from stepsdk.ops.migrations import push
 
     db_url = args.db_url or os.environ.get("SUPABASE_DB_URL")
     if not db_url:
@@ -95,7 +95,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 @run_safely("db check")
 def run_check(args: argparse.Namespace) -> int:
-    from stepsdk._db_check import as_dicts, run_checks
+    from stepsdk.ops.db_check import as_dicts, run_checks
 
     source = resolve_source(argparse.Namespace())
     if source.kind != "supabase":

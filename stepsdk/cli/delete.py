@@ -7,7 +7,6 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from stepsdk import _audit, _delete
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -23,6 +22,8 @@ from stepsdk.cli._common import (
     supabase_configured,
     warn,
 )
+from stepsdk.ops import audit as _audit
+from stepsdk.ops import delete as _delete
 
 EPILOG = """\
 examples:

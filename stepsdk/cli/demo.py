@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from stepsdk._demo import DemoRun
+    from stepsdk.integrations.demo_agent import DemoRun
 
 _log = logging.getLogger("stepsdk.cli.demo")
 
@@ -84,7 +84,7 @@ def _out(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stepsdk._demo import DEFAULT_PACE, record_demo
+    from stepsdk.integrations.demo_agent import DEFAULT_PACE, record_demo
 
     pace = DEFAULT_PACE if args.pace is None else args.pace
     if not args.no_view and not _port_free(args.host, args.port):  # say so before recording anything
@@ -110,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_viewer(args: argparse.Namespace, demo: DemoRun) -> int:
-    """Serve the viewer (``viewer.app.run``) on the store the demo was recorded into."""
+    """Serve the viewer (``stepsdk.viewer.app.run``) on the store the demo was recorded into."""
     try:
-        from viewer.app import run as run_viewer
-        from viewer.app import source_from_args
+        from stepsdk.viewer.app import run as run_viewer
+        from stepsdk.viewer.app import source_from_args
     except ImportError as exc:  # the viewer extra (nicegui) is not installed
         _out(f"The viewer is not available ({exc}); install it with: pip install 'stepsdk[viewer]'")
         return 0

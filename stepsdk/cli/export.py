@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _audit, _export, _export_format
-from stepsdk._retention import parse_duration
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -25,7 +23,12 @@ from stepsdk.cli._common import (
     run_safely,
     warn,
 )
+from stepsdk.ops import audit as _audit
+from stepsdk.ops import export as _export
+from stepsdk.ops.retention import parse_duration
+from stepsdk.schema import parse_timestamp
 from stepsdk.share import cli as share_cli
+from stepsdk.store import export_format as _export_format
 
 EPILOG = """\
 examples:
@@ -63,7 +66,7 @@ def register(subparsers: Any) -> None:
                              "xlsx: an Excel workbook with a tasks sheet and a steps sheet; "
                              "html, gif, webp, mp4, otlp, trajectories: see 'sharing formats' below)")
     parser.add_argument("--with-screenshots", action="store_true",
-                        help="write a zip with the data file and screenshots/<storage_path> images")
+                        help="write a zip with the data file and screenshots/<screenshot_path> images")
     parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
     filters = parser.add_argument_group("filters")
     filters.add_argument("--status", choices=_export_format.TASK_STATUSES, help="only tasks with this status")
@@ -82,14 +85,13 @@ def time_bound(text: str) -> datetime:
         return datetime.now(UTC) - parse_duration(text)
     except ValueError:
         pass
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
+    parsed = parse_timestamp(text)
+    if parsed is None:
         raise argparse.ArgumentTypeError(
             f"invalid time {text!r}: use an ISO date/time (2026-11-01, 2026-11-01T12:00:00+00:00) "
             "or an age (30d, 12h, 2w, 90m)"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        )
+    return parsed
 
 
 def open_export_source(args: argparse.Namespace) -> _export.ExportSource:
@@ -167,7 +169,7 @@ def _write(args: argparse.Namespace, bundles: Iterator[_export_format.TaskBundle
         with progress(args, "screenshots", None) as advance:
             return _export.write_zip(args.output, args.format, bundles, source.label, source.screenshot, advance)
     if args.format == "xlsx":
-        from stepsdk._xlsx import write_xlsx  # openpyxl: imported only for this format
+        from stepsdk.store.xlsx import write_xlsx  # openpyxl: imported only for this format
 
         if args.output is None:
             write_xlsx(bundles, sys.stdout.buffer, source.label)

@@ -9,9 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _audit, _export_format, _import
-from stepsdk._backup import BackupStore
-from stepsdk._config import SUPABASE_KEY_VARS
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -23,6 +20,11 @@ from stepsdk.cli._common import (
     run_safely,
     warn,
 )
+from stepsdk.config import SUPABASE_KEY_VARS
+from stepsdk.ops import audit as _audit
+from stepsdk.ops import import_ as _import
+from stepsdk.store import export_format as _export_format
+from stepsdk.store.backup import BackupStore
 
 EPILOG = """\
 examples:
@@ -109,7 +111,7 @@ def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root:
         report = _import.import_into_backup(loaded, root)
     except _import.ExportFormatError as exc:
         raise CliError(f"{args.file} cannot be imported: {exc}", Exit.DATA) from None
-    absent = [p for p in _export_format.storage_paths(loaded.bundles) if store.screenshot_file(p) is None]
+    absent = [p for p in _export_format.screenshot_paths(loaded.bundles) if store.screenshot_file(p) is None]
     _warn_about(cleaned, absent)
     _audit.record("import", str(args.file), report.tasks, {"steps": report.steps, "images": report.images},
                   backup_dir=root)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stepsdk._resync import Resync, ResyncError
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -18,6 +17,7 @@ from stepsdk.cli._common import (
     resolve_config,
     run_safely,
 )
+from stepsdk.ops.resync import Resync
 
 EPILOG = """examples:
   stepsdk resync                      upload ./backup (or $STEPSDK_BACKUP_DIR)
@@ -51,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
     bars = _progress(args)
     with bars as advance:
         job = Resync(folder, config, args.batch_size, progress=advance, totals=bars.set_totals)
-        try:
-            report = job.run(dry_run=args.dry_run)
-        except ResyncError as exc:
-            status = Exit.CONFIG if "not configured" in str(exc) else Exit.UNAVAILABLE
-            raise CliError(str(exc), status) from None
+        report = job.run(dry_run=args.dry_run)  # a ResyncError's status: exit_status (cli/_common.py)
     emit(args, report.to_dict(), _human(report))
     return Exit.OK if report.ok or (args.dry_run and not report.failed) else Exit.FAILED
 

@@ -9,12 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stepsdk import _retention_status
-from stepsdk._abandoned import abandoned_tasks
-from stepsdk._backup import BackupStore, JournalWriter, dead_writer_journals, new_writer_name
-from stepsdk._config import Config
-from stepsdk._resync import mark_abandoned, pending_counts
-from stepsdk._retry import one_line
+from stepsdk.backend.retry import one_line
 from stepsdk.cli._common import (
     CliError,
     Exit,
@@ -27,6 +22,11 @@ from stepsdk.cli._common import (
     resolve_config,
     run_safely,
 )
+from stepsdk.config import Config
+from stepsdk.ops import retention_status as _retention_status
+from stepsdk.ops.resync import mark_abandoned, pending_counts
+from stepsdk.recording.abandoned import abandoned_tasks
+from stepsdk.store.backup import BackupStore, JournalWriter, dead_writer_journals, new_writer_name
 
 EPILOG = """examples:
   stepsdk status
@@ -49,7 +49,7 @@ def backend_status(config: Config) -> dict[str, Any]:
     if not config.remote:
         return {"configured": False, "reachable": None, "url": None,
                 "reason": "SUPABASE_URL / SUPABASE_SECRET_KEY not set (local mode)"}
-    from stepsdk._supabase_sink import SupabaseSink
+    from stepsdk.backend.supabase_sink import SupabaseSink
 
     sink = SupabaseSink(config)
     try:

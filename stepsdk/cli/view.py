@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
                "  SUPABASE_SECRET_KEY=... stepsdk view --supabase-url https://xyz.supabase.co",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
-        from viewer.__main__ import add_arguments
+        from stepsdk.viewer.__main__ import add_arguments
     except ImportError:  # the viewer extra (nicegui) is not installed
         parser.set_defaults(func=_missing)
         return
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from viewer.__main__ import serve
+    from stepsdk.viewer.__main__ import serve
 
     if getattr(args, "export", None):
         return _serve_export(args)
@@ -38,10 +38,10 @@ def _serve_export(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from stepsdk._import import load_export
-    from stepsdk._import_check import ExportFormatError
+    from stepsdk.errors import ExportFormatError
+    from stepsdk.ops.import_ import load_export
     from stepsdk.share.view_export import export_as_backup
-    from viewer.__main__ import serve
+    from stepsdk.viewer.__main__ import serve
 
     if args.backup_dir or args.supabase_url:
         sys.stderr.write("stepsdk view: error: EXPORT cannot be combined with --backup-dir or --supabase-url\n")

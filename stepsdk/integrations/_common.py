@@ -1,6 +1,6 @@
 """Helpers shared by the integrations: the hook guard, the tracker argument, and value summaries.
 
-The tracker itself coerces and redacts step data (``stepsdk._sanitize``); the helpers here only
+The tracker itself coerces and redacts step data (``stepsdk.recording.sanitize``); the helpers here only
 turn foreign objects (function arguments, HTTP headers, URLs) into small, JSON-friendly values
 before they reach it, so that a huge or exotic argument never costs the agent more than a repr.
 """
@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from stepsdk._sanitize import RULES, hidden_value, marker
+from stepsdk.recording.sanitize import RULES, hidden_value, marker
 
 _log = logging.getLogger("stepsdk.integrations")
 
-# A name is secret when the one rule set says so (``stepsdk._sanitize.RULES``, shared with the
+# A name is secret when the one rule set says so (``stepsdk.recording.sanitize.RULES``, shared with the
 # tracker and import); its marker names the rule: ``[REDACTED:<rule>]``.
 # Query parameters that carry secrets although their names look harmless (OAuth codes).
 _SECRET_QUERY_NAMES = frozenset({"code"})  # ("x-amz-credential" is caught by "credential")

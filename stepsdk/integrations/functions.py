@@ -7,7 +7,9 @@
     async def search(query: str, api_key: str) -> list[str]: ...
 
     with tracked_step(tracker, StepType.VALIDATION, name="check login") as block:
-        block.result = page_shows_user()
+        block.result = page_shows_user()       # or, as with tracker.step(): block.action_result,
+        block.success = block.result is True   # .success, .screenshot, .thinking, .error_message,
+                                               # .metadata, .step_data
 
 Each call records one step: ``step_data = {"kind": "function" (or "block"), "function", "args"}`` (arguments by
 parameter name, ``self``/``cls`` left out, secret-looking names such as ``password``/``api_key``
@@ -21,12 +23,12 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from stepsdk._model import STEP_TYPES, StepType
 from stepsdk.integrations._common import check_tracker_source, guarded, resolve_tracker, summarize, truncate
+from stepsdk.model import STEP_TYPES, StepType
+from stepsdk.recording.tracker import StepHandle
 
 __all__ = ["StepBlock", "tracked_step"]
 
@@ -34,12 +36,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SKIPPED_PARAMS = frozenset({"self", "cls"})
 
 
-class StepBlock:
-    """What a ``with tracked_step(...)`` block records; set ``result`` and add to ``data``."""
+class StepBlock(StepHandle):
+    """What a ``with tracked_step(...)`` block records: the handle ``tracker.step()`` gives
+    (``step_data``, ``action_result``, ``success``, ``screenshot``, ``thinking``,
+    ``error_message``, ``metadata``), plus ``result`` (recorded as ``{"return": <summary>}`` when no
+    ``action_result`` is set) and ``data`` (the same dict as ``step_data``)."""
+
+    __slots__ = ("result",)
 
     def __init__(self) -> None:
+        super().__init__({})
         self.result: Any = None
-        self.data: dict[str, Any] = {}
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.step_data
 
 
 class tracked_step:  # lower-case: used as a decorator, named like one
@@ -131,7 +142,7 @@ class tracked_step:  # lower-case: used as a decorator, named like one
         (block, started), self._block = self._block, None
         name = self._name or "block"
         with guarded(f"step {name!r}"):
-            self._emit(name, dict(block.data), started, block.result, exc, kind="block")
+            self._emit(name, dict(block.step_data), started, block.result, exc, kind="block", handle=block)
 
     async def __aenter__(self) -> StepBlock:
         return self.__enter__()
@@ -155,7 +166,8 @@ class tracked_step:  # lower-case: used as a decorator, named like one
             self._emit(name, data, started, value, exc)
 
     def _emit(
-        self, name: str, data: dict[str, Any], started: float, value: Any, exc: BaseException | None, kind: str = "function"
+        self, name: str, data: dict[str, Any], started: float, value: Any, exc: BaseException | None, kind: str = "function",
+        handle: StepBlock | None = None,
     ) -> None:
         tracker = resolve_tracker(self._source)
         if tracker is None:
@@ -164,16 +176,29 @@ class tracked_step:  # lower-case: used as a decorator, named like one
         kwargs: dict[str, Any] = {"duration_ms": (time.perf_counter() - started) * 1000.0, "success": exc is None}
         if exc is None and self._result:
             kwargs["action_result"] = {"return": summarize(value, limit=self._max)}
-        if exc is not None:
-            kwargs["error_type"] = type(exc).__name__
-            kwargs["error_message"] = truncate(str(exc) or type(exc).__name__, self._max)
-            kwargs["stack_trace"] = "".join(traceback.format_exception(exc))
+        if handle is not None:  # what the block set on its handle, as tracker.step() records it
+            kwargs.update(_handle_fields(handle))
+            kwargs["success"] = exc is None and handle.success is True
+        if exc is not None:  # record_step fills error_type and stack_trace
+            kwargs["error"] = exc
+            kwargs["error_message"] = (handle.error_message if handle is not None and handle.error_message
+                                       else truncate(str(exc) or type(exc).__name__, self._max))
         tracker.record_step(self._type, step_data, name=name[:200], **kwargs)
 
     def _arguments(self, sig: _Params | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if sig is None:
             return {"args": list(args), **kwargs}
         return sig.arguments(args, kwargs)
+
+
+def _handle_fields(handle: StepHandle) -> dict[str, Any]:
+    fields: dict[str, Any] = {"metadata": handle.metadata or None}
+    if handle.action_result is not None:
+        fields["action_result"] = handle.action_result
+    for key in ("screenshot", "thinking", "error_message"):
+        if getattr(handle, key) is not None:
+            fields[key] = getattr(handle, key)
+    return fields
 
 
 class _Params:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -32,8 +31,6 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from stepsdk._model import StepType
-from stepsdk._step_names import http_step_name
 from stepsdk.integrations._common import (
     TrackerSource,
     check_tracker_source,
@@ -45,6 +42,8 @@ from stepsdk.integrations._common import (
     truncate,
 )
 from stepsdk.integrations._usage import TAIL_BYTES, usage_in_bytes
+from stepsdk.model import StepType
+from stepsdk.recording.step_names import http_step_name
 
 __all__ = ["TrackedAsyncTransport", "TrackedTransport", "tracked_async_client", "tracked_client"]
 
@@ -195,10 +194,9 @@ class _Call:
             if exc is None and response.status_code >= 400:
                 kwargs.update(success=False, error_type="HTTPStatusError")
                 kwargs["error_message"] = f"HTTP {response.status_code} {response.reason_phrase}"
-        if exc is not None:
-            kwargs["error_type"] = type(exc).__name__
+        if exc is not None:  # record_step fills error_type and stack_trace
+            kwargs["error"] = exc
             kwargs["error_message"] = truncate(str(exc) or type(exc).__name__)
-            kwargs["stack_trace"] = "".join(traceback.format_exception(exc))
         status = response.status_code if response is not None else None
         kwargs["name"] = http_step_name(self.request.method, data["url"], status,
                                         type(exc).__name__ if exc is not None else None)

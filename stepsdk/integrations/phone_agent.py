@@ -40,10 +40,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stepsdk._model import StepType
-from stepsdk._step_names import phone_action_name
 from stepsdk.integrations._common import guarded, redact_url, summarize, truncate
 from stepsdk.integrations._usage import usage_from
+from stepsdk.model import StepType
+from stepsdk.recording.step_names import phone_action_name
+from stepsdk.schema import MAX_TITLE
 
 _log = logging.getLogger("stepsdk.integrations.phone_agent")
 
@@ -54,7 +55,6 @@ TrackerFactory = Callable[..., Any]
 _TAGS = re.compile(r"</?think>|</?answer>")
 _MARK = "_stepsdk_phone_tracking"
 ACTION_PARSE_ERROR = "ActionParseError"
-MAX_TITLE = 2000  # tasks.title check constraint
 
 
 def strip_model_tags(text: str | None) -> str:
@@ -460,11 +460,9 @@ class PhoneAgentTracking:
         success = bool(result.get("success", False)) and step.execute_error is None
         error: dict[str, Any] = {}
         if step.execute_error is not None:
-            error = {
-                "error_type": type(step.execute_error).__name__,
-                "error_message": truncate(str(step.execute_error)),
-                "stack_trace": step.execute_trace,
-            }
+            # the stack as it was where the action failed (the exception's own grows as it unwinds)
+            error = {"error": step.execute_error, "error_message": truncate(str(step.execute_error)),
+                     "stack_trace": step.execute_trace}
         elif not success:
             error = {"error_type": "ActionFailed", "error_message": result.get("message") or "action failed"}
         tracker.record_step(StepType.ACTION, action_result=result or None, success=success, **kwargs, **error)
@@ -475,8 +473,7 @@ class PhoneAgentTracking:
         exc = step.model_error
         tracker.record_step(
             StepType.ERROR,
-            success=False,
-            error_type=type(exc).__name__,
+            error=exc,
             error_message=truncate(f"Model error: {exc}"),
             stack_trace=step.model_trace,
             **self._common(step),
@@ -501,10 +498,8 @@ class PhoneAgentTracking:
     def _record_device_error(self, tracker: Any, step: _Step, exc: BaseException) -> None:
         tracker.record_step(
             StepType.ERROR,
-            success=False,
-            error_type=type(exc).__name__,
+            error=exc,
             error_message=truncate(str(exc) or type(exc).__name__),
-            stack_trace="".join(traceback.format_exception(exc)),
             **self._common(step),
         )
 
@@ -515,11 +510,7 @@ class PhoneAgentTracking:
             data["approved"] = bool(answer)
         error: dict[str, Any] = {}
         if exc is not None:
-            error = {
-                "error_type": type(exc).__name__,
-                "error_message": truncate(str(exc)),
-                "stack_trace": "".join(traceback.format_exception(exc)),
-            }
+            error = {"error": exc, "error_message": truncate(str(exc))}
         success = exc is None and (kind != "confirmation" or bool(answer))
         self._tracker.record_step(
             StepType.VALIDATION,

@@ -15,7 +15,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from stepsdk._backup import (
+from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record
+from stepsdk.model import Step, Task
+from stepsdk.recording.progress import Progress
+from stepsdk.recording.rows import RowMaker
+from stepsdk.recording.stage import Stage
+from stepsdk.store.backup import (
     KIND_REJECT,
     KIND_SHOT,
     KIND_STEP,
@@ -25,11 +30,6 @@ from stepsdk._backup import (
     encode_record,
     now_iso,
 )
-from stepsdk._model import Step, Task
-from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record
-from stepsdk.recording.progress import Progress
-from stepsdk.recording.rows import RowMaker
-from stepsdk.recording.stage import Stage
 
 log = logging.getLogger("stepsdk")
 
@@ -68,7 +68,7 @@ def record_line(r: Record) -> bytes:
     try:
         return encode_record(rec)
     except (TypeError, ValueError, RecursionError):  # not even the scalars: keep the row's identity
-        keep = ("id", "task_id", "step_number", "step_type", "storage_path", "step_id", "status", "started_at",
+        keep = ("id", "task_id", "step_number", "step_type", "screenshot_path", "step_id", "status", "started_at",
                 "created_at")
         r.row = {k: r.row[k] for k in keep if k in r.row and isinstance(r.row[k], str | int)
                  and not (isinstance(r.row[k], int) and abs(r.row[k]) > 2**53)}

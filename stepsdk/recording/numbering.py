@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepsdk._backup import private_dir
+from stepsdk.store.backup import private_dir
 
 log = logging.getLogger("stepsdk")
 
@@ -177,7 +177,7 @@ def update_counter(path: Path, task_id: str, change: Callable[[dict[str, Any]], 
 
 
 def _last_step_number(root: Path, task_id: str) -> int:
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     try:
         steps = BackupStore(root).read().steps.get(task_id, [])

@@ -22,22 +22,22 @@ import time
 import weakref
 from collections.abc import Callable
 
-from stepsdk._abandoned import abandoned_tasks
-from stepsdk._backup import (
+from stepsdk.backend.uploader import T_TASKS, Record
+from stepsdk.config import Config
+from stepsdk.model import Step, Task
+from stepsdk.recording.abandoned import abandoned_tasks
+from stepsdk.recording.journal_stage import Journal, JournalStage, ShotJob
+from stepsdk.recording.progress import FlushResult, Progress
+from stepsdk.recording.rows import RowMaker
+from stepsdk.recording.screenshot_stage import ScreenshotStage
+from stepsdk.recording.upload_stage import SinkSource, UploadStage
+from stepsdk.store.backup import (
     BackupStore,
     JournalWriter,
     archive_target,
     dead_writer_journals,
     pending_steps_of_gone_writers,
 )
-from stepsdk._config import Config
-from stepsdk._model import Step, Task
-from stepsdk.backend.uploader import T_TASKS, Record
-from stepsdk.recording.journal_stage import Journal, JournalStage, ShotJob
-from stepsdk.recording.progress import FlushResult, Progress
-from stepsdk.recording.rows import RowMaker
-from stepsdk.recording.screenshot_stage import ScreenshotStage
-from stepsdk.recording.upload_stage import SinkSource, UploadStage
 
 log = logging.getLogger("stepsdk")
 
@@ -100,7 +100,7 @@ class Pipeline:
     def _housekeeping(self) -> None:
         """Once per process and backup folder, in the background: local retention
         (`STEPSDK_RETENTION_DAYS`), then tasks left running by a recorder that died."""
-        from stepsdk._local_retention import apply_on_start
+        from stepsdk.ops.local_retention import apply_on_start
 
         apply_on_start(self.config)  # never raises
         self._mark_abandoned()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from stepsdk._config import Config
-from stepsdk._error_category import categorize
-from stepsdk._model import Step, Task, iso
-from stepsdk._sanitize import Sanitizer
+from stepsdk.config import Config
+from stepsdk.model import Step, Task, iso
+from stepsdk.recording.error_category import categorize
+from stepsdk.recording.sanitize import Sanitizer
 
 log = logging.getLogger("stepsdk")
 

@@ -18,14 +18,14 @@ import threading
 import traceback
 from typing import Any
 
-from stepsdk._backup import write_screenshot
-from stepsdk._config import Config
-from stepsdk._model import IdSource
-from stepsdk._sanitize import Sanitizer
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, Record
+from stepsdk.config import Config
+from stepsdk.model import IdSource
 from stepsdk.recording.journal_stage import Journal, ShotJob
 from stepsdk.recording.progress import Progress
+from stepsdk.recording.sanitize import Sanitizer
 from stepsdk.recording.stage import Stage
+from stepsdk.store.backup import write_screenshot
 
 log = logging.getLogger("stepsdk")
 _importing = threading.Lock()  # held while a screenshot thread imports the image stack
@@ -102,7 +102,7 @@ class ScreenshotStage(Stage):
         # the agent's first screenshot `capture()` on the caller's thread finds it imported. A
         # fork waits for it (see _before_fork): a child must not inherit half-held import locks.
         with _importing:
-            from stepsdk import _screenshots  # noqa: F401
+            from stepsdk.recording import screenshots as _screenshots  # noqa: F401
 
         while True:
             job = self.queue.get()
@@ -144,7 +144,8 @@ class ScreenshotStage(Stage):
     def _prepare(self, job: ShotJob, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None,
                                                                           bytes | None, str | None]:
         """Encode and store; returns (path, screenshot row, bytes kept in memory, lost reason)."""
-        from stepsdk import _screenshots, _sensitive
+        from stepsdk.recording import screenshots as _screenshots
+        from stepsdk.recording import sensitive as _sensitive
 
         step = job.step
         try:
@@ -154,7 +155,7 @@ class ScreenshotStage(Stage):
             return None, None, None, exc.to_dict().get("reason", "invalid")
         data: bytes | None = None
         try:
-            write_screenshot(self.config.backup_dir, prepared.storage_path, prepared.data)
+            write_screenshot(self.config.backup_dir, prepared.screenshot_path, prepared.data)
         except OSError as exc:
             self.progress.count("backup_errors")
             self.progress.note_error(f"screenshot backup failed: {exc.strerror or exc}")
@@ -165,11 +166,11 @@ class ScreenshotStage(Stage):
             data = prepared.data  # uploaded from memory
         shot = {
             "id": self._ids.next(), "task_id": step.task_id, "step_id": step.id,
-            "storage_path": prepared.storage_path, "file_size": prepared.file_size,
+            "screenshot_path": prepared.screenshot_path, "file_size": prepared.file_size,
             "file_hash": prepared.sha256, "compressed": True,
             "metadata": self.sanitizer.object_field(prepared.metadata),
         }
-        return prepared.storage_path, shot, data, None
+        return prepared.screenshot_path, shot, data, None
 
     # ------------------------------------------------------------------ close out of time
     def abandon(self) -> int:

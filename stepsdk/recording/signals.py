@@ -5,7 +5,7 @@ have without stepsdk (an earlier handler is called; the default action is re-rai
 Installed once per process, from the main thread, by the first tracker created with
 `handle_signals=True` (the default; `STEPSDK_HANDLE_SIGNALS=0` or `handle_signals=False` opt
 out for agents that manage signals themselves). SIGKILL cannot be caught: a killed run is found
-later from its backup (`stepsdk/_abandoned.py`).
+later from its backup (`stepsdk/recording/abandoned.py`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     lock of stepsdk's (a step written on the caller's thread, a step-number reservation). So the
     work runs on a thread of its own and is waited for with a bound: it can never deadlock the
     process. In the rare case it cannot finish in time, the journal is left open and the task is
-    found abandoned later (stepsdk/_abandoned.py)."""
+    found abandoned later (stepsdk/recording/abandoned.py)."""
     name = signal.Signals(signum).name
     previous: Callable[[int, FrameType | None], Any] | int | None = _installed.get(signum)
     # A handler of the program's own may let it go on: then mark and flush, but keep recording.

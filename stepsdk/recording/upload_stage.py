@@ -16,14 +16,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from stepsdk._backup import KIND_SHOT, KIND_STEP, KIND_TASK, SCREENSHOT_DIR, iter_journal
-from stepsdk._config import Config
-from stepsdk._retry import CircuitBreaker, RetryPolicy, one_line
+from stepsdk.backend.retry import CircuitBreaker, RetryPolicy, one_line
 from stepsdk.backend.sink import Sink
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record, Unavailable, Uploader
+from stepsdk.config import Config
 from stepsdk.recording.journal_stage import Journal
 from stepsdk.recording.progress import Progress
 from stepsdk.recording.stage import Stage
+from stepsdk.store.backup import KIND_SHOT, KIND_STEP, KIND_TASK, SCREENSHOT_DIR, iter_journal
 
 log = logging.getLogger("stepsdk")
 
@@ -113,7 +113,7 @@ class UploadStage(Stage):
         try:
             source = self._sink_source
             if source is None:
-                from stepsdk._supabase_sink import SupabaseSink
+                from stepsdk.backend.supabase_sink import SupabaseSink
 
                 sink: Any = SupabaseSink(self.config)
             elif isinstance(source, type) or (callable(source) and not hasattr(source, "upsert")):

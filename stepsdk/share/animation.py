@@ -15,7 +15,8 @@ from typing import IO
 
 from PIL import Image, ImageDraw, ImageFont
 
-from viewer.pages._overlay import Mark
+from stepsdk.errors import StepSDKError
+from stepsdk.viewer.pages._overlay import Mark
 
 from .run import SharedRun, SharedStep, action_name
 
@@ -28,8 +29,12 @@ TAP = (239, 68, 68)
 SWIPE = (59, 130, 246)
 
 
-class AnimationError(Exception):
+class AnimationError(StepSDKError):
     """Nothing to animate, or the MP4 extra is missing (the message says what to do)."""
+
+
+class NothingToAnimate(AnimationError):
+    """The task has no screenshots."""
 
 
 def caption(step: SharedStep) -> str:
@@ -91,7 +96,7 @@ def frame_size(run: SharedRun) -> tuple[int, int]:
     """The largest screenshot, scaled to at most MAX_WIDTH wide, rounded to even numbers (H.264)."""
     steps = run.with_images()
     if not steps:
-        raise AnimationError(f"task {run.task_id} has no screenshots to animate")
+        raise NothingToAnimate(f"task {run.task_id} has no screenshots to animate")
     w = max(s.size[0] for s in steps if s.size)
     h = max(s.size[1] for s in steps if s.size)
     if w > MAX_WIDTH:

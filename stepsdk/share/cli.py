@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stepsdk import _export
-from stepsdk._export_format import write_atomically
 from stepsdk.cli._common import CliError, Exit, emit, warn
+from stepsdk.ops import export as _export
+from stepsdk.store.export_format import write_atomically
 
 SINGLE_TASK = ("html", "gif", "webp", "mp4")
 FORMATS = (*SINGLE_TASK, "otlp", "trajectories")
@@ -146,7 +146,7 @@ def _single(args: argparse.Namespace, shared: Any) -> dict[str, Any]:
             data = buf.getvalue()
             write_atomically(args.output, lambda fh: fh.write(data))
     except animation.AnimationError as exc:
-        raise CliError(str(exc), Exit.NO_INPUT if "no screenshots" in str(exc) else Exit.CONFIG) from None
+        raise CliError(str(exc), Exit.NO_INPUT if isinstance(exc, animation.NothingToAnimate) else Exit.CONFIG) from None
     return {"bytes": Path(args.output).stat().st_size, "frames": frames}
 
 

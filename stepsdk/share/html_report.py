@@ -20,7 +20,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from viewer.pages._overlay import overlay_svg
+from stepsdk.schema import parse_timestamp
+from stepsdk.viewer.pages._format import fmt_ms
+from stepsdk.viewer.pages._overlay import overlay_svg
 
 from .run import SharedRun, SharedStep, action_name, statistics
 
@@ -120,26 +122,12 @@ def json_text(value: Any, limit: int = MAX_JSON) -> str:
     return text
 
 
-def fmt_ms(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "–"
-    if value < 1000:
-        return f"{value:.0f} ms"
-    if value < 60_000:
-        return f"{value / 1000:.2f} s"
-    minutes, seconds = divmod(value / 1000, 60)
-    return f"{int(minutes)} min {seconds:.0f} s"
-
-
 def _fmt_ts(value: Any) -> str:
     if not isinstance(value, str):
         return "–"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+    moment = parse_timestamp(value)
+    if moment is None:
         return _cut(value, 40)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -212,7 +200,7 @@ def _screenshot(step: SharedStep) -> str:
         return ""
     w, h = step.size
     uri = "data:image/webp;base64," + base64.b64encode(step.image).decode("ascii")
-    svg = overlay_svg(step.marks, w, h)  # numbers only (see viewer.pages._overlay)
+    svg = overlay_svg(step.marks, w, h)  # numbers only (see stepsdk.viewer.pages._overlay)
     return (f'<div class="shot"><img alt="screenshot of step {_e(step.number)}" width="{w}" height="{h}" '
             f'src="{uri}"><svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
             f'xmlns="http://www.w3.org/2000/svg">{svg}</svg></div>')

@@ -11,7 +11,7 @@ Mapping (OpenTelemetry GenAI semantic conventions, development status, where the
   ``usage`` or thinking only is ``chat {model}`` (``gen_ai.usage.input_tokens`` /
   ``output_tokens``); other steps are ``step {type}``. A failed step has status ERROR,
   ``error.type`` and ``stepsdk.error.category``;
-- the screenshot is a reference, never inline bytes: ``stepsdk.screenshot.storage_path`` (the
+- the screenshot is a reference, never inline bytes: ``stepsdk.screenshot.path`` (the
   object key in the ``step-screenshots`` bucket) and ``stepsdk.screenshot.url`` (the Storage
   object URL when the source is Supabase);
 - ``openinference.span.kind`` (AGENT / TOOL / LLM / CHAIN), ``input.value`` and
@@ -32,13 +32,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from stepsdk._export_format import TaskBundle, parse_timestamp
+from stepsdk.schema import BUCKET
+from stepsdk.store.export_format import TaskBundle, parse_timestamp
 
 from .run import action_name
 
 log = logging.getLogger("stepsdk.share")
 
-BUCKET = "step-screenshots"
 TRACES_PATH = "/v1/traces"
 MAX_ATTRIBUTE = 8_000  # characters of one text attribute (thinking, arguments, results)
 
@@ -181,7 +181,7 @@ def step_span(step: dict[str, Any], task: dict[str, Any], screenshot_base: str |
         attrs["output.value"] = _text(step["action_result"])
     path = step.get("screenshot_path")
     if isinstance(path, str) and path:
-        attrs["stepsdk.screenshot.storage_path"] = path
+        attrs["stepsdk.screenshot.path"] = path
         attrs["stepsdk.screenshot.bucket"] = BUCKET
         if screenshot_base:
             attrs["stepsdk.screenshot.url"] = f"{screenshot_base}/storage/v1/object/{BUCKET}/{quote(path)}"

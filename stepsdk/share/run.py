@@ -1,7 +1,7 @@
 """A task ready to share: its steps in order, each with its screenshot row, image bytes and the
 action overlay (taps and swipes) in stored-image pixels.
 
-The overlay reuses the viewer's parser of ``step_data`` (``viewer.pages._overlay``, plain Python,
+The overlay reuses the viewer's parser of ``step_data`` (``stepsdk.viewer.pages._overlay``, plain Python,
 no NiceGUI import), so a report, an animation and the viewer draw a tap at the same place.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from stepsdk._export_format import TaskBundle, is_safe_storage_path
-from viewer.pages._overlay import Mark, action_marks
+from stepsdk.store.export_format import TaskBundle, is_safe_screenshot_path
+from stepsdk.viewer.pages._overlay import Mark, action_marks
 
 log = logging.getLogger("stepsdk.share")
 
@@ -41,7 +41,7 @@ class SharedStep:
 
     @property
     def screenshot_path(self) -> str | None:
-        path = self.row.get("screenshot_path") or self.shot.get("storage_path")
+        path = self.row.get("screenshot_path") or self.shot.get("screenshot_path")
         return path if isinstance(path, str) and path else None
 
 
@@ -92,7 +92,7 @@ def shared_run(bundle: TaskBundle, fetch: Fetch, *, images: bool = True) -> Shar
         step = SharedStep(row, shots.get(str(row.get("id"))) or {})
         path = step.screenshot_path
         if images and path is not None:
-            data = fetch(path) if is_safe_storage_path(path) else None
+            data = fetch(path) if is_safe_screenshot_path(path) else None
             size = image_size(data) if data is not None else None
             if size is None:
                 run.missing.append(path)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepsdk._export_format import TaskBundle, write_atomically
+from stepsdk.store.export_format import TaskBundle, write_atomically
 
 from .run import Fetch, image_size
 
@@ -191,7 +191,7 @@ def records(bundle: TaskBundle) -> list[dict[str, Any]]:
             "step_index": len(out),
             "step_number": number,
             "screenshot": f"images/{folder}/{number if isinstance(number, int) else len(out):05d}.webp" if isinstance(path, str) and path else None,
-            "screenshot_storage_path": path if isinstance(path, str) and path else None,
+            "screenshot_path": path if isinstance(path, str) and path else None,
             "screen": {"width": screen.width, "height": screen.height} if screen else None,
             "coordinate_system": COORDINATES,
             "app": data.get("current_app") if isinstance(data, dict) and isinstance(data.get("current_app"), str) else None,
@@ -217,9 +217,9 @@ def write(bundles: Iterable[TaskBundle], target: Path, fetch: Fetch) -> Trajecto
         report.episodes += 1
         for rec in recs:
             if rec["screenshot"]:
-                data = fetch(rec["screenshot_storage_path"])
+                data = fetch(rec["screenshot_path"])
                 if data is None or image_size(data) is None:
-                    report.missing.append(rec["screenshot_storage_path"])  # type: ignore[union-attr]
+                    report.missing.append(rec["screenshot_path"])  # type: ignore[union-attr]
                     rec["screenshot"] = None
                 else:
                     file = target / rec["screenshot"]

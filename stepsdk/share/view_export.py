@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from stepsdk._import import LoadedExport
+from stepsdk.ops.import_ import LoadedExport
 
 log = logging.getLogger("stepsdk.share")
 
@@ -23,7 +23,7 @@ log = logging.getLogger("stepsdk.share")
 def export_as_backup(path: Path | LoadedExport) -> Iterator[tuple[Path, int]]:
     """A temporary backup folder holding the export's tasks (a path is read and validated
     first: :class:`ExportFormatError` or ``OSError``); yields (folder, tasks)."""
-    from stepsdk._import import import_into_backup, load_export
+    from stepsdk.ops.import_ import import_into_backup, load_export
 
     loaded = path if isinstance(path, LoadedExport) else load_export(Path(path))
     root = Path(tempfile.mkdtemp(prefix="stepsdk-view-"))

@@ -14,6 +14,8 @@
 -- unreferenced_paths are the object keys no remaining task references (remove them from the
 -- step-screenshots bucket afterwards, as for retention).
 
+-- (Names step_screenshots.storage_path, the column's name at this point of the history;
+-- 20261130001410 renames it screenshot_path and re-creates this function.)
 -- The one copy of "which objects do these tasks free": the paths their screenshot rows and
 -- steps point at that no step or screenshot row of any other task references.
 create or replace function public.stepsdk_unreferenced_paths(task_ids text[])

@@ -18,8 +18,8 @@
 -- hold the service key beside the database, and the CLI already does the same removal, tested.
 
 create table if not exists public.stepsdk_freed_objects (
-    storage_path text primary key check (char_length(storage_path) between 1 and 1024),
-    freed_at     timestamptz not null default now()
+    screenshot_path text primary key check (char_length(screenshot_path) between 1 and 1024),
+    freed_at        timestamptz not null default now()
 );
 comment on table public.stepsdk_freed_objects is
     'stepsdk: screenshot object keys freed by the scheduled retention; `stepsdk cleanup` removes them from Storage.';
@@ -63,9 +63,9 @@ begin
     loop
         v_res := public.stepsdk_delete_tasks_older_than(max_age, false, batch_limit);
         v_tasks := v_tasks + (v_res ->> 'task_count')::integer;
-        insert into public.stepsdk_freed_objects (storage_path)
+        insert into public.stepsdk_freed_objects (screenshot_path)
         select jsonb_array_elements_text(v_res -> 'unreferenced_paths')
-        on conflict (storage_path) do nothing;
+        on conflict (screenshot_path) do nothing;
         v_objects := v_objects + jsonb_array_length(v_res -> 'unreferenced_paths');
         exit when not (v_res ->> 'has_more')::boolean or (v_res ->> 'task_count')::integer = 0;
     end loop;

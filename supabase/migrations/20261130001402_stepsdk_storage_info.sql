@@ -8,6 +8,8 @@
 -- addressing shares one object between identical screens) and bytes those objects take.
 -- Security invoker: a signed-in user (row-level security) sees the figures of their own tasks.
 
+-- (Names step_screenshots.storage_path, the column's name at this point of the history;
+-- 20261130001410 renames it screenshot_path and re-creates this function.)
 create or replace function public.stepsdk_storage_info()
 returns jsonb
 language sql

@@ -2,11 +2,11 @@
 -- content addressing saves (one object shared by identical screenshots), and what the
 -- bucket itself holds (objects uploaded but referenced by no row are orphans).
 with rows_ as (
-    select storage_path, file_size from public.step_screenshots
+    select screenshot_path, file_size from public.step_screenshots
 ),
 objects_ as (
     -- one size per object: identical bytes give the identical content-addressed path
-    select storage_path, max(file_size) as file_size from rows_ group by storage_path
+    select screenshot_path, max(file_size) as file_size from rows_ group by screenshot_path
 ),
 bucket as (
     select o.name, coalesce((o.metadata ->> 'size')::bigint, 0) as size
@@ -23,6 +23,6 @@ select
     (select count(*) from bucket)                                        as bucket_objects,
     (select coalesce(sum(size), 0) from bucket)                          as bucket_bytes,
     (select count(*) from bucket b
-      where not exists (select 1 from objects_ r where r.storage_path = b.name)) as orphan_bucket_objects,
+      where not exists (select 1 from objects_ r where r.screenshot_path = b.name)) as orphan_bucket_objects,
     (select count(*) from objects_ r
-      where not exists (select 1 from bucket b where b.name = r.storage_path))   as rows_without_object;
+      where not exists (select 1 from bucket b where b.name = r.screenshot_path))   as rows_without_object;

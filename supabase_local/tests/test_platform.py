@@ -49,8 +49,9 @@ def test_migrations_apply_from_scratch_twice(fresh_db):
         assert bootstrap(dsn) == []  # recorded in supabase_migrations.schema_migrations: not re-run
         bucket = run_sql(dsn, "select public, file_size_limit from storage.buckets where id = 'step-screenshots'")
         assert bucket == [{"public": False, "file_size_limit": 20971520}]
-    # the core migration promises that pasting it twice into the SQL console does no harm
-    run_sql(dsn, (MIGRATIONS_DIR / "20261122000001_stepsdk_core.sql").read_text())
+    # the newest migration promises that pasting it twice into the SQL console does no harm (the
+    # core migration could not run again: 20261130001410 renamed a column its storage policy names)
+    run_sql(dsn, sorted(MIGRATIONS_DIR.glob("*.sql"))[-1].read_text())
     assert run_sql(dsn, "select count(*) as n from storage.buckets") == [{"n": 1}]
 
 

@@ -29,7 +29,7 @@ def _seed(stack) -> dict[str, str]:
         digest = hashlib.sha256(data).hexdigest()
         path = f"{digest[:2]}/{digest}.webp"
         sb.storage.from_(BUCKET).upload(path, data, {"content-type": "image/webp"})
-        sb.table("step_screenshots").insert({"task_id": task, "step_id": step, "storage_path": path,
+        sb.table("step_screenshots").insert({"task_id": task, "step_id": step, "screenshot_path": path,
                                              "file_size": len(data), "file_hash": digest}).execute()
         paths[task] = path
     return paths

@@ -228,7 +228,7 @@ def local_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def backup_steps(backup_dir: Path, task_id: str) -> list[dict[str, Any]]:
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     snap = BackupStore(backup_dir).read()
     assert not snap.problems, snap.problems
@@ -236,7 +236,7 @@ def backup_steps(backup_dir: Path, task_id: str) -> list[dict[str, Any]]:
 
 
 def backup_task(backup_dir: Path, task_id: str) -> dict[str, Any]:
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     return BackupStore(backup_dir).read().tasks[task_id]
 

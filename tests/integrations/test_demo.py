@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stepsdk._demo import RESULT, STEP_COUNT, TASK_TITLE
+from stepsdk.integrations.demo_agent import RESULT, STEP_COUNT, TASK_TITLE
 from tests.integrations.conftest import backup_steps, backup_task
 
 pytestmark = pytest.mark.usefixtures("local_env")
@@ -80,10 +80,10 @@ def test_demo_records_into_supabase_when_configured(
     (task,) = stack.sql("select * from public.tasks where task_id = %s", (task_id,))
     steps = stack.sql("select * from public.task_steps where task_id = %s order by step_number", (task_id,))
     _check_story(task, steps)
-    shots = stack.sql("select storage_path from public.step_screenshots where task_id = %s", (task_id,))
+    shots = stack.sql("select screenshot_path from public.step_screenshots where task_id = %s", (task_id,))
     assert len(shots) == STEP_COUNT
     objects = stack.sql("select name from storage.objects where bucket_id = 'step-screenshots'")
-    assert {s["storage_path"] for s in shots} <= {o["name"] for o in objects}
+    assert {s["screenshot_path"] for s in shots} <= {o["name"] for o in objects}
 
 
 def test_bad_options_get_a_clear_answer(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stepsdk import StepTracker, StepType
+from stepsdk import StepHandle, StepTracker, StepType
 from stepsdk.integrations.functions import tracked_step
 from tests.integrations.conftest import backup_steps
 
@@ -95,6 +95,51 @@ def test_with_block_records_result_and_data(tracker: Any, tmp_path: Path) -> Non
     assert ok["step_data"] == {"screen": "home", "kind": "block", "function": "login visible"}
     assert ok["action_result"] == {"return": True} and ok["success"] is True
     assert failed["success"] is False and failed["error_type"] == "ValueError"
+
+
+def test_with_block_gives_the_handle_of_tracker_step(tracker: Any, tmp_path: Path) -> None:
+    """The with-block's handle is a StepHandle: what a block sets on it is recorded as
+    tracker.step() records it (the fields tracker.step() offers, same columns)."""
+    with tracker.step(StepType.VALIDATION, {"screen": "home"}) as handle:
+        handle.action_result, handle.success, handle.thinking = {"seen": "login"}, False, "is it there?"
+        handle.error_message, handle.metadata = "login button missing", {"attempt": 2}
+    with tracked_step(tracker, StepType.VALIDATION, name="login visible") as block:
+        assert isinstance(block, StepHandle) and block.data is block.step_data
+        block.step_data["screen"] = "home"
+        block.action_result, block.success, block.thinking = {"seen": "login"}, False, "is it there?"
+        block.error_message, block.metadata = "login button missing", {"attempt": 2}
+    by_step, by_block = _steps(tracker, tmp_path)
+    for key in ("step_type", "action_result", "success", "thinking", "error_message", "metadata"):
+        assert by_block[key] == by_step[key], key
+    assert by_block["success"] is False and by_block["error_message"] == "login button missing"
+    assert by_block["step_data"] == {"screen": "home", "kind": "block", "function": "login visible"}
+
+
+def test_an_exception_fills_type_message_and_stack_in_one_place(tracker: Any, tmp_path: Path) -> None:
+    """record_step(error=exc), tracker.step(), a tracked function and a tracked block record the
+    same error_type, error_message and stack trace for the same exception."""
+    def fail() -> None:
+        raise LookupError("no such element #login")
+
+    try:
+        fail()
+    except LookupError as exc:
+        tracker.record_step(StepType.ACTION, error=exc)
+    with pytest.raises(LookupError), tracker.step(StepType.ACTION):
+        fail()
+    with pytest.raises(LookupError):
+        tracked_step(tracker, name="fail")(fail)()
+    with pytest.raises(LookupError), tracked_step(tracker, name="block"):
+        fail()
+    steps = _steps(tracker, tmp_path)
+    assert len(steps) == 4
+    for step in steps:
+        assert step["success"] is False
+        assert step["error_type"] == "LookupError"
+        assert step["error_message"] == "no such element #login"
+        assert step["stack_trace"].startswith("Traceback (most recent call last):")
+        assert "in fail" in step["stack_trace"]
+        assert step["stack_trace"].rstrip().endswith("LookupError: no such element #login")
 
 
 def test_large_and_hostile_arguments_are_bounded(tracker: Any, tmp_path: Path) -> None:

@@ -107,8 +107,8 @@ def test_run_is_recorded_step_by_step_in_supabase(
     bucket = stack.client().storage.from_("step-screenshots")
     for index, step in enumerate(actions):
         shot = by_step[str(step["id"])]
-        assert shot["storage_path"] == step["screenshot_path"] and shot["storage_path"].endswith(".webp")
-        stored = bucket.download(shot["storage_path"])
+        assert shot["screenshot_path"] == step["screenshot_path"] and shot["screenshot_path"].endswith(".webp")
+        stored = bucket.download(shot["screenshot_path"])
         assert stored[:4] == b"RIFF" and stored[8:12] == b"WEBP" and len(stored) == shot["file_size"]
         assert Image.open(io.BytesIO(stored)).size == SCREEN_SIZE
         # The k-th model call saw the k-th fake screen (each one has its own colours).

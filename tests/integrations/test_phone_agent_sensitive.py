@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from stepsdk import _sensitive
-from stepsdk._backup import BackupStore
 from stepsdk.integrations.phone_agent import track_phone_agent
+from stepsdk.recording import sensitive as _sensitive
+from stepsdk.store.backup import BackupStore
 from tests.integrations.conftest import FakeDevice, make_agent
 from tests.integrations.fake_model import FakeModelServer
 
@@ -43,21 +43,21 @@ def test_sensitive_device_screen_is_never_stored(policy: str, fake_device: FakeD
     shots = {steps[r["step_id"]]["step_data"]["agent_step"]: r for r in snap.screenshots[tracking.last_task_id]}
     assert sorted(shots) == [1, 2]
     normal, sensitive = shots[1], shots[2]
-    assert "sensitive" not in normal["metadata"] and normal["storage_path"].endswith(".webp")
+    assert "sensitive" not in normal["metadata"] and normal["screenshot_path"].endswith(".webp")
     assert sensitive["metadata"]["sensitive"] is True and sensitive["metadata"]["policy"] == policy
     objects = {p.relative_to(tmp_path / "screenshots").as_posix(): p.read_bytes()
                for p in (tmp_path / "screenshots").glob("*/*")}
-    assert set(objects) == {normal["storage_path"], sensitive["storage_path"]}
-    stored = objects[sensitive["storage_path"]]
+    assert set(objects) == {normal["screenshot_path"], sensitive["screenshot_path"]}
+    stored = objects[sensitive["screenshot_path"]]
     if policy == "redact":
         assert stored == _sensitive.placeholder()[0] and sensitive["metadata"]["withheld"] is True
     else:
-        assert sensitive["storage_path"].endswith(".enc") and b"RIFF" not in stored and b"\x89PNG" not in stored
+        assert sensitive["screenshot_path"].endswith(".enc") and b"RIFF" not in stored and b"\x89PNG" not in stored
         with pytest.raises(Exception):  # noqa: B017 - not an image
             Image.open(io.BytesIO(stored)).load()
         with Image.open(io.BytesIO(_sensitive.decrypt(stored, _sensitive.parse_key(key)))) as im:
             assert im.format == "WEBP"  # the key holder gets the (black) fallback frame back
-    with Image.open(io.BytesIO(objects[normal["storage_path"]])) as im:
+    with Image.open(io.BytesIO(objects[normal["screenshot_path"]])) as im:
         assert im.format == "WEBP" and im.width > 0
 
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from stepsdk import StepTracker, StepType
-from stepsdk._step_names import http_step_name, phone_action_name, step_label
 from stepsdk.integrations.functions import tracked_step
 from stepsdk.integrations.httpx_hooks import tracked_client
 from stepsdk.integrations.phone_agent import track_phone_agent
+from stepsdk.recording.step_names import http_step_name, phone_action_name, step_label
 from tests.integrations.conftest import ApiServer, backup_steps, make_agent
 from tests.integrations.fake_model import FakeModelServer
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from stepsdk import StepTracker
-from stepsdk._backup import BackupStore, JournalWriter, encode_record
-from stepsdk._resync import Resync
-from stepsdk._retry import ErrorClass, classify
+from stepsdk.backend.retry import ErrorClass, classify
 from stepsdk.cli import main
+from stepsdk.ops.resync import Resync
+from stepsdk.store.backup import BackupStore, JournalWriter, encode_record
 from stepsdk.testing import MemorySink
 from tests.fixtures_images import png_bytes, small_screen
 from tests.recording.test_lifecycle import cfg, db_steps, db_task
@@ -181,7 +181,7 @@ def test_a_step_that_fails_conversion_is_kept_as_a_placeholder_alone(tmp_path: P
 
 # ------------------------------------------------------------------------------------------ 4. resync beside a live tracker
 def test_an_older_version_never_replaces_a_newer_one_in_supabase(stack: Any, tmp_path: Path) -> None:
-    from stepsdk._supabase_sink import SupabaseSink
+    from stepsdk.backend.supabase_sink import SupabaseSink
 
     sink = SupabaseSink(cfg(stack, tmp_path))
     task = {"task_id": "versions", "status": "success", "started_at": "2026-11-30T00:00:00+00:00",
@@ -311,8 +311,8 @@ def test_a_mistyped_field_is_one_skipped_record_for_every_reader(tmp_path: Path,
     monkeypatch.setenv("SUPABASE_URL", "")
     assert main(["status", "--json"]) == 0
     assert main(["export", "-o", str(tmp_path / "out.json")]) == 0
-    from viewer.data.backup_source import BackupSource
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.data.backup_source import BackupSource
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     rows, total = BackupSource(tmp_path).list_tasks(TaskFilters(), Sort(), 1, 50)
     assert total == 1 and rows[0]["task_id"] == t.task_id

@@ -20,9 +20,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from stepsdk import StepTracker
-from stepsdk._backup import BackupStore
-from stepsdk._config import Config
 from stepsdk.cli import main
+from stepsdk.config import Config
+from stepsdk.store.backup import BackupStore
 
 
 def cfg(stack: Any, backup: Path, **kw: Any) -> Config:
@@ -85,7 +85,7 @@ def test_tight_loop_of_screenshots_then_close_loses_nothing_silently(stack: Any,
     for i in range(200):
         t.record_step("action", {"i": i}, screenshot=pngs[i % 4])
     result = t.close(timeout=1.0)
-    from stepsdk._resync import resync
+    from stepsdk.ops.resync import resync
 
     report = resync(tmp_path, cfg(stack, tmp_path))  # whatever close left to the backup
     assert report.ok, report

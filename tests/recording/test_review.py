@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from stepsdk import StepTracker
-from stepsdk._abandoned import abandoned_tasks
-from stepsdk._backup import BackupStore
-from stepsdk._config import Config
 from stepsdk.backend.sink import BackendUnavailable
+from stepsdk.config import Config
+from stepsdk.recording.abandoned import abandoned_tasks
+from stepsdk.store.backup import BackupStore
 from stepsdk.testing import MemorySink
 
 
@@ -511,7 +511,7 @@ def test_a_killed_container_agent_is_found_abandoned_by_the_next_container(tmp_p
     journal whose writer host is not this host's name: `writer_alive` answers "cannot tell,
     assume alive" and dead_writer_journals skips it, so the next container on the same backup
     volume never marks the task: `running` for ever (the commonest SIGKILL is a container's)."""
-    from stepsdk._backup import decode_line, encode_record
+    from stepsdk.store.backup import decode_line, encode_record
 
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                             env=clean_env())

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stepsdk import StepTracker
-from stepsdk._retry import CircuitBreaker, RetryPolicy
+from stepsdk.backend.retry import CircuitBreaker, RetryPolicy
 from stepsdk.backend.sink import BackendUnavailable, RowRejected
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record, Unavailable, Uploader
 from stepsdk.testing import MemorySink
@@ -98,7 +98,7 @@ def test_uploader_sends_in_foreign_key_order_and_sets_a_refused_row_aside() -> N
     clash = _step(2, id="00000000-0000-4000-8000-00000000ffff")  # same number as step 2: refused
     shot = Record(T_SHOTS, "00000000-0000-4000-8000-0000000000c1",
                   {"id": "00000000-0000-4000-8000-0000000000c1", "task_id": "t",
-                   "step_id": "00000000-0000-4000-8000-000000000001", "storage_path": path})
+                   "step_id": "00000000-0000-4000-8000-000000000001", "screenshot_path": path})
     batch = [_step(1, screenshot_path=path), shot, _step(2), clash, _step(3), _task()]
     _uploader(sink, journal, {path: b"RIFF....WEBP"}).upload(batch)
     assert sink.violations == [] and path in sink.objects
@@ -181,7 +181,7 @@ def test_a_sink_that_is_not_one_fails_loudly_at_the_call(tmp_path: Path) -> None
 def test_a_tracker_dropped_without_close_finishes_in_the_background(tmp_path: Path) -> None:
     import gc
 
-    from stepsdk._backup import BackupStore
+    from stepsdk.store.backup import BackupStore
 
     sink = MemorySink()
     t = StepTracker(title="forgotten", backup_dir=tmp_path, sink=sink)

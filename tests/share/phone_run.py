@@ -13,8 +13,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from stepsdk._backup import JournalWriter, write_screenshot
 from stepsdk.integrations.phone_agent import phone_step_data
+from stepsdk.store.backup import JournalWriter, write_screenshot
 
 SCREEN = (360, 800)  # what the "device" reports; screenshots are stored at this size
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -77,7 +77,7 @@ def build(steps: int = 8, task_id: str = TASK_ID, status: str = "success",
                      "usage": {"prompt_tokens": 1000 + n, "completion_tokens": 50, "total_tokens": 1050 + n},
                      "error_category": "device" if failed else None})
         shots.append({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"shot/{step_id}")), "task_id": task_id,
-                      "step_id": step_id, "storage_path": path, "file_size": len(image), "file_hash": sha,
+                      "step_id": step_id, "screenshot_path": path, "file_size": len(image), "file_hash": sha,
                       "compressed": True, "metadata": {"width": SCREEN[0], "height": SCREEN[1],
                                                        "original_width": SCREEN[0], "original_height": SCREEN[1]},
                       "created_at": at})

@@ -59,7 +59,7 @@ def test_phoenix_receives_the_run_as_a_trace(phoenix: str, backup: Path, run: di
         assert a["gen_ai.operation.name"] == "execute_tool" and a["gen_ai.tool.name"] == action
         assert a["stepsdk.step.id"] == step["id"]
         assert a["gen_ai.usage.input_tokens"] == step["usage"]["prompt_tokens"]
-        assert a["stepsdk.screenshot.storage_path"] == step["screenshot_path"]
+        assert a["stepsdk.screenshot.path"] == step["screenshot_path"]
         assert "base64" not in json.dumps(a) and len(json.dumps(a)) < 8000  # a link, not the image
         assert a["input.value"] == step["thinking"]
         # the recorded timing, not the export's

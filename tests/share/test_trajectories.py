@@ -82,7 +82,7 @@ def test_schema_rejects_what_it_should(tmp_path: Path) -> None:
     """The schema is not a rubber stamp: bad coordinates and unknown actions fail."""
     validator = Draft202012Validator(_schema())
     bundle = phone_run.build(steps=3)
-    from stepsdk._export_format import TaskBundle
+    from stepsdk.store.export_format import TaskBundle
 
     rec = trajectories.records(TaskBundle(bundle["task"], bundle["steps"], bundle["screenshots"]))[1]
     assert validator.is_valid(rec)

@@ -17,8 +17,8 @@ import pytest
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
 from stepsdk.share.view_export import export_as_backup
+from stepsdk.viewer.data.backup_source import BackupSource
 from tests.share import phone_run
-from viewer.data.backup_source import BackupSource
 
 REPO = Path(__file__).resolve().parents[2]
 

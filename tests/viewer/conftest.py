@@ -16,12 +16,12 @@ from nicegui.functions.notify import notify
 from nicegui.testing.general import nicegui_reset_globals, prepare_simulation
 from nicegui.testing.user import User
 
+from stepsdk.viewer.app import create_app, run_options
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import DataSource
+from stepsdk.viewer.data.supabase_source import SupabaseSource
+from stepsdk.viewer.pages import _common
 from tests.viewer import dataset
-from viewer.app import create_app, run_options
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import DataSource
-from viewer.data.supabase_source import SupabaseSource
-from viewer.pages import _common
 
 
 @pytest.fixture(autouse=True)

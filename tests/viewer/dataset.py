@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from stepsdk._backup import JournalWriter, write_screenshot
+from stepsdk.store.backup import JournalWriter, write_screenshot
 
 Row = dict[str, Any]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -47,7 +47,7 @@ class Dataset:
     tasks: list[Row] = field(default_factory=list)
     steps: list[Row] = field(default_factory=list)
     screenshots: list[Row] = field(default_factory=list)
-    objects: dict[str, bytes] = field(default_factory=dict)  # storage_path -> bytes
+    objects: dict[str, bytes] = field(default_factory=dict)  # screenshot_path -> bytes
 
     def steps_of(self, task_id: str) -> list[Row]:
         return sorted((s for s in self.steps if s["task_id"] == task_id), key=lambda s: s["step_number"])
@@ -90,7 +90,7 @@ class _Builder:
             self.ds.objects[path] = image
             self.ds.screenshots.append({
                 "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"shot/{step['id']}")), "task_id": task["task_id"],
-                "step_id": step["id"], "storage_path": path, "file_size": len(image), "file_hash": sha,
+                "step_id": step["id"], "screenshot_path": path, "file_size": len(image), "file_hash": sha,
                 "compressed": True, "metadata": shot_meta or {"width": 270, "height": 600, "original_format": "PNG",
                                                               "original_width": 1080, "original_height": 2400},
                 "created_at": step["created_at"]})

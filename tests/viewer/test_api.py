@@ -10,9 +10,9 @@ from urllib.parse import quote
 import pytest
 from nicegui.testing import User
 
+from stepsdk.viewer.data.base import DataSource
 from tests.viewer import dataset
 from tests.viewer.conftest import backup_viewer
-from viewer.data.base import DataSource
 
 
 async def get(user: User, url: str, status: int = 200) -> dict:
@@ -87,15 +87,15 @@ async def test_task_steps_report_screenshots(viewer: User, data: dataset.Dataset
     body = await get(viewer, "/api/tasks/task-ok/screenshots")
     assert list(body) == ["data"] and list(body["data"]) == ["screenshots"]
     shots = body["data"]["screenshots"]
-    assert {s["storage_path"] for s in shots} == {r["storage_path"] for r in data.screenshots if r["task_id"] == "task-ok"}
+    assert {s["screenshot_path"] for s in shots} == {r["screenshot_path"] for r in data.screenshots if r["task_id"] == "task-ok"}
     for shot in shots:
         image = await viewer.http_client.get(shot["url"])
         assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
-        assert image.content == data.objects[shot["storage_path"]]
+        assert image.content == data.objects[shot["screenshot_path"]]
         # GET /api/steps/{step_id}/screenshot -> the step's image itself
         by_step = await viewer.http_client.get(f"/api/steps/{shot['step_id']}/screenshot")
         assert by_step.status_code == 200 and by_step.headers["content-type"] == "image/webp"
-        assert by_step.content == data.objects[shot["storage_path"]]
+        assert by_step.content == data.objects[shot["screenshot_path"]]
 
 
 async def test_step_screenshot_unknown_or_without_image(viewer: User, data: dataset.Dataset) -> None:
@@ -149,7 +149,7 @@ async def test_openapi_lists_the_routes(viewer: User) -> None:
     paths = (await get(viewer, "/openapi.json"))["paths"]
     for path in ("/api/tasks", "/api/tasks/{task_id}", "/api/tasks/{task_id}/steps", "/api/tasks/{task_id}/report",
                  "/api/tasks/{task_id}/screenshots", "/api/steps/{step_id}/screenshot", "/api/stats",
-                 "/media/screenshots/{storage_path}"):
+                 "/media/screenshots/{screenshot_path}"):
         assert path in paths, path
     doc = await get(viewer, "/openapi.json")
     params = {p["name"]: p for p in paths["/api/tasks/{task_id}/steps"]["get"]["parameters"]}
@@ -182,6 +182,25 @@ async def test_service_key_never_served(viewer: User, stack, source: DataSource)
             assert stack.service_role_key not in response.text
         shot = await viewer.http_client.get(f"/media/screenshots/{next(iter(dataset.build().objects))}")
         assert shot.status_code == 503
+
+
+@pytest.mark.parametrize("source", ["supabase"], indirect=True)
+async def test_an_unreachable_backend_is_503_on_every_json_route(viewer: User, stack, source: DataSource) -> None:
+    """One exception handler (viewer/api.py) answers a SourceUnavailable (a
+    stepsdk.BackendUnavailableError) with 503 {"detail": ...} on every JSON route."""
+    from stepsdk.errors import BackendUnavailableError
+    from stepsdk.viewer.data.base import SourceUnavailable
+
+    assert issubclass(SourceUnavailable, BackendUnavailableError)
+    urls = ["/api/tasks", "/api/tasks/task-ok", "/api/tasks/task-ok/steps", "/api/tasks/task-ok/report",
+            "/api/tasks/task-ok/screenshots", "/api/stats", "/api/search?q=wifi", "/api/usage",
+            "/api/tasks/task-ok/usage", "/api/errors"]
+    with stack.faults.outage():
+        for url in urls:
+            response = await viewer.http_client.get(url)
+            assert response.status_code == 503, url
+            assert list(response.json()) == ["detail"] and "unreachable" in response.json()["detail"], url
+    assert (await viewer.http_client.get("/api/tasks/task-ok/usage")).status_code == 200
 
 
 async def test_no_script_url_in_served_html(viewer: User) -> None:

@@ -1,4 +1,4 @@
-"""End to end in a real headless Chromium against ``python -m viewer`` (a real server process).
+"""End to end in a real headless Chromium against ``python -m stepsdk.viewer`` (a real server process).
 
 Screenshots of every page go to test-artifacts/viewer/ (look at them). Any SEVERE browser
 console message fails the test.
@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 class ViewerServer:
-    """``python -m viewer`` in a subprocess, until stopped."""
+    """``python -m stepsdk.viewer`` in a subprocess, until stopped."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -46,8 +46,9 @@ class ViewerServer:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         # without PYTEST_* variables: NiceGUI would take itself for a test run and ignore --port
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "viewer", *args, "--port", str(self.port)], cwd=REPO,
-                                     env={**clean, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "stepsdk.viewer", *args, "--port", str(self.port)],
+                                     cwd=REPO, env={**clean, **(env or {})}, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

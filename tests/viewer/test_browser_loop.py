@@ -1,4 +1,4 @@
-"""The daily debugging loop (issue 13) in a real headless Chromium against ``python -m viewer``:
+"""The daily debugging loop (issue 13) in a real headless Chromium against ``python -m stepsdk.viewer``:
 what a person sees. One server (the demo run + the shared data set + two extra runs) and one
 browser for the module. Screenshots go to test-artifacts/viewer/ (docs/images/ holds copies)."""
 
@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from stepsdk._demo import record_demo
+from stepsdk.integrations.demo_agent import record_demo
 from tests.viewer import dataset
 from tests.viewer import test_browser as tb  # a module reference: its tests are not collected twice
 

@@ -1,19 +1,20 @@
-"""``stepsdk view`` / ``python -m viewer`` arguments, and the Supabase source with a user's token."""
+"""``stepsdk view`` / ``python -m stepsdk.viewer`` arguments, and the Supabase source with a user's token."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from stepsdk.cli import main
+from stepsdk.viewer.app import source_from_args
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import Sort, TaskFilters
+from stepsdk.viewer.data.supabase_source import SupabaseSource
 from tests.viewer import dataset
-from viewer.app import source_from_args
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import Sort, TaskFilters
-from viewer.data.supabase_source import SupabaseSource
 
 
 def test_view_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,8 +43,20 @@ def test_bad_arguments_get_a_clear_answer(capsys: pytest.CaptureFixture[str], mo
 
 
 def test_python_dash_m_viewer_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "viewer", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "stepsdk.viewer", "--help"], capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0 and "--backup-dir" in result.stdout
+
+
+def test_viewer_folder_has_one_import_name() -> None:
+    """viewer/ is the package stepsdk.viewer (setup.py); with the repository root on sys.path it could
+    also be imported as `viewer`, a second copy of every module: it refuses, naming the right one."""
+    repo = Path(__file__).resolve().parents[2]
+    old_name = "viewer"  # in a variable: scripts/viewer_imports.py leaves it alone
+    result = subprocess.run([sys.executable, "-m", old_name, "--help"], cwd=repo, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "the viewer is the package stepsdk.viewer" in result.stderr
+    assert "--backup-dir" not in result.stdout
 
 
 def test_default_source_is_the_backup_folder(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -61,13 +74,13 @@ def test_user_token_sees_only_own_tasks(stack) -> None:
     assert [r["task_id"] for r in rows] == ["task-ok"] and total == 1
     assert source.get_task("task-fail") is None
     assert source.get_task_stats("task-ok")["total_steps"] == 4
-    path = next(r["storage_path"] for r in source.get_screenshots("task-ok"))
+    path = next(r["screenshot_path"] for r in source.get_screenshots("task-ok"))
     assert source.screenshot_bytes(path)  # storage RLS lets the owner read it
     assert stack.anon_key not in source.description
 
 
 def test_programming_mistakes_raise_at_the_call() -> None:
-    from viewer.app import create_app
+    from stepsdk.viewer.app import create_app
 
     with pytest.raises(TypeError, match="DataSource"):
         create_app("backup")  # type: ignore[arg-type]

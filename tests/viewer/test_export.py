@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from viewer.export import report_json, steps_csv, task_report, tasks_csv
+from stepsdk.viewer.export import report_json, steps_csv, task_report, tasks_csv
 
 
 def test_csv_neutralises_formulas_and_keeps_json() -> None:

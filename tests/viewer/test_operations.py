@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from nicegui.testing import User
 
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import DataSource
+from stepsdk.viewer.data.supabase_source import SupabaseSource
+from stepsdk.viewer.secret_key import is_secret_key
 from tests.viewer import dataset
 from tests.viewer.conftest import viewer_user
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import DataSource
-from viewer.data.supabase_source import SupabaseSource
-from viewer.secret_key import is_secret_key
 
 TOKEN = "a-viewer-token-of-some-length"
 
@@ -24,7 +24,7 @@ TOKEN = "a-viewer-token-of-some-length"
 def _expected_figures(ds: dataset.Dataset) -> dict:
     sizes: dict[str, int] = {}
     for r in ds.screenshots:
-        sizes[r["storage_path"]] = max(sizes.get(r["storage_path"], 0), r["file_size"])
+        sizes[r["screenshot_path"]] = max(sizes.get(r["screenshot_path"], 0), r["file_size"])
     starts = [datetime.fromisoformat(t["started_at"]) for t in ds.tasks]
     return {"tasks": len(ds.tasks), "steps": len(ds.steps), "screenshots": len(ds.screenshots),
             "objects": len(sizes), "bytes": sum(sizes.values()), "oldest": min(starts), "newest": max(starts)}
@@ -136,7 +136,7 @@ async def test_delete_button_asks_then_deletes(viewer: User, source: DataSource,
 
 
 def test_delete_refused_without_the_right_key(stack) -> None:
-    from viewer import operations
+    from stepsdk.viewer import operations
 
     source = SupabaseSource(stack.url, stack.anon_key, timeout=5)
     with pytest.raises(PermissionError):

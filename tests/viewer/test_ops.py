@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from nicegui.testing import User
 
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import DataSource
 from tests.viewer import dataset
 from tests.viewer.conftest import viewer_user
 from tests.viewer.test_pages import labels
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import DataSource
 
 U1 = {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200}
 U2 = {"prompt_tokens": 3_000_000, "completion_tokens": 1_000_000, "total_tokens": 4_000_000}

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from viewer.pages._overlay import Mark, action_marks, overlay_svg
+from stepsdk.viewer.pages._overlay import Mark, action_marks, overlay_svg
 
 
 def test_pixel_point_is_scaled_to_a_downscaled_screenshot() -> None:

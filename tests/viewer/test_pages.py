@@ -13,10 +13,10 @@ import pytest
 from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
-from stepsdk._xlsx import iter_rows
+from stepsdk.store.xlsx import iter_rows
+from stepsdk.viewer.data.base import DataSource
 from tests.viewer import dataset
 from tests.viewer.conftest import backup_viewer
-from viewer.data.base import DataSource
 
 
 def key_event(key: str) -> dict[str, Any]:
@@ -186,7 +186,7 @@ async def test_long_task_is_paged_and_keys_cross_pages(viewer: User) -> None:
 
 async def test_playback_steps_through_the_task(viewer: User) -> None:
     """task-ok has screenshots on steps 2 and 3 of 4: the slideshow shows those and stops."""
-    task_module = importlib.import_module("viewer.pages.task")
+    task_module = importlib.import_module("stepsdk.viewer.pages.task")
     task_module.PLAY_SECONDS = 0.05
     try:
         await viewer.open("/tasks/task-ok")
@@ -233,7 +233,7 @@ async def _shown_steps(user: User, until: str, limit: int = 200) -> list[str]:
 
 
 async def test_playback_is_a_slideshow_of_the_screenshots_across_pages(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(importlib.import_module("viewer.pages.task"), "PLAY_SECONDS", 0.05)
+    monkeypatch.setattr(importlib.import_module("stepsdk.viewer.pages.task"), "PLAY_SECONDS", 0.05)
     async with backup_viewer(tmp_path / "backup", _slideshow_data()) as user:
         await user.open("/tasks/slides")
         await user.should_see("Step 1 of 60")
@@ -341,7 +341,7 @@ async def test_unknown_and_hostile_task_ids(viewer: User) -> None:
 
 async def test_running_task_refreshes_by_itself(viewer: User, source: DataSource, request: pytest.FixtureRequest,
                                                 data: dataset.Dataset) -> None:
-    task_module = importlib.import_module("viewer.pages.task")
+    task_module = importlib.import_module("stepsdk.viewer.pages.task")
     task_module.REFRESH_SECONDS = 0.2
     try:
         await viewer.open("/tasks/task-running?step=2")
@@ -367,7 +367,7 @@ async def test_running_task_refreshes_by_itself(viewer: User, source: DataSource
 def _add_row(request: pytest.FixtureRequest, source: DataSource, kind: str, row: dict[str, Any]) -> None:
     """Write one more task/step row the way each source gets it (journal record / upsert)."""
     if type(source).__name__ == "BackupSource":
-        from stepsdk._backup import JournalWriter
+        from stepsdk.store.backup import JournalWriter
 
         writer = JournalWriter(source.store.path)
         writer.append([{"k": kind, "v": 2, "row": row}])
@@ -416,7 +416,7 @@ async def test_compare_page(viewer: User) -> None:
     await viewer.should_see("Task not found")
     await viewer.open("/compare")
     await viewer.should_see("Enter two task ids (or use “Compare” on a task page).")
-    compare_module = importlib.import_module("viewer.pages.compare")
+    compare_module = importlib.import_module("stepsdk.viewer.pages.compare")
     compare_module.MAX_STEPS = 3
     try:  # a cut comparison says so
         await viewer.open("/compare?a=task-ok&b=task-fail")
@@ -428,8 +428,8 @@ async def test_compare_page(viewer: User) -> None:
 
 # -- bad backends ---------------------------------------------------------------------------------
 async def test_corrupt_backup_records_are_shown_not_fatal(tmp_path, data: dataset.Dataset) -> None:
+    from stepsdk.viewer.data.backup_source import BackupSource
     from tests.viewer.conftest import viewer_user
-    from viewer.data.backup_source import BackupSource
 
     dataset.write_backup(tmp_path / "b", data)
     journal = next((tmp_path / "b" / "journal").glob("*.log"))
@@ -459,7 +459,7 @@ async def test_empty_database(empty_source: DataSource) -> None:
 
 @pytest.mark.parametrize("source", ["supabase"], indirect=True)
 async def test_backend_outage_shows_clear_messages(viewer: User, stack, source: DataSource) -> None:
-    task_module = importlib.import_module("viewer.pages.task")
+    task_module = importlib.import_module("stepsdk.viewer.pages.task")
     task_module.REFRESH_SECONDS = 0.2
     try:
         await viewer.open("/tasks/task-running")

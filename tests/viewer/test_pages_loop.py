@@ -11,10 +11,10 @@ import pytest
 from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
+from stepsdk.viewer.pages import _common
 from tests.viewer import dataset
 from tests.viewer.conftest import backup_viewer
 from tests.viewer.test_pages import key_event, labels, the
-from viewer.pages import _common
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ def test_steps_csv_has_the_step_name() -> None:
     import csv
     import io
 
-    from viewer.export import steps_csv
+    from stepsdk.viewer.export import steps_csv
 
     rows = [{"step_number": 1, "step_type": "action", "step_data": {
         "kind": "http", "method": "GET", "url": "https://api.x/v1/forecast", "response": {"status_code": 404}}},

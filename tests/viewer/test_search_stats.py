@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from nicegui.testing import User
 
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import DataSource, period_start
+from stepsdk.viewer.data.supabase_source import SupabaseSource
 from tests.viewer import dataset
 from tests.viewer.test_api import get
 from tests.viewer.test_sources import both
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import DataSource, period_start
-from viewer.data.supabase_source import SupabaseSource
 
 
 def coords_dataset() -> dataset.Dataset:
@@ -162,7 +162,7 @@ def test_backup_search_uses_the_index_not_a_scan(tmp_path: Path) -> None:
 
 
 def test_backup_meta_filter(tmp_path: Path) -> None:
-    from viewer.data.base import Sort, TaskFilters
+    from stepsdk.viewer.data.base import Sort, TaskFilters
 
     base = dataset.build().tasks[0]
     extra = dataset.Dataset(tasks=[

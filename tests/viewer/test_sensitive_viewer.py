@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stepsdk import StepTracker, _audit, _sensitive
+from stepsdk import StepTracker
+from stepsdk.ops import audit as _audit
+from stepsdk.recording import sensitive as _sensitive
+from stepsdk.viewer.data.backup_source import BackupSource
 from tests.fixtures_images import png_bytes, small_screen
 from tests.viewer.conftest import viewer_user
-from viewer.data.backup_source import BackupSource
 
 KEY = _sensitive.generate_key()
 MAGICS = (b"\x89PNG", b"RIFF", b"WEBP", b"\xff\xd8\xff")

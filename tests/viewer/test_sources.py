@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from stepsdk.viewer.data._stats import parse_ts, percentile_cont
+from stepsdk.viewer.data.backup_source import BackupSource
+from stepsdk.viewer.data.base import DataSource, Sort, SourceUnavailable, TaskFilters
+from stepsdk.viewer.data.supabase_source import SupabaseSource
 from tests.viewer import dataset
-from viewer.data._stats import parse_ts, percentile_cont
-from viewer.data.backup_source import BackupSource
-from viewer.data.base import DataSource, Sort, SourceUnavailable, TaskFilters
-from viewer.data.supabase_source import SupabaseSource
 
 
 def norm(value: Any) -> Any:
@@ -221,9 +221,9 @@ def test_more_than_a_response_cap_of_screenshots_and_steps(stack, supabase_sourc
     shot = data.screenshots[0]
     stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, duration_ms)
                  select md5('s' || n)::uuid, 'task-empty', n, 'action', n from generate_series(1, 1105) n""")
-    stack.sql("""insert into public.step_screenshots (task_id, step_id, storage_path, file_size, file_hash)
+    stack.sql("""insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
                  select 'task-empty', md5('s' || n)::uuid, %s, 1, %s from generate_series(1, 1105) n""",
-              (shot["storage_path"], shot["file_hash"]))
+              (shot["screenshot_path"], shot["file_hash"]))
     assert len(supabase_source.get_screenshots("task-empty")) == 1105
     assert len(supabase_source.iter_all_steps("task-empty")) == 1105
     assert [d["step_number"] for d in supabase_source.step_durations("task-empty")] == list(range(1, 1106))

@@ -5,6 +5,6 @@ PostgreSQL's ``percentile_cont``. The statistics themselves are SQL in both sour
 
 from __future__ import annotations
 
-from stepsdk._index import error_group, parse_ts, percentile_cont
+from stepsdk.store.index import error_group, parse_ts, percentile_cont
 
 __all__ = ["error_group", "parse_ts", "percentile_cont"]

@@ -1,4 +1,4 @@
-"""DataSource over a local backup folder, answered by its SQLite index (``stepsdk._index``).
+"""DataSource over a local backup folder, answered by its SQLite index (``stepsdk.store.index``).
 
 Every call first brings the index up to date with the journals (a ``stat`` of each journal when
 nothing changed; only new records are applied otherwise), then answers with index queries:
@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stepsdk import _ops_stats
-from stepsdk._backup import BackupSnapshot, BackupStore
-from stepsdk._index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
+from stepsdk.ops import stats as _ops_stats
+from stepsdk.store.backup import BackupSnapshot, BackupStore
+from stepsdk.store.index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
 
 from . import _stats
 from .base import (
@@ -41,11 +41,11 @@ from .base import (
     check_paging,
     check_search,
     is_plausible_task_id,
-    is_safe_storage_path,
+    is_safe_screenshot_path,
     is_uuid,
 )
 
-log = logging.getLogger("viewer.backup")
+log = logging.getLogger("stepsdk.viewer.backup")
 
 CACHE_ENTRIES = 256
 T = TypeVar("T")
@@ -321,7 +321,7 @@ class BackupSource(DataSource):
         keys = ("task_id", "title", "agent", "status", "started_at", "field", "step_id", "step_number")
         return [{**dict(zip(keys, r[2:10], strict=True)), "snippet": snippet(r[10], text)} for r in found[:limit]]
 
-    # -- usage, error categories, a step's screenshot (issue #14; stepsdk._ops_stats holds the
+    # -- usage, error categories, a step's screenshot (issue #14; stepsdk.ops.stats holds the
     # SQL's definitions in Python): over the merged snapshot, read again when the index changes.
     def _snapshot(self) -> BackupSnapshot:
         self._db()
@@ -340,7 +340,7 @@ class BackupSource(DataSource):
                     if step.get("screenshot_path"):
                         return str(step["screenshot_path"])
                     shots = [r for r in snap.screenshots.get(task_id, []) if r.get("step_id") == step_id]
-                    return str(shots[-1]["storage_path"]) if shots else None
+                    return str(shots[-1]["screenshot_path"]) if shots else None
         return None
 
     def task_usage(self, task_id: str) -> Row | None:
@@ -389,16 +389,16 @@ class BackupSource(DataSource):
         return [{**{k: s.get(k) for k in FAILED_STEP_COLUMNS}, "task_title": snap.tasks[s["task_id"]].get("title")}
                 for s in rows[:limit]]
 
-    def screenshot_bytes(self, storage_path: str) -> bytes | None:
-        if not is_safe_storage_path(storage_path):
+    def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
+        if not is_safe_screenshot_path(screenshot_path):
             return None
-        path = self.store.screenshot_file(storage_path)
+        path = self.store.screenshot_file(screenshot_path)
         if path is None:
             return None
         try:
             return path.read_bytes()
         except OSError as exc:
-            log.warning("backup: cannot read screenshot %s: %s", storage_path, exc.strerror)
+            log.warning("backup: cannot read screenshot %s: %s", screenshot_path, exc.strerror)
             return None
 
 
@@ -421,7 +421,7 @@ def _folder_key(path: Path) -> str:
 
 
 def _instant(value: object) -> float:
-    from stepsdk._index import parse_ts
+    from stepsdk.store.index import parse_ts
 
     ts = parse_ts(value)
     return ts.timestamp() if ts else float("-inf")

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from stepsdk.errors import BackendUnavailableError
+from stepsdk.schema import ERROR_CATEGORIES, MAX_TASK_ID, STEP_TYPES, TASK_STATUSES  # noqa: F401  (re-exported)
+
 Row = dict[str, Any]
 
-STATUSES = ("running", "success", "failed", "interrupted")
-STEP_TYPES = ("thinking", "action", "screenshot", "error", "validation")
-# task_steps.error_category values (stepsdk/_error_category.py); "none" filters steps without one
-ERROR_CATEGORIES = ("timeout", "connection", "auth", "rate_limit", "validation", "model_output", "device", "other")
+STATUSES = TASK_STATUSES
+# task_steps.error_category values (ERROR_CATEGORIES); "none" filters steps without one
 FAILED_STEP_COLUMNS = ("id", "task_id", "step_number", "step_type", "name", "error_type", "error_message",
                        "error_category", "duration_ms", "created_at")
 # Columns of the task list a user may sort by (all are task_summary columns).
@@ -26,7 +27,6 @@ SORT_COLUMNS = (
     "started_at", "finished_at", "task_id", "title", "agent", "status",
     "total_steps", "failed_steps", "success_rate", "duration_ms",
 )
-MAX_TASK_ID = 200  # the schema's check on tasks.task_id
 MAX_PER_PAGE = 100
 # Content-addressed keys the SDK writes (<sha[0:2]>/<sha>.webp) and other plain object keys;
 # anything with "..", a leading slash, a backslash or odd characters is refused.
@@ -35,7 +35,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _SAFE_KEY = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9_\-./]{1,1024}$")
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(BackendUnavailableError, RuntimeError):
     """The backend could not answer (down, timed out, refused). The message is safe to show."""
 
 
@@ -89,7 +89,7 @@ def is_uuid(value: object) -> bool:
     return isinstance(value, str) and bool(_UUID.match(value))
 
 
-def is_safe_storage_path(path: object) -> bool:
+def is_safe_screenshot_path(path: object) -> bool:
     return isinstance(path, str) and bool(_SAFE_KEY.match(path))
 
 
@@ -200,7 +200,7 @@ class DataSource(ABC):
         """Distinct agent names (for the filter)."""
 
     @abstractmethod
-    def screenshot_bytes(self, storage_path: str) -> bytes | None:
+    def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
         """The stored image, or None when it is missing or unreadable."""
 
     def step_screenshot_path(self, step_id: str) -> str | None:

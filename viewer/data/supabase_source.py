@@ -20,7 +20,8 @@ from postgrest import APIError
 from storage3.exceptions import StorageApiError
 from storage3.utils import StorageException
 
-from stepsdk._client import make_client
+from stepsdk.backend.client import make_client
+from stepsdk.schema import BUCKET
 from supabase import Client
 
 from ..secret_key import is_secret_key
@@ -37,12 +38,11 @@ from .base import (
     check_paging,
     check_search,
     is_plausible_task_id,
-    is_safe_storage_path,
+    is_safe_screenshot_path,
     is_uuid,
 )
 
-log = logging.getLogger("viewer.supabase")
-BUCKET = "step-screenshots"
+log = logging.getLogger("stepsdk.viewer.supabase")
 T = TypeVar("T")
 
 
@@ -58,7 +58,7 @@ class SupabaseSource(DataSource):
         # No client-side retries: a viewer should say "unreachable" now, not after 7 s of backoff.
         self._client: Client = make_client(url, key, timeout=timeout, headers=headers)
         self._secrets = tuple(s for s in (key, access_token) if s)
-        # viewer.operations (delete, clean-up): only a secret key without a user's token deletes
+        # stepsdk.viewer.operations (delete, clean-up): only a secret key without a user's token deletes
         self.client: Client = self._client
         self.can_delete = access_token is None and is_secret_key(key)
         parts = urlsplit(url)  # shown in the page header: never any user:password@ part
@@ -171,9 +171,9 @@ class SupabaseSource(DataSource):
                 return None
             if rows[0].get("screenshot_path"):
                 return str(rows[0]["screenshot_path"])
-            shots = (self._table("step_screenshots").select("storage_path").eq("step_id", step_id)
+            shots = (self._table("step_screenshots").select("screenshot_path").eq("step_id", step_id)
                      .order("created_at", desc=True).limit(1).execute().data)
-            return str(shots[0]["storage_path"]) if shots else None
+            return str(shots[0]["screenshot_path"]) if shots else None
 
         return self._call("the step's screenshot", query)
 
@@ -263,13 +263,13 @@ class SupabaseSource(DataSource):
 
         return self._call("the failed steps", query)
 
-    def screenshot_bytes(self, storage_path: str) -> bytes | None:
-        if not is_safe_storage_path(storage_path):
+    def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
+        if not is_safe_screenshot_path(screenshot_path):
             return None
 
         def download() -> bytes | None:
             try:
-                return self._client.storage.from_(BUCKET).download(storage_path)
+                return self._client.storage.from_(BUCKET).download(screenshot_path)
             except StorageApiError as exc:
                 if str(exc.status) in {"400", "404"}:
                     return None

@@ -17,12 +17,13 @@ from urllib.parse import quote
 
 from nicegui import ui
 
-from stepsdk._step_names import step_label
+from stepsdk.recording.step_names import step_label
 
 from ..data._stats import parse_ts
 from ..data.base import Row, SourceUnavailable
+from ._format import fmt_ms
 
-log = logging.getLogger("viewer.pages")
+log = logging.getLogger("stepsdk.viewer.pages")
 T = TypeVar("T")
 
 STATUS_COLORS = {"running": "blue", "success": "positive", "failed": "negative", "interrupted": "orange"}
@@ -179,23 +180,9 @@ def task_url(task_id: str) -> str:
     return "/tasks/" + url_param(task_id)
 
 
-def screenshot_url(storage_path: str, *, fallback: bool = False) -> str:
-    url = "/media/screenshots/" + quote(storage_path, safe="/")
+def screenshot_url(screenshot_path: str, *, fallback: bool = False) -> str:
+    url = "/media/screenshots/" + quote(screenshot_path, safe="/")
     return url + "?fallback=true" if fallback else url
-
-
-def fmt_ms(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "–"
-    if value < 1000:
-        return f"{value:.0f} ms"
-    if value < 60_000:
-        return f"{value / 1000:.2f} s"
-    minutes, seconds = divmod(value / 1000, 60)
-    if minutes < 60:
-        return f"{int(minutes)} min {seconds:.0f} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)} h {int(minutes)} min"
 
 
 def fmt_rate(value: Any) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 
 from nicegui import ui
 
-from stepsdk import _alerts
-from stepsdk._prices import PriceTable
+from stepsdk.ops import alerts as _alerts
+from stepsdk.ops.prices import PriceTable
 
 from ..api_ops import usage_totals, with_cost
 from ..data.base import ERROR_CATEGORIES, DataSource, Row

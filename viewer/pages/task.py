@@ -37,7 +37,7 @@ from ._common import (
 )
 from ._delete_button import delete_button
 
-log = logging.getLogger("viewer.pages.task")
+log = logging.getLogger("stepsdk.viewer.pages.task")
 PER_PAGE = 50
 REFRESH_SECONDS = 3.0
 PLAY_SECONDS = 1.2

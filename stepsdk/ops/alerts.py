@@ -1,0 +1,518 @@
+"""Alert rules over recorded runs: parse the rules (TOML), measure, keep episodes.
+
+A rule file (``stepsdk-alerts.toml``, or ``$STEPSDK_ALERTS``)::
+
+    [settings]
+    state_file = "stepsdk-alerts.state.json"   # episodes; relative to this file (this is the default)
+
+    [[webhook]]                                # any number; also $STEPSDK_ALERT_WEBHOOK (generic JSON)
+    url = "https://hooks.slack.com/services/..."
+    format = "slack"                           # json (default), slack or feishu
+
+    [[rule]]
+    name = "checkout failing"
+    kind = "failure_rate"                      # failed / finished tasks of the window
+    window = "1h"
+    above = 0.2
+    min_tasks = 5                              # optional (default 1)
+    agent = "checkout-bot"                     # optional
+
+    [[rule]]
+    name = "slow taps"
+    kind = "step_p95"                          # p95 duration of the window's steps
+    window = "30m"
+    above_ms = 3000
+    step_type = "action"                       # optional
+    step_name = "Tap"                          # optional: the step's `name`
+    min_steps = 10                             # optional (default 1)
+
+    [[rule]]
+    name = "same error again and again"
+    kind = "error_repeats"                     # one alert per error (type + normalized message)
+    window = "1h"
+    more_than = 5
+    error_type = "TimeoutError"                # optional
+    message_contains = "not found"             # optional, case-insensitive
+
+    [[rule]]
+    name = "uploads stuck"
+    kind = "upload_backlog"                    # the oldest item of the backup not yet uploaded
+    older_than = "15m"
+    backup_dir = "/data/backup"                # optional: default $STEPSDK_BACKUP_DIR or ./backup
+
+An alert is one rule (one error group for ``error_repeats``) whose condition holds. It fires
+once when its episode starts, stays quiet while the condition holds, and resolves (one more
+notification) when the condition clears; the episodes live in the small state file between
+runs. The state file is also what the viewer reads to show the active alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from stepsdk.errors import ConfigurationError
+from stepsdk.ops.retention import parse_duration
+
+ENV_RULES = "STEPSDK_ALERTS"
+ENV_STATE = "STEPSDK_ALERTS_STATE"
+ENV_WEBHOOK = "STEPSDK_ALERT_WEBHOOK"
+DEFAULT_RULES = "stepsdk-alerts.toml"
+KINDS = ("failure_rate", "step_p95", "error_repeats", "upload_backlog")
+WEBHOOK_FORMATS = ("json", "slack", "feishu")
+STATE_VERSION = 1
+_ALLOWED = {
+    "failure_rate": {"window", "above", "min_tasks", "agent"},
+    "step_p95": {"window", "above_ms", "step_type", "step_name", "min_steps"},
+    "error_repeats": {"window", "more_than", "error_type", "message_contains"},
+    "upload_backlog": {"older_than", "backup_dir"},
+}
+_REQUIRED = {"failure_rate": {"window", "above"}, "step_p95": {"window", "above_ms"},
+             "error_repeats": {"window", "more_than"}, "upload_backlog": {"older_than"}}
+
+
+class RulesError(ConfigurationError):
+    """The rule file is missing or malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: str
+    params: Mapping[str, Any]
+
+    @property
+    def window_seconds(self) -> int:
+        return int(self.params["window_s"])
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str = field(repr=False)  # a Slack/Feishu webhook URL is a secret: never in repr or logs
+    format: str = "json"
+
+    @property
+    def label(self) -> str:
+        from urllib.parse import urlsplit
+
+        return f"{self.format} webhook on {urlsplit(self.url).hostname or '?'}"
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    path: Path
+    rules: tuple[Rule, ...]
+    webhooks: tuple[Webhook, ...]
+    state_file: Path
+
+
+def rules_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get(ENV_RULES) or DEFAULT_RULES)
+
+
+def default_state_file(rules: Path) -> Path:
+    return rules.with_name(rules.stem + ".state.json")
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> AlertConfig:
+    import tomllib  # here: the CLI parser imports this module's command for every command
+
+    env = os.environ if env is None else env
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RulesError(f"alert rules {path}: no such file (give --rules or set {ENV_RULES})") from None
+    except OSError as exc:
+        raise RulesError(f"alert rules {path}: cannot read it ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RulesError(f"alert rules {path}: not valid TOML ({exc})") from None
+    unknown = set(doc) - {"settings", "rule", "webhook"}
+    if unknown:
+        raise RulesError(f"alert rules {path}: unknown top-level keys {sorted(unknown)} (settings, rule, webhook)")
+    settings = _table(doc.get("settings", {}), path, "[settings]")
+    if set(settings) - {"state_file"}:
+        raise RulesError(f"alert rules {path}: [settings] takes state_file only")
+    rules = tuple(_rule(entry, path, i) for i, entry in enumerate(_list(doc.get("rule", []), path, "rule")))
+    names = [r.name for r in rules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RulesError(f"alert rules {path}: rule names must be unique, repeated: {duplicates}")
+    hooks = [_webhook(entry, path, i) for i, entry in enumerate(_list(doc.get("webhook", []), path, "webhook"))]
+    if env.get(ENV_WEBHOOK):
+        hooks.append(_webhook({"url": env[ENV_WEBHOOK]}, path, len(hooks), where=ENV_WEBHOOK))
+    state = env.get(ENV_STATE) or settings.get("state_file")
+    if state is not None and (not isinstance(state, str) or not state):
+        raise RulesError(f"alert rules {path}: state_file must be a path")
+    state_file = (path.parent / state) if state else default_state_file(path)
+    return AlertConfig(path, rules, tuple(hooks), state_file)
+
+
+def _table(value: Any, path: Path, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RulesError(f"alert rules {path}: {where} must be a table")
+    return value
+
+
+def _list(value: Any, path: Path, name: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise RulesError(f"alert rules {path}: use [[{name}]] tables for {name}")
+    return value
+
+
+def _rule(entry: dict[str, Any], path: Path, index: int) -> Rule:
+    where = f"alert rules {path}: rule #{index + 1}"
+    name, kind = entry.get("name"), entry.get("kind")
+    if not isinstance(name, str) or not 1 <= len(name) <= 200:
+        raise RulesError(f"{where}: name must be a string of 1 to 200 characters")
+    where = f"alert rules {path}: rule {name!r}"
+    if kind not in KINDS:
+        raise RulesError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}")
+    keys = set(entry) - {"name", "kind"}
+    unknown, missing = keys - _ALLOWED[kind], _REQUIRED[kind] - keys
+    if unknown:
+        raise RulesError(f"{where}: unknown keys {sorted(unknown)} for {kind} (allowed: {sorted(_ALLOWED[kind])})")
+    if missing:
+        raise RulesError(f"{where}: {kind} needs {sorted(missing)}")
+    params: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key in ("name", "kind"):
+            continue
+        if key in ("window", "older_than"):
+            try:
+                seconds = int(parse_duration(value).total_seconds()) if isinstance(value, str) else -1
+            except ValueError as exc:
+                raise RulesError(f"{where}: {key}: {exc}") from None
+            if not 1 <= seconds <= 31_622_400:
+                raise RulesError(f"{where}: {key} must be a duration like 30m, 1h, 7d (at most 366 days)")
+            params[key + "_s"] = seconds
+        elif key in ("above", "above_ms"):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
+                    or (key == "above" and value > 1):
+                raise RulesError(f"{where}: {key} must be a number" + (" in 0..1" if key == "above" else " >= 0"))
+            params[key] = float(value)
+        elif key in ("min_tasks", "min_steps", "more_than"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "more_than" else 1):
+                raise RulesError(f"{where}: {key} must be an integer >= {0 if key == 'more_than' else 1}")
+            params[key] = value
+        else:  # agent, step_type, step_name, error_type, message_contains, backup_dir
+            if not isinstance(value, str) or not value or len(value) > 1000:
+                raise RulesError(f"{where}: {key} must be a non-empty string")
+            params[key] = value
+    return Rule(name, kind, params)
+
+
+def _webhook(entry: dict[str, Any], path: Path, index: int, where: str | None = None) -> Webhook:
+    where = where or f"alert rules {path}: webhook #{index + 1}"
+    if set(entry) - {"url", "format"}:
+        raise RulesError(f"{where}: a webhook takes url and format only")
+    url, fmt = entry.get("url"), entry.get("format", "json")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise RulesError(f"{where}: url must be an http(s) URL")
+    if fmt not in WEBHOOK_FORMATS:
+        raise RulesError(f"{where}: format must be one of {list(WEBHOOK_FORMATS)}, got {fmt!r}")
+    return Webhook(url, fmt)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class Measures(Protocol):
+    """The measures the rules read, from Supabase (SQL functions) or the local store."""
+
+    label: str
+
+    def failure_rate(self, window_seconds: int, agent: str | None) -> dict[str, Any]: ...
+
+    def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]: ...
+
+    def error_counts(self, window_seconds: int) -> list[dict[str, Any]]: ...
+
+
+class SupabaseMeasures:
+    """The ``stepsdk_alert_*`` functions of ``20261130001450_stepsdk_usage_alerts.sql``."""
+
+    label = "supabase"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def _rpc(self, fn: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.client.rpc(fn, params).execute().data or [])
+
+    def failure_rate(self, window_seconds: int, agent: str | None) -> dict[str, Any]:
+        [row] = self._rpc("stepsdk_alert_failure_rate", {"window_seconds": window_seconds, "p_agent": agent})
+        rate = row.get("failure_rate")
+        return {**row, "failure_rate": float(rate) if rate is not None else None}
+
+    def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]:
+        [row] = self._rpc("stepsdk_alert_step_p95",
+                          {"window_seconds": window_seconds, "p_step_type": step_type, "p_name": name})
+        return row
+
+    def error_counts(self, window_seconds: int) -> list[dict[str, Any]]:
+        return self._rpc("stepsdk_alert_error_counts", {"window_seconds": window_seconds})
+
+
+class LocalMeasures:
+    """The same measures over a backup folder (:mod:`stepsdk.ops.stats`)."""
+
+    label = "backup"
+
+    def __init__(self, backup_dir: Path, now: datetime | None = None) -> None:
+        from stepsdk.store.backup import BackupStore
+
+        self.folder = Path(backup_dir)
+        self.snap = snap = BackupStore(backup_dir).read()
+        self.tasks = list(snap.tasks.values())
+        self.steps = [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]
+        self.now = now
+
+    def failure_rate(self, window_seconds: int, agent: str | None) -> dict[str, Any]:
+        from stepsdk.ops.stats import failure_rate
+
+        return failure_rate(self.tasks, window_seconds, agent, self.now)
+
+    def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]:
+        from stepsdk.ops.stats import step_p95
+
+        return step_p95(self.steps, window_seconds, step_type, name, self.now)
+
+    def error_counts(self, window_seconds: int) -> list[dict[str, Any]]:
+        from stepsdk.ops.stats import error_counts
+
+        return error_counts(self.steps, window_seconds, self.now)
+
+
+def upload_backlog(backup_dir: Path, now: datetime | None = None, snap: Any = None) -> dict[str, Any]:
+    """Items of the backup not uploaded yet and the age of the oldest (its created/started time).
+    ``snap``: the folder's snapshot when the caller has already read it."""
+    from stepsdk.ops.stats import parse_ts
+    from stepsdk.store.backup import BackupStore
+
+    snap = snap if snap is not None else BackupStore(backup_dir).read()
+    stamps = [parse_ts(r.get("created_at")) for r in snap.pending_steps()]
+    stamps += [parse_ts(r.get("created_at")) for r in snap.pending_screenshots()]
+    stamps += [parse_ts(r.get("started_at")) for r in snap.pending_tasks()]
+    known = [t for t in stamps if t is not None]
+    now = now or datetime.now(UTC)
+    oldest = min(known) if known else None
+    return {"pending": len(stamps), "oldest_at": oldest.isoformat() if oldest else None,
+            "oldest_age_s": (now - oldest).total_seconds() if oldest else None}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One alert's condition now: ``key`` names the alert (rule, plus the error group)."""
+
+    key: str
+    rule: Rule
+    firing: bool
+    summary: str
+    value: float | None
+    threshold: float
+    details: dict[str, Any]
+
+
+def evaluate(rule: Rule, measures: Measures | None, backup_dir: Path,
+             now: datetime | None = None) -> list[Observation]:
+    """The rule's observations: one (firing or not) for most kinds; for ``error_repeats`` one
+    per error group over the threshold (a group under it is simply absent, i.e. not firing)."""
+    p = rule.params
+    if rule.kind == "upload_backlog":
+        folder = Path(p.get("backup_dir") or backup_dir)
+        same = isinstance(measures, LocalMeasures) and measures.folder.resolve() == folder.resolve()
+        m = upload_backlog(folder, now, measures.snap if same else None)  # type: ignore[union-attr]
+        age = m["oldest_age_s"]
+        firing = age is not None and age > p["older_than_s"]
+        text = (f"{m['pending']} item(s) of {folder} not uploaded, the oldest for {_age(age)}"
+                if age is not None else f"nothing waiting for upload in {folder}")
+        return [Observation(rule.name, rule, firing, text, age, float(p["older_than_s"]), {**m, "backup_dir": str(folder)})]
+    if measures is None:
+        raise ValueError("this rule needs a data source")
+    window = rule.window_seconds
+    if rule.kind == "failure_rate":
+        m = measures.failure_rate(window, p.get("agent"))
+        rate, finished = m.get("failure_rate"), int(m.get("finished_tasks") or 0)
+        firing = rate is not None and finished >= p.get("min_tasks", 1) and rate > p["above"]
+        who = f" of {p['agent']}" if p.get("agent") else ""
+        text = (f"{m.get('failed_tasks')} of {finished} finished task(s){who} failed in the last {_age(window)}"
+                f" ({rate * 100:.1f} % > {p['above'] * 100:.1f} %)" if rate is not None
+                else f"no finished task{who} in the last {_age(window)}")
+        return [Observation(rule.name, rule, firing, text, rate, p["above"], {**m, "window_s": window})]
+    if rule.kind == "step_p95":
+        m = measures.step_p95(window, p.get("step_type"), p.get("step_name"))
+        p95, steps = m.get("p95_duration_ms"), int(m.get("steps") or 0)
+        firing = p95 is not None and steps >= p.get("min_steps", 1) and float(p95) > p["above_ms"]
+        what = " ".join(x for x in (p.get("step_type"), repr(p["step_name"]) if p.get("step_name") else None) if x)
+        text = (f"p95 of {steps} {what or 'all'} step(s) in the last {_age(window)}: {float(p95):.0f} ms"
+                f" (limit {p['above_ms']:.0f} ms)" if p95 is not None else f"no {what or ''} step in the last {_age(window)}")
+        return [Observation(rule.name, rule, firing, text, None if p95 is None else float(p95), p["above_ms"],
+                            {**m, "window_s": window, "step_type": p.get("step_type"), "step_name": p.get("step_name")})]
+    # error_repeats
+    out = []
+    needle = (p.get("message_contains") or "").casefold()
+    for row in measures.error_counts(window):
+        if p.get("error_type") and row.get("error_type") != p["error_type"]:
+            continue
+        if needle and needle not in (row.get("error_message") or "").casefold():
+            continue
+        count = int(row.get("occurrences") or 0)
+        if count > p["more_than"]:
+            label = f"{row.get('error_type') or 'error'}: {row.get('error_message') or '(no message)'}"
+            out.append(Observation(f"{rule.name}::{row.get('error_type')}::{row.get('error_message')}", rule, True,
+                                   f"{label} — {count} times in the last {_age(window)} (more than {p['more_than']})",
+                                   float(count), float(p["more_than"]), {**row, "window_s": window}))
+    return out
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0 or seconds >= 10 * size:
+            return f"{seconds // size} {unit}" if seconds % size == 0 else f"{seconds / size:.1f} {unit}"
+    return f"{seconds} s"
+
+
+# --------------------------------------------------------------------------- episodes
+
+
+@dataclass(frozen=True)
+class Event:
+    """A notification: an alert started (``firing``) or ended (``resolved``)."""
+
+    status: str
+    key: str
+    rule: str
+    kind: str
+    summary: str
+    value: float | None
+    threshold: float
+    since: str
+    at: str
+    details: dict[str, Any]
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The episodes file (``{"version", "checked_at", "active": {key: alert}}``); a missing or
+    unreadable file is an empty state (a corrupt one is logged by the caller's command)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"version": STATE_VERSION, "checked_at": None, "active": {}}
+    if not isinstance(doc, dict) or not isinstance(doc.get("active"), dict):
+        return {"version": STATE_VERSION, "checked_at": None, "active": {}}
+    return doc
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically (temp file + rename), so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(state, fh, ensure_ascii=False, indent=1, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class CheckResult:
+    fired: list[Event] = field(default_factory=list)
+    resolved: list[Event] = field(default_factory=list)
+    active: list[dict[str, Any]] = field(default_factory=list)  # every alert firing now (new or not)
+    observations: list[Observation] = field(default_factory=list)
+    undelivered: list[tuple[Event, str]] = field(default_factory=list)  # (event, why): retried next check
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (rule, why): not evaluated this time
+
+
+Deliver = Callable[[Event], list[str]]  # returns the failures (empty when every target took it)
+
+
+def check(config: AlertConfig, measures: Measures | None, backup_dir: Path, deliver: Deliver,
+          now: datetime | None = None) -> CheckResult:
+    """Evaluate every rule, notify what started and what ended, and save the episodes.
+
+    An event whose delivery failed is not recorded, so the next check notifies it again (at
+    least once, never a flood: an episode that was notified stays quiet). A rule that could
+    not be evaluated keeps its episodes as they were."""
+    now = now or datetime.now(UTC)
+    at = now.isoformat()
+    state = read_state(config.state_file)
+    active: dict[str, Any] = dict(state["active"])
+    result = CheckResult()
+    failed_rules: set[str] = set()
+    for rule in config.rules:
+        try:
+            observations = evaluate(rule, measures, backup_dir, now)
+        except Exception as exc:  # a backend error for one rule must not hide the others
+            failed_rules.add(rule.name)
+            result.errors.append((rule.name, f"{type(exc).__name__}: {exc}"[:300]))
+            continue
+        result.observations.extend(observations)
+        for obs in observations:
+            if not obs.firing:
+                continue
+            entry = active.get(obs.key)
+            if entry is None:
+                event = Event("firing", obs.key, rule.name, rule.kind, obs.summary, obs.value, obs.threshold,
+                              at, at, obs.details)
+                failures = deliver(event)
+                if failures:
+                    result.undelivered.extend((event, f) for f in failures)
+                    continue
+                result.fired.append(event)
+                entry = {"rule": rule.name, "kind": rule.kind, "since": at}
+            active[obs.key] = {**entry, "summary": obs.summary, "value": obs.value, "threshold": obs.threshold,
+                               "last_seen": at}
+    for key, entry in list(active.items()):
+        if entry.get("rule") in failed_rules:
+            continue
+        still = any(o.key == key and o.firing for o in result.observations)
+        if still:
+            continue
+        rule_exists = any(r.name == entry.get("rule") for r in config.rules)
+        event = Event("resolved", key, str(entry.get("rule")), str(entry.get("kind")),
+                      f"resolved: {entry.get('summary')}" if rule_exists else f"rule removed: {entry.get('rule')}",
+                      entry.get("value"), float(entry.get("threshold") or 0), str(entry.get("since")), at,
+                      {"last_seen": entry.get("last_seen")})
+        failures = deliver(event)
+        if failures:
+            result.undelivered.extend((event, f) for f in failures)
+            continue
+        result.resolved.append(event)
+        del active[key]
+    result.active = [{"key": k, **v} for k, v in sorted(active.items(), key=lambda kv: str(kv[1].get("since")))]
+    write_state(config.state_file, {"version": STATE_VERSION, "checked_at": at, "active": active})
+    return result
+
+
+def viewer_state_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where the viewer looks for the episodes: ``$STEPSDK_ALERTS_STATE``, else the state file of
+    the rule file (``$STEPSDK_ALERTS`` or ./stepsdk-alerts.toml), else that file's default."""
+    env = os.environ if env is None else env
+    if env.get(ENV_STATE):
+        return Path(env[ENV_STATE])
+    rules = rules_path(env)
+    try:
+        return load_config(rules, env).state_file
+    except RulesError:
+        return default_state_file(rules)
+
+
+def active_alerts(state_file: Path) -> tuple[str | None, list[dict[str, Any]]]:
+    """(last check time, the active alerts, oldest first) from the episodes file."""
+    state = read_state(state_file)
+    active = [{"key": k, **v} for k, v in state["active"].items() if isinstance(v, dict)]
+    active.sort(key=lambda a: str(a.get("since")))
+    return state.get("checked_at"), active

@@ -1,0 +1,970 @@
+"""The embedded index of a backup folder: a SQLite database (``<dir>/index.sqlite3``, WAL mode)
+derived from the journals, so readers answer with index queries instead of merging every
+journal in memory.
+
+It is a cache, never a source of truth: it can be deleted at any time and is rebuilt from the
+journals on the next read. It remembers, per journal, how far it has applied it (byte offset,
+plus the offset and CRC of the last applied record and the file's inode) and applies only new
+records on :meth:`BackupIndex.refresh`. A journal is identified by its file name and the CRC of
+its first line (the writer's ``open`` record), so a journal that resync moves from ``journal/`` to
+``archive/`` keeps its progress, while a later journal of the same name is a new one. A journal
+that disappeared or was rewritten behind its back makes the index start over; local retention
+(``stepsdk cleanup --local``, ``stepsdk delete``) rewrites journals inside
+:meth:`BackupIndex.pruning`, which deletes the tasks' rows and moves the journals' progress in
+the same index transaction instead.
+
+Statistics: per-task summaries, and per step type, UTC day and agent the step counts
+(``type_days``) and counts per duration bucket (``type_hist``), kept by triggers on ``steps``,
+so period statistics read counts, and an exact percentile reads one bucket's steps.
+
+Concurrency: any number of processes read and refresh the same index. Refreshing takes SQLite's
+write lock (``BEGIN IMMEDIATE``) one batch at a time and re-reads the progress inside that
+transaction, so two refreshers never apply a batch twice and readers (WAL) are never blocked.
+A batch is one transaction: a SIGKILL mid-refresh loses at most the uncommitted batch, whose
+records are applied again by the next refresh (applying is idempotent in any case).
+
+Merge rules are those of :meth:`stepsdk.store.backup.BackupStore.read` (the highest ``v`` wins; equal
+``v``: the record applied later). Upload bookkeeping (acks, rejects) stays with
+``BackupStore.read()``, which resync uses for its exactly-once accounting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import socket
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stepsdk.schema import parse_timestamp as parse_ts
+from stepsdk.store.backup import (
+    ARCHIVE_DIR,
+    JOURNAL_DIR,
+    KIND_CLOSE,
+    KIND_OPEN,
+    KIND_QUARANTINED,
+    KIND_SHOT,
+    KIND_STEP,
+    KIND_TASK,
+    SUFFIX,
+    _pid_alive,
+    iter_journal,
+)
+from stepsdk.store.export_format import upgrade_screenshot_row
+
+log = logging.getLogger("stepsdk.index")
+
+INDEX_FILE = "index.sqlite3"
+SCHEMA_VERSION = "7"
+# One transaction applies at most this many lines / bytes of a journal: memory stays bounded
+# (the batch's rows in Python, SQLite's dirty pages) whatever the size of the backup.
+BATCH_LINES = 5_000
+BATCH_BYTES = 4 << 20
+# SQLite page cache while applying records (KiB; a few batches of dirty index pages, so they are
+# not spilled and written to the WAL again and again), and while answering (per connection: a
+# server has one per worker thread; the OS page cache is shared by all of them).
+APPLY_CACHE_KIB = 32_768
+READ_CACHE_KIB = 2_000
+CLOSED_RECHECK = 1.0  # seconds between two looks at journals whose writer closed...
+CLOSED_CACHE_MIN = 256  # ...when there are at least this many (fewer cost less than a millisecond)
+_WS = " \t\r\n"
+Row = dict[str, Any]
+
+# Error groups: the same failure with other numbers, coordinates or ids is one group. The same
+# rules, in the same order, are ``public.stepsdk_error_group`` in
+# supabase/migrations/20261130001200_stepsdk_index_search.sql.
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX_RE = re.compile(r"[0-9a-fA-F]{16,}")
+_NUM_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def error_group(message: Any) -> str | None:
+    """The normalized message errors are grouped by: trimmed, ids → ``<id>``, numbers (so also
+    coordinates) → ``<n>``, first 200 characters; empty → None."""
+    if not isinstance(message, str):
+        return None
+    text = message.strip(_WS)[:1000]
+    if not text:
+        return None
+    text = _NUM_RE.sub("<n>", _HEX_RE.sub("<id>", _UUID_RE.sub("<id>", text)))
+    return text[:200]
+
+
+def snippet(text: str, needle: str, context: int = 40) -> str:
+    """``text`` around the first case-insensitive occurrence of ``needle`` (… where cut).
+    The same rule as ``public.stepsdk_search``'s snippet."""
+    pos = text.lower().find(needle.lower())
+    pos = max(pos, 0)
+    start = max(pos - context, 0)
+    end = pos + len(needle) + context
+    return ("…" if start > 0 else "") + text[start:end] + ("…" if end < len(text) else "")
+
+
+def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont (linear interpolation) over already-filtered values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = fraction * (len(ordered) - 1)
+    low, high = math.floor(pos), math.ceil(pos)
+    if low == high:
+        return float(ordered[low])
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (pos - low))
+
+
+class _Percentile:
+    """SQLite aggregate ``percentile_cont(value, fraction)`` (nulls ignored)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.fraction = 0.5
+
+    def step(self, value: Any, fraction: float) -> None:
+        self.fraction = fraction
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> float | None:
+        return percentile_cont(self.values, self.fraction)
+
+
+def _epoch(value: Any) -> float | None:
+    ts = parse_ts(value)
+    return ts.timestamp() if ts else None
+
+
+def iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+_SCHEMA = """
+create table if not exists meta(key text primary key, value text);
+create table if not exists journals(
+    jkey text primary key, name text not null, archived integer not null, inode integer,
+    offset integer not null default 0, last_start integer, last_crc text,
+    pid integer, host text, closed integer not null default 0);
+create table if not exists tasks(
+    task_id text primary key, v integer not null, rec text not null,
+    title text, agent text, status text, started_at text, finished_at text,
+    started_epoch real, finished_epoch real, duration_ms real, day text, title_fold text, task_id_fold text, agent_fold text);
+create index if not exists tasks_day on tasks(day, agent);
+create table if not exists steps(
+    id text primary key, task_id text not null, step_number integer not null, v integer not null,
+    rec text not null, step_type text, success integer not null, duration_ms real,
+    created_at text, created_epoch real, error_type text, err_group text,
+    agent text, task_known integer not null default 0, day text, dbucket integer,
+    strict_fail integer not null default 0, category text);
+create index if not exists steps_task on steps(task_id, step_number, id);
+create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
+create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
+create index if not exists steps_categories on steps(strict_fail, task_known, category, task_id, created_epoch)
+    where success = 0;
+create index if not exists steps_type_period on steps(step_type, created_epoch, task_known, agent, success, duration_ms);
+create table if not exists step_types(step_type text primary key);
+create index if not exists steps_dur on steps(step_type, dbucket, duration_ms, day, agent)
+    where duration_ms is not null and task_known = 1;
+create table if not exists type_days(
+    step_type text not null, day text not null, agent text not null, steps integer not null,
+    failed integer not null, dur_n integer not null, dur_sum real not null,
+    primary key (step_type, day, agent)) without rowid;
+create table if not exists type_hist(
+    step_type text not null, day text not null, agent text not null, bucket integer not null, n integer not null,
+    primary key (step_type, day, agent, bucket)) without rowid;
+create trigger if not exists steps_agg_insert after insert on steps
+when new.task_known = 1 and new.step_type is not null begin
+    {add}
+end;
+create trigger if not exists steps_agg_delete after delete on steps
+when old.task_known = 1 and old.step_type is not null begin
+    {sub}
+end;
+create trigger if not exists steps_agg_update_old after update of step_type, agent, task_known, duration_ms, day,
+    success, dbucket on steps
+when old.task_known = 1 and old.step_type is not null and ({changed}) begin
+    {sub}
+end;
+create trigger if not exists steps_agg_update_new after update of step_type, agent, task_known, duration_ms, day,
+    success, dbucket on steps
+when new.task_known = 1 and new.step_type is not null and ({changed}) begin
+    {add}
+end;
+create index if not exists steps_agent_period on steps(agent, created_epoch, task_known, step_type, success, duration_ms);
+create table if not exists shots(
+    id text primary key, task_id text not null, step_id text, created_at text, rec text not null);
+create index if not exists shots_task on shots(task_id, step_id);
+create table if not exists summary(
+    task_id text primary key, title text, agent text, status text, started_at text, finished_at text,
+    duration_ms real, total_steps integer, successful_steps integer, failed_steps integer,
+    success_rate real, total_duration_ms real, avg_step_duration_ms real, p50_step_duration_ms real,
+    p95_step_duration_ms real, screenshots_count integer, last_step_at text,
+    started_epoch real, finished_epoch real, title_fold text, task_id_fold text, agent_fold text, day text);
+create index if not exists summary_day on summary(day, agent, status, duration_ms, total_steps, failed_steps);
+create index if not exists summary_started on summary(started_epoch, task_id);
+create index if not exists summary_finished on summary(finished_epoch, task_id);
+create index if not exists summary_title on summary(title_fold, task_id);
+create index if not exists summary_agent on summary(agent, started_epoch);
+create index if not exists summary_status on summary(status, started_epoch);
+create index if not exists summary_total on summary(total_steps, task_id);
+create index if not exists summary_failed on summary(failed_steps, task_id);
+create index if not exists summary_rate on summary(success_rate, task_id);
+create index if not exists summary_duration on summary(duration_ms, task_id);
+create index if not exists summary_total_desc on summary(total_steps desc, task_id);
+create index if not exists summary_failed_desc on summary(failed_steps desc, task_id);
+create index if not exists summary_rate_desc on summary(success_rate desc, task_id);
+create index if not exists summary_duration_desc on summary(duration_ms desc, task_id);
+create table if not exists problems(
+    jkey text not null, name text not null, offset integer not null, problem text not null,
+    primary key (jkey, offset));
+create table if not exists quarantined(name text not null, offset integer not null, primary key (name, offset));
+create table if not exists docs(
+    docid integer primary key, task_id text not null, step_id text, step_number integer, field text not null);
+create index if not exists docs_task on docs(task_id);
+create index if not exists docs_step on docs(step_id);
+create virtual table if not exists docs_text using fts5(text, tokenize = 'trigram');
+create temp table if not exists touched_tasks(task_id text primary key);
+create temp table if not exists touched_steps(id text primary key);
+create temp table if not exists new_docs(
+    n integer primary key, task_id text, step_id text, step_number integer, field text, started_sec integer);
+"""
+
+_AGG_KEY = "new.step_type, coalesce(new.day, ''), coalesce(new.agent, '')"
+_AGG_ADD = f"""insert into type_days values ({_AGG_KEY}, 1, 1 - new.success, new.duration_ms is not null,
+        coalesce(new.duration_ms, 0.0))
+        on conflict do update set steps = steps + 1, failed = failed + excluded.failed,
+        dur_n = dur_n + excluded.dur_n, dur_sum = dur_sum + excluded.dur_sum;
+    insert into type_hist select {_AGG_KEY}, new.dbucket, 1 where new.duration_ms is not null
+        on conflict do update set n = n + 1;"""
+_AGG_SUB = f"""update type_days set steps = steps - 1, failed = failed - (1 - old.success),
+        dur_n = dur_n - (old.duration_ms is not null), dur_sum = dur_sum - coalesce(old.duration_ms, 0.0)
+        where (step_type, day, agent) = ({_AGG_KEY.replace("new.", "old.")});
+    update type_hist set n = n - 1 where old.duration_ms is not null
+        and (step_type, day, agent, bucket) = ({_AGG_KEY.replace("new.", "old.")}, old.dbucket);"""
+_AGG_CHANGED = " or ".join(f"old.{c} is not new.{c}" for c in (
+    "step_type", "agent", "task_known", "duration_ms", "day", "success", "dbucket"))
+_SCHEMA = _SCHEMA.replace("{add}", _AGG_ADD).replace("{sub}", _AGG_SUB).replace("{changed}", _AGG_CHANGED)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script (a trigger's body has semicolons of its own)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(_WS + ";"):
+                yield pending
+            pending = ""
+
+
+_DATA_TABLES = ("journals", "tasks", "steps", "shots", "summary", "problems", "quarantined", "docs", "docs_text",
+                "step_types", "type_days", "type_hist")
+
+# Text fields searched across tasks: (field name, table, SQL expression).
+SEARCH_TASK_FIELDS = ("title", "result", "error_message")
+SEARCH_STEP_FIELDS = ("thinking", "error_message")
+_STARTED_SEC = "max(0, min(cast(coalesce(t.started_epoch, 0) as integer), 2147483647))"
+
+
+@dataclass
+class _Torn:
+    name: str
+    offset: int
+
+
+def _head_crc(path: Path) -> str | None:
+    """The CRC prefix of a journal's first complete line (its identity), or None if none yet."""
+    try:
+        with open(path, "rb") as fh:
+            line = fh.readline(1 << 16)
+    except OSError:
+        return None
+    if not line.endswith(b"\n") or len(line) < 9:
+        return None
+    return line[:8].decode("ascii", "replace")
+
+
+def _file_crc_at(path: Path, start: int) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            return fh.read(8).decode("ascii", "replace")
+    except OSError:
+        return None
+
+
+@dataclass
+class Pruning:
+    """What a cleanup did to the journals while :meth:`BackupIndex.pruning` held the index."""
+
+    journals: list[tuple[Path, os.stat_result, list[bytes]]] = dataclasses.field(default_factory=list)
+    gave_up: bool = False
+
+    def replaced(self, path: Path, old: os.stat_result, kept: list[bytes]) -> None:
+        """``path`` (whose ``stat`` was ``old``) was renamed over by a file of the ``kept`` lines."""
+        self.journals.append((Path(path), old, kept))
+
+    def give_up(self) -> None:
+        """The rewrite stopped halfway: leave the index to start over from the journals."""
+        self.gave_up = True
+
+
+class BackupIndex:
+    """The index of one backup folder. Thread-safe; one instance per process is enough.
+
+    Every read method calls :meth:`refresh` first unless ``refresh=False`` is passed to the
+    constructor's user (the viewer calls it once per request through :meth:`connection`).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root)
+        self.path = Path(path) if path is not None else self.root / INDEX_FILE
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._signature: tuple = ()
+        self._heads: dict[tuple[str, int, int], str] = {}
+        self._torn: dict[str, _Torn] = {}
+        self._ready = False
+        self._generation: int | None = None
+        self._closed_stats: dict[tuple[str, str], os.stat_result] = {}
+        self._closed_checked = 0.0
+        #: changes whenever a refresh saw the journals change (answers cached under an older one are stale)
+        self.version = 0
+        self._quick: tuple | None = None
+
+    # -- connections --------------------------------------------------------------------------
+    @property
+    def _in_memory(self) -> bool:
+        return str(self.path) == ":memory:"
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self._in_memory:  # created 0600 before SQLite opens it (it may hold thinking text)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("pragma busy_timeout = 60000")
+        # Switching to WAL needs a moment alone with the file, and SQLite does not wait for it
+        # (no busy handler there): two processes opening a new index at once retry briefly.
+        for attempt in range(100):
+            try:
+                conn.execute("pragma journal_mode = wal")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 99:
+                    raise
+                time.sleep(0.05)
+        conn.execute("pragma synchronous = normal")
+        conn.execute(f"pragma cache_size = -{READ_CACHE_KIB}")
+        conn.execute("pragma mmap_size = 0")  # no mapping of the (large) file into the process
+        # temporary files (a big statement's statement journal, large sorts) on disk, not in the
+        # process: one FTS5 segment merge inside an insert can touch hundreds of MB of pages
+        conn.execute("pragma temp_store = file")
+        conn.create_aggregate("percentile_cont", 2, _Percentile)
+        return conn
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (created on first use, schema ensured)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not self._in_memory and not self.path.exists():
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            conn = None
+            with self._lock:
+                self._signature, self._ready = (), False
+        if conn is None:
+            conn = self._connect()
+            self._ensure_schema(conn)
+            self._local.conn = conn
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("begin immediate")
+        try:
+            conn.execute("create table if not exists meta(key text primary key, value text)")
+            found = conn.execute("select value from meta where key = 'schema'").fetchone()
+            if found is not None and found[0] != SCHEMA_VERSION:
+                for table in (*_DATA_TABLES, "meta"):
+                    conn.execute(f"drop table if exists {table}")
+            for statement in _statements(_SCHEMA):
+                conn.execute(statement)
+            conn.execute("insert or replace into meta(key, value) values ('schema', ?)", (SCHEMA_VERSION,))
+            conn.execute("insert or ignore into meta(key, value) values ('generation', '0')")
+            conn.execute("insert or ignore into meta(key, value) values ('docseq', '0')")
+            conn.execute("commit")
+        except BaseException:
+            conn.execute("rollback")
+            raise
+        if not self._in_memory:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    os.chmod(f"{self.path}{suffix}", 0o600)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- refresh ------------------------------------------------------------------------------
+    def _journal_files(self) -> tuple[list[tuple[str, str, bool, os.stat_result]], tuple]:
+        """Every journal with its ``stat``, and a signature that changes when any of them does.
+
+        When there are many journals whose writer closed, those are stat'ed at most once per
+        :data:`CLOSED_RECHECK` seconds (a closed writer appends again only after ``reopen()``, for
+        steps recorded after ``close()``): a folder of thousands of finished runs costs two folder
+        ``stat`` calls and one per running writer per request. A file created, removed or
+        renamed into a folder (new run, archive, rewrite) changes the folder and is seen at once."""
+        now = time.monotonic()
+        recheck = (now - self._closed_checked >= CLOSED_RECHECK
+                   or len(self._closed_stats) < CLOSED_CACHE_MIN)  # few files: stat them all, always
+        mtimes = []
+        for sub in (JOURNAL_DIR, ARCHIVE_DIR):
+            try:
+                mtimes.append(os.stat(os.path.join(self.root, sub)).st_mtime_ns)
+            except (FileNotFoundError, NotADirectoryError):
+                mtimes.append(None)
+        if not recheck and self._quick is not None and self._quick[0] == mtimes:
+            _, closed, closed_sig, open_paths = self._quick
+            opened = []
+            for name, path, archived in open_paths:
+                with contextlib.suppress(OSError):
+                    opened.append((name, path, archived, os.stat(path)))
+            return closed + opened, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns)
+                                                       for n, _, a, st in opened))
+        self._closed_checked = now
+        out = []
+        for (sub, archived), folder_mtime in zip(((JOURNAL_DIR, False), (ARCHIVE_DIR, True)), mtimes, strict=True):
+            if folder_mtime is None:
+                continue
+            folder = os.path.join(self.root, sub)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX))
+                for name in names:
+                    with contextlib.suppress(OSError):
+                        st = os.stat(os.path.join(folder, name))
+                        if stat.S_ISREG(st.st_mode):
+                            out.append((name, os.path.join(folder, name), archived, st))
+        closed, opened, signature = self._split(out)
+        self._quick = (mtimes, closed, signature[0], [(n, p, a) for n, p, a, _ in opened])
+        return out, signature
+
+    def _split(self, files: list[tuple[str, str, bool, os.stat_result]]) -> tuple[list, list, tuple]:
+        """Journals of closed writers, the others, and the signature of both (as the quick look
+        computes it, so a look after the closed ones changed does not refresh again for nothing)."""
+        closed = [f for f in files if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) in self._closed_stats]
+        opened = [f for f in files if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) not in self._closed_stats]
+        closed_sig = tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in closed)
+        return closed, opened, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns)
+                                                  for n, _, a, st in opened))
+
+    def _remember_closed(self, conn: sqlite3.Connection,
+                         files: list[tuple[str, str, bool, os.stat_result]]) -> None:
+        done = {(r[0], r[1]) for r in conn.execute(
+            "select name, archived from journals where closed = 1 or archived = 1")}
+        torn = {t.name for t in self._torn.values()}
+        closed = {(ARCHIVE_DIR if a else JOURNAL_DIR, n): st for n, _, a, st in files
+                  if (n, int(a)) in done and n not in torn}
+        if closed.keys() != self._closed_stats.keys():
+            self._quick = None  # which journals are closed changed: sort them again at the next look
+        self._closed_stats = closed
+
+    def refresh(self) -> sqlite3.Connection:
+        """Apply what the journals gained since the last refresh; returns this thread's connection."""
+        conn = self.connection()
+        files, signature = self._journal_files()
+        generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
+        if self._ready and signature == self._signature and generation == self._generation:
+            return conn
+        with self._lock:
+            self._refresh(conn, files)
+            self._remember_closed(conn, files)
+            self._signature, self._ready = self._split(files)[2], True
+            self.version += 1
+            self._generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
+        return conn
+
+    def _refresh(self, conn: sqlite3.Connection, files: list[tuple[str, str, bool, os.stat_result]]) -> None:
+        present: list[tuple[str, str, Path, bool, int]] = []
+        torn: dict[str, _Torn] = {}
+        sizes = {}
+        for name, path_str, archived, st in files:
+            path = Path(path_str)
+            sizes[(name, archived)] = st.st_size
+            head_key = (name, st.st_ino, st.st_size if st.st_size < 64 else 64)
+            head = self._heads.get(head_key) or _head_crc(path)
+            if head is None:
+                if st.st_size:
+                    torn[name] = _Torn(name, 0)
+                continue
+            self._heads[head_key] = head
+            present.append((f"{name}#{head}", name, path, archived, st.st_ino))
+        conn.execute("begin immediate")
+        try:
+            if self._must_restart(conn, present):
+                log.info("backup index %s: a journal was removed or rewritten: rebuilding", self.path)
+                # dropped, not emptied: a delete would run the statistics triggers once per step
+                for table in _DATA_TABLES:
+                    conn.execute(f"drop table if exists {table}")
+                for statement in _statements(_SCHEMA):
+                    conn.execute(statement)
+                conn.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
+            conn.execute("commit")
+        except BaseException:
+            conn.execute("rollback")
+            raise
+        # journals applied to their end already (most, in a folder of finished runs) need no
+        # write transaction of their own
+        done = {(r[0], r[1], r[2], r[3]) for r in conn.execute("select jkey, name, archived, offset from journals")}
+        conn.execute(f"pragma cache_size = -{APPLY_CACHE_KIB}")
+        try:
+            for jkey, name, path, archived, inode in present:
+                if (jkey, name, int(archived), sizes[(name, archived)]) in done:
+                    continue
+                # up to the size listed: a journal that keeps growing never holds a refresh forever
+                end = self._apply_journal(conn, jkey, name, path, archived, inode, sizes[(name, archived)])
+                if end is not None:
+                    torn[jkey] = _Torn(name, end)
+        finally:
+            conn.execute(f"pragma cache_size = -{READ_CACHE_KIB}")  # gives the pages back
+        self._torn = torn
+
+    @staticmethod
+    def _must_restart(conn: sqlite3.Connection, present: list[tuple[str, str, Path, bool, int]]) -> bool:
+        known = {r["jkey"]: r for r in conn.execute("select * from journals")}
+        seen = set()
+        for jkey, _name, path, _archived, inode in present:
+            seen.add(jkey)
+            state = known.get(jkey)
+            if state is None or not state["offset"]:
+                continue
+            if state["inode"] != inode:
+                return True
+            if state["last_start"] is not None and _file_crc_at(path, state["last_start"]) != state["last_crc"]:
+                return True
+        return bool(set(known) - seen)
+
+    def _apply_journal(self, conn: sqlite3.Connection, jkey: str, name: str, path: Path, archived: bool,
+                       inode: int, size: int) -> int | None:
+        """Apply the new records of one journal, a batch per transaction. Returns the offset of a
+        torn last line (None when the journal ends with a complete line)."""
+        while True:
+            conn.execute("begin immediate")
+            try:
+                state = conn.execute("select offset, last_start, last_crc from journals where jkey = ?",
+                                     (jkey,)).fetchone()
+                if state is None:
+                    conn.execute("insert into journals(jkey, name, archived, inode) values (?, ?, ?, ?)",
+                                 (jkey, name, int(archived), inode))
+                    offset, last_start, last_crc = 0, None, None
+                else:
+                    offset, last_start, last_crc = state
+                    conn.execute("update journals set name = ?, archived = ? where jkey = ?",
+                                 (name, int(archived), jkey))
+                batch = _Batch(conn, jkey, name)
+                torn_at = None
+                count = size_read = 0
+                full = False
+                try:
+                    if offset >= size:
+                        conn.execute("commit")
+                        return None
+                    lines = iter_journal(path, offset, size)
+                    for line_offset, record, problem, raw in lines:
+                        if not raw.endswith(b"\n") and record is None and problem and "no newline" in problem:
+                            torn_at = line_offset
+                            break
+                        if record is None:
+                            batch.problem(line_offset, problem or "corrupt")
+                        else:
+                            batch.record(record, raw[9:-1].decode("utf-8", "replace"))
+                            last_start, last_crc = line_offset, raw[:8].decode("ascii", "replace")
+                        offset = line_offset + (len(raw) if problem is None else _line_size(raw, problem))
+                        count += 1
+                        size_read += len(raw)
+                        if count >= BATCH_LINES or size_read >= BATCH_BYTES:
+                            full = True
+                            break
+                    lines.close()
+                except FileNotFoundError:
+                    full = False  # moved to archive/ meanwhile: the next refresh reads it there
+                batch.finish()
+                conn.execute("update journals set offset = ?, last_start = ?, last_crc = ?, inode = ? where jkey = ?",
+                             (offset, last_start, last_crc, inode, jkey))
+                conn.execute("commit")
+            except BaseException:
+                conn.execute("rollback")
+                raise
+            if not full:
+                return torn_at
+
+    # -- pruning (stepsdk cleanup --local, stepsdk delete) -------------------------------------
+    @contextlib.contextmanager
+    def pruning(self, task_ids: Iterable[str]) -> Iterator[Pruning]:
+        """Keep the index in step while journals are rewritten without the records of ``task_ids``.
+
+        Inside the block the index's write lock is held (other refreshers wait; do not use this
+        index there); the caller renames each rewritten journal over the old one and reports it
+        (:meth:`Pruning.replaced`). At the end of the block, in the same transaction, the tasks'
+        rows are deleted and each journal's progress is moved to its new file, so the index stays
+        valid without reading the journals again. Crash-safe: a crash after a rename but before
+        the commit leaves the old progress (inode, last record CRC), which no longer matches the
+        file, so the next refresh starts over from the journals; so do an exception in the block
+        and :meth:`Pruning.give_up` (the rewrite stopped halfway)."""
+        # No refresh first: a journal the index had not applied to its end starts it over (see
+        # _move_progress), which is correct; a refresh here could be a whole build, and local
+        # retention also runs on a tracker's background thread.
+        conn = self.connection()
+        with self._lock:
+            conn.execute("begin immediate")
+            try:
+                pruning = Pruning()
+                yield pruning
+                if pruning.gave_up:
+                    conn.execute("rollback")
+                else:
+                    for path, old, kept in pruning.journals:
+                        self._move_progress(conn, path, old, kept)
+                    self._delete_tasks(conn, set(task_ids))
+                    conn.execute("commit")
+            except BaseException:
+                conn.execute("rollback")
+                raise
+            finally:
+                self._signature, self._ready = (), False  # look at the journals again at the next read
+
+    @staticmethod
+    def _move_progress(conn: sqlite3.Connection, path: Path, old: os.stat_result, kept: list[bytes]) -> None:
+        archived = int(path.parent.name == ARCHIVE_DIR)
+        state = conn.execute("select jkey, offset from journals where name = ? and archived = ? and inode = ?",
+                             (path.name, archived, old.st_ino)).fetchone()
+        if state is None or state["offset"] != old.st_size:
+            return  # the index had not applied all of it: it will see the new file and start over
+        try:
+            new = os.stat(path)
+        except OSError:
+            return
+        head = kept[0][:8].decode("ascii", "replace") if kept and kept[0].endswith(b"\n") else None
+        conn.execute("delete from problems where jkey = ?", (state["jkey"],))  # offsets moved; only
+        # quarantined corrupt lines can be there (cleanup leaves journals with others alone) and
+        # the rewrite dropped them
+        if head is None or new.st_size != sum(len(line) for line in kept):
+            conn.execute("delete from journals where jkey = ?", (state["jkey"],))
+            return
+        conn.execute("update journals set jkey = ?, inode = ?, offset = ?, last_start = ?, last_crc = ? "
+                     "where jkey = ?", (f"{path.name}#{head}", new.st_ino, new.st_size,
+                                        new.st_size - len(kept[-1]), kept[-1][:8].decode("ascii", "replace"),
+                                        state["jkey"]))
+
+    @staticmethod
+    def _delete_tasks(conn: sqlite3.Connection, task_ids: set[str]) -> None:
+        if not task_ids:
+            return
+        conn.execute("delete from touched_tasks")
+        conn.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in task_ids))
+        old = conn.execute("select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id").fetchall()
+        conn.executemany("delete from docs_text where rowid = ?", old)  # one by one: see _search_docs
+        conn.executemany("delete from docs where docid = ?", old)
+        for table in ("steps", "shots", "summary", "tasks"):  # steps: their triggers update the day counts
+            conn.execute(f"delete from {table} where task_id in (select task_id from touched_tasks)")
+        conn.execute("delete from touched_tasks")
+
+    # -- reading ------------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Records skipped (as ``BackupStore.read().problems`` words them), quarantined ones left out."""
+        conn = self.refresh()
+        rows = conn.execute(
+            "select p.name, p.offset, p.problem from problems p join journals j on j.jkey = p.jkey "
+            "where not exists (select 1 from quarantined q where q.name = p.name and q.offset = p.offset) "
+            "order by j.archived, p.name, p.offset").fetchall()
+        out = [f"{r[0]} at byte {r[1]}: {r[2]}; record skipped" for r in rows]
+        writers = {r["jkey"]: r for r in conn.execute("select jkey, pid, host, closed, archived from journals")}
+        for jkey, torn in sorted(self._torn.items()):
+            state = writers.get(jkey)
+            if state is not None and _writer_alive(state):
+                continue
+            out.append(f"{torn.name} at byte {torn.offset}: incomplete record (no newline: torn write); "
+                       "record skipped")
+        return out
+
+    def tasks(self) -> list[Row]:
+        """Every task row (the newest version of each)."""
+        conn = self.refresh()
+        return [load_row(r[0]) for r in conn.execute("select rec from tasks order by task_id")]
+
+    def task(self, task_id: str) -> Row | None:
+        row = self.refresh().execute("select rec from tasks where task_id = ?", (task_id,)).fetchone()
+        return load_row(row[0]) if row else None
+
+    def steps(self, task_id: str, offset: int = 0, limit: int = -1) -> list[Row]:
+        """A task's steps in step_number order (all, or ``limit`` from ``offset``)."""
+        conn = self.refresh()
+        return [load_row(r[0]) for r in conn.execute(
+            "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
+            (task_id, limit, offset))]
+
+    def step_count(self, task_id: str) -> int:
+        return int(self.refresh().execute("select count(*) from steps where task_id = ?", (task_id,)).fetchone()[0])
+
+    def screenshots(self, task_id: str) -> list[Row]:
+        conn = self.refresh()
+        return [load_row(r[0]) for r in conn.execute("select rec from shots where task_id = ?", (task_id,))]
+
+    def screenshot_paths(self) -> set[str]:
+        """Every screenshot object a step or screenshot row points at."""
+        conn = self.refresh()
+        paths = {r[0] for r in conn.execute(
+            # a stepsdk 0.1 journal's screenshot row names the key storage_path
+            "select coalesce(json_extract(rec, '$.row.screenshot_path'), json_extract(rec, '$.row.storage_path')) "
+            "from shots union "
+            "select json_extract(rec, '$.row.screenshot_path') from steps "
+            "where json_extract(rec, '$.row.screenshot_path') is not null") if isinstance(r[0], str)}
+        return paths
+
+    def counts(self) -> dict[str, int]:
+        conn = self.refresh()
+        return {t: int(conn.execute(f"select count(*) from {t}").fetchone()[0]) for t in ("tasks", "steps", "shots")}
+
+
+_BIG_RE = re.compile(r"\((\d+) bytes\)$")
+
+
+def _line_size(raw: bytes, problem: str | None) -> int:
+    """Bytes the line takes in the file (``iter_journal`` cuts an oversized line's raw to 200)."""
+    big = _BIG_RE.search(problem or "") if problem and problem.startswith("record larger") else None
+    return int(big.group(1)) if big else len(raw)
+
+
+def _writer_alive(state: sqlite3.Row) -> bool:
+    if state["closed"] or state["archived"] or state["pid"] is None:
+        return False
+    if state["host"] != socket.gethostname():
+        return True
+    return _pid_alive(int(state["pid"]))
+
+
+def _fold(value: Any) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class _Batch:
+    """The records of one transaction; summaries and search rows of what they touched are
+    recomputed at :meth:`finish`."""
+
+    def __init__(self, conn: sqlite3.Connection, jkey: str, name: str) -> None:
+        self.conn, self.jkey, self.name = conn, jkey, name
+        self.tasks: list[tuple] = []
+        self.steps: list[tuple] = []
+        self.shots: list[tuple] = []
+        self.problems: list[tuple] = []
+        self.quarantined: list[tuple] = []
+        self.touched_tasks: set[str] = set()
+        self.touched_steps: set[str] = set()
+
+    def problem(self, offset: int, problem: str) -> None:
+        self.problems.append((self.jkey, self.name, offset, problem))
+
+    def record(self, rec: Row, body: str) -> None:
+        kind = rec["k"]
+        if kind == KIND_STEP:
+            row = rec["row"]
+            self.steps.append(_step_values(row, rec.get("v", 0), body))
+            self.touched_tasks.add(row["task_id"])
+            self.touched_steps.add(row["id"])
+        elif kind == KIND_TASK:
+            row = rec["row"]
+            self.tasks.append(_task_values(row, rec["v"], body))
+            self.touched_tasks.add(row["task_id"])
+        elif kind == KIND_SHOT:
+            row = rec["row"]
+            self.shots.append((row["id"], row["task_id"], row.get("step_id"), _text(row.get("created_at")), body))
+            self.touched_tasks.add(row["task_id"])
+        elif kind == KIND_QUARANTINED:
+            with contextlib.suppress(TypeError, ValueError):
+                self.quarantined.append((str(rec.get("file")), int(rec.get("offset", -1))))
+        elif kind == KIND_OPEN:
+            pid = rec.get("pid")
+            self.conn.execute("update journals set pid = ?, host = ? where jkey = ?",
+                              (pid if isinstance(pid, int) else None, _text(rec.get("host")), self.jkey))
+        elif kind == KIND_CLOSE:
+            self.conn.execute("update journals set closed = 1 where jkey = ?", (self.jkey,))
+
+    def finish(self) -> None:
+        c = self.conn
+        c.executemany(
+            "insert into tasks(task_id, v, rec, title, agent, status, started_at, finished_at, started_epoch, "
+            "finished_epoch, duration_ms, day, title_fold, task_id_fold, agent_fold) "
+            "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "on conflict(task_id) do update set v = excluded.v, rec = excluded.rec, title = excluded.title, "
+            "agent = excluded.agent, status = excluded.status, started_at = excluded.started_at, "
+            "finished_at = excluded.finished_at, started_epoch = excluded.started_epoch, "
+            "finished_epoch = excluded.finished_epoch, "
+            "duration_ms = excluded.duration_ms, day = excluded.day, title_fold = excluded.title_fold, "
+            "task_id_fold = excluded.task_id_fold, agent_fold = excluded.agent_fold where excluded.v >= tasks.v",
+            self.tasks)
+        c.executemany(
+            "insert into steps(id, task_id, step_number, v, rec, step_type, success, duration_ms, created_at, "
+            "created_epoch, error_type, err_group, day, dbucket, strict_fail, category) "
+            "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "on conflict(id) do update set task_id = excluded.task_id, step_number = excluded.step_number, "
+            "v = excluded.v, rec = excluded.rec, step_type = excluded.step_type, success = excluded.success, "
+            "duration_ms = excluded.duration_ms, created_at = excluded.created_at, "
+            "created_epoch = excluded.created_epoch, error_type = excluded.error_type, "
+            "err_group = excluded.err_group, day = excluded.day, dbucket = excluded.dbucket, "
+            "strict_fail = excluded.strict_fail, category = excluded.category "
+            "where excluded.v >= steps.v", self.steps)
+        c.executemany("insert or replace into shots(id, task_id, step_id, created_at, rec) values (?,?,?,?,?)",
+                      self.shots)
+        c.executemany("insert or ignore into problems(jkey, name, offset, problem) values (?,?,?,?)", self.problems)
+        c.executemany("insert or ignore into quarantined(name, offset) values (?,?)", self.quarantined)
+        if not self.touched_tasks:
+            return
+        c.execute("delete from touched_tasks")
+        c.execute("delete from touched_steps")
+        c.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in self.touched_tasks))
+        c.executemany("insert or ignore into touched_steps values (?)", ((s,) for s in self.touched_steps))
+        self._known_tasks()
+        c.execute("insert or ignore into step_types select distinct s.step_type from touched_steps x "
+                  "cross join steps s on s.id = x.id where s.step_type is not null")
+        self._summaries()
+        self._search_docs()
+
+    def _summaries(self) -> None:
+        c = self.conn
+        c.execute("delete from summary where task_id in (select task_id from touched_tasks)")
+        c.execute("""
+            insert into summary
+            select t.task_id, t.title, t.agent, t.status, t.started_at, t.finished_at, t.duration_ms,
+                   coalesce(st.total, 0), coalesce(st.ok, 0), coalesce(st.total, 0) - coalesce(st.ok, 0),
+                   case when st.total > 0 then st.ok * 1.0 / st.total end,
+                   coalesce(st.total_duration, 0.0), st.avg_duration, st.p50, st.p95,
+                   coalesce(sc.n, 0),
+                   (select s2.created_at from steps s2 where s2.task_id = t.task_id and s2.created_epoch is not null
+                    order by s2.created_epoch desc limit 1),
+                   t.started_epoch, t.finished_epoch,
+                   t.title_fold, t.task_id_fold, t.agent_fold, t.day
+            from touched_tasks x
+            cross join tasks t on t.task_id = x.task_id
+            left join (
+                select s.task_id, count(*) as total, sum(s.success) as ok, sum(s.duration_ms) as total_duration,
+                       avg(s.duration_ms) as avg_duration, percentile_cont(s.duration_ms, 0.5) as p50,
+                       percentile_cont(s.duration_ms, 0.95) as p95
+                from steps s where s.task_id in (select task_id from touched_tasks) group by s.task_id
+            ) st on st.task_id = t.task_id
+            left join (
+                select task_id, count(*) as n from shots where task_id in (select task_id from touched_tasks)
+                group by task_id
+            ) sc on sc.task_id = t.task_id""")
+
+    def _search_docs(self) -> None:
+        """Search rows (fts5, trigram) of touched tasks and steps. A row's id is the task's start
+        second in the high 32 bits and a sequence in the low ones, so a search walks the matches
+        newest task first and stops at its limit instead of sorting every match."""
+        c = self.conn
+        # a task whose start time changed (or that arrived after its steps): its steps' rows move with it
+        c.execute(f"""insert or ignore into touched_steps
+                      select s.id from touched_tasks x cross join tasks t on t.task_id = x.task_id
+                      cross join steps s on s.task_id = t.task_id
+                      where (select d.docid >> 32 from docs d where d.task_id = t.task_id and d.step_id is not null
+                             limit 1) <> {_STARTED_SEC}""")
+        old = c.execute("select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id "
+                        "where d.step_id is null union all "
+                        "select d.docid from touched_steps x cross join docs d on d.step_id = x.id").fetchall()
+        if old:  # one rowid at a time: fts5 answers "rowid in (...)" with a scan of the whole table
+            c.executemany("delete from docs_text where rowid = ?", old)
+            c.executemany("delete from docs where docid = ?", old)
+        c.execute("delete from new_docs")
+        for field in SEARCH_TASK_FIELDS:
+            c.execute(f"""insert into new_docs(task_id, step_id, step_number, field, started_sec)
+                          select t.task_id, null, null, '{field}', {_STARTED_SEC} from touched_tasks x
+                          cross join tasks t on t.task_id = x.task_id
+                          where coalesce(json_extract(t.rec, '$.row.{field}'), '') <> ''""")
+        for field in SEARCH_STEP_FIELDS:
+            c.execute(f"""insert into new_docs(task_id, step_id, step_number, field, started_sec)
+                          select s.task_id, s.id, s.step_number, '{field}', {_STARTED_SEC} from touched_steps x
+                          cross join steps s on s.id = x.id left join tasks t on t.task_id = s.task_id
+                          where coalesce(json_extract(s.rec, '$.row.{field}'), '') <> ''""")
+        seq = int(c.execute("select value from meta where key = 'docseq'").fetchone()[0])
+        docid = "(nd.started_sec << 32) + ((? + nd.n) & 4294967295)"
+        c.execute(f"insert into docs(docid, task_id, step_id, step_number, field) "
+                  f"select {docid}, nd.task_id, nd.step_id, nd.step_number, nd.field from new_docs nd", (seq,))
+        c.execute(f"""insert into docs_text(rowid, text)
+                      select {docid}, cast(json_extract(coalesce(s.rec, t.rec), '$.row.' || nd.field) as text)
+                      from new_docs nd left join steps s on s.id = nd.step_id
+                      left join tasks t on nd.step_id is null and t.task_id = nd.task_id""", (seq,))
+        c.execute("update meta set value = ? where key = 'docseq'",
+                  (seq + c.execute("select coalesce(max(n), 0) from new_docs").fetchone()[0],))
+
+    def _known_tasks(self) -> None:
+        """Steps carry their task's agent (and whether the task row exists), so the statistics
+        filter and group steps from one covering index, without a join per step."""
+        self.conn.execute("""update steps set agent = (select t.agent from tasks t where t.task_id = steps.task_id),
+                                              task_known = exists (select 1 from tasks t where t.task_id = steps.task_id)
+                             where task_id in (select task_id from touched_tasks)
+                             and (task_known is not exists (select 1 from tasks t where t.task_id = steps.task_id)
+                                  or agent is not (select t.agent from tasks t where t.task_id = steps.task_id))""")
+
+
+def _task_values(row: Row, version: int, body: str) -> tuple:
+    ts, fin = parse_ts(row.get("started_at")), parse_ts(row.get("finished_at"))
+    start, end = (ts.timestamp() if ts else None), (fin.timestamp() if fin else None)
+    duration = (fin - ts).total_seconds() * 1000.0 if ts is not None and fin is not None else None
+    day = ts.astimezone(UTC).date().isoformat() if ts else None
+    return (row["task_id"], version, body, _text(row.get("title")),
+            _text(row.get("agent")), _text(row.get("status")), _text(row.get("started_at")),
+            _text(row.get("finished_at")), start, end, duration, day, _fold(row.get("title")),
+            _fold(row["task_id"]), _fold(row.get("agent")))
+
+
+def _step_values(row: Row, version: int, body: str) -> tuple:
+    duration = row.get("duration_ms")
+    duration = float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None
+    success = 1 if row.get("success", True) else 0
+    created = parse_ts(row.get("created_at"))
+    return (row["id"], row["task_id"], row["step_number"], version, body,
+            _text(row.get("step_type")), success, duration, _text(row.get("created_at")),
+            created.timestamp() if created else None, _text(row.get("error_type")),
+            error_group(row.get("error_message")) if not success else None,
+            created.astimezone(UTC).date().isoformat() if created else None, duration_bucket(duration),
+            # error categories count the steps whose success is false itself (not missing or null)
+            1 if row.get("success") is False else 0, _text(row.get("error_category")))
+
+
+def duration_bucket(duration: float | None) -> int | None:
+    """A coarse, monotonic bucket of a duration (8 per doubling): the statistics count steps per
+    bucket and day (``type_hist``), so an exact percentile reads the steps of one bucket only."""
+    if duration is None:
+        return None
+    if not math.isfinite(duration):
+        return 1 << 20 if duration > 0 else -(1 << 20)  # NaN sorts last, as in PostgreSQL
+    scaled = math.floor(math.log2(1.0 + abs(duration)) * 8)
+    return scaled if duration >= 0 else -1 - scaled
+
+
+def load_row(rec: str) -> Row:
+    """The row of a stored journal record (a stepsdk 0.1 screenshot row with its key renamed)."""
+    row: Row = json.loads(rec)["row"]
+    return upgrade_screenshot_row(row)
+
+
+def iter_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
+    cur = conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    for values in cur:
+        yield dict(zip(names, values, strict=True))
