@@ -1,8 +1,8 @@
 """Tasks whose recording process died without finishing them (SIGKILL, OOM, power loss).
 
 Found from the backup alone: the newest version of the task row is `running`, it was written
-by a journal that has no closing record, and that journal's writer (pid on this host) no longer
-exists. Such a task is marked `interrupted`, `finished_at` at its last recorded activity, with
+by a journal that has no closing record, that journal's writer (pid on this host) no longer
+exists, and no journal holding the task changed after it was read (else the next run decides). Such a task is marked `interrupted`, `finished_at` at its last recorded activity, with
 `metadata.abandoned = {pid, host, writer, detected_at}`, as a new version of the task row.
 
 Run by `stepsdk resync` (which then uploads it), `stepsdk status`, and every tracker's start on
@@ -39,6 +39,10 @@ def abandoned_tasks(snap: BackupSnapshot, exclude: set[str] | frozenset[str] = f
         if info is None or info.closed or info.archived or info.pid is None:
             continue
         if any(h.writer_alive for h in holders.get(task_id, ())):
+            continue
+        # the writers are gone now, but they may have written after the folder was read (a
+        # tracker finishing beside a resync): only a journal unchanged since its read is final
+        if info.changed_since_read or any(h.changed_since_read for h in holders.get(task_id, ())):
             continue
         last = _last_activity(row, snap.steps.get(task_id, ()))
         metadata = dict(row.get("metadata") or {})

@@ -433,6 +433,7 @@ class JournalInfo:
     pid: int | None = None
     host: str | None = None
     records: int = 0
+    size_read: int = -1  # the file's size just before it was read (-1: unknown)
     # (table, key) -> the newest version this journal holds (an archived journal confirms only those)
     data_versions: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
@@ -444,6 +445,14 @@ class JournalInfo:
     def holds(self, table: str, key: str, version: int) -> None:
         if version > self.data_versions.get((table, key), -1):
             self.data_versions[(table, key)] = version
+
+    @property
+    def changed_since_read(self) -> bool:
+        """Whether the file grew (or went) after it was read: what was read is not its last word."""
+        try:
+            return self.size_read < 0 or self.path.stat().st_size != self.size_read
+        except OSError:
+            return True
 
     @property
     def writer_alive(self) -> bool:
@@ -635,6 +644,7 @@ class BackupStore:
             info = JournalInfo(path=path, archived=archived)
             snap.journals.append(info)
             try:
+                info.size_read = path.stat().st_size
                 lines = list(iter_journal(path))
             except FileNotFoundError:  # moved to archive/ while we listed: read it there
                 moved = self.path / ARCHIVE_DIR / path.name

@@ -579,3 +579,20 @@ def test_a_counter_file_emptied_by_a_crash_does_not_restart_step_numbers(tmp_pat
     with local(tmp_path, task_id="emptied") as t:
         numbers = [t.record_step("action", {"run": 2}).step_number for _ in range(3)]
     assert numbers == [6, 7, 8]
+
+
+# ------------------------------------------------------------------------------------------ stale reads
+def test_a_task_finished_after_the_backup_was_read_is_not_marked_abandoned(tmp_path: Path) -> None:
+    """Resync beside a live tracker (found flaky under load): resync reads the folder while the
+    task is `running`, the tracker then finishes and closes (its lease released), and the
+    lookup, asking about writers only now, took the read's `running` for a dead writer's: the
+    finished task was marked `interrupted` with a newer version than its `success`."""
+    t = StepTracker(title="finishing", backup_dir=tmp_path, supabase_url="", supabase_key="")
+    t.record_step("action", {"i": 1})
+    assert t.flush(5).ok
+    snap = BackupStore(tmp_path).read()  # what a concurrent resync saw
+    assert snap.tasks[t.task_id]["status"] == "running"
+    t.finish("success")
+    t.close(5)
+    assert abandoned_tasks(snap) == []
+    assert abandoned_tasks(BackupStore(tmp_path).read()) == []
