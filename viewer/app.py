@@ -12,6 +12,10 @@ from . import DEFAULT_HOST
 from .data.base import DataSource
 
 log = logging.getLogger("stepsdk.viewer")
+# A page view whose browser never opens its websocket (a script, a crawler, a load test) is
+# kept by NiceGUI for 60 s; a browser connects within seconds, so the viewer lets such views go
+# after this long (benchmarks/README.md, "Backup index": the load test's memory).
+UNCONNECTED_PAGE_TTL_S = 20.0
 
 
 def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_hosts: Sequence[str] = (),
@@ -96,5 +100,9 @@ def run(source: DataSource, *, host: str = DEFAULT_HOST, port: int = 8080, show:
             log.warning("viewer: only loopback names are accepted in the Host header; "
                         "add --allowed-host NAME for the name or address others use")
 
+    from nicegui import app
+    from nicegui.client import Client
+
+    app.timer(5.0, lambda: Client.prune_instances(client_age_threshold=UNCONNECTED_PAGE_TTL_S))
     ui.run(host=host, port=port, reload=False, show=show, uvicorn_logging_level="warning",
            **run_options())  # type: ignore[arg-type]
