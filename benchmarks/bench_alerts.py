@@ -57,19 +57,45 @@ def generate(root: Path, tasks: int, steps: int) -> None:
     for i in range(tasks):
         started = now - timedelta(seconds=i * 3600 / tasks)
         task_id = f"bench-{i}"
-        records = [{"k": "task", "v": 1, "row": {
-            "task_id": task_id, "title": f"Task {i}", "agent": "bench", "status": "failed" if i % 4 == 0 else "success",
-            "started_at": started.isoformat(), "finished_at": (started + timedelta(seconds=30)).isoformat(),
-            "metadata": {}}}]
+        records = [
+            {
+                "k": "task",
+                "v": 1,
+                "row": {
+                    "task_id": task_id,
+                    "title": f"Task {i}",
+                    "agent": "bench",
+                    "status": "failed" if i % 4 == 0 else "success",
+                    "started_at": started.isoformat(),
+                    "finished_at": (started + timedelta(seconds=30)).isoformat(),
+                    "metadata": {},
+                },
+            }
+        ]
         for n in range(1, steps + 1):
             failed = (i + n) % 13 == 0
-            records.append({"k": "step", "row": {
-                "id": str(uuid.uuid4()), "task_id": task_id, "step_number": n,
-                "step_type": ("thinking", "action")[n % 2], "step_data": {}, "duration_ms": float((i * 7 + n * 13) % 3000),
-                "success": not failed, "error_type": "TimeoutError" if failed else None,
-                "error_message": f"Element {i % 20} not found" if failed else None,
-                "created_at": (started + timedelta(seconds=n)).isoformat(), "metadata": {}, "name": f"step {n % 5}",
-                "usage": {"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050} if n % 2 else None}})
+            records.append(
+                {
+                    "k": "step",
+                    "row": {
+                        "id": str(uuid.uuid4()),
+                        "task_id": task_id,
+                        "step_number": n,
+                        "step_type": ("thinking", "action")[n % 2],
+                        "step_data": {},
+                        "duration_ms": float((i * 7 + n * 13) % 3000),
+                        "success": not failed,
+                        "error_type": "TimeoutError" if failed else None,
+                        "error_message": f"Element {i % 20} not found" if failed else None,
+                        "created_at": (started + timedelta(seconds=n)).isoformat(),
+                        "metadata": {},
+                        "name": f"step {n % 5}",
+                        "usage": {"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050}
+                        if n % 2
+                        else None,
+                    },
+                }
+            )
         writer.append(records)
     writer.close()
 
@@ -86,7 +112,12 @@ def main_bench() -> None:
         generate(root, args.tasks, args.steps)
         print(f"generated {args.tasks:,} tasks x {args.steps} steps in {time.perf_counter() - t0:.1f} s")
         rules.write_text(RULES)
-        for name in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY", "STEPSDK_ALERT_WEBHOOK"):
+        for name in (
+            "SUPABASE_URL",
+            "SUPABASE_SECRET_KEY",
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "STEPSDK_ALERT_WEBHOOK",
+        ):
             os.environ.pop(name, None)
         walls, statuses = [], []
         devnull = open(os.devnull, "w")  # noqa: SIM115 - the console lines of the first check
@@ -99,8 +130,10 @@ def main_bench() -> None:
         finally:
             sys.stdout = stdout
             devnull.close()
-        print(f"alerts check (4 rules, local backup): median {statistics.median(walls) * 1000:.0f} ms, "
-              f"best {min(walls) * 1000:.0f} ms; exit statuses {statuses}")
+        print(
+            f"alerts check (4 rules, local backup): median {statistics.median(walls) * 1000:.0f} ms, "
+            f"best {min(walls) * 1000:.0f} ms; exit statuses {statuses}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,13 @@ SHOT_EVERY = 250
 def _config(stack: Any, folder: Path, **kw: Any) -> Any:
     from stepsdk.config import Config
 
-    opts = {"probe_min": 0.2, "probe_max": 1.0, "retry_max_time": 20.0, "request_timeout": 1.0,
-            "connect_timeout": 1.0} | kw
+    opts = {
+        "probe_min": 0.2,
+        "probe_max": 1.0,
+        "retry_max_time": 20.0,
+        "request_timeout": 1.0,
+        "connect_timeout": 1.0,
+    } | kw
     return Config.resolve(stack.url, stack.service_role_key, folder, **opts)
 
 
@@ -39,21 +44,38 @@ def _record(tracker: Any, n: int) -> tuple[list[Any], float]:
     from PIL import Image
 
     start = time.monotonic()
-    steps = [tracker.record_step("action" if i % 2 else "thinking", {"i": i, "nested": {"k": [i, str(i)]}},
-                                 thinking=f"t{i}", duration_ms=float(i), success=i % 5 != 0,
-                                 screenshot=Image.new("RGB", (64, 128), (i % 256, 0, 0)) if i % SHOT_EVERY == 0 else None)
-             for i in range(n)]
+    steps = [
+        tracker.record_step(
+            "action" if i % 2 else "thinking",
+            {"i": i, "nested": {"k": [i, str(i)]}},
+            thinking=f"t{i}",
+            duration_ms=float(i),
+            success=i % 5 != 0,
+            screenshot=Image.new("RGB", (64, 128), (i % 256, 0, 0)) if i % SHOT_EVERY == 0 else None,
+        )
+        for i in range(n)
+    ]
     return steps, time.monotonic() - start
 
 
 def _db_counts(stack: Any, task_id: str) -> dict[str, int]:
-    row = stack.sql("select count(*) as n, count(distinct id) as ids, count(distinct step_number) as nums, "
-                    "count(screenshot_path) as with_shot from public.task_steps where task_id = %s", (task_id,))[0]
-    shots = stack.sql("select count(*) as n, count(distinct step_id) as d from public.step_screenshots "
-                      "where task_id = %s", (task_id,))[0]
-    return {"rows": row["n"], "distinct ids": row["ids"], "distinct numbers": row["nums"],
-            "rows with screenshot": row["with_shot"], "screenshot rows": shots["n"],
-            "screenshot rows (distinct steps)": shots["d"]}
+    row = stack.sql(
+        "select count(*) as n, count(distinct id) as ids, count(distinct step_number) as nums, "
+        "count(screenshot_path) as with_shot from public.task_steps where task_id = %s",
+        (task_id,),
+    )[0]
+    shots = stack.sql(
+        "select count(*) as n, count(distinct step_id) as d from public.step_screenshots where task_id = %s",
+        (task_id,),
+    )[0]
+    return {
+        "rows": row["n"],
+        "distinct ids": row["ids"],
+        "distinct numbers": row["nums"],
+        "rows with screenshot": row["with_shot"],
+        "screenshot rows": shots["n"],
+        "screenshot rows (distinct steps)": shots["d"],
+    }
 
 
 def _ts(v: Any) -> dt.datetime:
@@ -81,7 +103,9 @@ def outage(stack: Any, n: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="chaos-outage-"))
     stack.faults.start_outage()
     try:
-        t = StepTracker(title="offline run", config=_config(stack, folder, retry_max_time=2.0), buffer_size=50)
+        t = StepTracker(
+            title="offline run", config=_config(stack, folder, retry_max_time=2.0), buffer_size=50
+        )
         _, record_s = _record(t, n)
         start = time.monotonic()
         result = t.finish("success", result="done offline")
@@ -93,15 +117,24 @@ def outage(stack: Any, n: int) -> dict[str, Any]:
     report = Resync(folder, _config(stack, folder)).run()
     resync_s = time.monotonic() - start
     snap = BackupStore(folder).read()
-    out = {"steps recorded": n, "backed up at close": result.backed_up, "uploaded by the tracker": result.uploaded,
-           "resync uploaded": report.uploaded["task_steps"], "resync failed": len(report.failed)}
+    out = {
+        "steps recorded": n,
+        "backed up at close": result.backed_up,
+        "uploaded by the tracker": result.uploaded,
+        "resync uploaded": report.uploaded["task_steps"],
+        "resync failed": len(report.failed),
+    }
     out |= _db_counts(stack, t.task_id)
     out["fields differing from the backup"] = _field_mismatches(stack, t.task_id, snap.steps[t.task_id])
     out["pending after resync"] = len(snap.pending_steps()) + len(snap.pending_screenshots())
     out |= {"record_step loop (s)": record_s, "finish + close (s)": close_s, "resync (s)": resync_s}
-    ok = (out["rows"] == out["distinct ids"] == out["distinct numbers"] == n and report.ok
-          and out["fields differing from the backup"] == 0 and out["pending after resync"] == 0
-          and out["screenshot rows"] == out["rows with screenshot"] == len(range(0, n, SHOT_EVERY)))
+    ok = (
+        out["rows"] == out["distinct ids"] == out["distinct numbers"] == n
+        and report.ok
+        and out["fields differing from the backup"] == 0
+        and out["pending after resync"] == 0
+        and out["screenshot rows"] == out["rows with screenshot"] == len(range(0, n, SHOT_EVERY))
+    )
     return out | {"ok": ok}
 
 
@@ -110,8 +143,14 @@ def flaky(stack: Any, n: int) -> dict[str, Any]:
     from stepsdk.store.backup import BackupStore
 
     folder = Path(tempfile.mkdtemp(prefix="chaos-flaky-"))
-    stack.faults.fail_fraction("* /rest/v1/*", 0.2, kinds=("500", "503", "429", "reset", "hang", "commit_then_fail"),
-                               seed=7, hang_seconds=3.0, retry_after=0)
+    stack.faults.fail_fraction(
+        "* /rest/v1/*",
+        0.2,
+        kinds=("500", "503", "429", "reset", "hang", "commit_then_fail"),
+        seed=7,
+        hang_seconds=3.0,
+        retry_after=0,
+    )
     stack.faults.fail_fraction("* /storage/v1/*", 0.2, kinds=("500", "reset", "commit_then_fail"), seed=8)
     t = StepTracker(config=_config(stack, folder), buffer_size=10, flush_interval=0.2)  # ~600 requests
     _, record_s = _record(t, n)
@@ -125,16 +164,25 @@ def flaky(stack: Any, n: int) -> dict[str, Any]:
     stack.faults.clear()
     snap = BackupStore(folder).read()
     stats = t.stats()
-    out = {"steps recorded": n, "uploaded by the tracker": result.uploaded, "rejected": result.rejected,
-           "request retries": stats.retried, "faults injected": sum(injected.values()),
-           "faults by kind": ", ".join(f"{k} {v}" for k, v in sorted(injected.items()))}
+    out = {
+        "steps recorded": n,
+        "uploaded by the tracker": result.uploaded,
+        "rejected": result.rejected,
+        "request retries": stats.retried,
+        "faults injected": sum(injected.values()),
+        "faults by kind": ", ".join(f"{k} {v}" for k, v in sorted(injected.items())),
+    }
     out |= _db_counts(stack, t.task_id)
-    out["pending in the backup"] = (len(snap.pending_steps()) + len(snap.pending_screenshots())
-                                    + len(snap.pending_tasks()))
+    out["pending in the backup"] = (
+        len(snap.pending_steps()) + len(snap.pending_screenshots()) + len(snap.pending_tasks())
+    )
     out |= {"record_step loop (s)": record_s, "until all uploaded (s)": upload_s}
-    ok = (out["rows"] == out["distinct ids"] == out["distinct numbers"] == n == result.uploaded
-          and out["pending in the backup"] == 0 and not result.rejected
-          and out["screenshot rows"] == out["screenshot rows (distinct steps)"] == len(range(0, n, SHOT_EVERY)))
+    ok = (
+        out["rows"] == out["distinct ids"] == out["distinct numbers"] == n == result.uploaded
+        and out["pending in the backup"] == 0
+        and not result.rejected
+        and out["screenshot rows"] == out["screenshot rows (distinct steps)"] == len(range(0, n, SHOT_EVERY))
+    )
     return out | {"ok": ok}
 
 

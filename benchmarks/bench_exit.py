@@ -59,8 +59,9 @@ def at_exit(url: str, steps: int) -> tuple[float, int]:
     from stepsdk.store.backup import BackupStore
 
     with tempfile.TemporaryDirectory() as folder:
-        proc = subprocess.run([sys.executable, "-c", CHILD, folder, url, str(steps)], capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, folder, url, str(steps)], capture_output=True, text=True, timeout=60
+        )
         recorded, exited = map(float, proc.stdout.split())
         kept = sum(len(v) for v in BackupStore(folder).read().steps.values())
         return exited - recorded, kept
@@ -77,8 +78,10 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    backends = {"black hole (accepts, never answers)": f"http://127.0.0.1:{hole.getsockname()[1]}",
-                "closed port (connection refused)": f"http://127.0.0.1:{closed_port}"}
+    backends = {
+        "black hole (accepts, never answers)": f"http://127.0.0.1:{hole.getsockname()[1]}",
+        "closed port (connection refused)": f"http://127.0.0.1:{closed_port}",
+    }
     print(f"\nexit bounds, {args.steps} steps recorded, {args.runs} runs each (seconds: median / worst)\n")
     print("| backend | flush | with-exit | interpreter exit | steps in the backup |")
     print("|---|---:|---:|---:|---:|")
@@ -92,8 +95,10 @@ def main() -> None:
             interps.append(i)
             kept += [k, k2]
         cell = lambda xs: f"{statistics.median(xs):.2f} / {max(xs):.2f}"  # noqa: E731
-        print(f"| {name} | {cell(flushes)} | {cell(exits)} | {cell(interps)} | "
-              f"{min(kept)}-{max(kept)} of {args.steps} |")
+        print(
+            f"| {name} | {cell(flushes)} | {cell(exits)} | {cell(interps)} | "
+            f"{min(kept)}-{max(kept)} of {args.steps} |"
+        )
     hole.close()
 
 

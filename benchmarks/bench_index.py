@@ -32,24 +32,45 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 VERBS = ["open", "tap", "enable", "check", "swipe to", "search for", "buy", "close"]
-OBJECTS = ["wifi toggle", "settings menu", "checkout button", "cart", "search field", "profile page",
-           "notification", "login form", "map view", "camera"]
+OBJECTS = [
+    "wifi toggle",
+    "settings menu",
+    "checkout button",
+    "cart",
+    "search field",
+    "profile page",
+    "notification",
+    "login form",
+    "map view",
+    "camera",
+]
 TYPES = ["thinking", "action", "screenshot", "action", "validation"]
 
 
 def _step(task_id: str, t: int, n: int, started: datetime) -> dict[str, Any]:
     failed = (t + n) % 37 == 0
-    return {"k": "step", "row": {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")), "task_id": task_id, "step_number": n,
-        "step_type": TYPES[n % len(TYPES)], "name": f"{VERBS[n % 8]} {OBJECTS[(t + n) % 10]}",
-        "step_data": {"action": VERBS[n % 8], "x": (t * 7 + n) % 1080, "y": (t * 13 + n) % 2400},
-        "thinking": f"Step {n}: I will {VERBS[(t + n) % 8]} the {OBJECTS[(t * 3 + n) % 10]} on screen {t % 50}",
-        "action_result": {"ok": not failed}, "screenshot_path": None,
-        "duration_ms": float(50 + (t * 7 + n * 13) % 2000), "success": not failed,
-        "error_type": "ElementNotFound" if failed else None,
-        "error_message": f"no element at ({(t * 7) % 1080}, {(n * 13) % 2400})" if failed else None,
-        "stack_trace": None, "started_at": None, "metadata": {},
-        "created_at": (started + timedelta(seconds=n)).isoformat()}}
+    return {
+        "k": "step",
+        "row": {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")),
+            "task_id": task_id,
+            "step_number": n,
+            "step_type": TYPES[n % len(TYPES)],
+            "name": f"{VERBS[n % 8]} {OBJECTS[(t + n) % 10]}",
+            "step_data": {"action": VERBS[n % 8], "x": (t * 7 + n) % 1080, "y": (t * 13 + n) % 2400},
+            "thinking": f"Step {n}: I will {VERBS[(t + n) % 8]} the {OBJECTS[(t * 3 + n) % 10]} on screen {t % 50}",
+            "action_result": {"ok": not failed},
+            "screenshot_path": None,
+            "duration_ms": float(50 + (t * 7 + n * 13) % 2000),
+            "success": not failed,
+            "error_type": "ElementNotFound" if failed else None,
+            "error_message": f"no element at ({(t * 7) % 1080}, {(n * 13) % 2400})" if failed else None,
+            "stack_trace": None,
+            "started_at": None,
+            "metadata": {},
+            "created_at": (started + timedelta(seconds=n)).isoformat(),
+        },
+    }
 
 
 def generate(root: Path, tasks: int, steps: int, journals: int) -> float:
@@ -65,12 +86,25 @@ def generate(root: Path, tasks: int, steps: int, journals: int) -> float:
             task_id = f"task-{t:07d}"
             started = now - timedelta(seconds=30 * t)
             n_steps = per_task + (1 if t < extra else 0)
-            batch.append({"k": "task", "v": 1, "row": {
-                "task_id": task_id, "title": f"{VERBS[t % 8].capitalize()} the {OBJECTS[t % 10]} #{t}",
-                "description": None, "agent": f"agent-{t % 20}", "status": "failed" if t % 10 == 0 else "success",
-                "started_at": started.isoformat(), "finished_at": (started + timedelta(seconds=n_steps)).isoformat(),
-                "result": f"done {OBJECTS[t % 10]}", "error_message": None, "metadata": {"model": f"m{t % 3}"},
-                "owner_id": None}})
+            batch.append(
+                {
+                    "k": "task",
+                    "v": 1,
+                    "row": {
+                        "task_id": task_id,
+                        "title": f"{VERBS[t % 8].capitalize()} the {OBJECTS[t % 10]} #{t}",
+                        "description": None,
+                        "agent": f"agent-{t % 20}",
+                        "status": "failed" if t % 10 == 0 else "success",
+                        "started_at": started.isoformat(),
+                        "finished_at": (started + timedelta(seconds=n_steps)).isoformat(),
+                        "result": f"done {OBJECTS[t % 10]}",
+                        "error_message": None,
+                        "metadata": {"model": f"m{t % 3}"},
+                        "owner_id": None,
+                    },
+                }
+            )
             batch.extend(_step(task_id, t, n, started) for n in range(1, n_steps + 1))
             if len(batch) >= 5000:
                 writer.append(batch)
@@ -80,11 +114,28 @@ def generate(root: Path, tasks: int, steps: int, journals: int) -> float:
         writer.close()
     big = JournalWriter(root, name="bench-big")
     started = now - timedelta(hours=1)
-    big.append([{"k": "task", "v": 1, "row": {
-        "task_id": "big-task", "title": "A task of 1,000 steps", "description": None, "agent": "agent-0",
-        "status": "success", "started_at": started.isoformat(),
-        "finished_at": (started + timedelta(seconds=1000)).isoformat(), "result": None, "error_message": None,
-        "metadata": {}, "owner_id": None}}, *(_step("big-task", 1, n, started) for n in range(1, 1001))])
+    big.append(
+        [
+            {
+                "k": "task",
+                "v": 1,
+                "row": {
+                    "task_id": "big-task",
+                    "title": "A task of 1,000 steps",
+                    "description": None,
+                    "agent": "agent-0",
+                    "status": "success",
+                    "started_at": started.isoformat(),
+                    "finished_at": (started + timedelta(seconds=1000)).isoformat(),
+                    "result": None,
+                    "error_message": None,
+                    "metadata": {},
+                    "owner_id": None,
+                },
+            },
+            *(_step("big-task", 1, n, started) for n in range(1, 1001)),
+        ]
+    )
     big.close()
     return time.perf_counter() - start
 
@@ -121,11 +172,16 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
 
     cases = {
         "task list, page 1 (25 newest, with total)": lambda: src.list_tasks(TaskFilters(), Sort(), 1, 25),
-        "task list sorted by failed_steps": lambda: src.list_tasks(TaskFilters(), Sort("failed_steps", True), 1, 25),
+        "task list sorted by failed_steps": lambda: src.list_tasks(
+            TaskFilters(), Sort("failed_steps", True), 1, 25
+        ),
         "task list sorted by success_rate, page 200": lambda: src.list_tasks(
-            TaskFilters(), Sort("success_rate", False), 200, 25),
+            TaskFilters(), Sort("success_rate", False), 200, 25
+        ),
         "task list filtered by agent": lambda: src.list_tasks(TaskFilters(agent="agent-3"), Sort(), 1, 25),
-        "task list, title search 'checkout'": lambda: src.list_tasks(TaskFilters(search="checkout"), Sort(), 1, 25),
+        "task list, title search 'checkout'": lambda: src.list_tasks(
+            TaskFilters(search="checkout"), Sort(), 1, 25
+        ),
         "task of 1,000 steps (task, 50 steps, shots, durations, types)": task_page,
         "statistics page, 14 days": lambda: stats_payload(src, 14, 10, None),
         "statistics page, 90 days, one agent": lambda: stats_payload(src, 90, 10, "agent-3"),
@@ -144,31 +200,58 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         times[name] = statistics.median(samples)
     writer = JournalWriter(root, name="bench-incremental")
     now = datetime.now(UTC)
-    writer.append([{"k": "task", "v": 1, "row": {"task_id": "incremental", "title": "new", "agent": "agent-1",
-                                                 "status": "running", "started_at": now.isoformat()}},
-                   *(_step("incremental", 2, n, now) for n in range(1, 1001))])
+    writer.append(
+        [
+            {
+                "k": "task",
+                "v": 1,
+                "row": {
+                    "task_id": "incremental",
+                    "title": "new",
+                    "agent": "agent-1",
+                    "status": "running",
+                    "started_at": now.isoformat(),
+                },
+            },
+            *(_step("incremental", 2, n, now) for n in range(1, 1001)),
+        ]
+    )
     writer.close()
     t0 = time.perf_counter()
     rows, _ = src.list_tasks(TaskFilters(), Sort(), 1, 25)
     incremental = time.perf_counter() - t0
     assert rows[0]["task_id"] == "incremental" and rows[0]["total_steps"] == 1000
     counts = src.index.counts()
-    return {"build_s": build, "reopen_ms": reopen * 1000, "times_ms": times, "incremental_ms": incremental * 1000,
-            "rss_mb": _rss(), "build_rss_mb": build_rss, "index_mb": (root / "index.sqlite3").stat().st_size / 2**20,
-            "wal_mb": (Path(f"{root / 'index.sqlite3'}-wal").stat().st_size / 2**20
-                       if Path(f"{root / 'index.sqlite3'}-wal").exists() else 0.0),
-            "counts": counts}
+    return {
+        "build_s": build,
+        "reopen_ms": reopen * 1000,
+        "times_ms": times,
+        "incremental_ms": incremental * 1000,
+        "rss_mb": _rss(),
+        "build_rss_mb": build_rss,
+        "index_mb": (root / "index.sqlite3").stat().st_size / 2**20,
+        "wal_mb": (
+            Path(f"{root / 'index.sqlite3'}-wal").stat().st_size / 2**20
+            if Path(f"{root / 'index.sqlite3'}-wal").exists()
+            else 0.0
+        ),
+        "counts": counts,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=2_000_000)
     parser.add_argument("--journals", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", help="backup folder to create (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
-    parser.add_argument("--reuse-index", action="store_true", help="keep an existing index (no build measured)")
+    parser.add_argument(
+        "--reuse-index", action="store_true", help="keep an existing index (no build measured)"
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -178,15 +261,21 @@ def main() -> None:
     try:
         if not (root / "journal").exists():
             gen = generate(root, args.tasks, args.steps, args.journals)
-            print(f"generated {args.tasks:,} tasks / {args.steps + 1000:,} steps in {args.journals + 1} journals "
-                  f"({sum(p.stat().st_size for p in (root / 'journal').iterdir()) / 2**20:,.0f} MB) in {gen:.0f} s",
-                  flush=True)
+            print(
+                f"generated {args.tasks:,} tasks / {args.steps + 1000:,} steps in {args.journals + 1} journals "
+                f"({sum(p.stat().st_size for p in (root / 'journal').iterdir()) / 2**20:,.0f} MB) in {gen:.0f} s",
+                flush=True,
+            )
         for name in ("index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"):
             if not args.reuse_index:
                 (root / name).unlink(missing_ok=True)
-        out = subprocess.run([sys.executable, __file__, "--measure", str(root), "--runs", str(args.runs)],
-                             check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(
-                                 Path(__file__).resolve().parents[1])})
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", str(root), "--runs", str(args.runs)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
         r = json.loads(out.stdout)
         print(f"\nrows in the index: {r['counts']}")
         print("\n| what | time |\n|---|---:|")
@@ -195,10 +284,14 @@ def main() -> None:
         for name, ms in r["times_ms"].items():
             print(f"| {name} | {ms:.0f} ms |")
         print(f"| incremental: next list call after 1,000 new steps | {r['incremental_ms']:.0f} ms |")
-        print(f"| RSS right after the first open (peak during the build) | {r['build_rss_mb']['VmRSS']:.0f} MB "
-              f"({r['build_rss_mb']['VmHWM']:.0f} MB) |")
-        print(f"| RSS of the viewer process after all of the above (peak) | {r['rss_mb']['VmRSS']:.0f} MB "
-              f"({r['rss_mb']['VmHWM']:.0f} MB) |")
+        print(
+            f"| RSS right after the first open (peak during the build) | {r['build_rss_mb']['VmRSS']:.0f} MB "
+            f"({r['build_rss_mb']['VmHWM']:.0f} MB) |"
+        )
+        print(
+            f"| RSS of the viewer process after all of the above (peak) | {r['rss_mb']['VmRSS']:.0f} MB "
+            f"({r['rss_mb']['VmHWM']:.0f} MB) |"
+        )
         print(f"| index file (+ WAL) | {r['index_mb']:.0f} MB (+ {r['wal_mb']:.0f} MB) |")
     finally:
         if not args.keep and not args.dir:

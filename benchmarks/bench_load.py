@@ -47,21 +47,45 @@ ROUTES = {
 def run_records(i: int, now: datetime) -> list[dict[str, Any]]:
     task_id = f"run-{i:05d}"
     started = now - timedelta(minutes=7 * i)
-    task = {"task_id": task_id, "title": f"Run {i}: open the {'wifi toggle' if i % 9 == 0 else 'settings'}",
-            "description": None, "agent": AGENTS[i % 5], "status": "failed" if i % 8 == 0 else "success",
-            "started_at": started.isoformat(), "finished_at": (started + timedelta(seconds=12)).isoformat(),
-            "result": None, "error_message": None, "metadata": {}, "owner_id": None}
+    task = {
+        "task_id": task_id,
+        "title": f"Run {i}: open the {'wifi toggle' if i % 9 == 0 else 'settings'}",
+        "description": None,
+        "agent": AGENTS[i % 5],
+        "status": "failed" if i % 8 == 0 else "success",
+        "started_at": started.isoformat(),
+        "finished_at": (started + timedelta(seconds=12)).isoformat(),
+        "result": None,
+        "error_message": None,
+        "metadata": {},
+        "owner_id": None,
+    }
     out: list[dict[str, Any]] = [{"k": "task", "v": 1, "row": task}]
     for n in range(1, 11):
         failed = (i + n) % 23 == 0
-        out.append({"k": "step", "row": {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")), "task_id": task_id, "step_number": n,
-            "step_type": ("thinking", "action", "screenshot")[n % 3], "step_data": {"x": n, "y": i % 2400},
-            "thinking": f"I will tap the {'wifi toggle' if (i + n) % 17 == 0 else 'next button'} ({n})",
-            "action_result": None, "screenshot_path": None, "duration_ms": float(40 + (i * 13 + n * 7) % 900),
-            "success": not failed, "error_type": "LookupError" if failed else None,
-            "error_message": f"no element at ({i % 1080}, {n * 40})" if failed else None, "stack_trace": None,
-            "started_at": None, "metadata": {}, "created_at": (started + timedelta(seconds=n)).isoformat()}})
+        out.append(
+            {
+                "k": "step",
+                "row": {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")),
+                    "task_id": task_id,
+                    "step_number": n,
+                    "step_type": ("thinking", "action", "screenshot")[n % 3],
+                    "step_data": {"x": n, "y": i % 2400},
+                    "thinking": f"I will tap the {'wifi toggle' if (i + n) % 17 == 0 else 'next button'} ({n})",
+                    "action_result": None,
+                    "screenshot_path": None,
+                    "duration_ms": float(40 + (i * 13 + n * 7) % 900),
+                    "success": not failed,
+                    "error_type": "LookupError" if failed else None,
+                    "error_message": f"no element at ({i % 1080}, {n * 40})" if failed else None,
+                    "stack_trace": None,
+                    "started_at": None,
+                    "metadata": {},
+                    "created_at": (started + timedelta(seconds=n)).isoformat(),
+                },
+            }
+        )
     return out
 
 
@@ -84,9 +108,9 @@ def seed_supabase(stack: Any, runs: list[list[dict[str, Any]]]) -> None:
     tasks = [r[0]["row"] for r in runs]
     steps = [s["row"] for r in runs for s in r[1:]]
     for i in range(0, len(tasks), 500):
-        client.table("tasks").upsert(tasks[i:i + 500]).execute()
+        client.table("tasks").upsert(tasks[i : i + 500]).execute()
     for i in range(0, len(steps), 1000):
-        client.table("task_steps").upsert(steps[i:i + 1000]).execute()
+        client.table("task_steps").upsert(steps[i : i + 1000]).execute()
     stack.sql("analyze")
 
 
@@ -134,10 +158,12 @@ async def load(url: str, pid: int, clients: int, seconds: float, task_ids: list[
 
 def report(title: str, result: dict[str, Any], seconds: float) -> None:
     total = sum(len(v) for v in result["latencies"].values())
-    print(f"\n### {title}\n\n{total:,} requests in {seconds:.0f} s ({total / seconds:.0f}/s), "
-          f"viewer RSS {result['rss'][0]:.0f} MB at start, {max(result['rss']):.0f} MB peak, "
-          f"{result['rss'][-1]:.0f} MB at the end (every 10 s: "
-          f"{', '.join(f'{v:.0f}' for v in result['rss'][::10])} MB)\n")
+    print(
+        f"\n### {title}\n\n{total:,} requests in {seconds:.0f} s ({total / seconds:.0f}/s), "
+        f"viewer RSS {result['rss'][0]:.0f} MB at start, {max(result['rss']):.0f} MB peak, "
+        f"{result['rss'][-1]:.0f} MB at the end (every 10 s: "
+        f"{', '.join(f'{v:.0f}' for v in result['rss'][::10])} MB)\n"
+    )
     print("| route | requests | errors | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
     for name, values in result["latencies"].items():
         values = sorted(values)
@@ -147,7 +173,9 @@ def report(title: str, result: dict[str, Any], seconds: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30)
@@ -164,8 +192,10 @@ def main() -> None:
         runs = generate(root, args.runs)
         t1 = time.perf_counter()
         BackupIndex(root).refresh()
-        print(f"{args.runs:,} runs ({args.runs} journals, {args.runs * 10:,} steps) generated in {t1 - t0:.0f} s, "
-              f"index built in {time.perf_counter() - t1:.1f} s")
+        print(
+            f"{args.runs:,} runs ({args.runs} journals, {args.runs * 10:,} steps) generated in {t1 - t0:.0f} s, "
+            f"index built in {time.perf_counter() - t1:.1f} s"
+        )
         task_ids = [r[0]["row"]["task_id"] for r in runs]
         server = ViewerServer(["--backup-dir", str(root)])
         try:
@@ -178,14 +208,20 @@ def main() -> None:
 
             with LocalStack.start() as stack:
                 seed_supabase(stack, runs)
-                server = ViewerServer(["--supabase-url", stack.url],
-                                      env={"SUPABASE_SECRET_KEY": stack.service_role_key})
+                server = ViewerServer(
+                    ["--supabase-url", stack.url], env={"SUPABASE_SECRET_KEY": stack.service_role_key}
+                )
                 try:
-                    result = asyncio.run(load(server.url, server.proc.pid, args.clients, args.seconds, task_ids))
+                    result = asyncio.run(
+                        load(server.url, server.proc.pid, args.clients, args.seconds, task_ids)
+                    )
                 finally:
                     server.stop()
-            report(f"Supabase source, local stack ({args.clients} clients, {args.seconds:.0f} s)", result,
-                   args.seconds)
+            report(
+                f"Supabase source, local stack ({args.clients} clients, {args.seconds:.0f} s)",
+                result,
+                args.seconds,
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -37,11 +37,20 @@ def main() -> None:
     proc = psutil.Process()
     payload = {"action": "type", "text": "hello world " * 20, "x": 540, "y": 720}
     with tempfile.TemporaryDirectory() as folder:
-        config = Config.resolve(f"http://127.0.0.1:{free_port()}", "k" * 40, folder,
-                                retry_max_time=1.0, probe_min=2.0, probe_max=10.0)
-        tracker = StepTracker(title="memory", config=config, max_in_memory=args.max_in_memory,
-                              max_queue=args.max_queue)
-        print(f"backend down; {args.steps:,} steps; max_in_memory={args.max_in_memory:,} max_queue={args.max_queue:,}\n")
+        config = Config.resolve(
+            f"http://127.0.0.1:{free_port()}",
+            "k" * 40,
+            folder,
+            retry_max_time=1.0,
+            probe_min=2.0,
+            probe_max=10.0,
+        )
+        tracker = StepTracker(
+            title="memory", config=config, max_in_memory=args.max_in_memory, max_queue=args.max_queue
+        )
+        print(
+            f"backend down; {args.steps:,} steps; max_in_memory={args.max_in_memory:,} max_queue={args.max_queue:,}\n"
+        )
         print("| steps | RSS MB | in memory | queue | spilled | journal MB | s |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         start = time.monotonic()
@@ -51,8 +60,11 @@ def main() -> None:
             if i % step == 0:
                 s = tracker.stats()
                 journal = tracker.journal_path.stat().st_size / 1e6 if tracker.journal_path.exists() else 0
-                print(f"| {i:,} | {proc.memory_info().rss / 1e6:.1f} | {s.in_memory:,} | {s.queue_depth:,} | "
-                      f"{s.spilled:,} | {journal:.1f} | {time.monotonic() - start:.1f} |", flush=True)
+                print(
+                    f"| {i:,} | {proc.memory_info().rss / 1e6:.1f} | {s.in_memory:,} | {s.queue_depth:,} | "
+                    f"{s.spilled:,} | {journal:.1f} | {time.monotonic() - start:.1f} |",
+                    flush=True,
+                )
         result = tracker.close(timeout=10)
         s = tracker.stats()
         print(f"\nclose: {result}; backed_up={s.backed_up:,} dropped={s.dropped}")

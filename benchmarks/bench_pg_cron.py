@@ -35,22 +35,32 @@ def main() -> None:
                from generate_series(1, %s) t
                union all
                select 'new-' || t, 'success', now() - interval '1 day', now() - interval '1 day'
-               from generate_series(1, 10) t""", (args.tasks,))
+               from generate_series(1, 10) t""",
+            (args.tasks,),
+        )
         stack.sql(
             """insert into public.task_steps (task_id, step_number, step_type, screenshot_path)
                select t.task_id, n, 'screenshot', lpad(to_hex(n), 2, '0') || '/' || md5(t.task_id || n) || '.webp'
-               from public.tasks t, generate_series(1, %s) n""", (args.steps,))
+               from public.tasks t, generate_series(1, %s) n""",
+            (args.steps,),
+        )
         stack.sql(
             """insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
-               select task_id, id, screenshot_path, 1000, repeat('ab', 32) from public.task_steps""")
+               select task_id, id, screenshot_path, 1000, repeat('ab', 32) from public.task_steps"""
+        )
         rows = stack.sql("select count(*) as n from public.task_steps")[0]["n"]
         [job] = stack.sql("select public.stepsdk_schedule_retention(interval '30 days', '* * * * *') as id")
         scheduled = time.monotonic()
-        print(f"scheduled job {job['id']} with {args.tasks + 10} tasks, {rows} steps; waiting for the next minute",
-              file=sys.stderr)
+        print(
+            f"scheduled job {job['id']} with {args.tasks + 10} tasks, {rows} steps; waiting for the next minute",
+            file=sys.stderr,
+        )
         while True:
-            done = stack.sql("select status, start_time, end_time, return_message from cron.job_run_details"
-                             " where jobid = %s and status in ('succeeded', 'failed')", (job["id"],))
+            done = stack.sql(
+                "select status, start_time, end_time, return_message from cron.job_run_details"
+                " where jobid = %s and status in ('succeeded', 'failed')",
+                (job["id"],),
+            )
             if done:
                 break
             if time.monotonic() - scheduled > 130:
@@ -59,15 +69,21 @@ def main() -> None:
         [run] = done
         left = stack.sql("select count(*) as n from public.tasks")[0]["n"]
         freed = stack.sql("select count(*) as n from public.stepsdk_freed_objects")[0]["n"]
-        [logged] = stack.sql("select tasks_deleted, objects_freed, finished_at - started_at as took"
-                             " from public.stepsdk_retention_runs")
+        [logged] = stack.sql(
+            "select tasks_deleted, objects_freed, finished_at - started_at as took"
+            " from public.stepsdk_retention_runs"
+        )
         stack.sql("select public.stepsdk_unschedule_retention()")
-        print("| tasks | steps | pg_cron status | waited for tick s | run took s | tasks deleted | tasks left |"
-              " objects queued |")
+        print(
+            "| tasks | steps | pg_cron status | waited for tick s | run took s | tasks deleted | tasks left |"
+            " objects queued |"
+        )
         print("|---|---|---|---|---|---|---|---|")
-        print(f"| {args.tasks + 10} | {rows} | {run['status']} | {time.monotonic() - scheduled:.0f} | "
-              f"{(run['end_time'] - run['start_time']).total_seconds():.2f} | {logged['tasks_deleted']} | {left} | "
-              f"{freed} |")
+        print(
+            f"| {args.tasks + 10} | {rows} | {run['status']} | {time.monotonic() - scheduled:.0f} | "
+            f"{(run['end_time'] - run['start_time']).total_seconds():.2f} | {logged['tasks_deleted']} | {left} | "
+            f"{freed} |"
+        )
     finally:
         stack.close()
 

@@ -55,6 +55,7 @@ def stepsdk_tracker(url: str, key: str) -> Iterator[Callable[[], object]]:
 
     with tempfile.TemporaryDirectory() as folder:
         tracker = StepTracker(title="bench", backup_dir=folder, supabase_url=url, supabase_key=key)
+
         def one() -> object:
             return tracker.record_step(StepType.ACTION, PAYLOAD, duration_ms=12.0)
 
@@ -91,8 +92,9 @@ def otel_tracer() -> Iterator[Callable[[], object]]:
 def langfuse_client() -> Iterator[Callable[[], object]]:
     from langfuse import Langfuse
 
-    client = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench",
-                      host=f"http://127.0.0.1:{free_port()}", timeout=1)
+    client = Langfuse(
+        public_key="pk-lf-bench", secret_key="sk-lf-bench", host=f"http://127.0.0.1:{free_port()}", timeout=1
+    )
 
     def one() -> None:
         client.start_observation(name="step", input=PAYLOAD).end()
@@ -121,7 +123,9 @@ def main() -> None:
 
     stack = LocalStack.start()
     try:
-        contenders: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Callable[[], object]]]]] = [
+        contenders: list[
+            tuple[str, Callable[[], contextlib.AbstractContextManager[Callable[[], object]]]]
+        ] = [
             ("bare queue.put (floor)", bare_queue),
             ("stepsdk, backend reachable", lambda: stepsdk_tracker(stack.url, stack.service_role_key)),
             ("stepsdk, backend down", lambda: stepsdk_tracker(f"http://127.0.0.1:{free_port()}", "k" * 40)),
@@ -138,7 +142,9 @@ def main() -> None:
             rows.append((name, median, p99, spilled))
         floor = rows[0][1]
         print(f"\nrecord one step on the caller's thread, {args.calls:,} calls each, payload {PAYLOAD}\n")
-        print("| contender | median µs | p99 µs | median / queue.put | steps written on the caller's thread (queue full) |")
+        print(
+            "| contender | median µs | p99 µs | median / queue.put | steps written on the caller's thread (queue full) |"
+        )
         print("|---|---:|---:|---:|---:|")
         for name, median, p99, spilled in rows:
             print(f"| {name} | {median:.2f} | {p99:.2f} | {median / floor:.1f}× | {spilled} |")

@@ -36,7 +36,9 @@ def median_ms(fn: Any, runs: int, source: Any = None) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--steps-per-task", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5)
@@ -58,12 +60,14 @@ def main() -> None:
             tasks = list(snap.tasks.values())
             steps = [s for rows in snap.steps.values() for s in rows]
             for i in range(0, len(tasks), 1000):
-                client.table("tasks").upsert(tasks[i:i + 1000]).execute()
+                client.table("tasks").upsert(tasks[i : i + 1000]).execute()
             for i in range(0, len(steps), 1000):
-                client.table("task_steps").upsert(steps[i:i + 1000]).execute()
+                client.table("task_steps").upsert(steps[i : i + 1000]).execute()
             stack.sql("analyze")
-            sources = {"backup (SQLite index)": BackupSource(root),
-                       "Supabase (local stack)": SupabaseSource(stack.url, stack.service_role_key, timeout=60)}
+            sources = {
+                "backup (SQLite index)": BackupSource(root),
+                "Supabase (local stack)": SupabaseSource(stack.url, stack.service_role_key, timeout=60),
+            }
             sources["backup (SQLite index)"].agents()  # builds the index
             calls = {
                 "search 'wifi toggle' (100 matches)": lambda s: s.search("wifi toggle", 100),
@@ -76,7 +80,9 @@ def main() -> None:
             print(f"\n{args.tasks:,} tasks, {len(steps):,} steps\n")
             print("| call | " + " | ".join(sources) + " |\n|---|" + "---:|" * len(sources))
             for name, call in calls.items():
-                cells = [f"{median_ms(lambda s=s, c=call: c(s), args.runs, s):.0f} ms" for s in sources.values()]
+                cells = [
+                    f"{median_ms(lambda s=s, c=call: c(s), args.runs, s):.0f} ms" for s in sources.values()
+                ]
                 print(f"| {name} | " + " | ".join(cells) + " |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,8 +53,11 @@ def stage_table(runs: int) -> None:
         "sensitive, redact": (Config.resolve("", "", "unused", screenshot_policy="redact"), True, None),
         "2 regions, black": (Config.resolve("", "", "unused"), None, REGIONS),
         "2 regions, blur": (Config.resolve("", "", "unused", region_style="blur"), None, REGIONS),
-        "encrypt + 2 regions blur": (Config.resolve("", "", "unused", screenshot_policy="encrypt",
-                                                    region_style="blur"), True, REGIONS),
+        "encrypt + 2 regions blur": (
+            Config.resolve("", "", "unused", screenshot_policy="encrypt", region_style="blur"),
+            True,
+            REGIONS,
+        ),
     }
     screens = {name: png_bytes(make()) for name, make in SCREENS.items()}
     print(f"| screenshot stage, CPU ms (median of {runs}) | " + " | ".join(screens) + " | max |")
@@ -89,7 +92,11 @@ def hot_path(calls: int) -> None:
     payload = {"action": "tap", "x": 540, "y": 720}
     regions = list(REGIONS)
 
-    with tempfile.TemporaryDirectory() as tmp, StepTracker(backup_dir=tmp, supabase_url="", supabase_key="") as tracker:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        StepTracker(backup_dir=tmp, supabase_url="", supabase_key="") as tracker,
+    ):
+
         def measure(fn: Callable[[], object]) -> float:
             samples = []
             for i in range(calls + 100):
@@ -105,9 +112,11 @@ def hot_path(calls: int) -> None:
             "record_step, no screenshot": lambda: tracker.record_step("action", payload),
             "record_step, screenshot": lambda: tracker.record_step("action", payload, screenshot=shot),
             "record_step, screenshot, sensitive=True": lambda: tracker.record_step(
-                "action", payload, screenshot=shot, sensitive=True),
+                "action", payload, screenshot=shot, sensitive=True
+            ),
             "record_step, screenshot, sensitive, 2 redact_regions": lambda: tracker.record_step(
-                "action", payload, screenshot=shot, sensitive=True, redact_regions=regions),
+                "action", payload, screenshot=shot, sensitive=True, redact_regions=regions
+            ),
         }
         rows = {label: measure(fn) for label, fn in variants.items()}
         spilled = tracker.stats().spilled

@@ -26,8 +26,12 @@ from stepsdk.share.run import shared_run
 from tests import fixtures_images
 from tests.share import phone_run
 
-SCREENS = (fixtures_images.settings_screen, fixtures_images.list_screen, fixtures_images.chat_screen,
-           fixtures_images.feed_screen)
+SCREENS = (
+    fixtures_images.settings_screen,
+    fixtures_images.list_screen,
+    fixtures_images.chat_screen,
+    fixtures_images.feed_screen,
+)
 
 
 def build_run(steps: int) -> dict:
@@ -43,9 +47,16 @@ def build_run(steps: int) -> dict:
         step["step_data"]["screen"] = {"width": 1080, "height": 2400}
         if "point" in step["step_data"]:
             element = step["step_data"]["action"]["element"]
-            step["step_data"]["point"] = {"x": int(element[0] / 1000 * 1080), "y": int(element[1] / 1000 * 2400)}
-        shot["metadata"] = {"width": prepared.width, "height": prepared.height, "original_width": 1080,
-                            "original_height": 2400}
+            step["step_data"]["point"] = {
+                "x": int(element[0] / 1000 * 1080),
+                "y": int(element[1] / 1000 * 2400),
+            }
+        shot["metadata"] = {
+            "width": prepared.width,
+            "height": prepared.height,
+            "original_width": 1080,
+            "original_height": 2400,
+        }
         shot["file_size"], shot["file_hash"] = prepared.file_size, prepared.sha256
     return run
 
@@ -70,15 +81,18 @@ def main() -> None:
         source = _export.BackupExportSource(root)
         bundle = source.fill(source.tasks(_export.TaskFilter()))[0]
         shots = sum(len(d) for d in run["objects"].values())
-        print(f"## {args.steps} phone steps, stored screenshots {shots / 1024:.0f} KB "
-              f"({shots / len(run['objects']) / 1024:.1f} KB each, {run['screenshots'][0]['metadata']['width']}x"
-              f"{run['screenshots'][0]['metadata']['height']})\n")
+        print(
+            f"## {args.steps} phone steps, stored screenshots {shots / 1024:.0f} KB "
+            f"({shots / len(run['objects']) / 1024:.1f} KB each, {run['screenshots'][0]['metadata']['width']}x"
+            f"{run['screenshots'][0]['metadata']['height']})\n"
+        )
         print("| output | size | CPU time (best of 3) |\n|---|---|---|")
         load_s, shared = timed(lambda: shared_run(bundle, source.screenshot))
         print(f"| read + decode sizes + overlay (shared_run) | - | {load_s * 1000:.0f} ms |")
         s, page = timed(lambda: html_report.render(shared))
         print(f"| HTML report | {len(page.encode()) / 1024:.0f} KB | {s * 1000:.0f} ms |")
         for fmt in ("gif", "webp"):
+
             def encode(fmt: str = fmt) -> bytes:
                 buf = io.BytesIO()
                 animation.write_pillow(shared, buf, fmt)
@@ -90,8 +104,10 @@ def main() -> None:
         started_wall = time.perf_counter()
         s, _ = timed(lambda: animation.write_mp4(shared, mp4), repeat=1)
         wall = time.perf_counter() - started_wall
-        print(f"| MP4 ({args.steps} frames, H.264) | {mp4.stat().st_size / 1024:.0f} KB | {s * 1000:.0f} ms "
-              f"(+ ffmpeg process; wall {wall * 1000:.0f} ms) |")
+        print(
+            f"| MP4 ({args.steps} frames, H.264) | {mp4.stat().st_size / 1024:.0f} KB | {s * 1000:.0f} ms "
+            f"(+ ffmpeg process; wall {wall * 1000:.0f} ms) |"
+        )
 
         from stepsdk.integrations.demo_agent import record_demo
 

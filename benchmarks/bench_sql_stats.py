@@ -62,28 +62,48 @@ from public.task_steps s where s.screenshot_path is not null;
 """
 
 QUERIES: list[tuple[str, str]] = [
-    ("task list page 1 (order started_at desc limit 50)",
-     "select * from public.task_summary order by started_at desc limit 50"),
-    ("task list page 101 (offset 5000)",
-     "select * from public.task_summary order by started_at desc limit 50 offset 5000"),
-    ("task list status=failed page 1",
-     "select * from public.task_summary where status = 'failed' order by started_at desc limit 50"),
-    ("task list agent=api-agent page 1",
-     "select * from public.task_summary where agent = 'api-agent' order by started_at desc limit 50"),
+    (
+        "task list page 1 (order started_at desc limit 50)",
+        "select * from public.task_summary order by started_at desc limit 50",
+    ),
+    (
+        "task list page 101 (offset 5000)",
+        "select * from public.task_summary order by started_at desc limit 50 offset 5000",
+    ),
+    (
+        "task list status=failed page 1",
+        "select * from public.task_summary where status = 'failed' order by started_at desc limit 50",
+    ),
+    (
+        "task list agent=api-agent page 1",
+        "select * from public.task_summary where agent = 'api-agent' order by started_at desc limit 50",
+    ),
     ("task list count(*) (PostgREST count=exact)", "select count(*) from public.task_summary"),
-    ("task_list page 1 (task_summary + metadata, the viewer's list)",
-     "select * from public.task_list order by started_at desc limit 50"),
-    ("task_list metadata->>'model' = 'x' page 1",
-     "select * from public.task_list where metadata->>'model' = 'x' order by started_at desc limit 50"),
-    ("task list sorted by failed_steps desc (all tasks aggregated)",
-     "select * from public.task_summary order by failed_steps desc, task_id limit 50"),
-    ("task list sorted by duration_ms desc (a tasks column)",
-     "select * from public.task_summary order by duration_ms desc nulls last limit 50"),
-    ("task list search ilike '%77%' on task_id/title page 1",
-     "select * from public.task_summary where task_id ilike '%77%' or title ilike '%77%'"
-     " order by started_at desc limit 50"),
-    ("one task (task_summary where task_id=)",
-     "select * from public.task_summary where task_id = 'bench-700'"),
+    (
+        "task_list page 1 (task_summary + metadata, the viewer's list)",
+        "select * from public.task_list order by started_at desc limit 50",
+    ),
+    (
+        "task_list metadata->>'model' = 'x' page 1",
+        "select * from public.task_list where metadata->>'model' = 'x' order by started_at desc limit 50",
+    ),
+    (
+        "task list sorted by failed_steps desc (all tasks aggregated)",
+        "select * from public.task_summary order by failed_steps desc, task_id limit 50",
+    ),
+    (
+        "task list sorted by duration_ms desc (a tasks column)",
+        "select * from public.task_summary order by duration_ms desc nulls last limit 50",
+    ),
+    (
+        "task list search ilike '%77%' on task_id/title page 1",
+        "select * from public.task_summary where task_id ilike '%77%' or title ilike '%77%'"
+        " order by started_at desc limit 50",
+    ),
+    (
+        "one task (task_summary where task_id=)",
+        "select * from public.task_summary where task_id = 'bench-700'",
+    ),
     ("stepsdk_task_stats(one task)", "select * from public.stepsdk_task_stats('bench-700')"),
     ("stepsdk_daily_stats(7)", "select * from public.stepsdk_daily_stats(7)"),
     ("stepsdk_daily_stats(30)", "select * from public.stepsdk_daily_stats(30)"),
@@ -92,8 +112,10 @@ QUERIES: list[tuple[str, str]] = [
     ("stepsdk_slowest_steps(20)", "select * from public.stepsdk_slowest_steps(20)"),
     ("step_type_breakdown", "select * from public.step_type_breakdown"),
     ("stepsdk_task_step_types(one task)", "select * from public.stepsdk_task_step_types('bench-700')"),
-    ("task_usage top 20 by tokens (all tasks aggregated)",
-     "select * from public.task_usage where steps_with_usage > 0 order by total_tokens desc, task_id limit 20"),
+    (
+        "task_usage top 20 by tokens (all tasks aggregated)",
+        "select * from public.task_usage where steps_with_usage > 0 order by total_tokens desc, task_id limit 20",
+    ),
     ("stepsdk_top_token_tasks(20) (usage)", "select * from public.stepsdk_top_token_tasks(20)"),
     ("task_usage one task", "select * from public.task_usage where task_id = 'bench-700'"),
     ("stepsdk_daily_usage(30)", "select * from public.stepsdk_daily_usage(30)"),
@@ -102,14 +124,18 @@ QUERIES: list[tuple[str, str]] = [
     ("stepsdk_alert_step_p95(1 h, action)", "select * from public.stepsdk_alert_step_p95(3600, 'action')"),
     ("stepsdk_alert_error_counts(1 h)", "select * from public.stepsdk_alert_error_counts(3600)"),
     ("stepsdk_alert_error_counts(7 d)", "select * from public.stepsdk_alert_error_counts(604800)"),
-    ("retention dry run (30 days, batch 1000)",
-     "select public.stepsdk_delete_tasks_older_than(interval '30 days', true, 1000)"),
+    (
+        "retention dry run (30 days, batch 1000)",
+        "select public.stepsdk_delete_tasks_older_than(interval '30 days', true, 1000)",
+    ),
 ]
 
 
 def _as_role(conn: psycopg.Connection, role: str) -> None:
-    conn.execute("select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                 (role, json.dumps({"sub": OWNER, "role": role})))
+    conn.execute(
+        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+        (role, json.dumps({"sub": OWNER, "role": role})),
+    )
 
 
 def _time(conn: psycopg.Connection, query: str, role: str, repeat: int) -> tuple[float, float, float]:
@@ -159,9 +185,12 @@ def main() -> None:
             conn.execute("vacuum analyze")
             counts = conn.execute(
                 "select (select count(*) from public.tasks), (select count(*) from public.task_steps),"
-                " (select count(*) from public.step_screenshots)").fetchone()
-            print(f"generated {counts[0]:,} tasks, {counts[1]:,} steps, {counts[2]:,} screenshot rows "
-                  f"in {time.perf_counter() - t0:.1f} s")
+                " (select count(*) from public.step_screenshots)"
+            ).fetchone()
+            print(
+                f"generated {counts[0]:,} tasks, {counts[1]:,} steps, {counts[2]:,} screenshot rows "
+                f"in {time.perf_counter() - t0:.1f} s"
+            )
             jit = conn.execute("show jit").fetchone()[0]
             print(f"PostgreSQL {conn.info.server_version}, jit={jit}, repeat={args.repeat}; times in ms")
             for role in ("service_role", "authenticated"):

@@ -113,7 +113,7 @@ TESTS: dict[str, str] = {
 
 NEW_PACKAGES = {
     "stepsdk/store/__init__.py": '"""The local store: the backup journal and its reader (`backup.py`), the SQLite index that\n'
-    "the viewer, export and retention read (`index.py`), the export format and its CSV/XLSX writers.\"\"\"\n",
+    'the viewer, export and retention read (`index.py`), the export format and its CSV/XLSX writers."""\n',
     "stepsdk/ops/__init__.py": '"""Operations on recorded data, shared by the CLI and the viewer: resync, export, import,\n'
     'retention and delete, alerts, statistics, audit, the shipped schema (`migrations.py`, `db_check.py`)."""\n',
 }
@@ -219,7 +219,11 @@ def rewrite() -> list[str]:
     # renamed modules sort elsewhere: sort imports (the tree is ruff-clean before, so only files
     # whose imports this rewrite unsorted change, whether now or in an earlier run)
     ruff = REPO / ".venv/bin/ruff"
-    subprocess.run([str(ruff) if ruff.exists() else "ruff", "check", "-q", "--select", "I", "--fix", "."], cwd=REPO, check=False)
+    subprocess.run(
+        [str(ruff) if ruff.exists() else "ruff", "check", "-q", "--select", "I", "--fix", "."],
+        cwd=REPO,
+        check=False,
+    )
     return changed
 
 

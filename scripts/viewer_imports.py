@@ -44,7 +44,10 @@ def rules(names: list[str]) -> list[tuple[re.Pattern[str], str]]:
         (re.compile(r"^([ \t]*)import viewer(\.[\w.]+ as \w+)\b", re.M), r"\1import stepsdk.viewer\2"),
         (re.compile(r"^([ \t]*)import viewer[ \t]*$", re.M), r"\1from stepsdk import viewer"),
         # logger names (getLogger, caplog's logger=) and importlib's names, also those of no module
-        (re.compile(r"(getLogger\(|logger=|import_module\()(['\"])viewer(\.[\w.]+)?\2"), r"\1\2stepsdk.viewer\3\2"),
+        (
+            re.compile(r"(getLogger\(|logger=|import_module\()(['\"])viewer(\.[\w.]+)?\2"),
+            r"\1\2stepsdk.viewer\3\2",
+        ),
         (re.compile(rf"{before}viewer\.({dotted})\b"), r"stepsdk.viewer.\1"),
         (re.compile(r"(['\"])-m\1, (['\"])viewer\2"), r"\1-m\1, \2stepsdk.viewer\2"),
         (re.compile(r"-m viewer\b"), "-m stepsdk.viewer"),

@@ -1,8 +1,8 @@
 """stepsdk: record every step of an AI agent run into Supabase or a local backup.
 
-    from stepsdk import StepTracker, StepType
-    with StepTracker(title="Open Wi-Fi settings", agent="phone-agent") as tracker:
-        tracker.record_step(StepType.ACTION, {"action": "tap", "x": 540, "y": 720}, duration_ms=120)
+from stepsdk import StepTracker, StepType
+with StepTracker(title="Open Wi-Fi settings", agent="phone-agent") as tracker:
+    tracker.record_step(StepType.ACTION, {"action": "tap", "x": 540, "y": 720}, duration_ms=120)
 """
 
 from stepsdk.config import Config

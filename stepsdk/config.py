@@ -30,12 +30,33 @@ class Limits:
 
 
 LEVEL_LIMITS: dict[Level, Limits] = {
-    Level.BASIC: Limits(max_string=1_000, max_field_bytes=16_384, max_depth=8, max_items=100,
-                        max_text=2_000, max_stack=0, screenshots=False),
-    Level.DETAILED: Limits(max_string=10_000, max_field_bytes=262_144, max_depth=20, max_items=1_000,
-                           max_text=20_000, max_stack=20_000, screenshots=True),
-    Level.FULL: Limits(max_string=1_000_000, max_field_bytes=4_194_304, max_depth=64, max_items=100_000,
-                       max_text=1_000_000, max_stack=200_000, screenshots=True),
+    Level.BASIC: Limits(
+        max_string=1_000,
+        max_field_bytes=16_384,
+        max_depth=8,
+        max_items=100,
+        max_text=2_000,
+        max_stack=0,
+        screenshots=False,
+    ),
+    Level.DETAILED: Limits(
+        max_string=10_000,
+        max_field_bytes=262_144,
+        max_depth=20,
+        max_items=1_000,
+        max_text=20_000,
+        max_stack=20_000,
+        screenshots=True,
+    ),
+    Level.FULL: Limits(
+        max_string=1_000_000,
+        max_field_bytes=4_194_304,
+        max_depth=64,
+        max_items=100_000,
+        max_text=1_000_000,
+        max_stack=200_000,
+        screenshots=True,
+    ),
 }
 
 
@@ -140,8 +161,9 @@ class Config:
         unknown = set(overrides) - fields
         if unknown:
             raise TypeError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
-        return cls(supabase_url=url, supabase_key=key, backup_dir=Path(folder), level=lvl,
-                   limits=limits, **overrides)  # type: ignore[arg-type]
+        return cls(
+            supabase_url=url, supabase_key=key, backup_dir=Path(folder), level=lvl, limits=limits, **overrides
+        )  # type: ignore[arg-type]
 
 
 def _check_owner_id(owner: object) -> None:
@@ -153,7 +175,9 @@ def _check_owner_id(owner: object) -> None:
     try:
         uuid.UUID(owner)
     except ValueError:
-        raise ConfigurationError(f"owner_id must be a Supabase user id (a UUID), got {owner[:60]!r}") from None
+        raise ConfigurationError(
+            f"owner_id must be a Supabase user id (a UUID), got {owner[:60]!r}"
+        ) from None
 
 
 # The environment variables holding the Supabase key, in order of preference.
@@ -184,18 +208,25 @@ def _warn_local_fallback(url: str | None, key: str | None, env: Mapping[str, str
     backup silently. Names the variables only, never their values."""
     misnamed = [name for name in MISNAMED_KEY_VARS if env.get(name)]
     if url and not key:
-        hint = (f" ({', '.join(misnamed)} is set, but stepsdk reads {' or '.join(SUPABASE_KEY_VARS)})"
-                if misnamed else f": set {' or '.join(SUPABASE_KEY_VARS)}")
+        hint = (
+            f" ({', '.join(misnamed)} is set, but stepsdk reads {' or '.join(SUPABASE_KEY_VARS)})"
+            if misnamed
+            else f": set {' or '.join(SUPABASE_KEY_VARS)}"
+        )
         _warn_once(f"SUPABASE_URL is set but no Supabase key is{hint}; recording locally into {folder}")
     elif misnamed and not key:
-        _warn_once(f"{', '.join(misnamed)} is set but stepsdk does not read it: the key goes in "
-                   f"{' or '.join(SUPABASE_KEY_VARS)}")
+        _warn_once(
+            f"{', '.join(misnamed)} is set but stepsdk does not read it: the key goes in "
+            f"{' or '.join(SUPABASE_KEY_VARS)}"
+        )
 
 
 _LIMIT_ENV = {"max_string": "STEPSDK_MAX_STRING", "max_field_bytes": "STEPSDK_MAX_FIELD_BYTES"}
 
 
-def _limit_overrides(limits: Limits, overrides: dict[str, object], env: os._Environ[str] | dict[str, str]) -> Limits:
+def _limit_overrides(
+    limits: Limits, overrides: dict[str, object], env: os._Environ[str] | dict[str, str]
+) -> Limits:
     """Apply max_string / max_field_bytes from arguments, else from the environment."""
     changes: dict[str, int] = {}
     for name, var in _LIMIT_ENV.items():

@@ -75,7 +75,8 @@ class ScreenshotError(StepSDKError):
     def __init__(self, reason: str, message: str) -> None:
         if reason not in SCREENSHOT_REASONS:
             raise ValueError(
-                f"unknown ScreenshotError reason {reason!r}; expected one of {sorted(SCREENSHOT_REASONS)}")
+                f"unknown ScreenshotError reason {reason!r}; expected one of {sorted(SCREENSHOT_REASONS)}"
+            )
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message

@@ -164,4 +164,3 @@ class Task:
         if self.owner_id is not None:
             row["owner_id"] = self.owner_id
         return row
-

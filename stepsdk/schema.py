@@ -16,7 +16,16 @@ from typing import Any
 TASK_STATUSES = ("running", "success", "failed", "interrupted")
 STEP_TYPES = ("thinking", "action", "screenshot", "error", "validation")
 # task_steps.error_category (stepsdk.recording.error_category.categorize answers one of them)
-ERROR_CATEGORIES = ("timeout", "connection", "auth", "rate_limit", "validation", "model_output", "device", "other")
+ERROR_CATEGORIES = (
+    "timeout",
+    "connection",
+    "auth",
+    "rate_limit",
+    "validation",
+    "model_output",
+    "device",
+    "other",
+)
 
 # length checks of the schema (characters)
 MAX_TASK_ID = 200

@@ -63,13 +63,20 @@ class MemorySink:
     def steps(self, task_id: str | None = None) -> list[dict[str, Any]]:
         """Step rows (of one task), ordered by step number."""
         with self._lock:
-            rows = [dict(r) for r in self.rows["task_steps"].values() if task_id is None or r["task_id"] == task_id]
+            rows = [
+                dict(r)
+                for r in self.rows["task_steps"].values()
+                if task_id is None or r["task_id"] == task_id
+            ]
         return sorted(rows, key=lambda r: (r["task_id"], r["step_number"]))
 
     def screenshots(self, task_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(r) for r in self.rows["step_screenshots"].values()
-                    if task_id is None or r["task_id"] == task_id]
+            return [
+                dict(r)
+                for r in self.rows["step_screenshots"].values()
+                if task_id is None or r["task_id"] == task_id
+            ]
 
     # ------------------------------------------------------------------ the Sink protocol
     def upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -84,8 +91,10 @@ class MemorySink:
             for row in rows:
                 stored = self.rows[table].get(row[key])
                 if stored is not None and stored.get("row_version", 0) > row.get("row_version", 0):
-                    self.stale.append(f"{table} {row[key]}: version {row.get('row_version', 0)} after "
-                                      f"{stored.get('row_version', 0)}")
+                    self.stale.append(
+                        f"{table} {row[key]}: version {row.get('row_version', 0)} after "
+                        f"{stored.get('row_version', 0)}"
+                    )
                     continue  # an older version arrived late: keep the newer one (as the trigger does)
                 merged = {**(stored or {}), **row}
                 if table == "tasks" and stored is not None:

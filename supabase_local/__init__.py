@@ -12,5 +12,13 @@ from .faults import Action, FaultInjector
 from .jwt import DEV_JWT_SECRET, make_token
 from .stack import LocalStack, apply_migrations, apply_platform, bootstrap
 
-__all__ = ["DEV_JWT_SECRET", "Action", "FaultInjector", "LocalStack", "apply_migrations", "apply_platform",
-           "bootstrap", "make_token"]
+__all__ = [
+    "DEV_JWT_SECRET",
+    "Action",
+    "FaultInjector",
+    "LocalStack",
+    "apply_migrations",
+    "apply_platform",
+    "bootstrap",
+    "make_token",
+]

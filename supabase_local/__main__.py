@@ -21,15 +21,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-url", default=None, help="use this PostgreSQL instead of a private cluster")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stack = LocalStack.start(port=args.port, db_url=args.db_url)
     try:
-        info = {"url": stack.url, "anon_key": stack.anon_key, "service_role_key": stack.service_role_key,
-                "jwt_secret": stack.jwt_secret, "db_url": stack.db_url}
+        info = {
+            "url": stack.url,
+            "anon_key": stack.anon_key,
+            "service_role_key": stack.service_role_key,
+            "jwt_secret": stack.jwt_secret,
+            "db_url": stack.db_url,
+        }
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
         while not stop.wait(0.5):

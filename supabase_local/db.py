@@ -47,13 +47,22 @@ class RequestContext:
 
 
 class Database:
-    def __init__(self, authenticator_dsn: str, max_size: int = 8,
-                 role_settings: Callable[[str], list[tuple[str, str]]] | None = None) -> None:
+    def __init__(
+        self,
+        authenticator_dsn: str,
+        max_size: int = 8,
+        role_settings: Callable[[str], list[tuple[str, str]]] | None = None,
+    ) -> None:
         self.role_settings = role_settings or (lambda role: [])
         self.pool = ConnectionPool(
-            authenticator_dsn, min_size=1, max_size=max_size, timeout=10.0, open=True,
+            authenticator_dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=10.0,
+            open=True,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            check=ConnectionPool.check_connection, name="supabase-local",
+            check=ConnectionPool.check_connection,
+            name="supabase-local",
         )
 
     def close(self) -> None:
@@ -94,8 +103,13 @@ class Database:
     def _set_context(self, conn: psycopg.Connection, ctx: RequestContext) -> None:
         claims = {**ctx.claims, "role": ctx.role}
         params: dict[str, str] = {
-            "role": ctx.role, "claims": json.dumps(claims), "sub": str(ctx.claims.get("sub") or ""),
-            "method": ctx.method, "path": ctx.path, "headers": json.dumps(ctx.headers)}
+            "role": ctx.role,
+            "claims": json.dumps(claims),
+            "sub": str(ctx.claims.get("sub") or ""),
+            "method": ctx.method,
+            "path": ctx.path,
+            "headers": json.dumps(ctx.headers),
+        }
         # the role's own settings last (e.g. Supabase's statement_timeout per role), same round trip
         role_settings = ""
         for i, (name, value) in enumerate(self.role_settings(ctx.role)):

@@ -27,8 +27,13 @@ class Embedder:
 
     def __call__(self, alias: str, rel: str, hint: str | None, inner: str) -> sql.Composable:
         if hint:
-            raise ApiError(400, "PGRST100", "Embedding hints (!fk, !inner, !left) are not supported by the local "
-                           "Supabase stack", f"{rel}{hint}", None)
+            raise ApiError(
+                400,
+                "PGRST100",
+                "Embedding hints (!fk, !inner, !left) are not supported by the local Supabase stack",
+                f"{rel}{hint}",
+                None,
+            )
         child = self.snapshot.tables.get((self.parent.schema, rel))
         fk, to_many = self._relationship(child, rel)
         assert child is not None
@@ -38,14 +43,21 @@ class Embedder:
         pairs = zip(fk.columns, fk.ref_columns, strict=True)
         # to-many: child.fk_col = parent.ref_col; to-one: child.ref_col = parent.fk_col
         conds = sql.SQL(" AND ").join(
-            sql.SQL("{}.{} = {}.{}").format(t_alias, sql.Identifier(c if to_many else rc), self.parent_qual,
-                                            sql.Identifier(rc if to_many else c))
-            for c, rc in pairs)
+            sql.SQL("{}.{} = {}.{}").format(
+                t_alias,
+                sql.Identifier(c if to_many else rc),
+                self.parent_qual,
+                sql.Identifier(rc if to_many else c),
+            )
+            for c, rc in pairs
+        )
         source = sql.SQL("SELECT {} FROM {}.{} AS {} WHERE {}").format(
-            cols, sql.Identifier(child.schema), sql.Identifier(child.name), t_alias, conds)
+            cols, sql.Identifier(child.schema), sql.Identifier(child.name), t_alias, conds
+        )
         if to_many:
             return sql.SQL("(SELECT coalesce(json_agg({r}), '[]'::json) FROM ({src}) AS {r})").format(
-                r=r_alias, src=source)
+                r=r_alias, src=source
+            )
         return sql.SQL("(SELECT row_to_json({r}) FROM ({src} LIMIT 1) AS {r})").format(r=r_alias, src=source)
 
     def _relationship(self, child: Table | None, rel: str) -> tuple[ForeignKey, bool]:
@@ -53,18 +65,31 @@ class Embedder:
         found: list[tuple[ForeignKey, bool]] = []
         if child is not None:
             for fk in self.snapshot.foreign_keys:
-                if (fk.schema, fk.table) == (child.schema, child.name) and \
-                        (fk.ref_schema, fk.ref_table) == (p.schema, p.name):
+                if (fk.schema, fk.table) == (child.schema, child.name) and (fk.ref_schema, fk.ref_table) == (
+                    p.schema,
+                    p.name,
+                ):
                     found.append((fk, True))
-                elif (fk.schema, fk.table) == (p.schema, p.name) and \
-                        (fk.ref_schema, fk.ref_table) == (child.schema, child.name):
+                elif (fk.schema, fk.table) == (p.schema, p.name) and (fk.ref_schema, fk.ref_table) == (
+                    child.schema,
+                    child.name,
+                ):
                     found.append((fk, False))
         if not found:
-            raise ApiError(400, "PGRST200", f"Could not find a relationship between '{p.name}' and '{rel}' in the "
-                           "schema cache", f"Searched for a foreign key relationship between '{p.name}' and "
-                           f"'{rel}' in the schema '{p.schema}', but no matches were found.", None)
+            raise ApiError(
+                400,
+                "PGRST200",
+                f"Could not find a relationship between '{p.name}' and '{rel}' in the schema cache",
+                f"Searched for a foreign key relationship between '{p.name}' and "
+                f"'{rel}' in the schema '{p.schema}', but no matches were found.",
+                None,
+            )
         if len(found) > 1:
-            raise ApiError(300, "PGRST201", f"Could not embed because more than one relationship was found for "
-                           f"'{p.name}' and '{rel}'", ", ".join(fk.name for fk, _ in found),
-                           "The local Supabase stack does not support embedding hints")
+            raise ApiError(
+                300,
+                "PGRST201",
+                f"Could not embed because more than one relationship was found for '{p.name}' and '{rel}'",
+                ", ".join(fk.name for fk, _ in found),
+                "The local Supabase stack does not support embedding hints",
+            )
         return found[0]

@@ -87,12 +87,14 @@ class FaultInjector:
     _outage: bool = False
 
     # ----- configuring -------------------------------------------------------------
-    def fail_next(self, route: str = "* *", n: int = 1, status: int = 500,
-                  retry_after: int | None = None) -> None:
+    def fail_next(
+        self, route: str = "* *", n: int = 1, status: int = 500, retry_after: int | None = None
+    ) -> None:
         """The next ``n`` matching requests get ``status`` (429 carries ``Retry-After``)."""
         _check_status(status)
-        if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, int)
-                                        or retry_after < 0):
+        if retry_after is not None and (
+            isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0
+        ):
             raise ValueError(f"retry_after must be an int >= 0, got {retry_after!r}")
         ra = retry_after if retry_after is not None else (1 if status == 429 else None)
         self._add(route, _check_n(n), lambda: Action(kind="status", status=status, retry_after=ra))
@@ -113,8 +115,16 @@ class FaultInjector:
         _check_status(status)
         self._add(route, _check_n(n), lambda: Action(kind="commit_then_fail", status=status))
 
-    def fail_fraction(self, route: str, fraction: float, kinds: Sequence[str] = ("500",), seed: int = 0,
-                      n: int | None = None, retry_after: int = 1, hang_seconds: float = 30.0) -> None:
+    def fail_fraction(
+        self,
+        route: str,
+        fraction: float,
+        kinds: Sequence[str] = ("500",),
+        seed: int = 0,
+        n: int | None = None,
+        retry_after: int = 1,
+        hang_seconds: float = 30.0,
+    ) -> None:
         """Each matching request fails with probability ``fraction`` (seeded), kind drawn from ``kinds``.
 
         ``n`` bounds the number of *injected* faults (None: until cleared).
@@ -229,8 +239,13 @@ class FaultInjector:
         """The HTTP control surface (``POST /_faults``) for tests driving a subprocess stack."""
         op = cmd.get("op")
         args = {k: v for k, v in cmd.items() if k != "op"}
-        simple = {"fail_next": self.fail_next, "reset_next": self.reset_next, "hang_next": self.hang_next,
-                  "commit_then_fail_next": self.commit_then_fail_next, "fail_fraction": self.fail_fraction}
+        simple = {
+            "fail_next": self.fail_next,
+            "reset_next": self.reset_next,
+            "hang_next": self.hang_next,
+            "commit_then_fail_next": self.commit_then_fail_next,
+            "fail_fraction": self.fail_fraction,
+        }
         if op in simple:
             simple[str(op)](**args)  # type: ignore[arg-type]
         elif op == "clear":

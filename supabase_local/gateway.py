@@ -162,8 +162,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class Gateway:
     """Owns the listening socket; ``faults`` can close and reopen it (an outage)."""
 
-    def __init__(self, port: int, rest: Handler, storage: Handler, faults: FaultInjector,
-                 api_keys: set[str], service_key: str, opaque_keys: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        rest: Handler,
+        storage: Handler,
+        faults: FaultInjector,
+        api_keys: set[str],
+        service_key: str,
+        opaque_keys: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.rest = rest
         self.storage = storage
@@ -184,8 +192,12 @@ class Gateway:
         server.gateway = self
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"gateway:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"gateway:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -246,7 +258,9 @@ class Gateway:
             return Response.json(404, {"message": "no Route matched with those values"})
         except Exception:  # a bug in the emulator: answer like a crashed upstream, keep serving
             log.exception("gateway: unhandled error for %s %s", req.method, req.path)
-            return Response.json(500, {"message": "An invalid response was received from the upstream server"})
+            return Response.json(
+                500, {"message": "An invalid response was received from the upstream server"}
+            )
 
     def _translate_opaque_key(self, req: Request) -> Request:
         """Supabase's edge turns the new opaque API keys into a role JWT for the services behind it.
@@ -258,18 +272,29 @@ class Gateway:
         jwt = self.opaque_keys.get(key or "")
         if jwt is None or req.bearer() not in (None, key):
             return req
-        return Request(req.method, req.path, req.query, {**req.headers, "authorization": f"Bearer {jwt}"},
-                       req.body)
+        return Request(
+            req.method, req.path, req.query, {**req.headers, "authorization": f"Bearer {jwt}"}, req.body
+        )
 
     def _edge_check(self, req: Request) -> Response | None:
         """Supabase's API gateway: an ``apikey`` of this project is required for the REST API."""
         key = req.header("apikey")
         if key is None:
-            return Response.json(401, {"message": "No API key found in request",
-                                       "hint": "No `apikey` request header or url param was found."})
+            return Response.json(
+                401,
+                {
+                    "message": "No API key found in request",
+                    "hint": "No `apikey` request header or url param was found.",
+                },
+            )
         if key not in self.api_keys:
-            return Response.json(401, {"message": "Invalid API key",
-                                       "hint": "Double check your Supabase `anon` or `service_role` API key."})
+            return Response.json(
+                401,
+                {
+                    "message": "Invalid API key",
+                    "hint": "Double check your Supabase `anon` or `service_role` API key.",
+                },
+            )
         return None
 
     def fault_response(self, action: Action, raw_path: str) -> Response:
@@ -301,4 +326,4 @@ class Gateway:
 
 
 def _strip(req: Request, prefix: str) -> Request:
-    return Request(req.method, req.path[len(prefix):] or "/", req.query, req.headers, req.body)
+    return Request(req.method, req.path[len(prefix) :] or "/", req.query, req.headers, req.body)

@@ -21,8 +21,9 @@ class JwtError(Exception):
         self.message = message
 
 
-def make_token(secret: str, role: str, *, sub: str | None = None, expires_in: int = TEN_YEARS,
-               **extra: object) -> str:
+def make_token(
+    secret: str, role: str, *, sub: str | None = None, expires_in: int = TEN_YEARS, **extra: object
+) -> str:
     now = int(time.time())
     claims: dict[str, object] = {"iss": "supabase-local", "role": role, "iat": now, "exp": now + expires_in}
     if sub is not None:
@@ -46,8 +47,12 @@ def verify(secret: str, token: str) -> Claims:
     except pyjwt.InvalidSignatureError as e:
         raise JwtError("PGRST301", "JWSError JWSInvalidSignature") from e
     except pyjwt.DecodeError as e:
-        raise JwtError("PGRST301", f"Expected 3 parts in JWT; got {token.count('.') + 1}"
-                       if token.count(".") != 2 else "JWSError (CompactDecodeError Invalid token)") from e
+        raise JwtError(
+            "PGRST301",
+            f"Expected 3 parts in JWT; got {token.count('.') + 1}"
+            if token.count(".") != 2
+            else "JWSError (CompactDecodeError Invalid token)",
+        ) from e
     except pyjwt.InvalidTokenError as e:
         raise JwtError("PGRST301", str(e)) from e
     role = claims.get("role")

@@ -16,8 +16,21 @@ from psycopg import sql
 from .errors import ApiError
 
 RESERVED = frozenset({"select", "order", "limit", "offset", "columns", "on_conflict"})
-_SIMPLE_OPS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "like": "LIKE",
-               "ilike": "ILIKE", "match": "~", "imatch": "~*", "cs": "@>", "cd": "<@", "ov": "&&"}
+_SIMPLE_OPS = {
+    "eq": "=",
+    "neq": "<>",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "like": "LIKE",
+    "ilike": "ILIKE",
+    "match": "~",
+    "imatch": "~*",
+    "cs": "@>",
+    "cd": "<@",
+    "ov": "&&",
+}
 _IS_VALUES = {"null": "NULL", "not_null": "NOT NULL", "true": "TRUE", "false": "FALSE", "unknown": "UNKNOWN"}
 _ITEM_RE = re.compile(r"^(?:(?P<alias>[^:()]+):(?!:))?(?P<field>[^:()]+?)(?:::(?P<cast>[A-Za-z_][\w ]*))?$")
 _JSON_SPLIT = re.compile(r"(->>|->)")
@@ -98,13 +111,16 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
 
 
 # An embedded resource in select=: ``alias:relation!hint(inner select)``
-_EMBED_RE = re.compile(r"^(?:(?P<alias>[^:()!]+):)?(?P<rel>[A-Za-z_]\w*)(?P<hint>![^()]*)?\((?P<inner>.*)\)$", re.S)
+_EMBED_RE = re.compile(
+    r"^(?:(?P<alias>[^:()!]+):)?(?P<rel>[A-Za-z_]\w*)(?P<hint>![^()]*)?\((?P<inner>.*)\)$", re.S
+)
 # embed(alias, relation, hint, inner select) -> a scalar SQL subquery
 Embedder = Callable[[str, str, str | None, str], sql.Composable]
 
 
-def select_list(text: str | None, qualifier: sql.Composable | None,
-                embed: Embedder | None = None) -> sql.Composable:
+def select_list(
+    text: str | None, qualifier: sql.Composable | None, embed: Embedder | None = None
+) -> sql.Composable:
     """``select=`` → a SQL select list; ``*`` (or nothing) selects every column."""
     if text is None or text.strip() in ("", "*"):
         return sql.SQL("{}.*").format(qualifier) if qualifier is not None else sql.SQL("*")
@@ -119,11 +135,19 @@ def select_list(text: str | None, qualifier: sql.Composable | None,
             if not m:
                 raise parse_error(f'"failed to parse select parameter ({text})"')
             if embed is None:
-                raise ApiError(400, "PGRST100", "Embedded resources are not supported here by the local "
-                               "Supabase stack", f"select item {item!r}", None)
+                raise ApiError(
+                    400,
+                    "PGRST100",
+                    "Embedded resources are not supported here by the local Supabase stack",
+                    f"select item {item!r}",
+                    None,
+                )
             alias = (m["alias"] or m["rel"]).strip()
-            items.append(sql.SQL("{} AS {}").format(embed(alias, m["rel"], m["hint"], m["inner"]),
-                                                    sql.Identifier(alias)))
+            items.append(
+                sql.SQL("{} AS {}").format(
+                    embed(alias, m["rel"], m["hint"], m["inner"]), sql.Identifier(alias)
+                )
+            )
             continue
         m = _ITEM_RE.match(item)
         if not m:
@@ -168,7 +192,9 @@ def _parse_in_list(value: str) -> list[str]:
     return items
 
 
-def filter_sql(column: str, expression: str, qualifier: sql.Composable | None, params: Params) -> sql.Composable:
+def filter_sql(
+    column: str, expression: str, qualifier: sql.Composable | None, params: Params
+) -> sql.Composable:
     """``col=[not.]op.value`` → a boolean SQL expression."""
     ref = FieldRef.parse(column).to_sql(qualifier)
     negate = False
@@ -177,37 +203,53 @@ def filter_sql(column: str, expression: str, qualifier: sql.Composable | None, p
         negate, expr = True, expr[4:]
     op, dot, value = expr.partition(".")
     if not dot:
-        raise parse_error(f'"failed to parse filter ({expression})"',
-                          'unexpected end of input expecting operator (eq, gt, ...)')
+        raise parse_error(
+            f'"failed to parse filter ({expression})"',
+            "unexpected end of input expecting operator (eq, gt, ...)",
+        )
     if op in _SIMPLE_OPS:
         if op in ("like", "ilike"):
             value = value.replace("*", "%")
         cond = sql.SQL("{} " + _SIMPLE_OPS[op] + " {}").format(ref, params.add(value))
     elif op == "is":
         if value.lower() not in _IS_VALUES:
-            raise parse_error(f'"failed to parse filter ({expression})"',
-                              "unexpected value for is: expecting null, not_null, true, false or unknown")
+            raise parse_error(
+                f'"failed to parse filter ({expression})"',
+                "unexpected value for is: expecting null, not_null, true, false or unknown",
+            )
         cond = sql.SQL("{} IS " + _IS_VALUES[value.lower()]).format(ref)
     elif op == "in":
         items = _parse_in_list(value)
-        cond = (sql.SQL("{} IN ({})").format(ref, sql.SQL(", ").join(params.add(v) for v in items))
-                if items else sql.SQL("FALSE"))
+        cond = (
+            sql.SQL("{} IN ({})").format(ref, sql.SQL(", ").join(params.add(v) for v in items))
+            if items
+            else sql.SQL("FALSE")
+        )
     else:
-        raise parse_error(f'"failed to parse filter ({expression})"',
-                          f"unknown or unsupported operator {op!r} (the local stack supports "
-                          f"{', '.join(sorted([*_SIMPLE_OPS, 'is', 'in']))})")
+        raise parse_error(
+            f'"failed to parse filter ({expression})"',
+            f"unknown or unsupported operator {op!r} (the local stack supports "
+            f"{', '.join(sorted([*_SIMPLE_OPS, 'is', 'in']))})",
+        )
     return sql.SQL("NOT ({})").format(cond) if negate else cond
 
 
-def where_sql(filters: list[tuple[str, str]], qualifier: sql.Composable | None, params: Params) -> sql.Composable:
+def where_sql(
+    filters: list[tuple[str, str]], qualifier: sql.Composable | None, params: Params
+) -> sql.Composable:
     conds: list[sql.Composable] = []
     for key, value in filters:
         if key in ("or", "not.or", "and", "not.and"):
             conds.append(_logic_sql(key, value, qualifier, params))
             continue
         if "." in _JSON_SPLIT.split(key)[0]:
-            raise ApiError(400, "PGRST100", "Filters on embedded resources are not supported by the local "
-                           "Supabase stack", f"{key}={value}", "Filter the related table in its own query.")
+            raise ApiError(
+                400,
+                "PGRST100",
+                "Filters on embedded resources are not supported by the local Supabase stack",
+                f"{key}={value}",
+                "Filter the related table in its own query.",
+            )
         conds.append(filter_sql(key, value, qualifier, params))
     return sql.SQL(" AND ").join(conds) if conds else sql.SQL("TRUE")
 
@@ -254,8 +296,10 @@ def order_sql(text: str, qualifier: sql.Composable | None) -> sql.Composable:
             elif m in ("nullsfirst", "nullslast") and not nulls:
                 nulls = " NULLS FIRST" if m == "nullsfirst" else " NULLS LAST"
             else:
-                raise parse_error(f'"failed to parse order ({text})"',
-                                  'expecting "asc", "desc", "nullsfirst" or "nullslast"')
+                raise parse_error(
+                    f'"failed to parse order ({text})"',
+                    'expecting "asc", "desc", "nullsfirst" or "nullslast"',
+                )
         terms.append(sql.SQL("{}" + direction + nulls).format(ref))
     return sql.SQL(", ").join(terms)
 

@@ -77,9 +77,22 @@ def _template() -> Path:
         os.chown(tmp, pw.pw_uid, pw.pw_gid)
     try:
         subprocess.run(
-            [*_os_user_prefix(), str(PG_BIN / "initdb"), "-D", str(tmp / "data"), "-U", SUPERUSER, "-A", "trust",
-             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-            check=True, capture_output=True,
+            [
+                *_os_user_prefix(),
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(tmp / "data"),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
         )
         with contextlib.suppress(OSError):  # atomic: a concurrent builder's copy wins or ours does
             os.rename(tmp / "data", tpl)
@@ -117,26 +130,54 @@ class PgCluster:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         run = _os_user_prefix()
         # Copying an initdb'ed template takes a quarter of initdb's time; every test session starts one.
-        subprocess.run([*run, "cp", "-a", str(_template()), str(self.datadir)], check=True, capture_output=True)
-        opts = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-                f"-c unix_socket_directories={self.sockdir} -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=100 "
-                "-c log_min_messages=warning -c logging_collector=off -c timezone=UTC "
-                # pg_cron (Debian's postgresql-15-cron, installed by dev.sh): scheduled retention.
-                # Its scheduler serves the stack's database; jobs connect back over TCP.
-                f"-c shared_preload_libraries=pg_cron -c cron.database_name={CRON_DATABASE} "
-                "-c cron.host=127.0.0.1")
         subprocess.run(
-            [*run, str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-o", opts, "-l",
-             str(self.root / "postgres.log"), "-w", "-t", "60", "start"],
-            check=True, capture_output=True,
+            [*run, "cp", "-a", str(_template()), str(self.datadir)], check=True, capture_output=True
+        )
+        opts = (
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.sockdir} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=100 "
+            "-c log_min_messages=warning -c logging_collector=off -c timezone=UTC "
+            # pg_cron (Debian's postgresql-15-cron, installed by dev.sh): scheduled retention.
+            # Its scheduler serves the stack's database; jobs connect back over TCP.
+            f"-c shared_preload_libraries=pg_cron -c cron.database_name={CRON_DATABASE} "
+            "-c cron.host=127.0.0.1"
+        )
+        subprocess.run(
+            [
+                *run,
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-o",
+                opts,
+                "-l",
+                str(self.root / "postgres.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
         )
         self._started = True
         atexit.register(self.stop)
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(PG_BIN / "pg_ctl"), str(self.datadir),
-             str(self.root), *_os_user_prefix()],
-            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-c",
+                _WATCHDOG,
+                str(os.getpid()),
+                str(PG_BIN / "pg_ctl"),
+                str(self.datadir),
+                str(self.root),
+                *_os_user_prefix(),
+            ],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         log.info("postgres cluster started on port %s in %s", self.port, self.root)
         return self
@@ -146,9 +187,20 @@ class PgCluster:
             if self._started:
                 self._started = False
                 subprocess.run(
-                    [*_os_user_prefix(), str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast",
-                     "-w", "-t", "30", "stop"],
-                    check=False, capture_output=True,
+                    [
+                        *_os_user_prefix(),
+                        str(PG_BIN / "pg_ctl"),
+                        "-D",
+                        str(self.datadir),
+                        "-m",
+                        "fast",
+                        "-w",
+                        "-t",
+                        "30",
+                        "stop",
+                    ],
+                    check=False,
+                    capture_output=True,
                 )
             shutil.rmtree(self.root, ignore_errors=True)
             if self._watchdog is not None:
@@ -166,8 +218,7 @@ def create_database(admin_dsn: str, name: str) -> str:
 
 def drop_database(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(
-            sql.Identifier(name)))
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 def with_user(dsn: str, user: str, password: str | None) -> str:

@@ -136,8 +136,17 @@ order by c.conname
 def _load(conn: psycopg.Connection, schemas: list[str]) -> Snapshot:
     snap = Snapshot()
     for r in conn.execute(_FKS_SQL, {"schemas": schemas}).fetchall():
-        snap.foreign_keys.append(ForeignKey(r["name"], r["schema"], r["table"], tuple(r["columns"]),
-                                            r["ref_schema"], r["ref_table"], tuple(r["ref_columns"])))
+        snap.foreign_keys.append(
+            ForeignKey(
+                r["name"],
+                r["schema"],
+                r["table"],
+                tuple(r["columns"]),
+                r["ref_schema"],
+                r["ref_table"],
+                tuple(r["ref_columns"]),
+            )
+        )
     for r in conn.execute(_ROLE_SETTINGS_SQL).fetchall():
         snap.role_settings.setdefault(r["role"], []).append((r["name"], r["value"]))
     cols: dict[tuple[str, str], dict[str, Column]] = {}
@@ -170,8 +179,9 @@ def _function(r: dict) -> Function:
         kind = "composite"
     else:
         kind = "scalar"
-    return Function(r["schema"], r["name"], args, r["return_type"], r["returns_set"], kind,
-                    r["volatility"] == "v")
+    return Function(
+        r["schema"], r["name"], args, r["return_type"], r["returns_set"], kind, r["volatility"] == "v"
+    )
 
 
 class SchemaCache:
@@ -205,8 +215,9 @@ class SchemaCache:
 
     def start_listener(self) -> None:
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._listen, args=(ready,), name="pgrst-listener",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._listen, args=(ready,), name="pgrst-listener", daemon=True
+        )
         self._thread.start()
         ready.wait(10)
 

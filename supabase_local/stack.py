@@ -62,12 +62,16 @@ def apply_platform(dsn: str) -> None:
         if conn.info.user == MIGRATION_ROLE:
             raise RuntimeError(
                 f"the stack needs a superuser other than {MIGRATION_ROLE!r} (as on hosted Supabase, where "
-                f"{MIGRATION_ROLE!r} is not a superuser); connect as e.g. supabase_admin")
+                f"{MIGRATION_ROLE!r} is not a superuser); connect as e.g. supabase_admin"
+            )
         conn.execute(PLATFORM_SQL.read_text())
         password = conninfo_to_dict(dsn).get("password")
         if password:  # a server that checks passwords: give the migration role one
-            conn.execute(sql.SQL("alter role {} password {}").format(
-                sql.Identifier(MIGRATION_ROLE), sql.Literal(_migration_password(str(password)))))
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(
+                    sql.Identifier(MIGRATION_ROLE), sql.Literal(_migration_password(str(password)))
+                )
+            )
 
 
 def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
@@ -85,8 +89,10 @@ def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 continue
             with conn.transaction():
                 conn.execute(path.read_text())
-                conn.execute("insert into supabase_migrations.schema_migrations (version, name) values (%s, %s)",
-                             (version, name))
+                conn.execute(
+                    "insert into supabase_migrations.schema_migrations (version, name) values (%s, %s)",
+                    (version, name),
+                )
             applied.append(path.name)
     return applied
 
@@ -147,8 +153,10 @@ class LocalStack:
             cache = SchemaCache(db_url, EXPOSED_SCHEMAS)
             cache.start_listener()
             closers.append(cache.stop)
-            db = Database(postgres.with_user(db_url, "authenticator", password),
-                          role_settings=lambda role: cache.snapshot.role_settings.get(role, []))
+            db = Database(
+                postgres.with_user(db_url, "authenticator", password),
+                role_settings=lambda role: cache.snapshot.role_settings.get(role, []),
+            )
             closers.append(db.close)
             anon = make_token(jwt_secret, "anon")
             service = make_token(jwt_secret, "service_role")
@@ -157,17 +165,34 @@ class LocalStack:
             storage = StorageApi(db, jwt_secret, root / "objects")
             secret_key = "sb_secret_" + secrets.token_urlsafe(24)
             publishable_key = "sb_publishable_" + secrets.token_urlsafe(24)
-            gateway = Gateway(port, rest.handle, storage.handle, faults, {anon, service}, service,
-                              {secret_key: service, publishable_key: anon})
+            gateway = Gateway(
+                port,
+                rest.handle,
+                storage.handle,
+                faults,
+                {anon, service},
+                service,
+                {secret_key: service, publishable_key: anon},
+            )
             gateway.start()
             closers.append(gateway.stop)
         except BaseException:
             for close in reversed(closers):
                 close()
             raise
-        stack = cls(url=f"http://127.0.0.1:{gateway.port}", anon_key=anon, service_role_key=service,
-                    jwt_secret=jwt_secret, db_url=db_url, faults=faults, root=root, _closers=closers,
-                    schema_cache=cache, secret_key=secret_key, publishable_key=publishable_key)
+        stack = cls(
+            url=f"http://127.0.0.1:{gateway.port}",
+            anon_key=anon,
+            service_role_key=service,
+            jwt_secret=jwt_secret,
+            db_url=db_url,
+            faults=faults,
+            root=root,
+            _closers=closers,
+            schema_cache=cache,
+            secret_key=secret_key,
+            publishable_key=publishable_key,
+        )
         rows = stack.sql("select * from storage.buckets where id = %s", (SCREENSHOT_BUCKET,))
         stack._bucket_row = rows[0] if rows else None
         atexit.register(stack.close)
@@ -201,10 +226,14 @@ class LocalStack:
             return
         cols = [c for c in self._bucket_row if c not in ("created_at", "updated_at")]
         conn.execute(
-            sql.SQL("insert into storage.buckets ({cols}) values ({vals}) on conflict (id) do update set {sets}").format(
+            sql.SQL(
+                "insert into storage.buckets ({cols}) values ({vals}) on conflict (id) do update set {sets}"
+            ).format(
                 cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
                 vals=sql.SQL(", ").join(sql.Placeholder(c) for c in cols),
-                sets=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in cols),
+                sets=sql.SQL(", ").join(
+                    sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in cols
+                ),
             ),
             self._bucket_row,
         )
@@ -222,8 +251,9 @@ class LocalStack:
 
         if "headers" in options:
             options["headers"] = {**ClientOptions().headers, **options["headers"]}  # type: ignore[dict-item]
-        options.setdefault("httpx_client", httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0),
-                                                        follow_redirects=True))
+        options.setdefault(
+            "httpx_client", httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=True)
+        )
         opts = ClientOptions(postgrest_client_retry=retry, **options)  # type: ignore[arg-type]
         return create_client(self.url, key or self.service_role_key, opts)
 

@@ -50,8 +50,10 @@ class StorageError(Exception):
 
     def response(self) -> Response:
         http = 500 if self.status >= 500 else 400
-        return Response.json(http, {"statusCode": str(self.status), "code": self.code, "error": self.error,
-                                    "message": self.message})
+        return Response.json(
+            http,
+            {"statusCode": str(self.status), "code": self.code, "error": self.error, "message": self.message},
+        )
 
 
 def no_bucket() -> StorageError:
@@ -80,7 +82,8 @@ def _parse_multipart(req: Request) -> _Upload:
     ctype = req.header("content-type") or ""
     if ctype.startswith("multipart/form-data"):
         msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + req.body)
+            b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + req.body
+        )
         fields: dict[str, str] = {}
         file_part = None
         for part in msg.iter_parts():
@@ -88,12 +91,17 @@ def _parse_multipart(req: Request) -> _Upload:
             if part.get_filename() is not None or name == "file":
                 file_part = part
             elif name:
-                fields[name] = part.get_content() if part.get_content_type().startswith("text") else \
-                    part.get_payload(decode=True).decode()
+                fields[name] = (
+                    part.get_content()
+                    if part.get_content_type().startswith("text")
+                    else part.get_payload(decode=True).decode()
+                )
         if file_part is None:
             raise StorageError(400, "InvalidRequest", "Invalid Input", "No file part in the form")
         data = file_part.get_payload(decode=True) or b""
-        mimetype = file_part.get_content_type() if file_part.get("content-type") else "text/plain;charset=UTF-8"
+        mimetype = (
+            file_part.get_content_type() if file_part.get("content-type") else "text/plain;charset=UTF-8"
+        )
         meta = None
         if fields.get("metadata"):
             try:
@@ -123,7 +131,9 @@ class StorageApi:
         except StorageError as e:
             return e.response()
         except RoleRejected as e:
-            return StorageError(403, "AccessDenied", "Unauthorized", e.error.diag.message_primary or "").response()
+            return StorageError(
+                403, "AccessDenied", "Unauthorized", e.error.diag.message_primary or ""
+            ).response()
         except DbUnavailable as e:
             return StorageError(503, "DatabaseError", "Database unavailable", e.message).response()
         except psycopg.Error as e:
@@ -132,7 +142,9 @@ class StorageApi:
     def _pg_error(self, e: psycopg.Error) -> StorageError:
         state = e.diag.sqlstate or ""
         if state == "42501":
-            return StorageError(403, "AccessDenied", "Unauthorized", "new row violates row-level security policy")
+            return StorageError(
+                403, "AccessDenied", "Unauthorized", "new row violates row-level security policy"
+            )
         if state == "23505":
             return StorageError(409, "KeyAlreadyExists", "Duplicate", "The resource already exists")
         if state.startswith("22") or state.startswith("23"):
@@ -143,7 +155,9 @@ class StorageApi:
     def _ctx(self, req: Request, plain_download: bool = False) -> RequestContext:
         token = req.bearer()
         if not token:
-            raise StorageError(400, "InvalidJWT", "Error", "headers must have required property 'authorization'")
+            raise StorageError(
+                400, "InvalidJWT", "Error", "headers must have required property 'authorization'"
+            )
         try:
             claims = verify(self.jwt_secret, token)
         except JwtError as e:
@@ -153,9 +167,12 @@ class StorageApi:
             # `GET /object/<bucket>/<key>` the bucket is simply not found; never InvalidJWT here.
             if plain_download:
                 raise no_bucket() from e
-            raise StorageError(403, "AccessDenied", "Unauthorized", '"exp" claim timestamp check failed') from e
-        return RequestContext(claims.role, claims.claims, req.method, "/storage/v1" + req.path,
-                              dict(req.headers))
+            raise StorageError(
+                403, "AccessDenied", "Unauthorized", '"exp" claim timestamp check failed'
+            ) from e
+        return RequestContext(
+            claims.role, claims.claims, req.method, "/storage/v1" + req.path, dict(req.headers)
+        )
 
     def _service(self, req: Request) -> RequestContext:
         """Storage's ``asSuperUser()``: bucket limits are read regardless of the caller's RLS."""
@@ -192,12 +209,19 @@ class StorageApi:
             return self._update_bucket(req, ctx, rest[0])
         if len(rest) == 1 and m == "DELETE":
             with self.db.transaction(ctx, read_only=False) as conn:
-                if conn.execute("select 1 from storage.objects where bucket_id = %s limit 1",
-                                (rest[0],)).fetchone():
-                    raise StorageError(409, "ResourceNotEmpty", "ResourceNotEmpty",
-                                       "The bucket you tried to delete is not empty")
+                if conn.execute(
+                    "select 1 from storage.objects where bucket_id = %s limit 1", (rest[0],)
+                ).fetchone():
+                    raise StorageError(
+                        409,
+                        "ResourceNotEmpty",
+                        "ResourceNotEmpty",
+                        "The bucket you tried to delete is not empty",
+                    )
                 conn.execute(ALLOW_DELETE)
-                if not conn.execute("delete from storage.buckets where id = %s returning id", (rest[0],)).fetchone():
+                if not conn.execute(
+                    "delete from storage.buckets where id = %s returning id", (rest[0],)
+                ).fetchone():
                     raise no_bucket()
             return Response.json(200, {"message": "Successfully deleted"})
         if len(rest) == 2 and rest[1] == "empty" and m == "POST":
@@ -205,17 +229,24 @@ class StorageApi:
                 if not conn.execute("select 1 from storage.buckets where id = %s", (rest[0],)).fetchone():
                     raise no_bucket()
                 conn.execute(ALLOW_DELETE)
-                gone = conn.execute("delete from storage.objects where bucket_id = %s returning version",
-                                    (rest[0],)).fetchall()
+                gone = conn.execute(
+                    "delete from storage.objects where bucket_id = %s returning version", (rest[0],)
+                ).fetchall()
             self._unlink(r["version"] for r in gone)
             return Response.json(200, {"message": "Successfully emptied"})
         raise StorageError(404, "NotFound", "Not Found", f"Route {m}:/bucket/{'/'.join(rest)} not found")
 
     def _bucket_json(self, r: dict) -> dict:
-        return {"id": r["id"], "name": r["name"], "owner": str(r["owner"] or r["owner_id"] or ""),
-                "public": bool(r["public"]), "file_size_limit": r["file_size_limit"],
-                "allowed_mime_types": r["allowed_mime_types"], "created_at": _iso(r["created_at"]),
-                "updated_at": _iso(r["updated_at"])}
+        return {
+            "id": r["id"],
+            "name": r["name"],
+            "owner": str(r["owner"] or r["owner_id"] or ""),
+            "public": bool(r["public"]),
+            "file_size_limit": r["file_size_limit"],
+            "allowed_mime_types": r["allowed_mime_types"],
+            "created_at": _iso(r["created_at"]),
+            "updated_at": _iso(r["updated_at"]),
+        }
 
     def _json_body(self, req: Request) -> dict:
         try:
@@ -244,7 +275,9 @@ class StorageApi:
     def _parse_size(text: str) -> int:
         m = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*", text.lower())
         if not m:
-            raise StorageError(400, "InvalidRequest", "Invalid Input", f"file_size_limit {text!r} is not a size")
+            raise StorageError(
+                400, "InvalidRequest", "Invalid Input", f"file_size_limit {text!r} is not a size"
+            )
         mult = {"b": 1, None: 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}[m[2]]
         return int(m[1]) * mult
 
@@ -256,9 +289,11 @@ class StorageApi:
         public, limit, mimes = self._bucket_options(body)
         try:
             with self.db.transaction(ctx, read_only=False) as conn:
-                conn.execute("insert into storage.buckets (id, name, owner, public, file_size_limit, "
-                             "allowed_mime_types) values (%s, %s, %s, %s, %s, %s)",
-                             (bid, body.get("name") or bid, self._sub_uuid(ctx), public, limit, mimes))
+                conn.execute(
+                    "insert into storage.buckets (id, name, owner, public, file_size_limit, "
+                    "allowed_mime_types) values (%s, %s, %s, %s, %s, %s)",
+                    (bid, body.get("name") or bid, self._sub_uuid(ctx), public, limit, mimes),
+                )
         except psycopg.errors.UniqueViolation as e:
             raise StorageError(409, "BucketAlreadyExists", "Duplicate", "The resource already exists") from e
         return Response.json(200, {"name": bid})
@@ -267,9 +302,11 @@ class StorageApi:
         body = self._json_body(req)
         public, limit, mimes = self._bucket_options(body)
         with self.db.transaction(ctx, read_only=False) as conn:
-            if not conn.execute("update storage.buckets set public = %s, file_size_limit = %s, "
-                                "allowed_mime_types = %s, updated_at = now() where id = %s returning id",
-                                (public, limit, mimes, bid)).fetchone():
+            if not conn.execute(
+                "update storage.buckets set public = %s, file_size_limit = %s, "
+                "allowed_mime_types = %s, updated_at = now() where id = %s returning id",
+                (public, limit, mimes, bid),
+            ).fetchone():
                 raise no_bucket()
         return Response.json(200, {"message": "Successfully updated"})
 
@@ -288,7 +325,9 @@ class StorageApi:
             return self._serve_signed(req, rest[1:])
         if rest and rest[0] in ("public",) and m == "GET":
             return self._serve_public(req, rest[1:])
-        ctx = self._ctx(req, plain_download=m == "GET" and bool(rest) and rest[0] not in ("authenticated", "info"))
+        ctx = self._ctx(
+            req, plain_download=m == "GET" and bool(rest) and rest[0] not in ("authenticated", "info")
+        )
         if rest and rest[0] == "authenticated" and m == "GET":
             rest = rest[1:]
         if rest and rest[0] == "sign" and m == "POST":
@@ -332,14 +371,19 @@ class StorageApi:
     def _check_limits(self, bucket: dict, up: _Upload) -> None:
         limit = min(x for x in (bucket["file_size_limit"], GLOBAL_FILE_SIZE_LIMIT) if x is not None)
         if len(up.data) > limit:
-            raise StorageError(413, "EntityTooLarge", "Payload too large",
-                               "The object exceeded the maximum allowed size")
+            raise StorageError(
+                413, "EntityTooLarge", "Payload too large", "The object exceeded the maximum allowed size"
+            )
         allowed = bucket["allowed_mime_types"]
         if allowed:
             base = up.mimetype.split(";")[0].strip().lower()
-            ok = any(base == a.lower() or (a.endswith("/*") and base.startswith(a[:-1].lower())) for a in allowed)
+            ok = any(
+                base == a.lower() or (a.endswith("/*") and base.startswith(a[:-1].lower())) for a in allowed
+            )
             if not ok:
-                raise StorageError(415, "InvalidMimeType", "invalid_mime_type", f"mime type {base} is not supported")
+                raise StorageError(
+                    415, "InvalidMimeType", "invalid_mime_type", f"mime type {base} is not supported"
+                )
 
     def _upload(self, req: Request, ctx: RequestContext, bucket: str, key: str, upsert: bool) -> Response:
         b = self._bucket(req, bucket)
@@ -350,22 +394,44 @@ class StorageApi:
         path.write_bytes(up.data)
         md5 = hashlib.md5(up.data).hexdigest()
         now = datetime.now(UTC)
-        meta = {"eTag": f'"{md5}"', "size": len(up.data), "mimetype": up.mimetype,
-                "cacheControl": _max_age(up.cache_control), "lastModified": _iso(now),
-                "contentLength": len(up.data), "httpStatusCode": 200}
-        conflict = ("on conflict (bucket_id, name) do update set metadata = excluded.metadata, "
-                    "user_metadata = excluded.user_metadata, version = excluded.version, owner = excluded.owner, "
-                    "owner_id = excluded.owner_id, updated_at = now(), last_accessed_at = now() "
-                    if upsert else "")
+        meta = {
+            "eTag": f'"{md5}"',
+            "size": len(up.data),
+            "mimetype": up.mimetype,
+            "cacheControl": _max_age(up.cache_control),
+            "lastModified": _iso(now),
+            "contentLength": len(up.data),
+            "httpStatusCode": 200,
+        }
+        conflict = (
+            "on conflict (bucket_id, name) do update set metadata = excluded.metadata, "
+            "user_metadata = excluded.user_metadata, version = excluded.version, owner = excluded.owner, "
+            "owner_id = excluded.owner_id, updated_at = now(), last_accessed_at = now() "
+            if upsert
+            else ""
+        )
         try:
             with self.db.transaction(ctx, read_only=False) as conn:
-                old = conn.execute("select version from storage.objects where bucket_id = %s and name = %s",
-                                   (bucket, key)).fetchone() if upsert else None
+                old = (
+                    conn.execute(
+                        "select version from storage.objects where bucket_id = %s and name = %s",
+                        (bucket, key),
+                    ).fetchone()
+                    if upsert
+                    else None
+                )
                 row = conn.execute(
                     "insert into storage.objects (bucket_id, name, owner, owner_id, metadata, user_metadata, "
                     "version) values (%s, %s, %s, %s, %s, %s, %s) " + conflict + "returning id",
-                    (bucket, key, self._sub_uuid(ctx), ctx.claims.get("sub"), json.dumps(meta),
-                     json.dumps(up.user_metadata) if up.user_metadata is not None else None, version),
+                    (
+                        bucket,
+                        key,
+                        self._sub_uuid(ctx),
+                        ctx.claims.get("sub"),
+                        json.dumps(meta),
+                        json.dumps(up.user_metadata) if up.user_metadata is not None else None,
+                        version,
+                    ),
                 ).fetchone()
         except BaseException:
             path.unlink(missing_ok=True)
@@ -376,28 +442,42 @@ class StorageApi:
 
     def _find(self, ctx: RequestContext, bucket: str, key: str) -> dict:
         with self.db.transaction(ctx, read_only=True) as conn:
-            row = conn.execute("select * from storage.objects where bucket_id = %s and name = %s",
-                               (bucket, key)).fetchone()
+            row = conn.execute(
+                "select * from storage.objects where bucket_id = %s and name = %s", (bucket, key)
+            ).fetchone()
         if row is None:
             raise no_key()
         return row
 
-    def _object_response(self, req: Request, row: dict, extra: list[tuple[str, str]] | None = None) -> Response:
+    def _object_response(
+        self, req: Request, row: dict, extra: list[tuple[str, str]] | None = None
+    ) -> Response:
         meta = row["metadata"] or {}
         path = self.dir / str(row["version"])
         try:
             data = path.read_bytes()
         except FileNotFoundError as e:
             raise no_key() from e
-        headers = [("Content-Type", meta.get("mimetype", "application/octet-stream")),
-                   ("ETag", meta.get("eTag", "")), ("Cache-Control", meta.get("cacheControl", "no-cache")),
-                   ("Last-Modified", (row["updated_at"] or datetime.now(UTC)).strftime("%a, %d %b %Y %H:%M:%S GMT")),
-                   ("Accept-Ranges", "bytes"), ("Content-Length", str(len(data))), *(extra or [])]
+        headers = [
+            ("Content-Type", meta.get("mimetype", "application/octet-stream")),
+            ("ETag", meta.get("eTag", "")),
+            ("Cache-Control", meta.get("cacheControl", "no-cache")),
+            ("Last-Modified", (row["updated_at"] or datetime.now(UTC)).strftime("%a, %d %b %Y %H:%M:%S GMT")),
+            ("Accept-Ranges", "bytes"),
+            ("Content-Length", str(len(data))),
+            *(extra or []),
+        ]
         download = parse_qs(req.query, keep_blank_values=True).get("download")
         if download is not None:
             name = download[0]
-            headers.append(("Content-Disposition", f"attachment; filename={quote(name)}; filename*=UTF-8''{quote(name)}"
-                            if name else "attachment;"))
+            headers.append(
+                (
+                    "Content-Disposition",
+                    f"attachment; filename={quote(name)}; filename*=UTF-8''{quote(name)}"
+                    if name
+                    else "attachment;",
+                )
+            )
         return Response(200, b"" if req.method == "HEAD" else data, headers)
 
     def _download(self, req: Request, ctx: RequestContext, bucket: str, key: str) -> Response:
@@ -413,29 +493,50 @@ class StorageApi:
     def _info(self, ctx: RequestContext, bucket: str, key: str) -> Response:
         row = self._find(ctx, bucket, key)
         meta = row["metadata"] or {}
-        return Response.json(200, {
-            "id": str(row["id"]), "name": row["name"], "version": row["version"], "bucket_id": row["bucket_id"],
-            "size": meta.get("size"), "content_type": meta.get("mimetype"), "cache_control": meta.get("cacheControl"),
-            "etag": meta.get("eTag"), "metadata": row["user_metadata"] or {},
-            "last_modified": _iso(row["updated_at"]), "created_at": _iso(row["created_at"])})
+        return Response.json(
+            200,
+            {
+                "id": str(row["id"]),
+                "name": row["name"],
+                "version": row["version"],
+                "bucket_id": row["bucket_id"],
+                "size": meta.get("size"),
+                "content_type": meta.get("mimetype"),
+                "cache_control": meta.get("cacheControl"),
+                "etag": meta.get("eTag"),
+                "metadata": row["user_metadata"] or {},
+                "last_modified": _iso(row["updated_at"]),
+                "created_at": _iso(row["created_at"]),
+            },
+        )
 
     def _remove(self, req: Request, ctx: RequestContext, bucket: str) -> Response:
         prefixes = self._json_body(req).get("prefixes")
         if not isinstance(prefixes, list) or not prefixes or not all(isinstance(p, str) for p in prefixes):
-            raise StorageError(400, "InvalidRequest", "Invalid Input",
-                               "body/prefixes must be a non-empty array of strings")
+            raise StorageError(
+                400, "InvalidRequest", "Invalid Input", "body/prefixes must be a non-empty array of strings"
+            )
         with self.db.transaction(ctx, read_only=False) as conn:
             conn.execute(ALLOW_DELETE)
-            rows = conn.execute("delete from storage.objects where bucket_id = %s and name = any(%s) returning *",
-                                (bucket, prefixes)).fetchall()
+            rows = conn.execute(
+                "delete from storage.objects where bucket_id = %s and name = any(%s) returning *",
+                (bucket, prefixes),
+            ).fetchall()
         self._unlink(r["version"] for r in rows)
-        return Response.json(200, [self._object_json(r, r["name"]) | {"bucket_id": r["bucket_id"]} for r in rows])
+        return Response.json(
+            200, [self._object_json(r, r["name"]) | {"bucket_id": r["bucket_id"]} for r in rows]
+        )
 
     @staticmethod
     def _object_json(r: dict, name: str) -> dict:
-        return {"name": name, "id": str(r["id"]), "updated_at": _iso(r["updated_at"]),
-                "created_at": _iso(r["created_at"]), "last_accessed_at": _iso(r["last_accessed_at"]),
-                "metadata": r["metadata"]}
+        return {
+            "name": name,
+            "id": str(r["id"]),
+            "updated_at": _iso(r["updated_at"]),
+            "created_at": _iso(r["created_at"]),
+            "last_accessed_at": _iso(r["last_accessed_at"]),
+            "metadata": r["metadata"],
+        }
 
     def _list(self, req: Request, ctx: RequestContext, bucket: str) -> Response:
         body = self._json_body(req)
@@ -443,8 +544,12 @@ class StorageApi:
         search = body.get("search") or ""
         limit, offset = body.get("limit", 100), body.get("offset", 0)
         sort = body.get("sortBy") or {"column": "name", "order": "asc"}
-        if not all(isinstance(x, int) and x >= 0 for x in (limit, offset)) or not isinstance(prefix, str) \
-                or not isinstance(search, str) or not isinstance(sort, dict):
+        if (
+            not all(isinstance(x, int) and x >= 0 for x in (limit, offset))
+            or not isinstance(prefix, str)
+            or not isinstance(search, str)
+            or not isinstance(sort, dict)
+        ):
             raise StorageError(400, "InvalidRequest", "Invalid Input", "limit/offset must be integers >= 0")
         column = sort.get("column", "name")
         if column not in ("name", "created_at", "updated_at", "last_accessed_at"):
@@ -452,20 +557,30 @@ class StorageApi:
         base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         like = (base + search).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self.db.transaction(ctx, read_only=True) as conn:
-            rows = conn.execute("select * from storage.objects where bucket_id = %s and name ilike %s",
-                                (bucket, like)).fetchall()
+            rows = conn.execute(
+                "select * from storage.objects where bucket_id = %s and name ilike %s", (bucket, like)
+            ).fetchall()
         items: dict[str, dict] = {}
         for r in rows:
-            rel = r["name"][len(base):]
+            rel = r["name"][len(base) :]
             head, slash, _ = rel.partition("/")
             if slash:
-                items.setdefault(head, {"name": head, "id": None, "updated_at": None, "created_at": None,
-                                        "last_accessed_at": None, "metadata": None})
+                items.setdefault(
+                    head,
+                    {
+                        "name": head,
+                        "id": None,
+                        "updated_at": None,
+                        "created_at": None,
+                        "last_accessed_at": None,
+                        "metadata": None,
+                    },
+                )
             else:
                 items[rel] = self._object_json(r, rel)
         desc = str(sort.get("order", "asc")).lower() == "desc"
         ordered = sorted(items.values(), key=lambda it: (it[column] is None, it[column] or ""), reverse=desc)
-        return Response.json(200, ordered[offset:offset + min(limit, 1500)])
+        return Response.json(200, ordered[offset : offset + min(limit, 1500)])
 
     # ----- signed URLs -----------------------------------------------------------------
     def _expires(self, body: dict) -> int:
@@ -473,15 +588,18 @@ class StorageApi:
         try:
             n = int(raw)  # supabase-py sends it as a string
         except (TypeError, ValueError) as e:
-            raise StorageError(400, "InvalidRequest", "Invalid Input", "expiresIn must be an integer >= 1") from e
+            raise StorageError(
+                400, "InvalidRequest", "Invalid Input", "expiresIn must be an integer >= 1"
+            ) from e
         if n < 1:
             raise StorageError(400, "InvalidRequest", "Invalid Input", "expiresIn must be an integer >= 1")
         return n
 
     def _sign(self, bucket: str, key: str, expires: int) -> str:
         now = int(time.time())
-        token = pyjwt.encode({"url": f"{bucket}/{key}", "iat": now, "exp": now + expires}, self.jwt_secret,
-                             algorithm="HS256")
+        token = pyjwt.encode(
+            {"url": f"{bucket}/{key}", "iat": now, "exp": now + expires}, self.jwt_secret, algorithm="HS256"
+        )
         return f"/object/sign/{bucket}/{quote(key)}?token={token}"
 
     def _sign_one(self, req: Request, ctx: RequestContext, bucket: str, key: str) -> Response:
@@ -494,21 +612,38 @@ class StorageApi:
         expires = self._expires(body)
         paths = body.get("paths")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-            raise StorageError(400, "InvalidRequest", "Invalid Input", "paths must be a non-empty array of strings")
+            raise StorageError(
+                400, "InvalidRequest", "Invalid Input", "paths must be a non-empty array of strings"
+            )
         with self.db.transaction(ctx, read_only=True) as conn:
-            found = {r["name"] for r in conn.execute(
-                "select name from storage.objects where bucket_id = %s and name = any(%s)", (bucket, paths))}
-        return Response.json(200, [
-            {"error": None, "path": p, "signedURL": self._sign(bucket, p, expires)} if p in found
-            else {"error": "Either the object does not exist or you do not have access to it", "path": p,
-                  "signedURL": None}
-            for p in paths])
+            found = {
+                r["name"]
+                for r in conn.execute(
+                    "select name from storage.objects where bucket_id = %s and name = any(%s)",
+                    (bucket, paths),
+                )
+            }
+        return Response.json(
+            200,
+            [
+                {"error": None, "path": p, "signedURL": self._sign(bucket, p, expires)}
+                if p in found
+                else {
+                    "error": "Either the object does not exist or you do not have access to it",
+                    "path": p,
+                    "signedURL": None,
+                }
+                for p in paths
+            ],
+        )
 
     def _serve_signed(self, req: Request, rest: list[str]) -> Response:
         bucket, key = self._bucket_key(rest)
         token = (parse_qs(req.query).get("token") or [""])[0]
         if not token:
-            raise StorageError(400, "InvalidRequest", "Invalid Input", "querystring must have required property 'token'")
+            raise StorageError(
+                400, "InvalidRequest", "Invalid Input", "querystring must have required property 'token'"
+            )
         try:
             claims = pyjwt.decode(token, self.jwt_secret, algorithms=["HS256"])
         except pyjwt.ExpiredSignatureError as e:
@@ -516,7 +651,9 @@ class StorageApi:
         except pyjwt.InvalidTokenError as e:
             raise StorageError(400, "InvalidJWT", "InvalidJWT", "invalid signature") from e
         if claims.get("url") != f"{bucket}/{key}":
-            raise StorageError(400, "InvalidSignature", "InvalidSignature", "The url do not match the signature")
+            raise StorageError(
+                400, "InvalidSignature", "InvalidSignature", "The url do not match the signature"
+            )
         row = self._find(self._service(req), bucket, key)
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
         return self._object_response(req, row, [("Expires", expires)])

@@ -45,17 +45,30 @@ class Dataset:
     shots: list[dict[str, Any]] = field(default_factory=list)
     images: dict[str, bytes] = field(default_factory=dict)
 
-    def add_task(self, task_id: str, *, age: timedelta = timedelta(hours=1), status: str = "success",
-                 agent: str = "bot", image_seeds: list[int | None] | None = None,
-                 title: str | None = None) -> dict[str, Any]:
+    def add_task(
+        self,
+        task_id: str,
+        *,
+        age: timedelta = timedelta(hours=1),
+        status: str = "success",
+        agent: str = "bot",
+        image_seeds: list[int | None] | None = None,
+        title: str | None = None,
+    ) -> dict[str, Any]:
         """A task started ``age`` ago with one step per entry of ``image_seeds`` (None: no image)."""
         started = datetime.now(UTC) - age
-        task = {"task_id": task_id, "title": title or f"title of {task_id}", "description": None,
-                "agent": agent, "status": status, "started_at": iso(started),
-                "finished_at": None if status == "running" else iso(started + timedelta(seconds=30)),
-                "result": "ok" if status == "success" else None,
-                "error_message": "boom" if status == "failed" else None,
-                "metadata": {"env": "test", "nested": {"n": 1}}}
+        task = {
+            "task_id": task_id,
+            "title": title or f"title of {task_id}",
+            "description": None,
+            "agent": agent,
+            "status": status,
+            "started_at": iso(started),
+            "finished_at": None if status == "running" else iso(started + timedelta(seconds=30)),
+            "result": "ok" if status == "success" else None,
+            "error_message": "boom" if status == "failed" else None,
+            "metadata": {"env": "test", "nested": {"n": 1}},
+        }
         self.tasks.append(task)
         for number, seed in enumerate(image_seeds if image_seeds is not None else [1, None], start=1):
             self._add_step(task_id, number, started, seed)
@@ -68,29 +81,52 @@ class Dataset:
             data = webp(seed)
             path = key_of(data)
             self.images[path] = data
-            self.shots.append({"id": str(uuid.uuid4()), "task_id": task_id, "step_id": step_id,
-                               "screenshot_path": path, "file_size": len(data),
-                               "file_hash": hashlib.sha256(data).hexdigest(), "compressed": True,
-                               "metadata": {"width": 40, "height": 30, "original_format": "PNG"},
-                               "created_at": iso(started + timedelta(seconds=number))})
-        self.steps.append({
-            "id": step_id, "task_id": task_id, "step_number": number,
-            "step_type": "screenshot" if seed is not None else "action",
-            "step_data": {"action": "tap", "x": number, "text": "héllo, \"quoted\"\nline"},
-            "thinking": f"step {number}: I should tap", "action_result": {"ok": True, "items": [1, 2]},
-            "screenshot_path": path, "duration_ms": 12.5 * number, "success": number % 3 != 0,
-            "error_type": None if number % 3 else "TimeoutError",
-            "error_message": None if number % 3 else "took too long", "stack_trace": None,
-            "started_at": iso(started + timedelta(seconds=number)), "metadata": {"k": number},
-            "created_at": iso(started + timedelta(seconds=number)),
-            "name": f"Tap {number}", "usage": {"prompt_tokens": 10 * number, "completion_tokens": number,
-                                                "total_tokens": 11 * number},
-            "error_category": None if number % 3 else "timeout",
-        })
+            self.shots.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "task_id": task_id,
+                    "step_id": step_id,
+                    "screenshot_path": path,
+                    "file_size": len(data),
+                    "file_hash": hashlib.sha256(data).hexdigest(),
+                    "compressed": True,
+                    "metadata": {"width": 40, "height": 30, "original_format": "PNG"},
+                    "created_at": iso(started + timedelta(seconds=number)),
+                }
+            )
+        self.steps.append(
+            {
+                "id": step_id,
+                "task_id": task_id,
+                "step_number": number,
+                "step_type": "screenshot" if seed is not None else "action",
+                "step_data": {"action": "tap", "x": number, "text": 'héllo, "quoted"\nline'},
+                "thinking": f"step {number}: I should tap",
+                "action_result": {"ok": True, "items": [1, 2]},
+                "screenshot_path": path,
+                "duration_ms": 12.5 * number,
+                "success": number % 3 != 0,
+                "error_type": None if number % 3 else "TimeoutError",
+                "error_message": None if number % 3 else "took too long",
+                "stack_trace": None,
+                "started_at": iso(started + timedelta(seconds=number)),
+                "metadata": {"k": number},
+                "created_at": iso(started + timedelta(seconds=number)),
+                "name": f"Tap {number}",
+                "usage": {
+                    "prompt_tokens": 10 * number,
+                    "completion_tokens": number,
+                    "total_tokens": 11 * number,
+                },
+                "error_category": None if number % 3 else "timeout",
+            }
+        )
 
     def for_task(self, task_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return ([s for s in self.steps if s["task_id"] == task_id],
-                [r for r in self.shots if r["task_id"] == task_id])
+        return (
+            [s for s in self.steps if s["task_id"] == task_id],
+            [r for r in self.shots if r["task_id"] == task_id],
+        )
 
 
 def load_into_stack(stack: Any, ds: Dataset) -> None:
@@ -134,8 +170,10 @@ def stack_objects(stack: Any) -> set[str]:
 
 
 def counts(stack: Any) -> dict[str, int]:
-    return {t: stack.sql(f"select count(*) as n from public.{t}")[0]["n"]
-            for t in ("tasks", "task_steps", "step_screenshots")}
+    return {
+        t: stack.sql(f"select count(*) as n from public.{t}")[0]["n"]
+        for t in ("tasks", "task_steps", "step_screenshots")
+    }
 
 
 def json_out(text: str) -> dict[str, Any]:

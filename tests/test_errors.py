@@ -18,8 +18,14 @@ from stepsdk.share import animation
 
 
 def test_the_hierarchy_and_its_builtin_bases() -> None:
-    for name in ("StepSDKError", "ConfigurationError", "BackendUnavailableError", "ResyncError",
-                 "ExportFormatError", "ScreenshotError"):
+    for name in (
+        "StepSDKError",
+        "ConfigurationError",
+        "BackendUnavailableError",
+        "ResyncError",
+        "ExportFormatError",
+        "ScreenshotError",
+    ):
         assert getattr(stepsdk, name) is getattr(errors, name) and name in stepsdk.__all__
         assert issubclass(getattr(errors, name), errors.StepSDKError)
     assert issubclass(errors.ConfigurationError, ValueError)
@@ -52,18 +58,22 @@ def test_screenshot_error_reasons() -> None:
         errors.ScreenshotError("nope", "x")
 
 
-@pytest.mark.parametrize(("exc", "status"), [
-    (resync.ResyncNotConfigured("Supabase is not configured"), Exit.CONFIG),
-    (resync.ResyncBackendUnavailable("Supabase at http://x is not usable"), Exit.UNAVAILABLE),
-    (errors.ResyncError("backup folder /x is not a folder"), Exit.UNAVAILABLE),
-    (prices.PriceError("bad price table"), Exit.CONFIG),
-    (errors.ExportFormatError(["tasks[0].task_id is required"]), Exit.DATA),
-    (sink.BackendUnavailable("down"), Exit.UNAVAILABLE),
-    (errors.ScreenshotError("empty", "no bytes"), Exit.FAILED),
-    (CliError("usage", Exit.USAGE), Exit.USAGE),
-])
-def test_the_cli_maps_exit_statuses_from_types(exc: errors.StepSDKError, status: Exit,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (resync.ResyncNotConfigured("Supabase is not configured"), Exit.CONFIG),
+        (resync.ResyncBackendUnavailable("Supabase at http://x is not usable"), Exit.UNAVAILABLE),
+        (errors.ResyncError("backup folder /x is not a folder"), Exit.UNAVAILABLE),
+        (prices.PriceError("bad price table"), Exit.CONFIG),
+        (errors.ExportFormatError(["tasks[0].task_id is required"]), Exit.DATA),
+        (sink.BackendUnavailable("down"), Exit.UNAVAILABLE),
+        (errors.ScreenshotError("empty", "no bytes"), Exit.FAILED),
+        (CliError("usage", Exit.USAGE), Exit.USAGE),
+    ],
+)
+def test_the_cli_maps_exit_statuses_from_types(
+    exc: errors.StepSDKError, status: Exit, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert exit_status(exc) == status
 
     @run_safely("demo-command")

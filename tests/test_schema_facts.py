@@ -47,13 +47,16 @@ def test_storage_path_rule() -> None:
         assert not schema.STORAGE_PATH_RE.match(bad), bad
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2026-11-30T10:00:00", datetime(2026, 11, 30, 10, tzinfo=UTC)),  # naive means UTC
-    ("2026-11-30", datetime(2026, 11, 30, tzinfo=UTC)),
-    ("2026-11-30T10:00:00Z", datetime(2026, 11, 30, 10, tzinfo=UTC)),
-    ("2026-11-30T12:00:00+02:00", datetime(2026, 11, 30, 10, tzinfo=UTC)),
-    (" 2026-11-30T10:00:00.123456+00:00 ", datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-30T10:00:00", datetime(2026, 11, 30, 10, tzinfo=UTC)),  # naive means UTC
+        ("2026-11-30", datetime(2026, 11, 30, tzinfo=UTC)),
+        ("2026-11-30T10:00:00Z", datetime(2026, 11, 30, 10, tzinfo=UTC)),
+        ("2026-11-30T12:00:00+02:00", datetime(2026, 11, 30, 10, tzinfo=UTC)),
+        (" 2026-11-30T10:00:00.123456+00:00 ", datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)),
+    ],
+)
 def test_parse_timestamp_naive_is_utc(text: str, expected: datetime) -> None:
     parsed = schema.parse_timestamp(text)
     assert parsed == expected and parsed is not None and parsed.tzinfo is not None
@@ -80,5 +83,9 @@ def test_every_reader_uses_the_one_rule() -> None:
     from stepsdk.store import export_format, index
 
     naive = "2026-11-30T10:00:00"
-    assert stats.parse_ts(naive) == index.parse_ts(naive) == export_format.parse_timestamp(naive) == (
-        datetime(2026, 11, 30, 10, tzinfo=UTC))
+    assert (
+        stats.parse_ts(naive)
+        == index.parse_ts(naive)
+        == export_format.parse_timestamp(naive)
+        == (datetime(2026, 11, 30, 10, tzinfo=UTC))
+    )

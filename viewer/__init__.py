@@ -15,13 +15,22 @@ from typing import Any
 
 if __name__ != "stepsdk.viewer":  # e.g. `import viewer` with the repository root on sys.path
     # a second copy of every module (its own caches, its own NiceGUI registrations): refuse
-    raise ImportError(f"the viewer is the package stepsdk.viewer, not {__name__!r}: "
-                      "use `from stepsdk.viewer import ...` or `python -m stepsdk.viewer`")
+    raise ImportError(
+        f"the viewer is the package stepsdk.viewer, not {__name__!r}: "
+        "use `from stepsdk.viewer import ...` or `python -m stepsdk.viewer`"
+    )
 
 DEFAULT_HOST = "127.0.0.1"  # local only: the viewer holds a service key on the server side
 __all__ = ["DataSource", "Sort", "SourceUnavailable", "TaskFilters", "create_app", "run", "source_from_args"]
-_FROM = {"create_app": "app", "run": "app", "source_from_args": "app", "DataSource": "data.base",
-         "Sort": "data.base", "SourceUnavailable": "data.base", "TaskFilters": "data.base"}
+_FROM = {
+    "create_app": "app",
+    "run": "app",
+    "source_from_args": "app",
+    "DataSource": "data.base",
+    "Sort": "data.base",
+    "SourceUnavailable": "data.base",
+    "TaskFilters": "data.base",
+}
 
 
 def __getattr__(name: str) -> Any:

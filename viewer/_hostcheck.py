@@ -22,7 +22,7 @@ def host_name(header: str) -> str:
     """``example.org:8080`` → ``example.org``; ``[::1]:8080`` → ``::1``; lower case."""
     header = header.strip().lower()
     if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
+        return header[1 : header.find("]")] if "]" in header else header
     name, _, port = header.rpartition(":")
     return name if name and port.isdigit() else header
 
@@ -45,15 +45,26 @@ class HostCheck:
         if scope["type"] in ("http", "websocket"):
             host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
             if host_name(host) not in self.allowed:
-                log.warning("viewer: refused a request for host %r (use --allowed-host to allow it)", host[:100])
+                log.warning(
+                    "viewer: refused a request for host %r (use --allowed-host to allow it)", host[:100]
+                )
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
-                body = b"421 Misdirected Request: this viewer does not answer for that host name " \
-                       b"(start it with --allowed-host NAME to allow one)\n"
-                await send({"type": "http.response.start", "status": 421,
-                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                        (b"content-length", str(len(body)).encode())]})
+                body = (
+                    b"421 Misdirected Request: this viewer does not answer for that host name "
+                    b"(start it with --allowed-host NAME to allow one)\n"
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 421,
+                        "headers": [
+                            (b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

@@ -18,8 +18,13 @@ log = logging.getLogger("stepsdk.viewer")
 UNCONNECTED_PAGE_TTL_S = 20.0
 
 
-def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_hosts: Sequence[str] = (),
-               stale_minutes: float | None = None) -> None:
+def create_app(
+    source: DataSource,
+    *,
+    listen_host: str = DEFAULT_HOST,
+    allowed_hosts: Sequence[str] = (),
+    stale_minutes: float | None = None,
+) -> None:
     """Register every page and API route on NiceGUI's app for ``source``.
 
     ``listen_host`` and ``allowed_hosts``: the names a request's ``Host`` header may carry
@@ -50,8 +55,12 @@ def create_app(source: DataSource, *, listen_host: str = DEFAULT_HOST, allowed_h
     search.register(source)
 
 
-def source_from_args(backup_dir: str | None = None, supabase_url: str | None = None,
-                     supabase_key: str | None = None, access_token: str | None = None) -> DataSource:
+def source_from_args(
+    backup_dir: str | None = None,
+    supabase_url: str | None = None,
+    supabase_key: str | None = None,
+    access_token: str | None = None,
+) -> DataSource:
     """The backup folder by default; Supabase when a URL is given (key from the environment).
 
     The key and the backup folder are resolved by :meth:`stepsdk.Config.resolve`, as for the tracker;
@@ -61,17 +70,24 @@ def source_from_args(backup_dir: str | None = None, supabase_url: str | None = N
 
     # "" for the URL: only an explicit --supabase-url selects Supabase, never SUPABASE_URL alone.
     # The level is fixed so that STEPSDK_LEVEL (a recording setting) plays no part here.
-    config = Config.resolve(supabase_url=supabase_url or "", supabase_key=supabase_key,
-                            backup_dir=backup_dir or None, level="DETAILED")
+    config = Config.resolve(
+        supabase_url=supabase_url or "",
+        supabase_key=supabase_key,
+        backup_dir=backup_dir or None,
+        level="DETAILED",
+    )
     if config.supabase_url:
         from .data.supabase_source import SupabaseSource
 
         key = config.supabase_key or os.environ.get("SUPABASE_ANON_KEY")
         if not key:
-            raise ValueError("a Supabase key is needed: set SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY)")
+            raise ValueError(
+                "a Supabase key is needed: set SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY)"
+            )
         # a user's token (SUPABASE_ACCESS_TOKEN) with the anon key: row-level security shows their tasks only
-        return SupabaseSource(config.supabase_url, key,
-                              access_token=access_token or os.environ.get("SUPABASE_ACCESS_TOKEN"))
+        return SupabaseSource(
+            config.supabase_url, key, access_token=access_token or os.environ.get("SUPABASE_ACCESS_TOKEN")
+        )
     from .data.backup_source import BackupSource
 
     return BackupSource(config.backup_dir)
@@ -86,23 +102,35 @@ def backup_folder(backup_dir: str | None = None) -> str:
 
 def run_options() -> dict[str, object]:
     """The ``ui.run`` options of the viewer (also used by the tests' simulated app)."""
-    return {"title": "stepsdk viewer", "favicon": "🔎", "show_welcome_message": False,
-            "fastapi_docs": {"title": "stepsdk viewer API", "version": "1"}}
+    return {
+        "title": "stepsdk viewer",
+        "favicon": "🔎",
+        "show_welcome_message": False,
+        "fastapi_docs": {"title": "stepsdk viewer API", "version": "1"},
+    }
 
 
-def run(source: DataSource, *, host: str = DEFAULT_HOST, port: int = 8080, show: bool = False,
-        allowed_hosts: Sequence[str] = (), stale_minutes: float | None = None) -> None:
+def run(
+    source: DataSource,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = 8080,
+    show: bool = False,
+    allowed_hosts: Sequence[str] = (),
+    stale_minutes: float | None = None,
+) -> None:
     """Serve the viewer until interrupted."""
     create_app(source, listen_host=host, allowed_hosts=allowed_hosts, stale_minutes=stale_minutes)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("viewer: listening on %s: anyone who can reach it can read every task", host)
         if host in ("0.0.0.0", "::") and not allowed_hosts:
-            log.warning("viewer: only loopback names are accepted in the Host header; "
-                        "add --allowed-host NAME for the name or address others use")
+            log.warning(
+                "viewer: only loopback names are accepted in the Host header; "
+                "add --allowed-host NAME for the name or address others use"
+            )
 
     from nicegui import app
     from nicegui.client import Client
 
     app.timer(5.0, lambda: Client.prune_instances(client_age_threshold=UNCONNECTED_PAGE_TTL_S))
-    ui.run(host=host, port=port, reload=False, show=show, uvicorn_logging_level="warning",
-           **run_options())  # type: ignore[arg-type]
+    ui.run(host=host, port=port, reload=False, show=show, uvicorn_logging_level="warning", **run_options())  # type: ignore[arg-type]

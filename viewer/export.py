@@ -17,11 +17,37 @@ from stepsdk.store.csv_cells import write_rows
 
 from .data.base import DataSource, Row
 
-TASK_CSV_COLUMNS = ("task_id", "title", "agent", "status", "started_at", "finished_at", "duration_ms",
-                    "total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
-                    "screenshots_count")
-STEP_CSV_COLUMNS = ("step_number", "id", "step_type", "name", "success", "duration_ms", "started_at", "created_at",
-                    "error_type", "error_message", "thinking", "step_data", "action_result", "screenshot_path")
+TASK_CSV_COLUMNS = (
+    "task_id",
+    "title",
+    "agent",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "total_steps",
+    "successful_steps",
+    "failed_steps",
+    "success_rate",
+    "total_duration_ms",
+    "screenshots_count",
+)
+STEP_CSV_COLUMNS = (
+    "step_number",
+    "id",
+    "step_type",
+    "name",
+    "success",
+    "duration_ms",
+    "started_at",
+    "created_at",
+    "error_type",
+    "error_message",
+    "thinking",
+    "step_data",
+    "action_result",
+    "screenshot_path",
+)
 
 
 def task_report(task: Row, steps: list[Row], screenshots: list[Row], stats: Row | None) -> dict[str, Any]:
@@ -29,12 +55,18 @@ def task_report(task: Row, steps: list[Row], screenshots: list[Row], stats: Row 
     return {"task": task, "steps": steps, "screenshots": screenshots, "statistics": stats or {}}
 
 
-def read_report(source: DataSource, task: Row, shot: Callable[[Row], Row] = lambda row: row) -> dict[str, Any]:
+def read_report(
+    source: DataSource, task: Row, shot: Callable[[Row], Row] = lambda row: row
+) -> dict[str, Any]:
     """:func:`task_report` of ``task`` (a ``get_task`` row) with every step, the screenshot rows
     (each passed through ``shot``) and the statistics read from ``source``."""
     task_id = task["task_id"]
-    return task_report(task, source.iter_all_steps(task_id), [shot(r) for r in source.get_screenshots(task_id)],
-                       source.get_task_stats(task_id))
+    return task_report(
+        task,
+        source.iter_all_steps(task_id),
+        [shot(r) for r in source.get_screenshots(task_id)],
+        source.get_task_stats(task_id),
+    )
 
 
 def report_json(report: dict[str, Any]) -> bytes:

@@ -76,14 +76,20 @@ def storage_info(source: DataSource) -> Row:
         health: Row = {"ok": True, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
     except Exception as exc:  # unreachable, refused, unreadable: report it, do not fail
         log.debug("storage info failed", exc_info=True)
-        figures = dict.fromkeys(("tasks", "steps", "screenshots", "objects", "bytes",
-                                 "oldest_task_at", "newest_task_at"))
+        figures = dict.fromkeys(
+            ("tasks", "steps", "screenshots", "objects", "bytes", "oldest_task_at", "newest_task_at")
+        )
         health = {"ok": False, "error": _safe_error(source, exc)}
     if root is not None:
         snap_problems = figures.pop("_problems", 0) if health["ok"] else None
         health |= {"problems": snap_problems, "pending": figures.pop("_pending", None)}
-    return {"backend": "backup" if root is not None else "supabase", "source": source.description,
-            **figures, "health": health, "can_delete": can_delete(source)}
+    return {
+        "backend": "backup" if root is not None else "supabase",
+        "source": source.description,
+        **figures,
+        "health": health,
+        "can_delete": can_delete(source),
+    }
 
 
 def _backup_figures(root: Any) -> Row:
@@ -93,14 +99,21 @@ def _backup_figures(root: Any) -> Row:
     sizes: dict[str, int] = {}
     for rows in snap.screenshots.values():
         for r in rows:
-            sizes[r["screenshot_path"]] = max(sizes.get(r["screenshot_path"], 0), int(r.get("file_size") or 0))
+            sizes[r["screenshot_path"]] = max(
+                sizes.get(r["screenshot_path"], 0), int(r.get("file_size") or 0)
+            )
     starts = sorted(s for t in snap.tasks.values() if (s := parse_timestamp(t.get("started_at"))) is not None)
-    return {"tasks": len(snap.tasks), "steps": sum(map(len, snap.steps.values())),
-            "screenshots": sum(map(len, snap.screenshots.values())), "objects": len(sizes),
-            "bytes": sum(sizes.values()),
-            "oldest_task_at": starts[0].isoformat() if starts else None,
-            "newest_task_at": starts[-1].isoformat() if starts else None,
-            "_problems": len(snap.problems), "_pending": pending_counts(snap)}
+    return {
+        "tasks": len(snap.tasks),
+        "steps": sum(map(len, snap.steps.values())),
+        "screenshots": sum(map(len, snap.screenshots.values())),
+        "objects": len(sizes),
+        "bytes": sum(sizes.values()),
+        "oldest_task_at": starts[0].isoformat() if starts else None,
+        "newest_task_at": starts[-1].isoformat() if starts else None,
+        "_problems": len(snap.problems),
+        "_pending": pending_counts(snap),
+    }
 
 
 def _supabase_figures(source: DataSource) -> Row:
@@ -155,8 +168,11 @@ def cleanup(source: DataSource, older_than: timedelta | None, *, dry_run: bool, 
             _local_retention.record_run(root, _local_retention.age_text(older_than), report, trigger="viewer")
         return report.to_dict()
     remote = _retention.SupabaseRetention(_client(source))
-    report = (remote.run(older_than, dry_run=dry_run, batch_size=500) if older_than is not None
-              else _retention.CleanupReport(dry_run=dry_run))
+    report = (
+        remote.run(older_than, dry_run=dry_run, batch_size=500)
+        if older_than is not None
+        else _retention.CleanupReport(dry_run=dry_run)
+    )
     remote.remove_freed(report, dry_run=dry_run)
     if orphans and older_than is not None:
         remote.sweep_orphans(older_than, report, dry_run=dry_run)
@@ -169,30 +185,47 @@ def cleanup(source: DataSource, older_than: timedelta | None, *, dry_run: bool, 
 def _check_token(authorization: str | None) -> None:
     expected = os.environ.get(TOKEN_ENV) or ""
     if len(expected) < 16:
-        raise HTTPException(403, detail=f"clean-up over the API is off: set {TOKEN_ENV} (16+ characters) "
-                                        "where the viewer runs and send it as a Bearer token")
+        raise HTTPException(
+            403,
+            detail=f"clean-up over the API is off: set {TOKEN_ENV} (16+ characters) "
+            "where the viewer runs and send it as a Bearer token",
+        )
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise HTTPException(401, detail="missing or wrong Bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, detail="missing or wrong Bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def register(source: DataSource) -> None:
     """``GET /api/storage``; ``POST /api/storage/cleanup`` only when this viewer may delete."""
 
-    @app.get("/api/storage", tags=["stepsdk"],
-             summary="Storage figures: tasks, steps, screenshots, bytes, oldest/newest task, backend health")
+    @app.get(
+        "/api/storage",
+        tags=["stepsdk"],
+        summary="Storage figures: tasks, steps, screenshots, bytes, oldest/newest task, backend health",
+    )
     def storage() -> Row:
         return storage_info(source)
 
     if not can_delete(source):
         return
 
-    @app.post("/api/storage/cleanup", tags=["stepsdk"],
-              summary="Delete tasks older than an age with their screenshots (Bearer $STEPSDK_VIEWER_TOKEN)")
+    @app.post(
+        "/api/storage/cleanup",
+        tags=["stepsdk"],
+        summary="Delete tasks older than an age with their screenshots (Bearer $STEPSDK_VIEWER_TOKEN)",
+    )
     def storage_cleanup(
-        older_than: Annotated[str | None, Body(embed=True, max_length=40,
-                                               description="30d, 12h, 2w, 90m; Supabase: omit to remove only "
-                                                           "the objects the scheduled retention freed")] = None,
+        older_than: Annotated[
+            str | None,
+            Body(
+                embed=True,
+                max_length=40,
+                description="30d, 12h, 2w, 90m; Supabase: omit to remove only "
+                "the objects the scheduled retention freed",
+            ),
+        ] = None,
         dry_run: Annotated[bool, Body(embed=True)] = True,
         orphans: Annotated[bool, Body(embed=True)] = False,
         authorization: Annotated[str | None, Header()] = None,

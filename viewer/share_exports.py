@@ -14,7 +14,9 @@ from .data.base import DataSource, Row
 
 def _shared(source: DataSource, task: Row) -> SharedRun:
     task_id = task["task_id"]
-    bundle = TaskBundle(dict(task), source.iter_all_steps(task_id), source.get_screenshots(task_id)).normalized()
+    bundle = TaskBundle(
+        dict(task), source.iter_all_steps(task_id), source.get_screenshots(task_id)
+    ).normalized()
     return shared_run(bundle, source.screenshot_bytes)
 
 

@@ -24,18 +24,31 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 60.0
 
 
-def http_client(timeout: float = DEFAULT_TIMEOUT, connect_timeout: float | None = None,
-                on_response: Callable[[httpx.Response], None] | None = None) -> httpx.Client:
+def http_client(
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    on_response: Callable[[httpx.Response], None] | None = None,
+) -> httpx.Client:
     """The httpx client under PostgREST and Storage: the timeouts, redirects followed."""
     hooks = {"response": [on_response]} if on_response else {}
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, connect_timeout or DEFAULT_CONNECT_TIMEOUT)),
-        follow_redirects=True, event_hooks=hooks)
+        follow_redirects=True,
+        event_hooks=hooks,
+    )
 
 
-def make_client(url: str, key: str, *, timeout: float = DEFAULT_TIMEOUT, connect_timeout: float | None = None,
-                headers: Mapping[str, str] | None = None, retry: bool = False,
-                http: httpx.Client | None = None, **options: Any) -> Client:
+def make_client(
+    url: str,
+    key: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    retry: bool = False,
+    http: httpx.Client | None = None,
+    **options: Any,
+) -> Client:
     """The official sync client for ``url`` with ``key``.
 
     ``headers`` (e.g. a user's ``Authorization``) go to every service; ``http`` replaces the
@@ -48,5 +61,6 @@ def make_client(url: str, key: str, *, timeout: float = DEFAULT_TIMEOUT, connect
     if headers:
         options["headers"] = {**ClientOptions().headers, **headers}
     client_options = ClientOptions(
-        httpx_client=http or http_client(timeout, connect_timeout), postgrest_client_retry=retry, **options)
+        httpx_client=http or http_client(timeout, connect_timeout), postgrest_client_retry=retry, **options
+    )
     return create_client(url, key, client_options)

@@ -36,8 +36,20 @@ class ErrorClass(enum.Enum):
 
 
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "40", "57", "XX", "55")
-_FATAL_CODES = {"42501", "42P01", "42883", "PGRST106", "PGRST205", "PGRST202", "PGRST301",
-                "PGRST302", "PGRST303", "28000", "28P01", "25006"}
+_FATAL_CODES = {
+    "42501",
+    "42P01",
+    "42883",
+    "PGRST106",
+    "PGRST205",
+    "PGRST202",
+    "PGRST301",
+    "PGRST302",
+    "PGRST303",
+    "28000",
+    "28P01",
+    "25006",
+}
 
 
 class ThrottledError(Exception):
@@ -151,10 +163,15 @@ def one_line(exc: BaseException) -> str:
 class RetryPolicy:
     """Exponential backoff with full jitter, Retry-After honoured, bounded total time."""
 
-    def __init__(self, max_time: float, initial: float = 0.1, max_wait: float = 4.0,
-                 should_stop: Callable[[], bool] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_time: float,
+        initial: float = 0.1,
+        max_wait: float = 4.0,
+        should_stop: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         """`clock` and `sleep` are injectable so that tests of retries need no real waiting."""
         self.max_time = max_time
         self.initial = initial
@@ -213,8 +230,13 @@ class CircuitBreaker:
     Logs one WARNING when the backend goes down and one INFO when it comes back.
     """
 
-    def __init__(self, probe_min: float, probe_max: float, name: str = "backend",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        probe_min: float,
+        probe_max: float,
+        name: str = "backend",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.clock = clock  # injectable: tests move time instead of waiting
         self.probe_min = probe_min
         self.probe_max = probe_max
@@ -239,8 +261,15 @@ class CircuitBreaker:
                 self.open = True
                 self.opened_at = time.time()
                 self.interval = self.probe_min
-                log.warning("stepsdk: %s unreachable (%s); steps are kept in the local backup%s, "
-                            "probing every %.0f-%.0f s", self.name, reason, where, self.probe_min, self.probe_max)
+                log.warning(
+                    "stepsdk: %s unreachable (%s); steps are kept in the local backup%s, "
+                    "probing every %.0f-%.0f s",
+                    self.name,
+                    reason,
+                    where,
+                    self.probe_min,
+                    self.probe_max,
+                )
             else:
                 self.interval = min(self.probe_max, self.interval * 2)
             self.next_probe = self.clock() + self.interval * random.uniform(0.8, 1.0)
@@ -249,7 +278,11 @@ class CircuitBreaker:
         with self._lock:
             if self.open:
                 down = time.time() - (self.opened_at or time.time())
-                log.info("stepsdk: %s reachable again after %.1f s; uploading the backlog (%d in memory)",
-                         self.name, down, backlog)
+                log.info(
+                    "stepsdk: %s reachable again after %.1f s; uploading the backlog (%d in memory)",
+                    self.name,
+                    down,
+                    backlog,
+                )
             self.open = False
             self.interval = self.probe_min

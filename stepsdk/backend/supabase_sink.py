@@ -64,8 +64,13 @@ class SupabaseSink:
             raise ValueError("SupabaseSink needs a Supabase URL and key")
         timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
         self._http = httpx.Client(timeout=timeout, event_hooks={"response": [_on_response]})
-        self._client: Client = make_client(config.supabase_url or "", config.supabase_key or "", http=self._http,
-                                           auto_refresh_token=False, persist_session=False)
+        self._client: Client = make_client(
+            config.supabase_url or "",
+            config.supabase_key or "",
+            http=self._http,
+            auto_refresh_token=False,
+            persist_session=False,
+        )
         self.bucket = config.bucket
 
     def __repr__(self) -> str:  # never the key
@@ -77,9 +82,11 @@ class SupabaseSink:
         for row in rows:
             groups.setdefault(tuple(sorted(row)), []).append(row)
         for group in groups.values():
-            (self._client.table(table)
-             .upsert(group, on_conflict=ON_CONFLICT[table], returning=ReturnMethod.minimal)
-             .execute())
+            (
+                self._client.table(table)
+                .upsert(group, on_conflict=ON_CONFLICT[table], returning=ReturnMethod.minimal)
+                .execute()
+            )
 
     def existing(self, table: str, ids: Iterable[str]) -> set[str]:
         """Which of these ids are already stored (resync reports them as skipped)."""
@@ -87,7 +94,7 @@ class SupabaseSink:
         found: set[str] = set()
         id_list = list(ids)
         for i in range(0, len(id_list), 100):
-            chunk = id_list[i:i + 100]
+            chunk = id_list[i : i + 100]
             res = self._client.table(table).select(column).in_(column, chunk).execute()
             found.update(str(r[column]) for r in res.data or ())
         return found
@@ -96,7 +103,8 @@ class SupabaseSink:
         from stepsdk.recording.sensitive import content_type  # .enc objects are ciphertext, not images
 
         self._client.storage.from_(self.bucket).upload(
-            screenshot_path, data, {"content-type": content_type(screenshot_path), "upsert": "true"})
+            screenshot_path, data, {"content-type": content_type(screenshot_path), "upsert": "true"}
+        )
 
     def probe(self) -> None:
         """A cheap read that proves the backend, the key and the schema work (raises otherwise)."""

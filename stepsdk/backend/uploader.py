@@ -64,8 +64,9 @@ class Journal(Protocol):
 class Counts:
     """What one uploader confirmed over its life (records, not distinct steps)."""
 
-    uploaded: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(
-        (T_TASKS, T_OBJECTS, T_STEPS, T_SHOTS), 0))
+    uploaded: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys((T_TASKS, T_OBJECTS, T_STEPS, T_SHOTS), 0)
+    )
     failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
@@ -78,12 +79,18 @@ class Uploader:
     the live stage count; `on_retry(exc)` sees every retried failure.
     """
 
-    def __init__(self, sink: Sink, journal: Journal, *, policy: Callable[[], RetryPolicy],
-                 read_object: Callable[[str], bytes | None],
-                 on_confirmed: Callable[[str, list[Record]], None] | None = None,
-                 on_rejected: Callable[[str, str, Record | None, dict[str, Any]], None] | None = None,
-                 on_retry: Callable[[BaseException], None] | None = None,
-                 objects_done: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        journal: Journal,
+        *,
+        policy: Callable[[], RetryPolicy],
+        read_object: Callable[[str], bytes | None],
+        on_confirmed: Callable[[str, list[Record]], None] | None = None,
+        on_rejected: Callable[[str, str, Record | None, dict[str, Any]], None] | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+        objects_done: Callable[[str], bool] | None = None,
+    ) -> None:
         self.sink = sink
         self.journal = journal
         self.policy = policy
@@ -135,7 +142,10 @@ class Uploader:
         for r in shots:
             path = r.row.get("screenshot_path")
             if isinstance(path, str):
-                paths[path] = (max(r.version, paths.get(path, (0, None))[0]), r.data or paths.get(path, (0, None))[1])
+                paths[path] = (
+                    max(r.version, paths.get(path, (0, None))[0]),
+                    r.data or paths.get(path, (0, None))[1],
+                )
         for r in steps:
             path = r.row.get("screenshot_path")
             if isinstance(path, str) and path not in paths:
@@ -164,8 +174,13 @@ class Uploader:
                 self._uploaded_objects.popitem(last=False)
 
     def _reject(self, table: str, key: str, record: Record | None, error: dict[str, Any]) -> None:
-        log.error("stepsdk: Supabase refused %s %s: %s: %s (kept in the backup; see `stepsdk status`)",
-                  table, key, error.get("code"), error.get("message"))
+        log.error(
+            "stepsdk: Supabase refused %s %s: %s: %s (kept in the backup; see `stepsdk status`)",
+            table,
+            key,
+            error.get("code"),
+            error.get("message"),
+        )
         self.journal.reject(table, key, error)
         self.counts.failed.append({"table": table, "id": key, "error": error})
         self.on_rejected(table, key, record, error)

@@ -10,7 +10,19 @@ from collections.abc import Sequence
 
 # Each module exposes ``register(subparsers)`` which adds its sub-command and sets ``func``
 # (``func(args) -> int``, the exit status). Order is the order shown in ``--help``.
-_COMMAND_MODULES = ("demo", "view", "status", "resync", "export", "import_", "cleanup", "delete", "db", "alerts", "audit")
+_COMMAND_MODULES = (
+    "demo",
+    "view",
+    "status",
+    "resync",
+    "export",
+    "import_",
+    "cleanup",
+    "delete",
+    "db",
+    "alerts",
+    "audit",
+)
 
 
 def _version() -> str:

@@ -102,11 +102,14 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backup-dir`` / ``--local`` (choose the local backup) and ``--json``."""
     group = parser.add_argument_group("data source")
     group.add_argument(
-        "--backup-dir", metavar="DIR", type=Path,
+        "--backup-dir",
+        metavar="DIR",
+        type=Path,
         help="use this local backup folder (default: $STEPSDK_BACKUP_DIR or ./backup)",
     )
     group.add_argument(
-        "--local", action="store_true",
+        "--local",
+        action="store_true",
         help="use the local backup even when Supabase is configured",
     )
     add_json_argument(parser)
@@ -191,7 +194,9 @@ def interactive(args: argparse.Namespace) -> bool:
 
 
 @contextlib.contextmanager
-def progress(args: argparse.Namespace, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+def progress(
+    args: argparse.Namespace, description: str, total: int | None
+) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields ``advance(n)``. Silent when not interactive."""
     if not interactive(args):
         yield lambda n=1: None
@@ -204,7 +209,9 @@ def progress(args: argparse.Namespace, description: str, total: int | None) -> I
         yield lambda n=1: bar.advance(task, n)
 
 
-def emit(args: argparse.Namespace, result: dict[str, Any], human: str, *, human_to_stderr: bool = False) -> None:
+def emit(
+    args: argparse.Namespace, result: dict[str, Any], human: str, *, human_to_stderr: bool = False
+) -> None:
     """The command's result on stdout: JSON with --json, else the human report (warnings and
     errors go to stderr; so does the report of a command whose stdout carries data: export)."""
     if getattr(args, "json", False):
@@ -256,7 +263,9 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def run_safely(command: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+def run_safely(
+    command: str,
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
     """Decorate a command's ``func`` so failures become one line on stderr and an exit status."""
 
     def decorate(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -277,7 +286,10 @@ def run_safely(command: str) -> Callable[[Callable[[argparse.Namespace], int]], 
                     described = _describe_os_error(exc), Exit.IO
                 if described is None:
                     log.debug("internal error", exc_info=True)
-                    described = f"internal error ({type(exc).__name__}: {_short(exc)}); run with -v", Exit.INTERNAL
+                    described = (
+                        f"internal error ({type(exc).__name__}: {_short(exc)}); run with -v",
+                        Exit.INTERNAL,
+                    )
                 message, status = described
             sys.stderr.write(f"stepsdk {command}: error: {message}\n")
             if getattr(args, "json", False):

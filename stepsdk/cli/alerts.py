@@ -45,15 +45,27 @@ only news).
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("alerts", help="alert rules over recorded runs (check for cron, show)",
-                                   description=__doc__, epilog=EPILOG, formatter_class=examples_formatter())
+    parser = subparsers.add_parser(
+        "alerts",
+        help="alert rules over recorded runs (check for cron, show)",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
+    )
     sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION")
-    for name, help_text in (("check", "evaluate the rules, notify what started or ended"),
-                            ("show", "print the active alerts of the last check")):
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
-                           formatter_class=examples_formatter())
-        p.add_argument("--rules", metavar="FILE", type=Path,
-                       help="rule file (default: $STEPSDK_ALERTS or ./stepsdk-alerts.toml)")
+    for name, help_text in (
+        ("check", "evaluate the rules, notify what started or ended"),
+        ("show", "print the active alerts of the last check"),
+    ):
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, epilog=EPILOG, formatter_class=examples_formatter()
+        )
+        p.add_argument(
+            "--rules",
+            metavar="FILE",
+            type=Path,
+            help="rule file (default: $STEPSDK_ALERTS or ./stepsdk-alerts.toml)",
+        )
         add_source_arguments(p)
         p.set_defaults(func=run_check if name == "check" else run_show)
     parser.set_defaults(func=lambda args: parser.print_help(sys.stderr) or Exit.USAGE)
@@ -78,8 +90,11 @@ def run_check(args: argparse.Namespace) -> int:
     needs_data = any(r.kind != "upload_backlog" for r in config.rules)
     measures: Any = None
     if needs_data:
-        measures = (_alerts.SupabaseMeasures(open_supabase(source)) if source.kind == "supabase"
-                    else _alerts.LocalMeasures(source.backup_dir))
+        measures = (
+            _alerts.SupabaseMeasures(open_supabase(source))
+            if source.kind == "supabase"
+            else _alerts.LocalMeasures(source.backup_dir)
+        )
     deliver = Deliverer(config.webhooks)
 
     def notify(event: Any) -> list[str]:
@@ -96,20 +111,33 @@ def run_check(args: argparse.Namespace) -> int:
         warn(f"rule {rule!r} not evaluated: {why}")
     for event, why in result.undelivered:
         warn(f"{event.status} {event.rule!r} not delivered ({why}); retried next check")
-    status = (Exit.UNAVAILABLE if result.errors else TEMPFAIL if result.undelivered
-              else Exit.FAILED if result.fired else Exit.OK)
+    status = (
+        Exit.UNAVAILABLE
+        if result.errors
+        else TEMPFAIL
+        if result.undelivered
+        else Exit.FAILED
+        if result.fired
+        else Exit.OK
+    )
     summary = {
-        "ok": not result.errors and not result.undelivered, "status": int(status),
-        "source": measures.label if measures else "backup", "rules": len(config.rules),
-        "fired": [_event(e) for e in result.fired], "resolved": [_event(e) for e in result.resolved],
-        "active": result.active, "undelivered": [{"key": e.key, "status": e.status, "why": w}
-                                                 for e, w in result.undelivered],
-        "errors": [{"rule": r, "why": w} for r, w in result.errors], "state_file": str(config.state_file),
+        "ok": not result.errors and not result.undelivered,
+        "status": int(status),
+        "source": measures.label if measures else "backup",
+        "rules": len(config.rules),
+        "fired": [_event(e) for e in result.fired],
+        "resolved": [_event(e) for e in result.resolved],
+        "active": result.active,
+        "undelivered": [{"key": e.key, "status": e.status, "why": w} for e, w in result.undelivered],
+        "errors": [{"rule": r, "why": w} for r, w in result.errors],
+        "state_file": str(config.state_file),
     }
     human = ""
     if sys.stderr.isatty():
-        human = (f"{len(config.rules)} rule(s): {len(result.fired)} fired, {len(result.resolved)} resolved, "
-                 f"{len(result.active)} active")
+        human = (
+            f"{len(config.rules)} rule(s): {len(result.fired)} fired, {len(result.resolved)} resolved, "
+            f"{len(result.active)} active"
+        )
     emit(args, summary, human)
     return int(status)
 
@@ -129,5 +157,12 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _event(event: Any) -> dict[str, Any]:
-    return {"key": event.key, "rule": event.rule, "kind": event.kind, "summary": event.summary,
-            "value": event.value, "threshold": event.threshold, "since": event.since}
+    return {
+        "key": event.key,
+        "rule": event.rule,
+        "kind": event.kind,
+        "summary": event.summary,
+        "value": event.value,
+        "threshold": event.threshold,
+        "since": event.since,
+    }

@@ -32,9 +32,11 @@ exit status: 0 listed (possibly nothing); 66 bad backup folder; 69 Supabase unre
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "audit", help="list who deleted, cleaned up, imported, exported or decrypted what",
+        "audit",
+        help="list who deleted, cleaned up, imported, exported or decrypted what",
         description="List the audit log of the Supabase project (table audit_log) or of the local backup.",
-        epilog=EPILOG, formatter_class=examples_formatter(),
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
     )
     parser.add_argument("--limit", type=_limit, default=50, metavar="N", help="newest N entries (default 50)")
     parser.add_argument("--action", choices=_audit.ACTIONS, help="only this kind of entry")
@@ -60,7 +62,7 @@ def run_audit(args: argparse.Namespace) -> int:
     else:
         check_backup_dir(source.backup_dir, must_exist=False)
         local = [e for e in _audit.read_local(source.backup_dir) if args.action in (None, e.action)]
-        entries = local[-args.limit:]
+        entries = local[-args.limit :]
     rows = [e.to_row() for e in entries]
     lines = [f"{e.at}  {e.actor:<20} {e.action:<8} {e.count:>6}  {e.target or ''}" for e in entries]
     human = "\n".join(lines) if lines else f"no audit entries in the {source.label}"

@@ -55,22 +55,39 @@ to be kept (the output says which and why); 2 bad arguments; 66 bad backup folde
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "cleanup", help="delete tasks older than an age, with their steps and screenshots",
+        "cleanup",
+        help="delete tasks older than an age, with their steps and screenshots",
         description="Delete old tasks with their steps, screenshot rows and screenshot objects.",
-        epilog=EPILOG, formatter_class=examples_formatter(),
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
     )
-    parser.add_argument("--older-than", type=duration, metavar="AGE",
-                        help="delete tasks started more than AGE ago (30d, 12h, 2w, 90m); default: "
-                             "$STEPSDK_RETENTION_DAYS locally, only the objects freed by the scheduled "
-                             "retention in Supabase")
+    parser.add_argument(
+        "--older-than",
+        type=duration,
+        metavar="AGE",
+        help="delete tasks started more than AGE ago (30d, 12h, 2w, 90m); default: "
+        "$STEPSDK_RETENTION_DAYS locally, only the objects freed by the scheduled "
+        "retention in Supabase",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
-    parser.add_argument("--orphans", action="store_true",
-                        help="also delete screenshot objects no row references that are older than AGE "
-                             "(left by a failed removal or a crash)")
-    parser.add_argument("--include-pending", action="store_true",
-                        help="local backup with Supabase configured: also delete tasks not uploaded yet")
-    parser.add_argument("--batch-size", type=batch_size, default=500, metavar="N",
-                        help="tasks deleted per transaction (1..10000, default 500)")
+    parser.add_argument(
+        "--orphans",
+        action="store_true",
+        help="also delete screenshot objects no row references that are older than AGE "
+        "(left by a failed removal or a crash)",
+    )
+    parser.add_argument(
+        "--include-pending",
+        action="store_true",
+        help="local backup with Supabase configured: also delete tasks not uploaded yet",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=500,
+        metavar="N",
+        help="tasks deleted per transaction (1..10000, default 500)",
+    )
     add_source_arguments(parser)
     parser.set_defaults(func=run_cleanup)
 
@@ -88,7 +105,9 @@ def batch_size(text: str) -> int:
     except ValueError:
         value = 0
     if not 1 <= value <= _retention.MAX_BATCH:
-        raise argparse.ArgumentTypeError(f"invalid batch size {text!r}: use a whole number from 1 to {_retention.MAX_BATCH}")
+        raise argparse.ArgumentTypeError(
+            f"invalid batch size {text!r}: use a whole number from 1 to {_retention.MAX_BATCH}"
+        )
     return value
 
 
@@ -96,12 +115,22 @@ def batch_size(text: str) -> int:
 def run_cleanup(args: argparse.Namespace) -> int:
     source = resolve_source(args)
     if args.orphans and args.older_than is None:
-        raise CliError("--orphans needs --older-than (objects younger than AGE may be being written)", Exit.USAGE)
+        raise CliError(
+            "--orphans needs --older-than (objects younger than AGE may be being written)", Exit.USAGE
+        )
     report = _on_supabase(args, source) if source.kind == "supabase" else _on_backup(args, source)
     if not report.dry_run:
-        _audit.record_for(source, "cleanup", f"older than {report.cutoff}", len(report.task_ids),
-                          {"objects": len(report.objects_deleted), "orphans": len(report.orphans),
-                           "task_ids": report.task_ids[:100]})
+        _audit.record_for(
+            source,
+            "cleanup",
+            f"older than {report.cutoff}",
+            len(report.task_ids),
+            {
+                "objects": len(report.objects_deleted),
+                "orphans": len(report.orphans),
+                "task_ids": report.task_ids[:100],
+            },
+        )
     for problem in [*report.problems, *report.kept_summary()]:
         warn(problem)
     emit(args, {"source": source.label, **report.to_dict()}, _human(args, report, source))
@@ -117,8 +146,9 @@ def _on_supabase(args: argparse.Namespace, source: Source) -> _retention.Cleanup
     else:
         total = None if args.dry_run else retention.count_older(args.older_than)
         with progress(args, "deleting tasks", total) as advance:
-            report = retention.run(args.older_than, dry_run=args.dry_run, batch_size=args.batch_size,
-                                   advance=advance)
+            report = retention.run(
+                args.older_than, dry_run=args.dry_run, batch_size=args.batch_size, advance=advance
+            )
     try:  # the objects the scheduled retention (pg_cron) freed
         retention.remove_freed(report, dry_run=args.dry_run)
     except APIError as exc:
@@ -145,16 +175,19 @@ def _on_backup(args: argparse.Namespace, source: Source) -> _retention.CleanupRe
     if args.orphans:
         local.sweep_orphans(args.older_than, report, dry_run=args.dry_run)
     if not args.dry_run:
-        _local_retention.record_run(source.backup_dir, _local_retention.age_text(args.older_than), report, trigger="cleanup")
+        _local_retention.record_run(
+            source.backup_dir, _local_retention.age_text(args.older_than), report, trigger="cleanup"
+        )
     return report
-
 
 
 def _human(args: argparse.Namespace, report: _retention.CleanupReport, source: Source) -> str:
     verb = "would delete" if report.dry_run else "deleted"
     more = " (and more not listed)" if report.more_not_listed else ""
-    text = (f"{verb} {len(report.task_ids)} task(s){more} and {len(report.objects_deleted)} screenshot "
-            f"object(s) from the {source.label}" + (f" (older than {report.cutoff})" if report.cutoff else ""))
+    text = (
+        f"{verb} {len(report.task_ids)} task(s){more} and {len(report.objects_deleted)} screenshot "
+        f"object(s) from the {source.label}" + (f" (older than {report.cutoff})" if report.cutoff else "")
+    )
     if report.freed:
         text += f"; {verb} {len(report.freed)} object(s) freed by the scheduled retention"
     if args.orphans:

@@ -32,8 +32,13 @@ EPILOG = """examples:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("db", help="print, apply or check the Supabase schema",
-                              description=__doc__, epilog=EPILOG, formatter_class=examples_formatter())
+    p = subparsers.add_parser(
+        "db",
+        help="print, apply or check the Supabase schema",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
+    )
     sub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
 
     s = sub.add_parser("sql", help="print the schema SQL for the SQL editor")
@@ -41,14 +46,20 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=run_sql)
 
     push = sub.add_parser("push", help="apply the pending migrations to a database (like `supabase db push`)")
-    push.add_argument("--db-url", metavar="URL", default=None,
-                      help="PostgreSQL connection URL (default: $SUPABASE_DB_URL); "
-                           "the project's direct or session-pooler connection string")
+    push.add_argument(
+        "--db-url",
+        metavar="URL",
+        default=None,
+        help="PostgreSQL connection URL (default: $SUPABASE_DB_URL); "
+        "the project's direct or session-pooler connection string",
+    )
     push.add_argument("--dry-run", action="store_true", help="list the pending migrations, apply nothing")
     add_json_argument(push)
     push.set_defaults(func=run_push)
 
-    check = sub.add_parser("check", help="does the project have the tables, bucket and policies stepsdk needs?")
+    check = sub.add_parser(
+        "check", help="does the project have the tables, bucket and policies stepsdk needs?"
+    )
     add_json_argument(check)
     check.set_defaults(func=run_check)
 
@@ -89,7 +100,11 @@ def run_push(args: argparse.Namespace) -> int:
         human = f"{verb} {len(result.applied)} migration(s): " + ", ".join(result.applied)
     else:
         human = f"the database is up to date ({len(result.already)} migrations recorded)"
-    emit(args, {"ok": True, "dry_run": args.dry_run, "applied": result.applied, "already": result.already}, human)
+    emit(
+        args,
+        {"ok": True, "dry_run": args.dry_run, "applied": result.applied, "already": result.already},
+        human,
+    )
     return Exit.OK
 
 
@@ -99,13 +114,22 @@ def run_check(args: argparse.Namespace) -> int:
 
     source = resolve_source(argparse.Namespace())
     if source.kind != "supabase":
-        raise CliError("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
-                       "(or SUPABASE_SERVICE_ROLE_KEY)", Exit.CONFIG)
+        raise CliError(
+            "Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
+            "(or SUPABASE_SERVICE_ROLE_KEY)",
+            Exit.CONFIG,
+        )
     checks = run_checks(open_supabase(source))
     ok = all(c.ok for c in checks)
     lines = [f"{'ok     ' if c.ok else 'MISSING'} {c.name}: {c.detail}" for c in checks]
-    lines.append(f"{source.url}: " + ("everything stepsdk needs is there" if ok
-                                      else "incomplete: run `stepsdk db push` (or paste `stepsdk db sql`)"))
+    lines.append(
+        f"{source.url}: "
+        + (
+            "everything stepsdk needs is there"
+            if ok
+            else "incomplete: run `stepsdk db push` (or paste `stepsdk db sql`)"
+        )
+    )
     emit(args, {"ok": ok, "url": source.url, "checks": as_dicts(checks)}, "\n".join(lines))
     return Exit.OK if ok else Exit.FAILED
 

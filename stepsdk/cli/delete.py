@@ -47,18 +47,27 @@ rejected.
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "delete", help="delete tasks (by id, or an agent's history) with their steps and screenshots",
+        "delete",
+        help="delete tasks (by id, or an agent's history) with their steps and screenshots",
         description="Delete tasks with their steps, screenshot rows and screenshot objects.",
-        epilog=EPILOG, formatter_class=examples_formatter(),
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
     )
     parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="the tasks to delete")
     parser.add_argument("--agent", metavar="NAME", help="delete every task of this agent (clear its history)")
-    parser.add_argument("--before", type=before_date, metavar="DATE",
-                        help="with --agent: only tasks started before DATE (YYYY-MM-DD, UTC, or ISO date-time)")
+    parser.add_argument(
+        "--before",
+        type=before_date,
+        metavar="DATE",
+        help="with --agent: only tasks started before DATE (YYYY-MM-DD, UTC, or ISO date-time)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--include-pending", action="store_true",
-                        help="local backup with Supabase configured: also delete tasks not uploaded yet")
+    parser.add_argument(
+        "--include-pending",
+        action="store_true",
+        help="local backup with Supabase configured: also delete tasks not uploaded yet",
+    )
     add_source_arguments(parser)
     parser.set_defaults(func=run_delete)
 
@@ -94,24 +103,30 @@ def run_delete(args: argparse.Namespace) -> int:
     return _finish(args, source, _run(args, source, selection, dry_run=args.dry_run))
 
 
-def _run(args: argparse.Namespace, source: Source, selection: _delete.Selection, *,
-         dry_run: bool) -> _delete.DeleteResult:
+def _run(
+    args: argparse.Namespace, source: Source, selection: _delete.Selection, *, dry_run: bool
+) -> _delete.DeleteResult:
     with progress(args, "deleting tasks", None) as advance:
         if source.kind == "supabase":
             return _delete.delete_supabase(open_supabase(source), selection, dry_run=dry_run, advance=advance)
         check_backup_dir(source.backup_dir, must_exist=True)
         keep_pending = supabase_configured() and not args.include_pending
-        return _delete.delete_backup(source.backup_dir, selection, dry_run=dry_run, keep_pending=keep_pending,
-                                     advance=advance)
+        return _delete.delete_backup(
+            source.backup_dir, selection, dry_run=dry_run, keep_pending=keep_pending, advance=advance
+        )
 
 
 def _confirm(preview: _delete.DeleteResult) -> None:
     ids = preview.report.task_ids
     if not sys.stdin.isatty():
-        raise CliError(f"would delete {len(ids)} task(s): pass --yes to confirm (no terminal to ask on)", Exit.USAGE)
+        raise CliError(
+            f"would delete {len(ids)} task(s): pass --yes to confirm (no terminal to ask on)", Exit.USAGE
+        )
     shown = "\n  ".join(ids[:20]) + ("\n  ..." if len(ids) > 20 else "")
-    sys.stderr.write(f"about to delete {len(ids)} task(s) and {len(preview.report.objects_deleted)} "
-                     f"screenshot object(s):\n  {shown}\n")
+    sys.stderr.write(
+        f"about to delete {len(ids)} task(s) and {len(preview.report.objects_deleted)} "
+        f"screenshot object(s):\n  {shown}\n"
+    )
     sys.stderr.write("delete them? [y/N] ")
     sys.stderr.flush()
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
@@ -125,11 +140,18 @@ def _finish(args: argparse.Namespace, source: Source, result: _delete.DeleteResu
     if result.missing:
         warn(f"{len(result.missing)} id(s) match no task: {', '.join(result.missing[:10])}")
     if not report.dry_run and report.task_ids:  # the audit log: who deleted what, when, how many
-        _audit.record_for(source, "delete", ", ".join(report.task_ids[:20]), len(report.task_ids),
-                          {"objects": len(report.objects_deleted)})
+        _audit.record_for(
+            source,
+            "delete",
+            ", ".join(report.task_ids[:20]),
+            len(report.task_ids),
+            {"objects": len(report.objects_deleted)},
+        )
     verb = "would delete" if report.dry_run else "deleted"
-    human = (f"{verb} {len(report.task_ids)} task(s) and {len(report.objects_deleted)} screenshot object(s) "
-             f"from the {source.label}")
+    human = (
+        f"{verb} {len(report.task_ids)} task(s) and {len(report.objects_deleted)} screenshot object(s) "
+        f"from the {source.label}"
+    )
     if report.dry_run and report.task_ids:
         human += "\n  " + "\n  ".join(report.task_ids[:50]) + ("\n  ..." if len(report.task_ids) > 50 else "")
     emit(args, {"source": source.label, **result.to_dict()}, human)

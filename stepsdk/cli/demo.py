@@ -35,11 +35,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--no-view", action="store_true", help="record only, do not start the viewer")
-    parser.add_argument("--backup-dir", type=Path, default=None, help="backup folder (default: $STEPSDK_BACKUP_DIR or ./backup)")
+    parser.add_argument(
+        "--backup-dir",
+        type=Path,
+        default=None,
+        help="backup folder (default: $STEPSDK_BACKUP_DIR or ./backup)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="viewer address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8080, help="viewer port (default 8080)")
-    parser.add_argument("--pace", type=_pace, default=None, metavar="FACTOR",
-                        help="time scale of the simulated run: 1 = real time (~16 s), 0 = instant (default 0.2)")
+    parser.add_argument(
+        "--pace",
+        type=_pace,
+        default=None,
+        metavar="FACTOR",
+        help="time scale of the simulated run: 1 = real time (~16 s), 0 = instant (default 0.2)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -88,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
     pace = DEFAULT_PACE if args.pace is None else args.pace
     if not args.no_view and not _port_free(args.host, args.port):  # say so before recording anything
-        sys.stderr.write(f"stepsdk demo: {args.host}:{args.port} is already in use; choose another --port "
-                         "(or --no-view to record only)\n")
+        sys.stderr.write(
+            f"stepsdk demo: {args.host}:{args.port} is already in use; choose another --port "
+            "(or --no-view to record only)\n"
+        )
         return 2
     try:
         demo = record_demo(backup_dir=args.backup_dir, pace=pace)
@@ -97,9 +109,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"stepsdk demo: {exc}\n")
         return 2
     if demo.mode == "supabase" and not demo.uploaded:
-        _out(f"Recorded demo task {demo.task_id} ({demo.steps} steps), but Supabase at {demo.destination} did not "
-             f"take it (unreachable or refused): it is in the local backup in {demo.backup_dir}; "
-             "`stepsdk status` says why, `stepsdk resync` uploads it later")
+        _out(
+            f"Recorded demo task {demo.task_id} ({demo.steps} steps), but Supabase at {demo.destination} did not "
+            f"take it (unreachable or refused): it is in the local backup in {demo.backup_dir}; "
+            "`stepsdk status` says why, `stepsdk resync` uploads it later"
+        )
         demo = dataclasses.replace(demo, mode="local", destination=demo.backup_dir)
     else:
         where = "Supabase at" if demo.mode == "supabase" else "the local backup in"
@@ -120,7 +134,9 @@ def _start_viewer(args: argparse.Namespace, demo: DemoRun) -> int:
     remote = demo.mode == "supabase"
     source = source_from_args(None if remote else demo.destination, demo.destination if remote else None)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    _out(f"Viewer: http://{host}:{args.port}/tasks/{quote(demo.task_id, safe='')}  (all tasks: "
-         f"http://{host}:{args.port}/ ; Ctrl+C to stop)")
+    _out(
+        f"Viewer: http://{host}:{args.port}/tasks/{quote(demo.task_id, safe='')}  (all tasks: "
+        f"http://{host}:{args.port}/ ; Ctrl+C to stop)"
+    )
     run_viewer(source, host=args.host, port=args.port, show=False)
     return 0

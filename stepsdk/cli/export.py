@@ -56,23 +56,38 @@ exit status: 0 done; 1 some screenshot objects could not be fetched (listed in t
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "export", help="export tasks to JSON, JSONL or CSV (optionally a zip with screenshots)",
+        "export",
+        help="export tasks to JSON, JSONL or CSV (optionally a zip with screenshots)",
         description="Export recorded tasks with their steps and screenshot metadata.",
-        epilog=EPILOG + "\n" + share_cli.HELP, formatter_class=examples_formatter(),
+        epilog=EPILOG + "\n" + share_cli.HELP,
+        formatter_class=examples_formatter(),
     )
-    parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="tasks to export (default: all matching)")
-    parser.add_argument("--format", choices=(*_export_format.FORMATS, "xlsx", *share_cli.FORMATS), default="json",
-                        help="data format (default json; CSV text that looks like a formula gets a leading '; "
-                             "xlsx: an Excel workbook with a tasks sheet and a steps sheet; "
-                             "html, gif, webp, mp4, otlp, trajectories: see 'sharing formats' below)")
-    parser.add_argument("--with-screenshots", action="store_true",
-                        help="write a zip with the data file and screenshots/<screenshot_path> images")
+    parser.add_argument(
+        "task_ids", nargs="*", metavar="TASK_ID", help="tasks to export (default: all matching)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=(*_export_format.FORMATS, "xlsx", *share_cli.FORMATS),
+        default="json",
+        help="data format (default json; CSV text that looks like a formula gets a leading '; "
+        "xlsx: an Excel workbook with a tasks sheet and a steps sheet; "
+        "html, gif, webp, mp4, otlp, trajectories: see 'sharing formats' below)",
+    )
+    parser.add_argument(
+        "--with-screenshots",
+        action="store_true",
+        help="write a zip with the data file and screenshots/<screenshot_path> images",
+    )
     parser.add_argument("-o", "--output", metavar="PATH", type=Path, help="output file (default: stdout)")
     filters = parser.add_argument_group("filters")
     filters.add_argument("--status", choices=_export_format.TASK_STATUSES, help="only tasks with this status")
     filters.add_argument("--agent", help="only tasks of this agent")
-    filters.add_argument("--since", type=time_bound, metavar="WHEN",
-                         help="started at or after WHEN: ISO date/time (no offset means UTC) or an age like 7d, 12h")
+    filters.add_argument(
+        "--since",
+        type=time_bound,
+        metavar="WHEN",
+        help="started at or after WHEN: ISO date/time (no offset means UTC) or an age like 7d, 12h",
+    )
     filters.add_argument("--until", type=time_bound, metavar="WHEN", help="started before WHEN (same forms)")
     share_cli.add_arguments(parser)
     add_source_arguments(parser)
@@ -108,7 +123,9 @@ def run_export(args: argparse.Namespace) -> int:
     if sharing:
         share_cli.check(args)
     _check_output(args)
-    flt = _export.TaskFilter(tuple(dict.fromkeys(args.task_ids)), args.status, args.agent, args.since, args.until)
+    flt = _export.TaskFilter(
+        tuple(dict.fromkeys(args.task_ids)), args.status, args.agent, args.since, args.until
+    )
     if sharing:
         flt = share_cli.default_filter(args, flt)
     source = open_export_source(args)
@@ -118,8 +135,12 @@ def run_export(args: argparse.Namespace) -> int:
     found = {t["task_id"] for t in tasks}
     missing = [t for t in flt.task_ids if t not in found]
     if missing:
-        narrowed = " (or left out by the filters)" if any((flt.status, flt.agent, flt.since, flt.until)) else ""
-        raise CliError(f"task(s) not found in the {source.label}{narrowed}: {', '.join(missing)}", Exit.NO_INPUT)
+        narrowed = (
+            " (or left out by the filters)" if any((flt.status, flt.agent, flt.since, flt.until)) else ""
+        )
+        raise CliError(
+            f"task(s) not found in the {source.label}{narrowed}: {', '.join(missing)}", Exit.NO_INPUT
+        )
     if sharing:
         return share_cli.run(args, source, tasks)
     tally = _export.Tally()
@@ -127,8 +148,14 @@ def run_export(args: argparse.Namespace) -> int:
     report = _write(args, tally.watch(_export.iter_bundles(source, tasks)), source)
     for path in report.missing:
         warn(f"screenshot object {path} could not be fetched; listed as missing in the zip")
-    _audit.record_for(resolve_source(args), "export", str(args.output or "-"), tally.tasks,
-                      {"steps": tally.steps, "images": report.images}, getattr(source, "client", None))
+    _audit.record_for(
+        resolve_source(args),
+        "export",
+        str(args.output or "-"),
+        tally.tasks,
+        {"steps": tally.steps, "images": report.images},
+        getattr(source, "client", None),
+    )
     emit(args, _result(args, source, tally, report), _human(args, tally, report), human_to_stderr=True)
     return Exit.OK if not report.missing else Exit.FAILED
 
@@ -140,7 +167,9 @@ def _check_output(args: argparse.Namespace) -> None:
     if args.with_screenshots and args.output is None:
         raise CliError("--with-screenshots writes a zip: give its path with -o", Exit.USAGE)
     if args.format == "xlsx" and args.with_screenshots:
-        raise CliError("--with-screenshots writes a zip of JSON, JSONL or CSV; export xlsx on its own", Exit.USAGE)
+        raise CliError(
+            "--with-screenshots writes a zip of JSON, JSONL or CSV; export xlsx on its own", Exit.USAGE
+        )
     if args.json and args.output is None and args.format != "otlp":
         raise CliError("--json prints a summary on stdout: give the export file with -o", Exit.USAGE)
     if args.output is not None and args.output.is_dir() and args.format != "trajectories":
@@ -149,25 +178,39 @@ def _check_output(args: argparse.Namespace) -> None:
         raise CliError(f"output folder {args.output.parent} does not exist", Exit.CANT_WRITE)
 
 
-def _result(args: argparse.Namespace, source: Any, tally: _export.Tally, report: _export.ZipReport) -> dict[str, Any]:
+def _result(
+    args: argparse.Namespace, source: Any, tally: _export.Tally, report: _export.ZipReport
+) -> dict[str, Any]:
     return {
-        "ok": not report.missing, "source": source.label, "format": args.format,
-        "output": str(args.output) if args.output else "-", "tasks": tally.tasks, "steps": tally.steps,
-        "screenshots": tally.screenshots, "images": report.images, "image_bytes": report.image_bytes,
+        "ok": not report.missing,
+        "source": source.label,
+        "format": args.format,
+        "output": str(args.output) if args.output else "-",
+        "tasks": tally.tasks,
+        "steps": tally.steps,
+        "screenshots": tally.screenshots,
+        "images": report.images,
+        "image_bytes": report.image_bytes,
         "missing_images": report.missing,
     }
 
 
 def _human(args: argparse.Namespace, tally: _export.Tally, report: _export.ZipReport) -> str:
-    return (f"exported {tally.tasks} task(s), {tally.steps} step(s)"
-            + (f", {report.images} image(s)" if args.with_screenshots else "")
-            + (f" to {args.output}" if args.output else ""))
+    return (
+        f"exported {tally.tasks} task(s), {tally.steps} step(s)"
+        + (f", {report.images} image(s)" if args.with_screenshots else "")
+        + (f" to {args.output}" if args.output else "")
+    )
 
 
-def _write(args: argparse.Namespace, bundles: Iterator[_export_format.TaskBundle], source: Any) -> _export.ZipReport:
+def _write(
+    args: argparse.Namespace, bundles: Iterator[_export_format.TaskBundle], source: Any
+) -> _export.ZipReport:
     if args.with_screenshots:
         with progress(args, "screenshots", None) as advance:
-            return _export.write_zip(args.output, args.format, bundles, source.label, source.screenshot, advance)
+            return _export.write_zip(
+                args.output, args.format, bundles, source.label, source.screenshot, advance
+            )
     if args.format == "xlsx":
         from stepsdk.store.xlsx import write_xlsx  # openpyxl: imported only for this format
 
@@ -182,6 +225,7 @@ def _write(args: argparse.Namespace, bundles: Iterator[_export_format.TaskBundle
         writer(bundles, sys.stdout, source.label)
         sys.stdout.flush()
     else:
+
         def build(fh: Any) -> None:
             text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
             writer(bundles, text, source.label)

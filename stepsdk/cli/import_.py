@@ -45,14 +45,22 @@ exit status: 0 imported; 2 bad arguments; 65 not a valid export (nothing importe
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "import", help="load an export (JSON, JSONL or zip) into the local backup",
+        "import",
+        help="load an export (JSON, JSONL or zip) into the local backup",
         description="Load a stepsdk export into the local backup folder, from where "
-                    "'stepsdk resync' uploads it.",
-        epilog=EPILOG, formatter_class=examples_formatter(),
+        "'stepsdk resync' uploads it.",
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
     )
-    parser.add_argument("file", type=Path, metavar="FILE", help="export file: .json, .jsonl or .zip; - reads stdin")
-    parser.add_argument("--backup-dir", metavar="DIR", type=Path,
-                        help="backup folder to import into (default: $STEPSDK_BACKUP_DIR or ./backup)")
+    parser.add_argument(
+        "file", type=Path, metavar="FILE", help="export file: .json, .jsonl or .zip; - reads stdin"
+    )
+    parser.add_argument(
+        "--backup-dir",
+        metavar="DIR",
+        type=Path,
+        help="backup folder to import into (default: $STEPSDK_BACKUP_DIR or ./backup)",
+    )
     add_json_argument(parser)
     parser.set_defaults(func=run_import)
 
@@ -113,25 +121,42 @@ def _import_loaded(args: argparse.Namespace, loaded: _import.LoadedExport, root:
         raise CliError(f"{args.file} cannot be imported: {exc}", Exit.DATA) from None
     absent = [p for p in _export_format.screenshot_paths(loaded.bundles) if store.screenshot_file(p) is None]
     _warn_about(cleaned, absent)
-    _audit.record("import", str(args.file), report.tasks, {"steps": report.steps, "images": report.images},
-                  backup_dir=root)
+    _audit.record(
+        "import",
+        str(args.file),
+        report.tasks,
+        {"steps": report.steps, "images": report.images},
+        backup_dir=root,
+    )
     result = {
-        "ok": True, "file": str(args.file), "backup_dir": str(root), "tasks": report.tasks,
-        "steps": report.steps, "screenshots": report.screenshots, "images": report.images,
-        "missing_images": absent, "sanitized_rows": cleaned, "journal": report.journal,
+        "ok": True,
+        "file": str(args.file),
+        "backup_dir": str(root),
+        "tasks": report.tasks,
+        "steps": report.steps,
+        "screenshots": report.screenshots,
+        "images": report.images,
+        "missing_images": absent,
+        "sanitized_rows": cleaned,
+        "journal": report.journal,
         "task_ids": [b.task_id for b in loaded.bundles],
     }
-    human = (f"imported {report.tasks} task(s), {report.steps} step(s), {report.images} image(s) "
-             f"into {root}; run 'stepsdk resync' to upload them")
+    human = (
+        f"imported {report.tasks} task(s), {report.steps} step(s), {report.images} image(s) "
+        f"into {root}; run 'stepsdk resync' to upload them"
+    )
     emit(args, result, human)
     return Exit.OK
 
 
 def _warn_about(cleaned: int, absent: list[str]) -> None:
     if cleaned:
-        warn(f"{cleaned} row(s) carried secrets or oversized values: stored redacted/cut, as the recorder would")
+        warn(
+            f"{cleaned} row(s) carried secrets or oversized values: stored redacted/cut, as the recorder would"
+        )
     if absent:
-        warn(f"{len(absent)} screenshot image(s) referenced by the imported steps are neither in the file "
-             "nor in the backup; 'stepsdk resync' will report them missing unless they are already "
-             "in the bucket (share runs with 'stepsdk export --with-screenshots')")
-
+        warn(
+            f"{len(absent)} screenshot image(s) referenced by the imported steps are neither in the file "
+            "nor in the backup; 'stepsdk resync' will report them missing unless they are already "
+            "in the bucket (share runs with 'stepsdk export --with-screenshots')"
+        )

@@ -29,9 +29,16 @@ exit status: 0 everything uploaded; 1 something is left (see "could not upload")
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("resync", help="upload the local backup to Supabase (idempotent)",
-                              description=__doc__, epilog=EPILOG, formatter_class=examples_formatter())
-    p.add_argument("--backup-dir", metavar="DIR", help="backup folder (default: $STEPSDK_BACKUP_DIR or ./backup)")
+    p = subparsers.add_parser(
+        "resync",
+        help="upload the local backup to Supabase (idempotent)",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
+    )
+    p.add_argument(
+        "--backup-dir", metavar="DIR", help="backup folder (default: $STEPSDK_BACKUP_DIR or ./backup)"
+    )
     p.add_argument("--dry-run", action="store_true", help="count what is pending, upload nothing")
     p.add_argument("--batch-size", type=int, default=200, metavar="N", help="rows per request (default 200)")
     add_json_argument(p)
@@ -46,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--batch-size must be between 1 and 1000", Exit.USAGE)
     config = resolve_config(folder)
     if not args.dry_run and not config.remote:
-        raise CliError("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
-                       "(or SUPABASE_SERVICE_ROLE_KEY)", Exit.CONFIG)
+        raise CliError(
+            "Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
+            "(or SUPABASE_SERVICE_ROLE_KEY)",
+            Exit.CONFIG,
+        )
     bars = _progress(args)
     with bars as advance:
         job = Resync(folder, config, args.batch_size, progress=advance, totals=bars.set_totals)
@@ -96,8 +106,10 @@ def _human(report: Any) -> str:
     if report.dry_run:
         lines = ["dry run: nothing uploaded", "pending: " + _counts(report.remaining)]
     else:
-        lines = [f"uploaded: {_counts(report.uploaded)}",
-                 f"skipped (already in Supabase): {_counts(report.skipped)}"]
+        lines = [
+            f"uploaded: {_counts(report.uploaded)}",
+            f"skipped (already in Supabase): {_counts(report.skipped)}",
+        ]
         if report.failed:
             lines.append(f"could not upload: {len(report.failed)}")
             for item in report.failed[:20]:
@@ -121,5 +133,3 @@ def _human(report: Any) -> str:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in counts.items())
-
-

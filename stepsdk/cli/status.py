@@ -37,9 +37,16 @@ rejects the key; 66 bad backup folder."""
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("status", help="backend reachability and what the backup still holds",
-                              description=__doc__, epilog=EPILOG, formatter_class=examples_formatter())
-    p.add_argument("--backup-dir", metavar="DIR", help="backup folder (default: $STEPSDK_BACKUP_DIR or ./backup)")
+    p = subparsers.add_parser(
+        "status",
+        help="backend reachability and what the backup still holds",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=examples_formatter(),
+    )
+    p.add_argument(
+        "--backup-dir", metavar="DIR", help="backup folder (default: $STEPSDK_BACKUP_DIR or ./backup)"
+    )
     add_json_argument(p)
     p.set_defaults(func=run)
 
@@ -47,8 +54,12 @@ def register(subparsers: Any) -> None:
 def backend_status(config: Config) -> dict[str, Any]:
     """{"configured", "reachable", "reason"}: one quick probe, never the key."""
     if not config.remote:
-        return {"configured": False, "reachable": None, "url": None,
-                "reason": "SUPABASE_URL / SUPABASE_SECRET_KEY not set (local mode)"}
+        return {
+            "configured": False,
+            "reachable": None,
+            "url": None,
+            "reason": "SUPABASE_URL / SUPABASE_SECRET_KEY not set (local mode)",
+        }
     from stepsdk.backend.supabase_sink import SupabaseSink
 
     sink = SupabaseSink(config)
@@ -57,8 +68,13 @@ def backend_status(config: Config) -> dict[str, Any]:
     except Exception as exc:
         described = describe_backend_error(exc)
         rejected = described is not None and described[1] == Exit.CONFIG
-        return {"configured": True, "reachable": False, "url": config.supabase_url, "reason": one_line(exc),
-                "key_rejected": rejected}
+        return {
+            "configured": True,
+            "reachable": False,
+            "url": config.supabase_url,
+            "reason": one_line(exc),
+            "key_rejected": rejected,
+        }
     finally:
         sink.close()
     return {"configured": True, "reachable": True, "url": config.supabase_url, "reason": None}
@@ -94,8 +110,11 @@ def collect(folder: Any, config: Config) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     folder = backup_dir_from(args)
     if not folder.exists():  # nothing recorded there (or a wrong folder): say so, fail
-        raise CliError(f"backup folder {folder} does not exist: nothing was recorded there yet, or "
-                       "--backup-dir / $STEPSDK_BACKUP_DIR points elsewhere", Exit.NO_INPUT)
+        raise CliError(
+            f"backup folder {folder} does not exist: nothing was recorded there yet, or "
+            "--backup-dir / $STEPSDK_BACKUP_DIR points elsewhere",
+            Exit.NO_INPUT,
+        )
     check_backup_dir(folder, must_exist=True)
     config = resolve_config(folder, connect_timeout=3.0, request_timeout=5.0)
     info = collect(folder, config)
@@ -115,10 +134,13 @@ def _human(info: dict[str, Any]) -> str:
     else:
         backend = f"backend: Supabase {b['url']} NOT reachable: {b['reason']}"
     p = info["pending"]
-    lines = [backend, f"backup: {info['backup_dir']} ({info['tasks_in_backup']} tasks)",
-             f"pending: {p['tasks']} tasks, {p['task_steps']} steps, {p['step_screenshots']} screenshots "
-             f"({p['objects']} objects, {p['bytes']} bytes)",
-             f"last successful upload: {info['last_upload_at'] or 'never'}"]
+    lines = [
+        backend,
+        f"backup: {info['backup_dir']} ({info['tasks_in_backup']} tasks)",
+        f"pending: {p['tasks']} tasks, {p['task_steps']} steps, {p['step_screenshots']} screenshots "
+        f"({p['objects']} objects, {p['bytes']} bytes)",
+        f"last successful upload: {info['last_upload_at'] or 'never'}",
+    ]
     for task_id in info["abandoned"]:
         lines.append(f"marked interrupted (its recording process is gone): {task_id}")
     if info["rejected"]:

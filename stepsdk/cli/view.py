@@ -8,21 +8,27 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "view", help="browse recorded tasks in a local web viewer",
+        "view",
+        help="browse recorded tasks in a local web viewer",
         description="Serve the stepsdk viewer (tasks, step-by-step replay, statistics, JSON API) on "
-                    "http://127.0.0.1:8080 by default.",
+        "http://127.0.0.1:8080 by default.",
         epilog="examples:\n  stepsdk view\n  stepsdk view --backup-dir ./backup --port 9000\n"
-               "  stepsdk view run.zip              browse an export without importing it\n"
-               "  SUPABASE_SECRET_KEY=... stepsdk view --supabase-url https://xyz.supabase.co",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  stepsdk view run.zip              browse an export without importing it\n"
+        "  SUPABASE_SECRET_KEY=... stepsdk view --supabase-url https://xyz.supabase.co",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     try:
         from stepsdk.viewer.__main__ import add_arguments
     except ImportError:  # the viewer extra (nicegui) is not installed
         parser.set_defaults(func=_missing)
         return
     add_arguments(parser)
-    parser.add_argument("export", nargs="?", metavar="EXPORT",
-                        help="an export file (zip, JSON or JSONL from 'stepsdk export') to browse as is")
+    parser.add_argument(
+        "export",
+        nargs="?",
+        metavar="EXPORT",
+        help="an export file (zip, JSON or JSONL from 'stepsdk export') to browse as is",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -44,7 +50,9 @@ def _serve_export(args: argparse.Namespace) -> int:
     from stepsdk.viewer.__main__ import serve
 
     if args.backup_dir or args.supabase_url:
-        sys.stderr.write("stepsdk view: error: EXPORT cannot be combined with --backup-dir or --supabase-url\n")
+        sys.stderr.write(
+            "stepsdk view: error: EXPORT cannot be combined with --backup-dir or --supabase-url\n"
+        )
         return 2
     try:
         loaded = load_export(Path(args.export))

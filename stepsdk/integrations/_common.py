@@ -44,7 +44,9 @@ class guarded:  # lower-case: used like a function, ``with guarded("what"):``
         if exc_type is None or not issubclass(exc_type, Exception):
             return False  # KeyboardInterrupt/SystemExit are not recording failures: let them through
         # the agent comes first: a recording failure must never change its behaviour
-        _log.warning("stepsdk: recording %s failed; the agent is unaffected", self.what, exc_info=(exc_type, exc, tb))
+        _log.warning(
+            "stepsdk: recording %s failed; the agent is unaffected", self.what, exc_info=(exc_type, exc, tb)
+        )
         return True
 
 
@@ -53,7 +55,9 @@ TrackerSource = Any  # a StepTracker, or a zero-argument callable returning one 
 
 def check_tracker_source(source: TrackerSource, where: str) -> None:
     if not (hasattr(source, "record_step") or callable(source)):
-        raise TypeError(f"{where}: tracker must be a StepTracker or a callable returning one, got {type(source).__name__}")
+        raise TypeError(
+            f"{where}: tracker must be a StepTracker or a callable returning one, got {type(source).__name__}"
+        )
 
 
 def resolve_tracker(source: TrackerSource) -> Any:

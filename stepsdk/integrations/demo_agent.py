@@ -56,18 +56,24 @@ def _base(title: str | None, back: bool = True) -> tuple[Image.Image, ImageDraw.
         if back:
             draw.text((16, 44), "←", font=_font(22, True), fill=_INK)
         draw.text((52 if back else 16, 44), title, font=_font(24, True), fill=_INK)
-    draw.rounded_rectangle((SCREEN[0] // 2 - 50, SCREEN[1] - 16, SCREEN[0] // 2 + 50, SCREEN[1] - 10), radius=3, fill=_INK)
+    draw.rounded_rectangle(
+        (SCREEN[0] // 2 - 50, SCREEN[1] - 16, SCREEN[0] // 2 + 50, SCREEN[1] - 10), radius=3, fill=_INK
+    )
     return im, draw
 
 
-def _row(draw: ImageDraw.ImageDraw, y: int, title: str, subtitle: str = "", toggle: bool | None = None) -> None:
+def _row(
+    draw: ImageDraw.ImageDraw, y: int, title: str, subtitle: str = "", toggle: bool | None = None
+) -> None:
     draw.ellipse((18, y + 10, 50, y + 42), fill=(210, 225, 250))
     draw.text((66, y + 8), title, font=_font(17), fill=_INK)
     if subtitle:
         draw.text((66, y + 32), subtitle, font=_font(13), fill=_GREY)
     if toggle is not None:
         x = SCREEN[0] - 70
-        draw.rounded_rectangle((x, y + 16, x + 46, y + 40), radius=12, fill=_BLUE if toggle else (190, 190, 196))
+        draw.rounded_rectangle(
+            (x, y + 16, x + 46, y + 40), radius=12, fill=_BLUE if toggle else (190, 190, 196)
+        )
         knob = x + 24 if toggle else x + 2
         draw.ellipse((knob, y + 18, knob + 20, y + 38), fill="white")
     draw.line((66, y + 58, SCREEN[0] - 12, y + 58), fill=(225, 225, 230))
@@ -113,7 +119,12 @@ def network_screen(loading: bool = False) -> Image.Image:
         draw.arc((SCREEN[0] // 2 - 20, 300, SCREEN[0] // 2 + 20, 340), 30, 300, fill=_BLUE, width=4)
         draw.text((SCREEN[0] // 2, 356), "Loading…", font=_font(15), fill=_GREY, anchor="mt")
         return im
-    rows = [("Internet", "Wi-Fi is off"), ("SIMs", "Carrier"), ("Airplane mode", ""), ("Hotspot & tethering", "Off")]
+    rows = [
+        ("Internet", "Wi-Fi is off"),
+        ("SIMs", "Carrier"),
+        ("Airplane mode", ""),
+        ("Hotspot & tethering", "Off"),
+    ]
     for i, (title, sub) in enumerate(rows):
         _row(draw, 100 + i * 64, title, sub, toggle=False if title == "Airplane mode" else None)
     return im
@@ -125,7 +136,11 @@ def internet_screen(wifi_on: bool, connected: bool = False) -> Image.Image:
     if not wifi_on:
         draw.text((24, 190), "Turn on Wi-Fi to see available networks", font=_font(14), fill=_GREY)
         return im
-    networks = [("HomeNetwork-5G", "Connected" if connected else "Saved"), ("Cafe_Guest", "Open"), ("Neighbors-2.4", "Secured")]
+    networks = [
+        ("HomeNetwork-5G", "Connected" if connected else "Saved"),
+        ("Cafe_Guest", "Open"),
+        ("Neighbors-2.4", "Secured"),
+    ]
     for i, (name, status) in enumerate(networks):
         _row(draw, 180 + i * 64, name, status)
     return im
@@ -151,42 +166,115 @@ def _ok(message: str | None = None, finish: bool = False) -> dict[str, Any]:
 
 
 _SCENES: tuple[_Scene, ...] = (
-    _Scene(StepType.THINKING, home_screen, "System Home", duration_ms=900, timing=(0.31, 0.88, 0.9),
-           thinking="Plan: open Settings → Network & internet → Internet, switch Wi-Fi on, "
-                    "join HomeNetwork-5G, then check that it says Connected.",
-           data={"plan": ["Launch Settings", "Open Network & internet", "Open Internet", "Turn on Wi-Fi",
-                          "Join HomeNetwork-5G", "Verify"]}),
-    _Scene(StepType.ACTION, home_screen, "System Home", duration_ms=2140, timing=(0.42, 1.37, 1.52),
-           thinking="The home screen is showing. The fastest way to Wi-Fi is the Settings app.",
-           action={"_metadata": "do", "action": "Launch", "app": "Settings"}, result=_ok()),
-    _Scene(StepType.ACTION, settings_screen, "Settings", duration_ms=1870, timing=(0.39, 1.12, 1.30),
-           thinking="Settings is open. Wi-Fi lives under \"Network & internet\", the first row.",
-           action={"_metadata": "do", "action": "Tap", "element": [500, 218]}, result=_ok()),
-    _Scene(StepType.ACTION, lambda: network_screen(loading=True), "Settings", duration_ms=2630, timing=(0.45, 1.41, 1.58),
-           thinking="I am on Network & internet. Tap \"Internet\" to reach the Wi-Fi switch.",
-           action={"_metadata": "do", "action": "Tap", "element": [500, 165]},
-           result={"success": False, "should_finish": False, "message": "Action failed: no element at (180, 132): screen still loading",
-                   "requires_confirmation": False},
-           error=("ActionFailed", "no element at (180, 132): the page was still loading")),
-    _Scene(StepType.ACTION, network_screen, "Settings", duration_ms=2210, timing=(0.40, 1.25, 1.44),
-           thinking="The page has finished loading now; the previous tap hit the spinner. Retry the tap on \"Internet\".",
-           action={"_metadata": "do", "action": "Tap", "element": [500, 165]}, result=_ok(),
-           data={"retry_of_step": 4}),
-    _Scene(StepType.ACTION, lambda: internet_screen(wifi_on=False), "Settings", duration_ms=1980, timing=(0.37, 1.08, 1.27),
-           thinking="Wi-Fi is off. Tap the switch on the Wi-Fi row to turn it on.",
-           action={"_metadata": "do", "action": "Tap", "element": [860, 160]}, result=_ok()),
-    _Scene(StepType.ACTION, lambda: internet_screen(wifi_on=True), "Settings", duration_ms=2050, timing=(0.41, 1.19, 1.35),
-           thinking="Wi-Fi is on and networks are listed. HomeNetwork-5G is saved: tap it to connect.",
-           action={"_metadata": "do", "action": "Tap", "element": [500, 260]}, result=_ok()),
-    _Scene(StepType.VALIDATION, lambda: internet_screen(wifi_on=True, connected=True), "Settings", duration_ms=640,
-           thinking="Check the outcome before finishing: the Wi-Fi switch must be on and HomeNetwork-5G connected.",
-           data={"kind": "check", "expected": "Wi-Fi on, HomeNetwork-5G connected",
-                 "observed": "Wi-Fi on, HomeNetwork-5G connected", "passed": True}),
-    _Scene(StepType.ACTION, lambda: internet_screen(wifi_on=True, connected=True), "Settings", duration_ms=1710,
-           timing=(0.36, 0.97, 1.11),
-           thinking="Wi-Fi is on and the phone is connected to HomeNetwork-5G. The task is done.",
-           action={"_metadata": "finish", "message": "Wi-Fi is on and connected to HomeNetwork-5G"},
-           result=_ok("Wi-Fi is on and connected to HomeNetwork-5G", finish=True)),
+    _Scene(
+        StepType.THINKING,
+        home_screen,
+        "System Home",
+        duration_ms=900,
+        timing=(0.31, 0.88, 0.9),
+        thinking="Plan: open Settings → Network & internet → Internet, switch Wi-Fi on, "
+        "join HomeNetwork-5G, then check that it says Connected.",
+        data={
+            "plan": [
+                "Launch Settings",
+                "Open Network & internet",
+                "Open Internet",
+                "Turn on Wi-Fi",
+                "Join HomeNetwork-5G",
+                "Verify",
+            ]
+        },
+    ),
+    _Scene(
+        StepType.ACTION,
+        home_screen,
+        "System Home",
+        duration_ms=2140,
+        timing=(0.42, 1.37, 1.52),
+        thinking="The home screen is showing. The fastest way to Wi-Fi is the Settings app.",
+        action={"_metadata": "do", "action": "Launch", "app": "Settings"},
+        result=_ok(),
+    ),
+    _Scene(
+        StepType.ACTION,
+        settings_screen,
+        "Settings",
+        duration_ms=1870,
+        timing=(0.39, 1.12, 1.30),
+        thinking='Settings is open. Wi-Fi lives under "Network & internet", the first row.',
+        action={"_metadata": "do", "action": "Tap", "element": [500, 218]},
+        result=_ok(),
+    ),
+    _Scene(
+        StepType.ACTION,
+        lambda: network_screen(loading=True),
+        "Settings",
+        duration_ms=2630,
+        timing=(0.45, 1.41, 1.58),
+        thinking='I am on Network & internet. Tap "Internet" to reach the Wi-Fi switch.',
+        action={"_metadata": "do", "action": "Tap", "element": [500, 165]},
+        result={
+            "success": False,
+            "should_finish": False,
+            "message": "Action failed: no element at (180, 132): screen still loading",
+            "requires_confirmation": False,
+        },
+        error=("ActionFailed", "no element at (180, 132): the page was still loading"),
+    ),
+    _Scene(
+        StepType.ACTION,
+        network_screen,
+        "Settings",
+        duration_ms=2210,
+        timing=(0.40, 1.25, 1.44),
+        thinking='The page has finished loading now; the previous tap hit the spinner. Retry the tap on "Internet".',
+        action={"_metadata": "do", "action": "Tap", "element": [500, 165]},
+        result=_ok(),
+        data={"retry_of_step": 4},
+    ),
+    _Scene(
+        StepType.ACTION,
+        lambda: internet_screen(wifi_on=False),
+        "Settings",
+        duration_ms=1980,
+        timing=(0.37, 1.08, 1.27),
+        thinking="Wi-Fi is off. Tap the switch on the Wi-Fi row to turn it on.",
+        action={"_metadata": "do", "action": "Tap", "element": [860, 160]},
+        result=_ok(),
+    ),
+    _Scene(
+        StepType.ACTION,
+        lambda: internet_screen(wifi_on=True),
+        "Settings",
+        duration_ms=2050,
+        timing=(0.41, 1.19, 1.35),
+        thinking="Wi-Fi is on and networks are listed. HomeNetwork-5G is saved: tap it to connect.",
+        action={"_metadata": "do", "action": "Tap", "element": [500, 260]},
+        result=_ok(),
+    ),
+    _Scene(
+        StepType.VALIDATION,
+        lambda: internet_screen(wifi_on=True, connected=True),
+        "Settings",
+        duration_ms=640,
+        thinking="Check the outcome before finishing: the Wi-Fi switch must be on and HomeNetwork-5G connected.",
+        data={
+            "kind": "check",
+            "expected": "Wi-Fi on, HomeNetwork-5G connected",
+            "observed": "Wi-Fi on, HomeNetwork-5G connected",
+            "passed": True,
+        },
+    ),
+    _Scene(
+        StepType.ACTION,
+        lambda: internet_screen(wifi_on=True, connected=True),
+        "Settings",
+        duration_ms=1710,
+        timing=(0.36, 0.97, 1.11),
+        thinking="Wi-Fi is on and the phone is connected to HomeNetwork-5G. The task is done.",
+        action={"_metadata": "finish", "message": "Wi-Fi is on and connected to HomeNetwork-5G"},
+        result=_ok("Wi-Fi is on and connected to HomeNetwork-5G", finish=True),
+    ),
 )
 _SCENE_NAMES = {StepType.THINKING: "Plan", StepType.VALIDATION: "Verify Wi-Fi"}
 RESULT = "Wi-Fi is on and connected to HomeNetwork-5G"
@@ -201,8 +289,13 @@ def _record_scene(tracker: Any, number: int, scene: _Scene, screen: Image.Image,
     if scene.timing:
         keys = ("time_to_first_token", "time_to_thinking_end", "total_time")
         timing = {k: round(v * pace, 4) for k, v in zip(keys, scene.timing, strict=True)}
-    data = phone_step_data(agent_step=number, action=scene.action, current_app=scene.app,
-                           screen=SCREEN if scene.action else None, model_timing=timing)
+    data = phone_step_data(
+        agent_step=number,
+        action=scene.action,
+        current_app=scene.app,
+        screen=SCREEN if scene.action else None,
+        model_timing=timing,
+    )
     data.update(scene.data)
     kwargs: dict[str, Any] = {}
     if scene.error:
@@ -265,5 +358,11 @@ def record_demo(
     destination = config.supabase_url if config.remote else backup
     # remote but not (all) uploaded: the run is in the local backup; say so rather than claim Supabase
     not_uploaded = config.remote and (flushed.uploaded < STEP_COUNT or not flushed.ok)
-    return DemoRun(task_id=str(tracker.task_id), steps=STEP_COUNT, mode=config.mode, destination=destination or "",
-                   backup_dir=backup, uploaded=not not_uploaded)
+    return DemoRun(
+        task_id=str(tracker.task_id),
+        steps=STEP_COUNT,
+        mode=config.mode,
+        destination=destination or "",
+        backup_dir=backup,
+        uploaded=not not_uploaded,
+    )

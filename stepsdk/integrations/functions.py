@@ -90,7 +90,9 @@ class tracked_step:  # lower-case: used as a decorator, named like one
         if not callable(fn):
             raise TypeError(f"tracked_step: expected a function, got {type(fn).__name__}")
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise TypeError("tracked_step: generator functions are not supported (the step would end at the first yield)")
+            raise TypeError(
+                "tracked_step: generator functions are not supported (the step would end at the first yield)"
+            )
         name = self._name or getattr(fn, "__qualname__", None) or repr(fn)
         try:
             signature: _Params | None = _Params(inspect.signature(fn))
@@ -131,7 +133,9 @@ class tracked_step:  # lower-case: used as a decorator, named like one
     # ---------------------------------------------------------------- with-block
     def __enter__(self) -> StepBlock:
         if self._block is not None:
-            raise RuntimeError("tracked_step: this object is already inside a with-block; create one per block")
+            raise RuntimeError(
+                "tracked_step: this object is already inside a with-block; create one per block"
+            )
         block = StepBlock()
         self._block = (block, time.perf_counter())
         return block
@@ -166,14 +170,23 @@ class tracked_step:  # lower-case: used as a decorator, named like one
             self._emit(name, data, started, value, exc)
 
     def _emit(
-        self, name: str, data: dict[str, Any], started: float, value: Any, exc: BaseException | None, kind: str = "function",
+        self,
+        name: str,
+        data: dict[str, Any],
+        started: float,
+        value: Any,
+        exc: BaseException | None,
+        kind: str = "function",
         handle: StepBlock | None = None,
     ) -> None:
         tracker = resolve_tracker(self._source)
         if tracker is None:
             return
         step_data = {**summarize(data, limit=self._max), "kind": kind, "function": name}
-        kwargs: dict[str, Any] = {"duration_ms": (time.perf_counter() - started) * 1000.0, "success": exc is None}
+        kwargs: dict[str, Any] = {
+            "duration_ms": (time.perf_counter() - started) * 1000.0,
+            "success": exc is None,
+        }
         if exc is None and self._result:
             kwargs["action_result"] = {"return": summarize(value, limit=self._max)}
         if handle is not None:  # what the block set on its handle, as tracker.step() records it
@@ -181,11 +194,16 @@ class tracked_step:  # lower-case: used as a decorator, named like one
             kwargs["success"] = exc is None and handle.success is True
         if exc is not None:  # record_step fills error_type and stack_trace
             kwargs["error"] = exc
-            kwargs["error_message"] = (handle.error_message if handle is not None and handle.error_message
-                                       else truncate(str(exc) or type(exc).__name__, self._max))
+            kwargs["error_message"] = (
+                handle.error_message
+                if handle is not None and handle.error_message
+                else truncate(str(exc) or type(exc).__name__, self._max)
+            )
         tracker.record_step(self._type, step_data, name=name[:200], **kwargs)
 
-    def _arguments(self, sig: _Params | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _arguments(
+        self, sig: _Params | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         if sig is None:
             return {"args": list(args), **kwargs}
         return sig.arguments(args, kwargs)

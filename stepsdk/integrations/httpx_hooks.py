@@ -54,6 +54,7 @@ _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "applicatio
 # Arguments of httpx.Client that configure its default transport (they must go to our inner transport).
 _TRANSPORT_ARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "proxy")
 
+
 def _check_limit(max_body_bytes: object, where: str) -> int:
     if not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool) or max_body_bytes < 0:
         raise ValueError(f"{where}: max_body_bytes must be an int >= 0, got {max_body_bytes!r}")
@@ -198,8 +199,9 @@ class _Call:
             kwargs["error"] = exc
             kwargs["error_message"] = truncate(str(exc) or type(exc).__name__)
         status = response.status_code if response is not None else None
-        kwargs["name"] = http_step_name(self.request.method, data["url"], status,
-                                        type(exc).__name__ if exc is not None else None)
+        kwargs["name"] = http_step_name(
+            self.request.method, data["url"], status, type(exc).__name__ if exc is not None else None
+        )
         self.tracker.record_step(StepType.ACTION, data, **kwargs)
 
     def _usage(self, response: httpx.Response) -> dict[str, int] | None:
@@ -287,7 +289,9 @@ class TrackedTransport(httpx.BaseTransport):
     ) -> None:
         check_tracker_source(tracker, "TrackedTransport")
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
-            raise TypeError(f"TrackedTransport: transport must be an httpx.BaseTransport, got {type(transport).__name__}")
+            raise TypeError(
+                f"TrackedTransport: transport must be an httpx.BaseTransport, got {type(transport).__name__}"
+            )
         self._source, self._limit = tracker, _check_limit(max_body_bytes, "TrackedTransport")
         self._transport = transport or httpx.HTTPTransport()
 
@@ -368,7 +372,9 @@ def tracked_client(
             pattern: None if t is None else TrackedTransport(tracker, t, max_body_bytes=max_body_bytes)
             for pattern, t in client_kwargs["mounts"].items()
         }
-    return httpx.Client(transport=TrackedTransport(tracker, inner, max_body_bytes=max_body_bytes), **client_kwargs)
+    return httpx.Client(
+        transport=TrackedTransport(tracker, inner, max_body_bytes=max_body_bytes), **client_kwargs
+    )
 
 
 def tracked_async_client(

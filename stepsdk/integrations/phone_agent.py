@@ -159,7 +159,11 @@ class _Patch:
     def undo(self) -> None:
         if vars(self.obj).get(self.name) is not self.replacement:
             # Someone wrapped it again after us: leave their wrapper; ours is inert once detached.
-            _log.warning("stepsdk: %s.%s was replaced after tracking started; left in place", type(self.obj).__name__, self.name)
+            _log.warning(
+                "stepsdk: %s.%s was replaced after tracking started; left in place",
+                type(self.obj).__name__,
+                self.name,
+            )
             return
         if self.had_own:
             setattr(self.obj, self.name, self.own_value)
@@ -170,7 +174,9 @@ class _Patch:
 class PhoneAgentTracking:
     """The tracking attached to one agent instance. Use ``detach()`` (or ``with``) to remove it."""
 
-    def __init__(self, agent: Any, tracker_factory: TrackerFactory, agent_name: str, flush_timeout: float = 5.0) -> None:
+    def __init__(
+        self, agent: Any, tracker_factory: TrackerFactory, agent_name: str, flush_timeout: float = 5.0
+    ) -> None:
         self.agent = agent
         self.agent_name = agent_name
         self.flush_timeout = flush_timeout
@@ -200,7 +206,9 @@ class PhoneAgentTracking:
         if hasattr(agent, "_execute_step"):
             targets.append((agent, "_execute_step", self._wrap_execute_step))
         else:  # a future agent without it: steps are then delimited by model calls
-            _log.warning("stepsdk: %s has no _execute_step; step timing starts at the model call", type(agent).__name__)
+            _log.warning(
+                "stepsdk: %s has no _execute_step; step timing starts at the model call", type(agent).__name__
+            )
         for name, kind in (("confirmation_callback", "confirmation"), ("takeover_callback", "takeover")):
             if callable(getattr(handler, name, None)):
                 targets.append((handler, name, functools.partial(self._wrap_callback, kind=kind)))
@@ -386,7 +394,11 @@ class PhoneAgentTracking:
                 self._end_task("interrupted", error_message="a new task started before this one finished")
             self._step, self._outcome, self._manual = None, None, manual
             text = str(task)
-            kwargs: dict[str, Any] = {"title": text, "agent": self.agent_name, "metadata": self._task_metadata()}
+            kwargs: dict[str, Any] = {
+                "title": text,
+                "agent": self.agent_name,
+                "metadata": self._task_metadata(),
+            }
             if len(text) > MAX_TITLE:  # tasks.title is limited; the full text goes to the description
                 kwargs.update(title=text[: MAX_TITLE - 20] + " …[truncated]", description=text)
             self._tracker = self._factory(**kwargs)
@@ -423,7 +435,9 @@ class PhoneAgentTracking:
             return
         if device_error is not None:
             self._record_device_error(tracker, step, device_error)
-            self._outcome = _Outcome(finished=True, failed=True, message=f"{type(device_error).__name__}: {device_error}")
+            self._outcome = _Outcome(
+                finished=True, failed=True, message=f"{type(device_error).__name__}: {device_error}"
+            )
         elif step.model_error is not None:
             self._record_model_error(tracker, step)
         elif step.parse_failed:
@@ -436,7 +450,8 @@ class PhoneAgentTracking:
         timing = None
         if response is not None:
             timing = {
-                k: getattr(response, k, None) for k in ("time_to_first_token", "time_to_thinking_end", "total_time")
+                k: getattr(response, k, None)
+                for k in ("time_to_first_token", "time_to_thinking_end", "total_time")
             }
         return {
             "step_data": phone_step_data(
@@ -461,8 +476,11 @@ class PhoneAgentTracking:
         error: dict[str, Any] = {}
         if step.execute_error is not None:
             # the stack as it was where the action failed (the exception's own grows as it unwinds)
-            error = {"error": step.execute_error, "error_message": truncate(str(step.execute_error)),
-                     "stack_trace": step.execute_trace}
+            error = {
+                "error": step.execute_error,
+                "error_message": truncate(str(step.execute_error)),
+                "stack_trace": step.execute_trace,
+            }
         elif not success:
             error = {"error_type": "ActionFailed", "error_message": result.get("message") or "action failed"}
         tracker.record_step(StepType.ACTION, action_result=result or None, success=success, **kwargs, **error)
@@ -493,7 +511,9 @@ class PhoneAgentTracking:
             error_message=truncate(f"the model's reply is not a valid action: {raw!r}", 500),
             **kwargs,
         )
-        self._outcome = _Outcome(finished=True, failed=True, message="the model's reply is not a valid action")
+        self._outcome = _Outcome(
+            finished=True, failed=True, message="the model's reply is not a valid action"
+        )
 
     def _record_device_error(self, tracker: Any, step: _Step, exc: BaseException) -> None:
         tracker.record_step(
@@ -503,7 +523,9 @@ class PhoneAgentTracking:
             **self._common(step),
         )
 
-    def _record_callback(self, kind: str, message: str, answer: Any, started: float, exc: BaseException | None) -> None:
+    def _record_callback(
+        self, kind: str, message: str, answer: Any, started: float, exc: BaseException | None
+    ) -> None:
         number = self._step.number if self._step is not None else None
         data: dict[str, Any] = {"kind": kind, "message": summarize(message), "agent_step": number}
         if kind == "confirmation" and exc is None:
@@ -527,7 +549,9 @@ class PhoneAgentTracking:
         if outcome is None or not outcome.finished:
             max_steps = getattr(getattr(self.agent, "agent_config", None), "max_steps", None)
             self._end_task(
-                "interrupted", result=message, error_message=f"stopped after max_steps={max_steps} without finishing"
+                "interrupted",
+                result=message,
+                error_message=f"stopped after max_steps={max_steps} without finishing",
             )
         else:
             self._end_finished(outcome, message)
@@ -706,7 +730,11 @@ def _default_factory(tracker_kwargs: dict[str, Any]) -> TrackerFactory:
 
     def factory(*, title: str, agent: str, metadata: dict[str, Any], description: str | None = None) -> Any:
         return StepTracker(
-            title=title, agent=agent, description=description, metadata={**metadata, **extra_meta}, **tracker_kwargs
+            title=title,
+            agent=agent,
+            description=description,
+            metadata={**metadata, **extra_meta},
+            **tracker_kwargs,
         )
 
     return factory
@@ -731,22 +759,36 @@ def track_phone_agent(
     """
     for attr in ("run", "step", "model_client", "action_handler"):
         if not hasattr(agent, attr):
-            raise TypeError(f"track_phone_agent: expected a PhoneAgent/IOSPhoneAgent, got {type(agent).__name__} (no .{attr})")
+            raise TypeError(
+                f"track_phone_agent: expected a PhoneAgent/IOSPhoneAgent, got {type(agent).__name__} (no .{attr})"
+            )
     if not callable(getattr(agent.model_client, "request", None)) or not callable(
         getattr(agent.action_handler, "execute", None)
     ):
-        raise TypeError("track_phone_agent: agent.model_client.request and agent.action_handler.execute must be callable")
+        raise TypeError(
+            "track_phone_agent: agent.model_client.request and agent.action_handler.execute must be callable"
+        )
     if isinstance(vars(agent).get(_MARK), PhoneAgentTracking):
-        raise ValueError("track_phone_agent: this agent is already tracked; detach() the previous tracking first")
+        raise ValueError(
+            "track_phone_agent: this agent is already tracked; detach() the previous tracking first"
+        )
     if agent_name is not None and not isinstance(agent_name, str):
         raise TypeError(f"track_phone_agent: agent_name must be a str, got {type(agent_name).__name__}")
     if tracker_factory is not None:
         if tracker_kwargs:
-            raise ValueError("track_phone_agent: pass either tracker_factory or StepTracker arguments, not both")
+            raise ValueError(
+                "track_phone_agent: pass either tracker_factory or StepTracker arguments, not both"
+            )
         if not callable(tracker_factory):
             raise TypeError("track_phone_agent: tracker_factory must be callable")
-    if isinstance(flush_timeout, bool) or not isinstance(flush_timeout, int | float) or not 0 <= flush_timeout <= 600:
-        raise ValueError(f"track_phone_agent: flush_timeout must be seconds between 0 and 600, got {flush_timeout!r}")
+    if (
+        isinstance(flush_timeout, bool)
+        or not isinstance(flush_timeout, int | float)
+        or not 0 <= flush_timeout <= 600
+    ):
+        raise ValueError(
+            f"track_phone_agent: flush_timeout must be seconds between 0 and 600, got {flush_timeout!r}"
+        )
     factory = tracker_factory or _default_factory(tracker_kwargs)
     name = agent_name or f"open-autoglm/{type(agent).__name__}"
     return PhoneAgentTracking(agent, factory, name, float(flush_timeout))

@@ -73,8 +73,12 @@ _ALLOWED = {
     "error_repeats": {"window", "more_than", "error_type", "message_contains"},
     "upload_backlog": {"older_than", "backup_dir"},
 }
-_REQUIRED = {"failure_rate": {"window", "above"}, "step_p95": {"window", "above_ms"},
-             "error_repeats": {"window", "more_than"}, "upload_backlog": {"older_than"}}
+_REQUIRED = {
+    "failure_rate": {"window", "above"},
+    "step_p95": {"window", "above_ms"},
+    "error_repeats": {"window", "more_than"},
+    "upload_backlog": {"older_than"},
+}
 
 
 class RulesError(ConfigurationError):
@@ -135,7 +139,9 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> AlertConfig
         raise RulesError(f"alert rules {path}: not valid TOML ({exc})") from None
     unknown = set(doc) - {"settings", "rule", "webhook"}
     if unknown:
-        raise RulesError(f"alert rules {path}: unknown top-level keys {sorted(unknown)} (settings, rule, webhook)")
+        raise RulesError(
+            f"alert rules {path}: unknown top-level keys {sorted(unknown)} (settings, rule, webhook)"
+        )
     settings = _table(doc.get("settings", {}), path, "[settings]")
     if set(settings) - {"state_file"}:
         raise RulesError(f"alert rules {path}: [settings] takes state_file only")
@@ -144,7 +150,9 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> AlertConfig
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise RulesError(f"alert rules {path}: rule names must be unique, repeated: {duplicates}")
-    hooks = [_webhook(entry, path, i) for i, entry in enumerate(_list(doc.get("webhook", []), path, "webhook"))]
+    hooks = [
+        _webhook(entry, path, i) for i, entry in enumerate(_list(doc.get("webhook", []), path, "webhook"))
+    ]
     if env.get(ENV_WEBHOOK):
         hooks.append(_webhook({"url": env[ENV_WEBHOOK]}, path, len(hooks), where=ENV_WEBHOOK))
     state = env.get(ENV_STATE) or settings.get("state_file")
@@ -177,7 +185,9 @@ def _rule(entry: dict[str, Any], path: Path, index: int) -> Rule:
     keys = set(entry) - {"name", "kind"}
     unknown, missing = keys - _ALLOWED[kind], _REQUIRED[kind] - keys
     if unknown:
-        raise RulesError(f"{where}: unknown keys {sorted(unknown)} for {kind} (allowed: {sorted(_ALLOWED[kind])})")
+        raise RulesError(
+            f"{where}: unknown keys {sorted(unknown)} for {kind} (allowed: {sorted(_ALLOWED[kind])})"
+        )
     if missing:
         raise RulesError(f"{where}: {kind} needs {sorted(missing)}")
     params: dict[str, Any] = {}
@@ -193,12 +203,22 @@ def _rule(entry: dict[str, Any], path: Path, index: int) -> Rule:
                 raise RulesError(f"{where}: {key} must be a duration like 30m, 1h, 7d (at most 366 days)")
             params[key + "_s"] = seconds
         elif key in ("above", "above_ms"):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
-                    or (key == "above" and value > 1):
-                raise RulesError(f"{where}: {key} must be a number" + (" in 0..1" if key == "above" else " >= 0"))
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or value < 0
+                or (key == "above" and value > 1)
+            ):
+                raise RulesError(
+                    f"{where}: {key} must be a number" + (" in 0..1" if key == "above" else " >= 0")
+                )
             params[key] = float(value)
         elif key in ("min_tasks", "min_steps", "more_than"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "more_than" else 1):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (0 if key == "more_than" else 1)
+            ):
                 raise RulesError(f"{where}: {key} must be an integer >= {0 if key == 'more_than' else 1}")
             params[key] = value
         else:  # agent, step_type, step_name, error_type, message_contains, backup_dir
@@ -252,8 +272,10 @@ class SupabaseMeasures:
         return {**row, "failure_rate": float(rate) if rate is not None else None}
 
     def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]:
-        [row] = self._rpc("stepsdk_alert_step_p95",
-                          {"window_seconds": window_seconds, "p_step_type": step_type, "p_name": name})
+        [row] = self._rpc(
+            "stepsdk_alert_step_p95",
+            {"window_seconds": window_seconds, "p_step_type": step_type, "p_name": name},
+        )
         return row
 
     def error_counts(self, window_seconds: int) -> list[dict[str, Any]]:
@@ -303,8 +325,11 @@ def upload_backlog(backup_dir: Path, now: datetime | None = None, snap: Any = No
     known = [t for t in stamps if t is not None]
     now = now or datetime.now(UTC)
     oldest = min(known) if known else None
-    return {"pending": len(stamps), "oldest_at": oldest.isoformat() if oldest else None,
-            "oldest_age_s": (now - oldest).total_seconds() if oldest else None}
+    return {
+        "pending": len(stamps),
+        "oldest_at": oldest.isoformat() if oldest else None,
+        "oldest_age_s": (now - oldest).total_seconds() if oldest else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -320,8 +345,9 @@ class Observation:
     details: dict[str, Any]
 
 
-def evaluate(rule: Rule, measures: Measures | None, backup_dir: Path,
-             now: datetime | None = None) -> list[Observation]:
+def evaluate(
+    rule: Rule, measures: Measures | None, backup_dir: Path, now: datetime | None = None
+) -> list[Observation]:
     """The rule's observations: one (firing or not) for most kinds; for ``error_repeats`` one
     per error group over the threshold (a group under it is simply absent, i.e. not firing)."""
     p = rule.params
@@ -331,9 +357,16 @@ def evaluate(rule: Rule, measures: Measures | None, backup_dir: Path,
         m = upload_backlog(folder, now, measures.snap if same else None)  # type: ignore[union-attr]
         age = m["oldest_age_s"]
         firing = age is not None and age > p["older_than_s"]
-        text = (f"{m['pending']} item(s) of {folder} not uploaded, the oldest for {_age(age)}"
-                if age is not None else f"nothing waiting for upload in {folder}")
-        return [Observation(rule.name, rule, firing, text, age, float(p["older_than_s"]), {**m, "backup_dir": str(folder)})]
+        text = (
+            f"{m['pending']} item(s) of {folder} not uploaded, the oldest for {_age(age)}"
+            if age is not None
+            else f"nothing waiting for upload in {folder}"
+        )
+        return [
+            Observation(
+                rule.name, rule, firing, text, age, float(p["older_than_s"]), {**m, "backup_dir": str(folder)}
+            )
+        ]
     if measures is None:
         raise ValueError("this rule needs a data source")
     window = rule.window_seconds
@@ -342,19 +375,37 @@ def evaluate(rule: Rule, measures: Measures | None, backup_dir: Path,
         rate, finished = m.get("failure_rate"), int(m.get("finished_tasks") or 0)
         firing = rate is not None and finished >= p.get("min_tasks", 1) and rate > p["above"]
         who = f" of {p['agent']}" if p.get("agent") else ""
-        text = (f"{m.get('failed_tasks')} of {finished} finished task(s){who} failed in the last {_age(window)}"
-                f" ({rate * 100:.1f} % > {p['above'] * 100:.1f} %)" if rate is not None
-                else f"no finished task{who} in the last {_age(window)}")
+        text = (
+            f"{m.get('failed_tasks')} of {finished} finished task(s){who} failed in the last {_age(window)}"
+            f" ({rate * 100:.1f} % > {p['above'] * 100:.1f} %)"
+            if rate is not None
+            else f"no finished task{who} in the last {_age(window)}"
+        )
         return [Observation(rule.name, rule, firing, text, rate, p["above"], {**m, "window_s": window})]
     if rule.kind == "step_p95":
         m = measures.step_p95(window, p.get("step_type"), p.get("step_name"))
         p95, steps = m.get("p95_duration_ms"), int(m.get("steps") or 0)
         firing = p95 is not None and steps >= p.get("min_steps", 1) and float(p95) > p["above_ms"]
-        what = " ".join(x for x in (p.get("step_type"), repr(p["step_name"]) if p.get("step_name") else None) if x)
-        text = (f"p95 of {steps} {what or 'all'} step(s) in the last {_age(window)}: {float(p95):.0f} ms"
-                f" (limit {p['above_ms']:.0f} ms)" if p95 is not None else f"no {what or ''} step in the last {_age(window)}")
-        return [Observation(rule.name, rule, firing, text, None if p95 is None else float(p95), p["above_ms"],
-                            {**m, "window_s": window, "step_type": p.get("step_type"), "step_name": p.get("step_name")})]
+        what = " ".join(
+            x for x in (p.get("step_type"), repr(p["step_name"]) if p.get("step_name") else None) if x
+        )
+        text = (
+            f"p95 of {steps} {what or 'all'} step(s) in the last {_age(window)}: {float(p95):.0f} ms"
+            f" (limit {p['above_ms']:.0f} ms)"
+            if p95 is not None
+            else f"no {what or ''} step in the last {_age(window)}"
+        )
+        return [
+            Observation(
+                rule.name,
+                rule,
+                firing,
+                text,
+                None if p95 is None else float(p95),
+                p["above_ms"],
+                {**m, "window_s": window, "step_type": p.get("step_type"), "step_name": p.get("step_name")},
+            )
+        ]
     # error_repeats
     out = []
     needle = (p.get("message_contains") or "").casefold()
@@ -366,9 +417,17 @@ def evaluate(rule: Rule, measures: Measures | None, backup_dir: Path,
         count = int(row.get("occurrences") or 0)
         if count > p["more_than"]:
             label = f"{row.get('error_type') or 'error'}: {row.get('error_message') or '(no message)'}"
-            out.append(Observation(f"{rule.name}::{row.get('error_type')}::{row.get('error_message')}", rule, True,
-                                   f"{label} — {count} times in the last {_age(window)} (more than {p['more_than']})",
-                                   float(count), float(p["more_than"]), {**row, "window_s": window}))
+            out.append(
+                Observation(
+                    f"{rule.name}::{row.get('error_type')}::{row.get('error_message')}",
+                    rule,
+                    True,
+                    f"{label} — {count} times in the last {_age(window)} (more than {p['more_than']})",
+                    float(count),
+                    float(p["more_than"]),
+                    {**row, "window_s": window},
+                )
+            )
     return out
 
 
@@ -439,8 +498,13 @@ class CheckResult:
 Deliver = Callable[[Event], list[str]]  # returns the failures (empty when every target took it)
 
 
-def check(config: AlertConfig, measures: Measures | None, backup_dir: Path, deliver: Deliver,
-          now: datetime | None = None) -> CheckResult:
+def check(
+    config: AlertConfig,
+    measures: Measures | None,
+    backup_dir: Path,
+    deliver: Deliver,
+    now: datetime | None = None,
+) -> CheckResult:
     """Evaluate every rule, notify what started and what ended, and save the episodes.
 
     An event whose delivery failed is not recorded, so the next check notifies it again (at
@@ -465,16 +529,31 @@ def check(config: AlertConfig, measures: Measures | None, backup_dir: Path, deli
                 continue
             entry = active.get(obs.key)
             if entry is None:
-                event = Event("firing", obs.key, rule.name, rule.kind, obs.summary, obs.value, obs.threshold,
-                              at, at, obs.details)
+                event = Event(
+                    "firing",
+                    obs.key,
+                    rule.name,
+                    rule.kind,
+                    obs.summary,
+                    obs.value,
+                    obs.threshold,
+                    at,
+                    at,
+                    obs.details,
+                )
                 failures = deliver(event)
                 if failures:
                     result.undelivered.extend((event, f) for f in failures)
                     continue
                 result.fired.append(event)
                 entry = {"rule": rule.name, "kind": rule.kind, "since": at}
-            active[obs.key] = {**entry, "summary": obs.summary, "value": obs.value, "threshold": obs.threshold,
-                               "last_seen": at}
+            active[obs.key] = {
+                **entry,
+                "summary": obs.summary,
+                "value": obs.value,
+                "threshold": obs.threshold,
+                "last_seen": at,
+            }
     for key, entry in list(active.items()):
         if entry.get("rule") in failed_rules:
             continue
@@ -482,17 +561,27 @@ def check(config: AlertConfig, measures: Measures | None, backup_dir: Path, deli
         if still:
             continue
         rule_exists = any(r.name == entry.get("rule") for r in config.rules)
-        event = Event("resolved", key, str(entry.get("rule")), str(entry.get("kind")),
-                      f"resolved: {entry.get('summary')}" if rule_exists else f"rule removed: {entry.get('rule')}",
-                      entry.get("value"), float(entry.get("threshold") or 0), str(entry.get("since")), at,
-                      {"last_seen": entry.get("last_seen")})
+        event = Event(
+            "resolved",
+            key,
+            str(entry.get("rule")),
+            str(entry.get("kind")),
+            f"resolved: {entry.get('summary')}" if rule_exists else f"rule removed: {entry.get('rule')}",
+            entry.get("value"),
+            float(entry.get("threshold") or 0),
+            str(entry.get("since")),
+            at,
+            {"last_seen": entry.get("last_seen")},
+        )
         failures = deliver(event)
         if failures:
             result.undelivered.extend((event, f) for f in failures)
             continue
         result.resolved.append(event)
         del active[key]
-    result.active = [{"key": k, **v} for k, v in sorted(active.items(), key=lambda kv: str(kv[1].get("since")))]
+    result.active = [
+        {"key": k, **v} for k, v in sorted(active.items(), key=lambda kv: str(kv[1].get("since")))
+    ]
     write_state(config.state_file, {"version": STATE_VERSION, "checked_at": at, "active": active})
     return result
 

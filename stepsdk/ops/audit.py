@@ -77,17 +77,36 @@ class Entry:
         return dataclasses.asdict(self)
 
 
-def entry(action: str, target: str | None, count: int, detail: Mapping[str, Any] | None = None,
-          key: str | None = None) -> Entry:
+def entry(
+    action: str,
+    target: str | None,
+    count: int,
+    detail: Mapping[str, Any] | None = None,
+    key: str | None = None,
+) -> Entry:
     if action not in ACTIONS:
         raise ValueError(f"audit action must be one of {ACTIONS}, got {action!r}")
-    return Entry(at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), actor=actor(key), action=action,
-                 target=None if target is None else str(target)[:2000], count=max(0, int(count)),
-                 host=socket.gethostname()[:255], detail={"os_user": os_user(), **dict(detail or {})})
+    return Entry(
+        at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        actor=actor(key),
+        action=action,
+        target=None if target is None else str(target)[:2000],
+        count=max(0, int(count)),
+        host=socket.gethostname()[:255],
+        detail={"os_user": os_user(), **dict(detail or {})},
+    )
 
 
-def record(action: str, target: str | None, count: int, detail: Mapping[str, Any] | None = None, *,
-           backup_dir: str | os.PathLike[str] | None = None, client: Any = None, key: str | None = None) -> Entry:
+def record(
+    action: str,
+    target: str | None,
+    count: int,
+    detail: Mapping[str, Any] | None = None,
+    *,
+    backup_dir: str | os.PathLike[str] | None = None,
+    client: Any = None,
+    key: str | None = None,
+) -> Entry:
     """Write one entry to the local log (``backup_dir``) and/or the Supabase table (``client``,
     a supabase client with the service-role key ``key``). Never raises for a storage problem."""
     item = entry(action, target, count, detail, key)
@@ -102,14 +121,23 @@ def record(action: str, target: str | None, count: int, detail: Mapping[str, Any
 
             client.table(TABLE).insert(item.to_row(), returning=ReturnMethod.minimal).execute()
         except Exception as exc:  # the action happened; a missing table must not hide that
-            log.warning("stepsdk: could not write the audit log to Supabase (%s: %s); apply the "
-                        "migration 20261130001500_stepsdk_sensitive_audit.sql", type(exc).__name__,
-                        str(exc)[:200])
+            log.warning(
+                "stepsdk: could not write the audit log to Supabase (%s: %s); apply the "
+                "migration 20261130001500_stepsdk_sensitive_audit.sql",
+                type(exc).__name__,
+                str(exc)[:200],
+            )
     return item
 
 
-def record_for(source: Any, action: str, target: str | None, count: int,
-               detail: Mapping[str, Any] | None = None, client: Any = None) -> Entry:
+def record_for(
+    source: Any,
+    action: str,
+    target: str | None,
+    count: int,
+    detail: Mapping[str, Any] | None = None,
+    client: Any = None,
+) -> Entry:
     """Record against a CLI source (``stepsdk.cli._common.Source``): its Supabase table, or its
     backup folder's log."""
     if source.kind == "supabase":
@@ -146,7 +174,12 @@ def read_local(root: str | os.PathLike[str]) -> Iterator[Entry]:
 
 def read_remote(client: Any, limit: int, action: str | None = None) -> list[Entry]:
     """The newest ``limit`` entries of the Supabase table, oldest first."""
-    query = client.table(TABLE).select("at,actor,action,target,count,host,detail").order("at", desc=True).limit(limit)
+    query = (
+        client.table(TABLE)
+        .select("at,actor,action,target,count,host,detail")
+        .order("at", desc=True)
+        .limit(limit)
+    )
     if action:
         query = query.eq("action", action)
     rows = query.execute().data or []

@@ -64,16 +64,26 @@ def run_checks(client: Any) -> list[Check]:
     """Every check against the project behind ``client`` (service key). Raises on a network failure."""
     checks: list[Check] = []
     for table, columns in TABLES.items():
+
         def read(table: str = table, columns: tuple[str, ...] = columns) -> str:
             client.table(table).select(",".join(columns)).limit(1).execute()
             return f"{len(columns)} columns"
+
         checks.append(_probe(f"table {table}", read))
     for view in VIEWS:
-        checks.append(_probe(f"view {view}", lambda view=view: (
-            client.table(view).select("*").limit(1).execute(), "readable")[1]))
+        checks.append(
+            _probe(
+                f"view {view}",
+                lambda view=view: (client.table(view).select("*").limit(1).execute(), "readable")[1],
+            )
+        )
     for fn, params in FUNCTIONS.items():
-        checks.append(_probe(f"function {fn}", lambda fn=fn, params=params: (
-            client.rpc(fn, params).execute(), "callable")[1]))
+        checks.append(
+            _probe(
+                f"function {fn}",
+                lambda fn=fn, params=params: (client.rpc(fn, params).execute(), "callable")[1],
+            )
+        )
     checks.append(_probe(f"bucket {BUCKET}", lambda: _bucket(client)))
     checks.extend(_status_checks(client))
     return checks
@@ -92,28 +102,50 @@ def _status_checks(client: Any) -> list[Check]:
     except httpx.TransportError:
         raise
     except Exception as exc:
-        return [Check("row-level security and policies", False,
-                      f"cannot be read ({_describe(exc)}): apply the migrations with `stepsdk db push`")]
+        return [
+            Check(
+                "row-level security and policies",
+                False,
+                f"cannot be read ({_describe(exc)}): apply the migrations with `stepsdk db push`",
+            )
+        ]
     rls = status.get("rls") or {}
     no_rls = [t for t in TABLES if not rls.get(t)]
     present = {(p["schema"], p["table"], p["name"]) for p in status.get("policies") or []}
     missing = [f"{s}.{t}: {n!r}" for s, t, n in POLICIES if (s, t, n) not in present]
     checks = [
-        Check("row-level security", not no_rls,
-              "enabled on " + ", ".join(TABLES) if not no_rls else "not enabled on " + ", ".join(no_rls)),
-        Check("policies", not missing,
-              f"{len(POLICIES)} present" if not missing else "missing " + "; ".join(missing)),
+        Check(
+            "row-level security",
+            not no_rls,
+            "enabled on " + ", ".join(TABLES) if not no_rls else "not enabled on " + ", ".join(no_rls),
+        ),
+        Check(
+            "policies",
+            not missing,
+            f"{len(POLICIES)} present" if not missing else "missing " + "; ".join(missing),
+        ),
     ]
     history = status.get("migrations")
     shipped = migrations()
     if history is None:
-        checks.append(Check("migration history", True,
-                            "no supabase_migrations history (schema applied by hand); objects checked above"))
+        checks.append(
+            Check(
+                "migration history",
+                True,
+                "no supabase_migrations history (schema applied by hand); objects checked above",
+            )
+        )
     else:
         pending = [m.filename for m in shipped if m.version not in set(history)]
-        checks.append(Check("migration history", not pending,
-                            f"{len(shipped)} of {len(shipped)} applied" if not pending
-                            else "pending: " + ", ".join(pending) + " (run `stepsdk db push`)"))
+        checks.append(
+            Check(
+                "migration history",
+                not pending,
+                f"{len(shipped)} of {len(shipped)} applied"
+                if not pending
+                else "pending: " + ", ".join(pending) + " (run `stepsdk db push`)",
+            )
+        )
     return checks
 
 

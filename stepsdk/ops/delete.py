@@ -67,8 +67,9 @@ def parse_before(text: str) -> datetime:
     text = text.strip()
     moment = parse_timestamp(text)  # a bare date is midnight UTC: naive means UTC
     if moment is None:
-        raise ValueError(f"invalid date {text!r}: use YYYY-MM-DD or an ISO date-time "
-                         "(2026-01-31T12:00:00+00:00)")
+        raise ValueError(
+            f"invalid date {text!r}: use YYYY-MM-DD or an ISO date-time (2026-01-31T12:00:00+00:00)"
+        )
     return moment
 
 
@@ -82,15 +83,23 @@ def supabase_task_ids(client: Any, selection: Selection) -> list[str]:
         query = client.table("tasks").select("task_id").eq("agent", selection.agent)
         if selection.before is not None:
             query = query.lt("started_at", selection.before.isoformat())
-        rows = query.order("started_at").order("task_id").range(len(ids), len(ids) + PAGE - 1).execute().data or []
+        rows = (
+            query.order("started_at").order("task_id").range(len(ids), len(ids) + PAGE - 1).execute().data
+            or []
+        )
         ids += [r["task_id"] for r in rows]
         if len(rows) < PAGE:
             return ids
 
 
-def delete_supabase(client: Any, selection: Selection, *, dry_run: bool, bucket: str = BUCKET,
-                    advance: Advance = _no_progress) -> DeleteResult:
-    wanted = list(dict.fromkeys(selection.task_ids)) if selection.task_ids else supabase_task_ids(client, selection)
+def delete_supabase(
+    client: Any, selection: Selection, *, dry_run: bool, bucket: str = BUCKET, advance: Advance = _no_progress
+) -> DeleteResult:
+    wanted = (
+        list(dict.fromkeys(selection.task_ids))
+        if selection.task_ids
+        else supabase_task_ids(client, selection)
+    )
     report = SupabaseRetention(client, bucket).delete_ids(wanted, dry_run=dry_run, advance=advance)
     found = set(report.task_ids)
     return DeleteResult(report, [t for t in _unique(selection.task_ids) if t not in found])
@@ -99,14 +108,22 @@ def delete_supabase(client: Any, selection: Selection, *, dry_run: bool, bucket:
 # --------------------------------------------------------------------------- local backup
 
 
-def delete_backup(root: Path, selection: Selection, *, dry_run: bool, keep_pending: bool = False,
-                  advance: Advance = _no_progress) -> DeleteResult:
+def delete_backup(
+    root: Path,
+    selection: Selection,
+    *,
+    dry_run: bool,
+    keep_pending: bool = False,
+    advance: Advance = _no_progress,
+) -> DeleteResult:
     def choose(snap: BackupSnapshot) -> set[str]:
         if selection.task_ids:
             return set(selection.task_ids)
         return {tid for tid, task in snap.tasks.items() if selection.matches(task)}
 
-    report = BackupRetention(root).run_selected(choose, dry_run=dry_run, keep_pending=keep_pending, advance=advance)
+    report = BackupRetention(root).run_selected(
+        choose, dry_run=dry_run, keep_pending=keep_pending, advance=advance
+    )
     handled = set(report.task_ids) | set(report.kept)
     return DeleteResult(report, [t for t in _unique(selection.task_ids) if t not in handled])
 

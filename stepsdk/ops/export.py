@@ -89,7 +89,9 @@ class ExportSource(Protocol):
 def sort_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Oldest first (by the instant, whatever the offset), then by id: a stable export order."""
     oldest = datetime.min.replace(tzinfo=UTC)
-    return sorted(tasks, key=lambda t: (parse_timestamp(t.get("started_at")) or oldest, str(t.get("task_id"))))
+    return sorted(
+        tasks, key=lambda t: (parse_timestamp(t.get("started_at")) or oldest, str(t.get("task_id")))
+    )
 
 
 def iter_bundles(source: ExportSource, tasks: list[dict[str, Any]], chunk: int = 50) -> Iterator[TaskBundle]:
@@ -147,13 +149,22 @@ class BackupExportSource:
     def fill(self, tasks: list[dict[str, Any]]) -> list[TaskBundle]:
         if self.index is not None:
             index = self.index
-            return [TaskBundle(task, index.steps(task["task_id"]), index.screenshots(task["task_id"])).normalized()
-                    for task in tasks]
+            return [
+                TaskBundle(
+                    task, index.steps(task["task_id"]), index.screenshots(task["task_id"])
+                ).normalized()
+                for task in tasks
+            ]
         assert self.snap is not None, "tasks() first"
         snap = self.snap
-        return [TaskBundle(task, [dict(s) for s in snap.steps.get(task["task_id"], [])],
-                           [dict(r) for r in snap.screenshots.get(task["task_id"], [])]).normalized()
-                for task in tasks]
+        return [
+            TaskBundle(
+                task,
+                [dict(s) for s in snap.steps.get(task["task_id"], [])],
+                [dict(r) for r in snap.screenshots.get(task["task_id"], [])],
+            ).normalized()
+            for task in tasks
+        ]
 
     def screenshot(self, screenshot_path: str) -> bytes | None:
         path = self.store.screenshot_file(screenshot_path)
@@ -180,8 +191,10 @@ class SupabaseExportSource:
         ids = [t["task_id"] for t in tasks]
         steps = self._children("task_steps", ids)
         shots = self._children("step_screenshots", ids)
-        return [TaskBundle(t, steps.get(t["task_id"], []), shots.get(t["task_id"], [])).normalized()
-                for t in tasks]
+        return [
+            TaskBundle(t, steps.get(t["task_id"], []), shots.get(t["task_id"], [])).normalized()
+            for t in tasks
+        ]
 
     def _tasks(self, flt: TaskFilter) -> list[dict[str, Any]]:
         def narrow(q: Any) -> Any:
@@ -222,8 +235,12 @@ class SupabaseExportSource:
             rows += [_without_internal(r) for r in page]
             last = page[-1][key]
 
-    @retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(3),
-           wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
+    @retry(
+        retry=retry_if_exception_type(httpx.TransportError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
     def screenshot(self, screenshot_path: str) -> bytes | None:
         """The object's bytes, None when it is not in the bucket; network blips are retried."""
         from storage3.exceptions import StorageApiError
@@ -238,7 +255,7 @@ class SupabaseExportSource:
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 # --------------------------------------------------------------------------- writing
@@ -291,7 +308,9 @@ def _csv_rows(bundles: Iterable[TaskBundle]) -> Iterator[list[Any]]:
 
 
 WRITERS: dict[str, Callable[[Iterable[TaskBundle], IO[str], str], None]] = {
-    "json": write_json, "jsonl": write_jsonl, "csv": write_csv,
+    "json": write_json,
+    "jsonl": write_jsonl,
+    "csv": write_csv,
 }
 
 
@@ -303,8 +322,12 @@ class ZipReport:
 
 
 def write_zip(
-    target: Path, fmt: str, bundles: Iterable[TaskBundle], source: str,
-    fetch: Callable[[str], bytes | None], advance: Callable[[int], None] = lambda n: None,
+    target: Path,
+    fmt: str,
+    bundles: Iterable[TaskBundle],
+    source: str,
+    fetch: Callable[[str], bytes | None],
+    advance: Callable[[int], None] = lambda n: None,
 ) -> ZipReport:
     """The data file (streamed), then ``screenshots/<screenshot_path>`` for every image it refers
     to, then ``manifest.json``; written to a temp file and renamed (atomic)."""
@@ -335,8 +358,13 @@ def write_zip(
                 images[path] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 report.images += 1
                 report.image_bytes += len(data)
-            manifest = {"stepsdk_export": EXPORT_VERSION, "data": DATA_FILES[fmt], "format": fmt,
-                        "screenshots": images, "missing_screenshots": report.missing}
+            manifest = {
+                "stepsdk_export": EXPORT_VERSION,
+                "data": DATA_FILES[fmt],
+                "format": fmt,
+                "screenshots": images,
+                "missing_screenshots": report.missing,
+            }
             zf.writestr(MANIFEST, json.dumps(manifest, indent=1))
 
     write_atomically(target, build)

@@ -85,9 +85,13 @@ def _strict_json(text: str, where: str) -> Any:
         return value
 
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant, parse_float=finite)
+        return json.loads(
+            text, object_pairs_hook=no_duplicates, parse_constant=no_constant, parse_float=finite
+        )
     except json.JSONDecodeError as exc:
-        raise ExportFormatError([f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]) from None
+        raise ExportFormatError(
+            [f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]
+        ) from None
     except RecursionError:
         raise ExportFormatError([f"{where}: nested too deeply"]) from None
 
@@ -95,10 +99,14 @@ def _strict_json(text: str, where: str) -> Any:
 def _check_version(obj: dict[str, Any], where: str) -> None:
     version = obj.get("stepsdk_export")
     if "stepsdk_export" not in obj:
-        raise ExportFormatError([f"{where}: not a stepsdk export (no \"stepsdk_export\" version field)"])
+        raise ExportFormatError([f'{where}: not a stepsdk export (no "stepsdk_export" version field)'])
     if type(version) is not int or version != EXPORT_VERSION:
-        raise ExportFormatError([f"{where}: unsupported export version {preview(version)} "
-                                 f"(this stepsdk reads version {EXPORT_VERSION})"])
+        raise ExportFormatError(
+            [
+                f"{where}: unsupported export version {preview(version)} "
+                f"(this stepsdk reads version {EXPORT_VERSION})"
+            ]
+        )
 
 
 def parse_data(text: str, name: str, limits: Limits = Limits()) -> list[TaskBundle]:
@@ -107,8 +115,11 @@ def parse_data(text: str, name: str, limits: Limits = Limits()) -> list[TaskBund
     if not stripped:
         raise ExportFormatError([f"{name}: the file is empty"])
     if not stripped.startswith("{"):
-        hint = " (CSV exports cannot be imported: export with --format json or jsonl)" \
-            if stripped.startswith("task_id,") else ""
+        hint = (
+            " (CSV exports cannot be imported: export with --format json or jsonl)"
+            if stripped.startswith("task_id,")
+            else ""
+        )
         raise ExportFormatError([f"{name}: not a stepsdk export (expected a JSON object){hint}"])
     first_line = stripped.split("\n", 1)[0]
     raws: list[tuple[str, Any]]
@@ -133,14 +144,16 @@ def parse_data(text: str, name: str, limits: Limits = Limits()) -> list[TaskBund
             raise ExportFormatError([f"{name}: must be an object, got {kind_of(obj)}"])
         _check_version(obj, name)
         if not isinstance(obj.get("tasks"), list):
-            raise ExportFormatError([f"{name}: \"tasks\" must be an array, got {kind_of(obj.get('tasks'))}"])
+            raise ExportFormatError([f'{name}: "tasks" must be an array, got {kind_of(obj.get("tasks"))}'])
         raws = [(f"{name} tasks[{i}]", raw) for i, raw in enumerate(obj["tasks"])]
     return _validate_all(raws, limits, nul_possible="\\u0000" in text)
 
 
 def _validate_all(raws: list[tuple[str, Any]], limits: Limits, nul_possible: bool = True) -> list[TaskBundle]:
     errors: list[str] = []
-    bundles = [b for where, raw in raws if (b := validate_bundle(raw, where, errors, nul_possible)) is not None]
+    bundles = [
+        b for where, raw in raws if (b := validate_bundle(raw, where, errors, nul_possible)) is not None
+    ]
     seen: set[str] = set()
     for bundle in bundles:
         if bundle.task_id in seen:
@@ -164,12 +177,18 @@ def load_export(path: Path, limits: Limits = Limits()) -> LoadedExport:
         return _load_zip(path, limits)
     size = path.stat().st_size
     if size > limits.max_data_bytes:
-        raise ExportFormatError([f"{path.name}: {size} bytes is more than the {limits.max_data_bytes} accepted"])
+        raise ExportFormatError(
+            [f"{path.name}: {size} bytes is more than the {limits.max_data_bytes} accepted"]
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ExportFormatError([f"{path.name}: not UTF-8 text (byte {exc.start}); is it an export?"]) from None
-    return LoadedExport(parse_data(text, path.name, limits), kind="jsonl" if path.suffix == ".jsonl" else "json")
+        raise ExportFormatError(
+            [f"{path.name}: not UTF-8 text (byte {exc.start}); is it an export?"]
+        ) from None
+    return LoadedExport(
+        parse_data(text, path.name, limits), kind="jsonl" if path.suffix == ".jsonl" else "json"
+    )
 
 
 def check_zip_entry_name(name: str) -> str | None:
@@ -200,7 +219,9 @@ def _load_zip(path: Path, limits: Limits) -> LoadedExport:
     declared_missing = set(manifest["missing_screenshots"])
     absent = [p for p in referenced if p not in images and p not in declared_missing]
     if absent:
-        raise ExportFormatError([f"{path.name}: screenshot {p} is referenced but not in the zip" for p in absent])
+        raise ExportFormatError(
+            [f"{path.name}: screenshot {p} is referenced but not in the zip" for p in absent]
+        )
     _check_image_rows(bundles, images, manifest["screenshots"], path.name)
     return LoadedExport(bundles, images, [p for p in referenced if p not in images], kind="zip")
 
@@ -208,7 +229,9 @@ def _load_zip(path: Path, limits: Limits) -> LoadedExport:
 def _check_zip_entries(zf: zipfile.ZipFile, name: str, limits: Limits) -> dict[str, zipfile.ZipInfo]:
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
-        raise ExportFormatError([f"{name}: {len(infos)} entries is more than the {limits.max_entries} accepted"])
+        raise ExportFormatError(
+            [f"{name}: {len(infos)} entries is more than the {limits.max_entries} accepted"]
+        )
     errors: list[str] = []
     by_name: dict[str, zipfile.ZipInfo] = {}
     total = 0
@@ -227,7 +250,9 @@ def _check_zip_entries(zf: zipfile.ZipFile, name: str, limits: Limits) -> dict[s
         total += info.file_size
         limit = limits.max_image_bytes if info.filename.startswith(SCREENSHOT_DIR) else limits.max_data_bytes
         if info.file_size > limit:
-            errors.append(f"{name}: entry {info.filename!r} is {info.file_size} bytes uncompressed, more than {limit}")
+            errors.append(
+                f"{name}: entry {info.filename!r} is {info.file_size} bytes uncompressed, more than {limit}"
+            )
         by_name[info.filename] = info
     if total > limits.max_total_bytes:
         errors.append(f"{name}: {total} bytes uncompressed in all, more than {limits.max_total_bytes}")
@@ -248,8 +273,9 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, name: st
     return data
 
 
-def _zip_manifest(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name: str,
-                  limits: Limits) -> dict[str, Any]:
+def _zip_manifest(
+    zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name: str, limits: Limits
+) -> dict[str, Any]:
     if MANIFEST not in infos:
         raise ExportFormatError([f"{name}: no {MANIFEST}: not a stepsdk export zip"])
     where = f"{name}:{MANIFEST}"
@@ -261,35 +287,46 @@ def _zip_manifest(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name: 
     problems = []
     data = manifest.get("data")
     if not isinstance(data, str) or data not in DATA_FILES.values() or data not in infos:
-        problems.append(f"{where}: \"data\" must name the data file in the zip, got {preview(manifest.get('data'))}")
+        problems.append(
+            f'{where}: "data" must name the data file in the zip, got {preview(manifest.get("data"))}'
+        )
     elif manifest["data"] == DATA_FILES["csv"]:
         problems.append(f"{where}: CSV exports cannot be imported: export with --format json or jsonl")
     shots = manifest.get("screenshots")
     if not isinstance(shots, dict) or not all(
         isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in shots.values()
     ):
-        problems.append(f"{where}: \"screenshots\" must map storage paths to {{size, sha256}}")
+        problems.append(f'{where}: "screenshots" must map storage paths to {{size, sha256}}')
     missing = manifest.get("missing_screenshots", [])
     if not isinstance(missing, list) or not all(isinstance(p, str) for p in missing):
-        problems.append(f"{where}: \"missing_screenshots\" must be an array of storage paths")
+        problems.append(f'{where}: "missing_screenshots" must be an array of storage paths')
     if problems:
         raise ExportFormatError(problems)
     allowed = {MANIFEST, manifest["data"]} | {SCREENSHOT_DIR + p for p in shots}
     extra = sorted(n for n in infos if n not in allowed and not (n.endswith("/") and infos[n].file_size == 0))
     if extra:
-        raise ExportFormatError([f"{name}: unexpected entry {n!r} (not listed in the manifest)" for n in extra])
+        raise ExportFormatError(
+            [f"{name}: unexpected entry {n!r} (not listed in the manifest)" for n in extra]
+        )
     manifest.setdefault("missing_screenshots", [])
     return manifest
 
 
-def _zip_images(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest: dict[str, Any],
-                name: str, limits: Limits) -> dict[str, bytes]:
+def _zip_images(
+    zf: zipfile.ZipFile,
+    infos: dict[str, zipfile.ZipInfo],
+    manifest: dict[str, Any],
+    name: str,
+    limits: Limits,
+) -> dict[str, bytes]:
     images: dict[str, bytes] = {}
     errors: list[str] = []
     for screenshot_path, meta in manifest["screenshots"].items():
         entry = SCREENSHOT_DIR + screenshot_path
         if not is_safe_screenshot_path(screenshot_path) or entry not in infos:
-            errors.append(f"{name}: manifest screenshot {screenshot_path!r} is not a safe path present in the zip")
+            errors.append(
+                f"{name}: manifest screenshot {screenshot_path!r} is not a safe path present in the zip"
+            )
             continue
         data = _read_entry(zf, infos[entry], limits.max_image_bytes, name)
         digest = hashlib.sha256(data).hexdigest()
@@ -322,7 +359,11 @@ def object_problem(screenshot_path: str, data: bytes) -> str | None:
     """``image_problem``, or for an encrypted screenshot (``.enc``, stepsdk/recording/sensitive.py) its header."""
     from stepsdk.recording import sensitive as _sensitive
 
-    return _sensitive.object_problem(data) if _sensitive.is_encrypted_path(screenshot_path) else image_problem(data)
+    return (
+        _sensitive.object_problem(data)
+        if _sensitive.is_encrypted_path(screenshot_path)
+        else image_problem(data)
+    )
 
 
 def image_problem(data: bytes) -> str | None:
@@ -340,8 +381,9 @@ def image_problem(data: bytes) -> str | None:
     return None
 
 
-def _check_image_rows(bundles: list[TaskBundle], images: dict[str, bytes], declared: dict[str, Any],
-                      name: str) -> None:
+def _check_image_rows(
+    bundles: list[TaskBundle], images: dict[str, bytes], declared: dict[str, Any], name: str
+) -> None:
     """Each screenshot row matches its image; the image's sha256 is the manifest's (``_zip_images``
     checked them equal), so no image is hashed twice."""
     errors = []
@@ -350,9 +392,14 @@ def _check_image_rows(bundles: list[TaskBundle], images: dict[str, bytes], decla
             data = images.get(shot["screenshot_path"])
             if data is None:
                 continue
-            if declared[shot["screenshot_path"]]["sha256"] != shot["file_hash"] or len(data) != shot["file_size"]:
-                errors.append(f"{name}: screenshot row {shot['id']} does not match the image "
-                              f"{shot['screenshot_path']} (file_hash/file_size differ)")
+            if (
+                declared[shot["screenshot_path"]]["sha256"] != shot["file_hash"]
+                or len(data) != shot["file_size"]
+            ):
+                errors.append(
+                    f"{name}: screenshot row {shot['id']} does not match the image "
+                    f"{shot['screenshot_path']} (file_hash/file_size differ)"
+                )
     if errors:
         raise ExportFormatError(errors)
 
@@ -372,7 +419,9 @@ class ImportReport:
     journal: str = ""
 
 
-def _complete(row: dict[str, Any], columns: tuple[str, ...], defaults: dict[str, Any], now: str) -> dict[str, Any]:
+def _complete(
+    row: dict[str, Any], columns: tuple[str, ...], defaults: dict[str, Any], now: str
+) -> dict[str, Any]:
     """Every column present (backup step rows always carry all), defaults for the NOT NULL ones."""
     full = {c: row[c] if c in row else defaults.get(c) for c in columns}
     if full.get("created_at") is None:
@@ -400,7 +449,9 @@ def sanitize_bundles(bundles: list[TaskBundle], secrets: tuple[str, ...] = ()) -
             before = dict(row)
             for key in _JSON_COLUMNS:
                 if row.get(key) is not None:
-                    row[key] = sanitizer.object_field(row[key]) if key == "metadata" else sanitizer.field(row[key])
+                    row[key] = (
+                        sanitizer.object_field(row[key]) if key == "metadata" else sanitizer.field(row[key])
+                    )
             for key in _TEXT_COLUMNS:
                 if row.get(key) is not None:
                     row[key] = sanitizer.text(row[key])
@@ -420,8 +471,12 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
 
     bad = [p for p in screenshot_paths(loaded.bundles) if not _backup.STORAGE_PATH_RE.match(p)]
     if bad:
-        raise ExportFormatError([f"screenshot path {p!r} is not a content-addressed key "
-                                 "(<sha256[0:2]>/<sha256>.webp or .enc)" for p in bad])
+        raise ExportFormatError(
+            [
+                f"screenshot path {p!r} is not a content-addressed key (<sha256[0:2]>/<sha256>.webp or .enc)"
+                for p in bad
+            ]
+        )
     root = Path(root)
     report = ImportReport()
     for screenshot_path, data in loaded.images.items():
@@ -430,8 +485,16 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
     name = _backup.new_writer_name("i")
     now = _backup.now_iso()
     version = time.time_ns()
-    records: list[dict[str, Any]] = [{"k": _backup.KIND_OPEN, "format": _backup.FORMAT_VERSION, "writer": name,
-                                      "host": socket.gethostname(), "pid": os.getpid(), "at": now}]
+    records: list[dict[str, Any]] = [
+        {
+            "k": _backup.KIND_OPEN,
+            "format": _backup.FORMAT_VERSION,
+            "writer": name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "at": now,
+        }
+    ]
     for bundle in loaded.bundles:
         task = dict(bundle.task)
         task.setdefault("metadata", {})
@@ -439,10 +502,18 @@ def import_into_backup(loaded: LoadedExport, root: Path) -> ImportReport:
         # Every row gets this import's version, newer than any upload made before: an import
         # means "I want these rows there" (the task may have been deleted in Supabase since),
         # and re-sending is harmless (idempotent upserts that keep the newest version).
-        records += [{"k": _backup.KIND_STEP, "v": version, "row": _complete(s, STEP_COLUMNS, _STEP_DEFAULTS, now)}
-                    for s in bundle.steps]
-        records += [{"k": _backup.KIND_SHOT, "v": version,
-                     "row": _complete(r, SCREENSHOT_COLUMNS, _SHOT_DEFAULTS, now)} for r in bundle.screenshots]
+        records += [
+            {"k": _backup.KIND_STEP, "v": version, "row": _complete(s, STEP_COLUMNS, _STEP_DEFAULTS, now)}
+            for s in bundle.steps
+        ]
+        records += [
+            {
+                "k": _backup.KIND_SHOT,
+                "v": version,
+                "row": _complete(r, SCREENSHOT_COLUMNS, _SHOT_DEFAULTS, now),
+            }
+            for r in bundle.screenshots
+        ]
         report.tasks += 1
         report.steps += len(bundle.steps)
         report.screenshots += len(bundle.screenshots)

@@ -30,10 +30,22 @@ from stepsdk.store.export_format import (
 # Columns the schema declares NOT NULL, per table: an explicit null would be refused at upload.
 NOT_NULL: dict[tuple[str, ...], frozenset[str]] = {
     TASK_COLUMNS: frozenset({"task_id", "status", "started_at", "metadata", "created_at", "updated_at"}),
-    STEP_COLUMNS: frozenset({"id", "task_id", "step_number", "step_type", "step_data", "success", "metadata",
-                             "created_at"}),
-    SCREENSHOT_COLUMNS: frozenset({"id", "task_id", "step_id", "screenshot_path", "file_size", "file_hash",
-                                   "compressed", "metadata", "created_at"}),
+    STEP_COLUMNS: frozenset(
+        {"id", "task_id", "step_number", "step_type", "step_data", "success", "metadata", "created_at"}
+    ),
+    SCREENSHOT_COLUMNS: frozenset(
+        {
+            "id",
+            "task_id",
+            "step_id",
+            "screenshot_path",
+            "file_size",
+            "file_hash",
+            "compressed",
+            "metadata",
+            "created_at",
+        }
+    ),
 }
 
 
@@ -65,8 +77,16 @@ class _Checker:
                 self.fail(f"{where}.{key}", "must not be null")
         return True
 
-    def text(self, row: dict[str, Any], key: str, where: str, *, required: bool = False,
-             max_len: int | None = None, min_len: int = 0) -> None:
+    def text(
+        self,
+        row: dict[str, Any],
+        key: str,
+        where: str,
+        *,
+        required: bool = False,
+        max_len: int | None = None,
+        min_len: int = 0,
+    ) -> None:
         value = row.get(key)
         if value is None:
             if required:
@@ -113,8 +133,9 @@ class _Checker:
         if value is not None and not isinstance(value, bool):
             self.fail(f"{where}.{key}", f"must be true or false, got {preview(value)}")
 
-    def integer(self, row: dict[str, Any], key: str, where: str, low: int, high: int, *,
-                required: bool = False) -> None:
+    def integer(
+        self, row: dict[str, Any], key: str, where: str, low: int, high: int, *, required: bool = False
+    ) -> None:
         value = row.get(key)
         if value is None and not required:
             return
@@ -135,8 +156,9 @@ def _encodable(text: str) -> bool:
 
 
 def kind_of(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def preview(value: Any) -> str:
@@ -190,7 +212,10 @@ def _check_step(c: _Checker, step: Any, where: str, task_id: Any) -> None:
         return
     c.uuid(step, "id", where)
     if step.get("task_id") != task_id:
-        c.fail(f"{where}.task_id", f"must be the task's id {preview(task_id)}, got {preview(step.get('task_id'))}")
+        c.fail(
+            f"{where}.task_id",
+            f"must be the task's id {preview(task_id)}, got {preview(step.get('task_id'))}",
+        )
     c.integer(step, "step_number", where, 1, _INT4_MAX, required=True)
     c.choice(step, "step_type", where, STEP_TYPES)
     c.json_object(step, "step_data", where)
@@ -202,8 +227,12 @@ def _check_step(c: _Checker, step: Any, where: str, task_id: Any) -> None:
     if path is not None and not is_safe_screenshot_path(path):
         c.fail(f"{where}.screenshot_path", f"is not a safe relative object key: {preview(path)}")
     duration = step.get("duration_ms")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
-                                 or not math.isfinite(duration) or duration < 0):
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
         c.fail(f"{where}.duration_ms", f"must be a number >= 0, got {preview(duration)}")
     c.boolean(step, "success", where)
     c.text(step, "name", where, min_len=1, max_len=MAX_STEP_NAME)
@@ -220,11 +249,17 @@ def _check_screenshot(c: _Checker, shot: Any, where: str, task_id: Any, step_ids
     c.uuid(shot, "id", where)
     c.uuid(shot, "step_id", where)
     if shot.get("task_id") != task_id:
-        c.fail(f"{where}.task_id", f"must be the task's id {preview(task_id)}, got {preview(shot.get('task_id'))}")
+        c.fail(
+            f"{where}.task_id",
+            f"must be the task's id {preview(task_id)}, got {preview(shot.get('task_id'))}",
+        )
     if isinstance(shot.get("step_id"), str) and shot["step_id"] not in step_ids:
         c.fail(f"{where}.step_id", f"refers to no step of this task: {shot['step_id']}")
     if not is_safe_screenshot_path(shot.get("screenshot_path")):
-        c.fail(f"{where}.screenshot_path", f"is not a safe relative object key: {preview(shot.get('screenshot_path'))}")
+        c.fail(
+            f"{where}.screenshot_path",
+            f"is not a safe relative object key: {preview(shot.get('screenshot_path'))}",
+        )
     c.integer(shot, "file_size", where, 0, 2**63 - 1, required=True)
     if not isinstance(shot.get("file_hash"), str) or not _HEX64.match(shot["file_hash"]):
         c.fail(f"{where}.file_hash", f"must be 64 lowercase hex digits, got {preview(shot.get('file_hash'))}")
@@ -260,8 +295,10 @@ def validate_bundle(raw: Any, where: str, errors: list[str], nul_possible: bool 
     # an export made by stepsdk 0.1 names the screenshot rows' key storage_path: read either name
     for i, shot in enumerate(shots):
         if isinstance(shot, dict) and LEGACY_SCREENSHOT_PATH in shot and "screenshot_path" in shot:
-            c.fail(f"{where}.screenshots[{i}]",
-                   f"has both 'screenshot_path' and {LEGACY_SCREENSHOT_PATH!r} (its stepsdk 0.1 name)")
+            c.fail(
+                f"{where}.screenshots[{i}]",
+                f"has both 'screenshot_path' and {LEGACY_SCREENSHOT_PATH!r} (its stepsdk 0.1 name)",
+            )
     shots = [upgrade_screenshot_row(shot) if isinstance(shot, dict) else shot for shot in shots]
     for i, shot in enumerate(shots):
         _check_screenshot(c, shot, f"{where}.screenshots[{i}]", task_id, step_ids)

@@ -46,10 +46,16 @@ def apply_on_start(config: Config) -> CleanupReport | None:
 
 def record_run(root: Path, older_than: str, report: CleanupReport, *, trigger: str) -> None:
     """Write ``<root>/retention.json`` (atomically) describing this run."""
-    state = {"at": datetime.now(UTC).isoformat(), "trigger": trigger, "older_than": older_than,
-             "cutoff": report.cutoff, "tasks_deleted": len(report.task_ids),
-             "objects_deleted": len(report.objects_deleted), "tasks_kept": len(report.kept),
-             "ok": report.ok}
+    state = {
+        "at": datetime.now(UTC).isoformat(),
+        "trigger": trigger,
+        "older_than": older_than,
+        "cutoff": report.cutoff,
+        "tasks_deleted": len(report.task_ids),
+        "objects_deleted": len(report.objects_deleted),
+        "tasks_kept": len(report.kept),
+        "ok": report.ok,
+    }
     fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{STATE_FILE}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

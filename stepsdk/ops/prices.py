@@ -55,11 +55,14 @@ class PriceTable:
         price = self.price(model)
         if price is None:
             return None
-        return (prompt_tokens * price.prompt_per_million + completion_tokens * price.completion_per_million) / 1e6
+        return (
+            prompt_tokens * price.prompt_per_million + completion_tokens * price.completion_per_million
+        ) / 1e6
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None,
-             env: Mapping[str, str] | None = None) -> PriceTable | None:
+    def load(
+        cls, path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> PriceTable | None:
         """The table of ``path`` (else ``$STEPSDK_PRICES``, else the two price variables), or None."""
         env = os.environ if env is None else env
         path = path or env.get(ENV_FILE) or None
@@ -68,8 +71,13 @@ class PriceTable:
         prompt, completion = env.get(ENV_PROMPT), env.get(ENV_COMPLETION)
         if prompt is None and completion is None:
             return None
-        return cls(models={"default": Price(_number(prompt or "0", ENV_PROMPT),
-                                            _number(completion or "0", ENV_COMPLETION))})
+        return cls(
+            models={
+                "default": Price(
+                    _number(prompt or "0", ENV_PROMPT), _number(completion or "0", ENV_COMPLETION)
+                )
+            }
+        )
 
     @classmethod
     def from_toml(cls, path: Path) -> PriceTable:
@@ -88,10 +96,14 @@ class PriceTable:
         out: dict[str, Price] = {}
         for name, entry in models.items():
             if not isinstance(entry, dict) or set(entry) - {"prompt_per_million", "completion_per_million"}:
-                raise PriceError(f"price table {path}: [models.{name}] takes prompt_per_million and "
-                                 "completion_per_million only")
-            out[name] = Price(_number(entry.get("prompt_per_million", 0), f"models.{name}.prompt_per_million"),
-                              _number(entry.get("completion_per_million", 0), f"models.{name}.completion_per_million"))
+                raise PriceError(
+                    f"price table {path}: [models.{name}] takes prompt_per_million and "
+                    "completion_per_million only"
+                )
+            out[name] = Price(
+                _number(entry.get("prompt_per_million", 0), f"models.{name}.prompt_per_million"),
+                _number(entry.get("completion_per_million", 0), f"models.{name}.completion_per_million"),
+            )
         return cls(currency=currency, models=out)
 
 

@@ -72,17 +72,27 @@ _TABLES = (T_TASKS, T_OBJECTS, T_STEPS, T_SHOTS)
 
 
 def pending_counts(snap: BackupSnapshot) -> dict[str, int]:
-    return {T_TASKS: len(snap.pending_tasks()), T_OBJECTS: len(snap.pending_objects()),
-            T_STEPS: len(snap.pending_steps()), T_SHOTS: len(snap.pending_screenshots())}
+    return {
+        T_TASKS: len(snap.pending_tasks()),
+        T_OBJECTS: len(snap.pending_objects()),
+        T_STEPS: len(snap.pending_steps()),
+        T_SHOTS: len(snap.pending_screenshots()),
+    }
 
 
 class Resync:
     """One resync run over one backup folder (uploads with `stepsdk.backend.uploader.Uploader`,
     the same algorithm as a live tracker)."""
 
-    def __init__(self, backup_dir: str | Path, config: Config, batch_size: int = 200,
-                 progress: Progress | None = None, sink: Any = None,
-                 totals: Callable[[dict[str, int]], None] | None = None) -> None:
+    def __init__(
+        self,
+        backup_dir: str | Path,
+        config: Config,
+        batch_size: int = 200,
+        progress: Progress | None = None,
+        sink: Any = None,
+        totals: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
         self.store = BackupStore(backup_dir)
         self.config = config
         self.batch_size = batch_size
@@ -110,12 +120,16 @@ class Resync:
     def check_backend(self) -> None:
         """Raise ResyncError with a printable reason when the backend cannot be used."""
         if not self.config.remote and self._sink is None:
-            raise ResyncNotConfigured("Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
-                              "(or SUPABASE_SERVICE_ROLE_KEY)")
+            raise ResyncNotConfigured(
+                "Supabase is not configured: set SUPABASE_URL and SUPABASE_SECRET_KEY "
+                "(or SUPABASE_SERVICE_ROLE_KEY)"
+            )
         try:
             RetryPolicy(min(3.0, self.config.retry_max_time)).call(self.sink.probe)
         except Exception as exc:
-            raise ResyncBackendUnavailable(f"Supabase at {self.config.supabase_url} is not usable: {one_line(exc)}") from None
+            raise ResyncBackendUnavailable(
+                f"Supabase at {self.config.supabase_url} is not usable: {one_line(exc)}"
+            ) from None
 
     def run(self, dry_run: bool = False) -> ResyncReport:
         path = self.store.path
@@ -130,16 +144,23 @@ class Resync:
         self.check_backend()
         self.report.abandoned = mark_abandoned(snap, self.writer)
         self.totals(pending_counts(snap))
-        uploader = Uploader(self.sink, _Acks(self.writer), policy=lambda: RetryPolicy(self.config.retry_max_time),
-                            read_object=self._object_bytes,
-                            objects_done=lambda p: snap.acked_object_versions.get(p, -1) >= 0
-                            and p not in self._needed)
+        uploader = Uploader(
+            self.sink,
+            _Acks(self.writer),
+            policy=lambda: RetryPolicy(self.config.retry_max_time),
+            read_object=self._object_bytes,
+            objects_done=lambda p: snap.acked_object_versions.get(p, -1) >= 0 and p not in self._needed,
+        )
         self._needed = set(snap.pending_objects())
         try:
             self.report.quarantined = self.store.quarantine(snap, self.writer)
             for batch in _chunks(snap.pending_tasks(), self.batch_size):
-                uploader.upload([Record(T_TASKS, r["task_id"], r, version=snap.task_versions[r["task_id"]])
-                                 for r in batch])
+                uploader.upload(
+                    [
+                        Record(T_TASKS, r["task_id"], r, version=snap.task_versions[r["task_id"]])
+                        for r in batch
+                    ]
+                )
                 self.progress(T_TASKS, len(batch))
             for path, version in sorted(snap.pending_object_versions().items()):
                 uploader.upload_objects({path: (version, None)})
@@ -148,8 +169,10 @@ class Resync:
             self._rows(uploader, T_STEPS, snap.pending_steps(), snap.step_versions)
             self._rows(uploader, T_SHOTS, snap.pending_screenshots(), snap.shot_versions)
         except Unavailable as exc:
-            self.report.aborted = (f"Supabase stopped answering ({str(exc).split(': ', 1)[-1]}); what was "
-                                   "confirmed is marked uploaded, run `stepsdk resync` again later")
+            self.report.aborted = (
+                f"Supabase stopped answering ({str(exc).split(': ', 1)[-1]}); what was "
+                "confirmed is marked uploaded, run `stepsdk resync` again later"
+            )
         finally:
             for table, n in uploader.counts.uploaded.items():
                 self.report.uploaded[table] += n
@@ -168,7 +191,9 @@ class Resync:
             self._sink.close()
 
     # ------------------------------------------------------------------ stages
-    def _rows(self, uploader: Uploader, table: str, rows: list[dict[str, Any]], versions: dict[str, int]) -> None:
+    def _rows(
+        self, uploader: Uploader, table: str, rows: list[dict[str, Any]], versions: dict[str, int]
+    ) -> None:
         """Upload rows in batches. A row already stored in version 0 is only acknowledged (and
         reported as skipped); a newer version (a screenshot step's, an import's) is always sent."""
         for batch in _chunks(rows, self.batch_size):
@@ -180,8 +205,13 @@ class Resync:
             present -= {i for i in ids if versions.get(i, 0) > 0}
             if present:
                 _Acks(self.writer).ack(table, dict.fromkeys(sorted(present), 0))
-            uploader.upload([Record(table, r["id"], r, version=versions.get(r["id"], 0))
-                             for r in batch if r["id"] not in present])
+            uploader.upload(
+                [
+                    Record(table, r["id"], r, version=versions.get(r["id"], 0))
+                    for r in batch
+                    if r["id"] not in present
+                ]
+            )
             self.report.skipped[table] += len(present)
             self.progress(table, len(batch))
 
@@ -197,7 +227,10 @@ class Resync:
             try:
                 return file.read_bytes()
             except OSError as exc:  # removed since listed, permissions, I/O error: the other stages go on
-                error = {"code": "unreadable", "message": f"cannot read the screenshot file: {exc.strerror or exc}"}
+                error = {
+                    "code": "unreadable",
+                    "message": f"cannot read the screenshot file: {exc.strerror or exc}",
+                }
         self._missing.add(path)
         self.report.failed.append({"table": T_OBJECTS, "id": path, "error": error})
         _Acks(self.writer).reject(T_OBJECTS, path, error)
@@ -227,17 +260,24 @@ def mark_abandoned(snap: BackupSnapshot, writer: JournalWriter) -> list[str]:
     for row, version in marks:
         snap.tasks[row["task_id"]] = row
         snap.task_versions[row["task_id"]] = version
-        log.warning("stepsdk: task %r was left running by a process that is gone; marked interrupted",
-                    row["task_id"])
+        log.warning(
+            "stepsdk: task %r was left running by a process that is gone; marked interrupted", row["task_id"]
+        )
     return [row["task_id"] for row, _ in marks]
 
 
 def _chunks(rows: list[Any], n: int) -> list[list[Any]]:
-    return [rows[i:i + n] for i in range(0, len(rows), n)]
+    return [rows[i : i + n] for i in range(0, len(rows), n)]
 
 
-def resync(backup_dir: str | Path | None = None, config: Config | None = None, *, dry_run: bool = False,
-           batch_size: int = 200, progress: Progress | None = None) -> ResyncReport:
+def resync(
+    backup_dir: str | Path | None = None,
+    config: Config | None = None,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 200,
+    progress: Progress | None = None,
+) -> ResyncReport:
     """Upload what is pending in `backup_dir` (default from the environment). Raises ResyncError
     when it cannot run at all; otherwise returns a report (see `ResyncReport.ok`)."""
     config = config or Config.resolve(backup_dir=backup_dir)

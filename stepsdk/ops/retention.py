@@ -113,12 +113,20 @@ class CleanupReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "dry_run": self.dry_run, "cutoff": self.cutoff, "tasks": len(self.task_ids),
-            "task_ids": self.task_ids, "objects": len(self.objects_deleted),
-            "object_paths": self.objects_deleted, "objects_kept": self.objects_kept,
-            "objects_failed": self.objects_failed, "orphans": self.orphans, "freed": self.freed,
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "cutoff": self.cutoff,
+            "tasks": len(self.task_ids),
+            "task_ids": self.task_ids,
+            "objects": len(self.objects_deleted),
+            "object_paths": self.objects_deleted,
+            "objects_kept": self.objects_kept,
+            "objects_failed": self.objects_failed,
+            "orphans": self.orphans,
+            "freed": self.freed,
             "more_not_listed": self.more_not_listed,
-            "kept": self.kept, "problems": self.problems,
+            "kept": self.kept,
+            "problems": self.problems,
         }
 
 
@@ -148,10 +156,18 @@ class SupabaseRetention:
 
     def count_older(self, age: timedelta) -> int:
         cutoff = (datetime.now(UTC) - age).isoformat()
-        res = self.client.table("tasks").select("task_id", count="exact").lt("started_at", cutoff).limit(1).execute()
+        res = (
+            self.client.table("tasks")
+            .select("task_id", count="exact")
+            .lt("started_at", cutoff)
+            .limit(1)
+            .execute()
+        )
         return int(res.count or 0)
 
-    def run(self, age: timedelta, *, dry_run: bool, batch_size: int, advance: Advance = _no_progress) -> CleanupReport:
+    def run(
+        self, age: timedelta, *, dry_run: bool, batch_size: int, advance: Advance = _no_progress
+    ) -> CleanupReport:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch size must be between 1 and {MAX_BATCH}, got {batch_size}")
         report = CleanupReport(dry_run=dry_run)
@@ -180,8 +196,9 @@ class SupabaseRetention:
     def still_referenced(self, paths: list[str]) -> set[str]:
         """The paths some row points at (rows written since the batch was deleted may point at
         the same object again)."""
-        return (self._referenced("step_screenshots", "screenshot_path", paths)
-                | self._referenced("task_steps", "screenshot_path", paths))
+        return self._referenced("step_screenshots", "screenshot_path", paths) | self._referenced(
+            "task_steps", "screenshot_path", paths
+        )
 
     def _referenced(self, table: str, column: str, paths: list[str]) -> set[str]:
         # A response is capped (1000 rows) and one popular object can fill it: ask again for the
@@ -199,7 +216,7 @@ class SupabaseRetention:
 
     def _remove_objects(self, paths: list[str], report: CleanupReport) -> None:
         for start in range(0, len(paths), REMOVE_CHUNK):
-            chunk = paths[start:start + REMOVE_CHUNK]
+            chunk = paths[start : start + REMOVE_CHUNK]
             kept = self.still_referenced(chunk)
             report.objects_kept += sorted(kept)
             doomed = [p for p in chunk if p not in kept]
@@ -210,7 +227,9 @@ class SupabaseRetention:
             except Exception as exc:  # rows are gone already: report the orphans, go on
                 log.debug("could not remove %d screenshot objects", len(doomed), exc_info=True)
                 report.objects_failed += doomed
-                report.problems.append(f"removing {len(doomed)} object(s) failed: {type(exc).__name__}: {exc}")
+                report.problems.append(
+                    f"removing {len(doomed)} object(s) failed: {type(exc).__name__}: {exc}"
+                )
             else:
                 report.objects_deleted += doomed
 
@@ -220,13 +239,17 @@ class SupabaseRetention:
         removal or a crash between an upload and its row. Removed unless ``dry_run``."""
         cutoff = datetime.now(UTC) - age
         bucket = self.client.storage.from_(self.bucket)
-        folders = [item["name"] for item in self._list(bucket, "") if item.get("id") is None]  # no id: a folder
-        old = [f"{folder}/{item['name']}" for folder in folders
-               for item in self._list(bucket, folder)
-               if item.get("id") and STORAGE_PATH_RE.match(f"{folder}/{item['name']}")
-               and _older(item, cutoff)]
+        folders = [
+            item["name"] for item in self._list(bucket, "") if item.get("id") is None
+        ]  # no id: a folder
+        old = [
+            f"{folder}/{item['name']}"
+            for folder in folders
+            for item in self._list(bucket, folder)
+            if item.get("id") and STORAGE_PATH_RE.match(f"{folder}/{item['name']}") and _older(item, cutoff)
+        ]
         for start in range(0, len(old), REMOVE_CHUNK):
-            chunk = old[start:start + REMOVE_CHUNK]
+            chunk = old[start : start + REMOVE_CHUNK]
             referenced = self.still_referenced(chunk)
             orphans = [p for p in chunk if p not in referenced]
             if orphans and not dry_run:
@@ -237,23 +260,31 @@ class SupabaseRetention:
     def _list(bucket: Any, prefix: str, page: int = 1000) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
-            items = bucket.list(prefix, {"limit": page, "offset": offset, "sortBy": {"column": "name", "order": "asc"}})
+            items = bucket.list(
+                prefix, {"limit": page, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
+            )
             yield from items
             if not items:
                 return
             offset += len(items)
 
-    @retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(3),
-           wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
+    @retry(
+        retry=retry_if_exception_type(httpx.TransportError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
     def _remove(self, paths: list[str]) -> None:
         self.client.storage.from_(self.bucket).remove(paths)
 
-    def delete_ids(self, task_ids: list[str], *, dry_run: bool, advance: Advance = _no_progress) -> CleanupReport:
+    def delete_ids(
+        self, task_ids: list[str], *, dry_run: bool, advance: Advance = _no_progress
+    ) -> CleanupReport:
         """Delete the given tasks through ``stepsdk_delete_tasks`` (rows, one transaction per
         chunk), then the objects no other task references. Unknown ids are left out."""
         report = CleanupReport(dry_run=dry_run)
         for start in range(0, len(task_ids), DELETE_CHUNK):
-            chunk = task_ids[start:start + DELETE_CHUNK]
+            chunk = task_ids[start : start + DELETE_CHUNK]
             data = self.client.rpc(DELETE_RPC, {"task_ids": chunk, "dry_run": dry_run}).execute().data
             if not isinstance(data, dict) or not isinstance(data.get("task_ids"), list):
                 raise RuntimeError(f"{DELETE_RPC} returned an unexpected result: {str(data)[:200]}")
@@ -269,8 +300,15 @@ class SupabaseRetention:
         """Remove the objects the scheduled retention (pg_cron, ``stepsdk_run_retention``) freed
         and queued in ``stepsdk_freed_objects``; a key referenced again is only dequeued."""
         while True:
-            rows = (self.client.table(FREED_TABLE).select("screenshot_path").order("screenshot_path")
-                    .limit(REMOVE_CHUNK).execute().data or [])
+            rows = (
+                self.client.table(FREED_TABLE)
+                .select("screenshot_path")
+                .order("screenshot_path")
+                .limit(REMOVE_CHUNK)
+                .execute()
+                .data
+                or []
+            )
             paths = [r["screenshot_path"] for r in rows]
             if dry_run:
                 report.freed += paths
@@ -316,17 +354,29 @@ class BackupRetention:
         self.store = BackupStore(self.root)
         self._pruning: Pruning | None = None  # the index following the journals being rewritten
 
-    def run(self, age: timedelta, *, dry_run: bool, keep_pending: bool = False,
-            advance: Advance = _no_progress) -> CleanupReport:
+    def run(
+        self, age: timedelta, *, dry_run: bool, keep_pending: bool = False, advance: Advance = _no_progress
+    ) -> CleanupReport:
         """``keep_pending``: spare tasks not fully uploaded yet (when Supabase is their real home,
         deleting them here would lose them)."""
         cutoff = datetime.now(UTC) - age
-        return self.run_selected(lambda snap: {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)},
-                                 cutoff=cutoff.isoformat(), dry_run=dry_run, keep_pending=keep_pending,
-                                 advance=advance)
+        return self.run_selected(
+            lambda snap: {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)},
+            cutoff=cutoff.isoformat(),
+            dry_run=dry_run,
+            keep_pending=keep_pending,
+            advance=advance,
+        )
 
-    def run_selected(self, choose: Callable[[BackupSnapshot], set[str]], *, dry_run: bool, cutoff: str = "",
-                     keep_pending: bool = False, advance: Advance = _no_progress) -> CleanupReport:
+    def run_selected(
+        self,
+        choose: Callable[[BackupSnapshot], set[str]],
+        *,
+        dry_run: bool,
+        cutoff: str = "",
+        keep_pending: bool = False,
+        advance: Advance = _no_progress,
+    ) -> CleanupReport:
         """Delete the tasks ``choose(snapshot)`` names (``stepsdk delete``; ``run`` picks by age),
         by the same rules: whole tasks, shared screenshot files kept, running writers spared."""
         report = CleanupReport(dry_run=dry_run, cutoff=cutoff)
@@ -335,8 +385,14 @@ class BackupRetention:
         doomed = set(choose(snap)) & (set(snap.tasks) | set(snap.steps) | set(snap.screenshots))
         if keep_pending:
             pending = doomed & _pending_task_ids(snap)
-            report.kept.update((tid, "not uploaded yet: run 'stepsdk resync' first, or pass "
-                                     "--include-pending to delete anyway") for tid in pending)
+            report.kept.update(
+                (
+                    tid,
+                    "not uploaded yet: run 'stepsdk resync' first, or pass "
+                    "--include-pending to delete anyway",
+                )
+                for tid in pending
+            )
             doomed -= pending
         plans, blocked = self._plan(snap, doomed)
         report.kept.update(blocked)
@@ -365,8 +421,9 @@ class BackupRetention:
         if moved:
             # `stepsdk resync` archived a journal meanwhile: its records are still there, so
             # their screenshots may still be referenced. Delete no file this time.
-            report.problems.append(f"journal(s) {', '.join(moved)} moved during cleanup (resync?): "
-                                   "run cleanup again")
+            report.problems.append(
+                f"journal(s) {', '.join(moved)} moved during cleanup (resync?): run cleanup again"
+            )
             report.objects_deleted = []
             return report
         if any(info.writer_alive for info in snap.journals):
@@ -387,15 +444,19 @@ class BackupRetention:
         scans: list[tuple[Path, list[_Line]]] = []
         blocked: dict[str, str] = {}
         for info in snap.journals:
-            lines = [_Line(raw, _record_task_id(record) if record else None, record is None)
-                     for _offset, record, _problem, raw in iter_journal(info.path)]
+            lines = [
+                _Line(raw, _record_task_id(record) if record else None, record is None)
+                for _offset, record, _problem, raw in iter_journal(info.path)
+            ]
             hits = {line.task_id for line in lines if line.task_id in doomed}
             if not hits:
                 continue
             if info.writer_alive:
                 blocked.update((t, f"its writer {info.path.name} is still running") for t in hits)
             elif any(path == info.path for path, _off in corrupt):
-                blocked.update((t, f"{info.path.name} has corrupt lines: run 'stepsdk resync' first") for t in hits)
+                blocked.update(
+                    (t, f"{info.path.name} has corrupt lines: run 'stepsdk resync' first") for t in hits
+                )
             else:
                 scans.append((info.path, lines))
         # A task spread over several journals is deleted everywhere or nowhere.
@@ -418,7 +479,9 @@ class BackupRetention:
         cutoff = (datetime.now(UTC) - age).timestamp()
         referenced = self._referenced()
         folder = self.root / SCREENSHOT_DIR
-        for file in sorted(folder.glob("*/*.*")) if folder.is_dir() else []:  # .webp and .enc (the regex checks)
+        for file in (
+            sorted(folder.glob("*/*.*")) if folder.is_dir() else []
+        ):  # .webp and .enc (the regex checks)
             key = f"{file.parent.name}/{file.name}"
             if not STORAGE_PATH_RE.match(key) or key in referenced:
                 continue
@@ -496,8 +559,9 @@ def _paths_of(snap: BackupSnapshot, task_ids: set[str]) -> set[str]:
 
 def _older(item: dict[str, Any], cutoff: datetime) -> bool:
     """Whether a Storage listing item was created and last updated before ``cutoff``."""
-    stamps = [parse for key in ("created_at", "updated_at")
-              if (parse := parse_timestamp(item.get(key))) is not None]
+    stamps = [
+        parse for key in ("created_at", "updated_at") if (parse := parse_timestamp(item.get(key))) is not None
+    ]
     return bool(stamps) and max(stamps) < cutoff
 
 

@@ -30,8 +30,11 @@ def supabase_status(config: Config) -> dict[str, Any]:
 
     http = httpx.Client(timeout=httpx.Timeout(config.request_timeout, connect=config.connect_timeout))
     try:
-        client = create_client(str(config.supabase_url), str(config.supabase_key),
-                               options=ClientOptions(httpx_client=http, postgrest_client_retry=False))
+        client = create_client(
+            str(config.supabase_url),
+            str(config.supabase_key),
+            options=ClientOptions(httpx_client=http, postgrest_client_retry=False),
+        )
         data = client.rpc("stepsdk_retention_status", {}).execute().data
     except Exception as exc:
         log.debug("retention status unavailable", exc_info=True)
@@ -47,8 +50,10 @@ def human(info: dict[str, Any]) -> list[str]:
     lines = [f"local retention: {f'{days} days (applied when a tracker starts)' if days else 'off'}"]
     run = local["last_run"]
     if run:
-        lines.append(f"  last local run: {run.get('at')} by {run.get('trigger')} (older than {run.get('older_than')}): "
-                     f"{run.get('tasks_deleted')} task(s), {run.get('objects_deleted')} object(s) deleted")
+        lines.append(
+            f"  last local run: {run.get('at')} by {run.get('trigger')} (older than {run.get('older_than')}): "
+            f"{run.get('tasks_deleted')} task(s), {run.get('objects_deleted')} object(s) deleted"
+        )
     remote = info.get("supabase")
     if remote is None:
         return lines
@@ -57,16 +62,22 @@ def human(info: dict[str, Any]) -> list[str]:
     job = remote.get("job")
     if job:
         state = "" if job.get("active") else " (inactive)"
-        lines.append(f"Supabase retention: older than {job.get('max_age')}, pg_cron '{job.get('schedule')}'{state}")
+        lines.append(
+            f"Supabase retention: older than {job.get('max_age')}, pg_cron '{job.get('schedule')}'{state}"
+        )
     else:
-        lines.append("Supabase retention: not scheduled" + ("" if remote.get("pg_cron") else " (pg_cron not enabled)"))
+        lines.append(
+            "Supabase retention: not scheduled" + ("" if remote.get("pg_cron") else " (pg_cron not enabled)")
+        )
     cron = remote.get("last_cron_run")
     if cron:
         lines.append(f"  last scheduled run: {cron.get('start_time')} {cron.get('status')}")
     run = remote.get("last_run")
     if run:
-        lines.append(f"  last retention run: {run.get('started_at')}: {run.get('tasks_deleted')} task(s) deleted, "
-                     f"{run.get('objects_freed')} object(s) freed")
+        lines.append(
+            f"  last retention run: {run.get('started_at')}: {run.get('tasks_deleted')} task(s) deleted, "
+            f"{run.get('objects_freed')} object(s) freed"
+        )
     if remote.get("freed_objects_pending"):
         lines.append(f"  {remote['freed_objects_pending']} freed object(s) to remove: run 'stepsdk cleanup'")
     return lines

@@ -41,9 +41,14 @@ def task_usage(task: Row, steps: Iterable[Row]) -> Row:
     """One ``task_usage`` row."""
     meta = task.get("metadata")
     model = meta.get("model") if isinstance(meta, Mapping) else None
-    return {"task_id": task.get("task_id"), "title": task.get("title"), "agent": task.get("agent"),
-            "model": model if isinstance(model, str) else None if model is None else str(model),
-            "started_at": task.get("started_at"), **_sum_usage(steps)}
+    return {
+        "task_id": task.get("task_id"),
+        "title": task.get("title"),
+        "agent": task.get("agent"),
+        "model": model if isinstance(model, str) else None if model is None else str(model),
+        "started_at": task.get("started_at"),
+        **_sum_usage(steps),
+    }
 
 
 def daily_usage(steps: Iterable[Row], days: int, today: date | None = None) -> list[Row]:
@@ -62,9 +67,14 @@ def daily_usage(steps: Iterable[Row], days: int, today: date | None = None) -> l
         day = first + timedelta(days=i)
         group = by_day.get(day, [])
         summed = _sum_usage(group)
-        rows.append({"day": day.isoformat(), "tasks": len({s.get("task_id") for s in group}),
-                     "steps_with_usage": summed["steps_with_usage"],
-                     **{k: summed[k] for k in USAGE_KEYS}})
+        rows.append(
+            {
+                "day": day.isoformat(),
+                "tasks": len({s.get("task_id") for s in group}),
+                "steps_with_usage": summed["steps_with_usage"],
+                **{k: summed[k] for k in USAGE_KEYS},
+            }
+        )
     return rows
 
 
@@ -77,10 +87,15 @@ def error_categories(steps: Iterable[Row]) -> list[Row]:
     rows = []
     for category, group in groups.items():
         stamps = [t for t in (parse_ts(s.get("created_at")) for s in group) if t is not None]
-        rows.append({"error_category": category, "failed_steps": len(group),
-                     "tasks_affected": len({s.get("task_id") for s in group}),
-                     "first_seen": min(stamps).isoformat() if stamps else None,
-                     "last_seen": max(stamps).isoformat() if stamps else None})
+        rows.append(
+            {
+                "error_category": category,
+                "failed_steps": len(group),
+                "tasks_affected": len({s.get("task_id") for s in group}),
+                "first_seen": min(stamps).isoformat() if stamps else None,
+                "last_seen": max(stamps).isoformat() if stamps else None,
+            }
+        )
     rows.sort(key=lambda r: (-r["failed_steps"], r["error_category"] is None, r["error_category"] or ""))
     return rows
 
@@ -93,9 +108,14 @@ def normalize_error_message(message: Any) -> str | None:
 
 
 def check_window(window_seconds: int) -> None:
-    if isinstance(window_seconds, bool) or not isinstance(window_seconds, int) \
-            or not 1 <= window_seconds <= MAX_WINDOW_SECONDS:
-        raise ValueError(f"window_seconds must be an integer in 1..{MAX_WINDOW_SECONDS}, got {window_seconds!r}")
+    if (
+        isinstance(window_seconds, bool)
+        or not isinstance(window_seconds, int)
+        or not 1 <= window_seconds <= MAX_WINDOW_SECONDS
+    ):
+        raise ValueError(
+            f"window_seconds must be an integer in 1..{MAX_WINDOW_SECONDS}, got {window_seconds!r}"
+        )
 
 
 def _since(window_seconds: int, now: datetime | None) -> datetime:
@@ -103,15 +123,24 @@ def _since(window_seconds: int, now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)) - timedelta(seconds=window_seconds)
 
 
-def failure_rate(tasks: Iterable[Row], window_seconds: int, agent: str | None = None,
-                 now: datetime | None = None) -> Row:
+def failure_rate(
+    tasks: Iterable[Row], window_seconds: int, agent: str | None = None, now: datetime | None = None
+) -> Row:
     """``stepsdk_alert_failure_rate``: tasks finished in the window, failed ones, failed/finished."""
     since = _since(window_seconds, now)
-    finished = [t for t in tasks if t.get("status") != "running" and (agent is None or t.get("agent") == agent)
-                and (parse_ts(t.get("finished_at")) or datetime.min.replace(tzinfo=UTC)) >= since]
+    finished = [
+        t
+        for t in tasks
+        if t.get("status") != "running"
+        and (agent is None or t.get("agent") == agent)
+        and (parse_ts(t.get("finished_at")) or datetime.min.replace(tzinfo=UTC)) >= since
+    ]
     failed = sum(1 for t in finished if t.get("status") == "failed")
-    return {"finished_tasks": len(finished), "failed_tasks": failed,
-            "failure_rate": failed / len(finished) if finished else None}
+    return {
+        "finished_tasks": len(finished),
+        "failed_tasks": failed,
+        "failure_rate": failed / len(finished) if finished else None,
+    }
 
 
 def _in_window(step: Row, since: datetime) -> bool:
@@ -119,14 +148,24 @@ def _in_window(step: Row, since: datetime) -> bool:
     return created is not None and created >= since
 
 
-def step_p95(steps: Iterable[Row], window_seconds: int, step_type: str | None = None, name: str | None = None,
-             now: datetime | None = None) -> Row:
+def step_p95(
+    steps: Iterable[Row],
+    window_seconds: int,
+    step_type: str | None = None,
+    name: str | None = None,
+    now: datetime | None = None,
+) -> Row:
     """``stepsdk_alert_step_p95``: p95 duration of the window's steps (optionally one type / name)."""
     since = _since(window_seconds, now)
-    durations = [float(s["duration_ms"]) for s in steps
-                 if isinstance(s.get("duration_ms"), int | float) and not isinstance(s.get("duration_ms"), bool)
-                 and _in_window(s, since) and (step_type is None or s.get("step_type") == step_type)
-                 and (name is None or s.get("name") == name)]
+    durations = [
+        float(s["duration_ms"])
+        for s in steps
+        if isinstance(s.get("duration_ms"), int | float)
+        and not isinstance(s.get("duration_ms"), bool)
+        and _in_window(s, since)
+        and (step_type is None or s.get("step_type") == step_type)
+        and (name is None or s.get("name") == name)
+    ]
     return {"steps": len(durations), "p95_duration_ms": percentile_cont(durations, 0.95)}
 
 
@@ -141,9 +180,15 @@ def error_counts(steps: Iterable[Row], window_seconds: int, now: datetime | None
     rows = []
     for (error_type, message), group in groups.items():
         newest = max(group, key=lambda s: (parse_ts(s.get("created_at")), _neg_id(s)))
-        rows.append({"error_type": error_type, "error_message": message, "occurrences": len(group),
-                     "last_seen": parse_ts(newest.get("created_at")).isoformat(),  # type: ignore[union-attr]
-                     "example_task_id": newest.get("task_id")})
+        rows.append(
+            {
+                "error_type": error_type,
+                "error_message": message,
+                "occurrences": len(group),
+                "last_seen": parse_ts(newest.get("created_at")).isoformat(),  # type: ignore[union-attr]
+                "example_task_id": newest.get("task_id"),
+            }
+        )
     rows.sort(key=lambda r: (-r["occurrences"], -(parse_ts(r["last_seen"]) or since).timestamp()))
     return rows
 

@@ -21,8 +21,9 @@ from stepsdk.store.export_format import parse_timestamp as parse_iso_or_none
 log = logging.getLogger("stepsdk")
 
 
-def abandoned_tasks(snap: BackupSnapshot, exclude: set[str] | frozenset[str] = frozenset()
-                    ) -> list[tuple[dict[str, Any], int]]:
+def abandoned_tasks(
+    snap: BackupSnapshot, exclude: set[str] | frozenset[str] = frozenset()
+) -> list[tuple[dict[str, Any], int]]:
     """(new task row, its version) for every task whose recorder died (see module docstring).
     A task is alive while any writer holding its rows is (a forked worker that exits leaves the
     parent's task alone); `exclude`: tasks of trackers alive in this process."""
@@ -46,12 +47,20 @@ def abandoned_tasks(snap: BackupSnapshot, exclude: set[str] | frozenset[str] = f
             continue
         last = _last_activity(row, snap.steps.get(task_id, ()))
         metadata = dict(row.get("metadata") or {})
-        metadata["abandoned"] = {"pid": info.pid, "host": info.host, "writer": info.path.stem,
-                                 "detected_at": now_iso()}
-        new = {**row, "status": "interrupted", "finished_at": last,
-               "error_message": row.get("error_message") or
-               f"the recording process (pid {info.pid} on {info.host}) ended without finishing the task",
-               "metadata": metadata}
+        metadata["abandoned"] = {
+            "pid": info.pid,
+            "host": info.host,
+            "writer": info.path.stem,
+            "detected_at": now_iso(),
+        }
+        new = {
+            **row,
+            "status": "interrupted",
+            "finished_at": last,
+            "error_message": row.get("error_message")
+            or f"the recording process (pid {info.pid} on {info.host}) ended without finishing the task",
+            "metadata": metadata,
+        }
         version = max(time.time_ns(), snap.task_versions.get(task_id, 0) + 1)
         marks.append((new, version))
     return marks

@@ -17,19 +17,48 @@ CATEGORIES = ERROR_CATEGORIES
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("rate_limit", re.compile(r"rate.?limit|too many requests|\b429\b|quota exceeded|throttl", re.I)),
     ("timeout", re.compile(r"timeout|timed?.?out|deadline exceeded|\b408\b|\b504\b", re.I)),
-    ("auth", re.compile(r"permission|forbidden|unauthori[sz]ed|\bauth|access denied|not allowed|"
-                        r"invalid (api )?key|\b401\b|\b403\b", re.I)),
-    ("connection", re.compile(r"connect|network|unreachable|refused|reset by peer|broken pipe|dns|"
-                              r"name resolution|remote ?protocol|ssl|\b50[23]\b", re.I)),
-    ("device", re.compile(r"\badb\b|device|hdc|emulator|no element|element not found|screen|"
-                          r"uiautomator|tap|swipe", re.I)),
-    ("model_output", re.compile(r"json ?decode|parse|unparsable|could not understand|model output|"
-                                r"invalid action|unknown action|malformed", re.I)),
-    ("validation", re.compile(r"validation|invalid|value ?error|type ?error|assert|schema|\b4(00|22)\b", re.I)),
+    (
+        "auth",
+        re.compile(
+            r"permission|forbidden|unauthori[sz]ed|\bauth|access denied|not allowed|"
+            r"invalid (api )?key|\b401\b|\b403\b",
+            re.I,
+        ),
+    ),
+    (
+        "connection",
+        re.compile(
+            r"connect|network|unreachable|refused|reset by peer|broken pipe|dns|"
+            r"name resolution|remote ?protocol|ssl|\b50[23]\b",
+            re.I,
+        ),
+    ),
+    (
+        "device",
+        re.compile(
+            r"\badb\b|device|hdc|emulator|no element|element not found|screen|"
+            r"uiautomator|tap|swipe",
+            re.I,
+        ),
+    ),
+    (
+        "model_output",
+        re.compile(
+            r"json ?decode|parse|unparsable|could not understand|model output|"
+            r"invalid action|unknown action|malformed",
+            re.I,
+        ),
+    ),
+    (
+        "validation",
+        re.compile(r"validation|invalid|value ?error|type ?error|assert|schema|\b4(00|22)\b", re.I),
+    ),
 )
 
 
-def categorize(error_type: str | None, error_message: str | None, http_status: int | None = None) -> str | None:
+def categorize(
+    error_type: str | None, error_message: str | None, http_status: int | None = None
+) -> str | None:
     """The category of an error, or None when there is none (no type, message nor failing status)."""
     if http_status is not None:
         if http_status == 429:

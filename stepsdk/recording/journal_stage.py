@@ -68,10 +68,24 @@ def record_line(r: Record) -> bytes:
     try:
         return encode_record(rec)
     except (TypeError, ValueError, RecursionError):  # not even the scalars: keep the row's identity
-        keep = ("id", "task_id", "step_number", "step_type", "screenshot_path", "step_id", "status", "started_at",
-                "created_at")
-        r.row = {k: r.row[k] for k in keep if k in r.row and isinstance(r.row[k], str | int)
-                 and not (isinstance(r.row[k], int) and abs(r.row[k]) > 2**53)}
+        keep = (
+            "id",
+            "task_id",
+            "step_number",
+            "step_type",
+            "screenshot_path",
+            "step_id",
+            "status",
+            "started_at",
+            "created_at",
+        )
+        r.row = {
+            k: r.row[k]
+            for k in keep
+            if k in r.row
+            and isinstance(r.row[k], str | int)
+            and not (isinstance(r.row[k], int) and abs(r.row[k]) > 2**53)
+        }
         r.row["metadata"] = {"record_error": reason}
         rec["row"] = r.row
         return encode_record(rec)
@@ -110,8 +124,9 @@ class Journal:
             return False
         except OSError as exc:
             self.progress.count("backup_errors")
-            self.progress.note_error(f"backup write failed: {type(exc).__name__}: "
-                                     f"{getattr(exc, 'strerror', None) or exc}")
+            self.progress.note_error(
+                f"backup write failed: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+            )
             log.warning("stepsdk: backup write failed: %s", getattr(exc, "strerror", None) or exc)
             return False
         off = start
@@ -157,8 +172,13 @@ class JournalStage(Stage):
 
     thread_name = "stepsdk-journal"
 
-    def __init__(self, rows: RowMaker, journal: Journal, progress: Progress,
-                 dispatch_shot: Callable[[ShotJob, bool], None]) -> None:
+    def __init__(
+        self,
+        rows: RowMaker,
+        journal: Journal,
+        progress: Progress,
+        dispatch_shot: Callable[[ShotJob, bool], None],
+    ) -> None:
         self.rows = rows
         self.journal = journal
         self.progress = progress
@@ -166,10 +186,8 @@ class JournalStage(Stage):
         self.inbox: queue.SimpleQueue[Step | Task | Record | None] = queue.SimpleQueue()
         super().__init__()
 
-
     def stop(self) -> None:
         self.inbox.put(None)
-
 
     def _loop(self) -> None:
         while True:

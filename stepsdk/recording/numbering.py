@@ -70,14 +70,16 @@ class StepNumbers:
         self._counter: itertools.count[int] | None = None
         if shared:
             existed = self.path.exists()
-            state = update_counter(self.path, self.task_id,
-                                   lambda st: {**st, "started_at": st.get("started_at", started_at)})
+            state = update_counter(
+                self.path, self.task_id, lambda st: {**st, "started_at": st.get("started_at", started_at)}
+            )
             if existed and state is not None and "next" not in state:
                 # The counter was lost (a crash mid-write, a damaged disk): the backup knows the
                 # last number. Rare, so a full read is fine here.
                 last = _last_step_number(self.path.parent.parent, task_id)
-                state = update_counter(self.path, self.task_id,
-                                       lambda st: {**st, "next": max(int(st.get("next", 1)), last + 1)})
+                state = update_counter(
+                    self.path, self.task_id, lambda st: {**st, "next": max(int(st.get("next", 1)), last + 1)}
+                )
             if state is not None:
                 self.first_started_at = float(state.get("started_at", started_at))
                 self._next = self._end = int(state.get("next", 1))
@@ -96,8 +98,9 @@ class StepNumbers:
 
     def _reserve(self) -> None:
         start = self._next
-        state = update_counter(self.path, self.task_id,
-                               lambda st: {**st, "next": max(int(st.get("next", 1)), start) + BLOCK})
+        state = update_counter(
+            self.path, self.task_id, lambda st: {**st, "next": max(int(st.get("next", 1)), start) + BLOCK}
+        )
         if state is None:  # the file cannot be used: go on in memory
             self._end = self._next + BLOCK
             return
@@ -123,8 +126,9 @@ class StepNumbers:
         if self.shared or self._counter is None:
             return
         current = int(repr(self._counter)[6:-1])  # "count(N)": N is the next number
-        state = update_counter(self.path, self.task_id,
-                               lambda st: {**st, "next": max(int(st.get("next", 1)), current) + BLOCK})
+        state = update_counter(
+            self.path, self.task_id, lambda st: {**st, "next": max(int(st.get("next", 1)), current) + BLOCK}
+        )
         if state is None:
             return
         self.shared = True
@@ -137,7 +141,9 @@ class StepNumbers:
         self._end = self._next
 
 
-def update_counter(path: Path, task_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | None:
+def update_counter(
+    path: Path, task_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any] | None:
     """Read-modify-write a counter file under the per-file thread lock and an exclusive POSIX
     record lock; None when the file cannot be used."""
     try:
@@ -189,8 +195,11 @@ def _last_step_number(root: Path, task_id: str) -> int:
 
 def seed_counter(root: str | os.PathLike[str], task_id: str, next_number: int) -> None:
     """Make sure the task's next step number is at least `next_number` (used by import)."""
-    update_counter(counter_path(root, task_id), task_id,
-                   lambda st: {**st, "next": max(int(st.get("next", 1)), next_number)})
+    update_counter(
+        counter_path(root, task_id),
+        task_id,
+        lambda st: {**st, "next": max(int(st.get("next", 1)), next_number)},
+    )
 
 
 def _before_fork() -> None:
@@ -217,5 +226,6 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )

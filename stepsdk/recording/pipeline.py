@@ -51,9 +51,19 @@ _housekeeping_lock = threading.Lock()
 class Pipeline:
     """Owns the journal, the `Progress` and the stages of one tracker."""
 
-    def __init__(self, config: Config, task_id: str, *, buffer_size: int = 50, flush_interval: float = 5.0,
-                 max_queue: int = 1_000, max_in_memory: int = 5_000, max_shot_queue: int = 32,
-                 sink: SinkSource = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        task_id: str,
+        *,
+        buffer_size: int = 50,
+        flush_interval: float = 5.0,
+        max_queue: int = 1_000,
+        max_in_memory: int = 5_000,
+        max_shot_queue: int = 32,
+        sink: SinkSource = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.task_id = task_id
         self.buffer_size = buffer_size
@@ -76,13 +86,22 @@ class Pipeline:
         self.writer = JournalWriter(config.backup_dir)
         self.journal = Journal(self.writer, self.progress)
         self.rows = RowMaker(config)
-        self.shots = ScreenshotStage(config, self.journal, self.progress, self.rows.sanitizer, self.max_shot_queue)
+        self.shots = ScreenshotStage(
+            config, self.journal, self.progress, self.rows.sanitizer, self.max_shot_queue
+        )
         self.journal_stage = JournalStage(self.rows, self.journal, self.progress, self._dispatch)
         self.upload: UploadStage | None = None
         if self.remote:
-            self.upload = UploadStage(config, self.journal, self.progress, sink=self._sink,
-                                      buffer_size=self.buffer_size, flush_interval=self.flush_interval,
-                                      clock=self.clock, on_first_success=self._hint_earlier_backlog)
+            self.upload = UploadStage(
+                config,
+                self.journal,
+                self.progress,
+                sink=self._sink,
+                buffer_size=self.buffer_size,
+                flush_interval=self.flush_interval,
+                clock=self.clock,
+                on_first_success=self._hint_earlier_backlog,
+            )
         self._count_step = self.progress._submitted.__next__  # the lock-free step counter (see Progress)
         self._inbox_size = self.journal_stage.inbox.qsize
         self._inbox_put = self.journal_stage.inbox.put
@@ -114,8 +133,10 @@ class Pipeline:
                 return
             alive = {pipeline.task_id for pipeline in list(_live)}  # never this process's own runs
             for row, version in abandoned_tasks(BackupStore(self.config.backup_dir).read(), exclude=alive):
-                log.warning("stepsdk: task %r was left running by a process that is gone; marked interrupted",
-                            row["task_id"])
+                log.warning(
+                    "stepsdk: task %r was left running by a process that is gone; marked interrupted",
+                    row["task_id"],
+                )
                 self.submit(Record(T_TASKS, row["task_id"], row, version=version))
         except Exception as exc:  # housekeeping must never disturb recording
             log.debug("stepsdk: looking for abandoned tasks failed: %s", exc)
@@ -228,9 +249,16 @@ class Pipeline:
         journal/ only holds what still needs attention."""
         p = self.progress
         with p.cond:
-            everything = (p.uploaded == p.submitted == p.journaled and not p.rejected and not p.dropped
-                          and not p.backup_errors and not p.lost_reasons and all(r.done for r in p.pending)
-                          and p.backlog_offset is None and p.task_version_uploaded >= p.task_version_submitted)
+            everything = (
+                p.uploaded == p.submitted == p.journaled
+                and not p.rejected
+                and not p.dropped
+                and not p.backup_errors
+                and not p.lost_reasons
+                and all(r.done for r in p.pending)
+                and p.backlog_offset is None
+                and p.task_version_uploaded >= p.task_version_submitted
+            )
         if not everything or not self.writer.path.exists():
             return
         try:
@@ -260,8 +288,13 @@ class Pipeline:
             return
         steps, journals = pending_steps_of_gone_writers(self.config.backup_dir, self.writer.path)
         if steps:
-            log.warning("stepsdk: %d steps pending in %s from earlier runs (%d journals); run "
-                        "'stepsdk resync' to upload them", steps, self.config.backup_dir, journals)
+            log.warning(
+                "stepsdk: %d steps pending in %s from earlier runs (%d journals); run "
+                "'stepsdk resync' to upload them",
+                steps,
+                self.config.backup_dir,
+                journals,
+            )
 
     @property
     def queue_depth(self) -> int:
@@ -270,13 +303,24 @@ class Pipeline:
     def stats(self) -> dict[str, object]:
         p = self.progress
         with p.cond:
-            return {"recorded": p.submitted, "backed_up": p.journaled, "uploaded": p.uploaded,
-                    "rejected": p.rejected, "retried": p.retried, "spilled": p.spilled, "dropped": p.dropped,
-                    "backup_errors": p.backup_errors, "screenshots_lost": p.screenshots_lost,
-                    "degraded": p.degraded, "lost_reasons": dict(p.lost_reasons),
-                    "in_memory": len(p.pending), "last_error": p.last_error,
-                    "backend": "local" if not self.remote else (
-                        "down" if (self.upload is not None and self.upload.breaker.open) else "up")}
+            return {
+                "recorded": p.submitted,
+                "backed_up": p.journaled,
+                "uploaded": p.uploaded,
+                "rejected": p.rejected,
+                "retried": p.retried,
+                "spilled": p.spilled,
+                "dropped": p.dropped,
+                "backup_errors": p.backup_errors,
+                "screenshots_lost": p.screenshots_lost,
+                "degraded": p.degraded,
+                "lost_reasons": dict(p.lost_reasons),
+                "in_memory": len(p.pending),
+                "last_error": p.last_error,
+                "backend": "local"
+                if not self.remote
+                else ("down" if (self.upload is not None and self.upload.breaker.open) else "up"),
+            }
 
 
 def _reinit_after_fork() -> None:
@@ -298,4 +342,3 @@ def shutdown_all(timeout: float) -> None:
             pipeline.shutdown(max(0.2, left))
         except Exception:  # at exit, log and go on with the others
             log.exception("stepsdk: flushing at exit failed")
-

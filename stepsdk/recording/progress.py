@@ -45,8 +45,14 @@ class FlushResult:
     @property
     def ok(self) -> bool:
         """Everything recorded so far is uploaded or safe in the backup, nothing lost."""
-        return (not self.timed_out and self.pending == 0 and self.rejected == 0 and self.dropped == 0
-                and self.screenshots_lost == 0 and not self.lost_reasons)
+        return (
+            not self.timed_out
+            and self.pending == 0
+            and self.rejected == 0
+            and self.dropped == 0
+            and self.screenshots_lost == 0
+            and not self.lost_reasons
+        )
 
 
 class Progress:
@@ -221,8 +227,11 @@ class Progress:
         """Caller holds `cond`. Every step up to `target` (and the task row up to `task_target`)
         is journaled with its final version, and uploaded unless the backend is failing or
         slow (then the backup holds it: it is safe)."""
-        journaled = (self.processed >= target and self.task_version_processed >= task_target
-                     and self.shots_done >= self.shots_queued)
+        journaled = (
+            self.processed >= target
+            and self.task_version_processed >= task_target
+            and self.shots_done >= self.shots_queued
+        )
         if not self.remote or not journaled:
             return journaled
         if self.backend_down or self.struggling or not self.upload_alive:
@@ -235,8 +244,12 @@ class Progress:
         """Caller holds `cond`."""
         kept = self.journaled + self.uploaded_unjournaled + self.dropped
         return FlushResult(
-            uploaded=self.uploaded, rejected=self.rejected,
+            uploaded=self.uploaded,
+            rejected=self.rejected,
             backed_up=max(0, self.journaled - self.uploaded - self.rejected),
-            pending=max(0, target - kept), timed_out=timed_out,
-            dropped=self.dropped, screenshots_lost=self.screenshots_lost,
-            lost_reasons=dict(self.lost_reasons))
+            pending=max(0, target - kept),
+            timed_out=timed_out,
+            dropped=self.dropped,
+            screenshots_lost=self.screenshots_lost,
+            lost_reasons=dict(self.lost_reasons),
+        )

@@ -40,8 +40,11 @@ class RowMaker:
             return self._step_row(step), None
         except Exception as exc:
             reason = f"{type(exc).__name__}: {Sanitizer._repr(exc)[:300]}"
-            log.warning("stepsdk: step %d could not be recorded as given (%s); kept as a placeholder row",
-                        step.step_number, reason)
+            log.warning(
+                "stepsdk: step %d could not be recorded as given (%s); kept as a placeholder row",
+                step.step_number,
+                reason,
+            )
             return self._placeholder(step, reason), reason
 
     def _step_row(self, step: Step) -> dict[str, Any]:
@@ -53,30 +56,54 @@ class RowMaker:
             else:
                 metadata["screenshot_dropped"] = f"level {self.config.level.value} records no screenshots"
         return {
-            "id": step.id, "task_id": step.task_id, "step_number": step.step_number,
-            "step_type": step.step_type.value, "step_data": s.object_field(step.step_data),
+            "id": step.id,
+            "task_id": step.task_id,
+            "step_number": step.step_number,
+            "step_type": step.step_type.value,
+            "step_data": s.object_field(step.step_data),
             "thinking": s.text(step.thinking, lim.max_text),
             "action_result": s.field(step.action_result) if step.action_result is not None else None,
-            "screenshot_path": None, "duration_ms": step.duration_ms, "success": step.success,
-            "error_type": s.text(step.error_type, 200), "error_message": s.text(step.error_message, lim.max_text),
+            "screenshot_path": None,
+            "duration_ms": step.duration_ms,
+            "success": step.success,
+            "error_type": s.text(step.error_type, 200),
+            "error_message": s.text(step.error_message, lim.max_text),
             "stack_trace": s.text(step.stack_trace, lim.max_stack) if lim.max_stack else None,
-            "started_at": iso(step.started_at), "metadata": metadata, "created_at": iso(step.created_at),
-            "name": s.text(step.name, 200), "usage": step.usage,
-            "error_category": step.error_category or (
+            "started_at": iso(step.started_at),
+            "metadata": metadata,
+            "created_at": iso(step.created_at),
+            "name": s.text(step.name, 200),
+            "usage": step.usage,
+            "error_category": step.error_category
+            or (
                 categorize(step.error_type, step.error_message, _http_status(step.step_data))
-                if not step.success or step.error_type or step.error_message else None),
+                if not step.success or step.error_type or step.error_message
+                else None
+            ),
         }
 
     @staticmethod
     def _placeholder(step: Step, reason: str) -> dict[str, Any]:
         return {
-            "id": step.id, "task_id": step.task_id, "step_number": step.step_number,
-            "step_type": step.step_type.value, "step_data": {"_error": "step data could not be recorded"},
-            "thinking": None, "action_result": None, "screenshot_path": None,
-            "duration_ms": None, "success": bool(step.success), "error_type": None,
-            "error_message": None, "stack_trace": None, "started_at": _safe_iso(step.started_at),
-            "metadata": {"record_error": reason}, "created_at": _safe_iso(step.created_at),
-            "name": None, "usage": None, "error_category": None,
+            "id": step.id,
+            "task_id": step.task_id,
+            "step_number": step.step_number,
+            "step_type": step.step_type.value,
+            "step_data": {"_error": "step data could not be recorded"},
+            "thinking": None,
+            "action_result": None,
+            "screenshot_path": None,
+            "duration_ms": None,
+            "success": bool(step.success),
+            "error_type": None,
+            "error_message": None,
+            "stack_trace": None,
+            "started_at": _safe_iso(step.started_at),
+            "metadata": {"record_error": reason},
+            "created_at": _safe_iso(step.created_at),
+            "name": None,
+            "usage": None,
+            "error_category": None,
         }
 
 

@@ -59,20 +59,84 @@ def marker(rule: str) -> str:
 
 # Words that make a name secret (matched against each word of the name and each pair of
 # neighbouring words joined, so "private_key"/"privateKey"/"privatekey" all match).
-SECRET_WORDS = frozenset({
-    "password", "passwd", "pwd", "pass", "passphrase", "passcode", "secret", "token", "auth", "otp", "totp",
-    "mfa", "pin", "pincode", "cvv", "cvc", "ssn", "sig", "signature", "jwt", "cookie", "session", "sessionid",
-    "credential", "bearer", "authorization", "apikey", "privatekey", "accesskey", "secretkey", "clientsecret",
-    "accesstoken", "refreshtoken", "idtoken", "authtoken", "csrftoken", "xsrftoken", "apitoken",
-})
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "passcode",
+        "secret",
+        "token",
+        "auth",
+        "otp",
+        "totp",
+        "mfa",
+        "pin",
+        "pincode",
+        "cvv",
+        "cvc",
+        "ssn",
+        "sig",
+        "signature",
+        "jwt",
+        "cookie",
+        "session",
+        "sessionid",
+        "credential",
+        "bearer",
+        "authorization",
+        "apikey",
+        "privatekey",
+        "accesskey",
+        "secretkey",
+        "clientsecret",
+        "accesstoken",
+        "refreshtoken",
+        "idtoken",
+        "authtoken",
+        "csrftoken",
+        "xsrftoken",
+        "apitoken",
+    }
+)
 # Parts that make a single run of letters secret when they appear inside it ("xapikey", "userpassword").
-SECRET_PARTS = ("password", "passwd", "passphrase", "apikey", "privatekey", "accesskey", "secretkey",
-                "clientsecret", "authorization", "credential", "accesstoken", "refreshtoken", "authtoken")
+SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "secretkey",
+    "clientsecret",
+    "authorization",
+    "credential",
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+)
 # A name that is only "key" ("?key=", "x-key") is a secret; "sort_key"/"primary_key" are not.
 SECRET_EXACT = frozenset({"key", "xkey"})
 # Rules whose numbers are secrets too (a PIN or an OTP is a number; a token count is not).
-NUMERIC_SECRETS = frozenset({"password", "passwd", "pwd", "pass", "passcode", "pin", "pincode", "otp", "totp",
-                             "cvv", "cvc", "ssn", "mfa"})
+NUMERIC_SECRETS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passcode",
+        "pin",
+        "pincode",
+        "otp",
+        "totp",
+        "cvv",
+        "cvc",
+        "ssn",
+        "mfa",
+    }
+)
 
 _CAMEL_1 = re.compile(r"([a-z0-9])([A-Z])")
 _CAMEL_2 = re.compile(r"([A-Z]+)([A-Z][a-z])")
@@ -100,22 +164,43 @@ def _basic_value(match: re.Match[str]) -> str:
 # (rule, regex, replacement: None = the rule's marker, or a function of the match, triggers: the
 # regex only runs when one of these is in the lower-cased string: most strings skip every rule)
 _VALUE_RULES: list[tuple[str, str, Any, tuple[str, ...]]] = [
-    ("private_key", r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", None,
-     ("-----begin",)),
+    (
+        "private_key",
+        r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)",
+        None,
+        ("-----begin",),
+    ),
     ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", None, ("eyj",)),
-    ("bearer", r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}", lambda m: f"{m.group(1)} {marker('bearer')}",
-     ("bearer",)),
+    (
+        "bearer",
+        r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}",
+        lambda m: f"{m.group(1)} {marker('bearer')}",
+        ("bearer",),
+    ),
     ("basic_auth", r"(?i)\b(basic)\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])", _basic_value, ("basic",)),
-    ("url_password", r"(?i)\b([a-z][a-z0-9+.-]{1,20}://[^/\s:@]{1,200}):[^/\s@]{1,200}@",
-     lambda m: f"{m.group(1)}:{marker('url_password')}@", ("://",)),
+    (
+        "url_password",
+        r"(?i)\b([a-z][a-z0-9+.-]{1,20}://[^/\s:@]{1,200}):[^/\s@]{1,200}@",
+        lambda m: f"{m.group(1)}:{marker('url_password')}@",
+        ("://",),
+    ),
     ("aws_access_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", None, ("akia", "asia")),
-    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})", None,
-     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    (
+        "github_token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
+        None,
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
     ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", None, ("xox",)),
     ("stripe_key", r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}", None, ("k_live_", "k_test_")),
     ("api_key", r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}", None, ("sk-",)),
     ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}", None, ("aiza",)),
-    ("supabase_key", r"\bsb_(?:secret|publishable)_[A-Za-z0-9_-]{10,}", None, ("sb_secret_", "sb_publishable_")),
+    (
+        "supabase_key",
+        r"\bsb_(?:secret|publishable)_[A-Za-z0-9_-]{10,}",
+        None,
+        ("sb_secret_", "sb_publishable_"),
+    ),
 ]
 
 
@@ -214,8 +299,11 @@ def _rules_from_env(env: Mapping[str, str]) -> None:
                 raise ValueError("a JSON object or list")
             add_rules(patterns=patterns)
         except (ValueError, re.error) as exc:
-            log.warning("stepsdk: STEPSDK_REDACT_PATTERNS ignored: %s (expected a JSON object "
-                        "{\"rule\": \"regex\"} or list of regexes)", type(exc).__name__)
+            log.warning(
+                "stepsdk: STEPSDK_REDACT_PATTERNS ignored: %s (expected a JSON object "
+                '{"rule": "regex"} or list of regexes)',
+                type(exc).__name__,
+            )
 
 
 _rules_from_env(os.environ)
@@ -285,8 +373,10 @@ class Sanitizer:
             encoded = json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
             size = len(encoded.encode("utf-8", "replace"))
             if size > self.limits.max_field_bytes:
-                return {"_truncated": f"…[field too large: {size} bytes, limit {self.limits.max_field_bytes}]",
-                        "preview": encoded[:1000]}
+                return {
+                    "_truncated": f"…[field too large: {size} bytes, limit {self.limits.max_field_bytes}]",
+                    "preview": encoded[:1000],
+                }
         return clean
 
     def object_field(self, value: Any) -> dict[str, Any]:
@@ -341,12 +431,18 @@ class Sanitizer:
         if isinstance(value, Decimal):
             return _decimal(value)
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self._string("base64:" + base64.b64encode(bytes(value)).decode("ascii"), self.limits.max_string)
+            return self._string(
+                "base64:" + base64.b64encode(bytes(value)).decode("ascii"), self.limits.max_string
+            )
         if isinstance(value, BaseException):
             return {"type": type(value).__name__, "message": self.text(str(value))}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return self._guarded(value, depth, seen,
-                                 lambda: {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+            return self._guarded(
+                value,
+                depth,
+                seen,
+                lambda: {f.name: getattr(value, f.name) for f in dataclasses.fields(value)},
+            )
         dump = getattr(value, "model_dump", None)
         if callable(dump) and not isinstance(value, type):
             return self._guarded(value, depth, seen, dump)

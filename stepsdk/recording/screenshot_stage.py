@@ -53,8 +53,9 @@ class ScreenshotStage(Stage):
 
     thread_name = "stepsdk-screenshots"
 
-    def __init__(self, config: Config, journal: Journal, progress: Progress, sanitizer: Sanitizer,
-                 max_queue: int = 32) -> None:
+    def __init__(
+        self, config: Config, journal: Journal, progress: Progress, sanitizer: Sanitizer, max_queue: int = 32
+    ) -> None:
         self.config = config
         self.journal = journal
         self.progress = progress
@@ -68,7 +69,6 @@ class ScreenshotStage(Stage):
         self._stopping = False
         super().__init__()
 
-
     def stop(self) -> None:
         """After the journal stage has stopped: no more jobs will come; the thread ends once the
         queue is empty."""
@@ -76,15 +76,15 @@ class ScreenshotStage(Stage):
         with contextlib.suppress(queue.Full):  # wakes a thread waiting on an empty queue
             self.queue.put_nowait(None)
 
-
-
     # ------------------------------------------------------------------ hand-over
     def dispatch(self, job: ShotJob, block: bool) -> None:
         """Queue a job (journal stage: `block` waits for room, keeping memory bounded); when the
         thread is gone, or the queue is full for a caller spilling a step, encode it here."""
         with self._lock:
             if self._abandoned:
-                self._finish_lost(job, "close_timeout", "the tracker closed before this screenshot was encoded")
+                self._finish_lost(
+                    job, "close_timeout", "the tracker closed before this screenshot was encoded"
+                )
                 return
             self._jobs.append(job)
         while self.alive:
@@ -124,11 +124,17 @@ class ScreenshotStage(Stage):
         except Exception as exc:  # a bug here must not kill the thread nor lose the step
             log.warning("stepsdk: screenshot stage error\n%s", traceback.format_exc())
             metadata = {k: v for k, v in job.row["metadata"].items() if k != "screenshot_pending"}
-            metadata["screenshot_error"] = {"reason": "internal", "message": f"{type(exc).__name__}: {exc}"[:300]}
+            metadata["screenshot_error"] = {
+                "reason": "internal",
+                "message": f"{type(exc).__name__}: {exc}"[:300],
+            }
             path, shot, data, lost = None, None, None, "internal"
         records = [Record(T_SHOTS, shot["id"], shot, data=data)] if shot is not None else []
-        records.append(Record(T_STEPS, job.row["id"], {**job.row, "screenshot_path": path, "metadata": metadata},
-                              version=1))
+        records.append(
+            Record(
+                T_STEPS, job.row["id"], {**job.row, "screenshot_path": path, "metadata": metadata}, version=1
+            )
+        )
         with self._lock:  # held while journaling: abandon() (then close) waits for this write
             if job.state != "encoding":  # abandoned while encoding: its error version is written
                 return
@@ -141,8 +147,9 @@ class ScreenshotStage(Stage):
         ok = self.journal.append(records)
         self.progress.hand_over(records, journaled=ok)
 
-    def _prepare(self, job: ShotJob, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None,
-                                                                          bytes | None, str | None]:
+    def _prepare(
+        self, job: ShotJob, metadata: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any] | None, bytes | None, str | None]:
         """Encode and store; returns (path, screenshot row, bytes kept in memory, lost reason)."""
         from stepsdk.recording import screenshots as _screenshots
         from stepsdk.recording import sensitive as _sensitive
@@ -161,13 +168,20 @@ class ScreenshotStage(Stage):
             self.progress.note_error(f"screenshot backup failed: {exc.strerror or exc}")
             log.warning("stepsdk: screenshot backup failed: %s", exc.strerror or exc)
             if not self.config.remote:
-                metadata["screenshot_error"] = {"reason": "backup_failed", "message": str(exc.strerror or exc)}
+                metadata["screenshot_error"] = {
+                    "reason": "backup_failed",
+                    "message": str(exc.strerror or exc),
+                }
                 return None, None, None, "backup_failed"
             data = prepared.data  # uploaded from memory
         shot = {
-            "id": self._ids.next(), "task_id": step.task_id, "step_id": step.id,
-            "screenshot_path": prepared.screenshot_path, "file_size": prepared.file_size,
-            "file_hash": prepared.sha256, "compressed": True,
+            "id": self._ids.next(),
+            "task_id": step.task_id,
+            "step_id": step.id,
+            "screenshot_path": prepared.screenshot_path,
+            "file_size": prepared.file_size,
+            "file_hash": prepared.sha256,
+            "compressed": True,
             "metadata": self.sanitizer.object_field(prepared.metadata),
         }
         return prepared.screenshot_path, shot, data, None

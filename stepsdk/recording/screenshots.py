@@ -150,8 +150,14 @@ class ScreenshotInput:
 
     __slots__ = ("captured_at", "kind", "payload", "regions", "sensitive")
 
-    def __init__(self, kind: _Kind, payload: Any, sensitive: bool | None, captured_at: float,
-                 regions: tuple[tuple[int, int, int, int], ...] | None = None) -> None:
+    def __init__(
+        self,
+        kind: _Kind,
+        payload: Any,
+        sensitive: bool | None,
+        captured_at: float,
+        regions: tuple[tuple[int, int, int, int], ...] | None = None,
+    ) -> None:
         self.kind = kind
         self.payload = payload
         self.sensitive = sensitive
@@ -600,7 +606,10 @@ def _encode_best(image: Image.Image, options: ScreenshotOptions) -> tuple[Image.
         small = _downscale(image, options)
         return small, _encode(small, options, lossless=False), _Choice(False, None)
     flat = flat_fraction(image)
-    fits = image.width * image.height <= options.lossless_max_pixels and target_size(image.size, None) == image.size
+    fits = (
+        image.width * image.height <= options.lossless_max_pixels
+        and target_size(image.size, None) == image.size
+    )
     if fits and flat >= options.flat_threshold:
         data = _encode(image, options, lossless=True)
         if len(data) <= options.lossless_max_bytes:

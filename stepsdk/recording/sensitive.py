@@ -90,7 +90,8 @@ def parse_key(text: str | bytes, source: str = ENV_KEY) -> bytes:
     if len(key) != 32:
         raise ScreenshotKeyError(
             f"{source} must be a 256-bit key: 64 hex characters or base64 of 32 bytes "
-            f"(got {len(raw)} characters); make one with `openssl rand -base64 32`")
+            f"(got {len(raw)} characters); make one with `openssl rand -base64 32`"
+        )
     return key
 
 
@@ -99,7 +100,9 @@ def generate_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def load_key(key_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> bytes | None:
+def load_key(
+    key_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> bytes | None:
     """The screenshot key: ``STEPSDK_SCREENSHOT_KEY``, else ``key_file`` / ``STEPSDK_SCREENSHOT_KEY_FILE``;
     None when neither is set. Raises :class:`ScreenshotKeyError` for a malformed or unreadable key."""
     env = os.environ if env is None else env
@@ -113,11 +116,13 @@ def load_key(key_file: str | os.PathLike[str] | None = None, env: Mapping[str, s
         st = os.stat(path)
         text = Path(path).read_bytes()
     except OSError as exc:
-        raise ScreenshotKeyError(f"cannot read the screenshot key file {os.fspath(path)}: "
-                                 f"{exc.strerror or exc}") from None
+        raise ScreenshotKeyError(
+            f"cannot read the screenshot key file {os.fspath(path)}: {exc.strerror or exc}"
+        ) from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("stepsdk: the screenshot key file %s is readable by other users (chmod 600 it)",
-                    os.fspath(path))
+        log.warning(
+            "stepsdk: the screenshot key file %s is readable by other users (chmod 600 it)", os.fspath(path)
+        )
     return parse_key(text, f"the key file {os.fspath(path)}")
 
 
@@ -141,8 +146,12 @@ def check_policy_name(policy: object, where: str = "screenshot_policy") -> None:
         raise ValueError(f"{where} must be one of {', '.join(POLICIES)}, got {policy!r}")
 
 
-def resolve_policy(policy: str | None = None, key_file: str | os.PathLike[str] | None = None,
-                   region_style: str = "black", env: Mapping[str, str] | None = None) -> ShotPolicy:
+def resolve_policy(
+    policy: str | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+    region_style: str = "black",
+    env: Mapping[str, str] | None = None,
+) -> ShotPolicy:
     """``policy`` (else ``STEPSDK_SCREENSHOT_POLICY``, else ``encrypt`` with a key / ``redact``).
     Raises ValueError for an unknown policy, ``encrypt`` without a key, or a bad key."""
     env = os.environ if env is None else env
@@ -161,14 +170,25 @@ def resolve_policy(policy: str | None = None, key_file: str | os.PathLike[str] |
 def policy_for(config: Config) -> ShotPolicy:
     """The policy of a tracker's configuration (cached per policy, key file and key variables)."""
     env = os.environ
-    return _cached_policy(getattr(config, "screenshot_policy", None), getattr(config, "screenshot_key_file", None),
-                          getattr(config, "region_style", "black"), env.get(ENV_POLICY), env.get(ENV_KEY),
-                          env.get(ENV_KEY_FILE))
+    return _cached_policy(
+        getattr(config, "screenshot_policy", None),
+        getattr(config, "screenshot_key_file", None),
+        getattr(config, "region_style", "black"),
+        env.get(ENV_POLICY),
+        env.get(ENV_KEY),
+        env.get(ENV_KEY_FILE),
+    )
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_policy(policy: str | None, key_file: str | None, region_style: str, env_policy: str | None,
-                   env_key: str | None, env_key_file: str | None) -> ShotPolicy:
+def _cached_policy(
+    policy: str | None,
+    key_file: str | None,
+    region_style: str,
+    env_policy: str | None,
+    env_key: str | None,
+    env_key_file: str | None,
+) -> ShotPolicy:
     env = {k: v for k, v in ((ENV_POLICY, env_policy), (ENV_KEY, env_key), (ENV_KEY_FILE, env_key_file)) if v}
     return resolve_policy(policy, key_file, region_style, env)
 
@@ -205,8 +225,9 @@ def check_regions(regions: Any) -> tuple[tuple[int, int, int, int], ...]:
 
 
 # ------------------------------------------------------------------------------ worker side
-def redact_regions(image: Image.Image, regions: Sequence[tuple[int, int, int, int]],
-                   style: str = "black") -> Image.Image:
+def redact_regions(
+    image: Image.Image, regions: Sequence[tuple[int, int, int, int]], style: str = "black"
+) -> Image.Image:
     """A copy of ``image`` with the boxes blacked out (or blurred beyond reading). Boxes past
     the edges are clipped. The caller's image is never changed."""
     from PIL import Image, ImageDraw, ImageFilter
@@ -223,9 +244,15 @@ def redact_regions(image: Image.Image, regions: Sequence[tuple[int, int, int, in
         else:
             part = out.crop(box)
             # Average 16x16 blocks, then blur: a plain Gaussian blur of text can be partly undone.
-            small = part.resize((max(1, part.width // 16), max(1, part.height // 16)), resample=Image.Resampling.BOX)
-            out.paste(small.resize(part.size, resample=Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(4)),
-                      box[:2])
+            small = part.resize(
+                (max(1, part.width // 16), max(1, part.height // 16)), resample=Image.Resampling.BOX
+            )
+            out.paste(
+                small.resize(part.size, resample=Image.Resampling.BILINEAR).filter(
+                    ImageFilter.GaussianBlur(4)
+                ),
+                box[:2],
+            )
     return out
 
 
@@ -238,7 +265,7 @@ def encrypt(data: bytes, key: bytes) -> bytes:
 
 
 def is_encrypted(data: bytes) -> bool:
-    return data[:len(MAGIC)] == MAGIC
+    return data[: len(MAGIC)] == MAGIC
 
 
 def is_encrypted_path(screenshot_path: object) -> bool:
@@ -254,11 +281,14 @@ def decrypt(data: bytes, key: bytes | None) -> bytes:
         raise DecryptError("corrupt", "not a stepsdk encrypted screenshot (bad header)")
     if key is None:
         raise DecryptError("no_key", f"encrypted screenshot: set {ENV_KEY} (or {ENV_KEY_FILE}) to view it")
-    stored_id = data[len(MAGIC):len(MAGIC) + _KEY_ID_LEN]
+    stored_id = data[len(MAGIC) : len(MAGIC) + _KEY_ID_LEN]
     if stored_id != key_id(key):
-        raise DecryptError("wrong_key", f"wrong screenshot key: this screenshot was encrypted with key "
-                                        f"{stored_id.hex()}, the configured key is {key_id(key).hex()}")
-    header, nonce = data[:len(MAGIC) + _KEY_ID_LEN], data[len(MAGIC) + _KEY_ID_LEN:_HEADER_LEN]
+        raise DecryptError(
+            "wrong_key",
+            f"wrong screenshot key: this screenshot was encrypted with key "
+            f"{stored_id.hex()}, the configured key is {key_id(key).hex()}",
+        )
+    header, nonce = data[: len(MAGIC) + _KEY_ID_LEN], data[len(MAGIC) + _KEY_ID_LEN : _HEADER_LEN]
     try:
         return AESGCM(key).decrypt(nonce, data[_HEADER_LEN:], header)
     except InvalidTag:
@@ -314,10 +344,16 @@ def prepare(ref: ScreenshotInput, config: Config) -> PreparedScreenshot:
     plain = _screenshots.prepare(ref, options)
     data = encrypt(plain.data, policy.key)
     sha = hashlib.sha256(data).hexdigest()
-    meta = {**plain.metadata, "sensitive": True, "policy": "encrypt", "encrypted": "AES-256-GCM",
-            "key_id": key_id(policy.key).hex()}
-    return _screenshots.PreparedScreenshot(data, sha, storage_path(sha, ENCRYPTED_SUFFIX),
-                                           plain.width, plain.height, meta)
+    meta = {
+        **plain.metadata,
+        "sensitive": True,
+        "policy": "encrypt",
+        "encrypted": "AES-256-GCM",
+        "key_id": key_id(policy.key).hex(),
+    }
+    return _screenshots.PreparedScreenshot(
+        data, sha, storage_path(sha, ENCRYPTED_SUFFIX), plain.width, plain.height, meta
+    )
 
 
 def content_type(screenshot_path: str) -> str:
@@ -355,8 +391,31 @@ def viewable(data: bytes, key: bytes | None | str = "env") -> Viewable:
 
 
 __all__ = [
-    "ENCRYPTED_SUFFIX", "ENV_KEY", "ENV_KEY_FILE", "ENV_POLICY", "POLICIES", "DecryptError",
-    "ScreenshotKeyError", "ShotPolicy", "Viewable", "check_regions", "content_type", "decrypt", "encrypt",
-    "generate_key", "is_encrypted", "is_encrypted_path", "key_id", "load_key", "mark", "object_problem",
-    "parse_key", "placeholder", "policy_for", "prepare", "redact_regions", "resolve_policy", "viewable",
+    "ENCRYPTED_SUFFIX",
+    "ENV_KEY",
+    "ENV_KEY_FILE",
+    "ENV_POLICY",
+    "POLICIES",
+    "DecryptError",
+    "ScreenshotKeyError",
+    "ShotPolicy",
+    "Viewable",
+    "check_regions",
+    "content_type",
+    "decrypt",
+    "encrypt",
+    "generate_key",
+    "is_encrypted",
+    "is_encrypted_path",
+    "key_id",
+    "load_key",
+    "mark",
+    "object_problem",
+    "parse_key",
+    "placeholder",
+    "policy_for",
+    "prepare",
+    "redact_regions",
+    "resolve_policy",
+    "viewable",
 ]

@@ -45,8 +45,10 @@ def watch(tracker: Any) -> None:
         if threading.current_thread() is not threading.main_thread():
             if "warned" not in _installed:
                 _installed["warned"] = True
-                log.warning("stepsdk: tracker made off the main thread: SIGTERM is not handled by stepsdk "
-                            "(make the first tracker on the main thread, or call finish() from your handler)")
+                log.warning(
+                    "stepsdk: tracker made off the main thread: SIGTERM is not handled by stepsdk "
+                    "(make the first tracker on the main thread, or call finish() from your handler)"
+                )
             return
         try:
             previous = signal.getsignal(signal.SIGTERM)

@@ -60,8 +60,12 @@ def step_label(step: Mapping[str, Any]) -> str:
         response = data.get("response")
         status = response.get("status_code") if isinstance(response, Mapping) else None
         error = None if isinstance(status, int) else step.get("error_type")
-        return http_step_name(data["method"], data["url"], status if isinstance(status, int) else None,
-                              error if isinstance(error, str) else None)
+        return http_step_name(
+            data["method"],
+            data["url"],
+            status if isinstance(status, int) else None,
+            error if isinstance(error, str) else None,
+        )
     if kind in ("function", "block") and isinstance(data.get("function"), str):
         return _cut(data["function"])
     action = data.get("action")

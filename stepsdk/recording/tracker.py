@@ -90,7 +90,9 @@ def _finish_unfinished() -> None:
             if isinstance(error, BaseException) and not isinstance(error, (KeyboardInterrupt, SystemExit)):
                 tracker._end_without_finish(TaskStatus.FAILED, f"{type(error).__name__}: {_describe(error)}")
             else:
-                tracker._end_without_finish(TaskStatus.INTERRUPTED, "the program ended without finishing the task")
+                tracker._end_without_finish(
+                    TaskStatus.INTERRUPTED, "the program ended without finishing the task"
+                )
         except Exception:  # at exit, log and go on with the others
             log.exception("stepsdk: finishing a task at exit failed")
 
@@ -124,7 +126,15 @@ def _check_str(name: str, value: Any, max_len: int | None = None, allow_none: bo
 class StepHandle:
     """What `with tracker.step(...) as s:` gives the block: set fields before it ends."""
 
-    __slots__ = ("action_result", "error_message", "metadata", "screenshot", "step_data", "success", "thinking")
+    __slots__ = (
+        "action_result",
+        "error_message",
+        "metadata",
+        "screenshot",
+        "step_data",
+        "success",
+        "thinking",
+    )
 
     def __init__(self, step_data: dict[str, Any]) -> None:
         self.step_data = step_data
@@ -207,7 +217,11 @@ class StepTracker:
             raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or not 1 <= buffer_size <= 1000:
             raise ValueError("buffer_size must be an int between 1 and 1000")
-        if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)) or not 0 < flush_interval <= 3600:
+        if (
+            isinstance(flush_interval, bool)
+            or not isinstance(flush_interval, (int, float))
+            or not 0 < flush_interval <= 3600
+        ):
             raise ValueError("flush_interval must be a number of seconds between 0 and 3600")
         for name, value in (("max_queue", max_queue), ("max_in_memory", max_in_memory)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -217,26 +231,46 @@ class StepTracker:
         elif not isinstance(config, Config):
             raise TypeError("config must be a stepsdk Config")
         elif any(v is not None for v in (supabase_url, supabase_key, backup_dir, level, owner_id)):
-            raise TypeError("pass either config= or supabase_url/supabase_key/backup_dir/level/owner_id, not both")
+            raise TypeError(
+                "pass either config= or supabase_url/supabase_key/backup_dir/level/owner_id, not both"
+            )
         if sink is not None and not (callable(sink) or hasattr(sink, "upsert")):
             raise TypeError("sink must be a stepsdk.backend.sink.Sink or a callable returning one")
-        if screenshot_policy is not None:  # sensitive screens: store | redact | encrypt (stepsdk/recording/sensitive.py)
+        if (
+            screenshot_policy is not None
+        ):  # sensitive screens: store | redact | encrypt (stepsdk/recording/sensitive.py)
             config = dataclasses.replace(config, screenshot_policy=screenshot_policy)
         _sensitive.policy_for(config)  # ValueError now for a bad policy or key, not on the worker
         self.config = config
         self.task_id = task_id or _new_task_id()
         now = time.time()
         # A task id given by the caller may be resumed (README: "Reusing a task id").
-        self._numbers = StepNumbers(config.backup_dir, self.task_id, shared=task_id is not None, started_at=now)
-        self._task = Task(task_id=self.task_id, title=title, description=description, agent=agent,
-                          started_at=min(now, self._numbers.first_started_at), metadata=dict(metadata or {}),
-                          owner_id=config.owner_id, version=time.time_ns())
+        self._numbers = StepNumbers(
+            config.backup_dir, self.task_id, shared=task_id is not None, started_at=now
+        )
+        self._task = Task(
+            task_id=self.task_id,
+            title=title,
+            description=description,
+            agent=agent,
+            started_at=min(now, self._numbers.first_started_at),
+            metadata=dict(metadata or {}),
+            owner_id=config.owner_id,
+            version=time.time_ns(),
+        )
         self._ids = IdSource()
         self._callbacks: list[Callable[[Step], Any]] = []
         self._finished = False
         self._closed = False
-        self._pipeline = Pipeline(config, self.task_id, buffer_size=buffer_size, flush_interval=float(flush_interval),
-                                max_queue=max_queue, max_in_memory=max_in_memory, sink=sink)
+        self._pipeline = Pipeline(
+            config,
+            self.task_id,
+            buffer_size=buffer_size,
+            flush_interval=float(flush_interval),
+            max_queue=max_queue,
+            max_in_memory=max_in_memory,
+            sink=sink,
+        )
         self._pipeline.on_fork = _weak_call(self, "_after_fork")
         self._pipeline.submit(dataclasses.replace(self._task))
         _ensure_atexit()
@@ -247,8 +281,10 @@ class StepTracker:
         _live_trackers.add(self)
 
     def __repr__(self) -> str:  # the config's repr hides the key
-        return (f"StepTracker(task_id={self.task_id!r}, mode={self.config.mode!r}, "
-                f"backup_dir={str(self.config.backup_dir)!r})")
+        return (
+            f"StepTracker(task_id={self.task_id!r}, mode={self.config.mode!r}, "
+            f"backup_dir={str(self.config.backup_dir)!r})"
+        )
 
     # ------------------------------------------------------------------ recording
     def add_step_callback(self, callback: Callable[[Step], Any]) -> None:
@@ -295,11 +331,23 @@ class StepTracker:
         `sensitive=True`: the screen shows secrets (the tracker's `screenshot_policy` decides what
         is stored); `redact_regions=[(x, y, w, h), ...]`: boxes hidden before encoding.
         """
-        if (screenshot_path is not None or error is not None or sensitive is not None
-                or redact_regions is not None):  # rare arguments: the hot path skips them in one test
+        if (
+            screenshot_path is not None
+            or error is not None
+            or sensitive is not None
+            or redact_regions is not None
+        ):  # rare arguments: the hot path skips them in one test
             screenshot, success, error_type, error_message, stack_trace = self._rare_arguments(
-                screenshot, screenshot_path, sensitive, redact_regions, error, success, error_type,
-                error_message, stack_trace)
+                screenshot,
+                screenshot_path,
+                sensitive,
+                redact_regions,
+                error,
+                success,
+                error_type,
+                error_message,
+                stack_trace,
+            )
         try:
             st = STEP_TYPES[step_type]
         except (KeyError, TypeError):
@@ -314,7 +362,9 @@ class StepTracker:
             raise TypeError(f"step_data must be a dict (mapping) or None, got {type(step_data).__name__}")
         if thinking is not None and not isinstance(thinking, str):
             raise TypeError(f"thinking must be a str or None, got {type(thinking).__name__}")
-        if duration_ms is not None and not (type(duration_ms) is float and 0.0 <= duration_ms <= MAX_DURATION_MS):
+        if duration_ms is not None and not (
+            type(duration_ms) is float and 0.0 <= duration_ms <= MAX_DURATION_MS
+        ):
             duration_ms = _check_duration(duration_ms)  # the slow path: ints, errors
         if success is not True and success is not False:
             raise TypeError(f"success must be a bool, got {type(success).__name__}")
@@ -338,10 +388,26 @@ class StepTracker:
 
             screenshot = _screenshots.capture(screenshot)  # TypeError for unsupported types
         now = _now()
-        step = Step(self._ids.next(), self.task_id, _number or self._numbers.next(), st, data, thinking,
-                    action_result, screenshot, duration_ms, success, error_type, error_message, stack_trace,
-                    metadata, _started_at or (now - duration_ms / 1000 if duration_ms else now), now,
-                    name, usage)
+        step = Step(
+            self._ids.next(),
+            self.task_id,
+            _number or self._numbers.next(),
+            st,
+            data,
+            thinking,
+            action_result,
+            screenshot,
+            duration_ms,
+            success,
+            error_type,
+            error_message,
+            stack_trace,
+            metadata,
+            _started_at or (now - duration_ms / 1000 if duration_ms else now),
+            now,
+            name,
+            usage,
+        )
         if self._closed:
             self._late(step)
         else:
@@ -351,14 +417,25 @@ class StepTracker:
         return step
 
     @staticmethod
-    def _rare_arguments(screenshot: Any, screenshot_path: Any, sensitive: Any, redact_regions: Any, error: Any,
-                        success: Any, error_type: Any, error_message: Any, stack_trace: Any) -> tuple[Any, ...]:
+    def _rare_arguments(
+        screenshot: Any,
+        screenshot_path: Any,
+        sensitive: Any,
+        redact_regions: Any,
+        error: Any,
+        success: Any,
+        error_type: Any,
+        error_message: Any,
+        stack_trace: Any,
+    ) -> tuple[Any, ...]:
         """screenshot_path=, sensitive=, redact_regions=, error=: turned into the common arguments."""
         if screenshot_path is not None:
             if screenshot is not None:
                 raise TypeError("pass screenshot= or screenshot_path=, not both")
             if not isinstance(screenshot_path, (str, os.PathLike)):
-                raise TypeError(f"screenshot_path must be a str or path, got {type(screenshot_path).__name__}")
+                raise TypeError(
+                    f"screenshot_path must be a str or path, got {type(screenshot_path).__name__}"
+                )
             screenshot = Path(screenshot_path)
         if screenshot is not None and (sensitive is not None or redact_regions is not None):
             screenshot = _sensitive.mark(screenshot, sensitive, redact_regions)
@@ -373,8 +450,11 @@ class StepTracker:
         return screenshot, success, error_type, error_message, stack_trace
 
     def _late(self, step: Step) -> None:
-        log.warning("stepsdk: step %d recorded after close(); written to the backup only "
-                    "(run `stepsdk resync` to upload it)", step.step_number)
+        log.warning(
+            "stepsdk: step %d recorded after close(); written to the backup only "
+            "(run `stepsdk resync` to upload it)",
+            step.step_number,
+        )
         self._pipeline.reopen_for_late_steps()
         self._pipeline.submit(step)
 
@@ -386,8 +466,14 @@ class StepTracker:
                 log.exception("stepsdk: step callback %r failed (ignored)", cb)
 
     @contextmanager
-    def step(self, step_type: StepType | str, step_data: Mapping[str, Any] | None = None, *,
-             thinking: str | None = None, metadata: Mapping[str, Any] | None = None) -> Iterator[StepHandle]:
+    def step(
+        self,
+        step_type: StepType | str,
+        step_data: Mapping[str, Any] | None = None,
+        *,
+        thinking: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Iterator[StepHandle]:
         """Time a block as one step. The handle lets the block set `action_result`, `success`,
         `screenshot`, `thinking`, `error_message`, `metadata` and add to `step_data`. An exception
         is recorded (success False, error_type, error_message, stack_trace) and re-raised."""
@@ -412,16 +498,32 @@ class StepTracker:
             duration = (time.perf_counter() - t0) * 1000
             self._record_handle(step_type, handle, number, started_at, duration, error)
 
-    def _record_handle(self, step_type: Any, h: StepHandle, number: int, started_at: float,
-                       duration: float, error: BaseException | None) -> None:
+    def _record_handle(
+        self,
+        step_type: Any,
+        h: StepHandle,
+        number: int,
+        started_at: float,
+        duration: float,
+        error: BaseException | None,
+    ) -> None:
         # with error=, record_step fills error_type, the message (unless the block set one) and the stack
         success, emsg = h.success, h.error_message if error is None else (h.error_message or None)
         try:
-            self.record_step(step_type, h.step_data, thinking=h.thinking if isinstance(h.thinking, str) else None,
-                             action_result=h.action_result, screenshot=h.screenshot, duration_ms=duration,
-                             success=success if isinstance(success, bool) else False,
-                             error_message=None if emsg is None else (emsg if isinstance(emsg, str) else repr(emsg)),
-                             error=error, metadata=h.metadata, _number=number, _started_at=started_at)
+            self.record_step(
+                step_type,
+                h.step_data,
+                thinking=h.thinking if isinstance(h.thinking, str) else None,
+                action_result=h.action_result,
+                screenshot=h.screenshot,
+                duration_ms=duration,
+                success=success if isinstance(success, bool) else False,
+                error_message=None if emsg is None else (emsg if isinstance(emsg, str) else repr(emsg)),
+                error=error,
+                metadata=h.metadata,
+                _number=number,
+                _started_at=started_at,
+            )
         except (TypeError, ValueError) as exc:
             if error is not None:
                 log.error("stepsdk: could not record step %d: %s", number, exc)
@@ -429,15 +531,23 @@ class StepTracker:
             raise
 
     # ------------------------------------------------------------------ lifecycle
-    def finish(self, status: TaskStatus | str = TaskStatus.SUCCESS, result: str | None = None,
-               error_message: str | None = None, timeout: float = 5.0, *,
-               metadata: Mapping[str, Any] | None = None) -> FlushResult:
+    def finish(
+        self,
+        status: TaskStatus | str = TaskStatus.SUCCESS,
+        result: str | None = None,
+        error_message: str | None = None,
+        timeout: float = 5.0,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> FlushResult:
         """Mark the task finished (success, failed or interrupted), then flush (bounded by
         `timeout`). Calling it again updates the task row (the latest call wins)."""
         try:
             st = TASK_STATUSES[status]
         except (KeyError, TypeError):
-            raise ValueError(f"status must be one of {[s.value for s in TaskStatus]}, got {status!r}") from None
+            raise ValueError(
+                f"status must be one of {[s.value for s in TaskStatus]}, got {status!r}"
+            ) from None
         _check_str("result", result)
         _check_str("error_message", error_message)
         if metadata is not None:
@@ -485,8 +595,12 @@ class StepTracker:
         deadline = time.monotonic() + timeout
         if not self._closed:
             if not self._finished:
-                self.finish(TaskStatus.INTERRUPTED, error_message=f"terminated by {signal_name}",
-                            timeout=timeout * 0.7, metadata={"interrupted": {"signal": signal_name}})
+                self.finish(
+                    TaskStatus.INTERRUPTED,
+                    error_message=f"terminated by {signal_name}",
+                    timeout=timeout * 0.7,
+                    metadata={"interrupted": {"signal": signal_name}},
+                )
                 self._finished = False  # the program may still finish it its own way
             if close:
                 self.close(timeout=max(0.1, deadline - time.monotonic()))
@@ -513,8 +627,9 @@ class StepTracker:
     def __enter__(self) -> StepTracker:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # finish + close share one budget of CLOSE_TIMEOUT seconds, whatever the backend does.
         deadline = time.monotonic() + CLOSE_TIMEOUT
         try:
@@ -522,11 +637,15 @@ class StepTracker:
                 if exc is None:
                     self.finish(TaskStatus.SUCCESS, timeout=CLOSE_TIMEOUT)
                 elif isinstance(exc, _interruptions()):
-                    self.finish(TaskStatus.INTERRUPTED, error_message=f"{type(exc).__name__}: {exc}",
-                                timeout=CLOSE_TIMEOUT)
+                    self.finish(
+                        TaskStatus.INTERRUPTED,
+                        error_message=f"{type(exc).__name__}: {exc}",
+                        timeout=CLOSE_TIMEOUT,
+                    )
                 else:
-                    self.finish(TaskStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}",
-                                timeout=CLOSE_TIMEOUT)
+                    self.finish(
+                        TaskStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}", timeout=CLOSE_TIMEOUT
+                    )
         finally:
             self.close(timeout=max(0.5, deadline - time.monotonic()))
 
@@ -537,8 +656,13 @@ class StepTracker:
 
         return await asyncio.to_thread(self.flush, timeout)
 
-    async def afinish(self, status: TaskStatus | str = TaskStatus.SUCCESS, result: str | None = None,
-                      error_message: str | None = None, timeout: float = 5.0) -> FlushResult:
+    async def afinish(
+        self,
+        status: TaskStatus | str = TaskStatus.SUCCESS,
+        result: str | None = None,
+        error_message: str | None = None,
+        timeout: float = 5.0,
+    ) -> FlushResult:
         import asyncio
 
         return await asyncio.to_thread(self.finish, status, result, error_message, timeout)
@@ -551,8 +675,9 @@ class StepTracker:
     async def __aenter__(self) -> StepTracker:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         import asyncio
 
         await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
@@ -582,8 +707,10 @@ def _check_duration(value: Any) -> float:
     if not value >= 0 or value == float("inf"):  # also rejects NaN
         raise ValueError(f"duration_ms must be a finite number >= 0, got {value!r}")
     if value > MAX_DURATION_MS:
-        raise ValueError(f"duration_ms={value!r} is more than 30 days: milliseconds are expected "
-                         "(was a timestamp, or microseconds, passed by mistake?)")
+        raise ValueError(
+            f"duration_ms={value!r} is more than 30 days: milliseconds are expected "
+            "(was a timestamp, or microseconds, passed by mistake?)"
+        )
     return float(value)
 
 
@@ -595,8 +722,10 @@ def _check_task_id(task_id: str) -> None:
     try:
         task_id.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"task_id {task_id!r} is not valid Unicode text (it holds a lone surrogate, e.g. from "
-                         "os.fsdecode of a non-UTF-8 name); no database can store it") from None
+        raise ValueError(
+            f"task_id {task_id!r} is not valid Unicode text (it holds a lone surrogate, e.g. from "
+            "os.fsdecode of a non-UTF-8 name); no database can store it"
+        ) from None
 
 
 def _describe(error: BaseException) -> str:

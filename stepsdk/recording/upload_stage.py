@@ -36,9 +36,18 @@ class UploadStage(Stage):
 
     thread_name = "stepsdk-upload"
 
-    def __init__(self, config: Config, journal: Journal, progress: Progress, *, sink: SinkSource,
-                 buffer_size: int, flush_interval: float, clock: Callable[[], float] = time.monotonic,
-                 on_first_success: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        progress: Progress,
+        *,
+        sink: SinkSource,
+        buffer_size: int,
+        flush_interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_first_success: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.journal = journal
         self.progress = progress
@@ -51,9 +60,6 @@ class UploadStage(Stage):
         self.uploader: Uploader | None = None
         self._on_first_success = on_first_success
         super().__init__()
-
-
-
 
     # ------------------------------------------------------------------ the thread
     def _loop(self) -> None:
@@ -80,8 +86,12 @@ class UploadStage(Stage):
         p = self.progress
         with p.cond:
             first = p.latest_task
-            if p.task_version_uploaded == 0 and first is not None and not first.done \
-                    and all(r is not first for r in batch):
+            if (
+                p.task_version_uploaded == 0
+                and first is not None
+                and not first.done
+                and all(r is not first for r in batch)
+            ):
                 batch = [first, *batch]  # the task row goes first, even if it sits later in pending
         with p.cond:
             stored = {p.own_task} if p.task_version_uploaded and p.own_task else set()
@@ -121,21 +131,30 @@ class UploadStage(Stage):
             else:
                 sink = source
         except Exception as exc:
-            self.breaker.failure(f"cannot create the Supabase client: {type(exc).__name__}: {exc}",
-                                 f" ({self.config.backup_dir})")
+            self.breaker.failure(
+                f"cannot create the Supabase client: {type(exc).__name__}: {exc}",
+                f" ({self.config.backup_dir})",
+            )
             self.progress.upload_failed(f"cannot create the Supabase client: {type(exc).__name__}")
             return False
         self.sink = sink
         self.uploader = Uploader(
-            sink, self.journal, policy=self._policy, read_object=self._read_object,
-            on_confirmed=self.progress.confirmed, on_rejected=self._rejected, on_retry=self._retry)
+            sink,
+            self.journal,
+            policy=self._policy,
+            read_object=self._read_object,
+            on_confirmed=self.progress.confirmed,
+            on_rejected=self._rejected,
+            on_retry=self._retry,
+        )
         return True
 
     def _policy(self) -> RetryPolicy:
         # When the breaker is open a batch is a probe: one attempt, no retries.
         max_time = 0.0 if self.breaker.open else self.config.retry_max_time
-        return _TimedPolicy(self.progress, max_time, should_stop=lambda: self.progress.abort_retries,
-                            clock=self.clock)
+        return _TimedPolicy(
+            self.progress, max_time, should_stop=lambda: self.progress.abort_retries, clock=self.clock
+        )
 
     def _retry(self, exc: BaseException) -> None:
         self.progress.retrying(one_line(exc))
@@ -167,9 +186,16 @@ class UploadStage(Stage):
                     break  # reload from the journal, below (outside the lock)
                 # Steps spilled on the caller's thread can reach `pending` before the journal
                 # stage has handled the task row: never send them before it exists (foreign key).
-                due = p.pending and p.latest_task is not None and (
-                    len(p.pending) >= self.buffer_size or p.flush_waiters or p.stopping
-                    or self.clock() - p.pending[0].since >= self.flush_interval)
+                due = (
+                    p.pending
+                    and p.latest_task is not None
+                    and (
+                        len(p.pending) >= self.buffer_size
+                        or p.flush_waiters
+                        or p.stopping
+                        or self.clock() - p.pending[0].since >= self.flush_interval
+                    )
+                )
                 if due:
                     return list(itertools.islice(p.pending, self.buffer_size))
                 timeout = self.flush_interval - (self.clock() - p.pending[0].since) if p.pending else 0.5
@@ -239,5 +265,10 @@ def _record_from(record: dict[str, Any], offset: int) -> Record:
         return Record(T_TASKS, row["task_id"], row, version=record["v"], offset=offset)
     version = record.get("v", 0)
     meta = row.get("metadata")
-    pending = table == T_STEPS and version == 0 and isinstance(meta, dict) and meta.get("screenshot_pending") is True
+    pending = (
+        table == T_STEPS
+        and version == 0
+        and isinstance(meta, dict)
+        and meta.get("screenshot_pending") is True
+    )
     return Record(table, row["id"], row, version=version, final=not pending, offset=offset)

@@ -65,8 +65,11 @@ def draw_marks(img: Image.Image, marks: list[Mark], scale: float = 1.0) -> None:
         else:
             (x1, y1), (x2, y2) = pts
             draw.line((x1, y1, x2, y2), fill=(*SWIPE, 255), width=stroke)
-            draw.ellipse((x1 - r * 0.6, y1 - r * 0.6, x1 + r * 0.6, y1 + r * 0.6), fill=(*SWIPE, 100),
-                         outline=(*SWIPE, 255))
+            draw.ellipse(
+                (x1 - r * 0.6, y1 - r * 0.6, x1 + r * 0.6, y1 + r * 0.6),
+                fill=(*SWIPE, 100),
+                outline=(*SWIPE, 255),
+            )
             draw.ellipse((x2 - r, y2 - r, x2 + r, y2 + r), outline=(*SWIPE, 255), width=stroke)
     img.alpha_composite(layer)
 
@@ -79,8 +82,9 @@ def frame(step: SharedStep, size: tuple[int, int]) -> Image.Image:
         shot = src.convert("RGBA")
     scale = min(size[0] / shot.width, size[1] / shot.height)
     if scale != 1.0:
-        shot = shot.resize((max(1, round(shot.width * scale)), max(1, round(shot.height * scale))),
-                           Image.Resampling.LANCZOS)
+        shot = shot.resize(
+            (max(1, round(shot.width * scale)), max(1, round(shot.height * scale))), Image.Resampling.LANCZOS
+        )
     draw_marks(shot, step.marks, scale)
     band = max(24, size[1] // 18)
     band += band % 2  # even frame sizes (H.264)
@@ -116,11 +120,20 @@ def write_pillow(run: SharedRun, out: IO[bytes], fmt: str, seconds: float = DEFA
     ms = max(20, round(seconds * 1000))
     if fmt == "gif":
         images = [im.quantize(colors=256, method=Image.Quantize.FASTOCTREE) for im in images]
-        images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=ms, loop=0, optimize=False,
-                       disposal=1)
+        images[0].save(
+            out,
+            "GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=ms,
+            loop=0,
+            optimize=False,
+            disposal=1,
+        )
     elif fmt == "webp":
-        images[0].save(out, "WEBP", save_all=True, append_images=images[1:], duration=ms, loop=0, quality=80,
-                       method=4)
+        images[0].save(
+            out, "WEBP", save_all=True, append_images=images[1:], duration=ms, loop=0, quality=80, method=4
+        )
     else:
         raise ValueError(f"unknown animation format {fmt!r}")
     return len(images)
@@ -132,17 +145,26 @@ def write_mp4(run: SharedRun, target: Path, seconds: float = DEFAULT_SECONDS) ->
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise AnimationError("MP4 needs the video extra: pip install 'stepsdk[video]' (imageio-ffmpeg)") from None
+        raise AnimationError(
+            "MP4 needs the video extra: pip install 'stepsdk[video]' (imageio-ffmpeg)"
+        ) from None
     size = frame_size(run)
     count = 0
     writer = None
     for image in frames(run):
         if writer is None:
             writer = imageio_ffmpeg.write_frames(
-                str(target), image.size, fps=1.0 / max(0.02, seconds), codec="libx264", pix_fmt_in="rgb24",
-                pix_fmt_out="yuv420p", macro_block_size=2, quality=None,
+                str(target),
+                image.size,
+                fps=1.0 / max(0.02, seconds),
+                codec="libx264",
+                pix_fmt_in="rgb24",
+                pix_fmt_out="yuv420p",
+                macro_block_size=2,
+                quality=None,
                 output_params=["-preset", "veryfast", "-crf", "26", "-movflags", "+faststart"],
-                ffmpeg_log_level="error")
+                ffmpeg_log_level="error",
+            )
             writer.send(None)  # start ffmpeg
         writer.send(image.tobytes())
         count += 1

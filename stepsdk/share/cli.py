@@ -34,19 +34,34 @@ exit 1 when some screenshots could not be read (left out, listed). See docs/shar
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sharing formats (html, gif, webp, mp4, otlp, trajectories)")
-    group.add_argument("--seconds-per-frame", type=float, default=1.0, metavar="S",
-                       help="animation speed and the HTML report's playback (default 1.0)")
-    group.add_argument("--endpoint", metavar="URL",
-                       help="OTLP/HTTP receiver for --format otlp (e.g. http://127.0.0.1:4318; /v1/traces is added)")
-    group.add_argument("--otlp-timeout", type=float, default=10.0, metavar="S",
-                       help="seconds to keep retrying a receiver that does not answer (default 10)")
+    group.add_argument(
+        "--seconds-per-frame",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="animation speed and the HTML report's playback (default 1.0)",
+    )
+    group.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="OTLP/HTTP receiver for --format otlp (e.g. http://127.0.0.1:4318; /v1/traces is added)",
+    )
+    group.add_argument(
+        "--otlp-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to keep retrying a receiver that does not answer (default 10)",
+    )
 
 
 def check(args: argparse.Namespace) -> None:
     fmt = args.format
     if args.with_screenshots:
-        raise CliError(f"--with-screenshots is for json/jsonl/csv; --format {fmt} embeds or writes images itself",
-                       Exit.USAGE)
+        raise CliError(
+            f"--with-screenshots is for json/jsonl/csv; --format {fmt} embeds or writes images itself",
+            Exit.USAGE,
+        )
     if not 0.02 <= args.seconds_per_frame <= 60:
         raise CliError("--seconds-per-frame must be between 0.02 and 60", Exit.USAGE)
     if fmt == "otlp":
@@ -87,8 +102,13 @@ def run(args: argparse.Namespace, source: Any, tasks: list[dict[str, Any]]) -> i
         raise CliError(f"--format {fmt} takes one task; {len(tasks)} matched (give a TASK_ID)", Exit.USAGE)
     started = time.perf_counter()
     bundles = _export.iter_bundles(source, tasks)
-    result: dict[str, Any] = {"ok": True, "source": source.label, "format": fmt,
-                              "output": str(args.output) if args.output else None, "tasks": len(tasks)}
+    result: dict[str, Any] = {
+        "ok": True,
+        "source": source.label,
+        "format": fmt,
+        "output": str(args.output) if args.output else None,
+        "tasks": len(tasks),
+    }
     missing: list[str] = []
     if fmt in SINGLE_TASK:
         from stepsdk.share.run import shared_run
@@ -104,8 +124,12 @@ def run(args: argparse.Namespace, source: Any, tasks: list[dict[str, Any]]) -> i
 
         base = getattr(source, "client", None) and getattr(source.client, "supabase_url", None)
         try:
-            traces, spans = export_tasks(bundles, args.endpoint, timeout=args.otlp_timeout,
-                                         screenshot_base=str(base).rstrip("/") if base else None)
+            traces, spans = export_tasks(
+                bundles,
+                args.endpoint,
+                timeout=args.otlp_timeout,
+                screenshot_base=str(base).rstrip("/") if base else None,
+            )
         except OtlpExportError as exc:
             raise CliError(str(exc), Exit.UNAVAILABLE) from None
         result.update({"traces": traces, "spans": spans, "endpoint": args.endpoint})
@@ -116,8 +140,10 @@ def run(args: argparse.Namespace, source: Any, tasks: list[dict[str, Any]]) -> i
         report = trajectories.write(bundles, args.output, source.screenshot)
         missing = report.missing or []
         result.update({"episodes": report.episodes, "records": report.records, "images": report.images})
-        human = (f"wrote {report.records} step record(s) of {report.episodes} episode(s) and {report.images} "
-                 f"image(s) to {args.output}")
+        human = (
+            f"wrote {report.records} step record(s) of {report.episodes} episode(s) and {report.images} "
+            f"image(s) to {args.output}"
+        )
     for path in missing:
         warn(f"screenshot object {path} could not be read; left out")
     result["missing_images"] = missing
@@ -146,7 +172,9 @@ def _single(args: argparse.Namespace, shared: Any) -> dict[str, Any]:
             data = buf.getvalue()
             write_atomically(args.output, lambda fh: fh.write(data))
     except animation.AnimationError as exc:
-        raise CliError(str(exc), Exit.NO_INPUT if isinstance(exc, animation.NothingToAnimate) else Exit.CONFIG) from None
+        raise CliError(
+            str(exc), Exit.NO_INPUT if isinstance(exc, animation.NothingToAnimate) else Exit.CONFIG
+        ) from None
     return {"bytes": Path(args.output).stat().st_size, "frames": frames}
 
 

@@ -118,7 +118,10 @@ def json_text(value: Any, limit: int = MAX_JSON) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     if len(text) > limit:
-        text = text[:limit] + f"\n… cut here: {len(text) - limit:,} more characters (export the task for all of it)"
+        text = (
+            text[:limit]
+            + f"\n… cut here: {len(text) - limit:,} more characters (export the task for all of it)"
+        )
     return text
 
 
@@ -145,27 +148,43 @@ def _header(run: SharedRun) -> str:
     st = statistics(run)
     status = str(t.get("status") or "unknown")
     rate = f"{st['success_rate'] * 100:.1f} %" if st["success_rate"] is not None else "–"
-    cells = [("Agent", t.get("agent") or "–"), ("Started", _fmt_ts(t.get("started_at"))),
-             ("Finished", _fmt_ts(t.get("finished_at"))), ("Duration", fmt_ms(_task_ms(t))),
-             ("Steps", st["steps"]), ("Succeeded", st["succeeded"]), ("Failed", st["failed"]),
-             ("Success rate", rate), ("Step time", fmt_ms(st["step_time_ms"])),
-             ("Screenshots", st["screenshots"]),
-             ("Tokens", st["total_tokens"] if st["total_tokens"] is not None else "–")]
-    out = [f'<div class="card" id="task"><div class="bar"><span class="badge s-{_e(status)}" id="status">'
-           f'{_e(status)}</span><span class="grow"></span><span class="hint">id: {_e(run.task_id)}</span></div>',
-           '<div class="stats">']
+    cells = [
+        ("Agent", t.get("agent") or "–"),
+        ("Started", _fmt_ts(t.get("started_at"))),
+        ("Finished", _fmt_ts(t.get("finished_at"))),
+        ("Duration", fmt_ms(_task_ms(t))),
+        ("Steps", st["steps"]),
+        ("Succeeded", st["succeeded"]),
+        ("Failed", st["failed"]),
+        ("Success rate", rate),
+        ("Step time", fmt_ms(st["step_time_ms"])),
+        ("Screenshots", st["screenshots"]),
+        ("Tokens", st["total_tokens"] if st["total_tokens"] is not None else "–"),
+    ]
+    out = [
+        f'<div class="card" id="task"><div class="bar"><span class="badge s-{_e(status)}" id="status">'
+        f'{_e(status)}</span><span class="grow"></span><span class="hint">id: {_e(run.task_id)}</span></div>',
+        '<div class="stats">',
+    ]
     out += [f"<div><small>{_e(k)}</small><b>{_e(v)}</b></div>" for k, v in cells]
     out.append("</div>")
     if t.get("result"):
-        out.append(f'<p class="text" style="color:#166534">Result: {_e(_cut(str(t["result"]), MAX_TEXT))}</p>')
+        out.append(
+            f'<p class="text" style="color:#166534">Result: {_e(_cut(str(t["result"]), MAX_TEXT))}</p>'
+        )
     if t.get("error_message"):
-        out.append(f'<p class="text" style="color:#b91c1c">Error: {_e(_cut(str(t["error_message"]), MAX_TEXT))}</p>')
+        out.append(
+            f'<p class="text" style="color:#b91c1c">Error: {_e(_cut(str(t["error_message"]), MAX_TEXT))}</p>'
+        )
     if t.get("description"):
         out.append(f'<p class="text">{_e(_cut(str(t["description"]), MAX_TEXT))}</p>')
     if isinstance(t.get("metadata"), dict) and t["metadata"]:
-        rows = "".join(f"<tr><td class=lbl>{_e(_cut(str(k), 200))}</td><td>"
-                       f"{_e(_cut(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str), 2000))}"
-                       f"</td></tr>" for k, v in list(t["metadata"].items())[:100])
+        rows = "".join(
+            f"<tr><td class=lbl>{_e(_cut(str(k), 200))}</td><td>"
+            f"{_e(_cut(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str), 2000))}"
+            f"</td></tr>"
+            for k, v in list(t["metadata"].items())[:100]
+        )
         out.append(f'<table class="meta">{rows}</table>')
     out.append("</div>")
     return "".join(out)
@@ -175,8 +194,10 @@ def _timeline_item(index: int, step: SharedStep) -> str:
     row = step.row
     name = action_name(row.get("step_data"))
     label = row.get("name") or ""
-    parts = [f'<div class="tl-item{" failed" if step.failed else ""}" id="step-{index}">',
-             f"<b>#{_e(step.number)} {_e(row.get('step_type'))}</b> "]
+    parts = [
+        f'<div class="tl-item{" failed" if step.failed else ""}" id="step-{index}">',
+        f"<b>#{_e(step.number)} {_e(row.get('step_type'))}</b> ",
+    ]
     if name:
         parts.append(f'<span class="badge act">{_e(name)}</span> ')
     if label:
@@ -187,8 +208,10 @@ def _timeline_item(index: int, step: SharedStep) -> str:
     if row.get("thinking"):
         parts.append(f"<p>{_e(_short(row['thinking'], 280))}</p>")
     if step.failed:
-        parts.append(f'<p style="color:#b91c1c">{_e(row.get("error_type") or "Error")}: '
-                     f"{_e(_short(row.get('error_message'), 200))}</p>")
+        parts.append(
+            f'<p style="color:#b91c1c">{_e(row.get("error_type") or "Error")}: '
+            f"{_e(_short(row.get('error_message'), 200))}</p>"
+        )
     parts.append("</div>")
     return "".join(parts)
 
@@ -201,38 +224,48 @@ def _screenshot(step: SharedStep) -> str:
     w, h = step.size
     uri = "data:image/webp;base64," + base64.b64encode(step.image).decode("ascii")
     svg = overlay_svg(step.marks, w, h)  # numbers only (see stepsdk.viewer.pages._overlay)
-    return (f'<div class="shot"><img alt="screenshot of step {_e(step.number)}" width="{w}" height="{h}" '
-            f'src="{uri}"><svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
-            f'xmlns="http://www.w3.org/2000/svg">{svg}</svg></div>')
+    return (
+        f'<div class="shot"><img alt="screenshot of step {_e(step.number)}" width="{w}" height="{h}" '
+        f'src="{uri}"><svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
+        f'xmlns="http://www.w3.org/2000/svg">{svg}</svg></div>'
+    )
 
 
 def _detail(index: int, total: int, step: SharedStep) -> str:
     row = step.row
     ok = '<span class="badge bad">failed</span>' if step.failed else '<span class="badge ok">ok</span>'
-    out = [f'<section class="detail card" data-index="{index}" data-shot="{1 if step.image else 0}" hidden>',
-           f'<div class="bar"><h2 class="step-title">Step {_e(step.number)} of {total}</h2>',
-           f'<span class="grow"></span><span>{_e(row.get("step_type"))} · {_e(fmt_ms(row.get("duration_ms")))}'
-           f"</span> {ok}</div>"]
+    out = [
+        f'<section class="detail card" data-index="{index}" data-shot="{1 if step.image else 0}" hidden>',
+        f'<div class="bar"><h2 class="step-title">Step {_e(step.number)} of {total}</h2>',
+        f'<span class="grow"></span><span>{_e(row.get("step_type"))} · {_e(fmt_ms(row.get("duration_ms")))}'
+        f"</span> {ok}</div>",
+    ]
     if row.get("name"):
         out.append(f'<div class="text"><b>{_e(_cut(str(row["name"]), 200))}</b></div>')
     out.append(_screenshot(step))
     if step.failed:
-        out.append(f'<div class="err"><b>{_e(row.get("error_type") or "Error")}'
-                   f'{" (" + _e(row["error_category"]) + ")" if row.get("error_category") else ""}</b>'
-                   f'<div class="text">{_e(_cut(str(row.get("error_message") or ""), MAX_TEXT))}</div>')
+        out.append(
+            f'<div class="err"><b>{_e(row.get("error_type") or "Error")}'
+            f"{' (' + _e(row['error_category']) + ')' if row.get('error_category') else ''}</b>"
+            f'<div class="text">{_e(_cut(str(row.get("error_message") or ""), MAX_TEXT))}</div>'
+        )
         if row.get("stack_trace"):
             out.append(f"<pre>{_e(_cut(str(row['stack_trace']), MAX_TRACE))}</pre>")
         out.append("</div>")
     if row.get("thinking"):
-        out.append(f'<div class="lbl">Thinking</div><div class="text thinking">'
-                   f"{_e(_cut(str(row['thinking']), MAX_TEXT))}</div>")
+        out.append(
+            f'<div class="lbl">Thinking</div><div class="text thinking">'
+            f"{_e(_cut(str(row['thinking']), MAX_TEXT))}</div>"
+        )
     out.append(f'<div class="lbl">Action (step_data)</div><pre>{_e(json_text(row.get("step_data")))}</pre>')
     if row.get("action_result") is not None:
         out.append(f'<div class="lbl">Result</div><pre>{_e(json_text(row.get("action_result")))}</pre>')
     if isinstance(row.get("usage"), dict):
         out.append(f'<div class="lbl">Tokens</div><pre>{_e(json_text(row["usage"]))}</pre>')
     if row.get("metadata"):
-        out.append(f'<details><summary>Metadata</summary><pre>{_e(json_text(row.get("metadata")))}</pre></details>')
+        out.append(
+            f"<details><summary>Metadata</summary><pre>{_e(json_text(row.get('metadata')))}</pre></details>"
+        )
     out.append("</section>")
     return "".join(out)
 
@@ -241,11 +274,13 @@ def render(run: SharedRun, *, play_ms: int = PLAY_MS) -> str:
     """The whole report as one HTML string."""
     title = str(run.task.get("title") or "(untitled task)")
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
-    csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
-           "base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
+        "base-uri 'none'; form-action 'none'"
+    )
     total = len(run.steps)
     parts: list[str] = [
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="stepsdk">',
@@ -258,11 +293,12 @@ def render(run: SharedRun, *, play_ms: int = PLAY_MS) -> str:
     parts.append('<div class="cols"><div class="tl card" id="timeline">')
     parts.append(f'<div class="hint">{total} step(s) · j/k or arrows: step · p: play screenshots</div>')
     parts += [_timeline_item(i, s) for i, s in enumerate(run.steps)]
-    parts.append('</div><div class="pane"><div class="bar card"><button id="prev" title="previous (k)">◀</button>'
-                 '<button id="next" title="next (j)">▶</button><button id="play" title="play (p)">Play</button>'
-                 f'<span class="grow"></span><span class="hint">exported {_e(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))}'
-                 "</span></div>")
+    parts.append(
+        '</div><div class="pane"><div class="bar card"><button id="prev" title="previous (k)">◀</button>'
+        '<button id="next" title="next (j)">▶</button><button id="play" title="play (p)">Play</button>'
+        f'<span class="grow"></span><span class="hint">exported {_e(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))}'
+        "</span></div>"
+    )
     parts += [_detail(i, total, s) for i, s in enumerate(run.steps)]
     parts.append(f"</div></div></main><script>{_SCRIPT}</script></body></html>\n")
     return "".join(parts)
-

@@ -108,9 +108,12 @@ def task_span(task: dict[str, Any], steps: list[dict[str, Any]]) -> SpanPlan:
     agent = str(task.get("agent") or "agent")
     meta = task.get("metadata") if isinstance(task.get("metadata"), dict) else {}
     attrs: dict[str, Any] = {
-        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent,
-        "gen_ai.conversation.id": str(task["task_id"]), "openinference.span.kind": "AGENT",
-        "stepsdk.task_id": str(task["task_id"]), "stepsdk.task.status": str(task.get("status")),
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": agent,
+        "gen_ai.conversation.id": str(task["task_id"]),
+        "openinference.span.kind": "AGENT",
+        "stepsdk.task_id": str(task["task_id"]),
+        "stepsdk.task.status": str(task.get("status")),
         "stepsdk.task.steps": len(steps),
     }
     if isinstance(meta.get("model"), str):
@@ -125,8 +128,13 @@ def task_span(task: dict[str, Any], steps: list[dict[str, Any]]) -> SpanPlan:
         ends = [e for e in (step_times(s)[1] for s in steps) if e is not None]
         end = max(ends) if ends else None
     failed = task.get("status") in ("failed", "interrupted")
-    return SpanPlan(f"invoke_agent {agent}", _ns(start), _ns(end or start), attrs,
-                    str(task.get("error_message") or task.get("status")) if failed else None)
+    return SpanPlan(
+        f"invoke_agent {agent}",
+        _ns(start),
+        _ns(end or start),
+        attrs,
+        str(task.get("error_message") or task.get("status")) if failed else None,
+    )
 
 
 def step_times(step: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
@@ -144,15 +152,23 @@ def step_span(step: dict[str, Any], task: dict[str, Any], screenshot_base: str |
     meta = task.get("metadata") if isinstance(task.get("metadata"), dict) else {}
     model = meta.get("model") if isinstance(meta.get("model"), str) else None
     attrs: dict[str, Any] = {
-        "stepsdk.step.id": str(step.get("id")), "stepsdk.step.number": _int(step.get("step_number")) or 0,
-        "stepsdk.step.type": str(step.get("step_type")), "stepsdk.step.success": step.get("success") is not False,
+        "stepsdk.step.id": str(step.get("id")),
+        "stepsdk.step.number": _int(step.get("step_number")) or 0,
+        "stepsdk.step.type": str(step.get("step_type")),
+        "stepsdk.step.success": step.get("success") is not False,
         "gen_ai.agent.name": str(task.get("agent") or "agent"),
     }
     if action:
         name = f"execute_tool {action}"
-        attrs.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": action,
-                      "gen_ai.tool.type": "function", "openinference.span.kind": "TOOL",
-                      "tool.name": action})
+        attrs.update(
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": action,
+                "gen_ai.tool.type": "function",
+                "openinference.span.kind": "TOOL",
+                "tool.name": action,
+            }
+        )
         nested = data.get("action") if isinstance(data, dict) else None
         attrs["gen_ai.tool.call.arguments"] = _text(nested if nested is not None else data)
     elif usage is not None or step.get("step_type") == "thinking":
@@ -164,8 +180,10 @@ def step_span(step: dict[str, Any], task: dict[str, Any], screenshot_base: str |
         name = f"step {step.get('step_type')}"
         attrs["openinference.span.kind"] = "CHAIN"
     if usage is not None:
-        for ours, theirs in (("prompt_tokens", "gen_ai.usage.input_tokens"),
-                             ("completion_tokens", "gen_ai.usage.output_tokens")):
+        for ours, theirs in (
+            ("prompt_tokens", "gen_ai.usage.input_tokens"),
+            ("completion_tokens", "gen_ai.usage.output_tokens"),
+        ):
             if _int(usage.get(ours)) is not None:
                 attrs[theirs] = usage[ours]
         if _int(usage.get("prompt_tokens")) is not None:
@@ -191,12 +209,23 @@ def step_span(step: dict[str, Any], task: dict[str, Any], screenshot_base: str |
         if step.get("error_category"):
             attrs["stepsdk.error.category"] = str(step["error_category"])
     start, end = step_times(step)
-    return SpanPlan(name, _ns(start), _ns(end), attrs,
-                    _text(step.get("error_message") or step.get("error_type") or "failed") if failed else None)
+    return SpanPlan(
+        name,
+        _ns(start),
+        _ns(end),
+        attrs,
+        _text(step.get("error_message") or step.get("error_type") or "failed") if failed else None,
+    )
 
 
-def export_tasks(bundles: Iterable[TaskBundle], endpoint: str, *, headers: dict[str, str] | None = None,
-                 screenshot_base: str | None = None, timeout: float = 10.0) -> tuple[int, int]:
+def export_tasks(
+    bundles: Iterable[TaskBundle],
+    endpoint: str,
+    *,
+    headers: dict[str, str] | None = None,
+    screenshot_base: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, int]:
     """Send every task as one trace; returns (traces, spans). Raises :class:`OtlpExportError`
     when the receiver did not accept one (the SDK exporter reports failure by return value)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -231,13 +260,19 @@ def export_tasks(bundles: Iterable[TaskBundle], endpoint: str, *, headers: dict[
         provider.add_span_processor(processor)
         tracer = provider.get_tracer("stepsdk.share.otlp")
         plan = task_span(bundle.task, bundle.steps)
-        root = tracer.start_span(plan.name, kind=SpanKind.INTERNAL, attributes=plan.attributes,
-                                 start_time=plan.start_ns)
+        root = tracer.start_span(
+            plan.name, kind=SpanKind.INTERNAL, attributes=plan.attributes, start_time=plan.start_ns
+        )
         context = set_span_in_context(root)
         for step in bundle.steps:
             sp = step_span(step, bundle.task, screenshot_base)
-            span = tracer.start_span(sp.name, context=context, kind=SpanKind.INTERNAL, attributes=sp.attributes,
-                                     start_time=sp.start_ns)
+            span = tracer.start_span(
+                sp.name,
+                context=context,
+                kind=SpanKind.INTERNAL,
+                attributes=sp.attributes,
+                start_time=sp.start_ns,
+            )
             span.set_status(Status(StatusCode.ERROR, sp.error) if sp.error else Status(StatusCode.OK))
             span.end(end_time=sp.end_ns)
             spans += 1
@@ -247,6 +282,8 @@ def export_tasks(bundles: Iterable[TaskBundle], endpoint: str, *, headers: dict[
         provider.force_flush()
         provider.shutdown()
         if exporter.failures:
-            raise OtlpExportError(f"the OTLP receiver at {url} did not accept the trace of task {bundle.task_id}")
+            raise OtlpExportError(
+                f"the OTLP receiver at {url} did not accept the trace of task {bundle.task_id}"
+            )
         traces += 1
     return traces, spans

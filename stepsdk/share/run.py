@@ -99,8 +99,13 @@ def shared_run(bundle: TaskBundle, fetch: Fetch, *, images: bool = True) -> Shar
             else:
                 step.image, step.size = data, size
                 meta = step.shot.get("metadata") if isinstance(step.shot.get("metadata"), dict) else {}
-                step.marks = action_marks(row.get("step_data"), size[0], size[1],
-                                          _positive(meta.get("original_width")), _positive(meta.get("original_height")))
+                step.marks = action_marks(
+                    row.get("step_data"),
+                    size[0],
+                    size[1],
+                    _positive(meta.get("original_width")),
+                    _positive(meta.get("original_height")),
+                )
         run.steps.append(step)
     return run
 
@@ -117,7 +122,9 @@ def statistics(run: SharedRun) -> dict[str, Any]:
     durations = [s["duration_ms"] for s in steps if isinstance(s.get("duration_ms"), int | float)]
     tokens = [s["usage"].get("total_tokens") for s in steps if isinstance(s.get("usage"), dict)]
     return {
-        "steps": len(steps), "succeeded": len(steps) - failed, "failed": failed,
+        "steps": len(steps),
+        "succeeded": len(steps) - failed,
+        "failed": failed,
         "success_rate": (len(steps) - failed) / len(steps) if steps else None,
         "step_time_ms": sum(durations) if durations else None,
         "screenshots": sum(1 for s in run.steps if s.screenshot_path),

@@ -35,10 +35,21 @@ COORDINATES = "screen_px"
 
 # PhoneAgent action name → our action type (AndroidControl-like names)
 PHONE_ACTIONS = {
-    "tap": "click", "double tap": "double_tap", "long press": "long_press", "swipe": "swipe",
-    "type": "input_text", "type_name": "input_text", "launch": "open_app", "back": "navigate_back",
-    "home": "navigate_home", "wait": "wait", "take_over": "take_over", "note": "other",
-    "call_api": "other", "interact": "other", "finish": "status",
+    "tap": "click",
+    "double tap": "double_tap",
+    "long press": "long_press",
+    "swipe": "swipe",
+    "type": "input_text",
+    "type_name": "input_text",
+    "launch": "open_app",
+    "back": "navigate_back",
+    "home": "navigate_home",
+    "wait": "wait",
+    "take_over": "take_over",
+    "note": "other",
+    "call_api": "other",
+    "interact": "other",
+    "finish": "status",
 }
 ACTION_TYPES = tuple(sorted(set(PHONE_ACTIONS.values()) | {"other"}))
 
@@ -70,8 +81,9 @@ class Screen:
     height: int
 
 
-def _point_fields(prefix: str, rel: tuple[float, float] | None, px: tuple[float, float] | None,
-                  screen: Screen | None) -> dict[str, Any]:
+def _point_fields(
+    prefix: str, rel: tuple[float, float] | None, px: tuple[float, float] | None, screen: Screen | None
+) -> dict[str, Any]:
     """``x``/``y`` pixels and ``x_norm``/``y_norm`` from a 0-1000 point or a pixel point."""
     if rel is not None:
         out: dict[str, Any] = {f"{prefix}x_norm": rel[0] / 1000, f"{prefix}y_norm": rel[1] / 1000}
@@ -144,9 +156,14 @@ def convert_action(step_data: Any, screen: Screen | None) -> dict[str, Any] | No
 
 def _screen(step_data: Any, shot: dict[str, Any]) -> Screen | None:
     screen = step_data.get("screen") if isinstance(step_data, dict) else None
-    for w, h in ((screen or {}).get("width"), (screen or {}).get("height")), \
-            ((shot.get("metadata") or {}).get("original_width"), (shot.get("metadata") or {}).get("original_height")), \
-            ((shot.get("metadata") or {}).get("width"), (shot.get("metadata") or {}).get("height")):
+    for w, h in (
+        ((screen or {}).get("width"), (screen or {}).get("height")),
+        (
+            (shot.get("metadata") or {}).get("original_width"),
+            (shot.get("metadata") or {}).get("original_height"),
+        ),
+        ((shot.get("metadata") or {}).get("width"), (shot.get("metadata") or {}).get("height")),
+    ):
         if isinstance(w, int) and isinstance(h, int) and not isinstance(w, bool) and w > 0 and h > 0:
             return Screen(w, h)
     return None
@@ -182,25 +199,31 @@ def records(bundle: TaskBundle) -> list[dict[str, Any]]:
             continue
         number = step.get("step_number")
         path = step.get("screenshot_path")
-        out.append({
-            "schema_version": SCHEMA_VERSION,
-            "episode_id": bundle.task_id,
-            "goal": str(bundle.task.get("title") or bundle.task.get("description") or ""),
-            "agent": bundle.task.get("agent"),
-            "episode_success": bundle.task.get("status") == "success",
-            "step_index": len(out),
-            "step_number": number,
-            "screenshot": f"images/{folder}/{number if isinstance(number, int) else len(out):05d}.webp" if isinstance(path, str) and path else None,
-            "screenshot_path": path if isinstance(path, str) and path else None,
-            "screen": {"width": screen.width, "height": screen.height} if screen else None,
-            "coordinate_system": COORDINATES,
-            "app": data.get("current_app") if isinstance(data, dict) and isinstance(data.get("current_app"), str) else None,
-            "action": action,
-            "raw_action": data.get("action") if isinstance(data, dict) else None,
-            "reasoning": step.get("thinking") if isinstance(step.get("thinking"), str) else None,
-            "success": step.get("success") is not False,
-            "error_type": step.get("error_type"),
-        })
+        out.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "episode_id": bundle.task_id,
+                "goal": str(bundle.task.get("title") or bundle.task.get("description") or ""),
+                "agent": bundle.task.get("agent"),
+                "episode_success": bundle.task.get("status") == "success",
+                "step_index": len(out),
+                "step_number": number,
+                "screenshot": f"images/{folder}/{number if isinstance(number, int) else len(out):05d}.webp"
+                if isinstance(path, str) and path
+                else None,
+                "screenshot_path": path if isinstance(path, str) and path else None,
+                "screen": {"width": screen.width, "height": screen.height} if screen else None,
+                "coordinate_system": COORDINATES,
+                "app": data.get("current_app")
+                if isinstance(data, dict) and isinstance(data.get("current_app"), str)
+                else None,
+                "action": action,
+                "raw_action": data.get("action") if isinstance(data, dict) else None,
+                "reasoning": step.get("thinking") if isinstance(step.get("thinking"), str) else None,
+                "success": step.get("success") is not False,
+                "error_type": step.get("error_type"),
+            }
+        )
     return out
 
 

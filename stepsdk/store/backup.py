@@ -46,7 +46,11 @@ _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 # Record kinds ("k") and the tables they belong to.
 KIND_TASK, KIND_STEP, KIND_SHOT = "task", "step", "shot"
 KIND_ACK, KIND_REJECT, KIND_OPEN, KIND_CLOSE, KIND_QUARANTINED = (
-    "ack", "reject", "open", "close", "quarantined",
+    "ack",
+    "reject",
+    "open",
+    "close",
+    "quarantined",
 )
 T_TASKS, T_STEPS, T_SHOTS, T_OBJECTS = "tasks", "task_steps", "step_screenshots", "objects"
 
@@ -71,8 +75,9 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
 
 def open_private_append(path: str | os.PathLike[str]) -> Any:
     """Open for appending (binary); a new file is created 0600."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                             FILE_MODE), "ab")
+    return os.fdopen(
+        os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE), "ab"
+    )
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
@@ -109,9 +114,27 @@ def decode_line(line: bytes) -> dict[str, Any]:
     return record
 
 
-_STEP_TEXT = ("thinking", "screenshot_path", "error_type", "error_message", "stack_trace", "started_at",
-              "created_at", "name", "error_category")
-_TASK_TEXT = ("title", "description", "agent", "started_at", "finished_at", "result", "error_message", "owner_id")
+_STEP_TEXT = (
+    "thinking",
+    "screenshot_path",
+    "error_type",
+    "error_message",
+    "stack_trace",
+    "started_at",
+    "created_at",
+    "name",
+    "error_category",
+)
+_TASK_TEXT = (
+    "title",
+    "description",
+    "agent",
+    "started_at",
+    "finished_at",
+    "result",
+    "error_message",
+    "owner_id",
+)
 
 
 def _is_id(value: Any) -> bool:
@@ -158,13 +181,18 @@ def _check_record(record: dict[str, Any]) -> None:
             raise ValueError("step record without a valid id, task_id or step_number")
         if not isinstance(row.get("success", True), bool):
             problem = "success is not a boolean"
-        elif row.get("duration_ms") is not None and (isinstance(row["duration_ms"], bool)
-                                                     or not isinstance(row["duration_ms"], (int, float))):
+        elif row.get("duration_ms") is not None and (
+            isinstance(row["duration_ms"], bool) or not isinstance(row["duration_ms"], (int, float))
+        ):
             problem = "duration_ms is not a number"
         problem = problem or _bad_types(row, ("step_type", *_STEP_TEXT), ("metadata", "usage"))
     elif kind == KIND_SHOT:
         row = record["row"] = upgrade_screenshot_row(row)  # stepsdk 0.1 journals: key storage_path
-        if not (_is_id(row.get("id")) and _is_id(row.get("task_id")) and isinstance(row.get("screenshot_path"), str)):
+        if not (
+            _is_id(row.get("id"))
+            and _is_id(row.get("task_id"))
+            and isinstance(row.get("screenshot_path"), str)
+        ):
             raise ValueError("screenshot record without a valid id, task_id or screenshot_path")
         if row.get("step_id") is not None and not _is_id(row["step_id"]):
             problem = "screenshot record without a valid step_id"
@@ -176,7 +204,9 @@ def _check_record(record: dict[str, Any]) -> None:
             problem = "ack ids is not a list"
         elif "v" in record and not isinstance(record["v"], dict):
             problem = "ack versions is not an object"
-    elif kind == KIND_QUARANTINED and not (isinstance(record.get("file"), str) and _is_int(record.get("offset"))):
+    elif kind == KIND_QUARANTINED and not (
+        isinstance(record.get("file"), str) and _is_int(record.get("offset"))
+    ):
         problem = "quarantined record without file or offset"
     elif kind == KIND_OPEN and not (record.get("pid") is None or _is_int(record.get("pid"))):
         problem = "open record with a pid that is not an int"
@@ -229,8 +259,11 @@ class JournalWriter:
         if self._fh is not None and _unlinked(self._fh):
             # Someone deleted the journal or the whole backup folder: writing on would put every
             # later record into a file nobody can ever read. Start a new file at the same path.
-            log.warning("stepsdk: the backup journal %s was deleted while in use; writing a new one "
-                        "(records written before the deletion are gone with it)", self.path)
+            log.warning(
+                "stepsdk: the backup journal %s was deleted while in use; writing a new one "
+                "(records written before the deletion are gone with it)",
+                self.path,
+            )
             with contextlib.suppress(OSError):
                 self._fh.close()
             self._fh = None
@@ -242,8 +275,14 @@ class JournalWriter:
             _take_lease(self._fh)
             self._position = self._fh.tell()
             if self._position == 0:
-                header = {"k": KIND_OPEN, "format": FORMAT_VERSION, "writer": self.name,
-                          "host": socket.gethostname(), "pid": os.getpid(), "at": now_iso()}
+                header = {
+                    "k": KIND_OPEN,
+                    "format": FORMAT_VERSION,
+                    "writer": self.name,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "at": now_iso(),
+                }
                 self._write(encode_record(header))
         return self._fh
 
@@ -313,7 +352,9 @@ def _unlinked(fh: Any) -> bool:
         return True
 
 
-def iter_journal(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, str | None, bytes]]:
+def iter_journal(
+    path: Path, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, dict[str, Any] | None, str | None, bytes]]:
     """Yield (offset, record or None, problem or None, raw line) for each line of a journal."""
     with open(path, "rb") as fh:
         fh.seek(start)
@@ -483,7 +524,9 @@ class BackupSnapshot:
     shot_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # screenshot row id -> newest
     acked_shot_versions: dict[str, int] = dataclasses.field(default_factory=dict)
     acked_object_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # path -> newest acked
-    task_journals: dict[str, JournalInfo] = dataclasses.field(default_factory=dict)  # journal of the newest version
+    task_journals: dict[str, JournalInfo] = dataclasses.field(
+        default_factory=dict
+    )  # journal of the newest version
     rejected: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
     corrupt: list[tuple[Path, int, str, bytes]] = dataclasses.field(default_factory=list)
     journals: list[JournalInfo] = dataclasses.field(default_factory=list)
@@ -493,8 +536,11 @@ class BackupSnapshot:
         return key in self.acked.get(table, ())
 
     def pending_tasks(self) -> list[dict[str, Any]]:
-        return [row for tid, row in self.tasks.items()
-                if self.acked_task_versions.get(tid, -1) < self.task_versions.get(tid, 0)]
+        return [
+            row
+            for tid, row in self.tasks.items()
+            if self.acked_task_versions.get(tid, -1) < self.task_versions.get(tid, 0)
+        ]
 
     def step_done(self, step_id: str) -> bool:
         """Uploaded in its newest version (an upload of version 0 does not cover version 1)."""
@@ -518,7 +564,9 @@ class BackupSnapshot:
         """`pending_objects()` with the newest version of the rows that need each one."""
         need: dict[str, int] = {}
         for r in self.pending_screenshots():
-            need[r["screenshot_path"]] = max(need.get(r["screenshot_path"], 0), self.shot_versions.get(r["id"], 0))
+            need[r["screenshot_path"]] = max(
+                need.get(r["screenshot_path"], 0), self.shot_versions.get(r["id"], 0)
+            )
         for r in self.pending_steps():
             path = r.get("screenshot_path")
             if path:
@@ -526,8 +574,9 @@ class BackupSnapshot:
         return {p: v for p, v in need.items() if self.acked_object_versions.get(p, -1) < v}
 
 
-def _ack_step_versions(snap: BackupSnapshot, ids: list[str], versions: Any,
-                       acked: dict[str, int] | None = None) -> None:
+def _ack_step_versions(
+    snap: BackupSnapshot, ids: list[str], versions: Any, acked: dict[str, int] | None = None
+) -> None:
     """An ack's `ids` confirm version 0 of each key unless its `v` map names a higher one
     (steps by default; `acked` names the screenshot-row or object map)."""
     versions = versions if isinstance(versions, dict) else {}
@@ -538,7 +587,9 @@ def _ack_step_versions(snap: BackupSnapshot, ids: list[str], versions: Any,
             acked[sid] = v
 
 
-def pending_steps_of_gone_writers(root: str | os.PathLike[str], exclude: Path | None = None) -> tuple[int, int]:
+def pending_steps_of_gone_writers(
+    root: str | os.PathLike[str], exclude: Path | None = None
+) -> tuple[int, int]:
     """(steps not uploaded, journals holding them) among journals in journal/ whose writer is
     gone (closed, or its process ended). Keeps ids and versions only, never rows: cheap enough
     for a log hint. Archived journals are done by definition and not read."""
@@ -599,8 +650,13 @@ def _ends_closed(path: Path) -> bool:
         return False
 
 
-def _note_for_hint(rec: dict[str, Any] | None, info: JournalInfo, ids: list[str],
-                   versions: dict[str, int], acked: BackupSnapshot) -> None:
+def _note_for_hint(
+    rec: dict[str, Any] | None,
+    info: JournalInfo,
+    ids: list[str],
+    versions: dict[str, int],
+    acked: BackupSnapshot,
+) -> None:
     if rec is None:
         return
     kind = rec["k"]
@@ -663,8 +719,9 @@ class BackupStore:
                 try:
                     self._apply(snap, info, record, steps, shots, quarantined)
                 except Exception as exc:  # a record the checks let through: skip it, never fatal
-                    pending_corrupt.append((info.path, offset, f"unusable record ({type(exc).__name__}: {exc})",
-                                            raw, info))
+                    pending_corrupt.append(
+                        (info.path, offset, f"unusable record ({type(exc).__name__}: {exc})", raw, info)
+                    )
         for path, offset, problem, raw, info in pending_corrupt:
             if (path.name, offset) in quarantined:
                 continue
@@ -677,9 +734,14 @@ class BackupStore:
         return snap
 
     @staticmethod
-    def _apply(snap: BackupSnapshot, info: JournalInfo, record: dict[str, Any],
-               steps: dict[str, dict[str, Any]], shots: dict[str, dict[str, Any]],
-               quarantined: set[tuple[str, int]]) -> None:
+    def _apply(
+        snap: BackupSnapshot,
+        info: JournalInfo,
+        record: dict[str, Any],
+        steps: dict[str, dict[str, Any]],
+        shots: dict[str, dict[str, Any]],
+        quarantined: set[tuple[str, int]],
+    ) -> None:
         kind = record["k"]
         if kind == KIND_STEP:
             row, version = record["row"], record.get("v", 0)
@@ -722,7 +784,9 @@ class BackupStore:
                 snap.last_upload_at = at
         elif kind == KIND_REJECT:
             snap.rejected[(record["t"], str(record.get("id")))] = {
-                "error": record.get("error"), "at": record.get("at")}
+                "error": record.get("error"),
+                "at": record.get("at"),
+            }
         elif kind == KIND_QUARANTINED:
             quarantined.add((record["file"], record["offset"]))
         elif kind == KIND_OPEN:
@@ -731,7 +795,9 @@ class BackupStore:
             info.closed = True
 
     @staticmethod
-    def _finish(snap: BackupSnapshot, steps: dict[str, dict[str, Any]], shots: dict[str, dict[str, Any]]) -> None:
+    def _finish(
+        snap: BackupSnapshot, steps: dict[str, dict[str, Any]], shots: dict[str, dict[str, Any]]
+    ) -> None:
         for row in steps.values():
             snap.steps.setdefault(row["task_id"], []).append(row)
         for rows in snap.steps.values():
@@ -752,10 +818,13 @@ class BackupStore:
                         snap.acked_task_versions[key] = version
                     continue
                 snap.acked[table].add(key)
-                acked = {T_STEPS: snap.acked_step_versions, T_SHOTS: snap.acked_shot_versions,
-                         T_OBJECTS: snap.acked_object_versions}[table]
+                acked = {
+                    T_STEPS: snap.acked_step_versions,
+                    T_SHOTS: snap.acked_shot_versions,
+                    T_OBJECTS: snap.acked_object_versions,
+                }[table]
                 _ack_step_versions(snap, [key], {key: version}, acked)
-        for (table, key) in list(snap.rejected):
+        for table, key in list(snap.rejected):
             if BackupStore._key_done(snap, table, key):
                 del snap.rejected[(table, key)]
 
@@ -812,9 +881,17 @@ class BackupStore:
         marks = []
         for path, offset, problem, raw in snap.corrupt:
             with open_private_append(qdir / path.name) as fh:
-                fh.write(json.dumps({"offset": offset, "problem": problem, "at": now_iso(),
-                                     "raw": raw.decode("utf-8", "replace")}).encode() + b"\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "offset": offset,
+                            "problem": problem,
+                            "at": now_iso(),
+                            "raw": raw.decode("utf-8", "replace"),
+                        }
+                    ).encode()
+                    + b"\n"
+                )
             marks.append({"k": KIND_QUARANTINED, "file": path.name, "offset": offset, "problem": problem})
         writer.append(marks)
         return len(marks)
-

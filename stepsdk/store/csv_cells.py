@@ -33,8 +33,9 @@ def safe_cell(value: Any) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def write_rows(out: IO[str], header: Iterable[str], rows: Iterable[Iterable[Any]],
-               lineterminator: str = "\n") -> None:
+def write_rows(
+    out: IO[str], header: Iterable[str], rows: Iterable[Iterable[Any]], lineterminator: str = "\n"
+) -> None:
     """Write the header and each row, every cell through :func:`safe_cell` (streams: rows may be
     a generator)."""
     writer = csv.writer(out, lineterminator=lineterminator)

@@ -32,16 +32,50 @@ MANIFEST = "manifest.json"
 SCREENSHOT_DIR = "screenshots/"
 
 TASK_COLUMNS = (
-    "task_id", "title", "description", "agent", "status", "started_at", "finished_at", "result",
-    "error_message", "metadata", "owner_id", "created_at", "updated_at",
+    "task_id",
+    "title",
+    "description",
+    "agent",
+    "status",
+    "started_at",
+    "finished_at",
+    "result",
+    "error_message",
+    "metadata",
+    "owner_id",
+    "created_at",
+    "updated_at",
 )
 STEP_COLUMNS = (
-    "id", "task_id", "step_number", "step_type", "step_data", "thinking", "action_result",
-    "screenshot_path", "duration_ms", "success", "error_type", "error_message", "stack_trace",
-    "started_at", "metadata", "created_at", "name", "usage", "error_category",
+    "id",
+    "task_id",
+    "step_number",
+    "step_type",
+    "step_data",
+    "thinking",
+    "action_result",
+    "screenshot_path",
+    "duration_ms",
+    "success",
+    "error_type",
+    "error_message",
+    "stack_trace",
+    "started_at",
+    "metadata",
+    "created_at",
+    "name",
+    "usage",
+    "error_category",
 )
 SCREENSHOT_COLUMNS = (
-    "id", "task_id", "step_id", "screenshot_path", "file_size", "file_hash", "compressed", "metadata",
+    "id",
+    "task_id",
+    "step_id",
+    "screenshot_path",
+    "file_size",
+    "file_hash",
+    "compressed",
+    "metadata",
     "created_at",
 )
 # stepsdk 0.1 named step_screenshots' object key column storage_path (renamed by migration
@@ -80,13 +114,14 @@ class TaskBundle:
         """Deterministic order: steps by number, screenshots by their step's number then id."""
         steps = sorted(self.steps, key=lambda s: (_int_or(s.get("step_number")), str(s.get("id"))))
         order = {str(s.get("id")): _int_or(s.get("step_number")) for s in steps}
-        shots = sorted(self.screenshots, key=lambda r: (order.get(str(r.get("step_id")), 0), str(r.get("id"))))
+        shots = sorted(
+            self.screenshots, key=lambda r: (order.get(str(r.get("step_id")), 0), str(r.get("id")))
+        )
         return TaskBundle(self.task, steps, shots)
 
 
 def _int_or(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
-
 
 
 def screenshot_paths(bundles: Iterable[TaskBundle]) -> list[str]:

@@ -251,8 +251,10 @@ _AGG_SUB = f"""update type_days set steps = steps - 1, failed = failed - (1 - ol
         where (step_type, day, agent) = ({_AGG_KEY.replace("new.", "old.")});
     update type_hist set n = n - 1 where old.duration_ms is not null
         and (step_type, day, agent, bucket) = ({_AGG_KEY.replace("new.", "old.")}, old.dbucket);"""
-_AGG_CHANGED = " or ".join(f"old.{c} is not new.{c}" for c in (
-    "step_type", "agent", "task_known", "duration_ms", "day", "success", "dbucket"))
+_AGG_CHANGED = " or ".join(
+    f"old.{c} is not new.{c}"
+    for c in ("step_type", "agent", "task_known", "duration_ms", "day", "success", "dbucket")
+)
 _SCHEMA = _SCHEMA.replace("{add}", _AGG_ADD).replace("{sub}", _AGG_SUB).replace("{changed}", _AGG_CHANGED)
 
 
@@ -267,8 +269,20 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
-_DATA_TABLES = ("journals", "tasks", "steps", "shots", "summary", "problems", "quarantined", "docs", "docs_text",
-                "step_types", "type_days", "type_hist")
+_DATA_TABLES = (
+    "journals",
+    "tasks",
+    "steps",
+    "shots",
+    "summary",
+    "problems",
+    "quarantined",
+    "docs",
+    "docs_text",
+    "step_types",
+    "type_days",
+    "type_hist",
+)
 
 # Text fields searched across tasks: (field name, table, SQL expression).
 SEARCH_TASK_FIELDS = ("title", "result", "error_message")
@@ -426,8 +440,9 @@ class BackupIndex:
         ``stat`` calls and one per running writer per request. A file created, removed or
         renamed into a folder (new run, archive, rewrite) changes the folder and is seen at once."""
         now = time.monotonic()
-        recheck = (now - self._closed_checked >= CLOSED_RECHECK
-                   or len(self._closed_stats) < CLOSED_CACHE_MIN)  # few files: stat them all, always
+        recheck = (
+            now - self._closed_checked >= CLOSED_RECHECK or len(self._closed_stats) < CLOSED_CACHE_MIN
+        )  # few files: stat them all, always
         mtimes = []
         for sub in (JOURNAL_DIR, ARCHIVE_DIR):
             try:
@@ -440,11 +455,15 @@ class BackupIndex:
             for name, path, archived in open_paths:
                 with contextlib.suppress(OSError):
                     opened.append((name, path, archived, os.stat(path)))
-            return closed + opened, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns)
-                                                       for n, _, a, st in opened))
+            return closed + opened, (
+                closed_sig,
+                tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in opened),
+            )
         self._closed_checked = now
         out = []
-        for (sub, archived), folder_mtime in zip(((JOURNAL_DIR, False), (ARCHIVE_DIR, True)), mtimes, strict=True):
+        for (sub, archived), folder_mtime in zip(
+            ((JOURNAL_DIR, False), (ARCHIVE_DIR, True)), mtimes, strict=True
+        ):
             if folder_mtime is None:
                 continue
             folder = os.path.join(self.root, sub)
@@ -463,18 +482,29 @@ class BackupIndex:
         """Journals of closed writers, the others, and the signature of both (as the quick look
         computes it, so a look after the closed ones changed does not refresh again for nothing)."""
         closed = [f for f in files if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) in self._closed_stats]
-        opened = [f for f in files if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) not in self._closed_stats]
+        opened = [
+            f for f in files if ((ARCHIVE_DIR if f[2] else JOURNAL_DIR), f[0]) not in self._closed_stats
+        ]
         closed_sig = tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in closed)
-        return closed, opened, (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns)
-                                                  for n, _, a, st in opened))
+        return (
+            closed,
+            opened,
+            (closed_sig, tuple((n, a, st.st_ino, st.st_size, st.st_mtime_ns) for n, _, a, st in opened)),
+        )
 
-    def _remember_closed(self, conn: sqlite3.Connection,
-                         files: list[tuple[str, str, bool, os.stat_result]]) -> None:
-        done = {(r[0], r[1]) for r in conn.execute(
-            "select name, archived from journals where closed = 1 or archived = 1")}
+    def _remember_closed(
+        self, conn: sqlite3.Connection, files: list[tuple[str, str, bool, os.stat_result]]
+    ) -> None:
+        done = {
+            (r[0], r[1])
+            for r in conn.execute("select name, archived from journals where closed = 1 or archived = 1")
+        }
         torn = {t.name for t in self._torn.values()}
-        closed = {(ARCHIVE_DIR if a else JOURNAL_DIR, n): st for n, _, a, st in files
-                  if (n, int(a)) in done and n not in torn}
+        closed = {
+            (ARCHIVE_DIR if a else JOURNAL_DIR, n): st
+            for n, _, a, st in files
+            if (n, int(a)) in done and n not in torn
+        }
         if closed.keys() != self._closed_stats.keys():
             self._quick = None  # which journals are closed changed: sort them again at the next look
         self._closed_stats = closed
@@ -491,7 +521,9 @@ class BackupIndex:
             self._remember_closed(conn, files)
             self._signature, self._ready = self._split(files)[2], True
             self.version += 1
-            self._generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
+            self._generation = int(
+                conn.execute("select value from meta where key = 'generation'").fetchone()[0]
+            )
         return conn
 
     def _refresh(self, conn: sqlite3.Connection, files: list[tuple[str, str, bool, os.stat_result]]) -> None:
@@ -525,7 +557,10 @@ class BackupIndex:
             raise
         # journals applied to their end already (most, in a folder of finished runs) need no
         # write transaction of their own
-        done = {(r[0], r[1], r[2], r[3]) for r in conn.execute("select jkey, name, archived, offset from journals")}
+        done = {
+            (r[0], r[1], r[2], r[3])
+            for r in conn.execute("select jkey, name, archived, offset from journals")
+        }
         conn.execute(f"pragma cache_size = -{APPLY_CACHE_KIB}")
         try:
             for jkey, name, path, archived, inode in present:
@@ -550,27 +585,43 @@ class BackupIndex:
                 continue
             if state["inode"] != inode:
                 return True
-            if state["last_start"] is not None and _file_crc_at(path, state["last_start"]) != state["last_crc"]:
+            if (
+                state["last_start"] is not None
+                and _file_crc_at(path, state["last_start"]) != state["last_crc"]
+            ):
                 return True
         return bool(set(known) - seen)
 
-    def _apply_journal(self, conn: sqlite3.Connection, jkey: str, name: str, path: Path, archived: bool,
-                       inode: int, size: int) -> int | None:
+    def _apply_journal(
+        self,
+        conn: sqlite3.Connection,
+        jkey: str,
+        name: str,
+        path: Path,
+        archived: bool,
+        inode: int,
+        size: int,
+    ) -> int | None:
         """Apply the new records of one journal, a batch per transaction. Returns the offset of a
         torn last line (None when the journal ends with a complete line)."""
         while True:
             conn.execute("begin immediate")
             try:
-                state = conn.execute("select offset, last_start, last_crc from journals where jkey = ?",
-                                     (jkey,)).fetchone()
+                state = conn.execute(
+                    "select offset, last_start, last_crc from journals where jkey = ?", (jkey,)
+                ).fetchone()
                 if state is None:
-                    conn.execute("insert into journals(jkey, name, archived, inode) values (?, ?, ?, ?)",
-                                 (jkey, name, int(archived), inode))
+                    conn.execute(
+                        "insert into journals(jkey, name, archived, inode) values (?, ?, ?, ?)",
+                        (jkey, name, int(archived), inode),
+                    )
                     offset, last_start, last_crc = 0, None, None
                 else:
                     offset, last_start, last_crc = state
-                    conn.execute("update journals set name = ?, archived = ? where jkey = ?",
-                                 (name, int(archived), jkey))
+                    conn.execute(
+                        "update journals set name = ?, archived = ? where jkey = ?",
+                        (name, int(archived), jkey),
+                    )
                 batch = _Batch(conn, jkey, name)
                 torn_at = None
                 count = size_read = 0
@@ -599,8 +650,10 @@ class BackupIndex:
                 except FileNotFoundError:
                     full = False  # moved to archive/ meanwhile: the next refresh reads it there
                 batch.finish()
-                conn.execute("update journals set offset = ?, last_start = ?, last_crc = ?, inode = ? where jkey = ?",
-                             (offset, last_start, last_crc, inode, jkey))
+                conn.execute(
+                    "update journals set offset = ?, last_start = ?, last_crc = ?, inode = ? where jkey = ?",
+                    (offset, last_start, last_crc, inode, jkey),
+                )
                 conn.execute("commit")
             except BaseException:
                 conn.execute("rollback")
@@ -646,8 +699,10 @@ class BackupIndex:
     @staticmethod
     def _move_progress(conn: sqlite3.Connection, path: Path, old: os.stat_result, kept: list[bytes]) -> None:
         archived = int(path.parent.name == ARCHIVE_DIR)
-        state = conn.execute("select jkey, offset from journals where name = ? and archived = ? and inode = ?",
-                             (path.name, archived, old.st_ino)).fetchone()
+        state = conn.execute(
+            "select jkey, offset from journals where name = ? and archived = ? and inode = ?",
+            (path.name, archived, old.st_ino),
+        ).fetchone()
         if state is None or state["offset"] != old.st_size:
             return  # the index had not applied all of it: it will see the new file and start over
         try:
@@ -661,10 +716,18 @@ class BackupIndex:
         if head is None or new.st_size != sum(len(line) for line in kept):
             conn.execute("delete from journals where jkey = ?", (state["jkey"],))
             return
-        conn.execute("update journals set jkey = ?, inode = ?, offset = ?, last_start = ?, last_crc = ? "
-                     "where jkey = ?", (f"{path.name}#{head}", new.st_ino, new.st_size,
-                                        new.st_size - len(kept[-1]), kept[-1][:8].decode("ascii", "replace"),
-                                        state["jkey"]))
+        conn.execute(
+            "update journals set jkey = ?, inode = ?, offset = ?, last_start = ?, last_crc = ? "
+            "where jkey = ?",
+            (
+                f"{path.name}#{head}",
+                new.st_ino,
+                new.st_size,
+                new.st_size - len(kept[-1]),
+                kept[-1][:8].decode("ascii", "replace"),
+                state["jkey"],
+            ),
+        )
 
     @staticmethod
     def _delete_tasks(conn: sqlite3.Connection, task_ids: set[str]) -> None:
@@ -672,7 +735,9 @@ class BackupIndex:
             return
         conn.execute("delete from touched_tasks")
         conn.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in task_ids))
-        old = conn.execute("select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id").fetchall()
+        old = conn.execute(
+            "select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id"
+        ).fetchall()
         conn.executemany("delete from docs_text where rowid = ?", old)  # one by one: see _search_docs
         conn.executemany("delete from docs where docid = ?", old)
         for table in ("steps", "shots", "summary", "tasks"):  # steps: their triggers update the day counts
@@ -686,15 +751,20 @@ class BackupIndex:
         rows = conn.execute(
             "select p.name, p.offset, p.problem from problems p join journals j on j.jkey = p.jkey "
             "where not exists (select 1 from quarantined q where q.name = p.name and q.offset = p.offset) "
-            "order by j.archived, p.name, p.offset").fetchall()
+            "order by j.archived, p.name, p.offset"
+        ).fetchall()
         out = [f"{r[0]} at byte {r[1]}: {r[2]}; record skipped" for r in rows]
-        writers = {r["jkey"]: r for r in conn.execute("select jkey, pid, host, closed, archived from journals")}
+        writers = {
+            r["jkey"]: r for r in conn.execute("select jkey, pid, host, closed, archived from journals")
+        }
         for jkey, torn in sorted(self._torn.items()):
             state = writers.get(jkey)
             if state is not None and _writer_alive(state):
                 continue
-            out.append(f"{torn.name} at byte {torn.offset}: incomplete record (no newline: torn write); "
-                       "record skipped")
+            out.append(
+                f"{torn.name} at byte {torn.offset}: incomplete record (no newline: torn write); "
+                "record skipped"
+            )
         return out
 
     def tasks(self) -> list[Row]:
@@ -709,12 +779,18 @@ class BackupIndex:
     def steps(self, task_id: str, offset: int = 0, limit: int = -1) -> list[Row]:
         """A task's steps in step_number order (all, or ``limit`` from ``offset``)."""
         conn = self.refresh()
-        return [load_row(r[0]) for r in conn.execute(
-            "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
-            (task_id, limit, offset))]
+        return [
+            load_row(r[0])
+            for r in conn.execute(
+                "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
+                (task_id, limit, offset),
+            )
+        ]
 
     def step_count(self, task_id: str) -> int:
-        return int(self.refresh().execute("select count(*) from steps where task_id = ?", (task_id,)).fetchone()[0])
+        return int(
+            self.refresh().execute("select count(*) from steps where task_id = ?", (task_id,)).fetchone()[0]
+        )
 
     def screenshots(self, task_id: str) -> list[Row]:
         conn = self.refresh()
@@ -723,17 +799,25 @@ class BackupIndex:
     def screenshot_paths(self) -> set[str]:
         """Every screenshot object a step or screenshot row points at."""
         conn = self.refresh()
-        paths = {r[0] for r in conn.execute(
-            # a stepsdk 0.1 journal's screenshot row names the key storage_path
-            "select coalesce(json_extract(rec, '$.row.screenshot_path'), json_extract(rec, '$.row.storage_path')) "
-            "from shots union "
-            "select json_extract(rec, '$.row.screenshot_path') from steps "
-            "where json_extract(rec, '$.row.screenshot_path') is not null") if isinstance(r[0], str)}
+        paths = {
+            r[0]
+            for r in conn.execute(
+                # a stepsdk 0.1 journal's screenshot row names the key storage_path
+                "select coalesce(json_extract(rec, '$.row.screenshot_path'), json_extract(rec, '$.row.storage_path')) "
+                "from shots union "
+                "select json_extract(rec, '$.row.screenshot_path') from steps "
+                "where json_extract(rec, '$.row.screenshot_path') is not null"
+            )
+            if isinstance(r[0], str)
+        }
         return paths
 
     def counts(self) -> dict[str, int]:
         conn = self.refresh()
-        return {t: int(conn.execute(f"select count(*) from {t}").fetchone()[0]) for t in ("tasks", "steps", "shots")}
+        return {
+            t: int(conn.execute(f"select count(*) from {t}").fetchone()[0])
+            for t in ("tasks", "steps", "shots")
+        }
 
 
 _BIG_RE = re.compile(r"\((\d+) bytes\)$")
@@ -793,15 +877,19 @@ class _Batch:
             self.touched_tasks.add(row["task_id"])
         elif kind == KIND_SHOT:
             row = rec["row"]
-            self.shots.append((row["id"], row["task_id"], row.get("step_id"), _text(row.get("created_at")), body))
+            self.shots.append(
+                (row["id"], row["task_id"], row.get("step_id"), _text(row.get("created_at")), body)
+            )
             self.touched_tasks.add(row["task_id"])
         elif kind == KIND_QUARANTINED:
             with contextlib.suppress(TypeError, ValueError):
                 self.quarantined.append((str(rec.get("file")), int(rec.get("offset", -1))))
         elif kind == KIND_OPEN:
             pid = rec.get("pid")
-            self.conn.execute("update journals set pid = ?, host = ? where jkey = ?",
-                              (pid if isinstance(pid, int) else None, _text(rec.get("host")), self.jkey))
+            self.conn.execute(
+                "update journals set pid = ?, host = ? where jkey = ?",
+                (pid if isinstance(pid, int) else None, _text(rec.get("host")), self.jkey),
+            )
         elif kind == KIND_CLOSE:
             self.conn.execute("update journals set closed = 1 where jkey = ?", (self.jkey,))
 
@@ -817,7 +905,8 @@ class _Batch:
             "finished_epoch = excluded.finished_epoch, "
             "duration_ms = excluded.duration_ms, day = excluded.day, title_fold = excluded.title_fold, "
             "task_id_fold = excluded.task_id_fold, agent_fold = excluded.agent_fold where excluded.v >= tasks.v",
-            self.tasks)
+            self.tasks,
+        )
         c.executemany(
             "insert into steps(id, task_id, step_number, v, rec, step_type, success, duration_ms, created_at, "
             "created_epoch, error_type, err_group, day, dbucket, strict_fail, category) "
@@ -828,10 +917,16 @@ class _Batch:
             "created_epoch = excluded.created_epoch, error_type = excluded.error_type, "
             "err_group = excluded.err_group, day = excluded.day, dbucket = excluded.dbucket, "
             "strict_fail = excluded.strict_fail, category = excluded.category "
-            "where excluded.v >= steps.v", self.steps)
-        c.executemany("insert or replace into shots(id, task_id, step_id, created_at, rec) values (?,?,?,?,?)",
-                      self.shots)
-        c.executemany("insert or ignore into problems(jkey, name, offset, problem) values (?,?,?,?)", self.problems)
+            "where excluded.v >= steps.v",
+            self.steps,
+        )
+        c.executemany(
+            "insert or replace into shots(id, task_id, step_id, created_at, rec) values (?,?,?,?,?)",
+            self.shots,
+        )
+        c.executemany(
+            "insert or ignore into problems(jkey, name, offset, problem) values (?,?,?,?)", self.problems
+        )
         c.executemany("insert or ignore into quarantined(name, offset) values (?,?)", self.quarantined)
         if not self.touched_tasks:
             return
@@ -840,8 +935,10 @@ class _Batch:
         c.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in self.touched_tasks))
         c.executemany("insert or ignore into touched_steps values (?)", ((s,) for s in self.touched_steps))
         self._known_tasks()
-        c.execute("insert or ignore into step_types select distinct s.step_type from touched_steps x "
-                  "cross join steps s on s.id = x.id where s.step_type is not null")
+        c.execute(
+            "insert or ignore into step_types select distinct s.step_type from touched_steps x "
+            "cross join steps s on s.id = x.id where s.step_type is not null"
+        )
         self._summaries()
         self._search_docs()
 
@@ -883,9 +980,11 @@ class _Batch:
                       cross join steps s on s.task_id = t.task_id
                       where (select d.docid >> 32 from docs d where d.task_id = t.task_id and d.step_id is not null
                              limit 1) <> {_STARTED_SEC}""")
-        old = c.execute("select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id "
-                        "where d.step_id is null union all "
-                        "select d.docid from touched_steps x cross join docs d on d.step_id = x.id").fetchall()
+        old = c.execute(
+            "select d.docid from touched_tasks x cross join docs d on d.task_id = x.task_id "
+            "where d.step_id is null union all "
+            "select d.docid from touched_steps x cross join docs d on d.step_id = x.id"
+        ).fetchall()
         if old:  # one rowid at a time: fts5 answers "rowid in (...)" with a scan of the whole table
             c.executemany("delete from docs_text where rowid = ?", old)
             c.executemany("delete from docs where docid = ?", old)
@@ -902,14 +1001,22 @@ class _Batch:
                           where coalesce(json_extract(s.rec, '$.row.{field}'), '') <> ''""")
         seq = int(c.execute("select value from meta where key = 'docseq'").fetchone()[0])
         docid = "(nd.started_sec << 32) + ((? + nd.n) & 4294967295)"
-        c.execute(f"insert into docs(docid, task_id, step_id, step_number, field) "
-                  f"select {docid}, nd.task_id, nd.step_id, nd.step_number, nd.field from new_docs nd", (seq,))
-        c.execute(f"""insert into docs_text(rowid, text)
+        c.execute(
+            f"insert into docs(docid, task_id, step_id, step_number, field) "
+            f"select {docid}, nd.task_id, nd.step_id, nd.step_number, nd.field from new_docs nd",
+            (seq,),
+        )
+        c.execute(
+            f"""insert into docs_text(rowid, text)
                       select {docid}, cast(json_extract(coalesce(s.rec, t.rec), '$.row.' || nd.field) as text)
                       from new_docs nd left join steps s on s.id = nd.step_id
-                      left join tasks t on nd.step_id is null and t.task_id = nd.task_id""", (seq,))
-        c.execute("update meta set value = ? where key = 'docseq'",
-                  (seq + c.execute("select coalesce(max(n), 0) from new_docs").fetchone()[0],))
+                      left join tasks t on nd.step_id is null and t.task_id = nd.task_id""",
+            (seq,),
+        )
+        c.execute(
+            "update meta set value = ? where key = 'docseq'",
+            (seq + c.execute("select coalesce(max(n), 0) from new_docs").fetchone()[0],),
+        )
 
     def _known_tasks(self) -> None:
         """Steps carry their task's agent (and whether the task row exists), so the statistics
@@ -926,24 +1033,51 @@ def _task_values(row: Row, version: int, body: str) -> tuple:
     start, end = (ts.timestamp() if ts else None), (fin.timestamp() if fin else None)
     duration = (fin - ts).total_seconds() * 1000.0 if ts is not None and fin is not None else None
     day = ts.astimezone(UTC).date().isoformat() if ts else None
-    return (row["task_id"], version, body, _text(row.get("title")),
-            _text(row.get("agent")), _text(row.get("status")), _text(row.get("started_at")),
-            _text(row.get("finished_at")), start, end, duration, day, _fold(row.get("title")),
-            _fold(row["task_id"]), _fold(row.get("agent")))
+    return (
+        row["task_id"],
+        version,
+        body,
+        _text(row.get("title")),
+        _text(row.get("agent")),
+        _text(row.get("status")),
+        _text(row.get("started_at")),
+        _text(row.get("finished_at")),
+        start,
+        end,
+        duration,
+        day,
+        _fold(row.get("title")),
+        _fold(row["task_id"]),
+        _fold(row.get("agent")),
+    )
 
 
 def _step_values(row: Row, version: int, body: str) -> tuple:
     duration = row.get("duration_ms")
-    duration = float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None
+    duration = (
+        float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None
+    )
     success = 1 if row.get("success", True) else 0
     created = parse_ts(row.get("created_at"))
-    return (row["id"], row["task_id"], row["step_number"], version, body,
-            _text(row.get("step_type")), success, duration, _text(row.get("created_at")),
-            created.timestamp() if created else None, _text(row.get("error_type")),
-            error_group(row.get("error_message")) if not success else None,
-            created.astimezone(UTC).date().isoformat() if created else None, duration_bucket(duration),
-            # error categories count the steps whose success is false itself (not missing or null)
-            1 if row.get("success") is False else 0, _text(row.get("error_category")))
+    return (
+        row["id"],
+        row["task_id"],
+        row["step_number"],
+        version,
+        body,
+        _text(row.get("step_type")),
+        success,
+        duration,
+        _text(row.get("created_at")),
+        created.timestamp() if created else None,
+        _text(row.get("error_type")),
+        error_group(row.get("error_message")) if not success else None,
+        created.astimezone(UTC).date().isoformat() if created else None,
+        duration_bucket(duration),
+        # error categories count the steps whose success is false itself (not missing or null)
+        1 if row.get("success") is False else 0,
+        _text(row.get("error_category")),
+    )
 
 
 def duration_bucket(duration: float | None) -> int | None:

@@ -31,8 +31,15 @@ from stepsdk.store.csv_cells import FORMULA_STARTS
 from stepsdk.store.export_format import STEP_COLUMNS, TASK_COLUMNS, TaskBundle
 
 MAX_CELL_CHARS = 32_767
-TASK_SHEET_COLUMNS = (*TASK_COLUMNS, "total_steps", "failed_steps", "screenshots_count",
-                      "prompt_tokens", "completion_tokens", "total_tokens")
+TASK_SHEET_COLUMNS = (
+    *TASK_COLUMNS,
+    "total_steps",
+    "failed_steps",
+    "screenshots_count",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+)
 STEP_SHEET_COLUMNS = (*STEP_COLUMNS, "screenshots_count")
 _USAGE = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -55,7 +62,7 @@ def _text(text: str) -> str:
     text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
     if len(text) > MAX_CELL_CHARS:
         marker = f"…[truncated {len(text) - (MAX_CELL_CHARS - 40)} chars]"
-        text = text[:MAX_CELL_CHARS - len(marker)] + marker
+        text = text[: MAX_CELL_CHARS - len(marker)] + marker
     return text
 
 
@@ -89,8 +96,13 @@ def task_sheet_row(task: dict[str, Any], steps: list[dict[str, Any]], screenshot
             if isinstance(value, int) and not isinstance(value, bool):
                 usage[key] += value
     failed = sum(1 for s in steps if s.get("success") is False)
-    return [*(task.get(c) for c in TASK_COLUMNS), len(steps), failed, screenshots,
-            *(usage[k] if any(isinstance(s.get("usage"), dict) for s in steps) else None for k in _USAGE)]
+    return [
+        *(task.get(c) for c in TASK_COLUMNS),
+        len(steps),
+        failed,
+        screenshots,
+        *(usage[k] if any(isinstance(s.get("usage"), dict) for s in steps) else None for k in _USAGE),
+    ]
 
 
 def write_xlsx(bundles: Iterable[TaskBundle], out: IO[bytes], source: str) -> None:
@@ -106,7 +118,9 @@ def write_xlsx(bundles: Iterable[TaskBundle], out: IO[bytes], source: str) -> No
         shots = Counter(str(s.get("step_id")) for s in bundle.screenshots)
         tasks_ws.append(_row(tasks_ws, task_sheet_row(bundle.task, bundle.steps, len(bundle.screenshots))))
         for step in bundle.steps:
-            steps_ws.append(_row(steps_ws, [*(step.get(c) for c in STEP_COLUMNS), shots[str(step.get("id"))]]))
+            steps_ws.append(
+                _row(steps_ws, [*(step.get(c) for c in STEP_COLUMNS), shots[str(step.get("id"))]])
+            )
     wb.properties.creator = "stepsdk"
     wb.properties.description = f"stepsdk export from {source}"[:250]
     wb.save(out)

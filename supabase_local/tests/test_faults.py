@@ -14,10 +14,16 @@ from postgrest import APIError
 from storage3.exceptions import StorageApiError
 
 
-def _post_task(stack, task_id: str, client: httpx.Client | None = None, timeout: float = 5.0) -> httpx.Response:
+def _post_task(
+    stack, task_id: str, client: httpx.Client | None = None, timeout: float = 5.0
+) -> httpx.Response:
     c = client or httpx
-    return c.post(f"{stack.url}/rest/v1/tasks", json={"task_id": task_id}, timeout=timeout,
-                  headers={"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}"})
+    return c.post(
+        f"{stack.url}/rest/v1/tasks",
+        json={"task_id": task_id},
+        timeout=timeout,
+        headers={"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}"},
+    )
 
 
 def _concurrently(worker: Callable[[int], list], n: int) -> list:
@@ -45,7 +51,9 @@ def test_fail_next_surfaces_through_the_client(stack):
     assert e.value.code == "500"  # a non-JSON body: the client reports the HTTP status
     stack.faults.fail_next("* /storage/v1/object/*", n=1, status=503)
     with pytest.raises(StorageApiError) as e:
-        stack.client().storage.from_("step-screenshots").upload("a/b.webp", b"RIFF", {"content-type": "image/webp"})
+        stack.client().storage.from_("step-screenshots").upload(
+            "a/b.webp", b"RIFF", {"content-type": "image/webp"}
+        )
     assert e.value.status == 503
 
 
@@ -53,7 +61,10 @@ def test_429_carries_retry_after(stack):
     stack.faults.fail_next("* /rest/v1/*", status=429, retry_after=7)
     r = _post_task(stack, "t1")
     assert (r.status_code, r.headers["retry-after"]) == (429, "7")
-    assert r.headers["content-type"].startswith("text/plain") and r.text == "injected fault: 429 Too Many Requests"
+    assert (
+        r.headers["content-type"].startswith("text/plain")
+        and r.text == "injected fault: 429 Too Many Requests"
+    )
 
 
 def test_routes_match_method_and_path_globs(stack):
@@ -70,15 +81,17 @@ def test_routes_match_method_and_path_globs(stack):
         stack.faults.fail_fraction("* *", 1.5)
     with pytest.raises(ValueError):
         stack.faults.fail_fraction("* *", 0.5, kinds=["boom"])
-    for bad_call in (lambda: stack.faults.fail_next("* *", status=200),
-                     lambda: stack.faults.fail_next("* *", status="503"),
-                     lambda: stack.faults.fail_next("* *", status=429, retry_after=-1),
-                     lambda: stack.faults.hang_next("* *", seconds="long"),
-                     lambda: stack.faults.hang_next("* *", seconds=0),
-                     lambda: stack.faults.hang_next("* *", then="later"),
-                     lambda: stack.faults.commit_then_fail_next("* *", status=99),
-                     lambda: stack.faults.fail_fraction("* *", "half"),
-                     lambda: stack.faults.fail_fraction("* *", 0.5, kinds="500")):
+    for bad_call in (
+        lambda: stack.faults.fail_next("* *", status=200),
+        lambda: stack.faults.fail_next("* *", status="503"),
+        lambda: stack.faults.fail_next("* *", status=429, retry_after=-1),
+        lambda: stack.faults.hang_next("* *", seconds="long"),
+        lambda: stack.faults.hang_next("* *", seconds=0),
+        lambda: stack.faults.hang_next("* *", then="later"),
+        lambda: stack.faults.commit_then_fail_next("* *", status=99),
+        lambda: stack.faults.fail_fraction("* *", "half"),
+        lambda: stack.faults.fail_fraction("* *", 0.5, kinds="500"),
+    ):
         with pytest.raises(ValueError):
             bad_call()
     assert stack.faults.pending() == 10  # only the two valid rules above (5 shots each) were added
@@ -95,7 +108,9 @@ def test_fail_fraction_is_seeded_and_bounded(stack):
 
     a, b = run(7), run(7)
     assert a == b and set(a) == {201, 500, 503}
-    assert stack.faults.injected.get("500", 0) + stack.faults.injected.get("503", 0) == a.count(500) + a.count(503)
+    assert stack.faults.injected.get("500", 0) + stack.faults.injected.get("503", 0) == a.count(
+        500
+    ) + a.count(503)
     assert _count(stack) == a.count(201)
     stack.faults.clear()
     stack.faults.fail_fraction("POST /rest/v1/tasks", 1.0, n=3)
@@ -131,7 +146,9 @@ def test_hang_then_process_serves_the_request_late(stack):
 def test_clear_releases_hung_requests(stack):
     stack.faults.hang_next("POST /rest/v1/tasks", seconds=30, then="process")
     result: dict[str, int] = {}
-    t = threading.Thread(target=lambda: result.setdefault("s", _post_task(stack, "t1", timeout=10).status_code))
+    t = threading.Thread(
+        target=lambda: result.setdefault("s", _post_task(stack, "t1", timeout=10).status_code)
+    )
     started = time.monotonic()
     t.start()
     time.sleep(0.2)
@@ -197,16 +214,28 @@ def test_faults_are_exact_under_concurrency(stack):
 
 def test_http_control_endpoint(stack):
     auth = {"Authorization": f"Bearer {stack.service_role_key}"}
-    r = httpx.post(f"{stack.url}/_faults", json={"op": "fail_next", "route": "POST /rest/v1/tasks",
-                                                 "n": 1, "status": 502}, headers=auth)
+    r = httpx.post(
+        f"{stack.url}/_faults",
+        json={"op": "fail_next", "route": "POST /rest/v1/tasks", "n": 1, "status": 502},
+        headers=auth,
+    )
     assert r.status_code == 200 and r.json()["pending"] == 1
     assert _post_task(stack, "t1").status_code == 502
     assert httpx.get(f"{stack.url}/_faults", headers=auth).json()["injected"] == {"502": 1}
-    assert httpx.post(f"{stack.url}/_faults", json={"op": "clear"},
-                      headers={"Authorization": f"Bearer {stack.anon_key}"}).status_code == 401
+    assert (
+        httpx.post(
+            f"{stack.url}/_faults",
+            json={"op": "clear"},
+            headers={"Authorization": f"Bearer {stack.anon_key}"},
+        ).status_code
+        == 401
+    )
     assert httpx.post(f"{stack.url}/_faults", json={"op": "explode"}, headers=auth).status_code == 400
     assert httpx.post(f"{stack.url}/_faults", json={"op": "outage"}, headers=auth).status_code == 400
-    assert httpx.post(f"{stack.url}/_faults", json={"op": "outage", "seconds": 1.5}, headers=auth).status_code == 200
+    assert (
+        httpx.post(f"{stack.url}/_faults", json={"op": "outage", "seconds": 1.5}, headers=auth).status_code
+        == 200
+    )
     deadline = time.monotonic() + 1.0
     while True:  # the outage starts ~50 ms after the answer
         try:
@@ -232,14 +261,18 @@ def test_http_control_endpoint(stack):
 def test_mixed_chaos_accounts_for_every_request(stack):
     """Every request either failed before the database, or committed (201 or commit_then_fail)."""
     # no "hang" here: telling a hang from a slow answer needs client timeouts, flaky on a busy machine
-    stack.faults.fail_fraction("* /rest/v1/*", 0.3, kinds=("500", "503", "429", "reset", "commit_then_fail"), seed=1)
+    stack.faults.fail_fraction(
+        "* /rest/v1/*", 0.3, kinds=("500", "503", "429", "reset", "commit_then_fail"), seed=1
+    )
 
     def worker(k: int) -> list[object]:
         got: list[object] = []
         with httpx.Client(timeout=20, headers={"apikey": stack.secret_key}) as client:
             for i in range(25):
                 try:
-                    got.append(client.post(f"{stack.url}/rest/v1/tasks", json={"task_id": f"c{k}-{i}"}).status_code)
+                    got.append(
+                        client.post(f"{stack.url}/rest/v1/tasks", json={"task_id": f"c{k}-{i}"}).status_code
+                    )
                 except httpx.HTTPError as e:
                     got.append(type(e).__name__)
         return got

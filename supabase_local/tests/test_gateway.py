@@ -29,13 +29,19 @@ def test_garbage_and_broken_framing_get_400_and_the_gateway_keeps_serving(stack)
     assert reply.startswith(b"HTTP/1.1 400")
     reply = _raw(stack, b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400")
-    reply = _raw(stack, b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    reply = _raw(
+        stack, b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    )
     assert reply.startswith(b"HTTP/1.1 400")
     reply = _raw(stack, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")  # over the request-line limit
     assert reply.startswith(b"HTTP/1.1 414")
     # a body shorter than announced, though valid JSON: the client hung up, nothing is executed
-    reply = _raw(stack, b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\napikey: " + stack.secret_key.encode()
-                 + b"\r\nContent-Length: 100\r\n\r\n{\"task_id\": \"cut\"}")
+    reply = _raw(
+        stack,
+        b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\napikey: "
+        + stack.secret_key.encode()
+        + b'\r\nContent-Length: 100\r\n\r\n{"task_id": "cut"}',
+    )
     assert reply == b""
     assert stack.sql("select count(*) as n from tasks")[0]["n"] == 0
     assert stack.faults.requests() == 0
@@ -44,9 +50,15 @@ def test_garbage_and_broken_framing_get_400_and_the_gateway_keeps_serving(stack)
 
 def test_chunked_bodies_are_accepted(stack):
     body = b'{"task_id":"chunky"}'
-    payload = (b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\napikey: " + stack.secret_key.encode()
-               + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-               + f"{len(body):x}".encode() + b"\r\n" + body + b"\r\n0\r\n\r\n")
+    payload = (
+        b"POST /rest/v1/tasks HTTP/1.1\r\nHost: x\r\napikey: "
+        + stack.secret_key.encode()
+        + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + f"{len(body):x}".encode()
+        + b"\r\n"
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
     assert _raw(stack, payload).startswith(b"HTTP/1.1 201")
     assert stack.sql("select task_id from tasks") == [{"task_id": "chunky"}]
 

@@ -44,10 +44,14 @@ def test_migrations_apply_from_scratch_twice(fresh_db):
     for _ in range(2):
         dsn = fresh_db()
         assert bootstrap(dsn) == expected
-        tables = {r["t"] for r in run_sql(dsn, "select tablename as t from pg_tables where schemaname = 'public'")}
+        tables = {
+            r["t"] for r in run_sql(dsn, "select tablename as t from pg_tables where schemaname = 'public'")
+        }
         assert {"tasks", "task_steps", "step_screenshots"} <= tables
         assert bootstrap(dsn) == []  # recorded in supabase_migrations.schema_migrations: not re-run
-        bucket = run_sql(dsn, "select public, file_size_limit from storage.buckets where id = 'step-screenshots'")
+        bucket = run_sql(
+            dsn, "select public, file_size_limit from storage.buckets where id = 'step-screenshots'"
+        )
         assert bucket == [{"public": False, "file_size_limit": 20971520}]
     # the newest migration promises that pasting it twice into the SQL console does no harm (the
     # core migration could not run again: 20261130001410 renamed a column its storage policy names)
@@ -56,16 +60,24 @@ def test_migrations_apply_from_scratch_twice(fresh_db):
 
 
 def test_platform_roles_and_privileges(supabase_stack):
-    roles = {r["rolname"]: r for r in supabase_stack.sql(
-        "select rolname, rolcanlogin, rolinherit, rolbypassrls from pg_roles "
-        "where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')")}
+    roles = {
+        r["rolname"]: r
+        for r in supabase_stack.sql(
+            "select rolname, rolcanlogin, rolinherit, rolbypassrls from pg_roles "
+            "where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')"
+        )
+    }
     assert set(roles) == {"anon", "authenticated", "service_role", "authenticator"}
     assert roles["service_role"]["rolbypassrls"] and not roles["authenticated"]["rolbypassrls"]
     assert roles["authenticator"]["rolcanlogin"] and not roles["authenticator"]["rolinherit"]
     assert not roles["anon"]["rolcanlogin"]
-    members = {r["r"] for r in supabase_stack.sql(
-        "select r.rolname as r from pg_auth_members m join pg_roles r on r.oid = m.roleid "
-        "join pg_roles u on u.oid = m.member where u.rolname = 'authenticator'")}
+    members = {
+        r["r"]
+        for r in supabase_stack.sql(
+            "select r.rolname as r from pg_auth_members m join pg_roles r on r.oid = m.roleid "
+            "join pg_roles u on u.oid = m.member where u.rolname = 'authenticator'"
+        )
+    }
     assert members == {"anon", "authenticated", "service_role"}
     # hosted "secure by default": a new public table created by the migration role is granted to
     # none of the API roles (test_hosted_strictness.py shows the API answering 42501)
@@ -74,18 +86,40 @@ def test_platform_roles_and_privileges(supabase_stack):
         privs = supabase_stack.sql(
             "select has_table_privilege('anon', 'public.t_grants', 'insert') as a, "
             "has_table_privilege('authenticated', 'public.t_grants', 'delete') as b, "
-            "has_table_privilege('service_role', 'public.t_grants', 'select') as c")
+            "has_table_privilege('service_role', 'public.t_grants', 'select') as c"
+        )
         assert privs == [{"a": False, "b": False, "c": False}]
     finally:
         supabase_stack.sql("drop table public.t_grants")
-    rls = supabase_stack.sql("select relname, relrowsecurity from pg_class where relnamespace = 'storage'::regnamespace "
-                             "and relname in ('buckets', 'objects') order by relname")
-    assert rls == [{"relname": "buckets", "relrowsecurity": True}, {"relname": "objects", "relrowsecurity": True}]
-    cols = {r["c"] for r in supabase_stack.sql(
-        "select column_name as c from information_schema.columns where table_schema = 'storage' "
-        "and table_name = 'objects'")}
-    assert cols == {"id", "bucket_id", "name", "owner", "owner_id", "metadata", "user_metadata", "version",
-                    "created_at", "updated_at", "last_accessed_at", "path_tokens"}
+    rls = supabase_stack.sql(
+        "select relname, relrowsecurity from pg_class where relnamespace = 'storage'::regnamespace "
+        "and relname in ('buckets', 'objects') order by relname"
+    )
+    assert rls == [
+        {"relname": "buckets", "relrowsecurity": True},
+        {"relname": "objects", "relrowsecurity": True},
+    ]
+    cols = {
+        r["c"]
+        for r in supabase_stack.sql(
+            "select column_name as c from information_schema.columns where table_schema = 'storage' "
+            "and table_name = 'objects'"
+        )
+    }
+    assert cols == {
+        "id",
+        "bucket_id",
+        "name",
+        "owner",
+        "owner_id",
+        "metadata",
+        "user_metadata",
+        "version",
+        "created_at",
+        "updated_at",
+        "last_accessed_at",
+        "path_tokens",
+    }
 
 
 def test_auth_helpers_read_the_request_claims(supabase_stack):
@@ -93,7 +127,9 @@ def test_auth_helpers_read_the_request_claims(supabase_stack):
     claims = json.dumps({"sub": sub, "role": "authenticated", "email": "a@b.c"})
     with psycopg.connect(supabase_stack.db_url, row_factory=dict_row) as conn:
         conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
-        row = conn.execute("select auth.uid() as uid, auth.role() as role, auth.jwt() ->> 'email' as email").fetchone()
+        row = conn.execute(
+            "select auth.uid() as uid, auth.role() as role, auth.jwt() ->> 'email' as email"
+        ).fetchone()
     assert row == {"uid": uuid.UUID(sub), "role": "authenticated", "email": "a@b.c"}
     assert supabase_stack.sql("select auth.uid() as uid") == [{"uid": None}]
 
@@ -143,8 +179,13 @@ def _wait_for(cond, timeout: float = 5.0) -> None:
 
 
 def _start_cli(*args: str) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-m", "supabase_local", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supabase_local", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     assert line, proc.stderr.read()
     return proc, json.loads(line)
@@ -156,8 +197,13 @@ def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
     try:
         assert set(info) == {"url", "anon_key", "service_role_key", "jwt_secret", "db_url"}
         assert info["url"] == f"http://127.0.0.1:{port}"
-        r = httpx.get(f"{info['url']}/rest/v1/tasks", headers={"apikey": info["service_role_key"],
-                                                          "Authorization": f"Bearer {info['service_role_key']}"})
+        r = httpx.get(
+            f"{info['url']}/rest/v1/tasks",
+            headers={
+                "apikey": info["service_role_key"],
+                "Authorization": f"Bearer {info['service_role_key']}",
+            },
+        )
         assert (r.status_code, r.json()) == (200, [])
         children = psutil.Process(proc.pid).children(recursive=True)
     finally:
@@ -166,8 +212,13 @@ def test_cli_prints_one_json_line_and_cleans_up(fresh_db):
     # its private PostgreSQL is stopped (pg_ctl daemonizes it, so look for the postmaster by port)
     pg_port = psycopg.conninfo.conninfo_to_dict(info["db_url"])["port"]
     time.sleep(0.2)
-    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"]
-                and "postgres" in p.info["cmdline"][0] and f"port={pg_port}" in " ".join(p.info["cmdline"])]
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"]
+        and "postgres" in p.info["cmdline"][0]
+        and f"port={pg_port}" in " ".join(p.info["cmdline"])
+    ]
     assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
     # --db-url: an existing database is bootstrapped and used, and left running afterwards
     dsn = fresh_db()
@@ -211,7 +262,8 @@ def test_reset_restores_a_clean_stack(stack):
         assert stack.sql("select count(*) as n from tasks") == [{"n": 0}]
         assert stack.sql("select count(*) as n from storage.objects") == [{"n": 0}]
         assert stack.sql("select id, public, file_size_limit from storage.buckets") == [
-            {"id": "step-screenshots", "public": False, "file_size_limit": 20971520}]
+            {"id": "step-screenshots", "public": False, "file_size_limit": 20971520}
+        ]
         assert list((stack.root / "objects").iterdir()) == []
         assert not stack.faults.in_outage and stack.faults.pending() == 0
         assert sb.table("tasks").select("*").execute().data == []

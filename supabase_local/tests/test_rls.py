@@ -23,14 +23,22 @@ def _seed(stack) -> dict[str, str]:
     for owner, task in ((ALICE, "ta"), (BOB, "tb"), (None, "tn")):
         sb.table("tasks").insert({"task_id": task, "owner_id": owner}).execute()
         step = str(uuid.uuid4())
-        sb.table("task_steps").insert({"id": step, "task_id": task, "step_number": 1,
-                                       "step_type": "screenshot"}).execute()
+        sb.table("task_steps").insert(
+            {"id": step, "task_id": task, "step_number": 1, "step_type": "screenshot"}
+        ).execute()
         data = f"RIFF{task}WEBP".encode()
         digest = hashlib.sha256(data).hexdigest()
         path = f"{digest[:2]}/{digest}.webp"
         sb.storage.from_(BUCKET).upload(path, data, {"content-type": "image/webp"})
-        sb.table("step_screenshots").insert({"task_id": task, "step_id": step, "screenshot_path": path,
-                                             "file_size": len(data), "file_hash": digest}).execute()
+        sb.table("step_screenshots").insert(
+            {
+                "task_id": task,
+                "step_id": step,
+                "screenshot_path": path,
+                "file_size": len(data),
+                "file_hash": digest,
+            }
+        ).execute()
         paths[task] = path
     return paths
 
@@ -46,8 +54,9 @@ def _user_storage(stack, user: str):
     from storage3 import SyncStorageClient
 
     token = stack.user_token(user)
-    return SyncStorageClient(f"{stack.url}/storage/v1/", {"apiKey": stack.anon_key,
-                                                        "Authorization": f"Bearer {token}"})
+    return SyncStorageClient(
+        f"{stack.url}/storage/v1/", {"apiKey": stack.anon_key, "Authorization": f"Bearer {token}"}
+    )
 
 
 def test_service_role_sees_everything(stack):
@@ -74,9 +83,19 @@ def test_authenticated_user_sees_only_own_rows(stack):
 def test_embedded_rows_are_filtered_by_rls_too(stack):
     _seed(stack)
     sb = _user_client(stack, ALICE)
-    got = sb.table("task_steps").select("task_id,tasks(task_id,owner_id),step_screenshots(task_id)").execute().data
-    assert got == [{"task_id": "ta", "tasks": {"task_id": "ta", "owner_id": ALICE},
-                    "step_screenshots": [{"task_id": "ta"}]}]
+    got = (
+        sb.table("task_steps")
+        .select("task_id,tasks(task_id,owner_id),step_screenshots(task_id)")
+        .execute()
+        .data
+    )
+    assert got == [
+        {
+            "task_id": "ta",
+            "tasks": {"task_id": "ta", "owner_id": ALICE},
+            "step_screenshots": [{"task_id": "ta"}],
+        }
+    ]
     stack.sql("update public.step_screenshots set task_id = 'tb' where task_id = 'ta'")  # now Bob's row
     got = sb.table("task_steps").select("task_id,step_screenshots(task_id)").execute().data
     assert got == [{"task_id": "ta", "step_screenshots": []}]
@@ -88,8 +107,11 @@ def test_authenticated_user_cannot_write(stack):
     with pytest.raises(APIError) as e:
         sb.table("tasks").insert({"task_id": "mine"}).execute()
     assert e.value.code == "42501"
-    r = httpx.patch(f"{stack.url}/rest/v1/tasks?task_id=eq.ta", json={"title": "x"},
-                    headers={"apikey": stack.anon_key, "Authorization": f"Bearer {stack.user_token(ALICE)}"})
+    r = httpx.patch(
+        f"{stack.url}/rest/v1/tasks?task_id=eq.ta",
+        json={"title": "x"},
+        headers={"apikey": stack.anon_key, "Authorization": f"Bearer {stack.user_token(ALICE)}"},
+    )
     assert r.status_code == 403 and r.json()["code"] == "42501"  # a JWT role: 403, not 401
     assert stack.sql("select title from tasks where task_id = 'ta'") == [{"title": None}]
 
@@ -101,8 +123,11 @@ def test_anon_sees_nothing_and_cannot_write(stack):
         with pytest.raises(APIError) as e:
             sb.table(table).select("*").execute()
         assert e.value.code == "42501"  # the migration revoked anon's privileges outright
-    r = httpx.post(f"{stack.url}/rest/v1/tasks", json={"task_id": "x"},
-                   headers={"apikey": stack.anon_key, "Authorization": f"Bearer {stack.anon_key}"})
+    r = httpx.post(
+        f"{stack.url}/rest/v1/tasks",
+        json={"task_id": "x"},
+        headers={"apikey": stack.anon_key, "Authorization": f"Bearer {stack.anon_key}"},
+    )
     assert r.status_code == 401 and r.json()["code"] == "42501"  # anon: 401, as PostgREST
     assert r.headers["www-authenticate"] == "Bearer"
     assert stack.sql("select count(*) as n from tasks")[0]["n"] == 3
@@ -110,22 +135,35 @@ def test_anon_sees_nothing_and_cannot_write(stack):
 
 def test_owner_id_defaults_to_the_callers_sub(stack):
     """auth.uid() reads request.jwt.claims, like Supabase's."""
-    stack.sql("create table public.t_notes (id serial primary key, who uuid default auth.uid(), "
-              "role text default auth.role(), claims jsonb default auth.jwt());"
-              " grant select, insert on public.t_notes to authenticated;"
-              " grant usage on sequence public.t_notes_id_seq to authenticated")
+    stack.sql(
+        "create table public.t_notes (id serial primary key, who uuid default auth.uid(), "
+        "role text default auth.role(), claims jsonb default auth.jwt());"
+        " grant select, insert on public.t_notes to authenticated;"
+        " grant usage on sequence public.t_notes_id_seq to authenticated"
+    )
     try:
-        r = httpx.post(f"{stack.url}/rest/v1/t_notes", json={},
-                       headers={"apikey": stack.anon_key, "Authorization": f"Bearer {stack.user_token(ALICE)}",
-                                "Prefer": "return=representation"})
+        r = httpx.post(
+            f"{stack.url}/rest/v1/t_notes",
+            json={},
+            headers={
+                "apikey": stack.anon_key,
+                "Authorization": f"Bearer {stack.user_token(ALICE)}",
+                "Prefer": "return=representation",
+            },
+        )
         for _ in range(100):  # the DDL's NOTIFY reloads the schema cache asynchronously
             if r.status_code != 404:
                 break
             time.sleep(0.05)
-            r = httpx.post(f"{stack.url}/rest/v1/t_notes", json={},
-                           headers={"apikey": stack.anon_key,
-                                    "Authorization": f"Bearer {stack.user_token(ALICE)}",
-                                    "Prefer": "return=representation"})
+            r = httpx.post(
+                f"{stack.url}/rest/v1/t_notes",
+                json={},
+                headers={
+                    "apikey": stack.anon_key,
+                    "Authorization": f"Bearer {stack.user_token(ALICE)}",
+                    "Prefer": "return=representation",
+                },
+            )
         assert r.status_code == 201, r.text
         row = r.json()[0]
         assert (row["who"], row["role"], row["claims"]["sub"]) == (ALICE, "authenticated", ALICE)
@@ -185,12 +223,18 @@ def test_opaque_api_keys_map_to_their_roles(stack):
 
 def test_role_settings_apply_per_request(stack):
     """Supabase's statement_timeout per role (anon 3s, authenticated 8s) follows the JWT's role."""
-    stack.sql("create function public.t_timeout() returns text language sql stable "
-              "as $$ select current_setting('statement_timeout') $$")
+    stack.sql(
+        "create function public.t_timeout() returns text language sql stable "
+        "as $$ select current_setting('statement_timeout') $$"
+    )
     try:
+
         def timeout_for(key: str, token: str) -> httpx.Response:
-            return httpx.post(f"{stack.url}/rest/v1/rpc/t_timeout", json={},
-                              headers={"apikey": key, "Authorization": f"Bearer {token}"})
+            return httpx.post(
+                f"{stack.url}/rest/v1/rpc/t_timeout",
+                json={},
+                headers={"apikey": key, "Authorization": f"Bearer {token}"},
+            )
 
         for _ in range(100):  # the DDL's NOTIFY reloads the schema cache asynchronously
             if timeout_for(stack.anon_key, stack.anon_key).status_code == 200:

@@ -20,8 +20,11 @@ def _files(stack):
 
 
 def _raw(stack, method: str, path: str, **kw) -> httpx.Response:
-    headers = {"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}",
-               **kw.pop("headers", {})}
+    headers = {
+        "apikey": stack.service_role_key,
+        "Authorization": f"Bearer {stack.service_role_key}",
+        **kw.pop("headers", {}),
+    }
     return httpx.request(method, f"{stack.url}/storage/v1/{path}", headers=headers, timeout=10, **kw)
 
 
@@ -44,7 +47,9 @@ def test_upload_download_and_object_metadata(stack):
     head = _raw(stack, "HEAD", f"object/{BUCKET}/ab/one.webp")
     assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", str(len(WEBP)))
     info = files.info("ab/one.webp")
-    assert info["size"] == len(WEBP) and info["content_type"] == "image/webp" and info["name"] == "ab/one.webp"
+    assert (
+        info["size"] == len(WEBP) and info["content_type"] == "image/webp" and info["name"] == "ab/one.webp"
+    )
 
 
 def test_duplicate_upload_without_upsert_is_key_already_exists(stack):
@@ -55,8 +60,12 @@ def test_duplicate_upload_without_upsert_is_key_already_exists(stack):
     assert (e.value.status, e.value.code) == ("409", "Duplicate")
     r = _raw(stack, "POST", f"object/{BUCKET}/ab/x.webp", files={"file": ("x.webp", b"z", "image/webp")})
     assert r.status_code == 400  # Storage answers every 4xx with HTTP 400 and the real status in the body
-    assert r.json() == {"statusCode": "409", "code": "KeyAlreadyExists", "error": "Duplicate",
-                        "message": "The resource already exists"}
+    assert r.json() == {
+        "statusCode": "409",
+        "code": "KeyAlreadyExists",
+        "error": "Duplicate",
+        "message": "The resource already exists",
+    }
     assert files.download("ab/x.webp") == WEBP
 
 
@@ -90,8 +99,9 @@ def test_missing_objects_and_buckets(stack):
 
 def test_size_limit_and_mime_type_are_enforced(stack):
     sb = stack.client()
-    sb.storage.create_bucket("tiny", options={"public": False, "file_size_limit": 10,
-                                              "allowed_mime_types": ["image/*"]})
+    sb.storage.create_bucket(
+        "tiny", options={"public": False, "file_size_limit": 10, "allowed_mime_types": ["image/*"]}
+    )
     tiny = sb.storage.from_("tiny")
     tiny.upload("ok.png", b"0123456789", {"content-type": "image/png"})
     with pytest.raises(StorageApiError) as e:
@@ -106,12 +116,24 @@ def test_size_limit_and_mime_type_are_enforced(stack):
     assert stack.sql("select name from storage.objects") == [{"name": "ok.png"}]
 
 
-@pytest.mark.parametrize("key", ["a/../b.webp", "a/./b.webp", "bad\\key.webp", "tab\there.webp", "é/ü.webp",
-                                 "nul\x00.webp", "k" * 1100 + ".webp"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a/../b.webp",
+        "a/./b.webp",
+        "bad\\key.webp",
+        "tab\there.webp",
+        "é/ü.webp",
+        "nul\x00.webp",
+        "k" * 1100 + ".webp",
+    ],
+)
 def test_invalid_keys_are_rejected(stack, key):
     from urllib.parse import quote
 
-    r = _raw(stack, "POST", f"object/{BUCKET}/{quote(key, safe='')}", files={"file": ("f", WEBP, "image/webp")})
+    r = _raw(
+        stack, "POST", f"object/{BUCKET}/{quote(key, safe='')}", files={"file": ("f", WEBP, "image/webp")}
+    )
     assert r.status_code == 400
     assert r.json()["code"] == "InvalidKey"
     assert stack.sql("select count(*) as n from storage.objects")[0]["n"] == 0
@@ -153,8 +175,11 @@ def test_list_remove_and_folders(stack):
     assert [x["name"] for x in listed] == ["a.webp", "b.webp", "sub"]
     assert listed[2]["id"] is None and listed[0]["metadata"]["size"] == len(WEBP)
     assert [x["name"] for x in files.list("run1", {"limit": 1, "offset": 1})] == ["b.webp"]
-    assert [x["name"] for x in files.list("run1", {"sortBy": {"column": "name", "order": "desc"}})] \
-        == ["sub", "b.webp", "a.webp"]
+    assert [x["name"] for x in files.list("run1", {"sortBy": {"column": "name", "order": "desc"}})] == [
+        "sub",
+        "b.webp",
+        "a.webp",
+    ]
     assert [x["name"] for x in files.list("run1", {"search": "b"})] == ["b.webp"]
     assert [x["name"] for x in files.list()] == ["run1", "run2"]
     removed = files.remove(["run1/a.webp", "run1/missing.webp"])
@@ -199,10 +224,17 @@ def test_storage_jwt_is_required_and_checked(stack):
 
 
 def test_hostile_multipart_and_json_bodies(stack):
-    r = _raw(stack, "POST", f"object/{BUCKET}/a.webp", content=b"--x\r\n\r\n--x--",
-             headers={"Content-Type": "multipart/form-data; boundary=x"})
+    r = _raw(
+        stack,
+        "POST",
+        f"object/{BUCKET}/a.webp",
+        content=b"--x\r\n\r\n--x--",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
     assert r.status_code == 400 and r.json()["statusCode"] == "400"
-    r = _raw(stack, "POST", f"object/list/{BUCKET}", content=b"{nope", headers={"Content-Type": "application/json"})
+    r = _raw(
+        stack, "POST", f"object/list/{BUCKET}", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400
     r = _raw(stack, "POST", f"object/list/{BUCKET}", json={"limit": -1})
     assert r.status_code == 400
@@ -211,8 +243,13 @@ def test_hostile_multipart_and_json_bodies(stack):
 
 
 def test_raw_binary_upload_like_storage_js(stack):
-    r = _raw(stack, "POST", f"object/{BUCKET}/raw/x.webp", content=WEBP,
-             headers={"Content-Type": "image/webp", "x-upsert": "false"})
+    r = _raw(
+        stack,
+        "POST",
+        f"object/{BUCKET}/raw/x.webp",
+        content=WEBP,
+        headers={"Content-Type": "image/webp", "x-upsert": "false"},
+    )
     assert r.status_code == 200 and r.json()["Key"] == f"{BUCKET}/raw/x.webp"
     assert _files(stack).download("raw/x.webp") == WEBP
 

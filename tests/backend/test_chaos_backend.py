@@ -21,8 +21,13 @@ from stepsdk.store.backup import BackupStore
 
 
 def cfg(stack: Any, folder: Path, **kw: Any) -> Config:
-    opts = {"probe_min": 0.2, "probe_max": 1.0, "retry_max_time": 20.0, "request_timeout": 1.0,
-            "connect_timeout": 1.0} | kw
+    opts = {
+        "probe_min": 0.2,
+        "probe_max": 1.0,
+        "retry_max_time": 20.0,
+        "request_timeout": 1.0,
+        "connect_timeout": 1.0,
+    } | kw
     return Config.resolve(stack.url, stack.service_role_key, folder, **opts)
 
 
@@ -42,8 +47,14 @@ def _ts(v: Any) -> dt.datetime:
 @pytest.mark.slow
 def test_flaky_fifth_of_requests_fail_in_mixed_ways(stack: Any, tmp_path: Path) -> None:
     n = 500
-    stack.faults.fail_fraction("* /rest/v1/*", 0.2, kinds=("500", "503", "429", "reset", "hang", "commit_then_fail"),
-                               seed=7, hang_seconds=3.0, retry_after=0)
+    stack.faults.fail_fraction(
+        "* /rest/v1/*",
+        0.2,
+        kinds=("500", "503", "429", "reset", "hang", "commit_then_fail"),
+        seed=7,
+        hang_seconds=3.0,
+        retry_after=0,
+    )
     stack.faults.fail_fraction("* /storage/v1/*", 0.2, kinds=("500", "reset", "commit_then_fail"), seed=8)
     t = StepTracker(config=cfg(stack, tmp_path), buffer_size=10, flush_interval=0.2)
     shot = Image.new("RGB", (64, 128), (5, 5, 5))
@@ -54,8 +65,11 @@ def test_flaky_fifth_of_requests_fail_in_mixed_ways(stack: Any, tmp_path: Path) 
     injected = stack.faults.injected
     stack.faults.clear()
     assert sum(injected.values()) >= 15 and len(injected) >= 5, injected  # the faults really happened
-    row = stack.sql("select count(*) as n, count(distinct id) as ids, count(distinct step_number) as nums "
-                    "from public.task_steps where task_id = %s", (t.task_id,))[0]
+    row = stack.sql(
+        "select count(*) as n, count(distinct id) as ids, count(distinct step_number) as nums "
+        "from public.task_steps where task_id = %s",
+        (t.task_id,),
+    )[0]
     assert row == {"n": n, "ids": n, "nums": n}
     assert stack.sql("select count(*) as n from public.step_screenshots")[0]["n"] == 5
     snap = BackupStore(tmp_path).read()
@@ -69,10 +83,17 @@ def test_outage_for_whole_run_then_resync_exact(stack: Any, tmp_path: Path) -> N
     stack.faults.start_outage()
     try:
         t = StepTracker(title="offline run", config=cfg(stack, tmp_path, retry_max_time=2.0), buffer_size=50)
-        recorded = [t.record_step("action" if i % 2 else "thinking", {"i": i, "nested": {"k": [i, str(i)]}},
-                                  thinking=f"t{i}", duration_ms=float(i), success=i % 5 != 0,
-                                  screenshot=Image.new("RGB", (32, 32), (i % 256, 0, 0)) if i % 200 == 0 else None)
-                    for i in range(n)]
+        recorded = [
+            t.record_step(
+                "action" if i % 2 else "thinking",
+                {"i": i, "nested": {"k": [i, str(i)]}},
+                thinking=f"t{i}",
+                duration_ms=float(i),
+                success=i % 5 != 0,
+                screenshot=Image.new("RGB", (32, 32), (i % 256, 0, 0)) if i % 200 == 0 else None,
+            )
+            for i in range(n)
+        ]
         start = time.monotonic()
         result = t.finish("success", result="done offline")
         t.close()
@@ -104,8 +125,9 @@ def test_outage_for_whole_run_then_resync_exact(stack: Any, tmp_path: Path) -> N
 def test_memory_flat_while_backend_down(stack: Any, tmp_path: Path) -> None:
     proc = psutil.Process()
     with stack.faults.outage():
-        t = StepTracker(config=cfg(stack, tmp_path, retry_max_time=1.0), buffer_size=50,
-                        max_queue=2000, max_in_memory=500)
+        t = StepTracker(
+            config=cfg(stack, tmp_path, retry_max_time=1.0), buffer_size=50, max_queue=2000, max_in_memory=500
+        )
         payload = {"action": "tap", "text": "x" * 300}
         for _ in range(5000):
             t.record_step("action", payload)
@@ -138,7 +160,10 @@ def test_threads_and_processes_share_one_backup_folder(stack: Any, tmp_path: Pat
     for p in procs:
         p.start()
     shared = StepTracker(task_id="threads", backup_dir=tmp_path, supabase_url="", supabase_key="")
-    own = [StepTracker(task_id=f"own-{k}", backup_dir=tmp_path, supabase_url="", supabase_key="") for k in range(2)]
+    own = [
+        StepTracker(task_id=f"own-{k}", backup_dir=tmp_path, supabase_url="", supabase_key="")
+        for k in range(2)
+    ]
 
     def work(k: int) -> None:
         for i in range(300):
@@ -158,7 +183,9 @@ def test_threads_and_processes_share_one_backup_folder(stack: Any, tmp_path: Pat
         assert p.exitcode == 0
     report = Resync(tmp_path, cfg(stack, tmp_path)).run()
     assert report.ok, report
-    counts = {r["task_id"]: r["n"] for r in stack.sql(
-        "select task_id, count(distinct id) as n from public.task_steps group by task_id")}
+    counts = {
+        r["task_id"]: r["n"]
+        for r in stack.sql("select task_id, count(distinct id) as n from public.task_steps group by task_id")
+    }
     assert counts == {"threads": 1200, "own-0": 300, "own-1": 300, "proc-1": 400, "proc-2": 400}
     assert stack.sql("select count(*) as n from public.task_steps")[0]["n"] == 2600

@@ -19,18 +19,48 @@ def api(code: str | None) -> APIError:
     return APIError({"code": code, "message": "m", "details": None, "hint": None})
 
 
-@pytest.mark.parametrize(("exc", "expected"), [
-    (httpx.ConnectError("refused"), T), (httpx.ReadTimeout("slow"), T), (httpx.RemoteProtocolError("reset"), T),
-    (ThrottledError(1.0), T), (api("08006"), T), (api("53300"), T), (api("40001"), T), (api("57014"), T),
-    (api("XX000"), T), (api("500"), T), (api("502"), T), (api("503"), T), (api("429"), T), (api(None), T),
-    (api("23505"), R), (api("23503"), R), (api("23514"), R), (api("22P02"), R), (api("PGRST204"), R),
-    (api("P0001"), R), (api("42703"), R), (api("400"), R), (api("413"), R),
-    (api("42501"), F), (api("PGRST301"), F), (api("PGRST303"), F), (api("PGRST205"), F), (api("42P01"), F),
-    (api("401"), F), (api("403"), F), (api("404"), F),
-    (StorageApiError("x", "InternalError", 500), T), (StorageApiError("x", "Payload too large", "413"), R),
-    (StorageApiError("x", "invalid_mime_type", "415"), R), (StorageApiError("x", "Unauthorized", "403"), F),
-    (StorageApiError("x", "Bucket not found", "404"), F), (RuntimeError("unknown"), T),
-])
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (httpx.ConnectError("refused"), T),
+        (httpx.ReadTimeout("slow"), T),
+        (httpx.RemoteProtocolError("reset"), T),
+        (ThrottledError(1.0), T),
+        (api("08006"), T),
+        (api("53300"), T),
+        (api("40001"), T),
+        (api("57014"), T),
+        (api("XX000"), T),
+        (api("500"), T),
+        (api("502"), T),
+        (api("503"), T),
+        (api("429"), T),
+        (api(None), T),
+        (api("23505"), R),
+        (api("23503"), R),
+        (api("23514"), R),
+        (api("22P02"), R),
+        (api("PGRST204"), R),
+        (api("P0001"), R),
+        (api("42703"), R),
+        (api("400"), R),
+        (api("413"), R),
+        (api("42501"), F),
+        (api("PGRST301"), F),
+        (api("PGRST303"), F),
+        (api("PGRST205"), F),
+        (api("42P01"), F),
+        (api("401"), F),
+        (api("403"), F),
+        (api("404"), F),
+        (StorageApiError("x", "InternalError", 500), T),
+        (StorageApiError("x", "Payload too large", "413"), R),
+        (StorageApiError("x", "invalid_mime_type", "415"), R),
+        (StorageApiError("x", "Unauthorized", "403"), F),
+        (StorageApiError("x", "Bucket not found", "404"), F),
+        (RuntimeError("unknown"), T),
+    ],
+)
 def test_classify(exc: BaseException, expected: ErrorClass) -> None:
     assert classify(exc) is expected
 

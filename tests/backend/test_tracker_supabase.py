@@ -18,8 +18,13 @@ from stepsdk.store.backup import BackupStore
 
 
 def cfg(stack: Any, tmp_path: Path, **kw: Any) -> Config:
-    opts = {"probe_min": 0.2, "probe_max": 1.0, "retry_max_time": 3.0, "request_timeout": 2.0,
-            "connect_timeout": 1.0} | kw
+    opts = {
+        "probe_min": 0.2,
+        "probe_max": 1.0,
+        "retry_max_time": 3.0,
+        "request_timeout": 2.0,
+        "connect_timeout": 1.0,
+    } | kw
     return Config.resolve(stack.url, stack.service_role_key, tmp_path, **opts)
 
 
@@ -58,11 +63,18 @@ def test_steps_uploaded_exactly_once_and_equal(stack: Any, tmp_path: Path) -> No
     with StepTracker(title="upload", agent="test", config=cfg(stack, tmp_path), buffer_size=40) as t:
         recorded = []
         for i in range(300):
-            recorded.append(t.record_step(
-                StepType.ACTION if i % 3 else "thinking", {"i": i, "when": dt.date(2026, 1, 1), "nested": {"a": [i]}},
-                thinking=f"thought {i}" if i % 3 == 0 else None, action_result={"ok": i % 2 == 0},
-                duration_ms=i * 1.5, success=i % 7 != 0, error_message="e" if i % 7 == 0 else None,
-                metadata={"password": "secret!"}))
+            recorded.append(
+                t.record_step(
+                    StepType.ACTION if i % 3 else "thinking",
+                    {"i": i, "when": dt.date(2026, 1, 1), "nested": {"a": [i]}},
+                    thinking=f"thought {i}" if i % 3 == 0 else None,
+                    action_result={"ok": i % 2 == 0},
+                    duration_ms=i * 1.5,
+                    success=i % 7 != 0,
+                    error_message="e" if i % 7 == 0 else None,
+                    metadata={"password": "secret!"},
+                )
+            )
         r = t.flush(timeout=20)
         assert (r.uploaded, r.pending, r.rejected, r.timed_out) == (300, 0, 0, False)
     rows = db_steps(stack, t.task_id)
@@ -105,8 +117,9 @@ def test_rejected_row_does_not_hold_back_its_batch(stack: Any, tmp_path: Path) -
     second.close()
     assert r.rejected == 5 and r.uploaded == 5
     rows = db_steps(stack, "dup-task")
-    assert [(r["step_data"]["tracker"], r["step_number"]) for r in rows] == \
-        [(1, n) for n in range(1, 6)] + [(2, n) for n in range(6, 11)]
+    assert [(r["step_data"]["tracker"], r["step_number"]) for r in rows] == [(1, n) for n in range(1, 6)] + [
+        (2, n) for n in range(6, 11)
+    ]
     snap = BackupStore(tmp_path / "b").read()
     assert len(snap.rejected) == 5
     assert len(list((tmp_path / "b" / "journal").iterdir())) == 1  # rejected rows keep it in journal/
@@ -138,7 +151,8 @@ def test_wrong_key_keeps_everything_pending_not_rejected(stack: Any, tmp_path: P
 
 
 def test_backend_down_then_back_backlog_uploaded_in_background(
-        stack: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    stack: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="stepsdk")
     t = StepTracker(config=cfg(stack, tmp_path), buffer_size=20, flush_interval=0.2, max_in_memory=100)
     t.record_step("action", {"before": True})
@@ -194,10 +208,16 @@ def test_later_stage_failure_never_recounts_or_resends(stack: Any, tmp_path: Pat
     first.close()
     # Steps go through (one rejected: its number is taken), then the screenshot rows fail for a while.
     stack.faults.fail_next("POST /rest/v1/step_screenshots", n=6, status=503)
-    t = StepTracker(task_id="stage-task", config=cfg(stack, tmp_path / "b", retry_max_time=0.3),
-                    buffer_size=10, flush_interval=0.1)
+    t = StepTracker(
+        task_id="stage-task",
+        config=cfg(stack, tmp_path / "b", retry_max_time=0.3),
+        buffer_size=10,
+        flush_interval=0.1,
+    )
     for i in range(3):
-        t.record_step("screenshot", {"i": i}, screenshot=Image.new("RGB", (8, 8), (0, 0, 200)) if i == 2 else None)
+        t.record_step(
+            "screenshot", {"i": i}, screenshot=Image.new("RGB", (8, 8), (0, 0, 200)) if i == 2 else None
+        )
     assert wait_for(lambda: stack.sql("select count(*) as n from public.step_screenshots")[0]["n"] == 1, 30)
     t.close(timeout=10)
     stats = t.stats()
@@ -223,8 +243,9 @@ def test_late_steps_after_an_archived_close_are_kept(stack: Any, tmp_path: Path)
     assert len(BackupStore(tmp_path).read().steps["late"]) == 2
 
 
-def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(stack: Any, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Version 0 (no screenshot yet) reaches Supabase while the image is still being encoded;
     version 1 then fills in screenshot_path and metadata, and the screenshot row follows."""
     import threading
@@ -241,11 +262,16 @@ def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(stack: An
 
     monkeypatch.setattr(ScreenshotStage, "_prepare", slow_encoder)
     with StepTracker(config=cfg(stack, tmp_path), buffer_size=1, flush_interval=0.01) as t:
-        step = t.record_step("action", {"a": 1}, screenshot=png_bytes(small_screen()), metadata={"keep": "me"})
+        step = t.record_step(
+            "action", {"a": 1}, screenshot=png_bytes(small_screen()), metadata={"keep": "me"}
+        )
         assert wait_for(lambda: len(db_steps(stack, t.task_id)) == 1, 20)
         early = db_steps(stack, t.task_id)[0]
         encoded.set()
-    assert early["screenshot_path"] is None and early["metadata"] == {"keep": "me", "screenshot_pending": True}
+    assert early["screenshot_path"] is None and early["metadata"] == {
+        "keep": "me",
+        "screenshot_pending": True,
+    }
     row = db_steps(stack, t.task_id)[0]
     shots = stack.sql("select * from public.step_screenshots where step_id = %s", (step.id,))
     assert row["metadata"] == {"keep": "me"} and row["screenshot_path"] == shots[0]["screenshot_path"]

@@ -47,8 +47,9 @@ SHARED, OWN_A, OWN_B = key_of(webp(1)), key_of(webp(2)), key_of(webp(3))
 # --------------------------------------------------------------------------- Supabase
 
 
-def test_cleanup_supabase_dry_run_then_delete_in_batches(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_supabase_dry_run_then_delete_in_batches(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_stack(stack, ds)
     stack_env(monkeypatch, stack, tmp_path / "unused")
@@ -75,14 +76,18 @@ def test_cleanup_supabase_dry_run_then_delete_in_batches(stack, tmp_path: Path, 
     assert json_out(capsys.readouterr().out)["tasks"] == 0
 
 
-def test_cleanup_supabase_keeps_objects_referenced_again(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_supabase_keeps_objects_referenced_again(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An object a step references only by screenshot_path (its screenshot row never landed) is
     still referenced: kept."""
     ds = _dataset()
     load_into_stack(stack, ds)
-    stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
-                 values (gen_random_uuid(), 'new-c', 99, 'screenshot', %s)""", (OWN_B,))
+    stack.sql(
+        """insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
+                 values (gen_random_uuid(), 'new-c', 99, 'screenshot', %s)""",
+        (OWN_B,),
+    )
     stack_env(monkeypatch, stack, tmp_path / "unused")
     assert main(["cleanup", "--older-than", "30d", "--json"]) == Exit.OK
     out = json_out(capsys.readouterr().out)
@@ -90,8 +95,9 @@ def test_cleanup_supabase_keeps_objects_referenced_again(stack, tmp_path: Path, 
     assert stack_objects(stack) == {SHARED, OWN_B}
 
 
-def test_cleanup_supabase_storage_failure_is_reported(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_supabase_storage_failure_is_reported(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_stack(stack, ds)
     stack_env(monkeypatch, stack, tmp_path / "unused")
@@ -114,15 +120,18 @@ def _backup_state(root: Path) -> tuple[set[str], set[str]]:
     return set(snap.tasks), files
 
 
-def test_cleanup_local_dry_run_then_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_local_dry_run_then_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "backup"
     ds = _dataset()
     load_into_backup(root, ds)
     local_env(monkeypatch, root)
     assert main(["cleanup", "--older-than", "30d", "--dry-run", "--json"]) == Exit.OK
     dry = json_out(capsys.readouterr().out)
-    assert dry["task_ids"] == ["old-d", "old-b", "old-a"] and sorted(dry["object_paths"]) == sorted([OWN_A, OWN_B])
+    assert dry["task_ids"] == ["old-d", "old-b", "old-a"] and sorted(dry["object_paths"]) == sorted(
+        [OWN_A, OWN_B]
+    )
     assert _backup_state(root) == ({"old-a", "old-b", "new-c", "old-d"}, {SHARED, OWN_A, OWN_B})
 
     assert main(["cleanup", "--older-than", "30d", "--json"]) == Exit.OK
@@ -139,8 +148,9 @@ def test_cleanup_local_dry_run_then_delete(tmp_path: Path, monkeypatch: pytest.M
     assert json_out(capsys.readouterr().out)["tasks"] == 0
 
 
-def test_cleanup_local_spares_tasks_of_a_running_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_local_spares_tasks_of_a_running_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A journal whose writer is alive (this process, not closed) is never rewritten; a task with
     records there is kept whole, and the exit status says not everything went."""
     root = tmp_path / "backup"
@@ -157,13 +167,16 @@ def test_cleanup_local_spares_tasks_of_a_running_writer(tmp_path: Path, monkeypa
     captured = capsys.readouterr()
     out = json_out(captured.out)
     assert out["task_ids"] == ["old-d", "old-a"]
-    assert "1 task(s) kept (old-b): its writer" in captured.err and out["kept"] == {"old-b": out["kept"]["old-b"]}
+    assert "1 task(s) kept (old-b): its writer" in captured.err and out["kept"] == {
+        "old-b": out["kept"]["old-b"]
+    }
     assert _backup_state(root) == ({"new-c", "old-b"}, {SHARED, OWN_B})
     assert len(BackupStore(root).read().steps["old-b"]) == 3
 
 
-def test_cleanup_local_leaves_unquarantined_corrupt_journals_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_local_leaves_unquarantined_corrupt_journals_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "backup"
     load_into_backup(root, _dataset())
     journal = next((root / "journal").glob("*.log"))
@@ -177,13 +190,16 @@ def test_cleanup_local_leaves_unquarantined_corrupt_journals_alone(tmp_path: Pat
     assert set(BackupStore(root).read().tasks) == {"old-a", "old-b", "new-c", "old-d"}
 
 
-def test_cleanup_local_then_export_agrees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_local_then_export_agrees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "backup"
     load_into_backup(root, _dataset())
     local_env(monkeypatch, root)
     assert main(["cleanup", "--older-than", "3d"]) == Exit.OK
-    assert "deleted 3 task(s) and 2 screenshot object(s)" in capsys.readouterr().out  # the report goes to stdout
+    assert (
+        "deleted 3 task(s) and 2 screenshot object(s)" in capsys.readouterr().out
+    )  # the report goes to stdout
     assert main(["cleanup", "--older-than", "1d"]) == Exit.OK  # new-c too, and now its image
     capsys.readouterr()
     assert _backup_state(root) == (set(), set())
@@ -191,8 +207,9 @@ def test_cleanup_local_then_export_agrees(tmp_path: Path, monkeypatch: pytest.Mo
     assert capsys.readouterr().out == ""
 
 
-def test_cleanup_local_drops_quarantined_corrupt_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_local_drops_quarantined_corrupt_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Once `resync` copied a corrupt line to quarantine/, the journal may be rewritten: the line
     goes (it is kept in quarantine/), and the reader reports no problem afterwards."""
     root = tmp_path / "backup"
@@ -213,15 +230,20 @@ def test_cleanup_local_drops_quarantined_corrupt_lines(tmp_path: Path, monkeypat
 
 
 def test_cleanup_local_with_supabase_configured_keeps_what_is_not_uploaded(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "backup"
     ds = _dataset()
     load_into_backup(root, ds)
     steps, shots = ds.for_task("old-a")
     acks = _backup.JournalWriter(root)  # old-a was uploaded: the server acknowledged every row
-    acks.append([{"k": "ack", "t": "tasks", "v": {"old-a": 1}, "at": "2026-01-01T00:00:00+00:00"},
-                 {"k": "ack", "t": "task_steps", "ids": [s["id"] for s in steps]},
-                 {"k": "ack", "t": "step_screenshots", "ids": [r["id"] for r in shots]}])
+    acks.append(
+        [
+            {"k": "ack", "t": "tasks", "v": {"old-a": 1}, "at": "2026-01-01T00:00:00+00:00"},
+            {"k": "ack", "t": "task_steps", "ids": [s["id"] for s in steps]},
+            {"k": "ack", "t": "step_screenshots", "ids": [r["id"] for r in shots]},
+        ]
+    )
     acks.close()
     local_env(monkeypatch, root)
     monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")
@@ -243,22 +265,31 @@ def test_still_referenced_sees_past_the_row_cap(stack) -> None:
     ds = Dataset()
     ds.add_task("popular", image_seeds=[])
     load_into_stack(stack, ds)
-    stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
+    stack.sql(
+        """insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
                  select gen_random_uuid(), 'popular', n, 'screenshot', %s from generate_series(1, 1200) n""",
-              (SHARED,))
-    stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
-                 values (gen_random_uuid(), 'popular', 5000, 'screenshot', %s)""", (OWN_B,))
+        (SHARED,),
+    )
+    stack.sql(
+        """insert into public.task_steps (id, task_id, step_number, step_type, screenshot_path)
+                 values (gen_random_uuid(), 'popular', 5000, 'screenshot', %s)""",
+        (OWN_B,),
+    )
     retention = SupabaseRetention(stack.client())
     assert retention.still_referenced([SHARED, OWN_A, OWN_B]) == {SHARED, OWN_B}
 
 
 def _age_objects(stack, days: int = 40) -> None:
-    stack.sql("update storage.objects set created_at = now() - make_interval(days => %s), "
-              "updated_at = now() - make_interval(days => %s)", (days, days))
+    stack.sql(
+        "update storage.objects set created_at = now() - make_interval(days => %s), "
+        "updated_at = now() - make_interval(days => %s)",
+        (days, days),
+    )
 
 
-def test_cleanup_supabase_orphans_recover_a_failed_removal(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_supabase_orphans_recover_a_failed_removal(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Removal fails: the rows are gone, the objects stay (reported). A later --orphans run
     removes exactly the old objects no row references: not referenced ones, not young ones, not
     keys stepsdk did not write."""
@@ -283,8 +314,9 @@ def test_cleanup_supabase_orphans_recover_a_failed_removal(stack, tmp_path: Path
     assert stack_objects(stack) == {SHARED, foreign, young}
 
 
-def test_cleanup_local_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_local_orphans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import os
     import time
 
@@ -342,8 +374,12 @@ def test_cleanup_local_keeps_a_screen_recorded_again_meanwhile(tmp_path: Path) -
     load_into_backup(root, ds)
     live = _backup.JournalWriter(root)
     live.append([])  # writes the journal's "open" header: the writer is alive from here on
-    new_step = dict(ds.for_task("new-c")[0][0], id="5f0c1e2d-0000-4000-8000-00000000000a", step_number=7,
-                    screenshot_path=OWN_A)
+    new_step = dict(
+        ds.for_task("new-c")[0][0],
+        id="5f0c1e2d-0000-4000-8000-00000000000a",
+        step_number=7,
+        screenshot_path=OWN_A,
+    )
 
     class RecordedMeanwhile(BackupRetention):
         def _rewrite(self, plan):  # type: ignore[no-untyped-def]

@@ -21,16 +21,42 @@ from stepsdk.store.backup import BackupStore
 from tests.cli_data import Dataset, json_out, load_into_backup, local_env
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("2w", timedelta(weeks=2)),
-    ("90m", timedelta(minutes=90)), (" 1W3d ", timedelta(days=10)), ("1d12h", timedelta(hours=36)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("2w", timedelta(weeks=2)),
+        ("90m", timedelta(minutes=90)),
+        (" 1W3d ", timedelta(days=10)),
+        ("1d12h", timedelta(hours=36)),
+    ],
+)
 def test_parse_duration_accepts_the_documented_forms(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "30", "d", "30x", "-5d", "0d", "1.5d", "30 d", "3d-", "30dd",
-                                  "９d", "99999999999w", "999999999w", "5300w", "1e3d", "30d;drop table tasks"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "30",
+        "d",
+        "30x",
+        "-5d",
+        "0d",
+        "1.5d",
+        "30 d",
+        "3d-",
+        "30dd",
+        "９d",
+        "99999999999w",
+        "999999999w",
+        "5300w",
+        "1e3d",
+        "30d;drop table tasks",
+    ],
+)
 def test_parse_duration_refuses_bad_input_with_a_clear_message(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -50,7 +76,11 @@ def _ns(**kw: object) -> argparse.Namespace:
 
 
 def test_source_selection() -> None:
-    env = {"SUPABASE_URL": "http://db.example:1/", "SUPABASE_SERVICE_ROLE_KEY": "KEY123", "STEPSDK_BACKUP_DIR": "/b"}
+    env = {
+        "SUPABASE_URL": "http://db.example:1/",
+        "SUPABASE_SERVICE_ROLE_KEY": "KEY123",
+        "STEPSDK_BACKUP_DIR": "/b",
+    }
     src = resolve_source(_ns(), env)
     assert (src.kind, src.url, src.key) == ("supabase", "http://db.example:1", "KEY123")
     assert "KEY123" not in repr(src) and "KEY123" not in str(src)  # the key never shows
@@ -62,17 +92,22 @@ def test_source_selection() -> None:
     assert resolve_source(_ns(), {**env, "SUPABASE_SECRET_KEY": "s"}).key == "s"
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"SUPABASE_URL": "http://x"}, "no key"),
-    ({"SUPABASE_URL": "ftp://x", "SUPABASE_SECRET_KEY": "k"}, "must start with http"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SUPABASE_URL": "http://x"}, "no key"),
+        ({"SUPABASE_URL": "ftp://x", "SUPABASE_SECRET_KEY": "k"}, "must start with http"),
+    ],
+)
 def test_source_configuration_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(CliError, match=message) as err:
         resolve_source(_ns(), env)
     assert err.value.status == Exit.CONFIG
 
 
-def test_missing_key_is_one_line_and_status_78(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_key_is_one_line_and_status_78(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("SUPABASE_SECRET_KEY", raising=False)
     monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY", raising=False)
@@ -82,8 +117,9 @@ def test_missing_key_is_one_line_and_status_78(monkeypatch: pytest.MonkeyPatch, 
     assert json_out(out.out) == {"ok": False, "error": out.err.split("error: ", 1)[1].strip(), "status": 78}
 
 
-def test_unreachable_backend_is_one_line_and_status_69(monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_backend_is_one_line_and_status_69(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")  # discard port: connection refused
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "secret-key-value")
     for argv in (["export", "--status", "failed"], ["cleanup", "--older-than", "1d"]):
@@ -94,8 +130,9 @@ def test_unreachable_backend_is_one_line_and_status_69(monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("command", [["export"], ["cleanup", "--older-than", "1d"]])
-def test_bad_backup_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                           command: list[str]) -> None:
+def test_bad_backup_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
     local_env(monkeypatch, tmp_path / "unused")
     a_file = tmp_path / "file"
     a_file.write_text("not a folder")
@@ -111,7 +148,6 @@ def _as_nobody(argv: list[str], errors: Any) -> None:
 
     import storage3.exceptions  # noqa: F401 - imported while still allowed to read everything
 
-
     if os.geteuid() == 0:
         os.setgroups([])
         os.setgid(65534)
@@ -123,7 +159,9 @@ def _as_nobody(argv: list[str], errors: Any) -> None:
 
 
 @pytest.mark.parametrize("command", [["export"], ["cleanup", "--older-than", "1d"]])
-def test_unreadable_backup_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+def test_unreadable_backup_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
     """A folder the user may not read, or inside one: one clear line, status 66 (run as an
     unprivileged user in a child process, since root reads everything)."""
     import multiprocessing
@@ -176,11 +214,21 @@ def test_unreadable_import_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         shutil.rmtree(open_parent)
 
 
-@pytest.mark.parametrize("argv", [
-    ["delete", "--agent", "bot", "--before", "soon"], ["cleanup", "--older-than", "soon"], ["cleanup", "--older-than", "1d", "--batch-size", "0"],
-    ["cleanup", "--older-than", "1d", "--batch-size", "many"], ["export", "--format", "xml"],
-    ["export", "--since", "yesterday"], ["export", "--since", "999999999w"], ["export", "--until", "2026-13-01"], ["export", "--status", "weird"], ["import"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["delete", "--agent", "bot", "--before", "soon"],
+        ["cleanup", "--older-than", "soon"],
+        ["cleanup", "--older-than", "1d", "--batch-size", "0"],
+        ["cleanup", "--older-than", "1d", "--batch-size", "many"],
+        ["export", "--format", "xml"],
+        ["export", "--since", "yesterday"],
+        ["export", "--since", "999999999w"],
+        ["export", "--until", "2026-13-01"],
+        ["export", "--status", "weird"],
+        ["import"],
+    ],
+)
 def test_bad_arguments_exit_2_with_one_message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main(argv)
@@ -230,7 +278,10 @@ def test_progress_bars_on_a_terminal(tmp_path: Path) -> None:
     ds = Dataset()
     ds.add_task("old", age=timedelta(days=40), image_seeds=[1, 2])
     load_into_backup(tmp_path / "backup", ds)
-    for argv in (["export", "--with-screenshots", "-o", str(tmp_path / "x.zip")], ["cleanup", "--older-than", "30d"]):
+    for argv in (
+        ["export", "--with-screenshots", "-o", str(tmp_path / "x.zip")],
+        ["cleanup", "--older-than", "30d"],
+    ):
         leader, follower = pty.openpty()
         try:
             done = subprocess.run([str(exe), *argv], stdout=follower, stderr=follower, env=env, timeout=60)

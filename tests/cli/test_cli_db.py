@@ -31,7 +31,9 @@ def fresh_db(supabase_stack) -> Iterator[str]:
 
 
 def _history(dsn: str) -> list[dict]:
-    return run_sql(dsn, "select version, name, statements from supabase_migrations.schema_migrations order by version")
+    return run_sql(
+        dsn, "select version, name, statements from supabase_migrations.schema_migrations order by version"
+    )
 
 
 def test_shipped_migrations_are_the_repository_ones():
@@ -49,9 +51,12 @@ def test_push_applies_pending_migrations_once_and_records_them_like_the_supabase
     assert (out["applied"], out["already"]) == (SHIPPED, [])
     history = _history(fresh_db)
     assert [(h["version"], h["name"]) for h in history] == [tuple(f[:-4].split("_", 1)) for f in SHIPPED]
-    assert all(h["statements"] == [(MIGRATIONS_DIR / f).read_text()] for h, f in zip(history, SHIPPED, strict=True))
-    assert run_sql(fresh_db, "select current_user as u, rolsuper from pg_roles where rolname = current_user") == [
-        {"u": "postgres", "rolsuper": False}]
+    assert all(
+        h["statements"] == [(MIGRATIONS_DIR / f).read_text()] for h, f in zip(history, SHIPPED, strict=True)
+    )
+    assert run_sql(
+        fresh_db, "select current_user as u, rolsuper from pg_roles where rolname = current_user"
+    ) == [{"u": "postgres", "rolsuper": False}]
 
     assert main(["db", "push", "--db-url", fresh_db]) == 0  # second run: nothing to do
     captured = capsys.readouterr()
@@ -65,8 +70,10 @@ def test_push_applies_only_what_is_missing_after_a_partial_history(fresh_db, cap
     first = migrations()[0]
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute(first.sql())
-        conn.execute("insert into supabase_migrations.schema_migrations (version, name) values (%s, %s)",
-                     (first.version, first.name))
+        conn.execute(
+            "insert into supabase_migrations.schema_migrations (version, name) values (%s, %s)",
+            (first.version, first.name),
+        )
     assert main(["db", "push", "--db-url", fresh_db, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["applied"], out["already"]) == (SHIPPED[1:], SHIPPED[:1])
@@ -118,8 +125,16 @@ def test_check_finds_everything_on_a_migrated_project(stack, monkeypatch, capsys
     status, out = _check(monkeypatch, capsys, stack)
     assert status == 0 and out["ok"], out
     names = [c["name"] for c in out["checks"]]
-    assert {"table tasks", "table task_steps", "view task_summary", "function stepsdk_delete_tasks_older_than",
-            "bucket step-screenshots", "row-level security", "policies", "migration history"} <= set(names)
+    assert {
+        "table tasks",
+        "table task_steps",
+        "view task_summary",
+        "function stepsdk_delete_tasks_older_than",
+        "bucket step-screenshots",
+        "row-level security",
+        "policies",
+        "migration history",
+    } <= set(names)
     history = next(c for c in out["checks"] if c["name"] == "migration history")
     assert history["detail"] == f"{len(SHIPPED)} of {len(SHIPPED)} applied"
     assert stack.service_role_key not in json.dumps(out)
@@ -129,8 +144,11 @@ def test_check_names_what_is_missing(stack, monkeypatch, capsys):
     # the screenshot-path migration re-creates the core migration's storage policy (the core
     # migration itself cannot run again once that column is renamed)
     policy = (MIGRATIONS_DIR / "20261130001410_stepsdk_screenshot_path.sql").read_text()
-    run_sql(stack.migration_db_url, 'drop policy "owners read screenshots objects" on storage.objects;'
-                                    "alter table public.task_steps rename column usage to usage_renamed")
+    run_sql(
+        stack.migration_db_url,
+        'drop policy "owners read screenshots objects" on storage.objects;'
+        "alter table public.task_steps rename column usage to usage_renamed",
+    )
     stack.sql("update storage.buckets set public = true where id = 'step-screenshots'")
     try:
         status, out = _check(monkeypatch, capsys, stack)
@@ -159,16 +177,24 @@ def test_check_of_an_unreachable_project_is_status_69(monkeypatch, capsys):
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "secret-key-value")
     assert main(["db", "check", "--json"]) == 69
     captured = capsys.readouterr()
-    assert "cannot reach the backend" in captured.err and "secret-key-value" not in captured.out + captured.err
+    assert (
+        "cannot reach the backend" in captured.err and "secret-key-value" not in captured.out + captured.err
+    )
 
 
 def test_check_says_so_when_the_schema_status_function_is_missing(stack, monkeypatch, capsys):
-    run_sql(stack.migration_db_url, "revoke execute on function public.stepsdk_schema_status() from service_role")
+    run_sql(
+        stack.migration_db_url, "revoke execute on function public.stepsdk_schema_status() from service_role"
+    )
     try:
         status, out = _check(monkeypatch, capsys, stack)
     finally:
-        run_sql(stack.migration_db_url, "grant execute on function public.stepsdk_schema_status() to service_role")
+        run_sql(
+            stack.migration_db_url, "grant execute on function public.stepsdk_schema_status() to service_role"
+        )
     failed = {c["name"]: c["detail"] for c in out["checks"] if not c["ok"]}
     assert status == 1 and list(failed) == ["row-level security and policies"]
-    assert "42501" in failed["row-level security and policies"] and "stepsdk db push" in failed[
-        "row-level security and policies"]
+    assert (
+        "42501" in failed["row-level security and policies"]
+        and "stepsdk db push" in failed["row-level security and policies"]
+    )

@@ -41,8 +41,9 @@ def _ids(stack) -> list[str]:
     return [r["task_id"] for r in stack.sql("select task_id from public.tasks order by task_id")]
 
 
-def test_delete_supabase_by_id_dry_run_then_for_real(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_delete_supabase_by_id_dry_run_then_for_real(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_stack(stack, ds)
     stack_env(monkeypatch, stack, tmp_path / "unused")
@@ -57,14 +58,17 @@ def test_delete_supabase_by_id_dry_run_then_for_real(stack, tmp_path: Path, monk
     assert out["ok"] and out["task_ids"] == ["a"] and out["object_paths"] == [OWN_A]
     assert _ids(stack) == ["b", "c"]
     steps_a, shots_a = ds.for_task("a")
-    assert counts(stack) == {"tasks": 2, "task_steps": before["task_steps"] - len(steps_a),
-                             "step_screenshots": before["step_screenshots"] - len(shots_a)}
+    assert counts(stack) == {
+        "tasks": 2,
+        "task_steps": before["task_steps"] - len(steps_a),
+        "step_screenshots": before["step_screenshots"] - len(shots_a),
+    }
     assert stack_objects(stack) == {SHARED, OWN_B, OWN_C}  # c still uses the shared image
 
 
-def test_delete_supabase_unknown_id_exits_1_and_deletes_the_rest(stack, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_delete_supabase_unknown_id_exits_1_and_deletes_the_rest(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_into_stack(stack, _dataset())
     stack_env(monkeypatch, stack, tmp_path / "unused")
     assert main(["delete", "c", "nope", "--yes", "--json"]) == Exit.FAILED
@@ -75,8 +79,9 @@ def test_delete_supabase_unknown_id_exits_1_and_deletes_the_rest(stack, tmp_path
     assert _ids(stack) == ["a", "b"] and stack_objects(stack) == {SHARED, OWN_A, OWN_B}
 
 
-def test_delete_supabase_agent_history_before_a_date(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_delete_supabase_agent_history_before_a_date(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_into_stack(stack, _dataset())
     stack_env(monkeypatch, stack, tmp_path / "unused")
     cutoff = stack.sql("select to_char(now() - interval '20 days', 'YYYY-MM-DD') as d")[0]["d"]
@@ -89,9 +94,9 @@ def test_delete_supabase_agent_history_before_a_date(stack, tmp_path: Path, monk
     assert _ids(stack) == ["c"] and stack_objects(stack) == {SHARED, OWN_C}
 
 
-def test_delete_refuses_without_yes_when_nobody_can_confirm(stack, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_delete_refuses_without_yes_when_nobody_can_confirm(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_into_stack(stack, _dataset())
     stack_env(monkeypatch, stack, tmp_path / "unused")
     assert main(["delete", "--agent", "bot"]) == Exit.USAGE  # stdin is not a terminal under pytest
@@ -99,8 +104,15 @@ def test_delete_refuses_without_yes_when_nobody_can_confirm(stack, tmp_path: Pat
     assert _ids(stack) == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("argv", [[], ["a", "--agent", "bot"], ["a", "--before", "2026-01-01"],
-                                  ["--agent", "bot", "--before", "yesterday"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["a", "--agent", "bot"],
+        ["a", "--before", "2026-01-01"],
+        ["--agent", "bot", "--before", "yesterday"],
+    ],
+)
 def test_delete_bad_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
     local_env(monkeypatch, tmp_path)
     try:
@@ -110,8 +122,9 @@ def test_delete_bad_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, a
     assert status == Exit.USAGE
 
 
-def test_delete_local_by_id_and_by_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_delete_local_by_id_and_by_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "backup"
     ds = _dataset()
     load_into_backup(root, ds)
@@ -145,11 +158,24 @@ def _delete_at_a_terminal(root: Path, answer: bytes) -> tuple[int, str]:
     import sys
 
     master, slave = os.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")} | {"STEPSDK_BACKUP_DIR": str(root)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")} | {
+        "STEPSDK_BACKUP_DIR": str(root)
+    }
     try:
-        proc = subprocess.Popen([sys.executable, "-c", "import sys; from stepsdk.cli import main; sys.exit(main())",
-                                 "delete", "c"], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from stepsdk.cli import main; sys.exit(main())",
+                "delete",
+                "c",
+            ],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
         os.write(master, answer)
         out, err = proc.communicate(timeout=60)
     finally:

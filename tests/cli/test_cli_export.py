@@ -54,12 +54,13 @@ def test_csv_is_one_row_per_step_and_keeps_tasks_without_steps() -> None:
     assert len(empty) == 1 and empty[0]["step_id"] == "" and empty[0]["task_status"] == "running"
 
 
-def test_csv_neutralises_formulas_and_keeps_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_csv_neutralises_formulas_and_keeps_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     step = next(s for s in ds.steps if s["task_id"] == "t-ok")
     step.update(thinking='=HYPERLINK("http://x")', error_message="-cmd|' /C calc'!A0", duration_ms=-2.5)
-    step["step_data"] = '@SUM(A1)'  # a JSON string value: text, so escaped too
+    step["step_data"] = "@SUM(A1)"  # a JSON string value: text, so escaped too
     backup = tmp_path / "backup"
     load_into_backup(backup, ds)
     local_env(monkeypatch, backup)
@@ -84,7 +85,11 @@ def test_json_and_jsonl_envelopes() -> None:
     _export.write_json(bundles, out, "test")
     doc = json.loads(out.getvalue())
     assert doc["stepsdk_export"] == 1 and len(doc["tasks"]) == 3
-    assert doc["tasks"][0] == {"task": ds.tasks[0], "steps": ds.for_task("t-ok")[0], "screenshots": ds.for_task("t-ok")[1]}
+    assert doc["tasks"][0] == {
+        "task": ds.tasks[0],
+        "steps": ds.for_task("t-ok")[0],
+        "screenshots": ds.for_task("t-ok")[1],
+    }
     lines = io.StringIO()
     _export.write_jsonl(bundles, lines, "test")
     parsed = [json.loads(line) for line in lines.getvalue().splitlines()]
@@ -98,8 +103,9 @@ def test_json_and_jsonl_envelopes() -> None:
 # --------------------------------------------------------------------------- against a backup
 
 
-def test_export_from_backup_keeps_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_from_backup_keeps_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_backup(tmp_path / "backup", ds)
     local_env(monkeypatch, tmp_path / "backup")
@@ -119,17 +125,25 @@ def test_export_from_backup_keeps_everything(tmp_path: Path, monkeypatch: pytest
     assert [s["step_number"] for s in got["t-ok"]["steps"]] == [1, 2, 3]
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["--status", "failed"], {"t-fail"}),
-    (["--agent", "bot"], {"t-ok", "t-empty"}),
-    (["--since", "5d"], {"t-ok", "t-empty"}),
-    (["--until", "2d"], {"t-fail", "t-empty"}),
-    (["--since", "5d", "--until", "2d"], {"t-empty"}),
-    (["t-ok", "t-empty"], {"t-ok", "t-empty"}),
-    (["--since", "2999-01-01"], set()),
-])
-def test_export_filters_on_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                  argv: list[str], expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--status", "failed"], {"t-fail"}),
+        (["--agent", "bot"], {"t-ok", "t-empty"}),
+        (["--since", "5d"], {"t-ok", "t-empty"}),
+        (["--until", "2d"], {"t-fail", "t-empty"}),
+        (["--since", "5d", "--until", "2d"], {"t-empty"}),
+        (["t-ok", "t-empty"], {"t-ok", "t-empty"}),
+        (["--since", "2999-01-01"], set()),
+    ],
+)
+def test_export_filters_on_backup(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: set[str],
+) -> None:
     load_into_backup(tmp_path / "backup", _dataset())
     local_env(monkeypatch, tmp_path / "backup")
     assert main(["export", "--format", "jsonl", *argv]) == Exit.OK
@@ -137,8 +151,9 @@ def test_export_filters_on_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert {json.loads(line)["task"]["task_id"] for line in lines} == expected
 
 
-def test_export_unknown_task_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_unknown_task_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_into_backup(tmp_path / "backup", _dataset())
     local_env(monkeypatch, tmp_path / "backup")
     out = tmp_path / "x.json"
@@ -147,7 +162,9 @@ def test_export_unknown_task_writes_nothing(tmp_path: Path, monkeypatch: pytest.
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "backup"]
 
 
-def test_export_output_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_output_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_into_backup(tmp_path / "backup", _dataset())
     local_env(monkeypatch, tmp_path / "backup")
     assert main(["export", "--with-screenshots"]) == Exit.USAGE
@@ -166,19 +183,22 @@ def test_export_zip_from_backup_holds_the_images(tmp_path: Path, monkeypatch: py
     with zipfile.ZipFile(target) as zf:
         names = set(zf.namelist())
         manifest = json.loads(zf.read("manifest.json"))
-        images = {n[len("screenshots/"):]: zf.read(n) for n in names if n.startswith("screenshots/")}
+        images = {n[len("screenshots/") :]: zf.read(n) for n in names if n.startswith("screenshots/")}
     assert names >= {"manifest.json", "export.json"}
     # seed 1 is shared by both tasks: stored once
     assert images == {p: ds.images[p] for p in {r["screenshot_path"] for r in ds.shots}}
     assert manifest["missing_screenshots"] == []
-    assert all(manifest["screenshots"][p]["sha256"] == hashlib.sha256(b).hexdigest() for p, b in images.items())
+    assert all(
+        manifest["screenshots"][p]["sha256"] == hashlib.sha256(b).hexdigest() for p, b in images.items()
+    )
 
 
 # --------------------------------------------------------------------------- against Supabase
 
 
-def test_export_from_supabase_all_formats(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_from_supabase_all_formats(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_stack(stack, ds)
     stack_env(monkeypatch, stack, tmp_path / "unused-backup")
@@ -191,10 +211,13 @@ def test_export_from_supabase_all_formats(stack, tmp_path: Path, monkeypatch: py
         steps, shots = ds.for_task(task["task_id"])
         row = got[task["task_id"]]["task"]
         assert {k: row[k] for k in ("title", "agent", "status", "metadata")} == {
-            k: task[k] for k in ("title", "agent", "status", "metadata")}
+            k: task[k] for k in ("title", "agent", "status", "metadata")
+        }
         assert {"created_at", "updated_at", "owner_id"} <= set(row)  # every column of the table
         assert set(_by_id(got[task["task_id"]]["steps"])) == {s["id"] for s in steps}
-        assert {s["id"]: s["step_data"] for s in got[task["task_id"]]["steps"]} == {s["id"]: s["step_data"] for s in steps}
+        assert {s["id"]: s["step_data"] for s in got[task["task_id"]]["steps"]} == {
+            s["id"]: s["step_data"] for s in steps
+        }
         assert set(_by_id(got[task["task_id"]]["screenshots"])) == {r["id"] for r in shots}
     capsys.readouterr()
     assert main(["export", "--format", "csv", "--status", "failed"]) == Exit.OK
@@ -204,7 +227,9 @@ def test_export_from_supabase_all_formats(stack, tmp_path: Path, monkeypatch: py
     assert [json.loads(x)["task"]["task_id"] for x in capsys.readouterr().out.splitlines()] == ["t-ok"]
 
 
-def test_export_from_supabase_pages_past_the_row_cap(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_from_supabase_pages_past_the_row_cap(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """More rows than one response may carry (db-max-rows 1000): keyset pages get all of them."""
     ds = Dataset()
     ds.add_task("big", image_seeds=[])
@@ -225,11 +250,20 @@ def test_export_from_supabase_pages_past_the_row_cap(stack, tmp_path: Path, monk
     assert sorted(json.loads(x)["task"]["task_id"] for x in out.read_text().splitlines()) == sorted(wanted)
 
 
-HOSTILE_IDS = ['we,ird "id" (1)', "ünï/cøde\\slash", "  spaces  ", "a.b:c*d", "null", "%2e%2e", "'; drop table tasks; --"]
+HOSTILE_IDS = [
+    'we,ird "id" (1)',
+    "ünï/cøde\\slash",
+    "  spaces  ",
+    "a.b:c*d",
+    "null",
+    "%2e%2e",
+    "'; drop table tasks; --",
+]
 
 
-def test_export_from_supabase_with_hostile_task_ids(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_from_supabase_with_hostile_task_ids(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = Dataset()
     for n, task_id in enumerate(HOSTILE_IDS):
         ds.add_task(task_id, image_seeds=[n, None])
@@ -245,8 +279,9 @@ def test_export_from_supabase_with_hostile_task_ids(stack, tmp_path: Path, monke
         assert [json.loads(x)["task"]["task_id"] for x in lines] == [task_id]
 
 
-def test_export_zip_from_supabase_and_a_missing_object(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_zip_from_supabase_and_a_missing_object(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_stack(stack, ds)
     gone = ds.for_task("t-fail")[1][1]["screenshot_path"]  # seed 3: only t-fail uses it
@@ -266,8 +301,9 @@ def test_export_zip_from_supabase_and_a_missing_object(stack, tmp_path: Path, mo
     assert loaded.missing_images == [gone]
 
 
-def test_export_from_supabase_with_a_rejected_key(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_from_supabase_with_a_rejected_key(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     stack_env(monkeypatch, stack, tmp_path / "unused")
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "not-a-jwt-secret-value")
     status = main(["export"])
@@ -276,7 +312,9 @@ def test_export_from_supabase_with_a_rejected_key(stack, tmp_path: Path, monkeyp
     assert "rejected the key" in err and "not-a-jwt-secret-value" not in err and err.count("\n") == 1
 
 
-def test_export_zip_survives_a_dropped_download(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_zip_survives_a_dropped_download(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A connection reset while fetching an image is retried; the zip is complete."""
     ds = _dataset()
     load_into_stack(stack, ds)
@@ -287,7 +325,8 @@ def test_export_zip_survives_a_dropped_download(stack, tmp_path: Path, monkeypat
     with zipfile.ZipFile(target) as zf:
         assert json.loads(zf.read("manifest.json"))["missing_screenshots"] == []
         assert {n for n in zf.namelist() if n.startswith("screenshots/")} == {
-            "screenshots/" + r["screenshot_path"] for r in ds.for_task("t-ok")[1]}
+            "screenshots/" + r["screenshot_path"] for r in ds.for_task("t-ok")[1]
+        }
     assert stack.faults.injected["reset"] == 1  # the fault really happened
 
 
@@ -299,19 +338,29 @@ def test_console_script_against_supabase_prints_only_its_result(stack, tmp_path:
     import sys
 
     load_into_stack(stack, _dataset())
-    env = {**os.environ, "SUPABASE_URL": stack.url, "SUPABASE_SECRET_KEY": stack.service_role_key,
-           "STEPSDK_BACKUP_DIR": str(tmp_path / "unused")}
+    env = {
+        **os.environ,
+        "SUPABASE_URL": stack.url,
+        "SUPABASE_SECRET_KEY": stack.service_role_key,
+        "STEPSDK_BACKUP_DIR": str(tmp_path / "unused"),
+    }
     exe = str(Path(sys.executable).parent / "stepsdk")
-    done = subprocess.run([exe, "export", "--json", "-o", str(tmp_path / "x.json")], capture_output=True,
-                          text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [exe, "export", "--json", "-o", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert json_out(done.stdout)["tasks"] == 3
     assert stack.service_role_key not in done.stdout + (tmp_path / "x.json").read_text()
 
 
-def test_export_to_special_files_and_bad_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_to_special_files_and_bad_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """-o /dev/null writes through the device (as root a rename would replace it with a file);
     absurd task ids get a usage error, not a request."""
     import stat as stat_module

@@ -26,10 +26,17 @@ def _dataset() -> Dataset:
     ds.add_task("t-fail", age=timedelta(days=10), status="failed", agent="other", image_seeds=[1, 3])
     ds.add_task("t-empty", age=timedelta(days=3), status="running", image_seeds=[])
     steps = [s for s in ds.steps if s["task_id"] == "t-ok"]
-    steps[0].update(thinking=FORMULAS[0], error_message=FORMULAS[2], duration_ms=2.5,
-                    usage={"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120})
-    steps[1].update(thinking=FORMULAS[1], name=FORMULAS[3], usage={"prompt_tokens": 7, "completion_tokens": 3,
-                                                                    "total_tokens": 10})
+    steps[0].update(
+        thinking=FORMULAS[0],
+        error_message=FORMULAS[2],
+        duration_ms=2.5,
+        usage={"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+    )
+    steps[1].update(
+        thinking=FORMULAS[1],
+        name=FORMULAS[3],
+        usage={"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    )
     steps[2].update(thinking="a\x01b\x1fc" + "x" * 40_000)
     ds.tasks[0]["title"] = FORMULAS[4]
     ds.tasks[0]["description"] = FORMULAS[5]
@@ -42,14 +49,19 @@ def _check_workbook(path: Path, ds: Dataset) -> None:
     assert set(tasks) == {t["task_id"] for t in ds.tasks} and set(steps) == {s["id"] for s in ds.steps}
     for task in ds.tasks:
         row = tasks[task["task_id"]]
-        assert list(row)[:len(TASK_COLUMNS)] == list(TASK_COLUMNS)
+        assert list(row)[: len(TASK_COLUMNS)] == list(TASK_COLUMNS)
         for column in ("task_id", "title", "description", "agent", "status"):
             expected = task.get(column)
-            assert row[column] == (expected.replace("\r", "\n") if isinstance(expected, str) else expected), column
+            assert row[column] == (expected.replace("\r", "\n") if isinstance(expected, str) else expected), (
+                column
+            )
         assert json.loads(row["metadata"]) == task["metadata"]
         own_steps, shots = ds.for_task(task["task_id"])
         assert (row["total_steps"], row["failed_steps"], row["screenshots_count"]) == (
-            len(own_steps), sum(1 for s in own_steps if not s["success"]), len(shots))
+            len(own_steps),
+            sum(1 for s in own_steps if not s["success"]),
+            len(shots),
+        )
     for task_id, row in tasks.items():
         usages = [s["usage"] for s in ds.for_task(task_id)[0] if s.get("usage")]
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -84,7 +96,9 @@ def _check_workbook(path: Path, ds: Dataset) -> None:
         assert not any(b"<f>" in zf.read(n) for n in zf.namelist() if n.startswith("xl/worksheets/"))
 
 
-def test_xlsx_from_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_xlsx_from_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_backup(tmp_path / "backup", ds)
     local_env(monkeypatch, tmp_path / "backup")
@@ -96,8 +110,9 @@ def test_xlsx_from_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     assert [r["task_id"] for r in iter_rows(out, "tasks")] == ["t-fail", "t-empty", "t-ok"]  # oldest first
 
 
-def test_xlsx_from_supabase(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_xlsx_from_supabase(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = _dataset()
     load_into_stack(stack, ds)
     stack_env(monkeypatch, stack, tmp_path / "backup")

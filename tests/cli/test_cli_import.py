@@ -40,10 +40,21 @@ def exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     ds.add_task("other", status="failed", image_seeds=[1])
     load_into_backup(tmp_path / "src", ds)
     local_env(monkeypatch, tmp_path / "dest")
-    for name, extra in (("run.json", []), ("run.jsonl", ["--format", "jsonl"]), ("run.zip", ["--with-screenshots"])):
-        assert main(["export", "--backup-dir", str(tmp_path / "src"), "-o", str(tmp_path / name), *extra]) == 0
-    return {"ds": ds, "json": tmp_path / "run.json", "jsonl": tmp_path / "run.jsonl", "zip": tmp_path / "run.zip",
-            "dest": tmp_path / "dest"}
+    for name, extra in (
+        ("run.json", []),
+        ("run.jsonl", ["--format", "jsonl"]),
+        ("run.zip", ["--with-screenshots"]),
+    ):
+        assert (
+            main(["export", "--backup-dir", str(tmp_path / "src"), "-o", str(tmp_path / name), *extra]) == 0
+        )
+    return {
+        "ds": ds,
+        "json": tmp_path / "run.json",
+        "jsonl": tmp_path / "run.jsonl",
+        "zip": tmp_path / "run.zip",
+        "dest": tmp_path / "dest",
+    }
 
 
 def _snapshot_counts(root: Path) -> tuple[int, int, int]:
@@ -57,8 +68,9 @@ def _journal_files(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("kind", ["json", "jsonl", "zip"])
-def test_import_into_backup_is_complete_and_idempotent(exported: dict[str, Any], kind: str,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_into_backup_is_complete_and_idempotent(
+    exported: dict[str, Any], kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     dest, ds = exported["dest"], exported["ds"]
     assert main(["import", str(exported[kind]), "--json"]) == Exit.OK
     captured = capsys.readouterr()
@@ -135,11 +147,26 @@ def _mutations() -> list[tuple[str, Any, str]]:
         ("negative duration", step("duration_ms", -1), "number >= 0"),
         ("success as string", step("success", "yes"), "true or false"),
         ("traversal screenshot_path", step("screenshot_path", "../../etc/passwd"), "not a safe relative"),
-        ("duplicate step number", lambda d: d["tasks"][0]["steps"][1].__setitem__("step_number", 1), "duplicate step_number"),
-        ("duplicate step id", lambda d: d["tasks"][0]["steps"][1].__setitem__("id", d["tasks"][0]["steps"][0]["id"]),
-         "duplicate id"),
-        ("duplicate task", lambda d: d["tasks"].append(copy.deepcopy(d["tasks"][0])), "appears more than once"),
-        ("screenshot of unknown step", shot("step_id", "00000000-0000-4000-8000-000000000000"), "refers to no step"),
+        (
+            "duplicate step number",
+            lambda d: d["tasks"][0]["steps"][1].__setitem__("step_number", 1),
+            "duplicate step_number",
+        ),
+        (
+            "duplicate step id",
+            lambda d: d["tasks"][0]["steps"][1].__setitem__("id", d["tasks"][0]["steps"][0]["id"]),
+            "duplicate id",
+        ),
+        (
+            "duplicate task",
+            lambda d: d["tasks"].append(copy.deepcopy(d["tasks"][0])),
+            "appears more than once",
+        ),
+        (
+            "screenshot of unknown step",
+            shot("step_id", "00000000-0000-4000-8000-000000000000"),
+            "refers to no step",
+        ),
         ("absolute storage path", shot("screenshot_path", "/etc/passwd"), "not a safe relative"),
         ("bad file hash", shot("file_hash", "ABC"), "64 lowercase hex"),
         ("negative file size", shot("file_size", -5), "integer in 0.."),
@@ -148,9 +175,12 @@ def _mutations() -> list[tuple[str, Any, str]]:
     ]
 
 
-@pytest.mark.parametrize(("mutate", "message"), [pytest.param(m, msg, id=name) for name, m, msg in _mutations()])
-def test_import_refuses_invalid_content_and_imports_nothing(exported: dict[str, Any], tmp_path: Path, mutate: Any,
-                                                            message: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("mutate", "message"), [pytest.param(m, msg, id=name) for name, m, msg in _mutations()]
+)
+def test_import_refuses_invalid_content_and_imports_nothing(
+    exported: dict[str, Any], tmp_path: Path, mutate: Any, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     doc = _doc(exported)
     mutate(doc)
     bad = tmp_path / "bad.json"
@@ -162,21 +192,31 @@ def test_import_refuses_invalid_content_and_imports_nothing(exported: dict[str, 
     assert _journal_files(exported["dest"]) == []  # nothing half-imported
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "the file is empty"),
-    (b"\x89PNG\r\n\x1a\n garbage", "not UTF-8"),
-    (b"[1, 2]", "expected a JSON object"),
-    (b"task_id,task_title\nx,y\n", "CSV exports cannot be imported"),
-    (b'{"stepsdk_export": 1, "tasks": [', "not valid JSON"),
-    (b'{"stepsdk_export": 1, "tasks": [], "tasks": []}', "duplicate key 'tasks'"),
-    (b'{"stepsdk_export": 1, "tasks": [{"task": {"task_id": "a", "status": "running", '
-     b'"started_at": "2026-01-01T00:00:00+00:00", "metadata": {"x": NaN}}}]}', "NaN is not valid JSON"),
-    (b'{"stepsdk_export": 1, "tasks": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
-    (b'{"stepsdk_export": 1, "tasks": [{"task": {"task_id": "a", "status": "running", '
-     b'"started_at": "2026-01-01T00:00:00+00:00", "metadata": {"x": 1e999}}}]}', "number 1e999 is out of range"),
-])
-def test_import_refuses_broken_files(exported: dict[str, Any], tmp_path: Path, content: bytes, message: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n garbage", "not UTF-8"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"task_id,task_title\nx,y\n", "CSV exports cannot be imported"),
+        (b'{"stepsdk_export": 1, "tasks": [', "not valid JSON"),
+        (b'{"stepsdk_export": 1, "tasks": [], "tasks": []}', "duplicate key 'tasks'"),
+        (
+            b'{"stepsdk_export": 1, "tasks": [{"task": {"task_id": "a", "status": "running", '
+            b'"started_at": "2026-01-01T00:00:00+00:00", "metadata": {"x": NaN}}}]}',
+            "NaN is not valid JSON",
+        ),
+        (b'{"stepsdk_export": 1, "tasks": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (
+            b'{"stepsdk_export": 1, "tasks": [{"task": {"task_id": "a", "status": "running", '
+            b'"started_at": "2026-01-01T00:00:00+00:00", "metadata": {"x": 1e999}}}]}',
+            "number 1e999 is out of range",
+        ),
+    ],
+)
+def test_import_refuses_broken_files(
+    exported: dict[str, Any], tmp_path: Path, content: bytes, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_bytes(content)
     assert main(["import", str(bad)]) == Exit.DATA
@@ -185,7 +225,9 @@ def test_import_refuses_broken_files(exported: dict[str, Any], tmp_path: Path, c
     assert _journal_files(exported["dest"]) == []
 
 
-def test_import_refuses_a_bad_jsonl_line(exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_refuses_a_bad_jsonl_line(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = exported["jsonl"].read_text().splitlines()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(lines[0] + "\n" + lines[1][:-5] + "\n")
@@ -194,8 +236,9 @@ def test_import_refuses_a_bad_jsonl_line(exported: dict[str, Any], tmp_path: Pat
     assert _journal_files(exported["dest"]) == []
 
 
-def test_import_missing_or_unreadable_inputs(exported: dict[str, Any], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_missing_or_unreadable_inputs(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["import", str(tmp_path / "none.json")]) == Exit.NO_INPUT
     assert main(["import", str(tmp_path)]) == Exit.NO_INPUT
     assert "is not a file" in capsys.readouterr().err
@@ -271,7 +314,7 @@ def _swap_image(zout: zipfile.ZipFile, entries: dict[str, bytes], data: bytes) -
     name = next(n for n in entries if n.startswith("screenshots/"))
     entries[name] = data
     manifest = _manifest(entries)
-    manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(data).hexdigest()
+    manifest["screenshots"][name[len("screenshots/") :]]["sha256"] = hashlib.sha256(data).hexdigest()
     entries["manifest.json"] = json.dumps(manifest).encode()
     _write_all(zout, entries)
 
@@ -290,7 +333,7 @@ def _image_missing(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     name = next(n for n in entries if n.startswith("screenshots/"))
     del entries[name]
     manifest = _manifest(entries)
-    del manifest["screenshots"][name[len("screenshots/"):]]
+    del manifest["screenshots"][name[len("screenshots/") :]]
     entries["manifest.json"] = json.dumps(manifest).encode()
     _write_all(zout, entries)
 
@@ -312,7 +355,7 @@ def _crafted_replacement(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> No
     """Another real image under an existing screenshot's name, with the manifest and the rows made
     to agree: only the content-addressed name betrays it (it would replace that screenshot)."""
     name = next(n for n in entries if n.startswith("screenshots/"))
-    key, data = name[len("screenshots/"):], webp(77)
+    key, data = name[len("screenshots/") :], webp(77)
     entries[name] = data
     manifest = _manifest(entries)
     manifest["screenshots"][key] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -343,25 +386,29 @@ def _bad_data(zout: zipfile.ZipFile, entries: dict[str, bytes]) -> None:
     _write_all(zout, entries)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (_traversal, "'../evil.txt' refused ('..'"),
-    (_absolute, "'/tmp/evil.txt' refused (absolute path"),
-    (_symlink, "refused (symbolic link)"),
-    (_bomb, "more than 26214400"),
-    (_manifest_traversal, "is not a safe path"),
-    (_unlisted, "unexpected entry 'screenshots/ab/extra.webp'"),
-    (_tampered_image, "does not match its sha256"),
-    (_not_an_image, "is not a readable image"),
-    (_gif_image, "is a GIF image"),
-    (_crafted_replacement, "does not hash to its name"),
-    (_extra_bad_name, "ab/extra.webp is not a content-addressed name"),
-    (_image_missing, "is referenced but not in the zip"),
-    (_no_manifest, "no manifest.json"),
-    (_manifest_data_list, '"data" must name the data file'),
-    (_bad_data, "status: must be one of"),
-])
-def test_import_refuses_hostile_zips(exported: dict[str, Any], tmp_path: Path, edit: Any, message: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_traversal, "'../evil.txt' refused ('..'"),
+        (_absolute, "'/tmp/evil.txt' refused (absolute path"),
+        (_symlink, "refused (symbolic link)"),
+        (_bomb, "more than 26214400"),
+        (_manifest_traversal, "is not a safe path"),
+        (_unlisted, "unexpected entry 'screenshots/ab/extra.webp'"),
+        (_tampered_image, "does not match its sha256"),
+        (_not_an_image, "is not a readable image"),
+        (_gif_image, "is a GIF image"),
+        (_crafted_replacement, "does not hash to its name"),
+        (_extra_bad_name, "ab/extra.webp is not a content-addressed name"),
+        (_image_missing, "is referenced but not in the zip"),
+        (_no_manifest, "no manifest.json"),
+        (_manifest_data_list, '"data" must name the data file'),
+        (_bad_data, "status: must be one of"),
+    ],
+)
+def test_import_refuses_hostile_zips(
+    exported: dict[str, Any], tmp_path: Path, edit: Any, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = _rezip(exported["zip"], tmp_path / "bad.zip", edit)
     assert main(["import", str(bad)]) == Exit.DATA
     err = capsys.readouterr().err
@@ -370,7 +417,9 @@ def test_import_refuses_hostile_zips(exported: dict[str, Any], tmp_path: Path, e
     assert not (tmp_path.parent / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
 
 
-def test_import_refuses_a_truncated_zip(exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_refuses_a_truncated_zip(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = exported["zip"].read_bytes()
     bad = tmp_path / "cut.zip"
     bad.write_bytes(data[: len(data) // 2])
@@ -386,8 +435,9 @@ def _strip_volatile(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "exported_at"}
 
 
-def test_round_trip_export_delete_import_resync_export(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_round_trip_export_delete_import_resync_export(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = Dataset()
     ds.add_task("failing-run", status="failed", image_seeds=[1, 2, None, 1])
     ds.add_task("keeper", image_seeds=[2])  # shares image 2: it must survive the delete
@@ -400,7 +450,8 @@ def test_round_trip_export_delete_import_resync_export(stack, tmp_path: Path, mo
     # delete it (rows cascade) and its objects no other task uses
     stack.sql("delete from public.tasks where task_id = 'failing-run'")
     only_mine = {r["screenshot_path"] for r in ds.shots if r["task_id"] == "failing-run"} - {
-        r["screenshot_path"] for r in ds.shots if r["task_id"] == "keeper"}
+        r["screenshot_path"] for r in ds.shots if r["task_id"] == "keeper"
+    }
     stack.client().storage.from_(BUCKET).remove(sorted(only_mine))
     assert counts(stack) == {"tasks": 1, "task_steps": 1, "step_screenshots": 1}
 
@@ -429,7 +480,23 @@ def test_round_trip_export_delete_import_resync_export(stack, tmp_path: Path, mo
     assert counts(stack) == before
 
 
-_ODD_VALUES: list[Any] = [None, True, 0, -1, 2**70, 1.5, "", "x", "\x00", [], {}, [None], {"": None}, "../..", "9" * 300]
+_ODD_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    2**70,
+    1.5,
+    "",
+    "x",
+    "\x00",
+    [],
+    {},
+    [None],
+    {"": None},
+    "../..",
+    "9" * 300,
+]
 
 
 def _mutate(node: Any, rng: Any) -> None:
@@ -514,7 +581,8 @@ def test_what_import_accepts_the_database_accepts(stack, exported: dict[str, Any
 
 
 def test_import_makes_rows_pending_even_when_this_folder_uploaded_them_before(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An import means "I want these rows there" (the task may have been deleted in Supabase):
     every row and object of the file is pending for resync, whatever the folder uploaded before."""
     from stepsdk.store import backup as _backup
@@ -524,10 +592,14 @@ def test_import_makes_rows_pending_even_when_this_folder_uploaded_them_before(
     ds.add_task("uploaded", image_seeds=[1, None])
     load_into_backup(root, ds)
     acks = _backup.JournalWriter(root)
-    acks.append([{"k": "ack", "t": "tasks", "v": BackupStore(root).read().task_versions},
-                 {"k": "ack", "t": "task_steps", "ids": [s["id"] for s in ds.steps]},
-                 {"k": "ack", "t": "step_screenshots", "ids": [r["id"] for r in ds.shots]},
-                 {"k": "ack", "t": "objects", "ids": list(ds.images)}])
+    acks.append(
+        [
+            {"k": "ack", "t": "tasks", "v": BackupStore(root).read().task_versions},
+            {"k": "ack", "t": "task_steps", "ids": [s["id"] for s in ds.steps]},
+            {"k": "ack", "t": "step_screenshots", "ids": [r["id"] for r in ds.shots]},
+            {"k": "ack", "t": "objects", "ids": list(ds.images)},
+        ]
+    )
     acks.close()
     snap = BackupStore(root).read()
     assert not snap.pending_steps() and not snap.pending_screenshots() and not snap.pending_objects()
@@ -537,19 +609,24 @@ def test_import_makes_rows_pending_even_when_this_folder_uploaded_them_before(
     assert "will not send them again" not in capsys.readouterr().err
     snap = BackupStore(root).read()
     assert len(snap.pending_steps()) == 2 and len(snap.pending_screenshots()) == 1
-    assert snap.pending_objects() == sorted(ds.images) and [t["task_id"] for t in snap.pending_tasks()] == ["uploaded"]
+    assert snap.pending_objects() == sorted(ds.images) and [t["task_id"] for t in snap.pending_tasks()] == [
+        "uploaded"
+    ]
 
 
-def test_minimal_rows_from_the_database_round_trip(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_minimal_rows_from_the_database_round_trip(
+    stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Rows with only the required columns set (every nullable column null) are valid exports:
     the validator is no stricter than the schema."""
     stack.sql("insert into public.tasks (task_id) values ('minimal')")
     stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type)
                  values ('11111111-2222-4333-8444-555555555555', 'minimal', 1, 'thinking')""")
-    stack.sql("""insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
+    stack.sql(
+        """insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
                  values ('minimal', '11111111-2222-4333-8444-555555555555', %s, 0, %s)""",
-              ("ab/" + "ab" * 32 + ".webp", "ab" * 32))
+        ("ab/" + "ab" * 32 + ".webp", "ab" * 32),
+    )
     stack_env(monkeypatch, stack, tmp_path / "backup")
     assert main(["export", "minimal", "-o", str(tmp_path / "m.json")]) == Exit.OK
     row = json.loads((tmp_path / "m.json").read_text())["tasks"][0]["steps"][0]
@@ -558,17 +635,24 @@ def test_minimal_rows_from_the_database_round_trip(stack, tmp_path: Path, monkey
     assert _snapshot_counts(tmp_path / "backup") == (1, 1, 1)
 
 
-def test_import_redacts_secrets_like_the_recorder(exported: dict[str, Any], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_redacts_secrets_like_the_recorder(
+    exported: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A file made elsewhere may carry secrets the SDK would have redacted: they never reach the
     backup (and so never Supabase)."""
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "sk-live-THE-PROJECT-KEY-123")
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
     doc = _doc(exported)
     step = doc["tasks"][0]["steps"][0]
-    step["step_data"] = {"password": "hunter2", "nested": {"api_key": "abc"}, "max_tokens": 512,
-                         "note": "use sk-live-THE-PROJECT-KEY-123 now"}
+    step["step_data"] = {
+        "password": "hunter2",
+        "nested": {"api_key": "abc"},
+        "max_tokens": 512,
+        "note": "use sk-live-THE-PROJECT-KEY-123 now",
+    }
     step["thinking"] = f"the token is {jwt}"
     step["action_result"] = {"headers": {"Authorization": "Bearer abcdefghijklmnop"}}
     bad = tmp_path / "secrets.json"
@@ -576,10 +660,17 @@ def test_import_redacts_secrets_like_the_recorder(exported: dict[str, Any], tmp_
     assert main(["import", str(bad), "--json"]) == Exit.OK
     captured = capsys.readouterr()
     assert json_out(captured.out)["sanitized_rows"] == 1 and "stored redacted" in captured.err
-    stored = next(s for s in BackupStore(exported["dest"]).read().steps[doc["tasks"][0]["task"]["task_id"]]
-                  if s["id"] == step["id"])
-    assert stored["step_data"] == {"password": "[REDACTED:password]", "nested": {"api_key": "[REDACTED:apikey]"},
-                                   "max_tokens": 512, "note": "use [REDACTED:configured] now"}
+    stored = next(
+        s
+        for s in BackupStore(exported["dest"]).read().steps[doc["tasks"][0]["task"]["task_id"]]
+        if s["id"] == step["id"]
+    )
+    assert stored["step_data"] == {
+        "password": "[REDACTED:password]",
+        "nested": {"api_key": "[REDACTED:apikey]"},
+        "max_tokens": 512,
+        "note": "use [REDACTED:configured] now",
+    }
     assert stored["thinking"] == "the token is [REDACTED:jwt]"
     assert stored["action_result"] == {"headers": {"Authorization": "[REDACTED:authorization]"}}
     text = b"".join(p.read_bytes() for p in exported["dest"].rglob("*") if p.is_file())
@@ -587,16 +678,30 @@ def test_import_redacts_secrets_like_the_recorder(exported: dict[str, Any], tmp_
         assert secret not in text
 
 
-def test_zip_with_jsonl_imports_and_zip_with_csv_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_zip_with_jsonl_imports_and_zip_with_csv_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ds = Dataset()
     ds.add_task("z", image_seeds=[4, 5])
     load_into_backup(tmp_path / "src", ds)
     local_env(monkeypatch, tmp_path / "dest")
     for fmt in ("jsonl", "csv"):
         out = tmp_path / f"run-{fmt}.zip"
-        assert main(["export", "--backup-dir", str(tmp_path / "src"), "--format", fmt, "--with-screenshots",
-                     "-o", str(out)]) == Exit.OK
+        assert (
+            main(
+                [
+                    "export",
+                    "--backup-dir",
+                    str(tmp_path / "src"),
+                    "--format",
+                    fmt,
+                    "--with-screenshots",
+                    "-o",
+                    str(out),
+                ]
+            )
+            == Exit.OK
+        )
     assert main(["import", str(tmp_path / "run-csv.zip")]) == Exit.DATA
     assert "CSV exports cannot be imported" in capsys.readouterr().err
     assert _journal_files(tmp_path / "dest") == []
@@ -615,14 +720,15 @@ def _lying_sizes(zip_path: Path, entry: str, declared: int) -> None:
         start = 0
         while (start := data.find(signature, start)) != -1:
             name_len = struct.unpack_from("<H", data, start + (26 if signature == b"PK\x03\x04" else 28))[0]
-            if bytes(data[start + name_offset:start + name_offset + name_len]) == name:
+            if bytes(data[start + name_offset : start + name_offset + name_len]) == name:
                 struct.pack_into("<I", data, start + size_offset, declared)
             start += 4
     zip_path.write_bytes(bytes(data))
 
 
-def test_import_refuses_an_entry_lying_about_its_size(exported: dict[str, Any], tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_refuses_an_entry_lying_about_its_size(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A bomb whose header claims a tiny size: reading stops at the claimed size and the CRC
     check fails; nothing is inflated past it, nothing is imported."""
     bomb = b"\0" * (8 * 1024 * 1024)
@@ -632,7 +738,7 @@ def test_import_refuses_an_entry_lying_about_its_size(exported: dict[str, Any], 
         name = target["name"] = next(n for n in entries if n.startswith("screenshots/"))
         entries[name] = bomb  # listed in the manifest, with the bomb's own hash
         manifest = _manifest(entries)
-        manifest["screenshots"][name[len("screenshots/"):]]["sha256"] = hashlib.sha256(bomb).hexdigest()
+        manifest["screenshots"][name[len("screenshots/") :]]["sha256"] = hashlib.sha256(bomb).hexdigest()
         entries["manifest.json"] = json.dumps(manifest).encode()
         _write_all(zout, entries)
 
@@ -647,8 +753,9 @@ def test_import_refuses_an_entry_lying_about_its_size(exported: dict[str, Any], 
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "zip"])
-def test_import_from_stdin(exported: dict[str, Any], kind: str, monkeypatch: pytest.MonkeyPatch,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_from_stdin(
+    exported: dict[str, Any], kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(exported[kind].read_bytes())))
     assert main(["import", "-", "--json"]) == Exit.OK
     assert json_out(capsys.readouterr().out)["tasks"] == 2

@@ -23,8 +23,9 @@ def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_url_without_key_warns_and_names_the_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_url_without_key_warns_and_names_the_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("SUPABASE_URL", "https://xyz.supabase.co")
     monkeypatch.setenv("SUPABASE_KEY", "the-misnamed-secret")
     with caplog.at_level(logging.WARNING, "stepsdk.config"):
@@ -37,8 +38,9 @@ def test_url_without_key_warns_and_names_the_folder(monkeypatch: pytest.MonkeyPa
     assert "SUPABASE_SECRET_KEY" in text and str(tmp_path) in text and "the-misnamed-secret" not in text
 
 
-def test_url_without_any_key_and_forced_local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_url_without_any_key_and_forced_local(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("SUPABASE_URL", "https://xyz.supabase.co")
     with caplog.at_level(logging.WARNING, "stepsdk.config"):
         Config.resolve(supabase_url="", backup_dir=tmp_path)  # "" = local on purpose (the viewer): quiet
@@ -59,7 +61,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_status_on_a_missing_folder_fails_and_reports_go_to_stdout(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     local_env(monkeypatch, tmp_path / "nope")
     assert main(["status"]) == Exit.NO_INPUT
     captured = capsys.readouterr()
@@ -71,7 +74,8 @@ def test_status_on_a_missing_folder_fails_and_reports_go_to_stdout(
 
 
 def test_demo_says_where_the_run_went_when_supabase_is_down(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "k" * 24)
     assert main(["demo", "--no-view", "--pace", "0", "--backup-dir", str(tmp_path)]) == 0

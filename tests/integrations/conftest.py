@@ -151,7 +151,9 @@ class _ApiHandler(BaseHTTPRequestHandler):
             body = json.dumps({"items": [1, 2, 3], "access_token": "tok-in-response-body"}).encode()
             self._send(200, body, "application/json", {"Set-Cookie": "sid=cookie-secret-value; HttpOnly"})
         elif path == "/v1/forecast":  # docs/integrations.md's example API
-            self._send(200, json.dumps({"city": "Paris", "summary": "sunny, 21°C"}).encode(), "application/json")
+            self._send(
+                200, json.dumps({"city": "Paris", "summary": "sunny, 21°C"}).encode(), "application/json"
+            )
         elif path == "/missing":
             self._send(404, b"no such thing", "text/plain; charset=utf-8")
         elif path == "/boom":
@@ -161,7 +163,9 @@ class _ApiHandler(BaseHTTPRequestHandler):
         elif path == "/big":
             self._send(200, b"x" * 100_000, "text/plain")
         elif path == "/gzip":
-            self._send(200, gzip.compress(b'{"zipped": true}'), "application/json", {"Content-Encoding": "gzip"})
+            self._send(
+                200, gzip.compress(b'{"zipped": true}'), "application/json", {"Content-Encoding": "gzip"}
+            )
         elif path == "/slow":
             time.sleep(1.0)
             self._send(200, b"late", "text/plain")
@@ -223,7 +227,13 @@ def refused_url() -> str:
 @pytest.fixture
 def local_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No Supabase from the environment: trackers write into their backup folder only."""
-    for name in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY", "STEPSDK_BACKUP_DIR", "STEPSDK_LEVEL"):
+    for name in (
+        "SUPABASE_URL",
+        "SUPABASE_SECRET_KEY",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "STEPSDK_BACKUP_DIR",
+        "STEPSDK_LEVEL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

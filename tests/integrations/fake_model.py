@@ -91,8 +91,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _completion(content: str, model: str, usage: dict[str, int] | None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
     }
     if usage is not None:
         out["usage"] = usage

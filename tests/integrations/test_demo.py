@@ -50,7 +50,11 @@ def _check_story(task: dict[str, Any], steps: list[dict[str, Any]]) -> None:
 def test_demo_records_into_the_backup(tmp_path: Path) -> None:
     done = subprocess.run(
         [*STEPSDK, "demo", "--no-view", "--pace", "0.01", "--backup-dir", str(tmp_path)],
-        env=_env(), capture_output=True, text=True, timeout=120, check=False,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     match = _TASK_LINE.search(done.stdout)
@@ -91,9 +95,11 @@ def test_bad_options_get_a_clear_answer(
 ) -> None:
     from stepsdk.cli import main
 
-    for argv, message in ((["demo", "--port", "70000"], "port must be 1-65535"),
-                          (["demo", "--pace", "fast"], "not a number: 'fast'"),
-                          (["demo", "--pace", "11"], "pace must be between 0 and 10")):
+    for argv, message in (
+        (["demo", "--port", "70000"], "port must be 1-65535"),
+        (["demo", "--pace", "fast"], "not a number: 'fast'"),
+        (["demo", "--pace", "11"], "pace must be between 0 and 10"),
+    ):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 2 and message in capsys.readouterr().err
@@ -120,7 +126,11 @@ def test_demo_starts_the_viewer_on_the_task(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [*STEPSDK, "demo", "--pace", "0", "--backup-dir", str(tmp_path), "--port", str(port)],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         lines = [proc.stdout.readline() for _ in range(2)]

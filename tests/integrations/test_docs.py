@@ -40,23 +40,35 @@ def _journal_text(backup: Path) -> str:
 
 
 def test_phone_agent_snippet(
-    doc: Path, fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    doc: Path,
+    fake_device: FakeDevice,
+    model: FakeModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code = _snippet(doc, "phone")
     assert "http://localhost:8000/v1" in code
-    model.script('<think>Open it.</think><answer>do(action="Launch", app="Settings")',
-                 '<think>Done.</think><answer>finish(message="Wi-Fi is on")')
+    model.script(
+        '<think>Open it.</think><answer>do(action="Launch", app="Settings")',
+        '<think>Done.</think><answer>finish(message="Wi-Fi is on")',
+    )
     ns = _run(code.replace("http://localhost:8000/v1", model.base_url), doc, tmp_path, monkeypatch)
     assert ns["result"] == "Wi-Fi is on" and not ns["tracking"].attached
     steps = backup_steps(tmp_path, ns["tracking"].last_task_id)
     assert [s["step_data"]["action"]["action"] for s in steps[:1]] == ["Launch"] and len(steps) == 2
 
 
-def test_httpx_snippet(doc: Path, api_server: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_httpx_snippet(
+    doc: Path, api_server: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code = _snippet(doc, "http")
     ns = _run(code.replace("https://api.example.com", api_server.url), doc, tmp_path, monkeypatch)
     steps = backup_steps(tmp_path, ns["tracker"].task_id)
-    assert [(s["step_data"]["method"], s["success"]) for s in steps] == [("GET", True), ("GET", False), ("POST", True)]
+    assert [(s["step_data"]["method"], s["success"]) for s in steps] == [
+        ("GET", True),
+        ("GET", False),
+        ("POST", True),
+    ]
     journal = _journal_text(tmp_path)
     assert "sk-live-123" not in journal and "k-123" not in journal
 

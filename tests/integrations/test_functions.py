@@ -118,6 +118,7 @@ def test_with_block_gives_the_handle_of_tracker_step(tracker: Any, tmp_path: Pat
 def test_an_exception_fills_type_message_and_stack_in_one_place(tracker: Any, tmp_path: Path) -> None:
     """record_step(error=exc), tracker.step(), a tracked function and a tracked block record the
     same error_type, error_message and stack trace for the same exception."""
+
     def fail() -> None:
         raise LookupError("no such element #login")
 
@@ -226,5 +227,7 @@ def test_methods_leave_self_out(tracker: Any, tmp_path: Path) -> None:
     (step,) = _steps(tracker, tmp_path)
     assert step["step_data"]["function"].endswith("Agent.act")
     assert step["step_data"]["args"] == {
-        "target": "ok-button", "extra": [1, 2], "options": {"api_token": "[REDACTED:apitoken]", "retries": 3}
+        "target": "ok-button",
+        "extra": [1, 2],
+        "options": {"api_token": "[REDACTED:apitoken]", "retries": 3},
     }

@@ -33,12 +33,18 @@ def _steps(tracker: Any, tmp_path: Path) -> list[dict[str, Any]]:
     return backup_steps(tmp_path, tracker.task_id)
 
 
-def test_sync_call_recorded_with_secrets_redacted(tracker: Any, tmp_path: Path, api_server: ApiServer) -> None:
+def test_sync_call_recorded_with_secrets_redacted(
+    tracker: Any, tmp_path: Path, api_server: ApiServer
+) -> None:
     with tracked_client(tracker, cookies={"sid": "cookie-secret-4"}) as client:
         response = client.get(
             f"{api_server.url}/json",
             params={"q": "weather", "api_key": "qs-secret-1"},
-            headers={"Authorization": "Bearer hdr-secret-2", "X-Api-Key": "hdr-secret-3", "Accept": "application/json"},
+            headers={
+                "Authorization": "Bearer hdr-secret-2",
+                "X-Api-Key": "hdr-secret-3",
+                "Accept": "application/json",
+            },
         )
     assert response.status_code == 200 and response.json()["items"] == [1, 2, 3]  # body untouched
     (step,) = _steps(tracker, tmp_path)
@@ -48,18 +54,30 @@ def test_sync_call_recorded_with_secrets_redacted(tracker: Any, tmp_path: Path, 
     assert data["url"] == f"{api_server.url}/json?q=weather&api_key=[REDACTED:apikey]"
     headers = data["request"]["headers"]
     assert (headers["authorization"], headers["x-api-key"], headers["cookie"]) == (
-        "[REDACTED:authorization]", "[REDACTED:apikey]", "[REDACTED:cookie]")
+        "[REDACTED:authorization]",
+        "[REDACTED:apikey]",
+        "[REDACTED:cookie]",
+    )
     assert headers["accept"] == "application/json"
     assert data["response"]["status_code"] == 200
     assert data["response"]["headers"]["set-cookie"] == "[REDACTED:cookie]"
     assert data["response"]["body"]["json"] == {"items": [1, 2, 3], "access_token": "[REDACTED:accesstoken]"}
     assert step["action_result"] == {"status_code": 200, "reason": "OK"}
     assert step["duration_ms"] > 0 and 0 < step["metadata"]["time_to_headers_ms"] <= step["duration_ms"]
-    for secret in ("qs-secret-1", "hdr-secret-2", "hdr-secret-3", "cookie-secret-4", "cookie-secret-value", "tok-in-response"):
+    for secret in (
+        "qs-secret-1",
+        "hdr-secret-2",
+        "hdr-secret-3",
+        "cookie-secret-4",
+        "cookie-secret-value",
+        "tok-in-response",
+    ):
         assert secret not in repr(step)
 
 
-def test_bodies_json_form_binary_gzip_and_truncation(tracker: Any, tmp_path: Path, api_server: ApiServer) -> None:
+def test_bodies_json_form_binary_gzip_and_truncation(
+    tracker: Any, tmp_path: Path, api_server: ApiServer
+) -> None:
     with tracked_client(tracker, max_body_bytes=1000) as client:
         client.post(f"{api_server.url}/echo", json={"user": "ann", "password": "pw-secret"})
         client.post(f"{api_server.url}/echo", data={"q": "x", "token": "form-secret"})
@@ -69,11 +87,16 @@ def test_bodies_json_form_binary_gzip_and_truncation(tracker: Any, tmp_path: Pat
         client.post(f"{api_server.url}/echo", files={"upload": ("a.bin", b"\x00" * 64)})
     assert png.content == SMALL_PNG and len(big.text) == 100_000 and zipped.json() == {"zipped": True}
     posted_json, posted_form, got_png, got_big, got_gzip, multipart = _steps(tracker, tmp_path)
-    assert posted_json["step_data"]["request"]["body"]["json"] == {"user": "ann", "password": "[REDACTED:password]"}
+    assert posted_json["step_data"]["request"]["body"]["json"] == {
+        "user": "ann",
+        "password": "[REDACTED:password]",
+    }
     assert posted_json["step_data"]["response"]["status_code"] == 201
     assert posted_form["step_data"]["request"]["body"]["form"] == {"q": "x", "token": "[REDACTED:token]"}
     assert got_png["step_data"]["response"]["body"] == {
-        "content_type": "image/png", "size": len(SMALL_PNG), "binary": True
+        "content_type": "image/png",
+        "size": len(SMALL_PNG),
+        "binary": True,
     }
     body = got_big["step_data"]["response"]["body"]
     assert body["size"] == 100_000 and body["truncated"] is True and len(body["text"]) == 1000
@@ -117,9 +140,13 @@ def test_connection_refused_and_timeouts_recorded_and_reraised(
     assert slowbody["step_data"]["response"]["body"]["text"] == "first part;"
 
 
-async def test_async_client_same_recording(tracker: Any, tmp_path: Path, api_server: ApiServer, refused_url: str) -> None:
+async def test_async_client_same_recording(
+    tracker: Any, tmp_path: Path, api_server: ApiServer, refused_url: str
+) -> None:
     async with tracked_async_client(tracker, timeout=0.3) as client:
-        response = await client.get(f"{api_server.url}/json", headers={"Authorization": "Bearer async-secret"})
+        response = await client.get(
+            f"{api_server.url}/json", headers={"Authorization": "Bearer async-secret"}
+        )
         assert response.json()["items"] == [1, 2, 3]
         async with client.stream("GET", f"{api_server.url}/big") as streamed:
             received = b"".join([chunk async for chunk in streamed.aiter_bytes()])
@@ -184,11 +211,17 @@ def test_bad_arguments_raise_at_the_call(tracker: Any) -> None:
         ("text/plain; charset=latin-1", b"caf\xe9", {"text": "café"}),
         ("", b"plain words", {"text": "plain words"}),  # no type: sniffed as text
         ("", b"\x00\x01\x02\xff", {"binary": True}),  # no type: sniffed as binary
-        ("application/x-www-form-urlencoded", b"a=1&password=p%40ss&a=2", {"form": {"a": "2", "password": "[REDACTED:password]"}}),
+        (
+            "application/x-www-form-urlencoded",
+            b"a=1&password=p%40ss&a=2",
+            {"form": {"a": "2", "password": "[REDACTED:password]"}},
+        ),
         ("application/vnd.api+json", b'{"token": "t"}', {"json": {"token": "[REDACTED:token]"}}),
     ],
 )
-def test_hostile_and_odd_bodies_get_a_safe_summary(content_type: str, data: bytes, expected: dict[str, Any]) -> None:
+def test_hostile_and_odd_bodies_get_a_safe_summary(
+    content_type: str, data: bytes, expected: dict[str, Any]
+) -> None:
     from stepsdk.integrations.httpx_hooks import body_summary
 
     headers = httpx.Headers({"content-type": content_type} if content_type else {})
@@ -207,12 +240,17 @@ def test_undecodable_encodings_are_named_not_guessed() -> None:
     assert brotli["encoding"] == "br (not decoded)"
 
 
-def test_mounted_and_proxied_transports_are_recorded_too(tracker: Any, tmp_path: Path, api_server: ApiServer) -> None:
+def test_mounted_and_proxied_transports_are_recorded_too(
+    tracker: Any, tmp_path: Path, api_server: ApiServer
+) -> None:
     host = api_server.url.removeprefix("http://")
     mounts = {f"http://{host}": httpx.HTTPTransport(retries=0)}
     # proxy= goes to the inner transport: the loopback "proxy" is the API server itself, which
     # answers absolute-form request lines like any origin server.
-    with tracked_client(tracker, mounts=mounts) as mounted, tracked_client(tracker, proxy=api_server.url) as proxied:
+    with (
+        tracked_client(tracker, mounts=mounts) as mounted,
+        tracked_client(tracker, proxy=api_server.url) as proxied,
+    ):
         assert mounted.get(f"{api_server.url}/json").status_code == 200
         assert proxied.get("http://example.invalid/json").status_code == 200
     first, second = _steps(tracker, tmp_path)

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.usefixtures("local_env")
 
 LAUNCH = '<think>The home screen is open. I should open Settings.</think>\n<answer>do(action="Launch", app="Settings")'
 TAP = '<think>Tap the Wi-Fi row.</think>\n<answer>do(action="Tap", element=[500,300])'
-TAP_CONFIRM = '<think>This needs approval.</think>\n<answer>do(action="Tap", element=[200,800], message="Pay 5 EUR")'
+TAP_CONFIRM = (
+    '<think>This needs approval.</think>\n<answer>do(action="Tap", element=[200,800], message="Pay 5 EUR")'
+)
 TAKEOVER = '<think>A login wall; a human must log in.</think>\n<answer>do(action="Take_over", message="Please log in")'
 FINISH = '<think>Wi-Fi is on now.</think>\n<answer>finish(message="Wi-Fi is on")'
 MALFORMED = "<think>Hmm.</think>\n<answer>I would tap somewhere around the middle"
@@ -36,7 +38,11 @@ MALFORMED = "<think>Hmm.</think>\n<answer>I would tap somewhere around the middl
 
 def _stack_tracking(agent: Any, stack: Any, backup: Path) -> PhoneAgentTracking:
     return track_phone_agent(
-        agent, supabase_url=stack.url, supabase_key=stack.service_role_key, backup_dir=backup, agent_name="test-phone"
+        agent,
+        supabase_url=stack.url,
+        supabase_key=stack.service_role_key,
+        backup_dir=backup,
+        agent_name="test-phone",
     )
 
 
@@ -59,8 +65,9 @@ def test_run_is_recorded_step_by_step_in_supabase(
     approvals: list[str] = []
     takeovers: list[str] = []
     model.script(LAUNCH, TAP, TAP_CONFIRM, TAKEOVER, FINISH)
-    agent = make_agent(model, confirmation_callback=lambda m: approvals.append(m) or True,
-                       takeover_callback=takeovers.append)
+    agent = make_agent(
+        model, confirmation_callback=lambda m: approvals.append(m) or True, takeover_callback=takeovers.append
+    )
     tracking = _stack_tracking(agent, stack, tmp_path)
 
     assert agent.run("Turn on Wi-Fi") == "Wi-Fi is on"
@@ -68,14 +75,25 @@ def test_run_is_recorded_step_by_step_in_supabase(
 
     task = _task(stack, tracking.last_task_id)
     assert (task["title"], task["agent"], task["status"], task["result"]) == (
-        "Turn on Wi-Fi", "test-phone", "success", "Wi-Fi is on"
+        "Turn on Wi-Fi",
+        "test-phone",
+        "success",
+        "Wi-Fi is on",
     )
     assert task["finished_at"] is not None and task["metadata"]["max_steps"] == 10
     steps = _steps(stack, tracking.last_task_id)
-    kinds = [(s["step_type"], (s["step_data"].get("action") or {}).get("action") or s["step_data"].get("kind")) for s in steps]
+    kinds = [
+        (s["step_type"], (s["step_data"].get("action") or {}).get("action") or s["step_data"].get("kind"))
+        for s in steps
+    ]
     assert kinds == [
-        ("action", "Launch"), ("action", "Tap"), ("validation", "confirmation"), ("action", "Tap"),
-        ("validation", "takeover"), ("action", "Take_over"), ("action", None),
+        ("action", "Launch"),
+        ("action", "Tap"),
+        ("validation", "confirmation"),
+        ("action", "Tap"),
+        ("validation", "takeover"),
+        ("action", "Take_over"),
+        ("action", None),
     ]
     actions = [s for s in steps if s["step_type"] == "action"]
     replies = [LAUNCH, TAP, TAP_CONFIRM, TAKEOVER, FINISH]
@@ -87,16 +105,23 @@ def test_run_is_recorded_step_by_step_in_supabase(
         timing = step["step_data"]["model_timing"]
         assert 0 < timing["time_to_first_token"] <= timing["total_time"]
         assert step["duration_ms"] > 0 and step["action_result"]["success"] is True
-    assert [s["step_data"]["current_app"] for s in actions] == ["System Home"] + ["AndroidSystemSettings"] * 4  # the agent's own name
+    assert [s["step_data"]["current_app"] for s in actions] == ["System Home"] + [
+        "AndroidSystemSettings"
+    ] * 4  # the agent's own name
     tap = actions[1]["step_data"]
     assert tap["action"] == {"type": "do", "action": "Tap", "element": [500, 300]}
     assert tap["point"] == {"x": 135, "y": 180} and tap["screen"] == {"width": 270, "height": 600}
     assert actions[-1]["step_data"]["action"] == {"type": "finish", "message": "Wi-Fi is on"}
     assert actions[-1]["action_result"] == {
-        "success": True, "should_finish": True, "message": "Wi-Fi is on", "requires_confirmation": False
+        "success": True,
+        "should_finish": True,
+        "message": "Wi-Fi is on",
+        "requires_confirmation": False,
     }
     confirmation, takeover = (s for s in steps if s["step_type"] == "validation")
-    assert confirmation["step_data"]["approved"] is True and confirmation["step_data"]["message"] == "Pay 5 EUR"
+    assert (
+        confirmation["step_data"]["approved"] is True and confirmation["step_data"]["message"] == "Pay 5 EUR"
+    )
     assert confirmation["step_data"]["agent_step"] == 3
     assert takeover["step_data"]["message"] == "Please log in"
 
@@ -107,7 +132,9 @@ def test_run_is_recorded_step_by_step_in_supabase(
     bucket = stack.client().storage.from_("step-screenshots")
     for index, step in enumerate(actions):
         shot = by_step[str(step["id"])]
-        assert shot["screenshot_path"] == step["screenshot_path"] and shot["screenshot_path"].endswith(".webp")
+        assert shot["screenshot_path"] == step["screenshot_path"] and shot["screenshot_path"].endswith(
+            ".webp"
+        )
         stored = bucket.download(shot["screenshot_path"])
         assert stored[:4] == b"RIFF" and stored[8:12] == b"WEBP" and len(stored) == shot["file_size"]
         assert Image.open(io.BytesIO(stored)).size == SCREEN_SIZE
@@ -152,7 +179,11 @@ def test_malformed_reply_is_a_failed_step_and_model_error_fails_the_task(
 
 
 def test_missing_adb_fails_the_task_with_its_stack_trace(
-    fake_device: FakeDevice, model: FakeModelServer, stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_device: FakeDevice,
+    model: FakeModelServer,
+    stack: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -186,7 +217,9 @@ def test_tracking_changes_nothing_the_agent_does(
         agent = make_agent(model)
         tracking = track_phone_agent(agent, backup_dir=tmp_path) if tracked else None
         result = agent.run("Turn on Wi-Fi")
-        runs.append((result, _normalised_calls(fake_device), list(model.requests), agent.context, agent.step_count))
+        runs.append(
+            (result, _normalised_calls(fake_device), list(model.requests), agent.context, agent.step_count)
+        )
         if tracking:
             tracking.detach()
     assert runs[0] == runs[1]
@@ -212,7 +245,9 @@ def test_max_steps_is_interrupted_and_manual_steps_are_one_task(
     second = agent.step()
     assert not first.finished and second.finished
     task = backup_task(tmp_path, tracking.last_task_id)
-    assert task["status"] == "success" and task["title"] == "Turn on Wi-Fi" and task["result"] == "Wi-Fi is on"
+    assert (
+        task["status"] == "success" and task["title"] == "Turn on Wi-Fi" and task["result"] == "Wi-Fi is on"
+    )
     assert [s["step_data"]["agent_step"] for s in backup_steps(tmp_path, tracking.last_task_id)] == [1, 2]
 
     agent.reset()
@@ -223,20 +258,26 @@ def test_max_steps_is_interrupted_and_manual_steps_are_one_task(
     tracking.detach()
 
 
-def test_long_task_text_and_extra_metadata(fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path) -> None:
+def test_long_task_text_and_extra_metadata(
+    fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path
+) -> None:
     agent = make_agent(model)
     tracking = track_phone_agent(agent, backup_dir=tmp_path, metadata={"device": "pixel-test"})
     model.script(FINISH)
     long_task = "Turn on Wi-Fi. " * 400  # 6,000 chars: over the 2,000-char title limit
     assert agent.run(long_task) == "Wi-Fi is on"
     task = backup_task(tmp_path, tracking.last_task_id)
-    assert task["status"] == "success" and len(task["title"]) <= 2000 and task["title"].endswith("…[truncated]")
+    assert (
+        task["status"] == "success" and len(task["title"]) <= 2000 and task["title"].endswith("…[truncated]")
+    )
     assert task["description"] == long_task
     assert task["metadata"]["device"] == "pixel-test" and task["metadata"]["integration"] == "phone_agent"
     tracking.detach()
 
 
-def test_detach_restores_the_instance_and_never_touches_the_class(model: FakeModelServer, tmp_path: Path) -> None:
+def test_detach_restores_the_instance_and_never_touches_the_class(
+    model: FakeModelServer, tmp_path: Path
+) -> None:
     from phone_agent import PhoneAgent
 
     agent, other = make_agent(model), make_agent(model)
@@ -248,8 +289,13 @@ def test_detach_restores_the_instance_and_never_touches_the_class(model: FakeMod
         with pytest.raises(ValueError, match="already tracked"):
             track_phone_agent(agent, backup_dir=tmp_path)
     assert not tracking.attached
-    for obj, name in ((agent, "run"), (agent, "step"), (agent, "_execute_step"), (agent.model_client, "request"),
-                      (agent.action_handler, "execute")):
+    for obj, name in (
+        (agent, "run"),
+        (agent, "step"),
+        (agent, "_execute_step"),
+        (agent.model_client, "request"),
+        (agent.action_handler, "execute"),
+    ):
         assert name not in vars(obj), name
     assert agent.action_handler.confirmation_callback.__name__ == "<lambda>"  # the caller's own again
     track_phone_agent(agent, backup_dir=tmp_path).detach()  # attachable again after detach
@@ -330,7 +376,7 @@ def test_ios_phone_agent_is_recorded_the_same_way(
     assert [s["thinking"] for s in steps] == ["Let the page settle.", "Wi-Fi is on now."]
     for step, request in zip(steps, model.requests, strict=True):
         text = request["messages"][-1]["content"][-1]["text"]  # what the model was told
-        told = json.loads(text[text.rindex('{"current_app"'):])["current_app"]
+        told = json.loads(text[text.rindex('{"current_app"') :])["current_app"]
         assert step["step_data"]["current_app"] == told and step["screenshot_path"]
     assert ("GET", "/screenshot") in fake_wda.calls
     tracking.detach()
@@ -358,15 +404,24 @@ def test_ctrl_c_in_a_confirmation_interrupts_the_task(
 
 
 def test_supabase_outage_never_stalls_the_agent_and_loses_nothing(
-    fake_device: FakeDevice, model: FakeModelServer, stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_device: FakeDevice,
+    model: FakeModelServer,
+    stack: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import time
 
     from stepsdk.cli import main
 
     agent = make_agent(model)
-    tracking = track_phone_agent(agent, supabase_url=stack.url, supabase_key=stack.service_role_key,
-                                 backup_dir=tmp_path, flush_timeout=0.2)
+    tracking = track_phone_agent(
+        agent,
+        supabase_url=stack.url,
+        supabase_key=stack.service_role_key,
+        backup_dir=tmp_path,
+        flush_timeout=0.2,
+    )
     model.script(LAUNCH, TAP, FINISH)
     assert agent.run("Warm up: imports, first connections") == "Wi-Fi is on"
     fake_device.reset()
@@ -383,7 +438,9 @@ def test_supabase_outage_never_stalls_the_agent_and_loses_nothing(
     print(f"3-step run: untracked {untracked:.2f} s, tracked with Supabase down {down:.2f} s")
     assert down < untracked + 1.5  # flush_timeout=0.2 bounds the end-of-run wait; margin for a loaded machine
     task_id = tracking.last_task_id
-    assert stack.sql("select count(*) as n from public.task_steps where task_id = %s", (task_id,))[0]["n"] == 0
+    assert (
+        stack.sql("select count(*) as n from public.task_steps where task_id = %s", (task_id,))[0]["n"] == 0
+    )
     assert backup_task(tmp_path, task_id)["status"] == "success"  # safe in the backup meanwhile
     assert len(backup_steps(tmp_path, task_id)) == 3
 
@@ -406,7 +463,12 @@ def test_supabase_outage_never_stalls_the_agent_and_loses_nothing(
         [],
         [{"role": "system", "content": "only a system prompt"}],
         [{"role": "user", "content": None}],
-        [{"role": "user", "content": [None, 42, {"type": "image_url"}, {"type": "image_url", "image_url": {"url": 7}}]}],
+        [
+            {
+                "role": "user",
+                "content": [None, 42, {"type": "image_url"}, {"type": "image_url", "image_url": {"url": 7}}],
+            }
+        ],
         [{"role": "user", "content": [{"type": "text", "text": '{"current_app": '}]}],  # broken JSON
         [{"role": "user", "content": [{"type": "text", "text": '{"current_app": ["not", "a", "name"]}'}]}],
     ],
@@ -428,7 +490,9 @@ def test_huge_and_binary_model_replies_are_bounded(
     (step,) = backup_steps(tmp_path, tracking.last_task_id)
     assert step["error_type"] == "ActionParseError" and step["success"] is False
     assert len(step["step_data"]["raw_action"]) < 2_100 and "\x00" not in step["step_data"]["raw_action"]
-    assert step["thinking"].startswith("long thought") and len(step["thinking"]) < 21_000  # cut by the tracker
+    assert (
+        step["thinking"].startswith("long thought") and len(step["thinking"]) < 21_000
+    )  # cut by the tracker
     assert message.startswith("\x00")  # the agent's own return value is untouched
     assert backup_task(tmp_path, tracking.last_task_id)["status"] == "failed"
     tracking.detach()

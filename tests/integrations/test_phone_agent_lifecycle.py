@@ -28,8 +28,9 @@ SCRIPT = (LAUNCH, TAP, SWIPE, TAP, FINISH)
 
 
 @pytest.fixture
-def phone_device(fake_device: FakeDevice, tmp_path_factory: pytest.TempPathFactory,
-                 monkeypatch: pytest.MonkeyPatch) -> FakeDevice:
+def phone_device(
+    fake_device: FakeDevice, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> FakeDevice:
     """The fake adb serving 1080x2400 PNG screens (photo-like bars and rows, ~100-400 KB each)."""
     state = tmp_path_factory.mktemp("phone-state")
     (state / "screens").mkdir()
@@ -66,8 +67,13 @@ def _run(model: FakeModelServer, device: FakeDevice, tracked: dict[str, Any] | N
     return elapsed
 
 
-def test_ten_tracked_phone_runs_end_cleanly(phone_device: FakeDevice, model: FakeModelServer, stack: Any,
-                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ten_tracked_phone_runs_end_cleanly(
+    phone_device: FakeDevice,
+    model: FakeModelServer,
+    stack: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     finishes: list[Any] = []
     real_finish = StepTracker.finish
 
@@ -88,8 +94,12 @@ def test_ten_tracked_phone_runs_end_cleanly(phone_device: FakeDevice, model: Fak
         tries = []
         for attempt in range(3):
             baseline = _run(model, phone_device, None)
-            options = {"supabase_url": stack.url, "supabase_key": stack.service_role_key,
-                       "backup_dir": tmp_path / f"run{run}-{attempt}", "agent_name": f"phone-{attempt}"}
+            options = {
+                "supabase_url": stack.url,
+                "supabase_key": stack.service_role_key,
+                "backup_dir": tmp_path / f"run{run}-{attempt}",
+                "agent_name": f"phone-{attempt}",
+            }
             tries.append(_run(model, phone_device, options) - baseline)
             result = finishes[-1]
             assert not result.timed_out and result.ok and result.uploaded == 5, (run, result)
@@ -100,8 +110,10 @@ def test_ten_tracked_phone_runs_end_cleanly(phone_device: FakeDevice, model: Fak
     runs = len(finishes)
     tasks = stack.sql("select task_id, status from public.tasks where agent like 'phone-%'")
     assert len(tasks) == runs >= 10 and {t["status"] for t in tasks} == {"success"}
-    rows = stack.sql("select s.screenshot_path, s.metadata from public.task_steps s "
-                     "join public.tasks t using (task_id) where t.agent like 'phone-%'")
+    rows = stack.sql(
+        "select s.screenshot_path, s.metadata from public.task_steps s "
+        "join public.tasks t using (task_id) where t.agent like 'phone-%'"
+    )
     assert len(rows) == 5 * runs and all(r["screenshot_path"] for r in rows)
     (count,) = stack.sql("select count(*) as n from public.step_screenshots")
     assert count["n"] == 5 * runs

@@ -24,8 +24,13 @@ FINISH = '<think>Paid.</think>\n<answer>finish(message="paid")'
 
 
 @pytest.mark.parametrize("policy", ["redact", "encrypt"])
-def test_sensitive_device_screen_is_never_stored(policy: str, fake_device: FakeDevice, model: FakeModelServer,
-                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sensitive_device_screen_is_never_stored(
+    policy: str,
+    fake_device: FakeDevice,
+    model: FakeModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in (_sensitive.ENV_KEY, _sensitive.ENV_KEY_FILE, _sensitive.ENV_POLICY):
         monkeypatch.delenv(name, raising=False)
     key = _sensitive.generate_key()
@@ -40,19 +45,27 @@ def test_sensitive_device_screen_is_never_stored(policy: str, fake_device: FakeD
 
     snap = BackupStore(tmp_path).read()
     steps = {s["id"]: s for s in snap.steps[tracking.last_task_id]}
-    shots = {steps[r["step_id"]]["step_data"]["agent_step"]: r for r in snap.screenshots[tracking.last_task_id]}
+    shots = {
+        steps[r["step_id"]]["step_data"]["agent_step"]: r for r in snap.screenshots[tracking.last_task_id]
+    }
     assert sorted(shots) == [1, 2]
     normal, sensitive = shots[1], shots[2]
     assert "sensitive" not in normal["metadata"] and normal["screenshot_path"].endswith(".webp")
     assert sensitive["metadata"]["sensitive"] is True and sensitive["metadata"]["policy"] == policy
-    objects = {p.relative_to(tmp_path / "screenshots").as_posix(): p.read_bytes()
-               for p in (tmp_path / "screenshots").glob("*/*")}
+    objects = {
+        p.relative_to(tmp_path / "screenshots").as_posix(): p.read_bytes()
+        for p in (tmp_path / "screenshots").glob("*/*")
+    }
     assert set(objects) == {normal["screenshot_path"], sensitive["screenshot_path"]}
     stored = objects[sensitive["screenshot_path"]]
     if policy == "redact":
         assert stored == _sensitive.placeholder()[0] and sensitive["metadata"]["withheld"] is True
     else:
-        assert sensitive["screenshot_path"].endswith(".enc") and b"RIFF" not in stored and b"\x89PNG" not in stored
+        assert (
+            sensitive["screenshot_path"].endswith(".enc")
+            and b"RIFF" not in stored
+            and b"\x89PNG" not in stored
+        )
         with pytest.raises(Exception):  # noqa: B017 - not an image
             Image.open(io.BytesIO(stored)).load()
         with Image.open(io.BytesIO(_sensitive.decrypt(stored, _sensitive.parse_key(key)))) as im:
@@ -61,8 +74,9 @@ def test_sensitive_device_screen_is_never_stored(policy: str, fake_device: FakeD
         assert im.format == "WEBP" and im.width > 0
 
 
-def test_the_screen_watch_passes_the_screenshot_through(fake_device: FakeDevice, model: FakeModelServer,
-                                                         tmp_path: Path) -> None:
+def test_the_screen_watch_passes_the_screenshot_through(
+    fake_device: FakeDevice, model: FakeModelServer, tmp_path: Path
+) -> None:
     from phone_agent.device_factory import get_device_factory
 
     agent = make_agent(model)

@@ -43,7 +43,12 @@ def test_http_steps_are_named_method_path_status(tracker: Any, tmp_path: Path, a
         with pytest.raises(httpx.ConnectError):
             client.get("http://127.0.0.1:9/down")
     names = _names(tracker, tmp_path)
-    assert names == ["GET /v1/forecast → 200", "GET /missing → 404", "POST /echo → 201", "GET /down → ConnectError"]
+    assert names == [
+        "GET /v1/forecast → 200",
+        "GET /missing → 404",
+        "POST /echo → 201",
+        "GET /down → ConnectError",
+    ]
     assert not any("secret-1" in n for n in names)  # the query string is never part of the name
 
 
@@ -60,11 +65,16 @@ def test_tracked_step_names_function_and_explicit(tracker: Any, tmp_path: Path) 
     check()
     with tracked_step(tracker, name="login block"):
         pass
-    assert _names(tracker, tmp_path) == ["test_tracked_step_names_function_and_explicit.<locals>.open_settings",
-                                         "check wifi", "login block"]
+    assert _names(tracker, tmp_path) == [
+        "test_tracked_step_names_function_and_explicit.<locals>.open_settings",
+        "check wifi",
+        "login block",
+    ]
 
 
-def test_phone_agent_steps_are_named_by_their_action(fake_device: Any, model: FakeModelServer, tmp_path: Path) -> None:
+def test_phone_agent_steps_are_named_by_their_action(
+    fake_device: Any, model: FakeModelServer, tmp_path: Path
+) -> None:
     agent = make_agent(model)
     tracking = track_phone_agent(agent, backup_dir=tmp_path)
     model.script(LAUNCH, TAP, FINISH)
@@ -74,20 +84,37 @@ def test_phone_agent_steps_are_named_by_their_action(fake_device: Any, model: Fa
     tracking.detach()
 
 
-@pytest.mark.parametrize(("step", "label"), [
-    ({"name": "  my\nname  "}, "my name"),
-    ({"step_data": {"kind": "http", "method": "get", "url": "https://api.x/v1/forecast?key=[REDACTED]",
-                    "response": {"status_code": 404}}}, "GET /v1/forecast → 404"),
-    ({"step_data": {"kind": "http", "method": "GET", "url": "https://api.x/"}, "error_type": "ReadTimeout"},
-     "GET / → ReadTimeout"),
-    ({"step_data": {"kind": "function", "function": "search"}}, "search"),
-    ({"step_data": {"action": {"type": "do", "action": "Launch", "app": "微信"}}}, "Launch 微信"),
-    ({"step_data": {"action": {"type": "finish", "message": "done"}}}, "Finish"),
-    ({"step_data": {"action": "swipe"}}, "swipe"),
-    ({"step_data": {"kind": "confirmation"}}, "Confirmation"),
-    ({"step_data": {"plan": ["x"]}}, ""),
-    ({"step_data": None, "name": None}, ""),
-])
+@pytest.mark.parametrize(
+    ("step", "label"),
+    [
+        ({"name": "  my\nname  "}, "my name"),
+        (
+            {
+                "step_data": {
+                    "kind": "http",
+                    "method": "get",
+                    "url": "https://api.x/v1/forecast?key=[REDACTED]",
+                    "response": {"status_code": 404},
+                }
+            },
+            "GET /v1/forecast → 404",
+        ),
+        (
+            {
+                "step_data": {"kind": "http", "method": "GET", "url": "https://api.x/"},
+                "error_type": "ReadTimeout",
+            },
+            "GET / → ReadTimeout",
+        ),
+        ({"step_data": {"kind": "function", "function": "search"}}, "search"),
+        ({"step_data": {"action": {"type": "do", "action": "Launch", "app": "微信"}}}, "Launch 微信"),
+        ({"step_data": {"action": {"type": "finish", "message": "done"}}}, "Finish"),
+        ({"step_data": {"action": "swipe"}}, "swipe"),
+        ({"step_data": {"kind": "confirmation"}}, "Confirmation"),
+        ({"step_data": {"plan": ["x"]}}, ""),
+        ({"step_data": None, "name": None}, ""),
+    ],
+)
 def test_viewer_fallback_label(step: dict[str, Any], label: str) -> None:
     assert step_label(step) == label
 

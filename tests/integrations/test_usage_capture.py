@@ -28,18 +28,30 @@ def test_phone_agent_steps_carry_the_reply_usage_into_supabase(
     fake_device: FakeDevice, model: FakeModelServer, stack: Any, tmp_path: Path
 ) -> None:
     agent = make_agent(model)
-    tracking = track_phone_agent(agent, supabase_url=stack.url, supabase_key=stack.service_role_key,
-                                 backup_dir=tmp_path, agent_name="usage-phone")
+    tracking = track_phone_agent(
+        agent,
+        supabase_url=stack.url,
+        supabase_key=stack.service_role_key,
+        backup_dir=tmp_path,
+        agent_name="usage-phone",
+    )
     model.usage = USAGE
     model.script(LAUNCH, FINISH)
     assert agent.run("Turn on Wi-Fi") == "Wi-Fi is on"
     tracking.detach()
     task_id = tracking.last_task_id
-    rows = stack.sql("select usage from public.task_steps where task_id = %s order by step_number", (task_id,))
+    rows = stack.sql(
+        "select usage from public.task_steps where task_id = %s order by step_number", (task_id,)
+    )
     assert [r["usage"] for r in rows] == [USAGE, USAGE]
     [summed] = stack.sql("select * from public.task_usage where task_id = %s", (task_id,))
-    assert (summed["steps_with_usage"], summed["prompt_tokens"], summed["completion_tokens"],
-            summed["total_tokens"], summed["model"]) == (2, 2468, 112, 2580, "autoglm-phone-9b")
+    assert (
+        summed["steps_with_usage"],
+        summed["prompt_tokens"],
+        summed["completion_tokens"],
+        summed["total_tokens"],
+        summed["model"],
+    ) == (2, 2468, 112, 2580, "autoglm-phone-9b")
     # the wrapper was only there during each call: the openai client is as it was
     assert "create" not in vars(agent.model_client.client.chat.completions)
 
@@ -56,14 +68,19 @@ def test_phone_agent_without_usage_in_the_reply_records_none(
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_httpx_recorded_openai_replies_carry_usage(model: FakeModelServer, tmp_path: Path, stream: bool) -> None:
+def test_httpx_recorded_openai_replies_carry_usage(
+    model: FakeModelServer, tmp_path: Path, stream: bool
+) -> None:
     model.usage = USAGE
     model.script("x" * 50_000, "short reply")  # the first body is far over max_body_bytes
     tracker = StepTracker(title="api agent", agent="test", backup_dir=tmp_path)
     with tracked_client(tracker, base_url=model.base_url, max_body_bytes=1000) as api:
         for _ in range(2):
-            with api.stream("POST", "/chat/completions", json={"model": "m", "stream": stream,
-                                                              "messages": [{"role": "user", "content": "hi"}]}) as r:
+            with api.stream(
+                "POST",
+                "/chat/completions",
+                json={"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]},
+            ) as r:
                 r.read()
     model.usage = None
     with tracked_client(tracker, base_url=model.base_url) as api:
@@ -76,11 +93,26 @@ def test_httpx_recorded_openai_replies_carry_usage(model: FakeModelServer, tmp_p
 
 
 def test_usage_parsing_takes_the_last_valid_usage_and_nothing_else() -> None:
-    sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in (
-        {"choices": [{"delta": {"content": '"usage": {"prompt_tokens": 1}'}}]},  # text, not a usage object
-        {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9,
-                                  "prompt_tokens_details": {"cached_tokens": 3}}},
-    )) + b"data: [DONE]\n\n"
+    sse = (
+        b"".join(
+            b"data: " + json.dumps(e).encode() + b"\n\n"
+            for e in (
+                {
+                    "choices": [{"delta": {"content": '"usage": {"prompt_tokens": 1}'}}]
+                },  # text, not a usage object
+                {
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 7,
+                        "completion_tokens": 2,
+                        "total_tokens": 9,
+                        "prompt_tokens_details": {"cached_tokens": 3},
+                    },
+                },
+            )
+        )
+        + b"data: [DONE]\n\n"
+    )
     assert usage_in_bytes(sse) == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
     assert usage_in_bytes(b'{"usage": {"prompt_tokens": -1, "total_tokens": "9"}}') is None
     assert usage_in_bytes(b'{"usage": {"prompt_tokens": 3}}') == {"prompt_tokens": 3}

@@ -55,8 +55,12 @@ name = "uploads stuck"
 kind = "upload_backlog"
 older_than = "30m"
 """
-KINDS = {"bots failing": "failure_rate", "slow second tap": "step_p95", "repeated errors": "error_repeats",
-         "uploads stuck": "upload_backlog"}
+KINDS = {
+    "bots failing": "failure_rate",
+    "slow second tap": "step_p95",
+    "repeated errors": "error_repeats",
+    "uploads stuck": "upload_backlog",
+}
 
 
 @pytest.fixture
@@ -72,7 +76,9 @@ def _failing_runs() -> Dataset:
     ds = Dataset()
     for i, status in enumerate(("failed", "failed", "failed", "success")):
         ds.add_task(f"run-{i}", age=timedelta(hours=1), status=status, image_seeds=[None, None, None])
-    ds.add_task("other-agent", age=timedelta(hours=1), status="success", agent="someone-else", image_seeds=[None])
+    ds.add_task(
+        "other-agent", age=timedelta(hours=1), status="success", agent="someone-else", image_seeds=[None]
+    )
     return ds
 
 
@@ -83,8 +89,13 @@ def _good_runs(n: int) -> Dataset:
     return ds
 
 
-def _setup(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
-           receiver: WebhookReceiver) -> tuple[Path, object]:
+def _setup(
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    receiver: WebhookReceiver,
+) -> tuple[Path, object]:
     backup = tmp_path / "backup"
     ds = _failing_runs()
     load_into_backup(backup, ds)  # the backlog rule reads the backup folder in both cases
@@ -96,8 +107,9 @@ def _setup(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reques
     else:
         local_env(monkeypatch, backup)
     rules = tmp_path / "alerts.toml"
-    rules.write_text(RULES.format(json=receiver.url("/json"), slack=receiver.url("/slack"),
-                                  feishu=receiver.url("/feishu")))
+    rules.write_text(
+        RULES.format(json=receiver.url("/json"), slack=receiver.url("/slack"), feishu=receiver.url("/feishu"))
+    )
     monkeypatch.setenv("STEPSDK_ALERTS", str(rules))
     monkeypatch.delenv("STEPSDK_ALERTS_STATE", raising=False)
     monkeypatch.delenv("STEPSDK_ALERT_WEBHOOK", raising=False)
@@ -112,9 +124,14 @@ def _by_path(posts: list[tuple[str, dict]]) -> dict[str, list[dict]]:
 
 
 @pytest.mark.parametrize("backend", ["backup", "supabase"])
-def test_alerts_fire_once_and_resolve(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      request: pytest.FixtureRequest, receiver: WebhookReceiver,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_alerts_fire_once_and_resolve(
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rules, stack = _setup(backend, tmp_path, monkeypatch, request, receiver)
 
     # 1. every rule's condition holds: each alert fires once, to every webhook and the console
@@ -127,9 +144,21 @@ def test_alerts_fire_once_and_resolve(backend: str, tmp_path: Path, monkeypatch:
     for rule, body in generic.items():
         assert list(body) == ["source", "status", "text", "alert"]
         assert (body["source"], body["status"]) == ("stepsdk", "firing")
-        assert body["alert"]["kind"] == KINDS[rule] and body["text"].startswith(f"[stepsdk] 🔴 FIRING {rule}: ")
-        assert list(body["alert"]) == ["status", "key", "rule", "kind", "summary", "value", "threshold", "since",
-                                       "at", "details"]
+        assert body["alert"]["kind"] == KINDS[rule] and body["text"].startswith(
+            f"[stepsdk] 🔴 FIRING {rule}: "
+        )
+        assert list(body["alert"]) == [
+            "status",
+            "key",
+            "rule",
+            "kind",
+            "summary",
+            "value",
+            "threshold",
+            "since",
+            "at",
+            "details",
+        ]
         assert body["text"] in out  # the console got the same line
     failing = generic["bots failing"]["alert"]
     assert (failing["value"], failing["threshold"]) == (0.75, 0.5)
@@ -175,17 +204,27 @@ def test_alerts_fire_once_and_resolve(backend: str, tmp_path: Path, monkeypatch:
     assert resolved["text"].startswith("[stepsdk] ✅ RESOLVED bots failing: resolved: 3 of 4 finished")
     assert main(["alerts", "check"]) == 0 and receiver.take() == []
     state = json.loads(_alerts.default_state_file(rules).read_text())
-    assert sorted(v["rule"] for v in state["active"].values()) == ["repeated errors", "slow second tap", "uploads stuck"]
+    assert sorted(v["rule"] for v in state["active"].values()) == [
+        "repeated errors",
+        "slow second tap",
+        "uploads stuck",
+    ]
 
 
-def test_undelivered_notification_is_retried_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      request: pytest.FixtureRequest, receiver: WebhookReceiver,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_undelivered_notification_is_retried_not_lost(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rules, _ = _setup("backup", tmp_path, monkeypatch, request, receiver)
     receiver.status = 500
     assert main(["alerts", "check"]) == 75
     err = capsys.readouterr().err
-    assert "not delivered" in err and receiver.url("/json") not in err and "127.0.0.1" in err  # host, never the URL
+    assert (
+        "not delivered" in err and receiver.url("/json") not in err and "127.0.0.1" in err
+    )  # host, never the URL
     assert len(receiver.take()) == 12  # tried: 4 alerts x 3 webhooks
     assert json.loads(_alerts.default_state_file(rules).read_text())["active"] == {}
     receiver.status = 200
@@ -198,13 +237,17 @@ def test_undelivered_notification_is_retried_not_lost(tmp_path: Path, monkeypatc
     assert main(["alerts", "check"]) == 0 and receiver.take() == []
 
 
-def test_error_repeats_filters_and_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          request: pytest.FixtureRequest, receiver: WebhookReceiver,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_error_repeats_filters_and_groups(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rules, _ = _setup("backup", tmp_path, monkeypatch, request, receiver)
     rules.write_text(f"""
 [[webhook]]
-url = "{receiver.url('/json')}"
+url = "{receiver.url("/json")}"
 [[rule]]
 name = "timeouts"
 kind = "error_repeats"
@@ -232,9 +275,15 @@ more_than = 0
 BAD_RULES = [
     ("[[rule]]\nname = 'x'\nkind = 'nope'\n", "kind must be one of"),
     ("[[rule]]\nname = 'x'\nkind = 'failure_rate'\nwindow = '1h'\n", "needs ['above']"),
-    ("[[rule]]\nname = 'x'\nkind = 'failure_rate'\nwindow = '1h'\nabove = 2\n", "above must be a number in 0..1"),
+    (
+        "[[rule]]\nname = 'x'\nkind = 'failure_rate'\nwindow = '1h'\nabove = 2\n",
+        "above must be a number in 0..1",
+    ),
     ("[[rule]]\nname = 'x'\nkind = 'step_p95'\nwindow = 'soon'\nabove_ms = 5\n", "invalid duration"),
-    ("[[rule]]\nname = 'x'\nkind = 'upload_backlog'\nolder_than = '1h'\nwindow = '1h'\n", "unknown keys ['window']"),
+    (
+        "[[rule]]\nname = 'x'\nkind = 'upload_backlog'\nolder_than = '1h'\nwindow = '1h'\n",
+        "unknown keys ['window']",
+    ),
     ("[[rule]]\nname = 'x'\nkind = 'upload_backlog'\nolder_than = '1h'\n" * 2, "unique"),
     ("[[webhook]]\nurl = 'ftp://x'\n", "http(s) URL"),
     ("[[webhook]]\nurl = 'http://x'\nformat = 'teams'\n", "format must be one of"),
@@ -244,8 +293,13 @@ BAD_RULES = [
 
 
 @pytest.mark.parametrize(("text", "message"), BAD_RULES)
-def test_bad_rules_are_a_configuration_error(text: str, message: str, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_rules_are_a_configuration_error(
+    text: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rules = tmp_path / "alerts.toml"
     rules.write_text(text)
     local_env(monkeypatch, tmp_path / "backup")
@@ -253,15 +307,22 @@ def test_bad_rules_are_a_configuration_error(text: str, message: str, tmp_path: 
     assert message in capsys.readouterr().err
 
 
-def test_missing_rules_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_rules_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     local_env(monkeypatch, tmp_path / "backup")
     assert main(["alerts", "check", "--rules", str(tmp_path / "none.toml")]) == 78
     assert "no such file" in capsys.readouterr().err
 
 
-def test_unreachable_backend_is_69_and_keeps_episodes(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      request: pytest.FixtureRequest, receiver: WebhookReceiver,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_backend_is_69_and_keeps_episodes(
+    stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rules, _ = _setup("supabase", tmp_path, monkeypatch, request, receiver)
     assert main(["alerts", "check"]) == 1
     receiver.take()

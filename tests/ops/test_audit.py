@@ -33,14 +33,17 @@ def _audit_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str
     return json.loads(capsys.readouterr().out)["entries"]
 
 
-def test_local_export_import_cleanup_are_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_export_import_cleanup_are_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, dest = tmp_path / "src", tmp_path / "dest"
     load_into_backup(src, _dataset())
     local_env(monkeypatch, src)
     out = tmp_path / "all.json"
     assert main(["export", "-o", str(out)]) == Exit.OK
-    assert main(["cleanup", "--older-than", "30d", "--dry-run"]) == Exit.OK  # a dry run deletes nothing: not logged
+    assert (
+        main(["cleanup", "--older-than", "30d", "--dry-run"]) == Exit.OK
+    )  # a dry run deletes nothing: not logged
     assert main(["cleanup", "--older-than", "30d"]) == Exit.OK
     entries = _audit_json(capsys)
     assert [(e["action"], e["count"]) for e in entries] == [("export", 2), ("cleanup", 1)]
@@ -55,8 +58,9 @@ def test_local_export_import_cleanup_are_listed(tmp_path: Path, monkeypatch: pyt
     assert "import" in capsys.readouterr().out  # the report on stdout
 
 
-def test_supabase_entries_are_service_role_only(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_supabase_entries_are_service_role_only(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     stack.sql("delete from public.audit_log")
     load_into_stack(stack, _dataset())
     stack_env(monkeypatch, stack, tmp_path / "backup")
@@ -77,10 +81,14 @@ def test_supabase_entries_are_service_role_only(stack: Any, tmp_path: Path, monk
     with pytest.raises(APIError) as err:  # append-only, even for the service role
         stack.client().table("audit_log").delete().eq("action", "export").execute()
     assert err.value.code == "42501"
-    grants = stack.sql("select grantee, privilege_type from information_schema.role_table_grants "
-                       "where table_schema = 'public' and table_name = 'audit_log' order by 1, 2")
+    grants = stack.sql(
+        "select grantee, privilege_type from information_schema.role_table_grants "
+        "where table_schema = 'public' and table_name = 'audit_log' order by 1, 2"
+    )
     assert {(g["grantee"], g["privilege_type"]) for g in grants if g["grantee"] != "postgres"} == {
-        ("service_role", "INSERT"), ("service_role", "SELECT")}
+        ("service_role", "INSERT"),
+        ("service_role", "SELECT"),
+    }
 
 
 def test_a_missing_table_never_fails_the_action(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,10 +15,16 @@ from tests.schema.test_schema_queries import CHECKOUT, _usage_fixture
 def rows(seeded):
     _usage_fixture(seeded, now=True)
     seeded.sql("update public.task_steps set error_category = 'timeout' where id = %s", (CHECKOUT + "04",))
-    seeded.sql("update public.tasks set finished_at = now() - interval '10 minutes' where task_id = 'seed-task-checkout'")
-    seeded.sql("update public.tasks set finished_at = now() - interval '3 hours' where task_id = 'seed-task-login-flow'")
-    seeded.sql("update public.task_steps set created_at = now() - interval '20 minutes',"
-               " name = case when step_number % 2 = 0 then 'Tap' else null end where task_id = 'seed-task-checkout'")
+    seeded.sql(
+        "update public.tasks set finished_at = now() - interval '10 minutes' where task_id = 'seed-task-checkout'"
+    )
+    seeded.sql(
+        "update public.tasks set finished_at = now() - interval '3 hours' where task_id = 'seed-task-login-flow'"
+    )
+    seeded.sql(
+        "update public.task_steps set created_at = now() - interval '20 minutes',"
+        " name = case when step_number % 2 = 0 then 'Tap' else null end where task_id = 'seed-task-checkout'"
+    )
     tasks = seeded.sql("select * from public.tasks order by task_id")
     steps = seeded.sql("select * from public.task_steps order by task_id, step_number")
     now = seeded.sql("select now() as n")[0]["n"]
@@ -31,9 +37,17 @@ def _same(sql_rows: list[dict], py_rows: list[dict]) -> None:
             return v.astimezone(UTC).isoformat()
         if isinstance(v, str) and len(v) > 18 and v[4] == "-" and "T" in v:
             return datetime.fromisoformat(v).astimezone(UTC).isoformat()
-        return str(v) if hasattr(v, "isoformat") else float(v) if hasattr(v, "as_integer_ratio") and not isinstance(v, bool | int) else v
+        return (
+            str(v)
+            if hasattr(v, "isoformat")
+            else float(v)
+            if hasattr(v, "as_integer_ratio") and not isinstance(v, bool | int)
+            else v
+        )
 
-    assert [{k: norm(v) for k, v in r.items()} for r in sql_rows] == [{k: norm(v) for k, v in r.items()} for r in py_rows]
+    assert [{k: norm(v) for k, v in r.items()} for r in sql_rows] == [
+        {k: norm(v) for k, v in r.items()} for r in py_rows
+    ]
 
 
 def test_task_usage_and_daily_usage(rows) -> None:
@@ -43,7 +57,9 @@ def test_task_usage_and_daily_usage(rows) -> None:
         own = [s for s in steps if s["task_id"] == task["task_id"]]
         _same([sql], [_ops_stats.task_usage(task, own)])
     top = stack.sql("select * from public.stepsdk_top_token_tasks(10)")
-    by_view = stack.sql("select * from public.task_usage where steps_with_usage > 0 order by total_tokens desc, task_id")
+    by_view = stack.sql(
+        "select * from public.task_usage where steps_with_usage > 0 order by total_tokens desc, task_id"
+    )
     assert top == by_view and [r["task_id"] for r in top] == ["seed-task-login-flow", "seed-task-checkout"]
     sql = stack.sql("select * from public.stepsdk_daily_usage(7)")
     today = sql[-1]["day"]
@@ -55,7 +71,9 @@ def test_task_usage_and_daily_usage(rows) -> None:
 
 def test_error_categories(rows) -> None:
     stack, _, steps, _ = rows
-    sql = stack.sql("select * from public.error_category_summary order by failed_steps desc, error_category nulls last")
+    sql = stack.sql(
+        "select * from public.error_category_summary order by failed_steps desc, error_category nulls last"
+    )
     _same(sql, _ops_stats.error_categories(steps))
     assert [r["error_category"] for r in sql] == [None, "timeout"]
 
@@ -66,8 +84,16 @@ def test_alert_measures(rows, window: int) -> None:
     for agent in (None, "phone-agent", "nobody"):
         [sql] = stack.sql("select * from public.stepsdk_alert_failure_rate(%s, %s)", (window, agent))
         _same([sql], [_ops_stats.failure_rate(tasks, window, agent, now)])
-    for step_type, name in ((None, None), ("action", None), (None, "Tap"), ("action", "Tap"), ("thinking", "x")):
-        [sql] = stack.sql("select * from public.stepsdk_alert_step_p95(%s, %s, %s)", (window, step_type, name))
+    for step_type, name in (
+        (None, None),
+        ("action", None),
+        (None, "Tap"),
+        ("action", "Tap"),
+        ("thinking", "x"),
+    ):
+        [sql] = stack.sql(
+            "select * from public.stepsdk_alert_step_p95(%s, %s, %s)", (window, step_type, name)
+        )
         _same([sql], [_ops_stats.step_p95(steps, window, step_type, name, now)])
     sql = stack.sql("select * from public.stepsdk_alert_error_counts(%s)", (window,))
     _same(sql, _ops_stats.error_counts(steps, window, now))

@@ -32,14 +32,17 @@ CLI = [sys.executable, "-c", "import sys; from stepsdk.cli import main; sys.exit
 
 
 def _cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY")}
-    return subprocess.run([*CLI, *args], env=base | env, capture_output=True,
-                          text=True, timeout=timeout)
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY")
+    }
+    return subprocess.run([*CLI, *args], env=base | env, capture_output=True, text=True, timeout=timeout)
 
 
-def _run(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-         capsys: pytest.CaptureFixture[str]) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
     """The CLI in-process (same code path as the console script, without a 3 s interpreter start)."""
     from stepsdk.cli import main
 
@@ -73,33 +76,55 @@ def test_resync_skips_what_is_already_present(stack: Any, tmp_path: Path) -> Non
     assert BackupStore(tmp_path).read().pending_steps() == []
 
 
-def test_resync_rejected_rows_reported_rest_uploaded(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_resync_rejected_rows_reported_rest_uploaded(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     _record_local(tmp_path, 20)
     # A hand-edited backup: one row the schema refuses (step_number 0), one unknown step type.
     w = JournalWriter(tmp_path)
-    w.append([{"k": "step", "row": {**BackupStore(tmp_path).read().steps["offline"][0],
-                                    "id": "11111111-1111-4111-8111-111111111111", "step_number": 0}},
-              {"k": "step", "row": {**BackupStore(tmp_path).read().steps["offline"][0],
-                                    "id": "22222222-2222-4222-8222-222222222222", "step_number": 99,
-                                    "step_type": "dance"}}])
+    w.append(
+        [
+            {
+                "k": "step",
+                "row": {
+                    **BackupStore(tmp_path).read().steps["offline"][0],
+                    "id": "11111111-1111-4111-8111-111111111111",
+                    "step_number": 0,
+                },
+            },
+            {
+                "k": "step",
+                "row": {
+                    **BackupStore(tmp_path).read().steps["offline"][0],
+                    "id": "22222222-2222-4222-8222-222222222222",
+                    "step_number": 99,
+                    "step_type": "dance",
+                },
+            },
+        ]
+    )
     w.close()
     res = _run(["resync", "--backup-dir", str(tmp_path)], _env(stack), monkeypatch, capsys)
     assert res.returncode == 1, res.stderr
-    assert "could not upload: 2" in res.stdout and "23514" in res.stdout and "Traceback" not in res.stderr  # report: stdout
+    assert (
+        "could not upload: 2" in res.stdout and "23514" in res.stdout and "Traceback" not in res.stderr
+    )  # report: stdout
     assert _count(stack) == 20
     status = _run(["status", "--backup-dir", str(tmp_path), "--json"], _env(stack), monkeypatch, capsys)
     info = json.loads(status.stdout)
     assert info["backend"]["reachable"] is True and info["pending"]["task_steps"] == 2
-    assert {r["id"] for r in info["rejected"]} == {"11111111-1111-4111-8111-111111111111",
-                                                   "22222222-2222-4222-8222-222222222222"}
+    assert {r["id"] for r in info["rejected"]} == {
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+    }
     assert all(r["error"]["code"] == "23514" for r in info["rejected"])
     assert info["last_upload_at"] is not None
     assert stack.service_role_key not in status.stdout + status.stderr
 
 
-def test_resync_quarantines_corrupt_records_and_goes_on(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_resync_quarantines_corrupt_records_and_goes_on(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     t = _record_local(tmp_path, 30)
     lines = t.journal_path.read_bytes().splitlines(keepends=True)
     lines[5] = lines[5].replace(b'"i":', b'"j":')  # CRC no longer matches
@@ -113,16 +138,20 @@ def test_resync_quarantines_corrupt_records_and_goes_on(stack: Any, tmp_path: Pa
     assert BackupStore(tmp_path).read().problems == []
 
 
-def test_dry_run_counts_without_uploading(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_counts_without_uploading(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     _record_local(tmp_path, 12)
-    res = _run(["resync", "--backup-dir", str(tmp_path), "--dry-run", "--json"], _env(stack), monkeypatch, capsys)
+    res = _run(
+        ["resync", "--backup-dir", str(tmp_path), "--dry-run", "--json"], _env(stack), monkeypatch, capsys
+    )
     assert res.returncode == 0 and json.loads(res.stdout)["remaining"]["task_steps"] == 12
     assert _count(stack) == 0
 
 
-def test_clear_errors_without_traceback(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_clear_errors_without_traceback(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     _record_local(tmp_path, 3)
 
     def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -130,17 +159,25 @@ def test_clear_errors_without_traceback(stack: Any, tmp_path: Path, monkeypatch:
 
     no_key = _cli(["resync", "--backup-dir", str(tmp_path)], {})
     assert no_key.returncode == 78 and "SUPABASE_SECRET_KEY" in no_key.stderr
-    down = _cli(["resync", "--backup-dir", str(tmp_path)],
-                {"SUPABASE_URL": "http://127.0.0.1:9", "SUPABASE_SECRET_KEY": "k" * 20})
+    down = _cli(
+        ["resync", "--backup-dir", str(tmp_path)],
+        {"SUPABASE_URL": "http://127.0.0.1:9", "SUPABASE_SECRET_KEY": "k" * 20},
+    )
     assert down.returncode == 69 and "not usable" in down.stderr and "k" * 20 not in down.stderr
     missing = _cli(["resync", "--backup-dir", str(tmp_path / "nope")], _env(stack))
     assert missing.returncode == 66 and "does not exist" in missing.stderr
     (tmp_path / "afile").write_text("x")
     not_dir = _cli(["status", "--backup-dir", str(tmp_path / "afile")], _env(stack))
     assert not_dir.returncode == 66 and "not a folder" in not_dir.stderr
-    bad_key = _cli(["status", "--backup-dir", str(tmp_path)], {"SUPABASE_URL": stack.url,
-                                                                "SUPABASE_SECRET_KEY": "wrong-key-123456"})
-    assert bad_key.returncode == 78 and "NOT reachable" in bad_key.stdout and "wrong-key" not in bad_key.stdout + bad_key.stderr
+    bad_key = _cli(
+        ["status", "--backup-dir", str(tmp_path)],
+        {"SUPABASE_URL": stack.url, "SUPABASE_SECRET_KEY": "wrong-key-123456"},
+    )
+    assert (
+        bad_key.returncode == 78
+        and "NOT reachable" in bad_key.stdout
+        and "wrong-key" not in bad_key.stdout + bad_key.stderr
+    )
     for res in (no_key, down, missing, not_dir, bad_key):
         assert "Traceback" not in res.stderr
 
@@ -151,8 +188,11 @@ def test_resync_killed_midway_loses_and_duplicates_nothing(stack: Any, tmp_path:
     _record_local(tmp_path, n)
     env = _env(stack)
     base = {k: v for k, v in os.environ.items() if k not in env}
-    proc = subprocess.Popen([*CLI, "resync", "--backup-dir", str(tmp_path), "--batch-size", "10"],
-                            env=base | env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*CLI, "resync", "--backup-dir", str(tmp_path), "--batch-size", "10"],
+        env=base | env,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while _count(stack) < 100 and time.monotonic() < deadline:
         time.sleep(0.01)

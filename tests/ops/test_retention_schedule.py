@@ -54,7 +54,8 @@ def cron(stack) -> Iterator[object]:
 
 
 def test_pg_cron_job_deletes_old_tasks_and_cleanup_removes_their_objects(
-        cron, stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    cron, stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_into_stack(stack, _dataset())
     # the scheduler is running in the cluster and serves this database (its launcher starts a
     # moment after the server: wait for it when this is the session's first test)
@@ -65,7 +66,9 @@ def test_pg_cron_job_deletes_old_tasks_and_cleanup_removes_their_objects(
     assert stack.sql(launcher) == [{"datname": stack.sql("select current_database() as d")[0]["d"]}]
 
     [job] = stack.sql("select public.stepsdk_schedule_retention(interval '30 days', %s) as id", (NEVER,))
-    [row] = stack.sql("select jobid, schedule, command, active, database from cron.job where jobname = 'stepsdk-retention'")
+    [row] = stack.sql(
+        "select jobid, schedule, command, active, database from cron.job where jobname = 'stepsdk-retention'"
+    )
     assert row["jobid"] == job["id"] and row["schedule"] == NEVER and row["active"]
     assert row["command"] == "select public.stepsdk_run_retention('30 days'::interval)"
     # scheduling again replaces the job (one per database), with the new age
@@ -75,13 +78,23 @@ def test_pg_cron_job_deletes_old_tasks_and_cleanup_removes_their_objects(
     # what the scheduler runs at each tick: the job's own command, as its owner
     stack.sql(row["command"])
     assert [r["task_id"] for r in stack.sql("select task_id from public.tasks")] == ["new"]
-    assert [r["screenshot_path"] for r in stack.sql("select screenshot_path from public.stepsdk_freed_objects")] == [OWN_OLD]
-    [run] = stack.sql("select max_age::text as age, tasks_deleted, objects_freed, finished_at from "
-                      "public.stepsdk_retention_runs")
-    assert (run["age"], run["tasks_deleted"], run["objects_freed"]) == ("30 days", 2, 1) and run["finished_at"]
+    assert [
+        r["screenshot_path"] for r in stack.sql("select screenshot_path from public.stepsdk_freed_objects")
+    ] == [OWN_OLD]
+    [run] = stack.sql(
+        "select max_age::text as age, tasks_deleted, objects_freed, finished_at from "
+        "public.stepsdk_retention_runs"
+    )
+    assert (run["age"], run["tasks_deleted"], run["objects_freed"]) == ("30 days", 2, 1) and run[
+        "finished_at"
+    ]
     # no failed run of the job was recorded by pg_cron
-    assert stack.sql("select status from cron.job_run_details where jobid = %s and status <> 'succeeded'",
-                     (job["id"],)) == []
+    assert (
+        stack.sql(
+            "select status from cron.job_run_details where jobid = %s and status <> 'succeeded'", (job["id"],)
+        )
+        == []
+    )
     assert stack_objects(stack) == {SHARED, OWN_OLD, OWN_NEW}  # SQL cannot remove objects: queued
 
     stack_env(monkeypatch, stack, tmp_path / "unused")
@@ -101,13 +114,17 @@ def test_pg_cron_job_deletes_old_tasks_and_cleanup_removes_their_objects(
     assert stack.sql("select count(*) as n from public.stepsdk_freed_objects")[0]["n"] == 0
 
 
-def test_freed_object_referenced_again_is_kept(cron, stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_freed_object_referenced_again_is_kept(
+    cron, stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_into_stack(stack, _dataset())
     stack.sql("select public.stepsdk_run_retention(interval '30 days')")
     # a new step records the same screen (content addressing) before the sweep runs
-    stack.sql("insert into public.task_steps (task_id, step_number, step_type, screenshot_path)"
-              " values ('new', 99, 'screenshot', %s)", (OWN_OLD,))
+    stack.sql(
+        "insert into public.task_steps (task_id, step_number, step_type, screenshot_path)"
+        " values ('new', 99, 'screenshot', %s)",
+        (OWN_OLD,),
+    )
     stack_env(monkeypatch, stack, tmp_path / "unused")
     assert main(["cleanup", "--json"]) == Exit.OK
     out = json_out(capsys.readouterr().out)
@@ -117,16 +134,22 @@ def test_freed_object_referenced_again_is_kept(cron, stack, tmp_path: Path, monk
 
 
 def test_scheduled_retention_functions_are_service_only(stack) -> None:
-    for fn, role_may in [("stepsdk_run_retention(interval, integer)", {"service_role"}),
-                         ("stepsdk_retention_status()", {"service_role"}),
-                         ("stepsdk_schedule_retention(interval, text)", set()),
-                         ("stepsdk_delete_tasks(text[], boolean)", {"service_role"})]:
+    for fn, role_may in [
+        ("stepsdk_run_retention(interval, integer)", {"service_role"}),
+        ("stepsdk_retention_status()", {"service_role"}),
+        ("stepsdk_schedule_retention(interval, text)", set()),
+        ("stepsdk_delete_tasks(text[], boolean)", {"service_role"}),
+    ]:
         for role in ("anon", "authenticated", "service_role"):
-            ok = stack.sql("select has_function_privilege(%s, %s, 'execute') as ok", (role, "public." + fn))[0]["ok"]
+            ok = stack.sql("select has_function_privilege(%s, %s, 'execute') as ok", (role, "public." + fn))[
+                0
+            ]["ok"]
             assert ok is (role in role_may), (fn, role)
     for table in ("stepsdk_freed_objects", "stepsdk_retention_runs"):
         for role in ("anon", "authenticated"):
-            assert not stack.sql("select has_table_privilege(%s, %s, 'select') as ok", (role, "public." + table))[0]["ok"]
+            assert not stack.sql(
+                "select has_table_privilege(%s, %s, 'select') as ok", (role, "public." + table)
+            )[0]["ok"]
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         stack.sql("select public.stepsdk_schedule_retention(interval '10 seconds')")
 
@@ -139,13 +162,22 @@ def test_schedule_without_pg_cron_says_how_to_enable_it(supabase_stack) -> None:
     try:
         apply_platform(dsn)
         apply_migrations(dsn)
-        with psycopg.connect(dsn, autocommit=True) as conn, pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState,
-                                                                         match="pg_cron extension is not enabled"):
+        with (
+            psycopg.connect(dsn, autocommit=True) as conn,
+            pytest.raises(
+                psycopg.errors.ObjectNotInPrerequisiteState, match="pg_cron extension is not enabled"
+            ),
+        ):
             conn.execute("select public.stepsdk_schedule_retention(interval '30 days')")
         with psycopg.connect(dsn, autocommit=True) as conn:
             status = conn.execute("select public.stepsdk_retention_status()").fetchone()[0]
-        assert status == {"pg_cron": False, "job": None, "last_cron_run": None, "last_run": None,
-                          "freed_objects_pending": 0}
+        assert status == {
+            "pg_cron": False,
+            "job": None,
+            "last_cron_run": None,
+            "last_run": None,
+            "freed_objects_pending": 0,
+        }
     finally:
         postgres.drop_database(supabase_stack.db_url, "nocron_db")
 
@@ -170,7 +202,11 @@ def test_tracker_start_applies_retention_days(tmp_path: Path) -> None:
     files = {str(p.relative_to(root / "screenshots")) for p in (root / "screenshots").rglob("*.webp")}
     assert files == {SHARED, OWN_NEW}
     run = last_run(root)
-    assert run is not None and (run["trigger"], run["older_than"], run["tasks_deleted"]) == ("tracker", "30d", 2)
+    assert run is not None and (run["trigger"], run["older_than"], run["tasks_deleted"]) == (
+        "tracker",
+        "30d",
+        2,
+    )
 
 
 def test_tracker_start_retention_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -191,7 +227,8 @@ def test_retention_days_from_the_environment(tmp_path: Path, monkeypatch: pytest
 
 
 def test_cleanup_local_uses_retention_days_and_status_shows_the_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = _backup(tmp_path)
     local_env(monkeypatch, root)
     monkeypatch.delenv("STEPSDK_RETENTION_DAYS", raising=False)
@@ -213,7 +250,8 @@ def test_cleanup_local_uses_retention_days_and_status_shows_the_run(
 
 
 def test_status_exits_non_zero_when_supabase_is_configured_but_unreachable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "k" * 24)
     assert main(["status", "--backup-dir", str(tmp_path), "--json"]) == Exit.UNAVAILABLE

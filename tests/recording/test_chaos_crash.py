@@ -53,8 +53,11 @@ while True:
 
 
 def _run_and_kill(backup: Path, task_id: str, kill_after: float, pace: str) -> tuple[dict[int, float], float]:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(backup), task_id, pace], stdout=subprocess.PIPE,
-                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(backup), task_id, pace],
+        stdout=subprocess.PIPE,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     seen: dict[int, float] = {}
     started = threading.Event()
@@ -94,7 +97,9 @@ def test_sigkill_loses_only_the_last_moments(stack: Any, tmp_path: Path) -> None
             recorded = set(range(1, max(seen) + 1))
             assert len(recorded) > 2 * CRASH_BOUND_STEPS, f"trial {trial}: too few steps ({len(recorded)})"
             lost = recorded - present
-            assert len(lost) <= CRASH_BOUND_STEPS, f"trial {trial}: lost {len(lost)} steps, e.g. {sorted(lost)[:10]}"
+            assert len(lost) <= CRASH_BOUND_STEPS, (
+                f"trial {trial}: lost {len(lost)} steps, e.g. {sorted(lost)[:10]}"
+            )
         else:
             must = {i for i, t in seen.items() if (killed_at - t) * 1000 > CRASH_BOUND_MS}
             assert must, f"trial {trial}: the child recorded nothing before the bound ({len(seen)} lines)"
@@ -103,9 +108,12 @@ def test_sigkill_loses_only_the_last_moments(stack: Any, tmp_path: Path) -> None
         if missing:
             worst_lag_ms = max(worst_lag_ms, max((killed_at - seen[i]) * 1000 for i in missing))
         # each step is in the journal exactly once (no duplicate lines)
-        counts = Counter(rec["row"]["id"] for p, _ in BackupStore(backup).journal_files()
-                         for _, rec, _, _ in iter_journal(p) if rec and rec["k"] == "step"
-                         and rec["row"]["task_id"] == task_id)
+        counts = Counter(
+            rec["row"]["id"]
+            for p, _ in BackupStore(backup).journal_files()
+            for _, rec, _, _ in iter_journal(p)
+            if rec and rec["k"] == "step" and rec["row"]["task_id"] == task_id
+        )
         assert counts and max(counts.values()) == 1
         expected_rows += len(present)
         # a torn last line is the only acceptable problem
@@ -114,7 +122,9 @@ def test_sigkill_loses_only_the_last_moments(stack: Any, tmp_path: Path) -> None
     config = Config.resolve(stack.url, stack.service_role_key, backup, retry_max_time=5.0)
     report = Resync(backup, config, batch_size=1000).run()
     assert not report.failed and report.aborted is None
-    count = stack.sql("select count(*) as n, count(distinct (task_id, step_number)) as d from public.task_steps")[0]
+    count = stack.sql(
+        "select count(*) as n, count(distinct (task_id, step_number)) as d from public.task_steps"
+    )[0]
     assert count["n"] == count["d"] == expected_rows
 
 
@@ -140,8 +150,11 @@ def test_sigkill_during_screenshot_encoding_keeps_every_step(stack: Any, tmp_pat
     png = tmp_path / "gallery.png"
     png.write_bytes(png_bytes(gallery_screen(seed=4)))
     backup = tmp_path / "backup"
-    proc = subprocess.Popen([sys.executable, "-c", SHOT_CHILD, str(backup), "shots", str(png)],
-                            stdout=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SHOT_CHILD, str(backup), "shots", str(png)],
+        stdout=subprocess.PIPE,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     seen: dict[int, float] = {}
     for line in proc.stdout:  # encoding (4/s) falls behind recording (10/s): the kill lands mid-encode

@@ -109,15 +109,29 @@ def test_a_task_id_with_a_lone_surrogate_is_refused_at_the_call(tmp_path: Path) 
         local(tmp_path, task_id=bad)
 
 
-def test_one_unencodable_task_never_holds_back_the_folder(stack: Any, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_unencodable_task_never_holds_back_the_folder(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A folder holding a task whose id no database can store (written by an older version, or
     by hand) and 30 steps of other tasks: resync uploads the 30 and reports the bad one."""
     bad = "bad-\udcff-id"
     writer = JournalWriter(tmp_path)
-    writer.append([{"k": "task", "v": 1, "row": {"task_id": bad, "status": "running", "metadata": {}}},
-                   {"k": "step", "row": {"id": "00000000-0000-4000-8000-000000000001", "task_id": bad,
-                                         "step_number": 1, "step_type": "action", "step_data": {}, "metadata": {}}}])
+    writer.append(
+        [
+            {"k": "task", "v": 1, "row": {"task_id": bad, "status": "running", "metadata": {}}},
+            {
+                "k": "step",
+                "row": {
+                    "id": "00000000-0000-4000-8000-000000000001",
+                    "task_id": bad,
+                    "step_number": 1,
+                    "step_type": "action",
+                    "step_data": {},
+                    "metadata": {},
+                },
+            },
+        ]
+    )
     writer.close()
     ids = []
     for n in range(3):
@@ -131,7 +145,11 @@ def test_one_unencodable_task_never_holds_back_the_folder(stack: Any, tmp_path: 
     for task_id in ids:
         assert len(db_steps(stack, task_id)) == 10
     # every reader serves the rest: status and export succeed, the record is reported
-    for var, value in (("SUPABASE_URL", ""), ("SUPABASE_SECRET_KEY", ""), ("STEPSDK_BACKUP_DIR", str(tmp_path))):
+    for var, value in (
+        ("SUPABASE_URL", ""),
+        ("SUPABASE_SECRET_KEY", ""),
+        ("STEPSDK_BACKUP_DIR", str(tmp_path)),
+    ):
         monkeypatch.setenv(var, value)
     assert main(["status", "--json"]) == 0
     assert main(["export", "-o", str(tmp_path / "out.json")]) == 0
@@ -156,8 +174,9 @@ def test_a_microsecond_duration_is_refused_at_the_call(tmp_path: Path) -> None:
         assert t.stats().recorded == 1
 
 
-def test_a_step_that_fails_conversion_is_kept_as_a_placeholder_alone(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_step_that_fails_conversion_is_kept_as_a_placeholder_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from stepsdk.recording.rows import RowMaker
 
     real = RowMaker._step_row
@@ -184,16 +203,30 @@ def test_an_older_version_never_replaces_a_newer_one_in_supabase(stack: Any, tmp
     from stepsdk.backend.supabase_sink import SupabaseSink
 
     sink = SupabaseSink(cfg(stack, tmp_path))
-    task = {"task_id": "versions", "status": "success", "started_at": "2026-11-30T00:00:00+00:00",
-            "finished_at": "2026-11-30T00:01:00+00:00", "metadata": {}}
+    task = {
+        "task_id": "versions",
+        "status": "success",
+        "started_at": "2026-11-30T00:00:00+00:00",
+        "finished_at": "2026-11-30T00:01:00+00:00",
+        "metadata": {},
+    }
     sink.upsert("tasks", [{**task, "row_version": 20}])
     sink.upsert("tasks", [{**task, "status": "running", "finished_at": None, "row_version": 10}])
     assert db_task(stack, "versions")["status"] == "success"
-    step = {"id": "00000000-0000-4000-8000-0000000000aa", "task_id": "versions", "step_number": 1,
-            "step_type": "action", "step_data": {}, "metadata": {}, "screenshot_path": "ab/" + "a" * 64 + ".webp"}
+    step = {
+        "id": "00000000-0000-4000-8000-0000000000aa",
+        "task_id": "versions",
+        "step_number": 1,
+        "step_type": "action",
+        "step_data": {},
+        "metadata": {},
+        "screenshot_path": "ab/" + "a" * 64 + ".webp",
+    }
     sink.upsert("task_steps", [{**step, "row_version": 1}])
-    sink.upsert("task_steps", [{**step, "screenshot_path": None, "metadata": {"screenshot_pending": True},
-                                "row_version": 0}])
+    sink.upsert(
+        "task_steps",
+        [{**step, "screenshot_path": None, "metadata": {"screenshot_pending": True}, "row_version": 0}],
+    )
     (row,) = db_steps(stack, "versions")
     assert row["screenshot_path"] and row["metadata"] == {}
     sink.close()
@@ -213,7 +246,9 @@ def test_resync_beside_a_live_tracker_leaves_the_newest_versions(stack: Any, tmp
     th.start()
     try:
         for i in range(40):
-            t.record_step("action", {"i": i}, screenshot=png_bytes(small_screen(seed=i)) if i % 4 == 0 else None)
+            t.record_step(
+                "action", {"i": i}, screenshot=png_bytes(small_screen(seed=i)) if i % 4 == 0 else None
+            )
             time.sleep(0.005)
         t.finish("success")
         t.close()
@@ -231,7 +266,8 @@ def test_resync_beside_a_live_tracker_leaves_the_newest_versions(stack: Any, tmp
 
 # ------------------------------------------------------------------------------------------ 5. folder deleted
 def test_backup_folder_deleted_mid_run_is_detected_recreated_and_counted(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="stepsdk")
     backup = tmp_path / "backup"
     t = local(backup)
@@ -269,8 +305,9 @@ print(json.dumps({"ok": r.ok, "dropped": r.dropped, "pending": r.pending, "reaso
 
 def test_disk_full_is_never_reported_ok(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "STEPSDK_"))}
-    proc = subprocess.run([sys.executable, "-c", DISK_FULL, str(tmp_path)], capture_output=True, text=True,
-                          timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", DISK_FULL, str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert not out["ok"] and out["dropped"] > 150 and out["pending"] == 0
@@ -294,19 +331,32 @@ def _line(record: dict) -> bytes:
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
-def test_a_mistyped_field_is_one_skipped_record_for_every_reader(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mistyped_field_is_one_skipped_record_for_every_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with local(tmp_path, title="fine") as t:
         for i in range(3):
             t.record_step("action", {"i": i})
-    bad = {"k": "step", "row": {"id": "00000000-0000-4000-8000-0000000000bb", "task_id": t.task_id,
-                                "step_number": 9, "step_type": "action", "step_data": {}, "success": "yes",
-                                "metadata": {}}}
-    (tmp_path / "journal" / "hand-edited.log").write_bytes(encode_record({"k": "open", "pid": None}) + _line(bad))
+    bad = {
+        "k": "step",
+        "row": {
+            "id": "00000000-0000-4000-8000-0000000000bb",
+            "task_id": t.task_id,
+            "step_number": 9,
+            "step_type": "action",
+            "step_data": {},
+            "success": "yes",
+            "metadata": {},
+        },
+    }
+    (tmp_path / "journal" / "hand-edited.log").write_bytes(
+        encode_record({"k": "open", "pid": None}) + _line(bad)
+    )
     snap = BackupStore(tmp_path).read()
     assert len(snap.steps[t.task_id]) == 3
     assert [p for p in snap.problems if "hand-edited.log" in p] == [
-        "hand-edited.log at byte 33: mistyped field: success is not a boolean; record skipped"]
+        "hand-edited.log at byte 33: mistyped field: success is not a boolean; record skipped"
+    ]
     monkeypatch.setenv("STEPSDK_BACKUP_DIR", str(tmp_path))
     monkeypatch.setenv("SUPABASE_URL", "")
     assert main(["status", "--json"]) == 0
@@ -327,4 +377,3 @@ def test_memory_sink_sees_the_same_run_as_supabase(tmp_path: Path) -> None:
     assert [s["step_number"] for s in steps] == [1, 2] and steps[0]["screenshot_path"] in sink.objects
     assert steps[1]["error_type"] == "RuntimeError" and steps[1]["error_category"] == "device"
     assert sink.tasks()[t.task_id]["status"] == "success" and sink.violations == []
-

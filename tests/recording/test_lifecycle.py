@@ -120,8 +120,12 @@ time.sleep(60)
 
 def _child(stack: Any, backup: Path, task_id: str, n: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "STEPSDK_"))}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(backup), stack.url, stack.service_role_key, task_id,
-                             str(n)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(backup), stack.url, stack.service_role_key, task_id, str(n)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -141,8 +145,9 @@ def test_sigterm_marks_the_task_interrupted_at_once(stack: Any, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("found_by", ["resync", "status", "tracker"])
-def test_sigkill_is_found_by_the_next_resync_status_or_tracker(stack: Any, tmp_path: Path, found_by: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigkill_is_found_by_the_next_resync_status_or_tracker(
+    stack: Any, tmp_path: Path, found_by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task_id = f"sigkill-{found_by}"
     proc = _child(stack, tmp_path, task_id, 12)
     proc.kill()
@@ -183,16 +188,26 @@ def _export(tmp_path: Path, task_id: str, name: str) -> dict[str, Any]:
         data = json.loads(z.read("export.json"))
         images = {n: z.read(n) for n in z.namelist() if n.startswith("screenshots/")}
     (bundle,) = data["tasks"]
-    return {"task": bundle["task"], "steps": bundle["steps"], "screenshots": bundle["screenshots"], "images": images}
+    return {
+        "task": bundle["task"],
+        "steps": bundle["steps"],
+        "screenshots": bundle["screenshots"],
+        "images": images,
+    }
 
 
-def test_export_delete_import_resync_restores_everything(stack: Any, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_delete_import_resync_restores_everything(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backup = tmp_path / "backup"
     with StepTracker(task_id="restore-me", title="restore", config=cfg(stack, backup)) as t:
         for i in range(30):
-            t.record_step("action", {"i": i}, screenshot=phone_png(i % 5, (180, 400)) if i % 3 == 0 else None,
-                          thinking=f"step {i}")
+            t.record_step(
+                "action",
+                {"i": i},
+                screenshot=phone_png(i % 5, (180, 400)) if i % 3 == 0 else None,
+                thinking=f"step {i}",
+            )
     monkeypatch.setenv("SUPABASE_URL", stack.url)
     monkeypatch.setenv("SUPABASE_SECRET_KEY", stack.service_role_key)
     monkeypatch.setenv("STEPSDK_BACKUP_DIR", str(backup))
@@ -241,8 +256,9 @@ print(time.monotonic(), flush=True)
 
 
 @pytest.mark.parametrize("backend", ["black_hole", "closed_port"])
-def test_flush_exit_and_interpreter_exit_are_bounded(backend: str, request: pytest.FixtureRequest,
-                                                      tmp_path: Path) -> None:
+def test_flush_exit_and_interpreter_exit_are_bounded(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     url = request.getfixturevalue(backend)
     t = StepTracker(title="flush", backup_dir=tmp_path / "a", supabase_url=url, supabase_key="k")
     time.sleep(1.5)
@@ -257,11 +273,14 @@ def test_flush_exit_and_interpreter_exit_are_bounded(backend: str, request: pyte
     assert time.monotonic() - started < 2.0
     assert len(BackupStore(tmp_path / "a").read().steps[t.task_id]) == 20
     # interpreter exit (atexit), in a child process
-    proc = subprocess.run([sys.executable, "-c", EXIT_CHILD, str(tmp_path / "b"), url],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", EXIT_CHILD, str(tmp_path / "b"), url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     recorded, exited = map(float, proc.stdout.split())
     assert exited - recorded < 2.0
     (steps,) = BackupStore(tmp_path / "b").read().steps.values()
     assert len(steps) == 20
-

@@ -16,9 +16,11 @@ from stepsdk.model import Level
 from stepsdk.ops.import_ import TaskBundle, sanitize_bundles
 from stepsdk.recording.sanitize import Sanitizer
 
-PEM = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
-       "VJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n"
-       "-----END PRIVATE KEY-----")
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
+    "VJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n"
+    "-----END PRIVATE KEY-----"
+)
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
 
 # (name, value, caught: the secret must not survive; expected rule in the marker)
@@ -67,8 +69,16 @@ KEPT_NAMES = [
 # (value inside an innocent key, the rule named in its marker, the secret part that must go)
 VALUES = [
     ("Basic dXNlcjpwYXNzd29yZA==", "basic_auth", "dXNlcjpwYXNzd29yZA=="),  # the review's Basic value
-    (f"config: {PEM} end", "private_key", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"),  # ... and PEM
-    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n(cut)", "private_key", "b3BlbnNzaC1rZXktdjEAAAAA"),
+    (
+        f"config: {PEM} end",
+        "private_key",
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+    ),  # ... and PEM
+    (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n(cut)",
+        "private_key",
+        "b3BlbnNzaC1rZXktdjEAAAAA",
+    ),
     (f"token={JWT}", "jwt", JWT),
     ("Authorization: Bearer abcdef0123456789xyz", "bearer", "abcdef0123456789xyz"),
     ("postgres://app:s3cretpw@db.internal:5432/x", "url_password", "s3cretpw"),
@@ -134,12 +144,18 @@ def test_corpus_counts(sanitizer: Sanitizer) -> None:
         else:
             missed.append(f"kept value {text[:30]!r} -> {out[:80]!r}")
     assert missed == []
-    assert (caught, kept) == (2 * len(NAMES) + len(VALUES), 2 * len(KEPT_NAMES) + len(KEPT_VALUES)) == (62, 39)
+    assert (
+        (caught, kept) == (2 * len(NAMES) + len(VALUES), 2 * len(KEPT_NAMES) + len(KEPT_VALUES)) == (62, 39)
+    )
 
 
 def test_import_uses_the_same_rules() -> None:
-    step = {"id": "s1", "step_data": {"pwd": "hunter2", "author": "Ann", "h": "Basic dXNlcjpwYXNzd29yZA=="},
-            "thinking": f"key is {PEM}", "metadata": {}}
+    step = {
+        "id": "s1",
+        "step_data": {"pwd": "hunter2", "author": "Ann", "h": "Basic dXNlcjpwYXNzd29yZA=="},
+        "thinking": f"key is {PEM}",
+        "metadata": {},
+    }
     bundle = TaskBundle({"task_id": "t", "metadata": {}}, [step], [])
     assert sanitize_bundles([bundle]) == 1
     assert step["step_data"] == {"pwd": "[REDACTED:pwd]", "author": "Ann", "h": "Basic [REDACTED:basic_auth]"}
@@ -152,8 +168,17 @@ def test_users_add_names_and_patterns_from_the_environment() -> None:
         "from stepsdk.recording.sanitize import Sanitizer\nimport stepsdk\n"
         "stepsdk.add_redaction_rules(names=['iban'], patterns={'ticket': r'TCK-[0-9]{6}'})\n"
         "s = Sanitizer(LEVEL_LIMITS[Level.DETAILED])\n"
-        "print(s.value({'employee_no': 'E1', 'Iban': 'DE89', 'n': 'call ORD-123456 TCK-654321'}))\n")
-    env = {**os.environ, "STEPSDK_REDACT_NAMES": "employee_no", "STEPSDK_REDACT_PATTERNS": '{"order": "ORD-[0-9]{6}"}'}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == ("{'employee_no': '[REDACTED:employeeno]', 'Iban': '[REDACTED:iban]', "
-                           "'n': 'call [REDACTED:order] [REDACTED:ticket]'}")
+        "print(s.value({'employee_no': 'E1', 'Iban': 'DE89', 'n': 'call ORD-123456 TCK-654321'}))\n"
+    )
+    env = {
+        **os.environ,
+        "STEPSDK_REDACT_NAMES": "employee_no",
+        "STEPSDK_REDACT_PATTERNS": '{"order": "ORD-[0-9]{6}"}',
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == (
+        "{'employee_no': '[REDACTED:employeeno]', 'Iban': '[REDACTED:iban]', "
+        "'n': 'call [REDACTED:order] [REDACTED:ticket]'}"
+    )

@@ -107,8 +107,9 @@ def test_resuming_a_killed_task_is_not_marked_interrupted_while_it_runs(tmp_path
     `running` row of the dead writer and marks the task interrupted with a version newer than the
     live tracker's row: the viewer shows the live run as interrupted, and when this run is killed
     in turn it is never detected (the newest row is no longer `running`)."""
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                            env=clean_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=clean_env()
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     proc.kill()
     proc.wait()
@@ -136,8 +137,13 @@ def test_an_agent_that_dies_of_an_uncaught_exception_does_not_stay_running_for_e
     """The commonest way an agent dies: an exception escapes (no `with`, no finish()). atexit
     flushes and closes the journal (a close record) but never finishes the task, and the
     abandoned-task lookup skips closed journals: the task is `running` for ever."""
-    proc = subprocess.run([sys.executable, "-c", CRASHES, str(tmp_path)], capture_output=True, text=True,
-                          timeout=60, env=clean_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASHES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert proc.returncode == 1 and "the agent crashed" in proc.stderr
     snap = BackupStore(tmp_path).read()
     assert len(snap.steps["crashed"]) == 3
@@ -177,8 +183,13 @@ def test_forking_soon_after_a_tracker_starts_never_deadlocks_the_child(tmp_path:
     A fork during that import leaves the module locks held in the child by a thread that does
     not exist there: the child deadlocks on its first `import PIL` (and the child's own
     screenshot stage never starts, so its close() always waits its whole timeout)."""
-    proc = subprocess.run([sys.executable, "-c", FORK_EARLY, str(tmp_path)],
-                          capture_output=True, text=True, timeout=60, env=clean_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_EARLY, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.split()[-1]) == 0, "the child deadlocked importing PIL (killed by SIGALRM)"
 
@@ -202,8 +213,12 @@ def test_sigterm_while_a_step_spills_on_the_callers_thread_ends_the_process(tmp_
     ends (docker stop then SIGKILLs it after its grace period; the task stays running)."""
     outcomes = []
     for attempt in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", TIGHT_LOOP, str(tmp_path / str(attempt))],
-                                stdout=subprocess.PIPE, text=True, env=clean_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TIGHT_LOOP, str(tmp_path / str(attempt))],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
@@ -312,8 +327,12 @@ def test_sigterm_while_step_numbers_are_reserved_ends_the_process(tmp_path: Path
     the lock the interrupted frame holds: the process never ends."""
     outcomes = []
     for attempt in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", GIVEN_ID_LOOP, str(tmp_path / str(attempt))],
-                                stdout=subprocess.PIPE, text=True, env=clean_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", GIVEN_ID_LOOP, str(tmp_path / str(attempt))],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
@@ -433,8 +452,13 @@ def test_a_sigterm_the_program_ignores_does_not_end_the_recording(stack: Any, tm
     interrupted and closes the tracker, then returns (the process goes on, as it asked). Every
     later step is a "late" step kept in the backup only: never uploaded, and finish() reports
     nothing uploaded."""
-    proc = subprocess.run([sys.executable, "-c", IGNORES_SIGTERM, stack.url, stack.service_role_key, str(tmp_path)],
-                          capture_output=True, text=True, timeout=60, env=clean_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", IGNORES_SIGTERM, stack.url, stack.service_role_key, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     steps = stack.sql("select step_number from public.task_steps where task_id = 'ignores'")
     tasks = stack.sql("select status from public.tasks where task_id = 'ignores'")
@@ -513,8 +537,9 @@ def test_a_killed_container_agent_is_found_abandoned_by_the_next_container(tmp_p
     volume never marks the task: `running` for ever (the commonest SIGKILL is a container's)."""
     from stepsdk.store.backup import decode_line, encode_record
 
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                            env=clean_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=clean_env()
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     proc.kill()
     proc.wait()

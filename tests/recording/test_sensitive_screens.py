@@ -57,22 +57,29 @@ def record(tracker: StepTracker, **kwargs: Any) -> None:
 
 
 # ----------------------------------------------------------------------- remote: bucket + backup
-def test_sensitive_screen_is_ciphertext_in_the_bucket_and_the_backup(stack: Any, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sensitive_screen_is_ciphertext_in_the_bucket_and_the_backup(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(_sensitive.ENV_KEY, KEY)
     config = Config.resolve(stack.url, stack.service_role_key, tmp_path, retry_max_time=2.0)
     with StepTracker("sens-remote", config=config) as tracker:
         record(tracker, sensitive=True)
         tracker.record_step("action", {"n": 2}, screenshot=png_bytes(small_screen(seed=3)))
         assert tracker.flush(10).ok
-    rows = {r["step_number"]: r for r in stack.sql(
-        "select s.step_number, s.screenshot_path, c.metadata, c.file_hash from public.task_steps s "
-        "join public.step_screenshots c on c.step_id = s.id where s.task_id = 'sens-remote'")}
+    rows = {
+        r["step_number"]: r
+        for r in stack.sql(
+            "select s.step_number, s.screenshot_path, c.metadata, c.file_hash from public.task_steps s "
+            "join public.step_screenshots c on c.step_id = s.id where s.task_id = 'sens-remote'"
+        )
+    }
     enc, plain = rows[1], rows[2]
     assert enc["screenshot_path"].endswith(".enc") and plain["screenshot_path"].endswith(".webp")
     assert enc["metadata"]["encrypted"] == "AES-256-GCM" and enc["metadata"]["sensitive"] is True
-    obj = stack.sql("select metadata from storage.objects where bucket_id = %s and name = %s",
-                    (BUCKET, enc["screenshot_path"]))[0]
+    obj = stack.sql(
+        "select metadata from storage.objects where bucket_id = %s and name = %s",
+        (BUCKET, enc["screenshot_path"]),
+    )[0]
     assert obj["metadata"]["mimetype"] == "application/octet-stream"
     stored = stack.client().storage.from_(BUCKET).download(enc["screenshot_path"])
     assert_not_an_image(stored)
@@ -101,15 +108,18 @@ def test_redact_is_the_default_without_a_key_and_stores_no_pixels(tmp_path: Path
 
 
 def test_store_policy_keeps_today_behaviour(tmp_path: Path) -> None:
-    with StepTracker("sens-store", backup_dir=tmp_path, supabase_url="", supabase_key="",
-                     screenshot_policy="store") as tracker:
+    with StepTracker(
+        "sens-store", backup_dir=tmp_path, supabase_url="", supabase_key="", screenshot_policy="store"
+    ) as tracker:
         record(tracker, sensitive=True)
     (data,) = backup_objects(tmp_path).values()
     with Image.open(io.BytesIO(data)) as im:
         assert im.size == (200, 400)
 
 
-def test_policy_and_key_errors_are_raised_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_policy_and_key_errors_are_raised_at_construction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     local = {"backup_dir": tmp_path, "supabase_url": "", "supabase_key": ""}
     with pytest.raises(ValueError, match="needs a key"):
         StepTracker(screenshot_policy="encrypt", **local)
@@ -162,11 +172,14 @@ def test_regions_are_blacked_out_or_blurred_before_encoding(tmp_path: Path) -> N
     assert ImageStat.Stat(screen.crop(box).convert("L")).stddev[0] > 100  # the caller's image is intact
     with pytest.raises(TypeError):
         StepTracker(backup_dir=tmp_path / "x", supabase_url="", supabase_key="").record_step(
-            "action", screenshot=png_bytes(screen), redact_regions=[(1, 2, 3)])
+            "action", screenshot=png_bytes(screen), redact_regions=[(1, 2, 3)]
+        )
 
 
 # ----------------------------------------------------------------------- export / import
-def test_export_zip_holds_ciphertext_and_imports_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_zip_holds_ciphertext_and_imports_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "src"
     monkeypatch.setenv(_sensitive.ENV_KEY, KEY)
     with StepTracker("sens-export", backup_dir=src, supabase_url="", supabase_key="") as tracker:
@@ -183,5 +196,5 @@ def test_export_zip_holds_ciphertext_and_imports_back(tmp_path: Path, monkeypatc
     dest = tmp_path / "dest"
     local_env(monkeypatch, dest)
     assert main(["import", str(target)]) == Exit.OK
-    (name, data), = backup_objects(dest).items()
+    ((name, data),) = backup_objects(dest).items()
     assert name.endswith(".enc") and _sensitive.is_encrypted(data)

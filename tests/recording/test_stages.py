@@ -82,23 +82,46 @@ def _uploader(sink: MemorySink, journal: ListJournal, objects: dict[str, bytes] 
 
 
 def _task(task_id: str = "t", version: int = 1) -> Record:
-    return Record(T_TASKS, task_id, {"task_id": task_id, "status": "running", "started_at": "2026-11-30T00:00:00+00:00",
-                                     "metadata": {}}, version=version)
+    return Record(
+        T_TASKS,
+        task_id,
+        {"task_id": task_id, "status": "running", "started_at": "2026-11-30T00:00:00+00:00", "metadata": {}},
+        version=version,
+    )
 
 
 def _step(number: int, task_id: str = "t", version: int = 0, **row: Any) -> Record:
     sid = row.pop("id", f"00000000-0000-4000-8000-{number:012d}")
-    return Record(T_STEPS, sid, {"id": sid, "task_id": task_id, "step_number": number, "step_type": "action",
-                                 "step_data": {}, "metadata": {}, **row}, version=version)
+    return Record(
+        T_STEPS,
+        sid,
+        {
+            "id": sid,
+            "task_id": task_id,
+            "step_number": number,
+            "step_type": "action",
+            "step_data": {},
+            "metadata": {},
+            **row,
+        },
+        version=version,
+    )
 
 
 def test_uploader_sends_in_foreign_key_order_and_sets_a_refused_row_aside() -> None:
     sink, journal = MemorySink(), ListJournal()
     path = "ab/" + "a" * 64 + ".webp"
     clash = _step(2, id="00000000-0000-4000-8000-00000000ffff")  # same number as step 2: refused
-    shot = Record(T_SHOTS, "00000000-0000-4000-8000-0000000000c1",
-                  {"id": "00000000-0000-4000-8000-0000000000c1", "task_id": "t",
-                   "step_id": "00000000-0000-4000-8000-000000000001", "screenshot_path": path})
+    shot = Record(
+        T_SHOTS,
+        "00000000-0000-4000-8000-0000000000c1",
+        {
+            "id": "00000000-0000-4000-8000-0000000000c1",
+            "task_id": "t",
+            "step_id": "00000000-0000-4000-8000-000000000001",
+            "screenshot_path": path,
+        },
+    )
     batch = [_step(1, screenshot_path=path), shot, _step(2), clash, _step(3), _task()]
     _uploader(sink, journal, {path: b"RIFF....WEBP"}).upload(batch)
     assert sink.violations == [] and path in sink.objects
@@ -114,7 +137,10 @@ def test_uploader_sends_the_newest_version_once_and_a_retry_sends_nothing_twice(
     sink, journal = MemorySink(), ListJournal()
     up = _uploader(sink, journal)
     up.upload([_task()])
-    v0, v1 = _step(1, metadata={"screenshot_pending": True}), _step(1, version=1, screenshot_path=None, metadata={})
+    v0, v1 = (
+        _step(1, metadata={"screenshot_pending": True}),
+        _step(1, version=1, screenshot_path=None, metadata={}),
+    )
     sink.fail_next(1)  # the step upsert fails once: the batch is retried by the caller
     with pytest.raises(Unavailable):
         up.upload([v0, v1])
@@ -191,7 +217,9 @@ def test_a_tracker_dropped_without_close_finishes_in_the_background(tmp_path: Pa
     del t
     gc.collect()
     deadline = time.monotonic() + 10
-    while not any(p.parent.name == "archive" for p in tmp_path.rglob("*.log")) and time.monotonic() < deadline:
+    while (
+        not any(p.parent.name == "archive" for p in tmp_path.rglob("*.log")) and time.monotonic() < deadline
+    ):
         time.sleep(0.02)
     assert len(sink.steps(task_id)) == 3  # uploaded, and the journal closed and archived
     assert BackupStore(tmp_path).read().journals[0].closed

@@ -35,8 +35,14 @@ def test_record_returns_step_and_everything_lands_in_backup(tmp_path: Path) -> N
     with _tracker(tmp_path, agent="a") as t:
         t.add_step_callback(lambda s: seen.append(s.step_number))
         s1 = t.record_step(StepType.THINKING, {"analysis": "x"}, thinking="hmm")
-        s2 = t.record_step("action", {"action": "tap", "x": 1}, action_result={"ok": True},
-                           duration_ms=120, success=True, metadata={"m": 1})
+        s2 = t.record_step(
+            "action",
+            {"action": "tap", "x": 1},
+            action_result={"ok": True},
+            duration_ms=120,
+            success=True,
+            metadata={"m": 1},
+        )
         assert (s1.step_number, s2.step_number) == (1, 2) and s1.id != s2.id
     rows = _steps(tmp_path, t.task_id)
     assert [r["id"] for r in rows] == [s1.id, s2.id] and seen == [1, 2]
@@ -47,13 +53,23 @@ def test_record_returns_step_and_everything_lands_in_backup(tmp_path: Path) -> N
     assert task["status"] == "success" and task["agent"] == "a" and task["finished_at"]
 
 
-@pytest.mark.parametrize(("kwargs", "exc"), [
-    ({"step_type": "bogus"}, ValueError), ({"step_type": 3}, TypeError),
-    ({"step_data": [1, 2]}, TypeError), ({"step_data": "x"}, TypeError),
-    ({"thinking": 5}, TypeError), ({"duration_ms": -1}, ValueError), ({"duration_ms": float("nan")}, ValueError),
-    ({"duration_ms": "5"}, TypeError), ({"success": 1}, TypeError), ({"error_message": 3}, TypeError),
-    ({"metadata": [1]}, TypeError), ({"screenshot": 12345}, TypeError),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"step_type": "bogus"}, ValueError),
+        ({"step_type": 3}, TypeError),
+        ({"step_data": [1, 2]}, TypeError),
+        ({"step_data": "x"}, TypeError),
+        ({"thinking": 5}, TypeError),
+        ({"duration_ms": -1}, ValueError),
+        ({"duration_ms": float("nan")}, ValueError),
+        ({"duration_ms": "5"}, TypeError),
+        ({"success": 1}, TypeError),
+        ({"error_message": 3}, TypeError),
+        ({"metadata": [1]}, TypeError),
+        ({"screenshot": 12345}, TypeError),
+    ],
+)
 def test_programming_mistakes_raise_at_the_call(tmp_path: Path, kwargs: dict, exc: type) -> None:
     args = {"step_type": "action"} | kwargs
     with _tracker(tmp_path) as t:
@@ -62,8 +78,18 @@ def test_programming_mistakes_raise_at_the_call(tmp_path: Path, kwargs: dict, ex
         assert t.stats().recorded == 0
 
 
-@pytest.mark.parametrize("kwargs", [{"task_id": ""}, {"task_id": "x" * 201}, {"task_id": "a\x00b"}, {"task_id": "bad-\udcff-id"},
-                                    {"buffer_size": 0}, {"flush_interval": 0}, {"level": "LOUD"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"task_id": ""},
+        {"task_id": "x" * 201},
+        {"task_id": "a\x00b"},
+        {"task_id": "bad-\udcff-id"},
+        {"buffer_size": 0},
+        {"flush_interval": 0},
+        {"level": "LOUD"},
+    ],
+)
 def test_bad_tracker_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):
         _tracker(tmp_path, **kwargs)
@@ -147,8 +173,9 @@ def test_bad_screenshots_keep_the_step_with_reason(tmp_path: Path) -> None:
 
 def test_level_basic_drops_stack_and_screenshots(tmp_path: Path) -> None:
     with _tracker(tmp_path, level=Level.BASIC) as t:
-        t.record_step("error", {"x": "y" * 5000}, stack_trace="Traceback...",
-                      screenshot=Image.new("RGB", (8, 8)))
+        t.record_step(
+            "error", {"x": "y" * 5000}, stack_trace="Traceback...", screenshot=Image.new("RGB", (8, 8))
+        )
     row = _steps(tmp_path, t.task_id)[0]
     assert row["stack_trace"] is None and row["screenshot_path"] is None
     assert "level BASIC" in row["metadata"]["screenshot_dropped"]
@@ -157,8 +184,7 @@ def test_level_basic_drops_stack_and_screenshots(tmp_path: Path) -> None:
 
 def test_secrets_never_in_backup_repr_or_stats(tmp_path: Path) -> None:
     key = "sb_secret_THIS_MUST_NOT_LEAK_123"
-    t = StepTracker(backup_dir=tmp_path, supabase_url="http://127.0.0.1:9", supabase_key=key,
-                    buffer_size=1)
+    t = StepTracker(backup_dir=tmp_path, supabase_url="http://127.0.0.1:9", supabase_key=key, buffer_size=1)
     t.record_step("action", {"api_key": "hunter2-value", "note": f"the key is {key}"}, thinking=key)
     t.close(timeout=1)
     assert key not in repr(t) and key not in repr(t.config) and key not in repr(t.stats())
@@ -197,7 +223,9 @@ def test_many_threads_one_tracker_numbers_unique(tmp_path: Path) -> None:
     import threading
 
     t = _tracker(tmp_path)
-    threads = [threading.Thread(target=lambda: [t.record_step("action", {}) for _ in range(250)]) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: [t.record_step("action", {}) for _ in range(250)]) for _ in range(4)
+    ]
     for th in threads:
         th.start()
     for th in threads:
@@ -293,8 +321,9 @@ def test_exit_is_bounded_and_safe_when_backend_is_down(tmp_path: Path) -> None:
 
 
 def test_with_block_bounded_when_backend_is_down(tmp_path: Path) -> None:
-    with StepTracker(backup_dir=tmp_path, supabase_url=f"http://127.0.0.1:{_closed_port()}",
-                     supabase_key="k" * 40) as t:
+    with StepTracker(
+        backup_dir=tmp_path, supabase_url=f"http://127.0.0.1:{_closed_port()}", supabase_key="k" * 40
+    ) as t:
         for i in range(100):
             t.record_step("action", {"i": i})
         start = time.monotonic()
@@ -365,7 +394,9 @@ def test_config_and_loose_arguments_conflict(tmp_path: Path) -> None:
         StepTracker(config={"backup_dir": str(tmp_path)})  # type: ignore[arg-type]
 
 
-def test_environment_configures_local_mode_folder_and_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_configures_local_mode_folder_and_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for k in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("STEPSDK_BACKUP_DIR", str(tmp_path / "from-env"))
@@ -421,7 +452,9 @@ def test_upload_order_with_screenshot_versions(tmp_path: Path, buffer_size: int)
     assert len(steps) == 12 and sum(bool(r["screenshot_path"]) for r in steps.values()) == 8
     assert not any("screenshot_pending" in r["metadata"] for r in steps.values())
     assert len(sink.rows["step_screenshots"]) == 8 and len(sink.objects) == 8
-    step_upserts = sum(n for method, table, n in sink.requests if method == "upsert" and table == "task_steps")
+    step_upserts = sum(
+        n for method, table, n in sink.requests if method == "upsert" and table == "task_steps"
+    )
     assert 12 <= step_upserts <= 20  # a screenshot step is sent once or twice, never more
     snap = BackupStore(tmp_path).read()  # the journal was archived: everything acknowledged
     assert snap.pending_steps() == [] and snap.pending_screenshots() == []
@@ -446,7 +479,9 @@ def test_import_and_construction_stay_light() -> None:
     assert float(built) < 0.3, built  # ~10 ms measured; it was ~0.9 s with the client built here
 
 
-def test_failing_client_creation_is_an_unavailable_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_client_creation_is_an_unavailable_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import stepsdk.backend.supabase_sink as sink_module
 
     def broken(config: Config) -> None:
@@ -463,8 +498,9 @@ def test_failing_client_creation_is_an_unavailable_backend(tmp_path: Path, monke
     assert len(_steps(tmp_path, t.task_id)) == 1
 
 
-def test_backlog_of_earlier_runs_is_hinted_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_backlog_of_earlier_runs_is_hinted_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import threading
 
     import stepsdk.recording.pipeline as pipeline_module
@@ -478,12 +514,15 @@ def test_backlog_of_earlier_runs_is_hinted_once_per_process(tmp_path: Path, monk
         with StepTracker(title="now", backup_dir=tmp_path, sink=MemorySink(), flush_interval=0.01) as t:
             t.record_step("action", {"now": True})  # its own step is never counted
     hints = [r.getMessage() for r in caplog.records if "earlier runs" in r.getMessage()]
-    assert hints == [f"stepsdk: 3 steps pending in {tmp_path} from earlier runs (1 journals); "
-                     "run 'stepsdk resync' to upload them"]
+    assert hints == [
+        f"stepsdk: 3 steps pending in {tmp_path} from earlier runs (1 journals); "
+        "run 'stepsdk resync' to upload them"
+    ]
 
 
-def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A full queue spills steps on the caller's thread, possibly before the journal thread has
     handled the task row queued first: the uploader must still send the task row first."""
     from stepsdk.recording.rows import RowMaker
@@ -496,7 +535,9 @@ def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(tmp_path: Pa
 
     monkeypatch.setattr(RowMaker, "task_row", slow_task)
     sink = MemorySink()
-    t = StepTracker(title="t", backup_dir=tmp_path, sink=sink, buffer_size=5, flush_interval=0.01, max_queue=1)
+    t = StepTracker(
+        title="t", backup_dir=tmp_path, sink=sink, buffer_size=5, flush_interval=0.01, max_queue=1
+    )
     for i in range(20):
         t.record_step("action", {"i": i})
     assert t.stats().spilled >= 15
@@ -506,7 +547,8 @@ def test_steps_spilled_before_the_task_row_is_journaled_wait_for_it(tmp_path: Pa
 
 
 def test_full_screenshot_queue_holds_the_journal_thread_back_and_loses_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     from stepsdk.recording.screenshot_stage import ScreenshotStage
@@ -531,7 +573,7 @@ def test_full_screenshot_queue_holds_the_journal_thread_back_and_loses_nothing(
     order = [s.id for s in first]
     # Each batch is journaled before its images are queued: a prefix of at least the 33 handed
     # over (32 queued + 1 being encoded); what came after the thread began waiting is not.
-    assert len(journaled) >= 33 and journaled == set(order[:len(journaled)])
+    assert len(journaled) >= 33 and journaled == set(order[: len(journaled)])
     release.set()
     assert t.close(20).ok
     rows = _steps(tmp_path, t.task_id)

@@ -45,12 +45,28 @@ class BadRepr:
 
 def test_non_json_types_are_coerced() -> None:
     value = {
-        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "day": dt.date(2026, 1, 2),
-        "raw": b"\x00\x01", "set": {3, 1, 2}, "mixed": {1, "a"}, "tuple": (1, 2), "dc": Point(1, 2),
-        "model": Model(), "nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"),
-        "dec": Decimal("1.5"), "dec_big": Decimal("0.1234567890123456789"), "dec_int": Decimal("10"),
-        "uuid": uuid.UUID(int=1), "enum": Color.RED, "path": Path("/tmp/x"), "exc": ValueError("bad"),
-        "obj": object(), "bad": BadRepr(), 7: "int key", "delta": dt.timedelta(seconds=2),
+        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "day": dt.date(2026, 1, 2),
+        "raw": b"\x00\x01",
+        "set": {3, 1, 2},
+        "mixed": {1, "a"},
+        "tuple": (1, 2),
+        "dc": Point(1, 2),
+        "model": Model(),
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "ninf": float("-inf"),
+        "dec": Decimal("1.5"),
+        "dec_big": Decimal("0.1234567890123456789"),
+        "dec_int": Decimal("10"),
+        "uuid": uuid.UUID(int=1),
+        "enum": Color.RED,
+        "path": Path("/tmp/x"),
+        "exc": ValueError("bad"),
+        "obj": object(),
+        "bad": BadRepr(),
+        7: "int key",
+        "delta": dt.timedelta(seconds=2),
     }
     out = S.value(value)
     _strict_json(out)
@@ -101,9 +117,24 @@ def test_nul_and_lone_surrogates_replaced() -> None:
     assert "k\ufffdey" in out
 
 
-@pytest.mark.parametrize("key", ["password", "PASSWD", "client_secret", "access-token", "api_key", "apiKey",
-                                 "Authorization", "cookie", "session_id", "private_key", "aws_credentials",
-                                 "x-api-key", "Bearer"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "PASSWD",
+        "client_secret",
+        "access-token",
+        "api_key",
+        "apiKey",
+        "Authorization",
+        "cookie",
+        "session_id",
+        "private_key",
+        "aws_credentials",
+        "x-api-key",
+        "Bearer",
+    ],
+)
 def test_secret_keys_redacted(key: str) -> None:
     assert is_secret_key(key)
     out = S.value({"outer": {key: "hunter2", "fine": "visible"}})
@@ -120,7 +151,11 @@ def test_configured_key_jwt_and_bearer_scrubbed_from_any_string() -> None:
     out = S.value({"log": f"key=sb_secret_abcdefghijklmnop jwt={jwt} hdr=Bearer abcdefghijkl123"})
     assert "sb_secret" not in out["log"] and "eyJ" not in out["log"] and "abcdefghijkl123" not in out["log"]
     assert out["log"].count(REDACTED[:-1]) == 3
-    assert "[REDACTED:configured]" in out["log"] and "[REDACTED:jwt]" in out["log"] and "Bearer [REDACTED:bearer]" in out["log"]
+    assert (
+        "[REDACTED:configured]" in out["log"]
+        and "[REDACTED:jwt]" in out["log"]
+        and "Bearer [REDACTED:bearer]" in out["log"]
+    )
 
 
 def test_field_too_large_replaced_by_preview() -> None:

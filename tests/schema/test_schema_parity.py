@@ -19,10 +19,29 @@ from stepsdk.store.backup import JournalWriter
 from stepsdk.viewer.data.backup_source import BackupSource
 from stepsdk.viewer.data.base import Sort, TaskFilters
 
-NUMERIC_TASK_COLS = ("total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
-                     "avg_step_duration_ms", "p50_step_duration_ms", "p95_step_duration_ms",
-                     "screenshots_count", "duration_ms")
-MESSAGES = [None, "", "   ", "Timeout", " Timeout\n", "Timeout\t", "ünïcödé ✓ error", "y" * 300, "y" * 200 + "z"]
+NUMERIC_TASK_COLS = (
+    "total_steps",
+    "successful_steps",
+    "failed_steps",
+    "success_rate",
+    "total_duration_ms",
+    "avg_step_duration_ms",
+    "p50_step_duration_ms",
+    "p95_step_duration_ms",
+    "screenshots_count",
+    "duration_ms",
+)
+MESSAGES = [
+    None,
+    "",
+    "   ",
+    "Timeout",
+    " Timeout\n",
+    "Timeout\t",
+    "ünïcödé ✓ error",
+    "y" * 300,
+    "y" * 200 + "z",
+]
 
 
 def _generate(stack, rnd: random.Random) -> None:
@@ -38,18 +57,37 @@ def _generate(stack, rnd: random.Random) -> None:
             step_id = uuid.UUID(int=rnd.getrandbits(128), version=4)
             duration = rnd.choice([None, 0.0, 5.0, 5.0, rnd.uniform(0, 9000), float(rnd.randint(0, 3))])
             ok = not all_failed and rnd.random() > 0.3
-            steps.append((step_id, f"gen-{i}", n, rnd.choice(["thinking", "action", "screenshot", "error", "validation"]),
-                          duration, ok, None if ok else rnd.choice([None, "TimeoutError", "ValueError"]),
-                          None if ok else rnd.choice(MESSAGES), started + timedelta(seconds=n * rnd.randint(0, 3))))
+            steps.append(
+                (
+                    step_id,
+                    f"gen-{i}",
+                    n,
+                    rnd.choice(["thinking", "action", "screenshot", "error", "validation"]),
+                    duration,
+                    ok,
+                    None if ok else rnd.choice([None, "TimeoutError", "ValueError"]),
+                    None if ok else rnd.choice(MESSAGES),
+                    started + timedelta(seconds=n * rnd.randint(0, 3)),
+                )
+            )
             if rnd.random() < 0.3:
                 shots.append((f"gen-{i}", step_id, f"p/{rnd.randint(0, 5)}"))
     with psycopg.connect(stack.db_url) as conn, conn.cursor() as cur:
-        cur.executemany("insert into public.tasks (task_id, title, status, started_at, finished_at)"
-                        " values (%s, %s, %s, %s, %s)", tasks)
-        cur.executemany("insert into public.task_steps (id, task_id, step_number, step_type, duration_ms, success,"
-                        " error_type, error_message, created_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)", steps)
-        cur.executemany("insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)"
-                        " values (%s, %s, %s, 1, repeat('0', 64))", shots)
+        cur.executemany(
+            "insert into public.tasks (task_id, title, status, started_at, finished_at)"
+            " values (%s, %s, %s, %s, %s)",
+            tasks,
+        )
+        cur.executemany(
+            "insert into public.task_steps (id, task_id, step_number, step_type, duration_ms, success,"
+            " error_type, error_message, created_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            steps,
+        )
+        cur.executemany(
+            "insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)"
+            " values (%s, %s, %s, 1, repeat('0', 64))",
+            shots,
+        )
 
 
 def _json(value):
@@ -77,9 +115,11 @@ def rows(seeded, tmp_path):
         steps[s["task_id"]].append(_json(s))
     shots = [_json(r) for r in stack.sql("select * from public.step_screenshots")]
     writer = JournalWriter(tmp_path / "backup")
-    writer.append([{"k": "task", "v": 1, "row": t} for t in tasks.values()]
-                  + [{"k": "step", "row": s} for group in steps.values() for s in group]
-                  + [{"k": "shot", "row": r} for r in shots])
+    writer.append(
+        [{"k": "task", "v": 1, "row": t} for t in tasks.values()]
+        + [{"k": "step", "row": s} for group in steps.values() for s in group]
+        + [{"k": "shot", "row": r} for r in shots]
+    )
     writer.close()
     return stack, tasks, steps, BackupSource(tmp_path / "backup")
 
@@ -125,8 +165,15 @@ def test_error_summary(rows):
     assert len(sql_rows) == len(py_rows) > 5
     for s, p in zip(sorted(sql_rows, key=key), sorted(py_rows, key=key), strict=True):
         assert (s["error_type"], s["error_message"], s["occurrences"], s["tasks_affected"]) == (
-            p["error_type"], p["error_message"], p["occurrences"], p["tasks_affected"])
-        assert (s["example_task_id"], str(s["example_step_id"])) == (p["example_task_id"], str(p["example_step_id"]))
+            p["error_type"],
+            p["error_message"],
+            p["occurrences"],
+            p["tasks_affected"],
+        )
+        assert (s["example_task_id"], str(s["example_step_id"])) == (
+            p["example_task_id"],
+            str(p["example_step_id"]),
+        )
     since = datetime.now(UTC) - timedelta(days=3)
     sql_period = stack.sql("select * from public.stepsdk_error_groups(%s, null, 1000)", (since,))
     assert sorted(map(key, sql_period)) == sorted(map(key, source.top_errors(1000, since=since)))
@@ -144,4 +191,5 @@ def test_step_types_and_slowest_steps(rows):
         sql_slow = stack.sql("select * from public.stepsdk_slowest_steps(%s, %s)", (limit, start))
         py_slow = source.slowest_steps(limit, start)
         assert [(str(r["step_id"]), r["duration_ms"]) for r in sql_slow] == [
-            (str(r["step_id"]), r["duration_ms"]) for r in py_slow], (limit, start)
+            (str(r["step_id"]), r["duration_ms"]) for r in py_slow
+        ], (limit, start)

@@ -23,11 +23,15 @@ def many(stack):
         " select 'plan-' || i, 'Task ' || i, 'agent-' || (i %% 3), s, now() - i * interval '1 minute',"
         "        case when s = 'running' then null else now() - i * interval '1 minute' + interval '5 seconds' end"
         " from generate_series(1, %s) i,"
-        "      lateral (select (array['success', 'failed', 'running'])[1 + i %% 3] as s) x", (TASKS,))
+        "      lateral (select (array['success', 'failed', 'running'])[1 + i %% 3] as s) x",
+        (TASKS,),
+    )
     stack.sql(
         "insert into public.task_steps (task_id, step_number, step_type, duration_ms, success)"
         " select 'plan-' || i, n, 'action', (i * n) %% 997, (i + n) %% 7 <> 0"
-        " from generate_series(1, %s) i, generate_series(1, %s) n", (TASKS, STEPS))
+        " from generate_series(1, %s) i, generate_series(1, %s) n",
+        (TASKS, STEPS),
+    )
     stack.sql("analyze public.tasks, public.task_steps, public.step_screenshots")
     return stack
 
@@ -55,7 +59,9 @@ def test_a_page_aggregates_only_its_own_tasks(many, where):
     nodes = _executed(many, f"select * from public.task_summary {where} order by started_at desc limit 50")
     assert _steps_scans(nodes) == 50
     # and the page itself is right: the newest matching tasks, 4 steps each
-    rows = many.sql(f"select task_id, total_steps from public.task_summary {where} order by started_at desc limit 50")
+    rows = many.sql(
+        f"select task_id, total_steps from public.task_summary {where} order by started_at desc limit 50"
+    )
     assert len(rows) == 50 and {r["total_steps"] for r in rows} == {STEPS}
 
 
@@ -76,8 +82,10 @@ def test_the_day_filter_reaches_the_day_index(many):
     # At this size the planner rightly prefers a seq scan; with seq scans priced out, the plan
     # shows the view's day filter was pushed down onto tasks_started_day_utc_idx (what keeps
     # stepsdk_daily_stats(7) reading only a week of tasks at 100,000 tasks).
-    query = ("select * from public.daily_summary"
-             " where day between (now() at time zone 'UTC')::date - 2 and (now() at time zone 'UTC')::date")
+    query = (
+        "select * from public.daily_summary"
+        " where day between (now() at time zone 'UTC')::date - 2 and (now() at time zone 'UTC')::date"
+    )
     with psycopg.connect(many.db_url, autocommit=True) as conn:
         conn.execute("set enable_seqscan = off")
         [(plan,)] = conn.execute("explain (analyze, format json) " + query).fetchall()

@@ -12,20 +12,22 @@ from postgrest.exceptions import APIError
 
 from tests.cli_data import counts, webp
 
-P_SHARED = "5a/shared-old-and-new.webp"       # rows in old-1 and new: must stay
-P_OLD_PAIR = "0a/old-1-and-old-2.webp"        # rows in old-1 and old-2 only: freed with both
-P_ONLY_O1 = "01/only-old-1.webp"              # row in old-1 only: freed
+P_SHARED = "5a/shared-old-and-new.webp"  # rows in old-1 and new: must stay
+P_OLD_PAIR = "0a/old-1-and-old-2.webp"  # rows in old-1 and old-2 only: freed with both
+P_ONLY_O1 = "01/only-old-1.webp"  # row in old-1 only: freed
 P_STEPLESS = "03/step-path-without-row.webp"  # old-3 step points at it, no screenshot row: freed
-P_STEP_REF = "5f/new-step-path-only.webp"     # row in old-1; new's step references it (no row): stays
-P_NEW = "0e/only-new.webp"                    # new only: stays
+P_STEP_REF = "5f/new-step-path-only.webp"  # row in old-1; new's step references it (no row): stays
+P_NEW = "0e/only-new.webp"  # new only: stays
 FREED = {P_ONLY_O1, P_OLD_PAIR, P_STEPLESS}
 KEPT = {P_SHARED, P_STEP_REF, P_NEW}
 
 # task -> (age, [(screenshot_path on the step or None, screenshot row path or None)])
 TASKS = {
     "old-3": ("50 days", [(P_STEPLESS, None)]),
-    "old-1": ("40 days", [(P_SHARED, P_SHARED), (P_OLD_PAIR, P_OLD_PAIR), (P_ONLY_O1, P_ONLY_O1),
-                          (None, P_STEP_REF)]),
+    "old-1": (
+        "40 days",
+        [(P_SHARED, P_SHARED), (P_OLD_PAIR, P_OLD_PAIR), (P_ONLY_O1, P_ONLY_O1), (None, P_STEP_REF)],
+    ),
     "old-2": ("35 days", [(P_OLD_PAIR, P_OLD_PAIR), (None, None)]),
     "new": ("1 day", [(P_SHARED, P_SHARED), (P_NEW, P_NEW), (P_STEP_REF, None)]),
     "running": ("2 hours", []),
@@ -36,15 +38,23 @@ OLD = ["old-3", "old-1", "old-2"]  # oldest first
 def _insert(stack) -> None:
     for task_id, (age, steps) in TASKS.items():
         running = task_id == "running"
-        stack.sql("insert into public.tasks (task_id, status, started_at, finished_at) values"
-                  " (%s, %s, now() - %s::interval, case when %s then null else now() - %s::interval end)",
-                  (task_id, "running" if running else "success", age, running, age))
+        stack.sql(
+            "insert into public.tasks (task_id, status, started_at, finished_at) values"
+            " (%s, %s, now() - %s::interval, case when %s then null else now() - %s::interval end)",
+            (task_id, "running" if running else "success", age, running, age),
+        )
         for n, (step_path, row_path) in enumerate(steps, start=1):
-            [step] = stack.sql("insert into public.task_steps (task_id, step_number, step_type, screenshot_path)"
-                               " values (%s, %s, 'screenshot', %s) returning id", (task_id, n, step_path))
+            [step] = stack.sql(
+                "insert into public.task_steps (task_id, step_number, step_type, screenshot_path)"
+                " values (%s, %s, 'screenshot', %s) returning id",
+                (task_id, n, step_path),
+            )
             if row_path:
-                stack.sql("insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)"
-                          " values (%s, %s, %s, 10, repeat('ab', 32))", (task_id, step["id"], row_path))
+                stack.sql(
+                    "insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)"
+                    " values (%s, %s, %s, 10, repeat('ab', 32))",
+                    (task_id, step["id"], row_path),
+                )
 
 
 def _counts(stack) -> tuple[int, ...]:
@@ -111,16 +121,19 @@ def test_concurrent_cleanups_never_take_the_same_task(data):
     assert _counts(data) == (3, 5, 3)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("-1 day",), "max_age must be an interval of at least 1 minute"),
-    (("30",), r"a bare number means seconds\), got 00:00:30"),  # 30 meant as days would wipe everything
-    (("59 seconds",), "got 00:00:59"),
-    ((None,), "at least 1 minute .*got null"),
-    (("1 day", None), "dry_run must be true or false"),
-    (("1 day", False, 0), "batch_limit must be between 1 and 10000, got 0"),
-    (("1 day", False, 10001), "got 10001"),
-    (("1 day", False, None), "got null"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("-1 day",), "max_age must be an interval of at least 1 minute"),
+        (("30",), r"a bare number means seconds\), got 00:00:30"),  # 30 meant as days would wipe everything
+        (("59 seconds",), "got 00:00:59"),
+        ((None,), "at least 1 minute .*got null"),
+        (("1 day", None), "dry_run must be true or false"),
+        (("1 day", False, 0), "batch_limit must be between 1 and 10000, got 0"),
+        (("1 day", False, 10001), "got 10001"),
+        (("1 day", False, None), "got null"),
+    ],
+)
 def test_bad_arguments_get_a_clear_error_and_delete_nothing(data, args, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         _retain(data, *args)
@@ -165,7 +178,11 @@ def test_cleanup_through_the_client_keeps_shared_objects_in_storage(data):
         bucket.upload(path, webp(i, (8, 8)), {"content-type": "image/webp"})
     freed: list[str] = []
     while True:  # the loop README.md documents, batch of 2
-        r = client.rpc("stepsdk_delete_tasks_older_than", {"max_age": "30 days", "batch_limit": 2}).execute().data
+        r = (
+            client.rpc("stepsdk_delete_tasks_older_than", {"max_age": "30 days", "batch_limit": 2})
+            .execute()
+            .data
+        )
         if r["unreferenced_paths"]:
             bucket.remove(r["unreferenced_paths"])
             freed += r["unreferenced_paths"]

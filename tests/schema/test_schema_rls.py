@@ -19,16 +19,23 @@ def _as(stack, user_id: str):
 def test_owner_sees_only_their_task_in_every_view(seeded):
     owner = _as(seeded, OWNER)
     tasks = owner.table("task_summary").select("task_id,total_steps,failed_steps", count="exact").execute()
-    assert tasks.count == 1 and tasks.data == [{"task_id": "seed-task-checkout", "total_steps": 6, "failed_steps": 2}]
+    assert tasks.count == 1 and tasks.data == [
+        {"task_id": "seed-task-checkout", "total_steps": 6, "failed_steps": 2}
+    ]
     # the checkout task's two TimeoutErrors only; search's third one and old-report's are not theirs
     errors = owner.table("error_summary").select("*").execute().data
-    assert [(e["error_type"], e["occurrences"], e["tasks_affected"], e["example_task_id"]) for e in errors] == [
-        ("TimeoutError", 2, 1, "seed-task-checkout")]
+    assert [
+        (e["error_type"], e["occurrences"], e["tasks_affected"], e["example_task_id"]) for e in errors
+    ] == [("TimeoutError", 2, 1, "seed-task-checkout")]
     daily = owner.table("daily_summary").select("day,tasks,failed_tasks,steps").execute().data
     assert daily == [{"day": "2026-11-20", "tasks": 1, "failed_tasks": 1, "steps": 6}]
     types = owner.table("step_type_breakdown").select("step_type,steps").order("step_type").execute().data
-    assert types == [{"step_type": "action", "steps": 2}, {"step_type": "error", "steps": 1},
-                     {"step_type": "screenshot", "steps": 2}, {"step_type": "thinking", "steps": 1}]
+    assert types == [
+        {"step_type": "action", "steps": 2},
+        {"step_type": "error", "steps": 1},
+        {"step_type": "screenshot", "steps": 2},
+        {"step_type": "thinking", "steps": 1},
+    ]
 
 
 def test_owner_functions_cover_only_their_task(seeded):
@@ -60,8 +67,12 @@ def test_anon_is_refused_everywhere(seeded):
         with pytest.raises(APIError) as err:
             anon.table(view).select("*").execute()
         assert err.value.code == "42501", view
-    for fn, args in [("stepsdk_task_stats", {"p_task_id": "seed-task-checkout"}), ("stepsdk_daily_stats", {}),
-                     ("stepsdk_slowest_steps", {}), ("stepsdk_task_step_types", {"p_task_id": "x"})]:
+    for fn, args in [
+        ("stepsdk_task_stats", {"p_task_id": "seed-task-checkout"}),
+        ("stepsdk_daily_stats", {}),
+        ("stepsdk_slowest_steps", {}),
+        ("stepsdk_task_step_types", {"p_task_id": "x"}),
+    ]:
         with pytest.raises(APIError) as err:
             anon.rpc(fn, args).execute()
         assert err.value.code == "42501", fn

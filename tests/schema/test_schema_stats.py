@@ -15,7 +15,12 @@ import pytest
 from postgrest.exceptions import APIError
 
 CHECKOUT, LOGIN, SEARCH, EMPTY, OLD = (
-    "seed-task-checkout", "seed-task-login-flow", "seed-task-search", "seed-task-empty", "seed-task-old-report")
+    "seed-task-checkout",
+    "seed-task-login-flow",
+    "seed-task-search",
+    "seed-task-empty",
+    "seed-task-old-report",
+)
 
 
 def ts(text: str) -> datetime:
@@ -51,7 +56,9 @@ def test_task_summary_matches_the_seed(seeded):
         r = rows[task_id]
         assert (r["total_steps"], r["successful_steps"], r["failed_steps"]) == (total, ok, failed), task_id
         rate = r["success_rate"]
-        assert (None if rate is None else float(rate)) == (None if total == 0 else approx(ok / total)), task_id
+        assert (None if rate is None else float(rate)) == (None if total == 0 else approx(ok / total)), (
+            task_id
+        )
         assert r["total_duration_ms"] == total_ms, task_id
         assert r["avg_step_duration_ms"] == approx(avg), task_id
         assert r["p50_step_duration_ms"] == approx(p50), task_id
@@ -64,8 +71,15 @@ def test_task_summary_matches_the_seed(seeded):
 
 def test_task_stats_is_the_viewer_report_block(seeded):
     [row] = seeded.sql("select * from public.stepsdk_task_stats(%s)", (CHECKOUT,))
-    assert list(row) == ["total_steps", "successful_steps", "failed_steps", "success_rate",
-                         "total_duration_ms", "average_step_duration_ms", "screenshots_count"]
+    assert list(row) == [
+        "total_steps",
+        "successful_steps",
+        "failed_steps",
+        "success_rate",
+        "total_duration_ms",
+        "average_step_duration_ms",
+        "screenshots_count",
+    ]
     assert row["total_steps"] == 6 and row["successful_steps"] == 4 and row["failed_steps"] == 2
     assert float(row["success_rate"]) == pytest.approx(4 / 6)
     assert row["total_duration_ms"] == 9100 and row["average_step_duration_ms"] == pytest.approx(9100 / 6)
@@ -86,9 +100,21 @@ DAILY = {
     # search (running, no duration) + empty (success, 5 s): 1 of 1 finished succeeded
     date(2026, 11, 21): (2, 1, 0, 1, 0, Decimal(1), 2, 1, 5_000, 5_000, 5_000, 5_000, 5_000),
 }
-DAILY_COLS = ("tasks", "successful_tasks", "failed_tasks", "running_tasks", "interrupted_tasks",
-              "task_success_rate", "steps", "failed_steps", "min_task_duration_ms", "avg_task_duration_ms",
-              "max_task_duration_ms", "p50_task_duration_ms", "p95_task_duration_ms")
+DAILY_COLS = (
+    "tasks",
+    "successful_tasks",
+    "failed_tasks",
+    "running_tasks",
+    "interrupted_tasks",
+    "task_success_rate",
+    "steps",
+    "failed_steps",
+    "min_task_duration_ms",
+    "avg_task_duration_ms",
+    "max_task_duration_ms",
+    "p50_task_duration_ms",
+    "p95_task_duration_ms",
+)
 
 
 def test_daily_summary_matches_the_seed(seeded):
@@ -109,13 +135,19 @@ def test_daily_stats_covers_every_day_of_the_window_with_zeros(seeded):
         if r["day"] in DAILY:
             assert tuple(r[c] for c in DAILY_COLS)[:8] == DAILY[r["day"]][:8]
         else:
-            assert (r["tasks"], r["steps"], r["failed_steps"], r["task_success_rate"],
-                    r["p95_task_duration_ms"]) == (0, 0, 0, None, None)
+            assert (
+                r["tasks"],
+                r["steps"],
+                r["failed_steps"],
+                r["task_success_rate"],
+                r["p95_task_duration_ms"],
+            ) == (0, 0, 0, None, None)
     # one day shorter: the oldest seed day falls out
     shorter = seeded.sql("select day from public.stepsdk_daily_stats(%s)", (days - 1,))
     assert shorter[0]["day"] == date(2026, 10, 2) and len(shorter) == days - 1
     assert [r["day"] for r in seeded.sql("select day from public.stepsdk_daily_stats()")] == [
-        today - timedelta(d) for d in range(6, -1, -1)]
+        today - timedelta(d) for d in range(6, -1, -1)
+    ]
 
 
 def test_error_summary_groups_normalized_messages(seeded):
@@ -127,7 +159,9 @@ def test_error_summary_groups_normalized_messages(seeded):
         ("ValueError", "bad selector: //div[", 1, 1),
     ]
     timeout = rows[0]
-    assert timeout["first_seen"] == ts("2026-11-20 14:00:30") and timeout["last_seen"] == ts("2026-11-21 08:00:04")
+    assert timeout["first_seen"] == ts("2026-11-20 14:00:30") and timeout["last_seen"] == ts(
+        "2026-11-21 08:00:04"
+    )
     assert timeout["example_task_id"] == SEARCH  # the most recent occurrence
     assert str(timeout["example_step_id"]) == "5eed0003-0000-4000-8000-000000000002"
 
@@ -139,8 +173,11 @@ def test_error_summary_cuts_long_and_empty_messages(seeded):
         "insert into public.task_steps (task_id, step_number, step_type, success, error_type, error_message) values"
         " (%s, 3, 'error', false, 'Huge', %s), (%s, 4, 'error', false, 'Huge', %s),"
         " (%s, 5, 'error', false, null, '   '), (%s, 6, 'error', false, null, null)",
-        (SEARCH, long_a, SEARCH, long_b, SEARCH, SEARCH))
-    rows = {(r["error_type"], r["error_message"]): r for r in seeded.sql("select * from public.error_summary")}
+        (SEARCH, long_a, SEARCH, long_b, SEARCH, SEARCH),
+    )
+    rows = {
+        (r["error_type"], r["error_message"]): r for r in seeded.sql("select * from public.error_summary")
+    }
     assert rows[("Huge", "x" * 200)]["occurrences"] == 2
     # a blank message and a missing one are the same "no message" group
     assert rows[(None, None)]["occurrences"] == 2
@@ -151,14 +188,35 @@ def test_slowest_steps(seeded):
     rows = seeded.sql("select * from public.stepsdk_slowest_steps()")
     # 15 of the 16 steps have a duration; the default limit is 20
     assert [r["duration_ms"] for r in rows] == [
-        5000, 3000, 2000, 1200, 1000, 900, 800, 700, 600, 500, 400, 350, 300, 250, 100]
+        5000,
+        3000,
+        2000,
+        1200,
+        1000,
+        900,
+        800,
+        700,
+        600,
+        500,
+        400,
+        350,
+        300,
+        250,
+        100,
+    ]
     top = rows[0]
     assert (top["task_id"], top["step_number"], top["step_type"], top["success"], top["task_title"]) == (
-        CHECKOUT, 4, "action", False, "Buy the blue mug")
+        CHECKOUT,
+        4,
+        "action",
+        False,
+        "Buy the blue mug",
+    )
     assert str(top["step_id"]) == "5eed0002-0000-4000-8000-000000000004"
     assert top["created_at"] == ts("2026-11-20 14:00:30")
-    recent = seeded.sql("select duration_ms from public.stepsdk_slowest_steps(3, %s)",
-                        (ts("2026-11-01 00:00:00"),))
+    recent = seeded.sql(
+        "select duration_ms from public.stepsdk_slowest_steps(3, %s)", (ts("2026-11-01 00:00:00"),)
+    )
     assert [r["duration_ms"] for r in recent] == [5000, 2000, 1200]  # old-report's 3000 is before `since`
 
 
@@ -178,8 +236,10 @@ STEP_TYPES = {
 
 def test_step_type_breakdown(seeded):
     rows = seeded.sql("select * from public.step_type_breakdown")
-    got = {r["step_type"]: (r["steps"], r["failed_steps"], r["avg_duration_ms"], r["p95_duration_ms"])
-           for r in rows}
+    got = {
+        r["step_type"]: (r["steps"], r["failed_steps"], r["avg_duration_ms"], r["p95_duration_ms"])
+        for r in rows
+    }
     assert got == {k: (s, f, pytest.approx(a), pytest.approx(p)) for k, (s, f, a, p) in STEP_TYPES.items()}
 
 
@@ -187,8 +247,10 @@ def test_task_step_types(seeded):
     rows = seeded.sql("select * from public.stepsdk_task_step_types(%s)", (CHECKOUT,))
     # checkout: action 2000 + 5000 (failed) -> avg 3500, p95 2000 + 0.95 * 3000 = 4850;
     # screenshot 400, 600 -> avg 500, p95 590; thinking 1000; error 100 (failed)
-    assert [(r["step_type"], r["steps"], r["failed_steps"], r["avg_duration_ms"], r["p95_duration_ms"])
-            for r in rows] == [
+    assert [
+        (r["step_type"], r["steps"], r["failed_steps"], r["avg_duration_ms"], r["p95_duration_ms"])
+        for r in rows
+    ] == [
         ("action", 2, 1, 3500, pytest.approx(4850)),
         ("error", 1, 1, 100, 100),
         ("screenshot", 2, 0, 500, pytest.approx(590)),
@@ -197,16 +259,19 @@ def test_task_step_types(seeded):
     assert seeded.sql("select * from public.stepsdk_task_step_types(%s)", (EMPTY,)) == []
 
 
-@pytest.mark.parametrize("call, message", [
-    ("select * from public.stepsdk_task_stats(null)", "p_task_id must not be null"),
-    ("select * from public.stepsdk_task_step_types(null)", "p_task_id must not be null"),
-    ("select * from public.stepsdk_daily_stats(0)", "days must be between 1 and 3660, got 0"),
-    ("select * from public.stepsdk_daily_stats(3661)", "days must be between 1 and 3660, got 3661"),
-    ("select * from public.stepsdk_daily_stats(null)", "got null"),
-    ("select * from public.stepsdk_slowest_steps(0)", "limit_n must be between 1 and 1000, got 0"),
-    ("select * from public.stepsdk_slowest_steps(1001)", "got 1001"),
-    ("select * from public.stepsdk_slowest_steps(null)", "got null"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ("select * from public.stepsdk_task_stats(null)", "p_task_id must not be null"),
+        ("select * from public.stepsdk_task_step_types(null)", "p_task_id must not be null"),
+        ("select * from public.stepsdk_daily_stats(0)", "days must be between 1 and 3660, got 0"),
+        ("select * from public.stepsdk_daily_stats(3661)", "days must be between 1 and 3660, got 3661"),
+        ("select * from public.stepsdk_daily_stats(null)", "got null"),
+        ("select * from public.stepsdk_slowest_steps(0)", "limit_n must be between 1 and 1000, got 0"),
+        ("select * from public.stepsdk_slowest_steps(1001)", "got 1001"),
+        ("select * from public.stepsdk_slowest_steps(null)", "got null"),
+    ],
+)
 def test_bad_arguments_get_a_clear_error(seeded, call, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         seeded.sql(call)
@@ -215,8 +280,11 @@ def test_bad_arguments_get_a_clear_error(seeded, call, message):
 @pytest.mark.parametrize("duration", ["NaN", "Infinity", "-Infinity", "-1"])
 def test_durations_that_would_poison_the_statistics_are_refused(seeded, duration):
     with pytest.raises(psycopg.errors.CheckViolation):
-        seeded.sql("insert into public.task_steps (task_id, step_number, step_type, duration_ms)"
-                   " values (%s, 1, 'action', %s::float8)", (EMPTY, duration))
+        seeded.sql(
+            "insert into public.task_steps (task_id, step_number, step_type, duration_ms)"
+            " values (%s, 1, 'action', %s::float8)",
+            (EMPTY, duration),
+        )
     [row] = seeded.sql("select * from public.stepsdk_task_stats(%s)", (EMPTY,))
     assert row["total_steps"] == 0 and row["total_duration_ms"] == 0
 
@@ -230,10 +298,16 @@ def test_hostile_task_ids_are_just_unknown(seeded):
 
 # ----- through PostgREST with the official client (service role) ---------------------------------
 
+
 def test_views_through_the_client(seeded):
     client = seeded.client()
-    page = (client.table("task_summary").select("task_id,total_steps,success_rate", count="exact")
-            .order("started_at", desc=True).range(0, 1).execute())
+    page = (
+        client.table("task_summary")
+        .select("task_id,total_steps,success_rate", count="exact")
+        .order("started_at", desc=True)
+        .range(0, 1)
+        .execute()
+    )
     assert page.count == 5
     assert [(r["task_id"], r["total_steps"]) for r in page.data] == [(EMPTY, 0), (SEARCH, 2)]
     assert page.data[0]["success_rate"] is None and page.data[1]["success_rate"] == 0.5
@@ -242,8 +316,11 @@ def test_views_through_the_client(seeded):
     errors = client.table("error_summary").select("*").order("occurrences", desc=True).limit(1).execute().data
     assert errors[0]["occurrences"] == 3 and errors[0]["error_message"] == "Element not found: #pay"
     daily = client.table("daily_summary").select("day,tasks").order("day").execute().data
-    assert daily == [{"day": "2026-10-01", "tasks": 1}, {"day": "2026-11-20", "tasks": 2},
-                     {"day": "2026-11-21", "tasks": 2}]
+    assert daily == [
+        {"day": "2026-10-01", "tasks": 1},
+        {"day": "2026-11-20", "tasks": 2},
+        {"day": "2026-11-21", "tasks": 2},
+    ]
     types = client.table("step_type_breakdown").select("step_type,steps").eq("step_type", "action").execute()
     assert types.data == [{"step_type": "action", "steps": 5}]
 
@@ -256,7 +333,11 @@ def test_functions_through_the_client(seeded):
     assert client.rpc("stepsdk_task_stats", {"p_task_id": "nope"}).execute().data == []
     week = client.rpc("stepsdk_daily_stats", {"days": 3}).execute().data
     assert len(week) == 3 and week[0]["day"] < week[-1]["day"]
-    slow = client.rpc("stepsdk_slowest_steps", {"limit_n": 2, "since": "2026-11-01T00:00:00+00:00"}).execute().data
+    slow = (
+        client.rpc("stepsdk_slowest_steps", {"limit_n": 2, "since": "2026-11-01T00:00:00+00:00"})
+        .execute()
+        .data
+    )
     assert [(s["task_id"], s["duration_ms"]) for s in slow] == [(CHECKOUT, 5000), (CHECKOUT, 2000)]
     kinds = client.rpc("stepsdk_task_step_types", {"p_task_id": OLD}).execute().data
     assert {k["step_type"]: k["steps"] for k in kinds} == {"action": 1, "screenshot": 2, "thinking": 1}

@@ -26,9 +26,19 @@ SHIPPED = sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     if not CLI.exists():
         pytest.fail(f"the Supabase CLI is not installed at {CLI}: run ./dev.sh setup")
-    return subprocess.run([str(CLI), *args, "--workdir", str(REPO)], capture_output=True, text=True, timeout=180,
-                          cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(REPO / ".tools"),
-                                         "SUPABASE_TELEMETRY_DISABLED": "1", "DO_NOT_TRACK": "1"})
+    return subprocess.run(
+        [str(CLI), *args, "--workdir", str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(REPO / ".tools"),
+            "SUPABASE_TELEMETRY_DISABLED": "1",
+            "DO_NOT_TRACK": "1",
+        },
+    )
 
 
 @pytest.fixture
@@ -48,7 +58,10 @@ def fresh(supabase_stack) -> Iterator[tuple[str, str]]:
 
 
 def _history(dsn: str) -> list[str]:
-    return [r["v"] for r in run_sql(dsn, "select version as v from supabase_migrations.schema_migrations order by 1")]
+    return [
+        r["v"]
+        for r in run_sql(dsn, "select version as v from supabase_migrations.schema_migrations order by 1")
+    ]
 
 
 def test_supabase_cli_pushes_the_migrations_and_agrees_with_stepsdk_db_push(fresh):
@@ -60,10 +73,15 @@ def test_supabase_cli_pushes_the_migrations_and_agrees_with_stepsdk_db_push(fres
     assert push(dsn).applied == []  # stepsdk sees the CLI's history: nothing left to apply
 
     lint = _cli("db", "lint", "--db-url", url, "--fail-on", "warning")
-    assert lint.returncode == 0 and "No schema errors found" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    assert lint.returncode == 0 and "No schema errors found" in lint.stdout + lint.stderr, (
+        lint.stdout + lint.stderr
+    )
     # the lint really inspects this database: a broken function is reported and fails it
-    run_sql(dsn, "create function public.t_broken() returns int language plpgsql as "
-                 "$$ begin return (select count(*) from public.t_missing_table); end $$")
+    run_sql(
+        dsn,
+        "create function public.t_broken() returns int language plpgsql as "
+        "$$ begin return (select count(*) from public.t_missing_table); end $$",
+    )
     broken = _cli("db", "lint", "--db-url", url, "--fail-on", "error")
     assert broken.returncode != 0 and "t_missing_table" in broken.stdout + broken.stderr, broken.stdout
 

@@ -16,7 +16,9 @@ _phoenix: list[PhoenixServer] = []
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Boot Phoenix now, in the background, when a test will need it, and run those tests last:
     Phoenix starts while the rest of the suite runs (see phoenix_server.py)."""
-    wanted = [i for i in items if i.get_closest_marker("phoenix") and "phoenix" in getattr(i, "fixturenames", ())]
+    wanted = [
+        i for i in items if i.get_closest_marker("phoenix") and "phoenix" in getattr(i, "fixturenames", ())
+    ]
     if wanted and not _phoenix:
         _phoenix.append(PhoenixServer())
         items[:] = [i for i in items if i not in wanted] + wanted

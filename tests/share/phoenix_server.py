@@ -35,13 +35,25 @@ class PhoenixServer:
         port, grpc = free_port(), free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
-        env.update({"PHOENIX_WORKING_DIR": str(self.work), "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port),
-                    "PHOENIX_GRPC_PORT": str(grpc), "PHOENIX_TELEMETRY_ENABLED": "false"})
+        env.update(
+            {
+                "PHOENIX_WORKING_DIR": str(self.work),
+                "PHOENIX_HOST": "127.0.0.1",
+                "PHOENIX_PORT": str(port),
+                "PHOENIX_GRPC_PORT": str(grpc),
+                "PHOENIX_TELEMETRY_ENABLED": "false",
+            }
+        )
         self.log = (self.work / "phoenix.log").open("wb")
         # lowest CPU priority: it boots beside the suite and must not slow the timing-sensitive tests
         # (nice execs phoenix: the pid is phoenix's own, terminate() reaches it)
-        self.proc = subprocess.Popen(["nice", "-n", "19", str(PHOENIX), "serve"], env=env, cwd=self.work,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["nice", "-n", "19", str(PHOENIX), "serve"],
+            env=env,
+            cwd=self.work,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.started = time.monotonic()
 
     def output(self) -> str:

@@ -42,16 +42,29 @@ def screen_image(number: int) -> bytes:
     return out.getvalue()
 
 
-def build(steps: int = 8, task_id: str = TASK_ID, status: str = "success",
-          xss_step: int | None = 2, failed_step: int | None = 3) -> dict[str, Any]:
+def build(
+    steps: int = 8,
+    task_id: str = TASK_ID,
+    status: str = "success",
+    xss_step: int | None = 2,
+    failed_step: int | None = 3,
+) -> dict[str, Any]:
     """{"task": row, "steps": [...], "screenshots": [...], "objects": {path: bytes}}; the last step
     is ``finish``; every step has a screenshot."""
     started = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    task = {"task_id": task_id, "title": "Turn on Wi-Fi", "description": "phone run", "agent": "phone-agent",
-            "status": status, "started_at": started.isoformat(),
-            "finished_at": (started + timedelta(seconds=steps * 2)).isoformat(),
-            "result": "done" if status == "success" else None, "error_message": None,
-            "metadata": {"model": "autoglm-phone-9b", "device": "test"}, "owner_id": None}
+    task = {
+        "task_id": task_id,
+        "title": "Turn on Wi-Fi",
+        "description": "phone run",
+        "agent": "phone-agent",
+        "status": status,
+        "started_at": started.isoformat(),
+        "finished_at": (started + timedelta(seconds=steps * 2)).isoformat(),
+        "result": "done" if status == "success" else None,
+        "error_message": None,
+        "metadata": {"model": "autoglm-phone-9b", "device": "test"},
+        "owner_id": None,
+    }
     rows, shots, objects = [], [], {}
     for n in range(1, steps + 1):
         if n == steps:
@@ -68,19 +81,47 @@ def build(steps: int = 8, task_id: str = TASK_ID, status: str = "success",
         step_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}"))
         at = (started + timedelta(seconds=2 * n)).isoformat()
         failed = n == failed_step
-        rows.append({"id": step_id, "task_id": task_id, "step_number": n, "step_type": "action",
-                     "step_data": data, "thinking": thinking, "action_result": {"success": not failed},
-                     "screenshot_path": path, "duration_ms": 1500.0 + n, "success": not failed,
-                     "error_type": "ActionFailed" if failed else None,
-                     "error_message": "no element there" if failed else None, "stack_trace": None,
-                     "started_at": at, "metadata": {}, "created_at": at, "name": f"step {n}",
-                     "usage": {"prompt_tokens": 1000 + n, "completion_tokens": 50, "total_tokens": 1050 + n},
-                     "error_category": "device" if failed else None})
-        shots.append({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"shot/{step_id}")), "task_id": task_id,
-                      "step_id": step_id, "screenshot_path": path, "file_size": len(image), "file_hash": sha,
-                      "compressed": True, "metadata": {"width": SCREEN[0], "height": SCREEN[1],
-                                                       "original_width": SCREEN[0], "original_height": SCREEN[1]},
-                      "created_at": at})
+        rows.append(
+            {
+                "id": step_id,
+                "task_id": task_id,
+                "step_number": n,
+                "step_type": "action",
+                "step_data": data,
+                "thinking": thinking,
+                "action_result": {"success": not failed},
+                "screenshot_path": path,
+                "duration_ms": 1500.0 + n,
+                "success": not failed,
+                "error_type": "ActionFailed" if failed else None,
+                "error_message": "no element there" if failed else None,
+                "stack_trace": None,
+                "started_at": at,
+                "metadata": {},
+                "created_at": at,
+                "name": f"step {n}",
+                "usage": {"prompt_tokens": 1000 + n, "completion_tokens": 50, "total_tokens": 1050 + n},
+                "error_category": "device" if failed else None,
+            }
+        )
+        shots.append(
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"shot/{step_id}")),
+                "task_id": task_id,
+                "step_id": step_id,
+                "screenshot_path": path,
+                "file_size": len(image),
+                "file_hash": sha,
+                "compressed": True,
+                "metadata": {
+                    "width": SCREEN[0],
+                    "height": SCREEN[1],
+                    "original_width": SCREEN[0],
+                    "original_height": SCREEN[1],
+                },
+                "created_at": at,
+            }
+        )
     return {"task": task, "steps": rows, "screenshots": shots, "objects": objects}
 
 

@@ -29,15 +29,20 @@ def _is_red(pixel: tuple[int, ...]) -> bool:
 
 
 def _count_red(img: Image.Image) -> int:
-    r, g, b = (band.point(lambda v, t=t: 255 if t(v) else 0) for band, t in zip(
-        img.split(), (lambda v: v > 190, lambda v: v < 110, lambda v: v < 110), strict=True))
+    r, g, b = (
+        band.point(lambda v, t=t: 255 if t(v) else 0)
+        for band, t in zip(
+            img.split(), (lambda v: v > 190, lambda v: v < 110, lambda v: v < 110), strict=True
+        )
+    )
     both = Image.composite(r, Image.new("L", img.size), g)
     return Image.composite(both, Image.new("L", img.size), b).histogram()[255]
 
 
 @pytest.mark.parametrize("fmt", ["gif", "webp"])
-def test_one_frame_per_screenshot_with_the_tap_drawn(fmt: str, backup: Path, run: dict[str, Any], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_frame_per_screenshot_with_the_tap_drawn(
+    fmt: str, backup: Path, run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / f"run.{fmt}"
     result = _export(fmt, out, capsys, "--seconds-per-frame", "0.5")
     steps = run["steps"]
@@ -64,8 +69,9 @@ def test_one_frame_per_screenshot_with_the_tap_drawn(fmt: str, backup: Path, run
         assert taps == 2  # Tap at step 2, Long Press at step 5
 
 
-def test_mp4_decodes_with_one_frame_per_screenshot(backup: Path, run: dict[str, Any], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_mp4_decodes_with_one_frame_per_screenshot(
+    backup: Path, run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run.mp4"
     result = _export("mp4", out, capsys)
     assert result["frames"] == len(run["steps"])
@@ -81,8 +87,9 @@ def test_mp4_decodes_with_one_frame_per_screenshot(backup: Path, run: dict[str, 
     assert _is_red(frame.getpixel(tap)), frame.getpixel(tap)
 
 
-def test_animation_refuses_several_tasks_and_tasks_without_screenshots(backup: Path, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_animation_refuses_several_tasks_and_tasks_without_screenshots(
+    backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["export", "--format", "gif", "-o", str(tmp_path / "a.gif")]) == Exit.USAGE
     assert "takes one task; 2 matched" in capsys.readouterr().err
     root = tmp_path / "noshots"
@@ -90,7 +97,11 @@ def test_animation_refuses_several_tasks_and_tasks_without_screenshots(backup: P
     bare["steps"] = [{**s, "screenshot_path": None} for s in bare["steps"]]
     bare["screenshots"], bare["objects"] = [], {}
     phone_run.write_backup(root, bare)
-    assert main(["export", "bare", "--backup-dir", str(root), "--format", "webp", "-o", str(tmp_path / "b.webp")]) \
+    assert (
+        main(
+            ["export", "bare", "--backup-dir", str(root), "--format", "webp", "-o", str(tmp_path / "b.webp")]
+        )
         == Exit.NO_INPUT
+    )
     assert "no screenshots to animate" in capsys.readouterr().err
     assert not (tmp_path / "b.webp").exists()

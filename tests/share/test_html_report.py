@@ -28,16 +28,28 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "share"
 def offline_chrome() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={tempfile.mkdtemp()}",
-                 "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://0.0.0.0:9"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tempfile.mkdtemp()}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--proxy-server=http://0.0.0.0:9",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     chrome.execute_cdp_cmd("Network.enable", {})
-    chrome.execute_cdp_cmd("Network.emulateNetworkConditions", {
-        "offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0})
+    chrome.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0},
+    )
     yield chrome
     chrome.quit()
 
@@ -55,8 +67,12 @@ def _tags(text: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
 
 def _urls(text: str) -> list[str]:
     """Every URL an element would load (src, href, and the like)."""
-    return [v or "" for _, attrs in _tags(text) for k, v in attrs if k in ("src", "href", "srcset", "action",
-                                                                             "poster", "data", "xlink:href")]
+    return [
+        v or ""
+        for _, attrs in _tags(text)
+        for k, v in attrs
+        if k in ("src", "href", "srcset", "action", "poster", "data", "xlink:href")
+    ]
 
 
 def _state(driver: webdriver.Chrome) -> dict[str, Any]:
@@ -79,21 +95,65 @@ def _state(driver: webdriver.Chrome) -> dict[str, Any]:
 
 
 def test_report_offline_every_step_overlay_keys_and_no_injection(
-        backup: Path, run: dict[str, Any], tmp_path: Path, offline_chrome: webdriver.Chrome,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    backup: Path,
+    run: dict[str, Any],
+    tmp_path: Path,
+    offline_chrome: webdriver.Chrome,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "report.html"
-    assert main(["export", phone_run.TASK_ID, "--format", "html", "-o", str(out), "--json",
-                 "--seconds-per-frame", "0.1"]) == Exit.OK
+    assert (
+        main(
+            [
+                "export",
+                phone_run.TASK_ID,
+                "--format",
+                "html",
+                "-o",
+                str(out),
+                "--json",
+                "--seconds-per-frame",
+                "0.1",
+            ]
+        )
+        == Exit.OK
+    )
     summary = json.loads(capsys.readouterr().out)
     text = out.read_text()
     assert summary["bytes"] == len(text.encode())
     # self-contained: no URL the browser could fetch (only data: images, the SVG namespace)
     urls = _urls(text)
     assert urls and all(u.startswith("data:image/webp;base64,") for u in urls), [u[:40] for u in urls]
-    assert {tag for tag, _ in _tags(text)} <= {"html", "head", "meta", "title", "style", "body", "header", "h1",
-                                               "main", "div", "span", "b", "small", "p", "table", "tr", "td",
-                                               "section", "h2", "img", "svg", "circle", "line", "pre", "details",
-                                               "summary", "button", "script"}
+    assert {tag for tag, _ in _tags(text)} <= {
+        "html",
+        "head",
+        "meta",
+        "title",
+        "style",
+        "body",
+        "header",
+        "h1",
+        "main",
+        "div",
+        "span",
+        "b",
+        "small",
+        "p",
+        "table",
+        "tr",
+        "td",
+        "section",
+        "h2",
+        "img",
+        "svg",
+        "circle",
+        "line",
+        "pre",
+        "details",
+        "summary",
+        "button",
+        "script",
+    }
     assert sum(tag == "script" for tag, _ in _tags(text)) == 1  # ours only
     assert "<script>window.__pwned" not in text and "&lt;script&gt;window.__pwned" in text
 
@@ -123,7 +183,8 @@ def test_report_offline_every_step_overlay_keys_and_no_injection(
         seen.append(state["index"])
         if index == 1:  # the step whose thinking carries the script: shown as text, never run
             thinking = driver.execute_script(
-                "return [...document.querySelectorAll('.detail')][1].querySelector('.thinking').textContent")
+                "return [...document.querySelectorAll('.detail')][1].querySelector('.thinking').textContent"
+            )
             assert phone_run.XSS in thinking
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(ARTIFACTS / "report-step-2.png"))

@@ -32,8 +32,9 @@ def _spans(url: str, project: str, expected: int) -> list[dict[str, Any]]:
         time.sleep(0.2)
 
 
-def test_phoenix_receives_the_run_as_a_trace(phoenix: str, backup: Path, run: dict[str, Any],
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_phoenix_receives_the_run_as_a_trace(
+    phoenix: str, backup: Path, run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["export", phone_run.TASK_ID, "--format", "otlp", "--endpoint", phoenix, "--json"]) == Exit.OK
     summary = json.loads(capsys.readouterr().out)
     steps = run["steps"]
@@ -49,7 +50,9 @@ def test_phoenix_receives_the_run_as_a_trace(phoenix: str, backup: Path, run: di
     assert attrs["gen_ai.operation.name"] == "invoke_agent" and attrs["gen_ai.agent.name"] == "phone-agent"
     assert attrs["gen_ai.conversation.id"] == phone_run.TASK_ID and attrs["stepsdk.task.steps"] == len(steps)
     assert attrs["gen_ai.request.model"] == "autoglm-phone-9b"
-    children = sorted((s for s in spans if s is not root), key=lambda s: s["attributes"]["stepsdk.step.number"])
+    children = sorted(
+        (s for s in spans if s is not root), key=lambda s: s["attributes"]["stepsdk.step.number"]
+    )
     assert all(s["parent_id"] == root["context"]["span_id"] for s in children)
     assert all(s["context"]["trace_id"] == root["context"]["trace_id"] for s in children)
     for span, step in zip(children, steps, strict=True):
@@ -79,8 +82,18 @@ def step_action(step: dict[str, Any]) -> dict[str, Any]:
 
 def test_an_unreachable_receiver_is_a_clear_error(backup: Path, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()  # nothing listens there
-    status = main(["export", phone_run.TASK_ID, "--format", "otlp", "--endpoint", f"http://127.0.0.1:{port}",
-                   "--otlp-timeout", "1"])
+    status = main(
+        [
+            "export",
+            phone_run.TASK_ID,
+            "--format",
+            "otlp",
+            "--endpoint",
+            f"http://127.0.0.1:{port}",
+            "--otlp-timeout",
+            "1",
+        ]
+    )
     assert status == Exit.UNAVAILABLE
     assert "did not accept the trace" in capsys.readouterr().err
     assert main(["export", phone_run.TASK_ID, "--format", "otlp"]) == Exit.USAGE

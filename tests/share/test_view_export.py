@@ -29,7 +29,9 @@ def _zip(tmp_path: Path) -> Path:
     return out
 
 
-def test_export_as_backup_is_temporary_and_complete(backup: Path, run: dict[str, Any], tmp_path: Path) -> None:
+def test_export_as_backup_is_temporary_and_complete(
+    backup: Path, run: dict[str, Any], tmp_path: Path
+) -> None:
     with export_as_backup(_zip(tmp_path)) as (folder, tasks):
         assert tasks == 1
         source = BackupSource(folder)
@@ -42,6 +44,7 @@ def test_export_as_backup_is_temporary_and_complete(backup: Path, run: dict[str,
 
 def test_view_serves_an_export_zip(backup: Path, run: dict[str, Any], tmp_path: Path) -> None:
     archive = _zip(tmp_path)
+
     def files() -> list[str]:  # the index (index.sqlite3*) is a derived cache: its WAL files come and go
         return sorted(p.name for p in backup.rglob("*") if not p.name.startswith("index.sqlite3"))
 
@@ -50,8 +53,13 @@ def test_view_serves_an_export_zip(backup: Path, run: dict[str, Any], tmp_path: 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("stepsdk")), "view", str(archive), "--port", str(port)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("stepsdk")), "view", str(archive), "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 40
         while True:
@@ -74,7 +82,9 @@ def test_view_serves_an_export_zip(backup: Path, run: dict[str, Any], tmp_path: 
     assert files() == before  # the real backup was not touched
 
 
-def test_view_refuses_a_file_that_is_not_an_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_view_refuses_a_file_that_is_not_an_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     assert main(["view", str(bad), "--port", "1"]) == 65
@@ -82,15 +92,41 @@ def test_view_refuses_a_file_that_is_not_an_export(tmp_path: Path, capsys: pytes
     assert main(["view", str(tmp_path / "missing.zip")]) == 66
 
 
-def test_sharing_format_argument_checks(backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sharing_format_argument_checks(
+    backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["export", "--format", "html", "-o", str(tmp_path / "r.html")]) == Exit.USAGE  # 2 tasks match
     assert main(["export", phone_run.TASK_ID, "--format", "html"]) == Exit.USAGE  # no -o
-    assert main(["export", phone_run.TASK_ID, "--format", "gif", "--with-screenshots", "-o",
-                 str(tmp_path / "a.gif")]) == Exit.USAGE
+    assert (
+        main(
+            [
+                "export",
+                phone_run.TASK_ID,
+                "--format",
+                "gif",
+                "--with-screenshots",
+                "-o",
+                str(tmp_path / "a.gif"),
+            ]
+        )
+        == Exit.USAGE
+    )
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert main(["export", "--format", "trajectories", "-o", str(tmp_path / "full")]) == Exit.USAGE
-    assert main(["export", phone_run.TASK_ID, "--format", "mp4", "-o", str(tmp_path), ]) == Exit.USAGE
+    assert (
+        main(
+            [
+                "export",
+                phone_run.TASK_ID,
+                "--format",
+                "mp4",
+                "-o",
+                str(tmp_path),
+            ]
+        )
+        == Exit.USAGE
+    )
     assert main(["export", "nope", "--format", "html", "-o", str(tmp_path / "n.html")]) == Exit.NO_INPUT
     err = capsys.readouterr().err
     assert "takes one task; 2 matched" in err and "give it with -o" in err and "not empty" in err

@@ -27,19 +27,22 @@ def _journal(root: Path, *lines: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("bad", [
-    _line(b"[" * 100_000 + b"]" * 100_000),  # nesting deep enough to blow json's recursion
-    _line(b'{"k":"step","row":{"id":"x","task_id":"t","step_number":"1"}}'),  # wrong type
-    _line(b'{"k":"step","row":[1,2]}'),
-    _line(b'{"k":7}'),
-    _line(b'["not","an","object"]'),
-    _line(b'{"k":"task","row":{"task_id":"t"}}'),  # no version
-    _line(b'{"k":"ack"}'),
-    _line(b'{"k":"step","row":{"id":"\xff\xfe","task_id":"t","step_number":1}}'),  # not UTF-8
-    b"\n",
-    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\n",
-    b"ffffffff " + b"x" * 50 + b"\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        _line(b"[" * 100_000 + b"]" * 100_000),  # nesting deep enough to blow json's recursion
+        _line(b'{"k":"step","row":{"id":"x","task_id":"t","step_number":"1"}}'),  # wrong type
+        _line(b'{"k":"step","row":[1,2]}'),
+        _line(b'{"k":7}'),
+        _line(b'["not","an","object"]'),
+        _line(b'{"k":"task","row":{"task_id":"t"}}'),  # no version
+        _line(b'{"k":"ack"}'),
+        _line(b'{"k":"step","row":{"id":"\xff\xfe","task_id":"t","step_number":1}}'),  # not UTF-8
+        b"\n",
+        b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\n",
+        b"ffffffff " + b"x" * 50 + b"\n",
+    ],
+)
 def test_bad_line_is_a_problem_and_the_next_line_is_read(tmp_path: Path, bad: bytes) -> None:
     _journal(tmp_path, encode_record(_good(1)), bad, encode_record(_good(2)))
     snap = BackupStore(tmp_path).read()
@@ -47,7 +50,9 @@ def test_bad_line_is_a_problem_and_the_next_line_is_read(tmp_path: Path, bad: by
     assert len(snap.problems) == 1 and "hostile.log at byte" in snap.problems[0]
 
 
-def test_runaway_line_is_skipped_without_reading_it_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runaway_line_is_skipped_without_reading_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_backup, "MAX_RECORD_BYTES", 4096)
     huge = encode_record({"k": "step", "row": {**_good(5)["row"], "blob": "x" * 100_000}})
     _journal(tmp_path, encode_record(_good(1)), huge, encode_record(_good(2)))
@@ -68,7 +73,14 @@ def test_empty_binary_and_odd_entries(tmp_path: Path) -> None:
 
 def test_hostile_screenshot_paths_never_leave_the_folder(tmp_path: Path) -> None:
     w = JournalWriter(tmp_path)
-    w.append([{"k": "shot", "row": {"id": "s1", "task_id": "t", "step_id": "x", "screenshot_path": "../../etc/passwd"}}])
+    w.append(
+        [
+            {
+                "k": "shot",
+                "row": {"id": "s1", "task_id": "t", "step_id": "x", "screenshot_path": "../../etc/passwd"},
+            }
+        ]
+    )
     store = BackupStore(tmp_path)
     snap = store.read()
     assert snap.pending_objects() == ["../../etc/passwd"]

@@ -26,19 +26,40 @@ ROOT_DIR = Path(__file__).resolve().parents[2]
 
 
 def records(task_id: str, steps: int, *, agent: str = "a", start: int = 1) -> list[dict[str, Any]]:
-    task = {"task_id": task_id, "title": f"title {task_id}", "agent": agent, "status": "success",
-            "started_at": "2026-11-29T10:00:00+00:00", "finished_at": "2026-11-29T10:01:00+00:00",
-            "metadata": {}}
+    task = {
+        "task_id": task_id,
+        "title": f"title {task_id}",
+        "agent": agent,
+        "status": "success",
+        "started_at": "2026-11-29T10:00:00+00:00",
+        "finished_at": "2026-11-29T10:01:00+00:00",
+        "metadata": {},
+    }
     out: list[dict[str, Any]] = [{"k": "task", "v": 1, "row": task}]
     for n in range(start, start + steps):
-        out.append({"k": "step", "row": {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")), "task_id": task_id, "step_number": n,
-            "step_type": "action", "step_data": {}, "thinking": f"thinking {n} of {task_id}",
-            "action_result": None, "screenshot_path": None, "duration_ms": float(n % 97), "success": n % 11 != 0,
-            "error_type": "E" if n % 11 == 0 else None,
-            "error_message": f"no element at ({n}, {n * 2})" if n % 11 == 0 else None,
-            "stack_trace": None, "started_at": None, "metadata": {},
-            "created_at": f"2026-11-29T10:00:{n % 60:02d}+00:00"}})
+        out.append(
+            {
+                "k": "step",
+                "row": {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")),
+                    "task_id": task_id,
+                    "step_number": n,
+                    "step_type": "action",
+                    "step_data": {},
+                    "thinking": f"thinking {n} of {task_id}",
+                    "action_result": None,
+                    "screenshot_path": None,
+                    "duration_ms": float(n % 97),
+                    "success": n % 11 != 0,
+                    "error_type": "E" if n % 11 == 0 else None,
+                    "error_message": f"no element at ({n}, {n * 2})" if n % 11 == 0 else None,
+                    "stack_trace": None,
+                    "started_at": None,
+                    "metadata": {},
+                    "created_at": f"2026-11-29T10:00:{n % 60:02d}+00:00",
+                },
+            }
+        )
     return out
 
 
@@ -77,7 +98,9 @@ def test_incremental_refresh_applies_only_new_records(tmp_path: Path) -> None:
     # what was applied is remembered per journal: offset + CRC of the last record
     db = sqlite3.connect(root / INDEX_FILE)
     rows = db.execute("select name, offset, last_crc from journals").fetchall()
-    assert {name: off for name, off, _ in rows} == {p.name: p.stat().st_size for p in (root / "journal").iterdir()}
+    assert {name: off for name, off, _ in rows} == {
+        p.name: p.stat().st_size for p in (root / "journal").iterdir()
+    }
 
 
 def test_index_file_is_private_and_not_a_journal(tmp_path: Path) -> None:
@@ -133,7 +156,7 @@ def test_torn_and_corrupt_lines_are_reported_as_the_reader_does(tmp_path: Path) 
     journal = next((root / "journal").iterdir())
     with journal.open("ab") as fh:
         fh.write(b"deadbeef {not json}\n")
-        fh.write(b"0badc0de {\"k\":\"step\"")  # a torn last line of a writer that is gone (closed)
+        fh.write(b'0badc0de {"k":"step"')  # a torn last line of a writer that is gone (closed)
     index = BackupIndex(root)
     assert_consistent(root, index)
     assert len(index.problems()) == 2
@@ -148,8 +171,12 @@ def test_torn_and_corrupt_lines_are_reported_as_the_reader_does(tmp_path: Path) 
 
 
 def _run(code: str, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT_DIR,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=ROOT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_journal_appended_by_another_process_appears_in_the_next_request(tmp_path: Path) -> None:
@@ -160,11 +187,14 @@ def test_journal_appended_by_another_process_appears_in_the_next_request(tmp_pat
     write(root, records("t1", 3))
     source = BackupSource(root)
     assert source.list_tasks(TaskFilters(), Sort(), 1, 10)[1] == 1
-    proc = _run("""
+    proc = _run(
+        """
         import sys
         from tests.store.test_backup_index import records, write
         write(__import__('pathlib').Path(sys.argv[1]), records('from-other-process', 4))
-    """, str(root))
+    """,
+        str(root),
+    )
     assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
     rows, total = source.list_tasks(TaskFilters(), Sort(), 1, 10)
     assert total == 2 and "from-other-process" in {r["task_id"] for r in rows}
@@ -175,12 +205,15 @@ def test_sigkill_of_a_reader_mid_update_leaves_a_consistent_index(tmp_path: Path
     root = tmp_path / "b"
     for i in range(8):
         write(root, records(f"t{i}", 1500))
-    proc = _run("""
+    proc = _run(
+        """
         import sys, stepsdk.store.index as m
         m.BATCH_LINES = 200
         m.BackupIndex(sys.argv[1]).refresh()
         print("done")
-    """, str(root))
+    """,
+        str(root),
+    )
     deadline = time.monotonic() + 60
     applied = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -205,7 +238,8 @@ def test_sigkill_of_a_reader_mid_update_leaves_a_consistent_index(tmp_path: Path
 def test_sigkill_of_a_writer_mid_write_while_the_index_reads(tmp_path: Path) -> None:
     root = tmp_path / "b"
     root.mkdir()
-    proc = _run("""
+    proc = _run(
+        """
         import sys, pathlib
         from stepsdk.store.backup import JournalWriter
         from tests.store.test_backup_index import records
@@ -214,7 +248,9 @@ def test_sigkill_of_a_writer_mid_write_while_the_index_reads(tmp_path: Path) -> 
         while True:
             n += 1
             w.append(records(f"w{n}", 20))
-    """, str(root))
+    """,
+        str(root),
+    )
     index = BackupIndex(root)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and index.counts()["tasks"] < 30:
@@ -223,7 +259,7 @@ def test_sigkill_of_a_writer_mid_write_while_the_index_reads(tmp_path: Path) -> 
     proc.wait()
     journal = next((root / "journal").iterdir())
     with journal.open("ab") as fh:  # what a kill in the middle of a write() leaves behind
-        fh.write(b"12345678 {\"k\":\"step\",\"row\":")
+        fh.write(b'12345678 {"k":"step","row":')
     assert_consistent(root, index)
     assert any("torn write" in p for p in index.problems())  # its writer is dead: reported
     assert index.counts()["tasks"] >= 30
@@ -244,12 +280,18 @@ def test_two_processes_refreshing_at_once_agree(tmp_path: Path) -> None:
     assert_consistent(root, BackupIndex(root))
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("no element at (180, 132)", "no element at (200, 90)"),
-    ("timeout after 30.5 s", "  timeout after 2 s\n"),
-    ("task 3f2a9c1e-8d7b-4c6a-9e5f-0a1b2c3d4e5f failed", "task 00000000-0000-4000-8000-000000000000 failed"),
-    ("object deadbeefcafebabe0123 missing", "object 0123456789abcdef0123 missing"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("no element at (180, 132)", "no element at (200, 90)"),
+        ("timeout after 30.5 s", "  timeout after 2 s\n"),
+        (
+            "task 3f2a9c1e-8d7b-4c6a-9e5f-0a1b2c3d4e5f failed",
+            "task 00000000-0000-4000-8000-000000000000 failed",
+        ),
+        ("object deadbeefcafebabe0123 missing", "object 0123456789abcdef0123 missing"),
+    ],
+)
 def test_error_groups_normalize_numbers_coordinates_and_ids(a: str, b: str) -> None:
     assert error_group(a) == error_group(b)
     assert error_group("no element at (180, 132)") == "no element at (<n>, <n>)"
@@ -259,9 +301,16 @@ def test_error_groups_normalize_numbers_coordinates_and_ids(a: str, b: str) -> N
 
 
 def test_error_group_matches_the_sql_function(stack) -> None:
-    messages = ["no element at (180, 132)", "  Element not found\n", "v1.2.3 failed at 0x1F", "",
-                "uuid 3F2A9C1E-8D7B-4C6A-9E5F-0A1B2C3D4E5F and hex aaaaaaaaaaaaaaaa1 and 12abc",
-                "数字 ４２ and 42", "tab\there 7.5.6", "x" * 300 + " 5"]
+    messages = [
+        "no element at (180, 132)",
+        "  Element not found\n",
+        "v1.2.3 failed at 0x1F",
+        "",
+        "uuid 3F2A9C1E-8D7B-4C6A-9E5F-0A1B2C3D4E5F and hex aaaaaaaaaaaaaaaa1 and 12abc",
+        "数字 ４２ and 42",
+        "tab\there 7.5.6",
+        "x" * 300 + " 5",
+    ]
     rows = stack.sql("select m, public.stepsdk_error_group(m) as g from unnest(%s::text[]) m", (messages,))
     assert {r["m"]: r["g"] for r in rows} == {m: error_group(m) for m in messages}
 
@@ -281,8 +330,9 @@ def test_copy_of_a_backup_with_its_index_still_matches(tmp_path: Path) -> None:
     assert_consistent(tmp_path / "copy", BackupIndex(tmp_path / "copy"))
 
 
-def test_many_finished_runs_new_journals_at_once_late_appends_within_a_second(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_finished_runs_new_journals_at_once_late_appends_within_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import stepsdk.store.index as index_module
 
     monkeypatch.setattr(index_module, "CLOSED_CACHE_MIN", 2)

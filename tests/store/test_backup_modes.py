@@ -35,14 +35,18 @@ def modes(root: Path) -> dict[str, int]:
 
 def assert_private(root: Path) -> dict[str, int]:
     found = modes(root)
-    wrong = {name: oct(mode) for name, mode in found.items()
-             if mode != (0o700 if (root / name).is_dir() else 0o600)}
+    wrong = {
+        name: oct(mode)
+        for name, mode in found.items()
+        if mode != (0o700 if (root / name).is_dir() else 0o600)
+    }
     assert wrong == {}
     return found
 
 
-def test_fresh_backup_export_and_import_are_private(tmp_path: Path, umask_022: None,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fresh_backup_export_and_import_are_private(
+    tmp_path: Path, umask_022: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     probe = tmp_path / "probe"
     probe.write_bytes(b"")
     assert stat.S_IMODE(probe.stat().st_mode) == 0o644  # what the umask alone gives

@@ -20,8 +20,16 @@ from stepsdk.store.backup import (
 
 
 def _step(task_id: str, n: int, sid: str | None = None) -> dict:
-    return {"k": "step", "row": {"id": sid or f"00000000-0000-4000-8000-{n:012x}", "task_id": task_id,
-                                 "step_number": n, "step_type": "action", "step_data": {"n": n}}}
+    return {
+        "k": "step",
+        "row": {
+            "id": sid or f"00000000-0000-4000-8000-{n:012x}",
+            "task_id": task_id,
+            "step_number": n,
+            "step_type": "action",
+            "step_data": {"n": n},
+        },
+    }
 
 
 def test_missing_folder_reads_empty(tmp_path: Path) -> None:
@@ -123,10 +131,18 @@ def test_acks_make_records_not_pending_and_rejects_are_visible(tmp_path: Path) -
     w = JournalWriter(tmp_path)
     w.append([{"k": "task", "v": 2, "row": {"task_id": "t"}}, _step("t", 1), _step("t", 2)])
     r = JournalWriter(tmp_path, name="resync")
-    r.append([{"k": "ack", "t": "tasks", "v": {"t": 2}, "at": "2026-01-01T00:00:00+00:00"},
-              {"k": "ack", "t": "task_steps", "ids": [_step("t", 1)["row"]["id"]], "at": "x"},
-              {"k": "reject", "t": "task_steps", "id": _step("t", 2)["row"]["id"],
-               "error": {"code": "23514", "message": "check"}}])
+    r.append(
+        [
+            {"k": "ack", "t": "tasks", "v": {"t": 2}, "at": "2026-01-01T00:00:00+00:00"},
+            {"k": "ack", "t": "task_steps", "ids": [_step("t", 1)["row"]["id"]], "at": "x"},
+            {
+                "k": "reject",
+                "t": "task_steps",
+                "id": _step("t", 2)["row"]["id"],
+                "error": {"code": "23514", "message": "check"},
+            },
+        ]
+    )
     snap = BackupStore(tmp_path).read()
     assert snap.pending_tasks() == []
     assert [s["step_number"] for s in snap.pending_steps()] == [2]
@@ -218,7 +234,11 @@ def test_archiving_twice_never_overwrites(tmp_path: Path) -> None:
 def test_newest_step_version_wins_and_an_ack_covers_only_its_version(tmp_path: Path) -> None:
     v0 = _step("t", 1)
     v0["row"] |= {"screenshot_path": None, "metadata": {"screenshot_pending": True}}
-    v1 = {"k": "step", "v": 1, "row": v0["row"] | {"screenshot_path": "ab/" + "ab" * 32 + ".webp", "metadata": {}}}
+    v1 = {
+        "k": "step",
+        "v": 1,
+        "row": v0["row"] | {"screenshot_path": "ab/" + "ab" * 32 + ".webp", "metadata": {}},
+    }
     sid = v0["row"]["id"]
     w = JournalWriter(tmp_path)
     w.append([v0, v1, v0])  # a stray older version after the newer one never wins
@@ -247,7 +267,9 @@ def test_pending_steps_of_gone_writers_counts_ids_only_of_finished_writers(tmp_p
     gone = JournalWriter(tmp_path)
     gone.append([_step("b", n, f"00000000-0000-4000-8000-00000000b00{n}") for n in range(1, 4)])
     gone.close()
-    JournalWriter(tmp_path).append([{"k": "ack", "t": "task_steps", "ids": ["00000000-0000-4000-8000-00000000b001"]}])
+    JournalWriter(tmp_path).append(
+        [{"k": "ack", "t": "task_steps", "ids": ["00000000-0000-4000-8000-00000000b001"]}]
+    )
     assert pending_steps_of_gone_writers(tmp_path) == (2, 1)
     assert pending_steps_of_gone_writers(tmp_path, exclude=gone.path) == (0, 0)
     assert pending_steps_of_gone_writers(tmp_path / "missing") == (0, 0)

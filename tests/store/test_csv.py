@@ -16,11 +16,23 @@ def test_formula_text_gets_a_quote(text: str) -> None:
     assert safe_cell(text) == "'" + text
 
 
-@pytest.mark.parametrize(("value", "cell"), [
-    (-3, "-3"), (-0.5, "-0.5"), (Decimal("-2.25"), "-2.25"), (0, "0"),
-    (True, "true"), (False, "false"), (None, ""), ("plain", "plain"), ("a=b", "a=b"), ("", ""),
-    ({"k": "=x"}, '{"k":"=x"}'), ([1, "é"], '[1,"é"]'),
-])
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        (-3, "-3"),
+        (-0.5, "-0.5"),
+        (Decimal("-2.25"), "-2.25"),
+        (0, "0"),
+        (True, "true"),
+        (False, "false"),
+        (None, ""),
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        ("", ""),
+        ({"k": "=x"}, '{"k":"=x"}'),
+        ([1, "é"], '[1,"é"]'),
+    ],
+)
 def test_other_cells(value: object, cell: str) -> None:
     assert safe_cell(value) == cell
 

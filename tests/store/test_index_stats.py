@@ -42,38 +42,70 @@ def reference(root: Path, since: datetime | None, agent: str | None) -> list[dic
     for step_type in sorted(groups):
         rows = groups[step_type]
         durations = [float(s["duration_ms"]) for s in rows if s.get("duration_ms") is not None]
-        out.append({"step_type": step_type, "steps": len(rows),
-                    "failed_steps": sum(1 for s in rows if not s.get("success", True)),
-                    "avg_duration_ms": sum(durations) / len(durations) if durations else None,
-                    "p95_duration_ms": percentile_cont(durations, 0.95)})
+        out.append(
+            {
+                "step_type": step_type,
+                "steps": len(rows),
+                "failed_steps": sum(1 for s in rows if not s.get("success", True)),
+                "avg_duration_ms": sum(durations) / len(durations) if durations else None,
+                "p95_duration_ms": percentile_cont(durations, 0.95),
+            }
+        )
     return out
 
 
 def close(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     def norm(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+
     return norm(a) == norm(b)
 
 
-def random_records(rng: random.Random, now: datetime, n_tasks: int,
-                   ) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+def random_records(
+    rng: random.Random,
+    now: datetime,
+    n_tasks: int,
+) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
     """Batches of records (steps before or after their task) and batches to write later (second
     versions of steps, tasks moving to another agent)."""
     batches: list[list[dict[str, Any]]] = []
     later: list[list[dict[str, Any]]] = []
     for t in range(n_tasks):
         task_id = f"t{t}"
-        task = {"k": "task", "v": 1, "row": {"task_id": task_id, "title": task_id, "agent": rng.choice(["a", "b", None]),
-                                            "status": "success", "started_at": now.isoformat(), "metadata": {}}}
+        task = {
+            "k": "task",
+            "v": 1,
+            "row": {
+                "task_id": task_id,
+                "title": task_id,
+                "agent": rng.choice(["a", "b", None]),
+                "status": "success",
+                "started_at": now.isoformat(),
+                "metadata": {},
+            },
+        }
         steps = []
         for n in range(rng.randint(0, 30)):
             created = now - timedelta(days=rng.randint(0, 9), seconds=rng.randint(0, 86399))
-            duration = rng.choice([None, -5.0, 0.0, float(rng.randint(0, 5000)), rng.random() * 1e5,
-                                   float(rng.randint(0, 3))])
-            steps.append({"k": "step", "v": 1, "row": {
-                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")), "task_id": task_id, "step_number": n,
-                "step_type": rng.choice(TYPES), "duration_ms": duration, "success": rng.random() > 0.2,
-                "error_message": "boom", "created_at": None if rng.random() < 0.05 else created.isoformat()}})
+            duration = rng.choice(
+                [None, -5.0, 0.0, float(rng.randint(0, 5000)), rng.random() * 1e5, float(rng.randint(0, 3))]
+            )
+            steps.append(
+                {
+                    "k": "step",
+                    "v": 1,
+                    "row": {
+                        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/{n}")),
+                        "task_id": task_id,
+                        "step_number": n,
+                        "step_type": rng.choice(TYPES),
+                        "duration_ms": duration,
+                        "success": rng.random() > 0.2,
+                        "error_message": "boom",
+                        "created_at": None if rng.random() < 0.05 else created.isoformat(),
+                    },
+                }
+            )
         if rng.random() < 0.3:
             batches.append(steps)
             batches.append([task])
@@ -82,12 +114,18 @@ def random_records(rng: random.Random, now: datetime, n_tasks: int,
         if steps and rng.random() < 0.4:  # new versions: other durations, types, outcome
             again = []
             for rec in rng.sample(steps, k=max(1, len(steps) // 3)):
-                row = {**rec["row"], "duration_ms": rng.choice([None, float(rng.randint(0, 9000))]),
-                       "step_type": rng.choice(TYPES), "success": rng.random() > 0.5}
+                row = {
+                    **rec["row"],
+                    "duration_ms": rng.choice([None, float(rng.randint(0, 9000))]),
+                    "step_type": rng.choice(TYPES),
+                    "success": rng.random() > 0.5,
+                }
                 again.append({"k": "step", "v": 2, "row": row})
             later.append(again)
         if rng.random() < 0.2:  # the task moves to another agent
-            later.append([{"k": "task", "v": 2, "row": {**task["row"], "agent": rng.choice(["a", "b", "c"])}}])
+            later.append(
+                [{"k": "task", "v": 2, "row": {**task["row"], "agent": rng.choice(["a", "b", "c"])}}]
+            )
         if rng.random() < 0.2:  # the task is updated after its steps were counted
             later.append([{"k": "task", "v": 3, "row": {**task["row"], "status": "failed"}}])
     return batches, later
@@ -108,7 +146,10 @@ def test_period_breakdown_from_day_counts_equals_every_step(tmp_path: Path) -> N
     now = datetime.now(UTC)
     source = BackupSource(root)
     batches, later = random_records(rng, now, 120)
-    rounds = [batches[i:i + 40] for i in range(0, len(batches), 40)] + [later[: len(later) // 2], later[len(later) // 2:]]
+    rounds = [batches[i : i + 40] for i in range(0, len(batches), 40)] + [
+        later[: len(later) // 2],
+        later[len(later) // 2 :],
+    ]
     for round_ in rounds:  # several refreshes: the counts follow each change, also of rows counted before
         writer = JournalWriter(root)
         for batch in round_:
@@ -134,6 +175,7 @@ def test_duration_buckets_are_monotonic() -> None:
 
 
 # -- local retention keeps the index in step ------------------------------------------------------
+
 
 def _aged(task_id: str, steps: int, started: datetime) -> list[dict[str, Any]]:
     recs = records(task_id, steps)
@@ -162,7 +204,10 @@ def test_cleanup_local_prunes_the_index_with_the_journals(tmp_path: Path) -> Non
     reader = BackupIndex(root)  # another process's view: it finds the index valid, no rebuild
     assert_consistent(root, reader)
     assert sorted(t["task_id"] for t in reader.tasks()) == [*(f"new-{i}" for i in range(4)), "unseen"]
-    assert reader.connection().execute("select value from meta where key = 'generation'").fetchone()[0] == generation
+    assert (
+        reader.connection().execute("select value from meta where key = 'generation'").fetchone()[0]
+        == generation
+    )
     assert_consistent(root, index)
     source = BackupSource(root)
     assert close(source.step_type_breakdown(since=period_start(2)), reference(root, period_start(2), None))
@@ -205,8 +250,13 @@ def test_cleanup_killed_between_rename_and_index_commit_rebuilds(tmp_path: Path)
         _retention.BackupRetention._rewrite = rewrite
         _retention.BackupRetention({str(root)!r}).run(timedelta(days=30), dry_run=False)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT_DIR, env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
-                          capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT_DIR,
+        env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     index = BackupIndex(root)
     assert_consistent(root, index)  # one journal without its old task, the others with theirs

@@ -48,7 +48,9 @@ def backup_source(tmp_path: Path, data: dataset.Dataset) -> BackupSource:
 def _supabase_clients(supabase_stack) -> tuple[object, SupabaseSource]:
     """One writer client and one source for the session: creating a supabase client costs
     ~0.2 s, and the source keeps no state besides its client (the stack fixture empties the data)."""
-    return supabase_stack.client(), SupabaseSource(supabase_stack.url, supabase_stack.service_role_key, timeout=5)
+    return supabase_stack.client(), SupabaseSource(
+        supabase_stack.url, supabase_stack.service_role_key, timeout=5
+    )
 
 
 @pytest.fixture
@@ -81,8 +83,10 @@ async def viewer_user(source: DataSource) -> AsyncIterator[User]:
             prepare_simulation()
             create_app(source, allowed_hosts=["test"])  # the simulated client's base_url host
             ui.run(storage_secret="simulated secret", **run_options())  # type: ignore[arg-type]
-            async with core.app.router.lifespan_context(core.app), httpx.AsyncClient(
-                    transport=httpx.ASGITransport(core.app), base_url="http://test") as client:
+            async with (
+                core.app.router.lifespan_context(core.app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(core.app), base_url="http://test") as client,
+            ):
                 yield User(client)
         finally:
             os.environ.pop("NICEGUI_USER_SIMULATION", None)

@@ -34,8 +34,18 @@ async def test_list_tasks_filters_and_pagination(viewer: User) -> None:
     assert body["pagination"]["total"] == 0
 
 
-BAD_QUERIES = ["per_page=101", "per_page=0", "page=0", "page=abc", "status=exploded", "sort=password",
-               "order=sideways", "started_from=yesterday", "started_from=2026-01-01T00:00:00", "search=" + "x" * 600]
+BAD_QUERIES = [
+    "per_page=101",
+    "per_page=0",
+    "page=0",
+    "page=abc",
+    "status=exploded",
+    "sort=password",
+    "order=sideways",
+    "started_from=yesterday",
+    "started_from=2026-01-01T00:00:00",
+    "search=" + "x" * 600,
+]
 
 
 async def test_list_tasks_bad_params(viewer: User) -> None:
@@ -44,24 +54,45 @@ async def test_list_tasks_bad_params(viewer: User) -> None:
         assert "detail" in body, query
 
 
-STATISTICS_KEYS = ["total_steps", "successful_steps", "failed_steps", "success_rate", "total_duration_ms",
-                   "average_step_duration_ms", "screenshots_count"]
+STATISTICS_KEYS = [
+    "total_steps",
+    "successful_steps",
+    "failed_steps",
+    "success_rate",
+    "total_duration_ms",
+    "average_step_duration_ms",
+    "screenshots_count",
+]
 
 
 async def test_task_steps_report_screenshots(viewer: User, data: dataset.Dataset) -> None:
     task = await get(viewer, "/api/tasks/task-fail")
-    assert task["task_id"] == "task-fail" and task["total_steps"] == 5 and task["title"].startswith("Checkout <script>")
+    assert (
+        task["task_id"] == "task-fail"
+        and task["total_steps"] == 5
+        and task["title"].startswith("Checkout <script>")
+    )
     # GET /api/tasks/{task_id}/steps -> {"data": {"steps": [...], "pagination": {page, per_page, total, pages}}}
     body = await get(viewer, "/api/tasks/task-long/steps?page=3&per_page=50")
     assert list(body) == ["data"] and list(body["data"]) == ["steps", "pagination"]
     assert [s["step_number"] for s in body["data"]["steps"]] == list(range(101, 121))
-    assert list(body["data"]["pagination"].items()) == [("page", 3), ("per_page", 50), ("total", 120), ("pages", 3)]
+    assert list(body["data"]["pagination"].items()) == [
+        ("page", 3),
+        ("per_page", 50),
+        ("total", 120),
+        ("pages", 3),
+    ]
     expected = {s["id"]: s for s in data.steps_of("task-long")}
     for step in body["data"]["steps"]:
         for column, value in expected[step["id"]].items():
             assert step[column] == value or column.endswith("_at"), (column, step[column], value)
     default = (await get(viewer, "/api/tasks/task-long/steps"))["data"]
-    assert len(default["steps"]) == 20 and default["pagination"] == {"page": 1, "per_page": 20, "total": 120, "pages": 6}
+    assert len(default["steps"]) == 20 and default["pagination"] == {
+        "page": 1,
+        "per_page": 20,
+        "total": 120,
+        "pages": 6,
+    }
     limited = (await get(viewer, "/api/tasks/task-long/steps?page=2&per_page=10&limit=3"))["data"]
     assert [s["step_number"] for s in limited["steps"]] == [11, 12, 13]
     assert limited["pagination"] == {"page": 2, "per_page": 10, "total": 120, "pages": 12}
@@ -74,20 +105,32 @@ async def test_task_steps_report_screenshots(viewer: User, data: dataset.Dataset
     assert list(report) == ["data"] and list(report["data"]) == ["task", "steps", "screenshots", "statistics"]
     report = report["data"]
     assert list(report["statistics"]) == STATISTICS_KEYS
-    assert report["statistics"] == {"total_steps": 4, "successful_steps": 4, "failed_steps": 0, "success_rate": 1.0,
-                                    "total_duration_ms": 1660.5, "average_step_duration_ms": 415.125,
-                                    "screenshots_count": 2}
-    assert report["task"]["task_id"] == "task-ok" and report["task"]["title"] == "Open settings and enable wifi"
+    assert report["statistics"] == {
+        "total_steps": 4,
+        "successful_steps": 4,
+        "failed_steps": 0,
+        "success_rate": 1.0,
+        "total_duration_ms": 1660.5,
+        "average_step_duration_ms": 415.125,
+        "screenshots_count": 2,
+    }
+    assert (
+        report["task"]["task_id"] == "task-ok" and report["task"]["title"] == "Open settings and enable wifi"
+    )
     assert [s["step_number"] for s in report["steps"]] == [1, 2, 3, 4] and len(report["screenshots"]) == 2
     failed = (await get(viewer, "/api/tasks/task-fail/report"))["data"]["statistics"]
     assert (failed["total_steps"], failed["successful_steps"], failed["failed_steps"]) == (5, 2, 3)
     assert failed["success_rate"] == pytest.approx(0.4) and failed["total_duration_ms"] == 8300.0
-    assert failed["average_step_duration_ms"] == pytest.approx(8300.0 / 4) and failed["screenshots_count"] == 1
+    assert (
+        failed["average_step_duration_ms"] == pytest.approx(8300.0 / 4) and failed["screenshots_count"] == 1
+    )
     # GET /api/tasks/{task_id}/screenshots -> {"data": {"screenshots": [...]}}
     body = await get(viewer, "/api/tasks/task-ok/screenshots")
     assert list(body) == ["data"] and list(body["data"]) == ["screenshots"]
     shots = body["data"]["screenshots"]
-    assert {s["screenshot_path"] for s in shots} == {r["screenshot_path"] for r in data.screenshots if r["task_id"] == "task-ok"}
+    assert {s["screenshot_path"] for s in shots} == {
+        r["screenshot_path"] for r in data.screenshots if r["task_id"] == "task-ok"
+    }
     for shot in shots:
         image = await viewer.http_client.get(shot["url"])
         assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
@@ -106,7 +149,9 @@ async def test_step_screenshot_unknown_or_without_image(viewer: User, data: data
     placeholder = await viewer.http_client.get(f"/api/steps/{thinking['id']}/screenshot?fallback=true")
     assert placeholder.status_code == 200 and placeholder.headers["content-type"].startswith("image/svg+xml")
     missing = data.steps_of("task-broken")[0]  # its object was never stored
-    assert (await get(viewer, f"/api/steps/{missing['id']}/screenshot", 404))["detail"] == "screenshot not found"
+    assert (await get(viewer, f"/api/steps/{missing['id']}/screenshot", 404))[
+        "detail"
+    ] == "screenshot not found"
 
 
 HOSTILE_IDS = ["nope", "x" * 5000, "..%2F..%2Fetc%2Fpasswd", "%3Cscript%3E", "%E2%80%AE%F0%9F%98%80"]
@@ -125,11 +170,17 @@ async def test_stats(viewer: User) -> None:
     # finished tasks' wall times: 100, 2000, 5400, 9100, 120000 ms
     assert body["durations"]["min_task_duration_ms"] == pytest.approx(100.0)
     assert body["durations"]["max_task_duration_ms"] == pytest.approx(120_000.0)
-    assert body["durations"]["avg_task_duration_ms"] == pytest.approx((100 + 2000 + 5400 + 9100 + 120_000) / 5)
-    assert body["top_errors"][0]["error_type"] == "AssertionError" and body["slowest_steps"][0]["duration_ms"] == 4000
+    assert body["durations"]["avg_task_duration_ms"] == pytest.approx(
+        (100 + 2000 + 5400 + 9100 + 120_000) / 5
+    )
+    assert (
+        body["top_errors"][0]["error_type"] == "AssertionError"
+        and body["slowest_steps"][0]["duration_ms"] == 4000
+    )
     # failed steps per error category (the data set's steps predate categories: all uncategorized)
-    assert body["error_categories"] == [{**body["error_categories"][0], "error_category": None, "failed_steps": 6,
-                                         "tasks_affected": 2}]
+    assert body["error_categories"] == [
+        {**body["error_categories"][0], "error_category": None, "failed_steps": 6, "tasks_affected": 2}
+    ]
     for bad in ("days=0", "days=99999", "days=x"):
         await get(viewer, f"/api/stats?{bad}", 422)
 
@@ -147,9 +198,16 @@ async def test_screenshot_proxy_refuses_what_it_should(viewer: User) -> None:
 
 async def test_openapi_lists_the_routes(viewer: User) -> None:
     paths = (await get(viewer, "/openapi.json"))["paths"]
-    for path in ("/api/tasks", "/api/tasks/{task_id}", "/api/tasks/{task_id}/steps", "/api/tasks/{task_id}/report",
-                 "/api/tasks/{task_id}/screenshots", "/api/steps/{step_id}/screenshot", "/api/stats",
-                 "/media/screenshots/{screenshot_path}"):
+    for path in (
+        "/api/tasks",
+        "/api/tasks/{task_id}",
+        "/api/tasks/{task_id}/steps",
+        "/api/tasks/{task_id}/report",
+        "/api/tasks/{task_id}/screenshots",
+        "/api/steps/{step_id}/screenshot",
+        "/api/stats",
+        "/media/screenshots/{screenshot_path}",
+    ):
         assert path in paths, path
     doc = await get(viewer, "/openapi.json")
     params = {p["name"]: p for p in paths["/api/tasks/{task_id}/steps"]["get"]["parameters"]}
@@ -159,14 +217,26 @@ async def test_openapi_lists_the_routes(viewer: User) -> None:
     assert list(schemas["ReportStatistics"]["properties"]) == STATISTICS_KEYS
     assert list(schemas["Pagination"]["properties"]) == ["page", "per_page", "total", "pages"]
     assert list(schemas["Report"]["properties"]) == ["task", "steps", "screenshots", "statistics"]
-    ok = paths["/api/tasks/{task_id}/report"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    ok = paths["/api/tasks/{task_id}/report"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
     assert ok == {"$ref": "#/components/schemas/ReportResponse"}
 
 
 @pytest.mark.parametrize("source", ["supabase"], indirect=True)
 async def test_service_key_never_served(viewer: User, stack, source: DataSource) -> None:
-    urls = ["/", "/tasks/task-ok", "/tasks/task-fail", "/stats", "/compare?a=task-ok&b=task-fail", "/api/tasks",
-            "/api/tasks/task-ok/report", "/api/tasks/task-ok/screenshots", "/api/stats", "/openapi.json"]
+    urls = [
+        "/",
+        "/tasks/task-ok",
+        "/tasks/task-fail",
+        "/stats",
+        "/compare?a=task-ok&b=task-fail",
+        "/api/tasks",
+        "/api/tasks/task-ok/report",
+        "/api/tasks/task-ok/screenshots",
+        "/api/stats",
+        "/openapi.json",
+    ]
     for url in urls:
         text = (await viewer.http_client.get(url)).text
         assert stack.service_role_key not in text and "eyJ" not in text, url
@@ -185,16 +255,27 @@ async def test_service_key_never_served(viewer: User, stack, source: DataSource)
 
 
 @pytest.mark.parametrize("source", ["supabase"], indirect=True)
-async def test_an_unreachable_backend_is_503_on_every_json_route(viewer: User, stack, source: DataSource) -> None:
+async def test_an_unreachable_backend_is_503_on_every_json_route(
+    viewer: User, stack, source: DataSource
+) -> None:
     """One exception handler (viewer/api.py) answers a SourceUnavailable (a
     stepsdk.BackendUnavailableError) with 503 {"detail": ...} on every JSON route."""
     from stepsdk.errors import BackendUnavailableError
     from stepsdk.viewer.data.base import SourceUnavailable
 
     assert issubclass(SourceUnavailable, BackendUnavailableError)
-    urls = ["/api/tasks", "/api/tasks/task-ok", "/api/tasks/task-ok/steps", "/api/tasks/task-ok/report",
-            "/api/tasks/task-ok/screenshots", "/api/stats", "/api/search?q=wifi", "/api/usage",
-            "/api/tasks/task-ok/usage", "/api/errors"]
+    urls = [
+        "/api/tasks",
+        "/api/tasks/task-ok",
+        "/api/tasks/task-ok/steps",
+        "/api/tasks/task-ok/report",
+        "/api/tasks/task-ok/screenshots",
+        "/api/stats",
+        "/api/search?q=wifi",
+        "/api/usage",
+        "/api/tasks/task-ok/usage",
+        "/api/errors",
+    ]
     with stack.faults.outage():
         for url in urls:
             response = await viewer.http_client.get(url)
@@ -240,7 +321,9 @@ async def test_task_ids_with_slashes_are_one_encoded_segment(slash_viewer: User)
     # an unencoded "/" in an id is not guessed at: a 404 that says how to ask
     body = await get(slash_viewer, "/api/tasks/b/c/d", 404)
     assert "URL-encode" in body["detail"]
-    assert (await get(slash_viewer, "/api/tasks/a%252Fsteps", 404))["detail"] == "task not found"  # "a%2Fsteps"
+    assert (await get(slash_viewer, "/api/tasks/a%252Fsteps", 404))[
+        "detail"
+    ] == "task not found"  # "a%2Fsteps"
 
 
 async def test_task_page_with_slashes_in_the_id(slash_viewer: User) -> None:
@@ -259,7 +342,9 @@ async def test_list_tasks_metadata_filter_and_column(viewer: User) -> None:
     assert [t["task_id"] for t in body["tasks"]] == ["task-ok"]
     assert body["tasks"][0]["metadata"] == {"model": "gpt-4o", "device": "pixel-7", "attempt": 2}
     body = await get(viewer, "/api/tasks?meta=device=pixel-7&sort=task_id&order=asc")
-    assert [t["task_id"] for t in body["tasks"]] == ["task-fail", "task-ok"] and body["pagination"]["total"] == 2
+    assert [t["task_id"] for t in body["tasks"]] == ["task-fail", "task-ok"] and body["pagination"][
+        "total"
+    ] == 2
     body = await get(viewer, "/api/tasks?meta=device=pixel-7&meta=model=claude")
     assert [t["task_id"] for t in body["tasks"]] == ["task-fail"]
     body = await get(viewer, "/api/tasks?meta=attempt=2")  # non-text values compare as their JSON text

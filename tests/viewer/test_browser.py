@@ -46,9 +46,13 @@ class ViewerServer:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         # without PYTEST_* variables: NiceGUI would take itself for a test run and ignore --port
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "stepsdk.viewer", *args, "--port", str(self.port)],
-                                     cwd=REPO, env={**clean, **(env or {})}, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stepsdk.viewer", *args, "--port", str(self.port)],
+            cwd=REPO,
+            env={**clean, **(env or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -86,10 +90,19 @@ def backup_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewerSe
 def driver() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={tempfile.mkdtemp()}",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tempfile.mkdtemp()}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
@@ -99,8 +112,9 @@ def driver() -> Iterator[webdriver.Chrome]:
 
 
 def wait_text(driver: webdriver.Chrome, text: str, timeout: float = 15) -> None:
-    WebDriverWait(driver, timeout).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text,
-                                         f"text {text!r} never appeared")
+    WebDriverWait(driver, timeout).until(
+        lambda d: text in d.find_element(By.TAG_NAME, "body").text, f"text {text!r} never appeared"
+    )
 
 
 def leave(driver: webdriver.Chrome) -> None:
@@ -138,9 +152,12 @@ def test_task_list_task_and_lightbox(backup_server: ViewerServer, driver: webdri
     body.send_keys("j")
     wait_text(driver, "Step 2 of 4")
     # the screenshot really loads (a decoded image, not a broken icon) with the tap drawn over it
-    image = WebDriverWait(driver, 10).until(lambda d: d.execute_script(
-        "const i = [...document.querySelectorAll('.step-shot img')].find(i => i.naturalWidth > 0);"
-        "return i || null;"))
+    image = WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script(
+            "const i = [...document.querySelectorAll('.step-shot img')].find(i => i.naturalWidth > 0);"
+            "return i || null;"
+        )
+    )
     assert driver.execute_script("return arguments[0].naturalWidth", image) == 270
     assert driver.find_elements(By.CSS_SELECTOR, ".step-shot svg circle")
     time.sleep(0.5)  # charts are drawn after the page is usable
@@ -152,7 +169,9 @@ def test_task_list_task_and_lightbox(backup_server: ViewerServer, driver: webdri
     time.sleep(0.3)
     shot(driver, "3-lightbox")
     body.send_keys(Keys.ESCAPE)
-    WebDriverWait(driver, 10).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".q-dialog .q-card")))
+    WebDriverWait(driver, 10).until(
+        ec.invisibility_of_element_located((By.CSS_SELECTOR, ".q-dialog .q-card"))
+    )
     no_console_errors(driver)
 
 
@@ -173,8 +192,11 @@ def test_failed_task_stats_and_compare(backup_server: ViewerServer, driver: webd
     shot(driver, "6-compare")
     driver.get(backup_server.url + "/tasks/task-broken")  # missing and non-image objects: placeholders
     wait_text(driver, "Step 1 of 2")
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
-        "return [...document.querySelectorAll('.step-shot img')].some(i => i.complete && i.naturalWidth > 0)"))
+    WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('.step-shot img')].some(i => i.complete && i.naturalWidth > 0)"
+        )
+    )
     shot(driver, "7-broken-screenshots")
     driver.get(backup_server.url + "/tasks/task-long?step=60")
     wait_text(driver, "Steps 51–100 of 120")
@@ -192,8 +214,11 @@ def test_supabase_source_in_the_browser(stack, driver: webdriver.Chrome) -> None
     try:
         driver.get(server.url + "/tasks/task-ok?step=2")
         wait_text(driver, "Step 2 of 4")
-        WebDriverWait(driver, 10).until(lambda d: d.execute_script(
-            "return [...document.querySelectorAll('.step-shot img')].some(i => i.naturalWidth > 0)"))
+        WebDriverWait(driver, 10).until(
+            lambda d: d.execute_script(
+                "return [...document.querySelectorAll('.step-shot img')].some(i => i.naturalWidth > 0)"
+            )
+        )
         assert stack.service_role_key not in driver.page_source
         shot(driver, "9-supabase-task")
         no_console_errors(driver)

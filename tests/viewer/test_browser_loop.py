@@ -28,16 +28,38 @@ PHONE = (390, 844)
 
 def _extra() -> dataset.Dataset:
     b = dataset._Builder()
-    api = dataset._task("api-run", "Weather lookup", "failed", timedelta(minutes=30), 900.0, agent="api-agent",
-                        metadata={"model": "gpt-4o-mini", "prompt_version": "v3"})
+    api = dataset._task(
+        "api-run",
+        "Weather lookup",
+        "failed",
+        timedelta(minutes=30),
+        900.0,
+        agent="api-agent",
+        metadata={"model": "gpt-4o-mini", "prompt_version": "v3"},
+    )
     stale = dataset._task("stale-run", "Crashed without a word", "running", timedelta(hours=3), None)
     b.ds.tasks = [api, stale]
     http = {"kind": "http", "method": "GET", "url": "https://api.example/v1/forecast?city=Paris"}
-    b.step(api, 1, "action", 120.0, step_data={**http, "response": {"status_code": 200}},
-           action_result={"status_code": 200})  # recorded without a name: the viewer derives it
-    b.step(api, 2, "action", 95.0, success=False, name="GET /v1/forecast → 404", error_type="HTTPStatusError",
-           error_message="HTTP 404 Not Found", step_data={**http, "response": {"status_code": 404}},
-           action_result={"status_code": 404})
+    b.step(
+        api,
+        1,
+        "action",
+        120.0,
+        step_data={**http, "response": {"status_code": 200}},
+        action_result={"status_code": 200},
+    )  # recorded without a name: the viewer derives it
+    b.step(
+        api,
+        2,
+        "action",
+        95.0,
+        success=False,
+        name="GET /v1/forecast → 404",
+        error_type="HTTPStatusError",
+        error_message="HTTP 404 Not Found",
+        step_data={**http, "response": {"status_code": 404}},
+        action_result={"status_code": 404},
+    )
     b.step(stale, 1, "thinking", 50.0, thinking="about to tap")
     return b.ds
 
@@ -66,10 +88,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tb.Viewer
 def driver() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={tempfile.mkdtemp()}",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tempfile.mkdtemp()}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
@@ -80,15 +111,19 @@ def driver() -> Iterator[webdriver.Chrome]:
 
 
 def viewport(driver: webdriver.Chrome, size: tuple[int, int], mobile: bool = False) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": mobile})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": mobile},
+    )
 
 
 def rect(driver: webdriver.Chrome, css: str) -> dict[str, float]:
     found = driver.execute_script(
         "const e = document.querySelector(arguments[0]); if (!e) return null;"
         "const r = e.getBoundingClientRect(); return {top: r.top, bottom: r.bottom, left: r.left, right: r.right,"
-        " width: r.width, height: r.height};", css)
+        " width: r.width, height: r.height};",
+        css,
+    )
     assert found is not None, f"{css} not on the page"
     return found
 
@@ -106,18 +141,26 @@ def url(driver: webdriver.Chrome) -> str:
     return driver.execute_script("return location.pathname + location.search")
 
 
-def test_task_page_shows_saw_thought_did_at_once(server: tuple[tb.ViewerServer, str], driver: webdriver.Chrome) -> None:
+def test_task_page_shows_saw_thought_did_at_once(
+    server: tuple[tb.ViewerServer, str], driver: webdriver.Chrome
+) -> None:
     srv, demo_id = server
     assert f"{srv.url}/" in srv.output()  # `view` prints where it listens
     # DNS rebinding: the real server refuses a foreign Host header, pages and API alike
     for path in ("/", "/api/tasks", f"/tasks/{demo_id}"):
         refused = httpx.get(srv.url + path, headers={"Host": "rebind.attacker.example"}, timeout=10)
         assert refused.status_code == 421 and demo_id not in refused.text, path
-    assert httpx.get(srv.url + "/api/tasks", headers={"Host": f"localhost:{srv.port}"}, timeout=10).status_code == 200
+    assert (
+        httpx.get(srv.url + "/api/tasks", headers={"Host": f"localhost:{srv.port}"}, timeout=10).status_code
+        == 200
+    )
     driver.get(f"{srv.url}/tasks/{demo_id}?step=4")  # the demo's failed tap: all four parts
     tb.wait_text(driver, "Step 4 of 9")
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
-        "return [...document.querySelectorAll('.step-shot img')].some(i => i.complete && i.naturalWidth > 0)"))
+    WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('.step-shot img')].some(i => i.complete && i.naturalWidth > 0)"
+        )
+    )
     time.sleep(0.5)  # charts and the minimap are drawn after the page is usable
     tb.shot(driver, "loop-1-task-desktop")
     height = driver.execute_script("return window.innerHeight")
@@ -126,7 +169,11 @@ def test_task_page_shows_saw_thought_did_at_once(server: tuple[tb.ViewerServer, 
     assert shot["top"] >= 0 and shot["bottom"] <= height and shot["height"] > 300  # the whole screenshot
     for part in (".detail-thinking", ".detail-action", ".detail-result"):
         box = rect(driver, part)
-        assert box["top"] >= 0 and box["top"] + 40 <= height, (part, box, height)  # starts on screen, readable
+        assert box["top"] >= 0 and box["top"] + 40 <= height, (
+            part,
+            box,
+            height,
+        )  # starts on screen, readable
         assert box["left"] >= shot["right"] - 1, (part, box, shot)  # beside the screenshot, not below it
     assert driver.execute_script("return window.scrollY") == 0
     body = driver.find_element(By.TAG_NAME, "body").text
@@ -147,7 +194,9 @@ def test_phone_layout_is_one_column(server: tuple[tb.ViewerServer, str], driver:
         driver.get(f"{srv.url}/tasks/{demo_id}?step=4")
         tb.wait_text(driver, "Step 4 of 9")
         time.sleep(0.8)
-        assert driver.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]  # nothing overflows
+        assert (
+            driver.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+        )  # nothing overflows
         action = rect(driver, ".detail-action .font-mono")
         assert action["width"] > 250  # JSON gets the full width, not one character per line
         timeline, detail = rect(driver, ".q-timeline"), rect(driver, ".q-card .step-shot")
@@ -177,7 +226,9 @@ def test_n_filter_and_state_in_the_url(server: tuple[tb.ViewerServer, str], driv
     driver.get(f"{srv.url}/")
     tb.wait_text(driver, "9 tasks")  # the shared set, the two extra runs and the demo
     driver.find_element(By.CSS_SELECTOR, ".q-select").click()  # the status filter is the first select
-    WebDriverWait(driver, 10).until(ec.element_to_be_clickable((By.XPATH, "//div[@role='option']//span[text()='failed']"))).click()
+    WebDriverWait(driver, 10).until(
+        ec.element_to_be_clickable((By.XPATH, "//div[@role='option']//span[text()='failed']"))
+    ).click()
     tb.wait_text(driver, "2 tasks")
     WebDriverWait(driver, 5).until(lambda d: url(d) == "/?status=failed")
     driver.back()
@@ -199,7 +250,9 @@ def test_stale_running_task(server: tuple[tb.ViewerServer, str], driver: webdriv
     tb.no_console_errors(driver)
 
 
-def test_compare_two_runs_picked_in_the_list(server: tuple[tb.ViewerServer, str], driver: webdriver.Chrome) -> None:
+def test_compare_two_runs_picked_in_the_list(
+    server: tuple[tb.ViewerServer, str], driver: webdriver.Chrome
+) -> None:
     srv, _ = server
     driver.get(f"{srv.url}/?sort=task_id&order=asc")
     tb.wait_text(driver, "9 tasks")
@@ -214,7 +267,9 @@ def test_compare_two_runs_picked_in_the_list(server: tuple[tb.ViewerServer, str]
     time.sleep(0.6)  # scrolled into view
     row = rect(driver, "tr.diverge")
     assert row["top"] >= 0 and row["bottom"] <= DESKTOP[1]
-    colour = driver.execute_script("return getComputedStyle(document.querySelector('tr.diverge')).backgroundColor")
+    colour = driver.execute_script(
+        "return getComputedStyle(document.querySelector('tr.diverge')).backgroundColor"
+    )
     assert colour not in ("rgba(0, 0, 0, 0)", "transparent", "rgb(255, 255, 255)")  # highlighted
     text = driver.find_element(By.CSS_SELECTOR, "tr.diverge").text
     assert "#3 Tap Buy ✗ TimeoutError" in text  # the step's name (issue #13)

@@ -27,7 +27,9 @@ def test_view_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
     assert "127.0.0.1" in out
 
 
-def test_bad_arguments_get_a_clear_answer(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_arguments_get_a_clear_answer(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert main(["view", "--port", "70000"]) == 2
     assert "--port must be in 1..65535" in capsys.readouterr().err
     for name in ("SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY"):
@@ -43,8 +45,9 @@ def test_bad_arguments_get_a_clear_answer(capsys: pytest.CaptureFixture[str], mo
 
 
 def test_python_dash_m_viewer_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "stepsdk.viewer", "--help"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "stepsdk.viewer", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "--backup-dir" in result.stdout
 
 
@@ -53,8 +56,9 @@ def test_viewer_folder_has_one_import_name() -> None:
     also be imported as `viewer`, a second copy of every module: it refuses, naming the right one."""
     repo = Path(__file__).resolve().parents[2]
     old_name = "viewer"  # in a variable: scripts/viewer_imports.py leaves it alone
-    result = subprocess.run([sys.executable, "-m", old_name, "--help"], cwd=repo, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", old_name, "--help"], cwd=repo, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0 and "the viewer is the package stepsdk.viewer" in result.stderr
     assert "--backup-dir" not in result.stdout
 

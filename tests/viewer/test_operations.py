@@ -26,8 +26,15 @@ def _expected_figures(ds: dataset.Dataset) -> dict:
     for r in ds.screenshots:
         sizes[r["screenshot_path"]] = max(sizes.get(r["screenshot_path"], 0), r["file_size"])
     starts = [datetime.fromisoformat(t["started_at"]) for t in ds.tasks]
-    return {"tasks": len(ds.tasks), "steps": len(ds.steps), "screenshots": len(ds.screenshots),
-            "objects": len(sizes), "bytes": sum(sizes.values()), "oldest": min(starts), "newest": max(starts)}
+    return {
+        "tasks": len(ds.tasks),
+        "steps": len(ds.steps),
+        "screenshots": len(ds.screenshots),
+        "objects": len(sizes),
+        "bytes": sum(sizes.values()),
+        "oldest": min(starts),
+        "newest": max(starts),
+    }
 
 
 async def test_storage_figures_and_health(viewer: User, source: DataSource, data: dataset.Dataset) -> None:
@@ -36,7 +43,8 @@ async def test_storage_figures_and_health(viewer: User, source: DataSource, data
     body = response.json()
     want = _expected_figures(data)
     assert {k: body[k] for k in ("tasks", "steps", "screenshots", "objects", "bytes")} == {
-        k: want[k] for k in ("tasks", "steps", "screenshots", "objects", "bytes")}
+        k: want[k] for k in ("tasks", "steps", "screenshots", "objects", "bytes")
+    }
     assert datetime.fromisoformat(body["oldest_task_at"]) == want["oldest"]
     assert datetime.fromisoformat(body["newest_task_at"]) == want["newest"]
     assert body["health"]["ok"] is True and body["health"]["latency_ms"] >= 0
@@ -60,8 +68,9 @@ def _older_than_a_day(ds: dataset.Dataset) -> list[str]:
     return sorted(t["task_id"] for t in ds.tasks if datetime.fromisoformat(t["started_at"]) < cutoff)
 
 
-async def test_cleanup_endpoint_needs_the_token(viewer: User, source: DataSource, data: dataset.Dataset,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cleanup_endpoint_needs_the_token(
+    viewer: User, source: DataSource, data: dataset.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"):
         monkeypatch.delenv(name, raising=False)
     url, body = "/api/storage/cleanup", {"older_than": "1d", "dry_run": True}
@@ -81,7 +90,9 @@ async def test_cleanup_endpoint_needs_the_token(viewer: User, source: DataSource
     dry = (await viewer.http_client.post(url, json=body, headers=auth)).json()
     assert dry["dry_run"] and sorted(dry["task_ids"]) == doomed
     assert all(source.get_task(t) is not None for t in doomed)
-    done = (await viewer.http_client.post(url, json={"older_than": "1d", "dry_run": False}, headers=auth)).json()
+    done = (
+        await viewer.http_client.post(url, json={"older_than": "1d", "dry_run": False}, headers=auth)
+    ).json()
     assert sorted(done["task_ids"]) == doomed and not done["dry_run"]
     assert all(source.get_task(t) is None for t in doomed)
     assert source.get_task("task-ok") is not None
@@ -98,8 +109,11 @@ async def test_read_only_viewer_offers_no_delete(stack, data: dataset.Dataset, _
     source = SupabaseSource(stack.url, stack.anon_key, access_token=stack.user_token(owner), timeout=5)
     assert source.can_delete is False and not is_secret_key(stack.anon_key)
     async with viewer_user(source) as user:
-        response = await user.http_client.post("/api/storage/cleanup", json={"older_than": "1d", "dry_run": False},
-                                               headers={"Authorization": f"Bearer {TOKEN}"})
+        response = await user.http_client.post(
+            "/api/storage/cleanup",
+            json={"older_than": "1d", "dry_run": False},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
         assert response.status_code in (404, 405)  # no such route on this viewer
         paths = (await user.http_client.get("/openapi.json")).json()["paths"]
         assert "/api/storage" in paths and "/api/storage/cleanup" not in paths
@@ -117,8 +131,9 @@ def test_secret_key_recognition(supabase_stack) -> None:
     assert not is_secret_key("not.a.jwt") and not is_secret_key("")
 
 
-async def test_delete_button_asks_then_deletes(viewer: User, source: DataSource, data: dataset.Dataset,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_delete_button_asks_then_deletes(
+    viewer: User, source: DataSource, data: dataset.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     await viewer.open("/tasks/task-fail")
     await viewer.should_see(marker="delete-task")

@@ -33,11 +33,24 @@ def test_swipes_relative_and_pixel() -> None:
     assert named[0].kind == "swipe"
 
 
-@pytest.mark.parametrize("data", [
-    None, "tap", [], {}, {"x": True, "y": 1}, {"x": "10", "y": "20"}, {"x": math.nan, "y": 1},
-    {"x": math.inf, "y": 1}, {"element": [1, 2, 3]}, {"element": ["a", "b"]}, {"x": -5, "y": 10},
-    {"x": 99999, "y": 10}, {"action": {"action": {"action": {"action": {"x": 1, "y": 1}}}}},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "tap",
+        [],
+        {},
+        {"x": True, "y": 1},
+        {"x": "10", "y": "20"},
+        {"x": math.nan, "y": 1},
+        {"x": math.inf, "y": 1},
+        {"element": [1, 2, 3]},
+        {"element": ["a", "b"]},
+        {"x": -5, "y": 10},
+        {"x": 99999, "y": 10},
+        {"action": {"action": {"action": {"action": {"x": 1, "y": 1}}}}},
+    ],
+)
 def test_junk_draws_nothing(data: object) -> None:
     assert action_marks(data, 270, 600) == []
 

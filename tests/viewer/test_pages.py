@@ -20,8 +20,17 @@ from tests.viewer.conftest import backup_viewer
 
 
 def key_event(key: str) -> dict[str, Any]:
-    return {"action": "keydown", "repeat": False, "altKey": False, "ctrlKey": False, "metaKey": False,
-            "shiftKey": False, "key": key, "code": key, "location": 0}
+    return {
+        "action": "keydown",
+        "repeat": False,
+        "altKey": False,
+        "ctrlKey": False,
+        "metaKey": False,
+        "shiftKey": False,
+        "key": key,
+        "code": key,
+        "location": 0,
+    }
 
 
 def the(user: User, kind: type) -> Any:
@@ -40,10 +49,20 @@ async def test_task_list_rows_links_and_numbers(viewer: User) -> None:
     await viewer.open("/")
     table = the(viewer, ui.table)
     assert [r["task_id"] for r in table.rows] == [
-        "task-running", "task-ok", "task-long", "task-fail", "task-broken", "task-empty"]
+        "task-running",
+        "task-ok",
+        "task-long",
+        "task-fail",
+        "task-broken",
+        "task-empty",
+    ]
     fail = next(r for r in table.rows if r["task_id"] == "task-fail")
     assert (fail["status"], fail["total_steps"], fail["success_rate_text"], fail["duration_text"]) == (
-        "failed", 5, "40.0 %", "9.10 s")
+        "failed",
+        5,
+        "40.0 %",
+        "9.10 s",
+    )
     assert next(r for r in table.rows if r["task_id"] == "task-running")["duration_text"] == "running…"
     assert table.pagination["rowsNumber"] == 6
     await viewer.should_see("6 tasks")
@@ -54,13 +73,26 @@ async def test_task_list_rows_links_and_numbers(viewer: User) -> None:
 async def test_task_list_server_side_paging_and_sorting(viewer: User) -> None:
     await viewer.open("/")
     table = the(viewer, ui.table)
-    viewer.find(ui.table).trigger("request", {"pagination": {
-        "page": 2, "rowsPerPage": 2, "sortBy": "total_steps", "descending": True}})
+    viewer.find(ui.table).trigger(
+        "request", {"pagination": {"page": 2, "rowsPerPage": 2, "sortBy": "total_steps", "descending": True}}
+    )
     await asyncio.sleep(0.3)
-    assert [r["task_id"] for r in table.rows] == ["task-ok", "task-broken"]  # 120, 5 | 4, 2 (ties by id) | 2, 0
+    assert [r["task_id"] for r in table.rows] == [
+        "task-ok",
+        "task-broken",
+    ]  # 120, 5 | 4, 2 (ties by id) | 2, 0
     assert table.pagination["page"] == 2 and table.pagination["rowsNumber"] == 6
-    viewer.find(ui.table).trigger("request", {"pagination": {  # a made-up column falls back to started_at
-        "page": 1, "rowsPerPage": 10, "sortBy": "password", "descending": False}})
+    viewer.find(ui.table).trigger(
+        "request",
+        {
+            "pagination": {  # a made-up column falls back to started_at
+                "page": 1,
+                "rowsPerPage": 10,
+                "sortBy": "password",
+                "descending": False,
+            }
+        },
+    )
     await asyncio.sleep(0.3)
     assert table.rows[0]["task_id"] == "task-empty"
 
@@ -239,11 +271,15 @@ async def test_playback_is_a_slideshow_of_the_screenshots_across_pages(tmp_path,
         await user.should_see("Step 1 of 60")
         user.find(marker="play").click()
         assert await _shown_steps(user, "Step 53 of 60") == [
-            "Step 1 of 60", "Step 2 of 60", "Step 49 of 60", "Step 53 of 60"]
+            "Step 1 of 60",
+            "Step 2 of 60",
+            "Step 49 of 60",
+            "Step 53 of 60",
+        ]
         await user.should_see("Steps 51–60 of 60")  # the timeline followed to page 2
         user.find(ui.keyboard).trigger("key", key_event("p"))  # at the last one: replays from the first
         replay = await _shown_steps(user, "Step 53 of 60")
-        assert replay[replay.index("Step 2 of 60"):] == ["Step 2 of 60", "Step 49 of 60", "Step 53 of 60"]
+        assert replay[replay.index("Step 2 of 60") :] == ["Step 2 of 60", "Step 49 of 60", "Step 53 of 60"]
         user.find(ui.keyboard).trigger("key", key_event("k"))  # keys still walk every step
         await user.should_see("Step 52 of 60")
         await user.open("/tasks/plain")
@@ -264,11 +300,26 @@ async def test_charts(viewer: User) -> None:
     pie = next(o for o in charts if o["series"][0]["type"] == "pie")
     assert bar["animation"] is False and bar["series"][0]["data"] == [300, 1500, 4000, 2500, 0]
     assert bar["series"][1]["data"] == [[2, 4000], [3, 2500], [4, 0]]  # failed steps stand out
-    assert {d["name"]: d["value"] for d in pie["series"][0]["data"]} == {"thinking": 1, "action": 3, "error": 1}
+    assert {d["name"]: d["value"] for d in pie["series"][0]["data"]} == {
+        "thinking": 1,
+        "action": 3,
+        "error": 1,
+    }
     # clicking a failed (red) point jumps to that step (only the duration chart listens)
-    viewer.find(ui.echart).trigger("componentClick", {
-        "componentType": "series", "seriesType": "scatter", "seriesIndex": 1, "seriesName": "failed",
-        "name": "", "dataIndex": 1, "data": [3, 2500], "dataType": None, "value": [3, 2500]})
+    viewer.find(ui.echart).trigger(
+        "componentClick",
+        {
+            "componentType": "series",
+            "seriesType": "scatter",
+            "seriesIndex": 1,
+            "seriesName": "failed",
+            "name": "",
+            "dataIndex": 1,
+            "data": [3, 2500],
+            "dataType": None,
+            "value": [3, 2500],
+        },
+    )
     await viewer.should_see("Step 4 of 5")
 
 
@@ -303,7 +354,9 @@ async def test_task_exports(viewer: User, data: dataset.Dataset) -> None:
     assert (task["task_id"], task["total_steps"], task["failed_steps"]) == ("task-long", 120, 3)
     steps = list(iter_rows(book, "steps"))
     assert [r["step_number"] for r in steps] == list(range(1, 121))
-    assert {r["id"]: r["duration_ms"] for r in steps} == {s["id"]: s["duration_ms"] for s in data.steps_of("task-long")}
+    assert {r["id"]: r["duration_ms"] for r in steps} == {
+        s["id"]: s["duration_ms"] for s in data.steps_of("task-long")
+    }
 
 
 async def test_task_without_steps_and_broken_screenshots(viewer: User) -> None:
@@ -322,8 +375,12 @@ async def test_task_without_steps_and_broken_screenshots(viewer: User) -> None:
 
 
 HOSTILE_PATHS = [
-    "/tasks/nope", "/tasks/" + "x" * 5000, "/tasks/..%2F..%2Fetc%2Fpasswd", "/tasks/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
-    "/tasks/%E2%80%AE%F0%9F%98%80%20%D0%B7%D0%B0%D0%B4%D0%B0%D1%87%D0%B0", "/tasks/a%00b",
+    "/tasks/nope",
+    "/tasks/" + "x" * 5000,
+    "/tasks/..%2F..%2Fetc%2Fpasswd",
+    "/tasks/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    "/tasks/%E2%80%AE%F0%9F%98%80%20%D0%B7%D0%B0%D0%B4%D0%B0%D1%87%D0%B0",
+    "/tasks/a%00b",
 ]
 
 
@@ -339,15 +396,20 @@ async def test_unknown_and_hostile_task_ids(viewer: User) -> None:
     await viewer.should_see("Step 4 of 4")
 
 
-async def test_running_task_refreshes_by_itself(viewer: User, source: DataSource, request: pytest.FixtureRequest,
-                                                data: dataset.Dataset) -> None:
+async def test_running_task_refreshes_by_itself(
+    viewer: User, source: DataSource, request: pytest.FixtureRequest, data: dataset.Dataset
+) -> None:
     task_module = importlib.import_module("stepsdk.viewer.pages.task")
     task_module.REFRESH_SECONDS = 0.2
     try:
         await viewer.open("/tasks/task-running?step=2")
         await viewer.should_see("Step 2 of 2")
-        new = {**data.steps_of("task-running")[-1], "id": "00000000-0000-4000-8000-000000000003",
-               "step_number": 3, "thinking": "a brand new step"}
+        new = {
+            **data.steps_of("task-running")[-1],
+            "id": "00000000-0000-4000-8000-000000000003",
+            "step_number": 3,
+            "thinking": "a brand new step",
+        }
         _add_step(request, source, new)
         await viewer.should_see("Step 3 of 3", retries=40)  # followed the live end
         await viewer.should_see("a brand new step")
@@ -355,8 +417,17 @@ async def test_running_task_refreshes_by_itself(viewer: User, source: DataSource
         _add_row(request, source, "task", {**data.tasks[2], "task_id": "task-running-empty"})
         await viewer.open("/tasks/task-running-empty")
         await viewer.should_see("This task has no steps recorded (yet).")
-        _add_step(request, source, {**new, "id": "00000000-0000-4000-8000-000000000004",
-                                    "task_id": "task-running-empty", "step_number": 1, "thinking": "first!"})
+        _add_step(
+            request,
+            source,
+            {
+                **new,
+                "id": "00000000-0000-4000-8000-000000000004",
+                "task_id": "task-running-empty",
+                "step_number": 1,
+                "thinking": "first!",
+            },
+        )
         await viewer.should_see("Step 1 of 1", retries=40)
         await viewer.should_see("first!")
         await viewer.should_not_see("This task has no steps recorded (yet).")
@@ -391,13 +462,20 @@ async def test_stats_page(viewer: User) -> None:
     errors = next(t for t in tables if any("occurrences" in r for r in t.rows))
     assert (errors.rows[0]["error_type"], errors.rows[0]["occurrences"]) == ("AssertionError", 3)
     assert ("TimeoutError", "Element not found", 2) in {
-        (r["error_type"], r["error_message"], r["occurrences"]) for r in errors.rows}
+        (r["error_type"], r["error_message"], r["occurrences"]) for r in errors.rows
+    }
     slowest = next(t for t in tables if any("duration" in r for r in t.rows))
     assert (slowest.rows[0]["task_id"], slowest.rows[0]["step_number"], slowest.rows[0]["duration"]) == (
-        "task-fail", 3, "4.00 s")
+        "task-fail",
+        3,
+        "4.00 s",
+    )
     assert "?step=" in slowest.slots["body-cell-task_id"].template
-    daily = next(c.options for c in viewer.find(ui.echart).elements if "legend" in c.options
-                 and "successful" in c.options["legend"]["data"])
+    daily = next(
+        c.options
+        for c in viewer.find(ui.echart).elements
+        if "legend" in c.options and "successful" in c.options["legend"]["data"]
+    )
     assert daily["animation"] is False and len(daily["xAxis"]["data"]) == 14
     assert sum(daily["series"][1]["data"]) == 1  # one failed task in the period
 
@@ -434,13 +512,12 @@ async def test_corrupt_backup_records_are_shown_not_fatal(tmp_path, data: datase
     dataset.write_backup(tmp_path / "b", data)
     journal = next((tmp_path / "b" / "journal").glob("*.log"))
     with journal.open("ab") as fh:
-        fh.write(b"00000000 {\"k\": \"step\"}\n")  # a record whose CRC does not match
+        fh.write(b'00000000 {"k": "step"}\n')  # a record whose CRC does not match
     async with viewer_user(BackupSource(tmp_path / "b")) as user:
         await user.open("/")
         await user.should_see(marker="problems")
         await user.should_see("1 record(s) in the data could not be read and were skipped")
         assert len(the(user, ui.table).rows) == 6
-
 
 
 async def test_empty_database(empty_source: DataSource) -> None:
@@ -485,12 +562,17 @@ async def test_a_screenshot_that_could_not_be_stored_shows_why(tmp_path) -> None
     task = dataset._task("lost-shot", "Lost screenshot", "success", timedelta(hours=1), 1000.0)
     b.ds.tasks = [task]
     step = b.step(task, 1, "action", 10.0)
-    step["metadata"] = {"screenshot_error": {"reason": "close_timeout",
-                                             "message": "the tracker closed before this screenshot was encoded"}}
+    step["metadata"] = {
+        "screenshot_error": {
+            "reason": "close_timeout",
+            "message": "the tracker closed before this screenshot was encoded",
+        }
+    }
     async with backup_viewer(tmp_path / "backup", b.ds) as user:
         await user.open("/tasks/lost-shot")
-        await user.should_see("screenshot not stored (close_timeout): the tracker closed before this screenshot "
-                              "was encoded")
+        await user.should_see(
+            "screenshot not stored (close_timeout): the tracker closed before this screenshot was encoded"
+        )
         user.find(marker="screenshot-missing")
 
 

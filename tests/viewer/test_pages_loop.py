@@ -70,7 +70,9 @@ async def test_task_metadata_in_header_and_list_columns(viewer: User) -> None:
     await viewer.open("/?cols=model,device&meta.device=pixel-7&sort=task_id&order=asc")
     table = the(viewer, ui.table)
     assert [(r["task_id"], r["m0"], r["m1"]) for r in table.rows] == [
-        ("task-fail", "claude", "pixel-7"), ("task-ok", "gpt-4o", "pixel-7")]
+        ("task-fail", "claude", "pixel-7"),
+        ("task-ok", "gpt-4o", "pixel-7"),
+    ]
     assert [c["label"] for c in table.columns][-2:] == ["model", "device"]
     await viewer.should_see("2 tasks")
 
@@ -82,7 +84,9 @@ async def test_running_task_goes_stale_and_stops_polling(viewer: User, stale_aft
     idle = datetime.now(UTC) - (dataset.NOW - timedelta(minutes=5, seconds=2))
     minutes = {int(idle.total_seconds() // 60) - 1, int(idle.total_seconds() // 60)}
     texts = [b.text for b in viewer.find(marker="stale").elements]
-    assert len(texts) == 1 and any(texts[0].startswith(f"stale · no new step for {m} min") for m in minutes), texts
+    assert len(texts) == 1 and any(
+        texts[0].startswith(f"stale · no new step for {m} min") for m in minutes
+    ), texts
     with viewer:
         assert not [t for t in ElementFilter(kind=ui.timer) if t.interval == 3.0]  # no live refresh
     await viewer.open("/")
@@ -100,19 +104,32 @@ async def test_live_task_keeps_polling(viewer: User) -> None:
 
 async def test_interrupted_tasks_say_why(tmp_path: Path) -> None:
     b = dataset._Builder()
-    killed = dataset._task("killed", "Killed run", "interrupted", timedelta(hours=1), 1000.0,
-                           metadata={"interrupted": {"signal": "SIGTERM"}})
-    gone = dataset._task("gone", "Gone run", "interrupted", timedelta(hours=2), 1000.0,
-                         metadata={"abandoned": {"pid": 4242, "host": "build-7",
-                                                 "detected_at": "2026-11-30T01:00:00+00:00"}})
+    killed = dataset._task(
+        "killed",
+        "Killed run",
+        "interrupted",
+        timedelta(hours=1),
+        1000.0,
+        metadata={"interrupted": {"signal": "SIGTERM"}},
+    )
+    gone = dataset._task(
+        "gone",
+        "Gone run",
+        "interrupted",
+        timedelta(hours=2),
+        1000.0,
+        metadata={"abandoned": {"pid": 4242, "host": "build-7", "detected_at": "2026-11-30T01:00:00+00:00"}},
+    )
     b.ds.tasks = [killed, gone]
     b.step(killed, 1, "thinking", 10.0, thinking="working")
     async with backup_viewer(tmp_path / "b", b.ds) as user:
         await user.open("/tasks/killed")
         await user.should_see("Interrupted by SIGTERM")
         await user.open("/tasks/gone")
-        await user.should_see("Abandoned: the recording process (pid 4242 on build-7) stopped without finishing, "
-                              "detected 2026-11-30 01:00:00 UTC")
+        await user.should_see(
+            "Abandoned: the recording process (pid 4242 on build-7) stopped without finishing, "
+            "detected 2026-11-30 01:00:00 UTC"
+        )
 
 
 async def test_compare_marks_the_first_divergence(viewer: User) -> None:
@@ -135,9 +152,13 @@ async def test_list_selection_opens_compare(viewer: User) -> None:
     button = next(iter(viewer.find(marker="compare-selected").elements))
     assert not button.enabled
     rows = [r for r in table.rows if r["task_id"] in ("task-ok", "task-fail")]
-    viewer.find(ui.table).trigger("selection", {"added": True, "rows": rows[:1], "keys": [rows[0]["task_id"]]})
+    viewer.find(ui.table).trigger(
+        "selection", {"added": True, "rows": rows[:1], "keys": [rows[0]["task_id"]]}
+    )
     assert not button.enabled  # one is not a comparison
-    viewer.find(ui.table).trigger("selection", {"added": True, "rows": rows[1:], "keys": [rows[1]["task_id"]]})
+    viewer.find(ui.table).trigger(
+        "selection", {"added": True, "rows": rows[1:], "keys": [rows[1]["task_id"]]}
+    )
     assert button.enabled
     viewer.find(marker="compare-selected").click()
     await viewer.should_see("Compare two tasks")
@@ -158,10 +179,24 @@ async def test_minimap_click_jumps_and_copy_link(viewer: User) -> None:
     await viewer.should_see("Step 1 of 120")
     minimap = next(iter(viewer.find(marker="minimap").elements))
     assert len(minimap.options["series"][0]["data"]) == 120
-    assert minimap.options["series"][0]["data"][39] == {"value": 50.0, "itemStyle": {"color": "#ef4444"}}  # failed
-    viewer.find(marker="minimap").trigger("componentClick", {
-        "componentType": "series", "seriesType": "bar", "seriesIndex": 0, "seriesName": "", "name": "60",
-        "dataIndex": 59, "data": 70.0, "dataType": None, "value": 70.0})
+    assert minimap.options["series"][0]["data"][39] == {
+        "value": 50.0,
+        "itemStyle": {"color": "#ef4444"},
+    }  # failed
+    viewer.find(marker="minimap").trigger(
+        "componentClick",
+        {
+            "componentType": "series",
+            "seriesType": "bar",
+            "seriesIndex": 0,
+            "seriesName": "",
+            "name": "60",
+            "dataIndex": 59,
+            "data": 70.0,
+            "dataType": None,
+            "value": 70.0,
+        },
+    )
     await viewer.should_see("Step 60 of 120")
     await viewer.should_see("Steps 51–100 of 120")
     viewer.find(marker="copy-link").click()
@@ -174,8 +209,18 @@ def test_steps_csv_has_the_step_name() -> None:
 
     from stepsdk.viewer.export import steps_csv
 
-    rows = [{"step_number": 1, "step_type": "action", "step_data": {
-        "kind": "http", "method": "GET", "url": "https://api.x/v1/forecast", "response": {"status_code": 404}}},
-        {"step_number": 2, "step_type": "action", "name": "Launch Settings"}]
+    rows = [
+        {
+            "step_number": 1,
+            "step_type": "action",
+            "step_data": {
+                "kind": "http",
+                "method": "GET",
+                "url": "https://api.x/v1/forecast",
+                "response": {"status_code": 404},
+            },
+        },
+        {"step_number": 2, "step_type": "action", "name": "Launch Settings"},
+    ]
     parsed = list(csv.DictReader(io.StringIO(steps_csv(rows).decode())))
     assert [r["name"] for r in parsed] == ["GET /v1/forecast → 404", "Launch Settings"]

@@ -21,27 +21,57 @@ from tests.viewer.test_sources import both
 def coords_dataset() -> dataset.Dataset:
     """Failed steps whose messages differ only in numbers and ids, recorded just now."""
     now = datetime.now(UTC)
-    task = {"task_id": "task-coords", "title": "Tap the button", "description": None, "agent": "coord-agent",
-            "status": "failed", "started_at": (now - timedelta(minutes=3)).isoformat(),
-            "finished_at": (now - timedelta(minutes=1)).isoformat(), "result": "gave up after 3 taps",
-            "error_message": None, "metadata": {}, "owner_id": None}
-    messages = ["no element at (180, 132)", "no element at (200, 90)",
-                "session 3f2a9c1e-8d7b-4c6a-9e5f-0a1b2c3d4e5f expired", "session 00000000-0000-4000-8000-0000000000aa expired",
-                "no element at (7, 7) "]
+    task = {
+        "task_id": "task-coords",
+        "title": "Tap the button",
+        "description": None,
+        "agent": "coord-agent",
+        "status": "failed",
+        "started_at": (now - timedelta(minutes=3)).isoformat(),
+        "finished_at": (now - timedelta(minutes=1)).isoformat(),
+        "result": "gave up after 3 taps",
+        "error_message": None,
+        "metadata": {},
+        "owner_id": None,
+    }
+    messages = [
+        "no element at (180, 132)",
+        "no element at (200, 90)",
+        "session 3f2a9c1e-8d7b-4c6a-9e5f-0a1b2c3d4e5f expired",
+        "session 00000000-0000-4000-8000-0000000000aa expired",
+        "no element at (7, 7) ",
+    ]
     steps = []
     for n, message in enumerate(messages, start=1):
-        steps.append({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"coords/{n}")), "task_id": "task-coords",
-                      "step_number": n, "step_type": "action", "step_data": {}, "thinking": f"tap number {n}",
-                      "action_result": None, "screenshot_path": None, "duration_ms": 100.0 * n, "success": False,
-                      "error_type": "LookupError", "error_message": message, "stack_trace": None,
-                      "started_at": None, "metadata": {},
-                      "created_at": (now - timedelta(minutes=2, seconds=-n)).isoformat()})
+        steps.append(
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"coords/{n}")),
+                "task_id": "task-coords",
+                "step_number": n,
+                "step_type": "action",
+                "step_data": {},
+                "thinking": f"tap number {n}",
+                "action_result": None,
+                "screenshot_path": None,
+                "duration_ms": 100.0 * n,
+                "success": False,
+                "error_type": "LookupError",
+                "error_message": message,
+                "stack_trace": None,
+                "started_at": None,
+                "metadata": {},
+                "created_at": (now - timedelta(minutes=2, seconds=-n)).isoformat(),
+            }
+        )
     return dataset.Dataset(tasks=[task], steps=steps)
 
 
 @pytest.fixture
-def both_sources(backup_source: BackupSource, supabase_source: SupabaseSource, _supabase_clients,
-                 ) -> tuple[BackupSource, SupabaseSource]:
+def both_sources(
+    backup_source: BackupSource,
+    supabase_source: SupabaseSource,
+    _supabase_clients,
+) -> tuple[BackupSource, SupabaseSource]:
     extra = coords_dataset()
     dataset.write_backup(backup_source.store.path, extra)
     dataset.write_supabase(_supabase_clients[0], extra)
@@ -79,8 +109,10 @@ def test_search_answers(both_sources) -> None:
     for source in both_sources:
         hits = source.search("not found")
         assert [(h["task_id"], h["field"], h["step_number"]) for h in hits] == [
-            ("task-fail", "error_message", None), ("task-fail", "error_message", 3),
-            ("task-fail", "error_message", 4)]
+            ("task-fail", "error_message", None),
+            ("task-fail", "error_message", 3),
+            ("task-fail", "error_message", 4),
+        ]
         assert hits[1]["snippet"] == "  Element not found\n"
         thinking = source.search("click buy")[0]
         assert thinking["field"] == "thinking" and thinking["snippet"].startswith("Plan: click buy <script>")
@@ -94,7 +126,9 @@ def test_error_groups_in_both_sources(both_sources) -> None:
     for source in both_sources:
         groups = source.top_errors(10, agent="coord-agent")
         assert [(g["error_message"], g["occurrences"]) for g in groups] == [
-            ("no element at (<n>, <n>)", 3), ("session <id> expired", 2)]
+            ("no element at (<n>, <n>)", 3),
+            ("session <id> expired", 2),
+        ]
         assert groups[0]["example_task_id"] == "task-coords"
 
 
@@ -156,8 +190,12 @@ async def test_stats_page_agent_filter(viewer: User) -> None:
 def test_backup_search_uses_the_index_not_a_scan(tmp_path: Path) -> None:
     source = BackupSource(tmp_path / "b")
     dataset.write_backup(tmp_path / "b", dataset.build())
-    plan = " ".join(str(r[-1]) for r in source._db().execute(
-        "explain query plan select rowid from docs_text where docs_text match ?", ('"wifi"',)))
+    plan = " ".join(
+        str(r[-1])
+        for r in source._db().execute(
+            "explain query plan select rowid from docs_text where docs_text match ?", ('"wifi"',)
+        )
+    )
     assert "VIRTUAL TABLE INDEX" in plan
 
 
@@ -165,10 +203,13 @@ def test_backup_meta_filter(tmp_path: Path) -> None:
     from stepsdk.viewer.data.base import Sort, TaskFilters
 
     base = dataset.build().tasks[0]
-    extra = dataset.Dataset(tasks=[
-        {**base, "task_id": "m1", "metadata": {"model": "glm-4", "device": "pixel", "n": 3, "ok": True}},
-        {**base, "task_id": "m2", "metadata": {"model": "glm-4", "device": "emulator"}},
-        {**base, "task_id": "m3", "metadata": {"model": "gpt", 'we"ird': "x"}}])
+    extra = dataset.Dataset(
+        tasks=[
+            {**base, "task_id": "m1", "metadata": {"model": "glm-4", "device": "pixel", "n": 3, "ok": True}},
+            {**base, "task_id": "m2", "metadata": {"model": "glm-4", "device": "emulator"}},
+            {**base, "task_id": "m3", "metadata": {"model": "gpt", 'we"ird': "x"}},
+        ]
+    )
     dataset.write_backup(tmp_path / "b", extra)
     source = BackupSource(tmp_path / "b")
 

@@ -28,8 +28,12 @@ def encrypted_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[P
     monkeypatch.setenv(_sensitive.ENV_KEY, KEY)
     root = tmp_path / "backup"
     with StepTracker("sens-view", backup_dir=root, supabase_url="", supabase_key="") as tracker:
-        tracker.record_step("action", {"screen": "login"}, screenshot=png_bytes(small_screen(seed=9, size=(180, 320))),
-                            sensitive=True)
+        tracker.record_step(
+            "action",
+            {"screen": "login"},
+            screenshot=png_bytes(small_screen(seed=9, size=(180, 320))),
+            sensitive=True,
+        )
     (path,) = [str(p.relative_to(root / "screenshots")) for p in (root / "screenshots").glob("*/*")]
     assert path.endswith(".enc")
     monkeypatch.delenv(_sensitive.ENV_KEY)
@@ -40,8 +44,13 @@ async def test_without_the_key_no_response_holds_the_image(encrypted_backup: tup
     root, path = encrypted_backup
     async with viewer_user(BackupSource(root)) as user:
         bodies = []
-        for url in ("/api/tasks/sens-view/report", "/api/tasks/sens-view/screenshots", "/api/tasks/sens-view/steps",
-                    f"/media/screenshots/{path}?fallback=true", "/tasks/sens-view"):
+        for url in (
+            "/api/tasks/sens-view/report",
+            "/api/tasks/sens-view/screenshots",
+            "/api/tasks/sens-view/steps",
+            f"/media/screenshots/{path}?fallback=true",
+            "/tasks/sens-view",
+        ):
             response = await user.http_client.get(url)
             assert response.status_code == 200, url
             bodies.append(response.content)
@@ -57,8 +66,9 @@ async def test_without_the_key_no_response_holds_the_image(encrypted_backup: tup
     assert list(_audit.read_local(root)) == []  # nothing was decrypted
 
 
-async def test_with_the_key_the_screen_is_shown_and_audited(encrypted_backup: tuple[Path, str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_with_the_key_the_screen_is_shown_and_audited(
+    encrypted_backup: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, path = encrypted_backup
     monkeypatch.setenv(_sensitive.ENV_KEY, KEY)
     async with viewer_user(BackupSource(root)) as user:
@@ -71,8 +81,9 @@ async def test_with_the_key_the_screen_is_shown_and_audited(encrypted_backup: tu
     assert (entry.action, entry.target, entry.count) == ("decrypt", path, 1)
 
 
-async def test_a_wrong_key_is_a_clear_message(encrypted_backup: tuple[Path, str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_wrong_key_is_a_clear_message(
+    encrypted_backup: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, path = encrypted_backup
     monkeypatch.setenv(_sensitive.ENV_KEY, _sensitive.generate_key())
     async with viewer_user(BackupSource(root)) as user:

@@ -35,8 +35,9 @@ def both(backup_source: BackupSource, supabase_source: SupabaseSource, call) -> 
     return norm(call(backup_source)), norm(call(supabase_source))
 
 
-def test_sources_agree_on_everything(backup_source: BackupSource, supabase_source: SupabaseSource,
-                                     data: dataset.Dataset) -> None:
+def test_sources_agree_on_everything(
+    backup_source: BackupSource, supabase_source: SupabaseSource, data: dataset.Dataset
+) -> None:
     calls = {
         "list": lambda s: s.list_tasks(TaskFilters(), Sort(), 1, 100),
         "list_by_failed": lambda s: s.list_tasks(TaskFilters(), Sort("failed_steps", True), 1, 3),
@@ -62,22 +63,32 @@ def test_sources_agree_on_everything(backup_source: BackupSource, supabase_sourc
         assert a == b, name
 
 
-def test_statistics_match_the_sql_console(stack, supabase_source: SupabaseSource,
-                                          backup_source: BackupSource) -> None:
+def test_statistics_match_the_sql_console(
+    stack, supabase_source: SupabaseSource, backup_source: BackupSource
+) -> None:
     summary = stack.sql("select * from public.task_summary order by task_id")
-    ours = {r["task_id"]: r for r in backup_source.list_tasks(TaskFilters(), Sort("task_id", False), 1, 100)[0]}
+    ours = {
+        r["task_id"]: r for r in backup_source.list_tasks(TaskFilters(), Sort("task_id", False), 1, 100)[0]
+    }
     assert len(summary) == len(ours) == 6
     for row in summary:
         mine = ours[row["task_id"]]
         for key in ("total_steps", "successful_steps", "failed_steps", "screenshots_count"):
             assert mine[key] == row[key], (row["task_id"], key)
-        for key in ("success_rate", "total_duration_ms", "avg_step_duration_ms", "p50_step_duration_ms",
-                    "p95_step_duration_ms", "duration_ms"):
+        for key in (
+            "success_rate",
+            "total_duration_ms",
+            "avg_step_duration_ms",
+            "p50_step_duration_ms",
+            "p95_step_duration_ms",
+            "duration_ms",
+        ):
             expected = None if row[key] is None else float(row[key])
             assert mine[key] == pytest.approx(expected), (row["task_id"], key)
     errors = stack.sql("select * from public.error_summary order by occurrences desc, last_seen desc")
     assert [(e["error_type"], e["error_message"], e["occurrences"]) for e in errors] == [
-        (e["error_type"], e["error_message"], e["occurrences"]) for e in backup_source.top_errors(10)]
+        (e["error_type"], e["error_message"], e["occurrences"]) for e in backup_source.top_errors(10)
+    ]
 
 
 def test_known_numbers(source: DataSource) -> None:
@@ -86,14 +97,20 @@ def test_known_numbers(source: DataSource) -> None:
     assert (stats["total_steps"], stats["successful_steps"], stats["failed_steps"]) == (5, 2, 3)
     assert float(stats["success_rate"]) == pytest.approx(0.4)
     assert stats["total_duration_ms"] == pytest.approx(8300.0)
-    assert stats["average_step_duration_ms"] == pytest.approx(8300.0 / 4)  # the step without a duration is left out
+    assert stats["average_step_duration_ms"] == pytest.approx(
+        8300.0 / 4
+    )  # the step without a duration is left out
     assert stats["screenshots_count"] == 1
     errors = source.top_errors(10)
     # "  Element not found\n" and "Element not found" are one group
     assert (errors[0]["error_type"], errors[0]["error_message"], errors[0]["occurrences"]) == (
-        "AssertionError", "screen did not change", 3)
+        "AssertionError",
+        "screen did not change",
+        3,
+    )
     assert {(e["error_message"], e["occurrences"]) for e in errors if e["error_type"] == "TimeoutError"} == {
-        ("Element not found", 2)}
+        ("Element not found", 2)
+    }
     assert source.slowest_steps(1)[0]["duration_ms"] == 4000.0
     assert source.get_task_stats("task-empty")["success_rate"] is None
     days = source.get_daily_stats(7)
@@ -129,8 +146,15 @@ def test_paging_past_the_end_is_empty(source: DataSource) -> None:
 
 
 def test_unknown_and_hostile_ids(source: DataSource) -> None:
-    for task_id in ["nope", "x" * 5000, "../../etc/passwd", "<script>alert(1)</script>", "\u202e\U0001f600 задача",
-                    "a\x00b", ""]:
+    for task_id in [
+        "nope",
+        "x" * 5000,
+        "../../etc/passwd",
+        "<script>alert(1)</script>",
+        "\u202e\U0001f600 задача",
+        "a\x00b",
+        "",
+    ]:
         assert source.get_task(task_id) is None
         assert source.get_task_stats(task_id) is None
         assert source.get_steps(task_id, 1, 10) == ([], 0)
@@ -196,8 +220,10 @@ def test_backup_source_sees_new_records_and_reports_corruption(tmp_path, data: d
 def test_percentile_matches_postgres(stack) -> None:
     values = [5.0, 1.0, 9.5, 3.25, 7.0, 100.0]
     for fraction in (0.0, 0.5, 0.95, 1.0):
-        row = stack.sql("select percentile_cont(%s) within group (order by v) as p from unnest(%s::float8[]) v",
-                        (fraction, values))
+        row = stack.sql(
+            "select percentile_cont(%s) within group (order by v) as p from unnest(%s::float8[]) v",
+            (fraction, values),
+        )
         assert percentile_cont(values, fraction) == pytest.approx(row[0]["p"])
 
 
@@ -215,15 +241,18 @@ def test_supabase_hang_and_errors_become_clear_messages(stack, supabase_source: 
     assert quick.get_steps("task-ok", 1, 10)[1] == 4  # the next call works
 
 
-def test_more_than_a_response_cap_of_screenshots_and_steps(stack, supabase_source: SupabaseSource,
-                                                             data: dataset.Dataset) -> None:
+def test_more_than_a_response_cap_of_screenshots_and_steps(
+    stack, supabase_source: SupabaseSource, data: dataset.Dataset
+) -> None:
     """PostgREST answers at most 1000 rows (db-max-rows): nothing past it may be dropped."""
     shot = data.screenshots[0]
     stack.sql("""insert into public.task_steps (id, task_id, step_number, step_type, duration_ms)
                  select md5('s' || n)::uuid, 'task-empty', n, 'action', n from generate_series(1, 1105) n""")
-    stack.sql("""insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
+    stack.sql(
+        """insert into public.step_screenshots (task_id, step_id, screenshot_path, file_size, file_hash)
                  select 'task-empty', md5('s' || n)::uuid, %s, 1, %s from generate_series(1, 1105) n""",
-              (shot["screenshot_path"], shot["file_hash"]))
+        (shot["screenshot_path"], shot["file_hash"]),
+    )
     assert len(supabase_source.get_screenshots("task-empty")) == 1105
     assert len(supabase_source.iter_all_steps("task-empty")) == 1105
     assert [d["step_number"] for d in supabase_source.step_durations("task-empty")] == list(range(1, 1106))

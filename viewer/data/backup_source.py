@@ -50,20 +50,43 @@ log = logging.getLogger("stepsdk.viewer.backup")
 CACHE_ENTRIES = 256
 T = TypeVar("T")
 SUMMARY_COLUMNS = (
-    "task_id", "title", "agent", "status", "started_at", "finished_at", "duration_ms", "total_steps",
-    "successful_steps", "failed_steps", "success_rate", "total_duration_ms", "avg_step_duration_ms",
-    "p50_step_duration_ms", "p95_step_duration_ms", "screenshots_count", "last_step_at",
+    "task_id",
+    "title",
+    "agent",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "total_steps",
+    "successful_steps",
+    "failed_steps",
+    "success_rate",
+    "total_duration_ms",
+    "avg_step_duration_ms",
+    "p50_step_duration_ms",
+    "p95_step_duration_ms",
+    "screenshots_count",
+    "last_step_at",
 )
 # What a sort column orders by in the index (text columns case-insensitively, times as instants).
 _SORT_EXPR = {
-    "started_at": "started_epoch", "finished_at": "finished_epoch", "task_id": "task_id",
-    "title": "title_fold", "agent": "agent_fold", "status": "status", "total_steps": "total_steps",
-    "failed_steps": "failed_steps", "success_rate": "success_rate", "duration_ms": "duration_ms",
+    "started_at": "started_epoch",
+    "finished_at": "finished_epoch",
+    "task_id": "task_id",
+    "title": "title_fold",
+    "agent": "agent_fold",
+    "status": "status",
+    "total_steps": "total_steps",
+    "failed_steps": "failed_steps",
+    "success_rate": "success_rate",
+    "duration_ms": "duration_ms",
 }
 
 
 class BackupSource(DataSource):
-    def __init__(self, path: str | os.PathLike[str], index_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], index_path: str | os.PathLike[str] | None = None
+    ) -> None:
         self.store = BackupStore(path)
         self.index = BackupIndex(path, index_path)
         self.description = f"backup: {Path(path)}"
@@ -123,14 +146,23 @@ class BackupSource(DataSource):
         expr = _SORT_EXPR[sort.column]
         # PostgreSQL puts nulls first when descending, last when ascending; ties by task_id
         order = f"{expr} desc nulls first" if sort.descending else f"{expr} asc nulls last"
-        rows = list(iter_rows(db, f"select {', '.join(SUMMARY_COLUMNS)} from summary {where} "
-                                  f"order by {order}, task_id limit ? offset ?",
-                              [*params, per_page, (page - 1) * per_page]))
+        rows = list(
+            iter_rows(
+                db,
+                f"select {', '.join(SUMMARY_COLUMNS)} from summary {where} "
+                f"order by {order}, task_id limit ? offset ?",
+                [*params, per_page, (page - 1) * per_page],
+            )
+        )
         if rows:  # the task list shows chosen metadata keys as columns (issue #13)
             marks = ",".join("?" * len(rows))
-            meta = {tid: json.loads(m) if m else {} for tid, m in db.execute(
-                f"select task_id, json_extract(rec, '$.row.metadata') from tasks where task_id in ({marks})",
-                [r["task_id"] for r in rows])}
+            meta = {
+                tid: json.loads(m) if m else {}
+                for tid, m in db.execute(
+                    f"select task_id, json_extract(rec, '$.row.metadata') from tasks where task_id in ({marks})",
+                    [r["task_id"] for r in rows],
+                )
+            }
             for r in rows:
                 r["metadata"] = meta.get(r["task_id"]) or {}
         return rows, total
@@ -142,8 +174,10 @@ class BackupSource(DataSource):
         task = db.execute("select rec from tasks where task_id = ?", (task_id,)).fetchone()
         if task is None:
             return None
-        summary = next(iter_rows(db, f"select {', '.join(SUMMARY_COLUMNS)} from summary where task_id = ?",
-                                 (task_id,)), {})
+        summary = next(
+            iter_rows(db, f"select {', '.join(SUMMARY_COLUMNS)} from summary where task_id = ?", (task_id,)),
+            {},
+        )
         return {**load_row(task[0]), **summary}
 
     def get_steps(self, task_id: str, page: int, per_page: int) -> tuple[list[Row], int]:
@@ -152,45 +186,69 @@ class BackupSource(DataSource):
             return [], 0
         db = self._db()
         total = int(db.execute("select count(*) from steps where task_id = ?", (task_id,)).fetchone()[0])
-        rows = [load_row(r[0]) for r in db.execute(
-            "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
-            (task_id, per_page, (page - 1) * per_page))]
+        rows = [
+            load_row(r[0])
+            for r in db.execute(
+                "select rec from steps where task_id = ? order by step_number, id limit ? offset ?",
+                (task_id, per_page, (page - 1) * per_page),
+            )
+        ]
         return rows, total
 
     def iter_all_steps(self, task_id: str, chunk: int = 100) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        return [load_row(r[0]) for r in self._db().execute(
-            "select rec from steps where task_id = ? order by step_number, id", (task_id,))]
+        return [
+            load_row(r[0])
+            for r in self._db().execute(
+                "select rec from steps where task_id = ? order by step_number, id", (task_id,)
+            )
+        ]
 
     def step_durations(self, task_id: str) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        rows = iter_rows(self._db(), "select step_number, step_type, duration_ms, success from steps "
-                                     "where task_id = ? order by step_number, id", (task_id,))
+        rows = iter_rows(
+            self._db(),
+            "select step_number, step_type, duration_ms, success from steps "
+            "where task_id = ? order by step_number, id",
+            (task_id,),
+        )
         return [{**r, "success": bool(r["success"])} for r in rows]
 
     def get_task_stats(self, task_id: str) -> Row | None:
         if not is_plausible_task_id(task_id):
             return None
-        return next(iter_rows(self._db(), """
+        return next(
+            iter_rows(
+                self._db(),
+                """
             select total_steps, successful_steps, failed_steps, success_rate, total_duration_ms,
                    avg_step_duration_ms as average_step_duration_ms, screenshots_count
-            from summary where task_id = ?""", (task_id,)), None)
+            from summary where task_id = ?""",
+                (task_id,),
+            ),
+            None,
+        )
 
     def get_screenshots(self, task_id: str, step_ids: list[str] | None = None) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        rows = [load_row(r[0]) for r in self._db().execute(
-            "select rec from shots where task_id = ?", (task_id,))]
+        rows = [
+            load_row(r[0]) for r in self._db().execute("select rec from shots where task_id = ?", (task_id,))
+        ]
         if step_ids is not None:
             wanted = set(step_ids)
             rows = [r for r in rows if r.get("step_id") in wanted]
         return sorted(rows, key=lambda r: (_instant(r.get("created_at")), str(r.get("id"))))
 
     def agents(self) -> list[str]:
-        return [r[0] for r in self._db().execute(
-            "select distinct agent from tasks where agent is not null and agent <> '' order by agent")]
+        return [
+            r[0]
+            for r in self._db().execute(
+                "select distinct agent from tasks where agent is not null and agent <> '' order by agent"
+            )
+        ]
 
     # -- statistics -------------------------------------------------------------------------
     def get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
@@ -201,7 +259,11 @@ class BackupSource(DataSource):
         today = datetime.now(UTC).date()
         first = today - timedelta(days=days - 1)
         agent_sql = " and agent = ?" if agent else ""
-        found = {r["day"]: r for r in iter_rows(self._db(), f"""
+        found = {
+            r["day"]: r
+            for r in iter_rows(
+                self._db(),
+                f"""
             select day, count(*) as tasks,
                    sum(status = 'success') as successful_tasks, sum(status = 'failed') as failed_tasks,
                    sum(status = 'running') as running_tasks, sum(status = 'interrupted') as interrupted_tasks,
@@ -210,7 +272,10 @@ class BackupSource(DataSource):
                    min(duration_ms) as min_task_duration_ms, avg(duration_ms) as avg_task_duration_ms,
                    max(duration_ms) as max_task_duration_ms, group_concat(duration_ms) as durations
             from summary indexed by summary_day where day between ? and ?{agent_sql}
-            group by day""", [first.isoformat(), today.isoformat(), *([agent] if agent else [])])}
+            group by day""",
+                [first.isoformat(), today.isoformat(), *([agent] if agent else [])],
+            )
+        }
         out = []
         for i in range(days):
             day = (first + timedelta(days=i)).isoformat()
@@ -219,29 +284,54 @@ class BackupSource(DataSource):
                 durations = _floats(row.pop("durations"))
                 row["p50_task_duration_ms"] = percentile_cont(durations, 0.5)
                 row["p95_task_duration_ms"] = percentile_cont(durations, 0.95)
-            out.append(row if row else {
-                "day": day, "tasks": 0, "successful_tasks": 0, "failed_tasks": 0, "running_tasks": 0,
-                "interrupted_tasks": 0, "task_success_rate": None, "steps": 0, "failed_steps": 0,
-                "min_task_duration_ms": None, "avg_task_duration_ms": None, "max_task_duration_ms": None,
-                "p50_task_duration_ms": None, "p95_task_duration_ms": None})
+            out.append(
+                row
+                if row
+                else {
+                    "day": day,
+                    "tasks": 0,
+                    "successful_tasks": 0,
+                    "failed_tasks": 0,
+                    "running_tasks": 0,
+                    "interrupted_tasks": 0,
+                    "task_success_rate": None,
+                    "steps": 0,
+                    "failed_steps": 0,
+                    "min_task_duration_ms": None,
+                    "avg_task_duration_ms": None,
+                    "max_task_duration_ms": None,
+                    "p50_task_duration_ms": None,
+                    "p95_task_duration_ms": None,
+                }
+            )
         return out
 
-    def step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
-                            agent: str | None = None) -> list[Row]:
-        return self._cached(("types", task_id, since, agent),
-                            lambda: self._step_type_breakdown(task_id, since=since, agent=agent))
+    def step_type_breakdown(
+        self, task_id: str | None = None, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
+        return self._cached(
+            ("types", task_id, since, agent),
+            lambda: self._step_type_breakdown(task_id, since=since, agent=agent),
+        )
 
-    def _step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
-                             agent: str | None = None) -> list[Row]:
+    def _step_type_breakdown(
+        self, task_id: str | None = None, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
         if task_id is not None and not is_plausible_task_id(task_id):
             return []
         where, params = _step_where(task_id, since, agent)
         db = self._db()
         if task_id is not None:  # one task's steps, through (task_id, step_number)
-            rows = list(iter_rows(db, f"""
+            rows = list(
+                iter_rows(
+                    db,
+                    f"""
                 select step_type, count(*) as steps, sum(1 - success) as failed_steps,
                        avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
-                from steps s indexed by steps_task {where} group by step_type order by step_type""", params))
+                from steps s indexed by steps_task {where} group by step_type order by step_type""",
+                    params,
+                )
+            )
             for row in rows:
                 row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
             return rows
@@ -250,51 +340,81 @@ class BackupSource(DataSource):
         rows = []
         # one index range per step type (step_type, created_epoch, ...): no sort of the period's steps
         for (step_type,) in db.execute("select step_type from step_types order by step_type").fetchall():
-            row = next(iter_rows(db, f"""
+            row = next(
+                iter_rows(
+                    db,
+                    f"""
                 select ? as step_type, count(*) as steps, sum(1 - success) as failed_steps,
                        avg(duration_ms) as avg_duration_ms, group_concat(duration_ms) as durations
-                from steps s {where} and s.step_type = ?""", [step_type, *params, step_type]))
+                from steps s {where} and s.step_type = ?""",
+                    [step_type, *params, step_type],
+                )
+            )
             if row["steps"]:
                 # percentile_cont of the group's durations (group_concat: one call, not one per row)
                 row["p95_duration_ms"] = percentile_cont(_floats(row.pop("durations")), 0.95)
                 rows.append(row)
         return rows
 
-    def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
-        return self._cached(("errors", limit, since, agent), lambda: self._top_errors(limit, since=since, agent=agent))
+    def top_errors(
+        self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
+        return self._cached(
+            ("errors", limit, since, agent), lambda: self._top_errors(limit, since=since, agent=agent)
+        )
 
-    def _top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+    def _top_errors(
+        self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
         where, params = _step_where(None, since, agent)
         db = self._db()
-        groups = list(iter_rows(db, f"""
+        groups = list(
+            iter_rows(
+                db,
+                f"""
             select error_type, err_group as error_message, count(*) as occurrences,
                    count(distinct task_id) as tasks_affected,
                    min(created_epoch) as first_seen, max(created_epoch) as last_seen
             from steps s {where} and success = 0
             group by error_type, err_group
-            order by occurrences desc, last_seen desc nulls last limit ?""", [*params, limit]))
+            order by occurrences desc, last_seen desc nulls last limit ?""",
+                [*params, limit],
+            )
+        )
         for g in groups:
-            example = db.execute(f"""
+            example = db.execute(
+                f"""
                 select task_id, id, json_extract(rec, '$.row.name') from steps s {where} and success = 0
                 and error_type is ? and err_group is ?
                 order by created_epoch desc nulls last, id limit 1""",
-                                 [*params, g["error_type"], g["error_message"]]).fetchone()
+                [*params, g["error_type"], g["error_message"]],
+            ).fetchone()
             g["first_seen"], g["last_seen"] = iso(g["first_seen"]), iso(g["last_seen"])
             g["example_task_id"], g["example_step_id"], g["example_step_name"] = example
         return groups
 
-    def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
-        return self._cached(("slowest", limit, since, agent), lambda: self._slowest_steps(limit, since, agent=agent))
+    def slowest_steps(
+        self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None
+    ) -> list[Row]:
+        return self._cached(
+            ("slowest", limit, since, agent), lambda: self._slowest_steps(limit, since, agent=agent)
+        )
 
-    def _slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
+    def _slowest_steps(
+        self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None
+    ) -> list[Row]:
         check_limit(limit)
         where, params = _step_where(None, since, agent)
-        rows = iter_rows(self._db(), f"""
+        rows = iter_rows(
+            self._db(),
+            f"""
             select s.id as step_id, s.task_id, s.step_number, s.step_type,
                    json_extract(s.rec, '$.row.name') as name, s.duration_ms, s.success,
                    s.created_at, (select t.title from tasks t where t.task_id = s.task_id) as task_title
             from steps s indexed by steps_slow {where} and s.duration_ms is not null
-            order by s.duration_ms desc, s.id limit ?""", [*params, limit])
+            order by s.duration_ms desc, s.id limit ?""",
+            [*params, limit],
+        )
         return [{**r, "success": bool(r["success"])} for r in rows]
 
     def search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
@@ -307,11 +427,14 @@ class BackupSource(DataSource):
         # search rows are numbered by their task's start second (high bits): walking them in
         # descending order meets the newest tasks first, so we stop once `limit` matches and every
         # match of the last second are in, then order those exactly
-        cur = self._db().execute(f"""
+        cur = self._db().execute(
+            f"""
             select x.rowid >> 32 as sec, t.started_epoch, t.task_id, t.title, t.agent, t.status, t.started_at,
                    d.field, d.step_id, d.step_number, x.text
             from docs_text x join docs d on d.docid = x.rowid join tasks t on t.task_id = d.task_id
-            where docs_text match ?{agent_sql} order by x.rowid desc""", [phrase, *([agent] if agent else [])])
+            where docs_text match ?{agent_sql} order by x.rowid desc""",
+            [phrase, *([agent] if agent else [])],
+        )
         found: list[tuple] = []
         for row in cur:
             if len(found) >= limit and row[0] != found[-1][0]:
@@ -319,7 +442,9 @@ class BackupSource(DataSource):
             found.append(tuple(row))
         found.sort(key=lambda r: (r[1] is None, -(r[1] or 0.0), r[2], r[9] is not None, r[9] or 0, r[7]))
         keys = ("task_id", "title", "agent", "status", "started_at", "field", "step_id", "step_number")
-        return [{**dict(zip(keys, r[2:10], strict=True)), "snippet": snippet(r[10], text)} for r in found[:limit]]
+        return [
+            {**dict(zip(keys, r[2:10], strict=True)), "snippet": snippet(r[10], text)} for r in found[:limit]
+        ]
 
     # -- usage, error categories, a step's screenshot (issue #14; stepsdk.ops.stats holds the
     # SQL's definitions in Python): over the merged snapshot, read again when the index changes.
@@ -366,12 +491,17 @@ class BackupSource(DataSource):
     def _error_categories(self) -> list[Row]:
         """``_ops_stats.error_categories`` (``error_category_summary``) as an index query: the
         statistics page asks for it, and merging the whole backup in memory does not scale."""
-        rows = list(iter_rows(self._db(), """
+        rows = list(
+            iter_rows(
+                self._db(),
+                """
             select category as error_category, count(*) as failed_steps,
                    count(distinct task_id) as tasks_affected, min(created_epoch) as first_seen,
                    max(created_epoch) as last_seen
             from steps indexed by steps_categories where success = 0 and strict_fail = 1 and task_known = 1
-            group by category"""))
+            group by category""",
+            )
+        )
         for r in rows:
             r["first_seen"], r["last_seen"] = iso(r["first_seen"]), iso(r["last_seen"])
         rows.sort(key=lambda r: (-r["failed_steps"], r["error_category"] is None, r["error_category"] or ""))
@@ -382,12 +512,20 @@ class BackupSource(DataSource):
         check_limit(limit)
         snap = self._snapshot()
         wanted = None if category == "none" else category
-        rows = [s for s in _all_steps(snap) if s.get("success") is False
-                and (category is None or s.get("error_category") == wanted)]
+        rows = [
+            s
+            for s in _all_steps(snap)
+            if s.get("success") is False and (category is None or s.get("error_category") == wanted)
+        ]
         rows.sort(key=lambda s: str(s.get("id")))
-        rows.sort(key=lambda s: (_stats.parse_ts(s.get("created_at")) or _EPOCH), reverse=True)
-        return [{**{k: s.get(k) for k in FAILED_STEP_COLUMNS}, "task_title": snap.tasks[s["task_id"]].get("title")}
-                for s in rows[:limit]]
+        rows.sort(key=lambda s: _stats.parse_ts(s.get("created_at")) or _EPOCH, reverse=True)
+        return [
+            {
+                **{k: s.get(k) for k in FAILED_STEP_COLUMNS},
+                "task_title": snap.tasks[s["task_id"]].get("title"),
+            }
+            for s in rows[:limit]
+        ]
 
     def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
         if not is_safe_screenshot_path(screenshot_path):
@@ -444,17 +582,27 @@ def _period_type_breakdown(db: sqlite3.Connection, since: datetime | None, agent
         params.append(agent)
     where = " and ".join(clauses) or "1"
     rows = []
-    for step_type, steps, failed, dur_n, dur_sum in db.execute(f"""
+    for step_type, steps, failed, dur_n, dur_sum in db.execute(
+        f"""
             select step_type, sum(steps), sum(failed), sum(dur_n), sum(dur_sum) from type_days
-            where {where} group by step_type having sum(steps) > 0 order by step_type""", params).fetchall():
-        rows.append({"step_type": step_type, "steps": steps, "failed_steps": failed,
-                     "avg_duration_ms": dur_sum / dur_n if dur_n else None,
-                     "p95_duration_ms": _bucket_percentile(db, step_type, where, params, dur_n, 0.95)})
+            where {where} group by step_type having sum(steps) > 0 order by step_type""",
+        params,
+    ).fetchall():
+        rows.append(
+            {
+                "step_type": step_type,
+                "steps": steps,
+                "failed_steps": failed,
+                "avg_duration_ms": dur_sum / dur_n if dur_n else None,
+                "p95_duration_ms": _bucket_percentile(db, step_type, where, params, dur_n, 0.95),
+            }
+        )
     return rows
 
 
-def _bucket_percentile(db: sqlite3.Connection, step_type: str, where: str, params: list[object], count: int,
-                       fraction: float) -> float | None:
+def _bucket_percentile(
+    db: sqlite3.Connection, step_type: str, where: str, params: list[object], count: int, fraction: float
+) -> float | None:
     """PostgreSQL's percentile_cont of the durations of one step type's steps matching ``where``
     (on day and agent): the bucket counts locate the ranks, the ``steps_dur`` index walks only that
     bucket's steps in duration order (buckets are monotonic in the duration)."""
@@ -462,17 +610,25 @@ def _bucket_percentile(db: sqlite3.Connection, step_type: str, where: str, param
         return None
     pos = fraction * (count - 1)
     low, high = math.floor(pos), math.ceil(pos)
-    buckets = db.execute(f"select bucket, sum(n) from type_hist where step_type = ? and {where} "
-                         "group by bucket having sum(n) > 0 order by bucket", [step_type, *params]).fetchall()
+    buckets = db.execute(
+        f"select bucket, sum(n) from type_hist where step_type = ? and {where} "
+        "group by bucket having sum(n) > 0 order by bucket",
+        [step_type, *params],
+    ).fetchall()
     values: dict[int, float] = {}
     seen = 0
     for bucket, n in buckets:
         wanted = [r for r in (low, high) if seen <= r < seen + n and r not in values]
         if wanted:
-            found = [r[0] for r in db.execute(
-                f"select duration_ms from steps indexed by steps_dur where step_type = ? and dbucket = ? "
-                f"and duration_ms is not null and task_known = 1 and {where} order by duration_ms "
-                "limit ? offset ?", [step_type, bucket, *params, max(wanted) - min(wanted) + 1, min(wanted) - seen])]
+            found = [
+                r[0]
+                for r in db.execute(
+                    f"select duration_ms from steps indexed by steps_dur where step_type = ? and dbucket = ? "
+                    f"and duration_ms is not null and task_known = 1 and {where} order by duration_ms "
+                    "limit ? offset ?",
+                    [step_type, bucket, *params, max(wanted) - min(wanted) + 1, min(wanted) - seen],
+                )
+            ]
             for r in wanted:
                 values[r] = float(found[r - min(wanted)])
         seen += n
@@ -518,10 +674,12 @@ def _where(f: TaskFilters) -> tuple[str, list[object]]:
         params.append(f.started_to.timestamp())
     for key, value in sorted(f.meta.items()):
         # json_each, not a JSON path: any key works (quotes, dots...); values compare as text
-        clauses.append("task_id in (select t.task_id from tasks t, json_each(t.rec, '$.row.metadata') j "
-                       "where j.key = ? and case j.type when 'text' then j.value when 'true' then 'true' "
-                       "when 'false' then 'false' when 'integer' then cast(j.value as text) "
-                       "when 'real' then cast(j.value as text) end = ?)")
+        clauses.append(
+            "task_id in (select t.task_id from tasks t, json_each(t.rec, '$.row.metadata') j "
+            "where j.key = ? and case j.type when 'text' then j.value when 'true' then 'true' "
+            "when 'false' then 'false' when 'integer' then cast(j.value as text) "
+            "when 'real' then cast(j.value as text) end = ?)"
+        )
         params += [key, value]
     return ("where " + " and ".join(clauses)) if clauses else "", params
 

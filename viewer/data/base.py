@@ -20,12 +20,30 @@ Row = dict[str, Any]
 
 STATUSES = TASK_STATUSES
 # task_steps.error_category values (ERROR_CATEGORIES); "none" filters steps without one
-FAILED_STEP_COLUMNS = ("id", "task_id", "step_number", "step_type", "name", "error_type", "error_message",
-                       "error_category", "duration_ms", "created_at")
+FAILED_STEP_COLUMNS = (
+    "id",
+    "task_id",
+    "step_number",
+    "step_type",
+    "name",
+    "error_type",
+    "error_message",
+    "error_category",
+    "duration_ms",
+    "created_at",
+)
 # Columns of the task list a user may sort by (all are task_summary columns).
 SORT_COLUMNS = (
-    "started_at", "finished_at", "task_id", "title", "agent", "status",
-    "total_steps", "failed_steps", "success_rate", "duration_ms",
+    "started_at",
+    "finished_at",
+    "task_id",
+    "title",
+    "agent",
+    "status",
+    "total_steps",
+    "failed_steps",
+    "success_rate",
+    "duration_ms",
 )
 MAX_PER_PAGE = 100
 # Content-addressed keys the SDK writes (<sha[0:2]>/<sha>.webp) and other plain object keys;
@@ -51,9 +69,14 @@ class TaskFilters:
     meta: dict[str, str] = field(default_factory=dict)  # task metadata key -> value, equality (as text)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.meta, dict) or len(self.meta) > 10 or not all(
+        if (
+            not isinstance(self.meta, dict)
+            or len(self.meta) > 10
+            or not all(
                 isinstance(k, str) and _META_KEY.match(k) and isinstance(v, str) and len(v) <= 500
-                for k, v in self.meta.items()):
+                for k, v in self.meta.items()
+            )
+        ):
             raise ValueError("meta must map at most 10 metadata keys (letters, digits, _) to text values")
         if self.status is not None and self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
@@ -64,8 +87,9 @@ class TaskFilters:
         if len(self.search) > 500:
             raise ValueError("search must be at most 500 characters")
         if not isinstance(self.meta, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 200 and len(v) <= 500
-                for k, v in self.meta.items()):
+            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 200 and len(v) <= 500
+            for k, v in self.meta.items()
+        ):
             raise ValueError("meta must map metadata keys (1..200 characters) to string values")
 
 
@@ -176,17 +200,22 @@ class DataSource(ABC):
         (only ``agent``'s tasks when given)."""
 
     @abstractmethod
-    def step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
-                            agent: str | None = None) -> list[Row]:
+    def step_type_breakdown(
+        self, task_id: str | None = None, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
         """Per step_type: steps, failed_steps, avg and p95 duration (all tasks, or one; steps
         created at or after ``since``; tasks of ``agent``)."""
 
     @abstractmethod
-    def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+    def top_errors(
+        self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
         """error_summary rows (errors grouped by type and normalized message), most frequent first."""
 
     @abstractmethod
-    def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
+    def slowest_steps(
+        self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None
+    ) -> list[Row]:
         """stepsdk_slowest_steps rows."""
 
     @abstractmethod

@@ -62,18 +62,22 @@ class SupabaseSource(DataSource):
         self.client: Client = self._client
         self.can_delete = access_token is None and is_secret_key(key)
         parts = urlsplit(url)  # shown in the page header: never any user:password@ part
-        self.description = f"supabase: {parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+        self.description = (
+            f"supabase: {parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except httpx.HTTPError as exc:
-            raise SourceUnavailable(self._safe(f"Supabase is unreachable while reading {what} "
-                                               f"({type(exc).__name__})")) from None
+            raise SourceUnavailable(
+                self._safe(f"Supabase is unreachable while reading {what} ({type(exc).__name__})")
+            ) from None
         except APIError as exc:
-            raise SourceUnavailable(self._safe(f"Supabase refused to read {what}: "
-                                               f"{exc.code or ''} {exc.message or ''}".strip())) from None
+            raise SourceUnavailable(
+                self._safe(f"Supabase refused to read {what}: {exc.code or ''} {exc.message or ''}".strip())
+            ) from None
 
     def _safe(self, message: str) -> str:
         for secret in self._secrets:
@@ -88,7 +92,9 @@ class SupabaseSource(DataSource):
         until a short page."""
         out: list[Row] = []
         while True:
-            batch = self._call(what, lambda: list(query().range(len(out), len(out) + 999).execute().data or []))
+            batch = self._call(
+                what, lambda: list(query().range(len(out), len(out) + 999).execute().data or [])
+            )
             out.extend(_public(r) for r in batch)
             if len(batch) < 1000:
                 return out
@@ -104,8 +110,14 @@ class SupabaseSource(DataSource):
             q = q.order(sort.column, desc=sort.descending, nullsfirst=sort.descending)
             if sort.column != "task_id":
                 q = q.order("task_id")
-            return _page_and_count(q, start, per_page, lambda: _apply_filters(
-                self._table("tasks").select("task_id", count="exact", head=True), filters))
+            return _page_and_count(
+                q,
+                start,
+                per_page,
+                lambda: _apply_filters(
+                    self._table("tasks").select("task_id", count="exact", head=True), filters
+                ),
+            )
 
         return self._call("the task list", query)
 
@@ -129,10 +141,21 @@ class SupabaseSource(DataSource):
         start = (page - 1) * per_page
 
         def query() -> tuple[list[Row], int]:
-            q = (self._table("task_steps").select("*", count="exact").eq("task_id", task_id)
-                 .order("step_number").order("id"))
-            return _page_and_count(q, start, per_page, lambda: self._table("task_steps").select(
-                "id", count="exact", head=True).eq("task_id", task_id))
+            q = (
+                self._table("task_steps")
+                .select("*", count="exact")
+                .eq("task_id", task_id)
+                .order("step_number")
+                .order("id")
+            )
+            return _page_and_count(
+                q,
+                start,
+                per_page,
+                lambda: (
+                    self._table("task_steps").select("id", count="exact", head=True).eq("task_id", task_id)
+                ),
+            )
 
         return self._call("the steps", query)
 
@@ -142,8 +165,10 @@ class SupabaseSource(DataSource):
     def get_task_stats(self, task_id: str) -> Row | None:
         if not is_plausible_task_id(task_id):
             return None
-        rows = self._call("the task statistics",
-                          lambda: self._client.rpc("stepsdk_task_stats", {"p_task_id": task_id}).execute().data)
+        rows = self._call(
+            "the task statistics",
+            lambda: self._client.rpc("stepsdk_task_stats", {"p_task_id": task_id}).execute().data,
+        )
         return _num(rows[0]) if rows else None
 
     def get_screenshots(self, task_id: str, step_ids: list[str] | None = None) -> list[Row]:
@@ -166,13 +191,22 @@ class SupabaseSource(DataSource):
             return None
 
         def query() -> str | None:
-            rows = self._table("task_steps").select("screenshot_path").eq("id", step_id).limit(1).execute().data
+            rows = (
+                self._table("task_steps").select("screenshot_path").eq("id", step_id).limit(1).execute().data
+            )
             if not rows:
                 return None
             if rows[0].get("screenshot_path"):
                 return str(rows[0]["screenshot_path"])
-            shots = (self._table("step_screenshots").select("screenshot_path").eq("step_id", step_id)
-                     .order("created_at", desc=True).limit(1).execute().data)
+            shots = (
+                self._table("step_screenshots")
+                .select("screenshot_path")
+                .eq("step_id", step_id)
+                .order("created_at", desc=True)
+                .limit(1)
+                .execute()
+                .data
+            )
             return str(shots[0]["screenshot_path"]) if shots else None
 
         return self._call("the step's screenshot", query)
@@ -180,86 +214,149 @@ class SupabaseSource(DataSource):
     def step_durations(self, task_id: str) -> list[Row]:
         if not is_plausible_task_id(task_id):
             return []
-        return self._all_rows("the step durations", lambda: self._table("task_steps").select(
-            "step_number,step_type,duration_ms,success").eq("task_id", task_id).order("step_number"))
+        return self._all_rows(
+            "the step durations",
+            lambda: (
+                self._table("task_steps")
+                .select("step_number,step_type,duration_ms,success")
+                .eq("task_id", task_id)
+                .order("step_number")
+            ),
+        )
 
     def agents(self) -> list[str]:
         # PostgREST has no DISTINCT: the agents of the most recent 1000 tasks are what people filter by.
-        rows = self._call("the agents", lambda: self._table("tasks").select("agent").not_.is_("agent", "null")
-                          .order("started_at", desc=True).limit(1000).execute().data or [])
+        rows = self._call(
+            "the agents",
+            lambda: (
+                self._table("tasks")
+                .select("agent")
+                .not_.is_("agent", "null")
+                .order("started_at", desc=True)
+                .limit(1000)
+                .execute()
+                .data
+                or []
+            ),
+        )
         return sorted({r["agent"] for r in rows if r.get("agent")})
 
     # -- statistics -------------------------------------------------------------------------
     def get_daily_stats(self, days: int, agent: str | None = None) -> list[Row]:
         check_days(days)
         if agent:
-            call = lambda: self._client.rpc(  # noqa: E731
-                "stepsdk_daily_stats_for", {"days": days, "p_agent": agent}).execute().data or []
+            name, params = "stepsdk_daily_stats_for", {"days": days, "p_agent": agent}
         else:
-            call = lambda: self._client.rpc("stepsdk_daily_stats", {"days": days}).execute().data or []  # noqa: E731
+            name, params = "stepsdk_daily_stats", {"days": days}
+
+        def call() -> Any:
+            return self._client.rpc(name, params).execute().data or []
+
         return [_num(r) for r in self._call("the daily statistics", call)]
 
-    def step_type_breakdown(self, task_id: str | None = None, *, since: datetime | None = None,
-                            agent: str | None = None) -> list[Row]:
+    def step_type_breakdown(
+        self, task_id: str | None = None, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
         if task_id is not None and not is_plausible_task_id(task_id):
             return []
         params = {"p_since": _iso(since), "p_agent": agent or None, "p_task_id": task_id}
-        return [_num(r) for r in self._call("the step types", lambda: self._client.rpc(
-            "stepsdk_step_types", params).execute().data) or []]
+        return [
+            _num(r)
+            for r in self._call(
+                "the step types", lambda: self._client.rpc("stepsdk_step_types", params).execute().data
+            )
+            or []
+        ]
 
-    def top_errors(self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None) -> list[Row]:
+    def top_errors(
+        self, limit: int = 10, *, since: datetime | None = None, agent: str | None = None
+    ) -> list[Row]:
         params = {"p_since": _iso(since), "p_agent": agent or None, "limit_n": limit}
-        return self._call("the errors", lambda: list(
-            self._client.rpc("stepsdk_error_groups", params).execute().data or []))
+        return self._call(
+            "the errors", lambda: list(self._client.rpc("stepsdk_error_groups", params).execute().data or [])
+        )
 
-    def slowest_steps(self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None) -> list[Row]:
+    def slowest_steps(
+        self, limit: int = 20, since: datetime | None = None, *, agent: str | None = None
+    ) -> list[Row]:
         check_limit(limit)
         params: dict[str, Any] = {"limit_n": limit, "since": _iso(since), "p_agent": agent or None}
-        return self._call("the slowest steps",
-                          lambda: list(self._client.rpc("stepsdk_slowest_steps_for", params).execute().data or []))
+        return self._call(
+            "the slowest steps",
+            lambda: list(self._client.rpc("stepsdk_slowest_steps_for", params).execute().data or []),
+        )
 
     def search(self, query: str, limit: int = 20, agent: str | None = None) -> list[Row]:
         text = check_search(query, limit)
         params = {"p_query": text, "p_agent": agent or None, "limit_n": limit}
-        return self._call("the search", lambda: list(
-            self._client.rpc("stepsdk_search", params).execute().data or []))
+        return self._call(
+            "the search", lambda: list(self._client.rpc("stepsdk_search", params).execute().data or [])
+        )
 
     # -- usage and error categories ---------------------------------------------------------
     def task_usage(self, task_id: str) -> Row | None:
         if not is_plausible_task_id(task_id):
             return None
-        rows = self._call("the task's token usage", lambda: self._table("task_usage").select("*")
-                          .eq("task_id", task_id).limit(1).execute().data or [])
+        rows = self._call(
+            "the task's token usage",
+            lambda: (
+                self._table("task_usage").select("*").eq("task_id", task_id).limit(1).execute().data or []
+            ),
+        )
         return rows[0] if rows else None
 
     def tasks_by_usage(self, limit: int = 20) -> list[Row]:
         check_limit(limit)
-        return self._call("the token usage", lambda: list(
-            self._client.rpc("stepsdk_top_token_tasks", {"limit_n": limit}).execute().data or []))
+        return self._call(
+            "the token usage",
+            lambda: list(
+                self._client.rpc("stepsdk_top_token_tasks", {"limit_n": limit}).execute().data or []
+            ),
+        )
 
     def daily_usage(self, days: int) -> list[Row]:
         check_days(days)
-        return self._call("the daily token usage",
-                          lambda: list(self._client.rpc("stepsdk_daily_usage", {"days": days}).execute().data or []))
+        return self._call(
+            "the daily token usage",
+            lambda: list(self._client.rpc("stepsdk_daily_usage", {"days": days}).execute().data or []),
+        )
 
     def error_categories(self) -> list[Row]:
-        return self._call("the error categories", lambda: list(
-            self._table("error_category_summary").select("*").order("failed_steps", desc=True)
-            .order("error_category", nullsfirst=False).execute().data or []))
+        return self._call(
+            "the error categories",
+            lambda: list(
+                self._table("error_category_summary")
+                .select("*")
+                .order("failed_steps", desc=True)
+                .order("error_category", nullsfirst=False)
+                .execute()
+                .data
+                or []
+            ),
+        )
 
     def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
         check_category(category)
         check_limit(limit)
 
         def query() -> list[Row]:
-            q = self._table("task_steps").select(",".join(FAILED_STEP_COLUMNS) + ",tasks(title)").eq("success", False)
+            q = (
+                self._table("task_steps")
+                .select(",".join(FAILED_STEP_COLUMNS) + ",tasks(title)")
+                .eq("success", False)
+            )
             if category == "none":
                 q = q.is_("error_category", "null")
             elif category is not None:
                 q = q.eq("error_category", category)
             rows = q.order("created_at", desc=True).order("id").limit(limit).execute().data or []
-            return [{**{k: v for k, v in r.items() if k != "tasks"}, "task_title": (r.get("tasks") or {}).get("title")}
-                    for r in rows]
+            return [
+                {
+                    **{k: v for k, v in r.items() if k != "tasks"},
+                    "task_title": (r.get("tasks") or {}).get("title"),
+                }
+                for r in rows
+            ]
 
         return self._call("the failed steps", query)
 

@@ -79,8 +79,14 @@ def interruption(task: Row) -> str:
         return "Interrupted"
     gone = meta.get("abandoned")
     if isinstance(gone, dict):
-        where = " ".join(p for p in (f"pid {gone['pid']}" if gone.get("pid") else "",
-                                     f"on {gone['host']}" if gone.get("host") else "") if p)
+        where = " ".join(
+            p
+            for p in (
+                f"pid {gone['pid']}" if gone.get("pid") else "",
+                f"on {gone['host']}" if gone.get("host") else "",
+            )
+            if p
+        )
         when = f", detected {fmt_ts(gone.get('detected_at'))}" if gone.get("detected_at") else ""
         return f"Abandoned: the recording process{' (' + where + ')' if where else ''} stopped without finishing{when}"
     return "Abandoned" if gone else ""
@@ -207,14 +213,18 @@ def to_json_text(value: Any, limit: int = MAX_JSON_CHARS) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     if len(text) > limit:
-        text = text[:limit] + f"\n… cut here: {len(text) - limit:,} more characters (export the task for all of it)"
+        text = (
+            text[:limit]
+            + f"\n… cut here: {len(text) - limit:,} more characters (export the task for all of it)"
+        )
     return text
 
 
 def json_block(value: Any) -> ui.label:
     """Readable JSON as plain text (never markdown/HTML)."""
     return ui.label(to_json_text(value)).classes(
-        "font-mono text-xs whitespace-pre-wrap break-words [overflow-wrap:anywhere] bg-gray-100 rounded p-2 w-full max-h-96 overflow-auto")
+        "font-mono text-xs whitespace-pre-wrap break-words [overflow-wrap:anywhere] bg-gray-100 rounded p-2 w-full max-h-96 overflow-auto"
+    )
 
 
 def status_badge(status: Any) -> ui.badge:

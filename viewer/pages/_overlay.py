@@ -58,8 +58,13 @@ class _Frame:
         return 0 <= p[0] <= self.width and 0 <= p[1] <= self.height
 
 
-def action_marks(step_data: Any, width: float, height: float,
-                 screen_width: float | None = None, screen_height: float | None = None) -> list[Mark]:
+def action_marks(
+    step_data: Any,
+    width: float,
+    height: float,
+    screen_width: float | None = None,
+    screen_height: float | None = None,
+) -> list[Mark]:
     """Marks to draw on a ``width`` x ``height`` image of a ``screen_width`` x ``screen_height`` screen."""
     if not isinstance(step_data, dict) or width <= 0 or height <= 0:
         return []
@@ -113,7 +118,8 @@ def overlay_svg(marks: list[Mark], width: float, height: float) -> str:
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="rgba(239,68,68,0.35)" '
                 f'stroke="#ef4444" stroke-width="{stroke:.1f}" />'
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{stroke:.1f}" fill="#ef4444" />')
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{stroke:.1f}" fill="#ef4444" />'
+            )
         else:
             (x1, y1), (x2, y2) = mark.points
             parts.append(
@@ -121,5 +127,6 @@ def overlay_svg(marks: list[Mark], width: float, height: float) -> str:
                 f'stroke-width="{stroke:.1f}" stroke-linecap="round" />'
                 f'<circle cx="{x1:.1f}" cy="{y1:.1f}" r="{r * 0.6:.1f}" fill="rgba(59,130,246,0.4)" stroke="#3b82f6" />'
                 f'<circle cx="{x2:.1f}" cy="{y2:.1f}" r="{r:.1f}" fill="none" stroke="#3b82f6" '
-                f'stroke-width="{stroke:.1f}" />')
+                f'stroke-width="{stroke:.1f}" />'
+            )
     return "".join(parts)

@@ -36,9 +36,13 @@ def align(a: list[Row], b: list[Row], by: str = "number") -> list[tuple[Row | No
     if by == "number":
         left = {s.get("step_number"): s for s in a}
         right = {s.get("step_number"): s for s in b}
-        return [(left.get(n), right.get(n)) for n in sorted(set(left) | set(right), key=lambda n: (n is None, n))]
+        return [
+            (left.get(n), right.get(n)) for n in sorted(set(left) | set(right), key=lambda n: (n is None, n))
+        ]
     pairs: list[tuple[Row | None, Row | None]] = []
-    matcher = difflib.SequenceMatcher(None, [step_key(s) for s in a], [step_key(s) for s in b], autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, [step_key(s) for s in a], [step_key(s) for s in b], autojunk=False
+    )
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op in ("equal", "replace"):
             for k in range(max(i2 - i1, j2 - j1)):
@@ -58,17 +62,27 @@ def comparison_rows(pairs: list[tuple[Row | None, Row | None]], a_id: str = "", 
     for i, (sa, sb) in enumerate(pairs):
         da, db = _dur(sa), _dur(sb)
         delta = db - da if da is not None and db is not None else None
-        rows.append({
-            "key": i,
-            "a_step": _side(sa), "b_step": _side(sb),
-            "a_duration": fmt_ms(da) if sa else "", "b_duration": fmt_ms(db) if sb else "",
-            "delta_ms": delta,
-            "delta": ("+" if delta and delta > 0 else "") + fmt_ms(delta) if delta is not None else "",
-            "differs": (sa is None or sb is None or step_key(sa) != step_key(sb)
-                        or bool(sa.get("success", True)) != bool(sb.get("success", True))),
-            "a_url": _step_url(a_id, sa), "b_url": _step_url(b_id, sb),
-            "a_shot": _shot(sa), "b_shot": _shot(sb),
-        })
+        rows.append(
+            {
+                "key": i,
+                "a_step": _side(sa),
+                "b_step": _side(sb),
+                "a_duration": fmt_ms(da) if sa else "",
+                "b_duration": fmt_ms(db) if sb else "",
+                "delta_ms": delta,
+                "delta": ("+" if delta and delta > 0 else "") + fmt_ms(delta) if delta is not None else "",
+                "differs": (
+                    sa is None
+                    or sb is None
+                    or step_key(sa) != step_key(sb)
+                    or bool(sa.get("success", True)) != bool(sb.get("success", True))
+                ),
+                "a_url": _step_url(a_id, sa),
+                "b_url": _step_url(b_id, sb),
+                "a_shot": _shot(sa),
+                "b_shot": _shot(sb),
+            }
+        )
         rows[-1]["first_divergence"] = first and rows[-1]["differs"]
         first = first and not rows[-1]["differs"]
     return rows
@@ -110,10 +124,21 @@ class CompareView:
             with ui.row().classes("items-end gap-3"):
                 ia = ui.input("Task A", value=self.a).props("dense outlined").classes("w-72")
                 ib = ui.input("Task B", value=self.b).props("dense outlined").classes("w-72")
-                by = ui.select({"number": "align by step number", "action": "align by action"}, value=self.by,
-                               label="Alignment").props("dense outlined").classes("w-56")
-                ui.button("Compare", on_click=lambda: ui.navigate.to(
-                    f"/compare?a={url_param(ia.value or '')}&b={url_param(ib.value or '')}&by={by.value}"))
+                by = (
+                    ui.select(
+                        {"number": "align by step number", "action": "align by action"},
+                        value=self.by,
+                        label="Alignment",
+                    )
+                    .props("dense outlined")
+                    .classes("w-56")
+                )
+                ui.button(
+                    "Compare",
+                    on_click=lambda: ui.navigate.to(
+                        f"/compare?a={url_param(ia.value or '')}&b={url_param(ib.value or '')}&by={by.value}"
+                    ),
+                )
             if not self.a or not self.b:
                 ui.label("Enter two task ids (or use “Compare” on a task page).").classes("text-gray-600")
                 return
@@ -139,7 +164,8 @@ class CompareView:
             return
         if max(len(steps_a), len(steps_b)) > MAX_STEPS:
             ui.label(f"Only the first {MAX_STEPS:,} steps of each task are compared.").classes(
-                "text-amber-800").mark("truncated")
+                "text-amber-800"
+            ).mark("truncated")
             steps_a, steps_b = steps_a[:MAX_STEPS], steps_b[:MAX_STEPS]
         with ui.row().classes("w-full gap-4"):
             for label, task in zip(("A", "B"), tasks, strict=True):
@@ -148,32 +174,48 @@ class CompareView:
                         ui.label(label).classes("text-xl font-bold")
                         status_badge(task.get("status"))
                         ui.link(str(task.get("title") or task["task_id"]), task_url(task["task_id"]))
-                    ui.label(f"{task.get('total_steps') or 0} steps · success {fmt_rate(task.get('success_rate'))} · "
-                             f"step time {fmt_ms(task.get('total_duration_ms'))} · wall {fmt_ms(task.get('duration_ms'))}")
+                    ui.label(
+                        f"{task.get('total_steps') or 0} steps · success {fmt_rate(task.get('success_rate'))} · "
+                        f"step time {fmt_ms(task.get('total_duration_ms'))} · wall {fmt_ms(task.get('duration_ms'))}"
+                    )
         ta, tb = (t.get("total_duration_ms") for t in tasks)
         if isinstance(ta, int | float) and isinstance(tb, int | float):
             ui.label(f"B − A step time: {'+' if tb >= ta else '−'}{fmt_ms(abs(tb - ta))}").classes(
-                "font-bold").mark("total-delta")
+                "font-bold"
+            ).mark("total-delta")
         rows = comparison_rows(align(steps_a, steps_b, self.by), self.a, self.b)
         first = next((r for r in rows if r["first_divergence"]), None)
         if first is None:
             ui.label("The runs do not diverge: same actions, same outcomes.").classes(
-                "text-green-800 font-medium").mark("no-divergence")
+                "text-green-800 font-medium"
+            ).mark("no-divergence")
         else:
-            ui.label(f"First divergence (row {first['key'] + 1}): A {first['a_step']}  ·  B {first['b_step']}").classes(
-                "text-amber-900 font-bold bg-amber-100 rounded px-2 py-1").mark("divergence")
+            ui.label(
+                f"First divergence (row {first['key'] + 1}): A {first['a_step']}  ·  B {first['b_step']}"
+            ).classes("text-amber-900 font-bold bg-amber-100 rounded px-2 py-1").mark("divergence")
         per_page = 50
         page = first["key"] // per_page + 1 if first else 1
-        table = ui.table(columns=[
-            {"name": "a_step", "label": "A step", "field": "a_step", "align": "left"},
-            {"name": "b_step", "label": "B step", "field": "b_step", "align": "left"},
-            {"name": "a_duration", "label": "A time", "field": "a_duration"},
-            {"name": "b_duration", "label": "B time", "field": "b_duration"},
-            {"name": "delta", "label": "Δ (B−A)", "field": "delta"},
-        ], rows=rows, row_key="key", pagination={"rowsPerPage": per_page, "page": page}).classes("w-full").props(
-            "flat dense bordered").mark("comparison")
+        table = (
+            ui.table(
+                columns=[
+                    {"name": "a_step", "label": "A step", "field": "a_step", "align": "left"},
+                    {"name": "b_step", "label": "B step", "field": "b_step", "align": "left"},
+                    {"name": "a_duration", "label": "A time", "field": "a_duration"},
+                    {"name": "b_duration", "label": "B time", "field": "b_duration"},
+                    {"name": "delta", "label": "Δ (B−A)", "field": "delta"},
+                ],
+                rows=rows,
+                row_key="key",
+                pagination={"rowsPerPage": per_page, "page": page},
+            )
+            .classes("w-full")
+            .props("flat dense bordered")
+            .mark("comparison")
+        )
         # text through {{ }} only; hrefs and image sources are built by us (task_url, screenshot_url)
-        table.add_slot("body", r"""
+        table.add_slot(
+            "body",
+            r"""
 <q-tr :props="props" :class="props.row.first_divergence ? 'diverge bg-amber-300' : (props.row.differs ? 'bg-amber-50' : '')">
   <q-td v-for="col in props.cols" :key="col.name" :props="props"
         :class="col.name === 'delta' && props.row.delta_ms > 0 ? 'text-red-700' : (col.name === 'delta' && props.row.delta_ms < 0 ? 'text-green-700' : '')">
@@ -187,14 +229,19 @@ class CompareView:
     </a>
     <span v-else>{{ col.value }}</span>
   </q-td>
-</q-tr>""")
+</q-tr>""",
+        )
         if first is not None:
-            ui.timer(0.3, lambda: ui.run_javascript(
-                "document.querySelector('.diverge')?.scrollIntoView({block: 'center'})"), once=True)
+            ui.timer(
+                0.3,
+                lambda: ui.run_javascript(
+                    "document.querySelector('.diverge')?.scrollIntoView({block: 'center'})"
+                ),
+                once=True,
+            )
 
 
 def register(source: DataSource) -> None:
     @ui.page("/compare", response_timeout=PAGE_TIMEOUT)
     async def compare_page(a: str = "", b: str = "", by: str = "number") -> None:
         await CompareView(source, a[:1000], b[:1000], by).build()
-

@@ -16,9 +16,17 @@ from ..data.base import ERROR_CATEGORIES, DataSource, Row
 from ._common import PAGE_TIMEOUT, FetchError, empty_box, error_box, fetch, fmt_ms, fmt_ts, frame, url_param
 
 DAY_CHOICES = {7: "7 days", 14: "14 days", 30: "30 days", 90: "90 days"}
-CATEGORY_LABELS = {"timeout": "timeout", "connection": "connection", "auth": "permission / auth",
-                   "rate_limit": "rate limit", "validation": "validation", "model_output": "model output",
-                   "device": "device", "other": "other", "none": "(no category)"}
+CATEGORY_LABELS = {
+    "timeout": "timeout",
+    "connection": "connection",
+    "auth": "permission / auth",
+    "rate_limit": "rate limit",
+    "validation": "validation",
+    "model_output": "model output",
+    "device": "device",
+    "other": "other",
+    "none": "(no category)",
+}
 
 
 def fmt_tokens(value: Any) -> str:
@@ -39,14 +47,19 @@ def alerts_banner() -> None:
         return
     if not active:
         return
-    with ui.card().classes("w-full bg-amber-50 border border-amber-400 rounded-none py-2 px-4 gap-1").mark("alerts"):
+    with (
+        ui.card()
+        .classes("w-full bg-amber-50 border border-amber-400 rounded-none py-2 px-4 gap-1")
+        .mark("alerts")
+    ):
         with ui.row().classes("items-center gap-2"):
             ui.icon("notifications_active", color="warning")
             ui.label(f"{len(active)} active alert(s)").classes("font-bold text-amber-900")
             ui.label(f"last check {fmt_ts(checked_at)}").classes("text-xs text-amber-800")
         for alert in active[:5]:
-            ui.label(f"{alert.get('rule')}: {alert.get('summary')} (since {fmt_ts(alert.get('since'))})").classes(
-                "text-sm text-amber-900 break-all")
+            ui.label(
+                f"{alert.get('rule')}: {alert.get('summary')} (since {fmt_ts(alert.get('since'))})"
+            ).classes("text-sm text-amber-900 break-all")
         if len(active) > 5:
             ui.label(f"… and {len(active) - 5} more (stepsdk alerts show)").classes("text-xs text-amber-800")
 
@@ -59,10 +72,22 @@ def usage_chart_options(days: list[Row]) -> dict[str, Any]:
         "grid": {"left": 80, "right": 20, "top": 40, "bottom": 30},
         "xAxis": {"type": "category", "data": [str(r.get("day")) for r in days]},
         "yAxis": {"type": "value", "name": "tokens"},
-        "series": [{"name": "prompt", "type": "bar", "stack": "t", "color": "#6366f1",
-                    "data": [int(r.get("prompt_tokens") or 0) for r in days]},
-                   {"name": "completion", "type": "bar", "stack": "t", "color": "#f59e0b",
-                    "data": [int(r.get("completion_tokens") or 0) for r in days]}],
+        "series": [
+            {
+                "name": "prompt",
+                "type": "bar",
+                "stack": "t",
+                "color": "#6366f1",
+                "data": [int(r.get("prompt_tokens") or 0) for r in days],
+            },
+            {
+                "name": "completion",
+                "type": "bar",
+                "stack": "t",
+                "color": "#f59e0b",
+                "data": [int(r.get("completion_tokens") or 0) for r in days],
+            },
+        ],
     }
 
 
@@ -75,8 +100,9 @@ class UsageView:
         with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4"):
             with ui.row().classes("items-center gap-4"):
                 ui.label("Token usage").classes("text-2xl font-bold")
-                ui.select(DAY_CHOICES, value=self.days, label="Period",
-                          on_change=lambda e: self._set_days(e.value)).props("dense outlined").classes("w-32")
+                ui.select(
+                    DAY_CHOICES, value=self.days, label="Period", on_change=lambda e: self._set_days(e.value)
+                ).props("dense outlined").classes("w-32")
                 if self.prices is None:
                     ui.label("no price table (STEPSDK_PRICES): tokens only").classes("text-xs text-gray-500")
             self.body = ui.column().classes("w-full gap-4")
@@ -89,8 +115,9 @@ class UsageView:
     async def render(self) -> None:
         self.body.clear()
         try:
-            daily, tasks = await asyncio.gather(fetch(self.source.daily_usage, self.days),
-                                                fetch(self.source.tasks_by_usage, 50))
+            daily, tasks = await asyncio.gather(
+                fetch(self.source.daily_usage, self.days), fetch(self.source.tasks_by_usage, 50)
+            )
         except FetchError as exc:
             with self.body:
                 error_box(str(exc), title="Cannot load the token usage")
@@ -99,10 +126,12 @@ class UsageView:
         totals = usage_totals(daily, self.prices)
         with self.body:
             with ui.row().classes("gap-4"):
-                for label, value in (("Prompt tokens", fmt_tokens(totals["prompt_tokens"])),
-                                     ("Completion tokens", fmt_tokens(totals["completion_tokens"])),
-                                     ("Total tokens", fmt_tokens(totals["total_tokens"])),
-                                     ("Cost", fmt_cost(totals["cost"], currency))):
+                for label, value in (
+                    ("Prompt tokens", fmt_tokens(totals["prompt_tokens"])),
+                    ("Completion tokens", fmt_tokens(totals["completion_tokens"])),
+                    ("Total tokens", fmt_tokens(totals["total_tokens"])),
+                    ("Cost", fmt_cost(totals["cost"], currency)),
+                ):
                     with ui.card().classes("min-w-40"):
                         ui.label(label).classes("text-xs text-gray-500")
                         ui.label(value).classes("text-2xl font-bold").mark(f"usage-{label}")
@@ -117,23 +146,44 @@ class UsageView:
         if not tasks:
             empty_box("No step has token usage yet.")
             return
-        rows = [{"key": t.get("task_id"), "task_id": t.get("task_id"), "title": t.get("title") or "",
-                 "model": t.get("model") or "–", "steps": t.get("steps_with_usage"),
-                 "prompt": fmt_tokens(t.get("prompt_tokens")), "completion": fmt_tokens(t.get("completion_tokens")),
-                 "total": fmt_tokens(t.get("total_tokens")), "cost": fmt_cost(t.get("cost"), currency)}
-                for t in tasks]
-        table = ui.table(columns=[
-            {"name": "task_id", "label": "Task", "field": "task_id", "align": "left"},
-            {"name": "title", "label": "Title", "field": "title", "align": "left"},
-            {"name": "model", "label": "Model", "field": "model", "align": "left"},
-            {"name": "steps", "label": "Steps", "field": "steps"},
-            {"name": "prompt", "label": "Prompt", "field": "prompt"},
-            {"name": "completion", "label": "Completion", "field": "completion"},
-            {"name": "total", "label": "Total", "field": "total"},
-            {"name": "cost", "label": "Cost", "field": "cost"},
-        ], rows=rows, row_key="key").classes("w-full").props("flat dense").mark("usage-tasks")
-        table.add_slot("body-cell-task_id", r"""
-<q-td :props="props"><a :href="'/tasks/' + encodeURIComponent(props.value)" class="text-indigo-700 font-mono">{{ props.value }}</a></q-td>""")
+        rows = [
+            {
+                "key": t.get("task_id"),
+                "task_id": t.get("task_id"),
+                "title": t.get("title") or "",
+                "model": t.get("model") or "–",
+                "steps": t.get("steps_with_usage"),
+                "prompt": fmt_tokens(t.get("prompt_tokens")),
+                "completion": fmt_tokens(t.get("completion_tokens")),
+                "total": fmt_tokens(t.get("total_tokens")),
+                "cost": fmt_cost(t.get("cost"), currency),
+            }
+            for t in tasks
+        ]
+        table = (
+            ui.table(
+                columns=[
+                    {"name": "task_id", "label": "Task", "field": "task_id", "align": "left"},
+                    {"name": "title", "label": "Title", "field": "title", "align": "left"},
+                    {"name": "model", "label": "Model", "field": "model", "align": "left"},
+                    {"name": "steps", "label": "Steps", "field": "steps"},
+                    {"name": "prompt", "label": "Prompt", "field": "prompt"},
+                    {"name": "completion", "label": "Completion", "field": "completion"},
+                    {"name": "total", "label": "Total", "field": "total"},
+                    {"name": "cost", "label": "Cost", "field": "cost"},
+                ],
+                rows=rows,
+                row_key="key",
+            )
+            .classes("w-full")
+            .props("flat dense")
+            .mark("usage-tasks")
+        )
+        table.add_slot(
+            "body-cell-task_id",
+            r"""
+<q-td :props="props"><a :href="'/tasks/' + encodeURIComponent(props.value)" class="text-indigo-700 font-mono">{{ props.value }}</a></q-td>""",
+        )
 
 
 class ErrorsView:
@@ -148,9 +198,12 @@ class ErrorsView:
         with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4"):
             with ui.row().classes("items-center gap-4"):
                 ui.label("Failed steps by error category").classes("text-2xl font-bold")
-                ui.select({None: "any category", **CATEGORY_LABELS}, value=self.category, label="Category",
-                          on_change=lambda e: self._set_category(e.value)).props("dense outlined").classes(
-                    "w-56").mark("category")
+                ui.select(
+                    {None: "any category", **CATEGORY_LABELS},
+                    value=self.category,
+                    label="Category",
+                    on_change=lambda e: self._set_category(e.value),
+                ).props("dense outlined").classes("w-56").mark("category")
             self.body = ui.column().classes("w-full gap-4")
         await self.render()
 
@@ -161,8 +214,9 @@ class ErrorsView:
     async def render(self) -> None:
         self.body.clear()
         try:
-            categories, steps = await asyncio.gather(fetch(self.source.error_categories),
-                                                     fetch(self.source.failed_steps, self.category, 200))
+            categories, steps = await asyncio.gather(
+                fetch(self.source.error_categories), fetch(self.source.failed_steps, self.category, 200)
+            )
         except FetchError as exc:
             with self.body:
                 error_box(str(exc), title="Cannot load the errors")
@@ -171,11 +225,14 @@ class ErrorsView:
             with ui.row().classes("gap-3"):
                 for row in categories:
                     key = row.get("error_category") or "none"
-                    with ui.link(target=f"/errors?category={url_param(key)}").classes("no-underline"), \
-                            ui.card().classes("min-w-36 py-2"):
+                    with (
+                        ui.link(target=f"/errors?category={url_param(key)}").classes("no-underline"),
+                        ui.card().classes("min-w-36 py-2"),
+                    ):
                         ui.label(CATEGORY_LABELS.get(key, key)).classes("text-xs text-gray-500")
                         ui.label(f"{row.get('failed_steps'):,}").classes(
-                            "text-2xl font-bold text-red-700").mark(f"category-{key}")
+                            "text-2xl font-bold text-red-700"
+                        ).mark(f"category-{key}")
                         ui.label(f"{row.get('tasks_affected')} task(s)").classes("text-xs text-gray-500")
             with ui.card().classes("w-full"):
                 what = CATEGORY_LABELS.get(self.category or "", "every category")
@@ -186,22 +243,50 @@ class ErrorsView:
         if not steps:
             empty_box("No failed step in this category.")
             return
-        rows = [{"key": s.get("id"), "task_id": s.get("task_id"), "step_number": s.get("step_number"),
-                 "task_title": s.get("task_title") or "", "category": CATEGORY_LABELS.get(
-                     s.get("error_category") or "none", str(s.get("error_category"))),
-                 "error": f"{s.get('error_type') or 'error'}: {s.get('error_message') or ''}"[:300],
-                 "duration": fmt_ms(s.get("duration_ms")), "at": fmt_ts(s.get("created_at"))} for s in steps]
-        table = ui.table(columns=[
-            {"name": "at", "label": "When", "field": "at", "align": "left"},
-            {"name": "category", "label": "Category", "field": "category", "align": "left"},
-            {"name": "error", "label": "Error", "field": "error", "align": "left",
-             "style": "white-space: normal; max-width: 36rem"},
-            {"name": "task_id", "label": "Task", "field": "task_id", "align": "left"},
-            {"name": "task_title", "label": "Title", "field": "task_title", "align": "left"},
-            {"name": "duration", "label": "Duration", "field": "duration"},
-        ], rows=rows, row_key="key", pagination=25).classes("w-full").props("flat dense").mark("failed-steps")
-        table.add_slot("body-cell-task_id", r"""
-<q-td :props="props"><a :href="'/tasks/' + encodeURIComponent(props.value) + '?step=' + props.row.step_number" class="text-indigo-700 font-mono">{{ props.value }}</a></q-td>""")
+        rows = [
+            {
+                "key": s.get("id"),
+                "task_id": s.get("task_id"),
+                "step_number": s.get("step_number"),
+                "task_title": s.get("task_title") or "",
+                "category": CATEGORY_LABELS.get(
+                    s.get("error_category") or "none", str(s.get("error_category"))
+                ),
+                "error": f"{s.get('error_type') or 'error'}: {s.get('error_message') or ''}"[:300],
+                "duration": fmt_ms(s.get("duration_ms")),
+                "at": fmt_ts(s.get("created_at")),
+            }
+            for s in steps
+        ]
+        table = (
+            ui.table(
+                columns=[
+                    {"name": "at", "label": "When", "field": "at", "align": "left"},
+                    {"name": "category", "label": "Category", "field": "category", "align": "left"},
+                    {
+                        "name": "error",
+                        "label": "Error",
+                        "field": "error",
+                        "align": "left",
+                        "style": "white-space: normal; max-width: 36rem",
+                    },
+                    {"name": "task_id", "label": "Task", "field": "task_id", "align": "left"},
+                    {"name": "task_title", "label": "Title", "field": "task_title", "align": "left"},
+                    {"name": "duration", "label": "Duration", "field": "duration"},
+                ],
+                rows=rows,
+                row_key="key",
+                pagination=25,
+            )
+            .classes("w-full")
+            .props("flat dense")
+            .mark("failed-steps")
+        )
+        table.add_slot(
+            "body-cell-task_id",
+            r"""
+<q-td :props="props"><a :href="'/tasks/' + encodeURIComponent(props.value) + '?step=' + props.row.step_number" class="text-indigo-700 font-mono">{{ props.value }}</a></q-td>""",
+        )
 
 
 def register(source: DataSource, prices: PriceTable | None = None) -> None:

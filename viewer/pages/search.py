@@ -28,9 +28,12 @@ class SearchView:
         with ui.column().classes("w-full max-w-screen-xl mx-auto p-4 gap-4"):
             ui.label("Search all tasks").classes("text-2xl font-bold")
             with ui.row().classes("w-full items-center gap-2"):
-                self.input = ui.input("Text in titles, results, thinking, errors", value=self.query
-                                      ).props("dense outlined clearable autofocus").classes("flex-grow"
-                                                                                           ).mark("search-input")
+                self.input = (
+                    ui.input("Text in titles, results, thinking, errors", value=self.query)
+                    .props("dense outlined clearable autofocus")
+                    .classes("flex-grow")
+                    .mark("search-input")
+                )
                 self.input.on("keydown.enter", self._submit)
                 ui.button("Search", on_click=self._submit).mark("search-button")
             self.body = ui.column().classes("w-full gap-2")
@@ -57,8 +60,9 @@ class SearchView:
             if not matches:
                 empty_box("No task contains this text.")
                 return
-            ui.label(f"{len(matches)}{'+' if len(matches) == 100 else ''} matches, newest task first"
-                     ).classes("text-sm text-gray-600").mark("search-count")
+            ui.label(
+                f"{len(matches)}{'+' if len(matches) == 100 else ''} matches, newest task first"
+            ).classes("text-sm text-gray-600").mark("search-count")
             for m in matches:
                 self._match(m)
 
@@ -73,10 +77,13 @@ class SearchView:
                     where = f"step {m['step_number']} {where}"
                 ui.badge(where).props("outline")
                 ui.space()
-                ui.label(f"{m.get('agent') or ''} · {fmt_ts(m.get('started_at'))}").classes("text-xs text-gray-500")
+                ui.label(f"{m.get('agent') or ''} · {fmt_ts(m.get('started_at'))}").classes(
+                    "text-xs text-gray-500"
+                )
             # the snippet is user text: a label renders it as text, never HTML
-            ui.label(str(m.get("snippet") or "")).classes("font-mono text-sm whitespace-pre-wrap break-all"
-                                                          ).mark("search-snippet")
+            ui.label(str(m.get("snippet") or "")).classes(
+                "font-mono text-sm whitespace-pre-wrap break-all"
+            ).mark("search-snippet")
 
 
 def register(source: DataSource) -> None:

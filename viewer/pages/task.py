@@ -48,7 +48,9 @@ _SCROLL_JS = """(() => {
   const r = e.getBoundingClientRect(), b = box.getBoundingClientRect();
   if (r.top < b.top || r.bottom > b.bottom) box.scrollTop += r.top - b.top - b.height / 3;
 })()"""
-_JSON_CLASSES = "font-mono text-xs whitespace-pre-wrap break-words bg-gray-100 rounded p-2 w-full overflow-auto"
+_JSON_CLASSES = (
+    "font-mono text-xs whitespace-pre-wrap break-words bg-gray-100 rounded p-2 w-full overflow-auto"
+)
 
 
 FILTER_KINDS = ("failed", *STEP_TYPES)
@@ -90,8 +92,9 @@ def page_query(step_number: Any, kind: str = "", query: str = "") -> str:
 
 
 class TaskView:
-    def __init__(self, source: DataSource, task_id: str, start_step: int = 0, kind: str = "",
-                 query: str = "") -> None:
+    def __init__(
+        self, source: DataSource, task_id: str, start_step: int = 0, kind: str = "", query: str = ""
+    ) -> None:
         self.source = source
         self.start_step = start_step
         self.task_id = task_id
@@ -135,12 +138,21 @@ class TaskView:
                 self._header()
             self.empty_note = empty_box("This task has no steps recorded (yet).") if self.total == 0 else None
             with ui.element("div").classes("w-full flex flex-col md:flex-row gap-3 items-start"):
-                with ui.column().classes("w-full md:w-[25rem] md:shrink-0 min-w-0 gap-1").mark("timeline-column"):
+                with (
+                    ui.column()
+                    .classes("w-full md:w-[25rem] md:shrink-0 min-w-0 gap-1")
+                    .mark("timeline-column")
+                ):
                     self.tools_box = ui.row().classes("w-full items-center gap-2 no-wrap")
                     self.minimap_box = ui.element("div").classes("w-full")
                     self.pager_box = ui.row().classes("w-full items-center gap-1")
-                    self.timeline_box = ui.column().classes(
-                        "timeline-scroll w-full overflow-auto max-h-[45vh] md:max-h-[calc(100vh-290px)] pr-1").mark("timeline")
+                    self.timeline_box = (
+                        ui.column()
+                        .classes(
+                            "timeline-scroll w-full overflow-auto max-h-[45vh] md:max-h-[calc(100vh-290px)] pr-1"
+                        )
+                        .mark("timeline")
+                    )
                 self.detail_box = ui.card().classes("w-full md:flex-1 min-w-0 p-3 gap-2").mark("detail")
             self.charts_box = ui.element("div").classes("w-full flex flex-col md:flex-row gap-4")
         self.lightbox = ui.dialog().props("maximized")
@@ -173,7 +185,9 @@ class TaskView:
     def _not_found(self) -> None:
         with ui.card().classes("w-full bg-amber-50 border border-amber-300").mark("not-found"):
             ui.label("Task not found").classes("text-xl font-bold text-amber-900")
-            ui.label(f"No task has the id: {cut(self.task_id, 200)}").classes("font-mono break-all text-amber-800")
+            ui.label(f"No task has the id: {cut(self.task_id, 200)}").classes(
+                "font-mono break-all text-amber-800"
+            )
             ui.link("Back to the task list", "/")
 
     def _header(self) -> None:
@@ -184,23 +198,35 @@ class TaskView:
                 idle = stale_for(t)
                 if idle is not None:
                     ui.badge(f"stale · no new step for {fmt_span(idle)}", color="orange").classes(
-                        "text-sm").mark("stale").tooltip(
+                        "text-sm"
+                    ).mark("stale").tooltip(
                         "Still marked running, but nothing was recorded for a while: the agent may have died. "
-                        "The page stopped refreshing it.")
+                        "The page stopped refreshing it."
+                    )
                 ui.label(str(t.get("title") or "(untitled task)")).classes(
-                    "text-xl font-bold break-words [overflow-wrap:anywhere] min-w-0").mark("task-title")
+                    "text-xl font-bold break-words [overflow-wrap:anywhere] min-w-0"
+                ).mark("task-title")
                 ui.space()
-                ui.button("Copy link", icon="link", on_click=self.copy_link).props("outline dense").mark("copy-link")
+                ui.button("Copy link", icon="link", on_click=self.copy_link).props("outline dense").mark(
+                    "copy-link"
+                )
                 ui.button("Export JSON", icon="data_object", on_click=self.export_json).props("outline dense")
                 ui.button("Steps CSV", icon="table_view", on_click=self.export_csv).props("outline dense")
                 ui.button("Excel", icon="grid_on", on_click=self.export_xlsx).props("outline dense")
                 ui.button("HTML report", icon="description", on_click=self.export_html).props("outline dense")
                 ui.button("Animation", icon="movie", on_click=self.export_gif).props("outline dense")
-                with ui.button("Compare", icon="compare_arrows").props("outline dense"), \
-                        ui.menu().classes("p-2"), ui.row().classes("items-center no-wrap"):
+                with (
+                    ui.button("Compare", icon="compare_arrows").props("outline dense"),
+                    ui.menu().classes("p-2"),
+                    ui.row().classes("items-center no-wrap"),
+                ):
                     other = ui.input("Compare with task id").props("dense outlined autofocus").classes("w-64")
-                    ui.button("Go", on_click=lambda: ui.navigate.to(
-                        f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}")).props("dense")
+                    ui.button(
+                        "Go",
+                        on_click=lambda: ui.navigate.to(
+                            f"/compare?a={url_param(self.task_id)}&b={url_param(other.value or '')}"
+                        ),
+                    ).props("dense")
                 delete_button(self.source, self.task_id, steps=self.total)  # only when the key may delete
             why = interruption(t)
             if why:
@@ -208,11 +234,14 @@ class TaskView:
             with ui.row().classes("gap-x-4 gap-y-0 text-sm items-baseline"):
                 ui.label(f"id: {self.task_id}").classes("font-mono text-gray-600 break-all")
                 for label, value in (
-                    ("Agent", t.get("agent") or "–"), ("Started", fmt_ts(t.get("started_at"))),
+                    ("Agent", t.get("agent") or "–"),
+                    ("Started", fmt_ts(t.get("started_at"))),
                     ("Duration", fmt_ms(t.get("duration_ms")) if t.get("finished_at") else "running…"),
-                    ("Steps", str(t.get("total_steps") or 0)), ("Failed", str(t.get("failed_steps") or 0)),
+                    ("Steps", str(t.get("total_steps") or 0)),
+                    ("Failed", str(t.get("failed_steps") or 0)),
                     ("Success", fmt_rate(t.get("success_rate"))),
-                    ("Step time", fmt_ms(t.get("total_duration_ms"))), ("Screenshots", str(t.get("screenshots_count") or 0)),
+                    ("Step time", fmt_ms(t.get("total_duration_ms"))),
+                    ("Screenshots", str(t.get("screenshots_count") or 0)),
                 ):
                     with ui.row().classes("gap-1 items-baseline no-wrap"):
                         ui.label(label).classes("text-xs text-gray-500")
@@ -221,7 +250,9 @@ class TaskView:
             if t.get("result"):
                 ui.label(f"Result: {cut(str(t['result']), 2000)}").classes("text-green-800 break-all")
             if t.get("error_message"):
-                ui.label(f"Error: {cut(str(t['error_message']), 2000)}").classes("text-red-700 font-medium break-all")
+                ui.label(f"Error: {cut(str(t['error_message']), 2000)}").classes(
+                    "text-red-700 font-medium break-all"
+                )
             if t.get("description"):
                 ui.label(cut(str(t["description"]), 2000)).classes("text-gray-700 break-all")
 
@@ -237,18 +268,22 @@ class TaskView:
                     continue  # shown above as a sentence
                 text = value if isinstance(value, str) else to_json_text(value, limit=200).replace("\n", " ")
                 ui.label(f"{cut(str(key), 60)}: {cut(' '.join(str(text).split()), 120)}").classes(
-                    "text-xs bg-indigo-50 text-indigo-900 rounded px-2 py-0.5 break-all")
+                    "text-xs bg-indigo-50 text-indigo-900 rounded px-2 py-0.5 break-all"
+                )
 
     # -- tools: filter, search, minimap ------------------------------------------------------------
     def _tools(self) -> None:
         self.tools_box.clear()
         with self.tools_box:
             options = {"": "all steps", "failed": "failed only", **{t: f"{t} only" for t in STEP_TYPES}}
-            ui.select(options, value=self.kind, on_change=lambda e: self._set_filter(e.value or "", self.query)
-                      ).props("dense outlined options-dense").classes("w-36").mark("step-filter")
-            ui.input(placeholder="Search in this task", value=self.query,
-                     on_change=lambda e: self._set_filter(self.kind, e.value or "")).props(
-                "dense outlined clearable debounce=300").classes("flex-1 min-w-0").mark("step-search")
+            ui.select(
+                options, value=self.kind, on_change=lambda e: self._set_filter(e.value or "", self.query)
+            ).props("dense outlined options-dense").classes("w-36").mark("step-filter")
+            ui.input(
+                placeholder="Search in this task",
+                value=self.query,
+                on_change=lambda e: self._set_filter(self.kind, e.value or ""),
+            ).props("dense outlined clearable debounce=300").classes("flex-1 min-w-0").mark("step-search")
 
     def _minimap(self) -> None:
         """A strip of every step's duration (failures red) over the whole run: click to jump."""
@@ -283,10 +318,19 @@ class TaskView:
                 return
         needle = self.query.casefold()
         rows = self.all_rows
-        self.matches = [i for i, step in enumerate(rows)
-                        if (not self.kind or (not step.get("success", True) if self.kind == "failed"
-                                              else step.get("step_type") == self.kind))
-                        and (not needle or step_matches(step, needle))]
+        self.matches = [
+            i
+            for i, step in enumerate(rows)
+            if (
+                not self.kind
+                or (
+                    not step.get("success", True)
+                    if self.kind == "failed"
+                    else step.get("step_type") == self.kind
+                )
+            )
+            and (not needle or step_matches(step, needle))
+        ]
         if self.matches and not (keep_selection and self.selected in self.matches):
             self.selected = self.matches[0]
         position = self.matches.index(self.selected) if self.selected in self.matches else 0
@@ -295,19 +339,26 @@ class TaskView:
 
     async def _render_filtered(self) -> None:
         assert self.matches is not None and self.all_rows is not None
-        shown = [self.all_rows[i] for i in self.matches[(self.fpage - 1) * PER_PAGE:self.fpage * PER_PAGE]]
+        shown = [self.all_rows[i] for i in self.matches[(self.fpage - 1) * PER_PAGE : self.fpage * PER_PAGE]]
         await self._load_shots(shown)
         self.pager_box.clear()
         with self.pager_box:
-            ui.label(f"{len(self.matches)} of {self.total} steps match").classes("text-gray-600 text-sm").mark(
-                "match-count")
+            ui.label(f"{len(self.matches)} of {self.total} steps match").classes(
+                "text-gray-600 text-sm"
+            ).mark("match-count")
             ui.space()
             pages = max(1, -(-len(self.matches) // PER_PAGE))
             if pages > 1:
-                ui.pagination(1, pages, direction_links=True, value=self.fpage,
-                              on_change=lambda e: self._goto_fpage(e.value)).props("max-pages=5 boundary-numbers")
-        self._fill_timeline(list(zip(self.matches[(self.fpage - 1) * PER_PAGE:self.fpage * PER_PAGE], shown,
-                                     strict=True)))
+                ui.pagination(
+                    1,
+                    pages,
+                    direction_links=True,
+                    value=self.fpage,
+                    on_change=lambda e: self._goto_fpage(e.value),
+                ).props("max-pages=5 boundary-numbers")
+        self._fill_timeline(
+            list(zip(self.matches[(self.fpage - 1) * PER_PAGE : self.fpage * PER_PAGE], shown, strict=True))
+        )
         if not self.matches:
             with self.timeline_box:
                 ui.label("No step matches.").classes("text-gray-500 p-2")
@@ -326,8 +377,11 @@ class TaskView:
         return max(1, -(-self.total // PER_PAGE))
 
     async def _load_shots(self, steps: list[Row]) -> bool:
-        ids = [str(s["id"]) for s in steps if s.get("screenshot_path") and s.get("id")
-               and str(s["id"]) not in self.shots]
+        ids = [
+            str(s["id"])
+            for s in steps
+            if s.get("screenshot_path") and s.get("id") and str(s["id"]) not in self.shots
+        ]
         if not ids:
             return True
         try:
@@ -354,17 +408,25 @@ class TaskView:
     def _render_timeline(self) -> None:
         self.pager_box.clear()
         with self.pager_box:
-            ui.label(f"Steps {(self.page - 1) * PER_PAGE + 1}–{(self.page - 1) * PER_PAGE + len(self.steps)} "
-                     f"of {self.total}").classes("text-gray-600 text-sm")
+            ui.label(
+                f"Steps {(self.page - 1) * PER_PAGE + 1}–{(self.page - 1) * PER_PAGE + len(self.steps)} "
+                f"of {self.total}"
+            ).classes("text-gray-600 text-sm")
             ui.space()
             if self.pages > 1:
-                ui.pagination(1, self.pages, direction_links=True, value=self.page,
-                              on_change=lambda e: self._goto_page(e.value)).props("max-pages=5 boundary-numbers")
+                ui.pagination(
+                    1,
+                    self.pages,
+                    direction_links=True,
+                    value=self.page,
+                    on_change=lambda e: self._goto_page(e.value),
+                ).props("max-pages=5 boundary-numbers")
         first = (self.page - 1) * PER_PAGE
         self._fill_timeline([(first + i, step) for i, step in enumerate(self.steps)])
         with self.pager_box:
             ui.label("j/k: step · n/N: next/previous failure · p: play · Enter: enlarge").classes(
-                "text-xs text-gray-400 w-full")
+                "text-xs text-gray-400 w-full"
+            )
 
     def _fill_timeline(self, items: list[tuple[int, Row]]) -> None:
         self.timeline_box.clear()
@@ -384,31 +446,37 @@ class TaskView:
         icon, color = STEP_TYPE_STYLE.get(str(step.get("step_type")), ("help", "grey"))
         failed = not step.get("success", True)
         color = "negative" if failed else color
-        body_classes = "w-full gap-1 rounded p-1 cursor-pointer" + (" bg-red-50 border-l-4 border-red-500" if failed else "")
+        body_classes = "w-full gap-1 rounded p-1 cursor-pointer" + (
+            " bg-red-50 border-l-4 border-red-500" if failed else ""
+        )
         # the title (number and name) sits beside the dot; the body is what tests and clicks use
-        with ui.timeline_entry(title=timeline_title(step), icon=icon, color=color) as entry, \
-                ui.column().classes(body_classes) as body:
-                body.on("click", lambda _=None, i=index: self.select(i))
-                with ui.row().classes("items-center gap-2"):
-                    ui.label(str(step.get("step_type") or "")).classes("text-xs text-gray-500")
-                    ui.label(fmt_ms(step.get("duration_ms"))).classes("text-xs text-gray-500")
+        with (
+            ui.timeline_entry(title=timeline_title(step), icon=icon, color=color) as entry,
+            ui.column().classes(body_classes) as body,
+        ):
+            body.on("click", lambda _=None, i=index: self.select(i))
+            with ui.row().classes("items-center gap-2"):
+                ui.label(str(step.get("step_type") or "")).classes("text-xs text-gray-500")
+                ui.label(fmt_ms(step.get("duration_ms"))).classes("text-xs text-gray-500")
+                if failed:
+                    ui.badge("FAILED", color="negative")
+            with ui.row().classes("w-full no-wrap gap-2"):
+                if step.get("screenshot_path"):
+                    ui.image(screenshot_url(str(step["screenshot_path"]), fallback=True)).classes(
+                        "w-10 h-16 shrink-0 rounded border cursor-zoom-in"
+                    ).props("fit=cover loading=lazy no-spinner").mark("thumbnail").on(
+                        "click.stop", lambda _=None, i=index: self._open_at(i)
+                    )
+                with ui.column().classes("gap-0 min-w-0"):
+                    if step.get("thinking"):
+                        ui.label(_short(step["thinking"], 160)).classes("text-sm text-gray-700 break-words")
                     if failed:
-                        ui.badge("FAILED", color="negative")
-                with ui.row().classes("w-full no-wrap gap-2"):
-                    if step.get("screenshot_path"):
-                        ui.image(screenshot_url(str(step["screenshot_path"]), fallback=True)).classes(
-                            "w-10 h-16 shrink-0 rounded border cursor-zoom-in").props(
-                            "fit=cover loading=lazy no-spinner").mark("thumbnail").on(
-                            "click.stop", lambda _=None, i=index: self._open_at(i))
-                    with ui.column().classes("gap-0 min-w-0"):
-                        if step.get("thinking"):
-                            ui.label(_short(step["thinking"], 160)).classes("text-sm text-gray-700 break-words")
-                        if failed:
-                            ui.label(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 160)}"
-                                     ).classes("text-sm text-red-700 font-medium break-all")
-                if failed and (step.get("error_message") or step.get("stack_trace")):
-                    with ui.expansion("Error details", icon="bug_report").classes("w-full text-sm"):
-                        _error_details(step)
+                        ui.label(
+                            f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 160)}"
+                        ).classes("text-sm text-red-700 font-medium break-all")
+            if failed and (step.get("error_message") or step.get("stack_trace")):
+                with ui.expansion("Error details", icon="bug_report").classes("w-full text-sm"):
+                    _error_details(step)
         self.entries[index] = body
         entry.props(f'id="step-{step.get("step_number")}"')
         entry.classes("step-entry" + (" step-failed" if failed else ""))
@@ -534,7 +602,9 @@ class TaskView:
         """The index of the first step after ``after`` that has a screenshot, or None. Pages
         ahead as needed: the shown page is reused, later ones are read without being shown."""
         if self.all_rows is not None and self.matches is not None:
-            return next((i for i, s in enumerate(self.all_rows) if i > after and s.get("screenshot_path")), None)
+            return next(
+                (i for i, s in enumerate(self.all_rows) if i > after and s.get("screenshot_path")), None
+            )
         page = max(after + 1, 0) // PER_PAGE + 1
         while page <= self.pages:
             rows = self.steps if page == self.page else await self._page_rows(page)
@@ -568,44 +638,69 @@ class TaskView:
             failed = not step.get("success", True)
             with ui.row().classes("w-full items-center gap-2"):
                 ui.button(icon="chevron_left", on_click=lambda: self.select(self._neighbour(-1))).props(
-                    "flat dense round").tooltip("previous (k)")
+                    "flat dense round"
+                ).tooltip("previous (k)")
                 ui.label(f"Step {step.get('step_number')} of {self.total}").classes("text-lg font-bold").mark(
-                    "step-title")
+                    "step-title"
+                )
                 ui.button(icon="chevron_right", on_click=lambda: self.select(self._neighbour(+1))).props(
-                    "flat dense round").tooltip("next (j)")
+                    "flat dense round"
+                ).tooltip("next (j)")
                 name = action_name(step)
                 if name:
                     ui.label(name).classes("text-lg font-medium text-indigo-800 break-all").mark("step-name")
                 ui.space()
-                ui.label(f"{step.get('step_type')} · {fmt_ms(step.get('duration_ms'))}").classes("text-gray-600")
+                ui.label(f"{step.get('step_type')} · {fmt_ms(step.get('duration_ms'))}").classes(
+                    "text-gray-600"
+                )
                 ui.badge("failed" if failed else "ok", color="negative" if failed else "positive")
                 playing = bool(self.play_timer and self.play_timer.active)
-                ui.button("Pause" if playing else "Play", icon="pause" if playing else "play_arrow",
-                          on_click=self.toggle_play).props("dense outline").mark("play").tooltip(
-                    "play the steps that have a screenshot (p)")
+                ui.button(
+                    "Pause" if playing else "Play",
+                    icon="pause" if playing else "play_arrow",
+                    on_click=self.toggle_play,
+                ).props("dense outline").mark("play").tooltip("play the steps that have a screenshot (p)")
             with ui.element("div").classes("w-full flex flex-col md:flex-row gap-3 items-start"):
                 if step.get("screenshot_path"):
                     height = "min(60vh, calc(100vh - 330px))"
                     ratio = self._ratio(step)
-                    with ui.element("div").classes("shot-box flex justify-center").style(
-                            f"--shot-w: calc({height} * {ratio:.5f})" if ratio else "--shot-w: 45%"):
+                    with (
+                        ui.element("div")
+                        .classes("shot-box flex justify-center")
+                        .style(f"--shot-w: calc({height} * {ratio:.5f})" if ratio else "--shot-w: 45%")
+                    ):
                         self._screenshot(step, max_height=height, clickable=True)
                 elif _screenshot_problem(step):
                     # A screenshot was recorded but not stored: say why, never a silent gap.
-                    with ui.column().classes("shot-box items-center justify-center gap-1 p-4 bg-gray-100 "
-                                             "border border-dashed border-gray-400 rounded").mark("screenshot-missing"):
+                    with (
+                        ui.column()
+                        .classes(
+                            "shot-box items-center justify-center gap-1 p-4 bg-gray-100 "
+                            "border border-dashed border-gray-400 rounded"
+                        )
+                        .mark("screenshot-missing")
+                    ):
                         ui.icon("hide_image", color="grey").classes("text-4xl")
-                        ui.label(_screenshot_problem(step)).classes("text-sm text-gray-700 text-center break-words")
+                        ui.label(_screenshot_problem(step)).classes(
+                            "text-sm text-gray-700 text-center break-words"
+                        )
                 with ui.column().classes("flex-1 min-w-0 gap-1 w-full"):
                     if failed:
-                        with ui.expansion(f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 120)}",
-                                          icon="error", value=True).classes(
-                                "w-full bg-red-50 text-red-800 detail-error").mark("detail-error"):
+                        with (
+                            ui.expansion(
+                                f"{step.get('error_type') or 'Error'}: {_short(step.get('error_message'), 120)}",
+                                icon="error",
+                                value=True,
+                            )
+                            .classes("w-full bg-red-50 text-red-800 detail-error")
+                            .mark("detail-error")
+                        ):
                             _error_details(step)
                     with ui.column().classes("w-full gap-0 detail-thinking").mark("detail-thinking"):
                         ui.label("Thinking").classes("text-xs text-gray-500 uppercase")
                         ui.label(str(step.get("thinking") or "–")[:20_000]).classes(
-                            "whitespace-pre-wrap break-words text-sm max-h-40 overflow-auto w-full")
+                            "whitespace-pre-wrap break-words text-sm max-h-40 overflow-auto w-full"
+                        )
                     with ui.column().classes("w-full gap-0 detail-action").mark("detail-action"):
                         ui.label("Action (step_data)").classes("text-xs text-gray-500 uppercase")
                         json_block(step.get("step_data")).classes(replace=_JSON_CLASSES + " max-h-52")
@@ -616,8 +711,9 @@ class TaskView:
                         else:
                             json_block(step.get("action_result")).classes(replace=_JSON_CLASSES + " max-h-40")
                     if step.get("usage"):
-                        ui.label("Tokens: " + to_json_text(step.get("usage"), 300).replace("\n", " ")).classes(
-                            "text-xs text-gray-600")
+                        ui.label(
+                            "Tokens: " + to_json_text(step.get("usage"), 300).replace("\n", " ")
+                        ).classes("text-xs text-gray-600")
                     if step.get("metadata"):
                         with ui.expansion("Metadata").classes("w-full text-sm"):
                             json_block(step.get("metadata"))
@@ -638,14 +734,25 @@ class TaskView:
         # height and the stored aspect ratio (a phone screenshot is tall, a desktop one wide).
         style = f"height: {max_height}; width: auto"
         if width and height:
-            marks = _overlay.action_marks(step.get("step_data"), width, height,
-                                          _pos(meta.get("original_width")), _pos(meta.get("original_height")))
+            marks = _overlay.action_marks(
+                step.get("step_data"),
+                width,
+                height,
+                _pos(meta.get("original_width")),
+                _pos(meta.get("original_height")),
+            )
             svg = _overlay.overlay_svg(marks, width, height)
             ratio = width / height
-            style = (f"width: min(100%, calc({max_height} * {ratio:.5f})); max-width: 100%; "
-                     f"aspect-ratio: {width:.0f} / {height:.0f}")
-        image = ui.interactive_image(screenshot_url(path, fallback=True), content=svg).classes(
-            "step-shot self-center").style(style).mark("screenshot")
+            style = (
+                f"width: min(100%, calc({max_height} * {ratio:.5f})); max-width: 100%; "
+                f"aspect-ratio: {width:.0f} / {height:.0f}"
+            )
+        image = (
+            ui.interactive_image(screenshot_url(path, fallback=True), content=svg)
+            .classes("step-shot self-center")
+            .style(style)
+            .mark("screenshot")
+        )
         if clickable:
             image.on("click", self.open_lightbox)
             image.classes("cursor-zoom-in")
@@ -664,14 +771,19 @@ class TaskView:
         self.lightbox.clear()
         with self.lightbox, ui.card().classes("w-full h-full bg-gray-900 items-center").mark("lightbox"):
             with ui.row().classes("w-full items-center text-white"):
-                ui.label(f"Step {step.get('step_number')} · {step.get('step_type')} {action_name(step)}".strip()
-                         ).classes("text-lg").mark("lightbox-title")
+                ui.label(
+                    f"Step {step.get('step_number')} · {step.get('step_type')} {action_name(step)}".strip()
+                ).classes("text-lg").mark("lightbox-title")
                 ui.space()
                 ui.button(icon="chevron_left", on_click=lambda: self.select(self._neighbour(-1))).props(
-                    "flat round color=white")
+                    "flat round color=white"
+                )
                 ui.button(icon="chevron_right", on_click=lambda: self.select(self._neighbour(+1))).props(
-                    "flat round color=white")
-                ui.button(icon="close", on_click=self.lightbox.close).props("flat round color=white").mark("close")
+                    "flat round color=white"
+                )
+                ui.button(icon="close", on_click=self.lightbox.close).props("flat round color=white").mark(
+                    "close"
+                )
             with ui.element("div").classes("flex-grow w-full flex justify-center items-center overflow-auto"):
                 if step.get("screenshot_path"):
                     self._screenshot(step, max_height="85vh", clickable=False)
@@ -721,7 +833,9 @@ class TaskView:
         self.header_box.clear()
         with self.header_box:
             self._header()
-        if (task.get("status") != "running" or stale_for(task) is not None) and self.refresh_timer is not None:
+        if (
+            task.get("status") != "running" or stale_for(task) is not None
+        ) and self.refresh_timer is not None:
             self.refresh_timer.active = False  # finished, or stale: nothing more will come
         if grew:
             # on failure the timeline still grows; n/N and the minimap catch up on the next refresh
@@ -769,7 +883,9 @@ class TaskView:
     async def export_json(self) -> None:
         report = await self._report()
         if report is not None:
-            ui.download.content(report_json(report), f"task-{_file_safe(self.task_id)}.json", "application/json")
+            ui.download.content(
+                report_json(report), f"task-{_file_safe(self.task_id)}.json", "application/json"
+            )
 
     async def export_xlsx(self) -> None:
         report = await self._report()
@@ -783,7 +899,6 @@ class TaskView:
             ui.notify(f"Export failed: {exc}", type="negative")
             return
         ui.download.content(steps_csv(steps), f"task-{_file_safe(self.task_id)}-steps.csv", "text/csv")
-
 
     async def export_html(self) -> None:
         """One self-contained HTML file (``stepsdk export TASK --format html``)."""
@@ -827,7 +942,13 @@ def duration_chart_options(durations: list[Row]) -> dict[str, Any]:
         "yAxis": {"type": "value", "name": "ms"},
         "dataZoom": [{"type": "inside"}] if len(durations) > 100 else [],
         "series": [
-            {"name": "duration", "type": "bar", "data": values, "color": "#6366f1", "large": len(values) > 2000},
+            {
+                "name": "duration",
+                "type": "bar",
+                "data": values,
+                "color": "#6366f1",
+                "large": len(values) > 2000,
+            },
             {"name": "failed", "type": "scatter", "data": failed, "color": "#ef4444", "symbolSize": 8},
         ],
     }
@@ -845,8 +966,15 @@ def minimap_options(index: list[Row]) -> dict[str, Any]:
         "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
         "xAxis": {"type": "category", "show": False, "data": [r.get("step_number") for r in index]},
         "yAxis": {"type": "value", "show": False},
-        "series": [{"type": "bar", "data": values, "color": "#a5b4fc", "barCategoryGap": "10%",
-                    "large": len(values) > 2000}],
+        "series": [
+            {
+                "type": "bar",
+                "data": values,
+                "color": "#a5b4fc",
+                "barCategoryGap": "10%",
+                "large": len(values) > 2000,
+            }
+        ],
     }
 
 
@@ -854,8 +982,13 @@ def type_chart_options(types: list[Row]) -> dict[str, Any]:
     return {
         "animation": False,
         "tooltip": {"trigger": "item"},
-        "series": [{"type": "pie", "radius": ["35%", "70%"],
-                    "data": [{"name": str(r.get("step_type")), "value": r.get("steps") or 0} for r in types]}],
+        "series": [
+            {
+                "type": "pie",
+                "radius": ["35%", "70%"],
+                "data": [{"name": str(r.get("step_type")), "value": r.get("steps") or 0} for r in types],
+            }
+        ],
     }
 
 
@@ -864,7 +997,8 @@ def _error_details(step: Row) -> None:
     ui.label(str(step.get("error_message") or "")[:20_000]).classes("whitespace-pre-wrap break-all text-sm")
     if step.get("stack_trace"):
         ui.label(str(step["stack_trace"])[:50_000]).classes(
-            "font-mono text-xs whitespace-pre overflow-auto bg-gray-900 text-gray-100 p-2 rounded w-full max-h-72")
+            "font-mono text-xs whitespace-pre overflow-auto bg-gray-900 text-gray-100 p-2 rounded w-full max-h-72"
+        )
 
 
 def _short(value: Any, limit: int) -> str:
@@ -872,7 +1006,9 @@ def _short(value: Any, limit: int) -> str:
 
 
 def _pos(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
+    )
 
 
 def _file_safe(value: str) -> str:

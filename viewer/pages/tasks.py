@@ -33,8 +33,14 @@ EXPORT_LIMIT = 100_000
 COLUMNS = [
     {"name": "status", "label": "Status", "field": "status_text", "sortable": True, "align": "left"},
     {"name": "task_id", "label": "Task", "field": "task_id", "sortable": True, "align": "left"},
-    {"name": "title", "label": "Title", "field": "title", "sortable": True, "align": "left",
-     "style": "max-width: 28rem; overflow: hidden; text-overflow: ellipsis"},
+    {
+        "name": "title",
+        "label": "Title",
+        "field": "title",
+        "sortable": True,
+        "align": "left",
+        "style": "max-width: 28rem; overflow: hidden; text-overflow: ellipsis",
+    },
     {"name": "agent", "label": "Agent", "field": "agent", "sortable": True, "align": "left"},
     {"name": "total_steps", "label": "Steps", "field": "total_steps", "sortable": True},
     {"name": "failed_steps", "label": "Failed", "field": "failed_steps", "sortable": True},
@@ -89,13 +95,17 @@ def parse_day(text: str | None, *, end: bool = False) -> datetime | None:
 def display_row(row: Row, meta_columns: Sequence[str] = ()) -> Row:
     idle = stale_for(row)
     meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
-    return {**row, "success_rate_text": fmt_rate(row.get("success_rate")),
-            "duration_text": fmt_ms(row.get("duration_ms")) if row.get("finished_at") else (
-                f"stale for {fmt_span(idle)}" if idle else "running…"),
-            "started_text": fmt_ts(row.get("started_at")),
-            "status_text": "stale" if idle else row.get("status"),
-            "stale_title": f"running, but no new step for {fmt_span(idle)}" if idle else "",
-            **{f"m{i}": meta_text(meta.get(key)) for i, key in enumerate(meta_columns)}}
+    return {
+        **row,
+        "success_rate_text": fmt_rate(row.get("success_rate")),
+        "duration_text": fmt_ms(row.get("duration_ms"))
+        if row.get("finished_at")
+        else (f"stale for {fmt_span(idle)}" if idle else "running…"),
+        "started_text": fmt_ts(row.get("started_at")),
+        "status_text": "stale" if idle else row.get("status"),
+        "stale_title": f"running, but no new step for {fmt_span(idle)}" if idle else "",
+        **{f"m{i}": meta_text(meta.get(key)) for i, key in enumerate(meta_columns)},
+    }
 
 
 class TaskList:
@@ -127,15 +137,32 @@ class TaskList:
             await self._filters_row()
             await self._problems()
             self.message = ui.column().classes("w-full")
-            self.table = ui.table(columns=self._columns(), rows=[], row_key="task_id", selection="multiple",
-                                  on_select=self._selected, pagination={
-                "page": self.page, "rowsPerPage": self.per_page, "rowsNumber": 0, "sortBy": self.sort.column,
-                "descending": self.sort.descending,
-            }).classes("w-full").props("flat bordered :rows-per-page-options='[10,25,50,100]'").mark("task-table")
+            self.table = (
+                ui.table(
+                    columns=self._columns(),
+                    rows=[],
+                    row_key="task_id",
+                    selection="multiple",
+                    on_select=self._selected,
+                    pagination={
+                        "page": self.page,
+                        "rowsPerPage": self.per_page,
+                        "rowsNumber": 0,
+                        "sortBy": self.sort.column,
+                        "descending": self.sort.descending,
+                    },
+                )
+                .classes("w-full")
+                .props("flat bordered :rows-per-page-options='[10,25,50,100]'")
+                .mark("task-table")
+            )
             self.table.add_slot("body-cell-task_id", _TASK_CELL)
             self.table.add_slot("body-cell-status", _STATUS_CELL)
-            self.table.add_slot("no-data", '<div class="w-full text-center text-gray-500 p-4">'
-                                'No tasks match. Record a run, or clear the filters.</div>')
+            self.table.add_slot(
+                "no-data",
+                '<div class="w-full text-center text-gray-500 p-4">'
+                "No tasks match. Record a run, or clear the filters.</div>",
+            )
             self.table.on("request", self._on_request)
             self.first_run = ui.column().classes("w-full")
         await self.load(push=False)
@@ -146,8 +173,14 @@ class TaskList:
         except FetchError:
             return  # the table's own load will say what is wrong
         if problems:
-            with ui.expansion(f"{len(problems)} record(s) in the data could not be read and were skipped",
-                              icon="warning").classes("w-full bg-amber-50 text-amber-900").mark("problems"):
+            with (
+                ui.expansion(
+                    f"{len(problems)} record(s) in the data could not be read and were skipped",
+                    icon="warning",
+                )
+                .classes("w-full bg-amber-50 text-amber-900")
+                .mark("problems")
+            ):
                 for problem in problems[:100]:
                     ui.label(problem).classes("font-mono text-xs break-all")
 
@@ -164,41 +197,99 @@ class TaskList:
         meta = ", ".join(f"{k[5:]}={v}" for k, v in p.items() if k.startswith("meta.") and len(k) > 5)
         self.meta_columns = [c.strip() for c in p.get("cols", "").split(",") if c.strip()][:MAX_META_COLUMNS]
         with ui.row().classes("w-full items-end gap-3"):
-            self.search = ui.input("Search id or title", value=p.get("search", "")[:500], on_change=self._changed).props(
-                "clearable dense outlined debounce=300").classes("w-72").mark("search")
-            self.status = ui.select({None: "any status", **{s: s for s in STATUSES}}, value=status,
-                                    label="Status", on_change=self._changed).props("dense outlined").classes(
-                "w-40").mark("status-filter")
-            self.agent = ui.select({None: "any agent", **{a: a for a in agents}}, value=agent, label="Agent",
-                                   on_change=self._changed).props("dense outlined").classes("w-48")
-            self.date_from = ui.input("Started from", value=p.get("from", "")[:10], on_change=self._changed).props(
-                "type=date dense outlined stack-label").classes("w-44").mark("from")
-            self.date_to = ui.input("Started until", value=p.get("to", "")[:10], on_change=self._changed).props(
-                "type=date dense outlined stack-label").classes("w-44").mark("to")
-            self.meta = ui.input("Metadata filter", value=meta[:500], placeholder="model=gpt-4o, device=pixel",
-                                 on_change=self._changed).props("clearable dense outlined debounce=500").classes(
-                "w-64").mark("meta-filter")
-            self.cols = ui.input("Metadata columns", value=", ".join(self.meta_columns), placeholder="model, device",
-                                 on_change=self._columns_changed).props("clearable dense outlined debounce=500").classes(
-                "w-56").mark("meta-columns")
+            self.search = (
+                ui.input("Search id or title", value=p.get("search", "")[:500], on_change=self._changed)
+                .props("clearable dense outlined debounce=300")
+                .classes("w-72")
+                .mark("search")
+            )
+            self.status = (
+                ui.select(
+                    {None: "any status", **{s: s for s in STATUSES}},
+                    value=status,
+                    label="Status",
+                    on_change=self._changed,
+                )
+                .props("dense outlined")
+                .classes("w-40")
+                .mark("status-filter")
+            )
+            self.agent = (
+                ui.select(
+                    {None: "any agent", **{a: a for a in agents}},
+                    value=agent,
+                    label="Agent",
+                    on_change=self._changed,
+                )
+                .props("dense outlined")
+                .classes("w-48")
+            )
+            self.date_from = (
+                ui.input("Started from", value=p.get("from", "")[:10], on_change=self._changed)
+                .props("type=date dense outlined stack-label")
+                .classes("w-44")
+                .mark("from")
+            )
+            self.date_to = (
+                ui.input("Started until", value=p.get("to", "")[:10], on_change=self._changed)
+                .props("type=date dense outlined stack-label")
+                .classes("w-44")
+                .mark("to")
+            )
+            self.meta = (
+                ui.input(
+                    "Metadata filter",
+                    value=meta[:500],
+                    placeholder="model=gpt-4o, device=pixel",
+                    on_change=self._changed,
+                )
+                .props("clearable dense outlined debounce=500")
+                .classes("w-64")
+                .mark("meta-filter")
+            )
+            self.cols = (
+                ui.input(
+                    "Metadata columns",
+                    value=", ".join(self.meta_columns),
+                    placeholder="model, device",
+                    on_change=self._columns_changed,
+                )
+                .props("clearable dense outlined debounce=500")
+                .classes("w-56")
+                .mark("meta-columns")
+            )
             ui.space()
             self.count_label = ui.label("").classes("text-gray-600")
-            self.compare_button = ui.button("Compare selected", icon="compare_arrows", on_click=self.compare).props(
-                "outline").mark("compare-selected")
+            self.compare_button = (
+                ui.button("Compare selected", icon="compare_arrows", on_click=self.compare)
+                .props("outline")
+                .mark("compare-selected")
+            )
             self.compare_button.disable()
             ui.button("Export CSV", icon="download", on_click=self.export).props("outline")
 
     def _columns(self) -> list[Row]:
-        return COLUMNS + [{"name": f"m{i}", "label": key, "field": f"m{i}", "align": "left",
-                           "style": "max-width: 16rem; overflow: hidden; text-overflow: ellipsis"}
-                          for i, key in enumerate(self.meta_columns)]
+        return COLUMNS + [
+            {
+                "name": f"m{i}",
+                "label": key,
+                "field": f"m{i}",
+                "align": "left",
+                "style": "max-width: 16rem; overflow: hidden; text-overflow: ellipsis",
+            }
+            for i, key in enumerate(self.meta_columns)
+        ]
 
     def _read_filters(self) -> TaskFilters | str:
         try:
-            return TaskFilters(search=(self.search.value or "").strip()[:500], status=self.status.value,
-                               agent=self.agent.value, started_from=parse_day(self.date_from.value),
-                               started_to=parse_day(self.date_to.value, end=True),
-                               meta=parse_meta(self.meta.value or ""))
+            return TaskFilters(
+                search=(self.search.value or "").strip()[:500],
+                status=self.status.value,
+                agent=self.agent.value,
+                started_from=parse_day(self.date_from.value),
+                started_to=parse_day(self.date_to.value, end=True),
+                meta=parse_meta(self.meta.value or ""),
+            )
         except ValueError as exc:
             return f"Invalid filter: {exc}"
 
@@ -207,7 +298,9 @@ class TaskList:
         await self.load()
 
     async def _columns_changed(self) -> None:
-        self.meta_columns = [c.strip() for c in (self.cols.value or "").split(",") if c.strip()][:MAX_META_COLUMNS]
+        self.meta_columns = [c.strip() for c in (self.cols.value or "").split(",") if c.strip()][
+            :MAX_META_COLUMNS
+        ]
         assert self.table is not None
         self.table.columns = self._columns()
         await self.load()
@@ -230,7 +323,9 @@ class TaskList:
     async def _on_request(self, e: Any) -> None:
         pagination = (e.args or {}).get("pagination", {}) if isinstance(e.args, dict) else {}
         sort_by = pagination.get("sortBy") or "started_at"
-        self.sort = Sort(sort_by if sort_by in SORT_COLUMNS else "started_at", bool(pagination.get("descending")))
+        self.sort = Sort(
+            sort_by if sort_by in SORT_COLUMNS else "started_at", bool(pagination.get("descending"))
+        )
         rows_per_page = pagination.get("rowsPerPage")
         if isinstance(rows_per_page, int) and 1 <= rows_per_page <= 100:
             self.table.pagination["rowsPerPage"] = rows_per_page
@@ -244,8 +339,12 @@ class TaskList:
         params: dict[str, Any] = {}
         if (self.search.value or "").strip():
             params["search"] = self.search.value.strip()
-        for key, value in (("status", self.status.value), ("agent", self.agent.value),
-                           ("from", self.date_from.value), ("to", self.date_to.value)):
+        for key, value in (
+            ("status", self.status.value),
+            ("agent", self.agent.value),
+            ("from", self.date_from.value),
+            ("to", self.date_to.value),
+        ):
             if value:
                 params[key] = value
         if self.meta_columns:
@@ -278,13 +377,20 @@ class TaskList:
                 error_box(str(exc), title="Cannot load the tasks")
             return
         self.table.rows = [display_row(r, self.meta_columns) for r in rows]
-        self.table.pagination = {**self.table.pagination, "page": self.page, "rowsNumber": self.total,
-                                 "sortBy": self.sort.column, "descending": self.sort.descending}
+        self.table.pagination = {
+            **self.table.pagination,
+            "page": self.page,
+            "rowsNumber": self.total,
+            "sortBy": self.sort.column,
+            "descending": self.sort.descending,
+        }
         self.table.update()
         self.count_label.text = f"{self.total:,} task{'s' if self.total != 1 else ''}"
         self._first_run_hint(filters)
         if push:
-            ui.run_javascript(f"history.replaceState(history.state, '', location.pathname + {json.dumps(self.query())})")
+            ui.run_javascript(
+                f"history.replaceState(history.state, '', location.pathname + {json.dumps(self.query())})"
+            )
 
     def _first_run_hint(self, filters: TaskFilters) -> None:
         self.first_run.clear()
@@ -292,9 +398,13 @@ class TaskList:
             return
         with self.first_run, ui.card().classes("w-full bg-indigo-50").mark("first-run"):
             ui.label("Nothing recorded here yet").classes("text-lg font-bold text-indigo-900")
-            ui.label(f"This viewer reads {self.source.description}. Record a run with a few lines of Python, "
-                     "or try `stepsdk demo`:").classes("text-indigo-900")
-            ui.label(FIRST_RUN).classes("font-mono text-xs whitespace-pre bg-white rounded p-3 w-full overflow-auto")
+            ui.label(
+                f"This viewer reads {self.source.description}. Record a run with a few lines of Python, "
+                "or try `stepsdk demo`:"
+            ).classes("text-indigo-900")
+            ui.label(FIRST_RUN).classes(
+                "font-mono text-xs whitespace-pre bg-white rounded p-3 w-full overflow-auto"
+            )
 
     async def export(self) -> None:
         rows: list[Row] = []
@@ -310,8 +420,10 @@ class TaskList:
             ui.notify(f"Export failed: {exc}", type="negative")
             return
         if len(rows) >= EXPORT_LIMIT:
-            ui.notify(f"The export holds the first {EXPORT_LIMIT:,} tasks: narrow the filters for the rest.",
-                      type="warning")
+            ui.notify(
+                f"The export holds the first {EXPORT_LIMIT:,} tasks: narrow the filters for the rest.",
+                type="warning",
+            )
         ui.download.content(tasks_csv(rows[:EXPORT_LIMIT]), "tasks.csv", "text/csv")
 
 
