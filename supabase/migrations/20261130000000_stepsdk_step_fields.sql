@@ -3,7 +3,7 @@
 --   usage           token usage of the model call behind the step:
 --                   {"prompt_tokens", "completion_tokens", "total_tokens"} (integers >= 0)
 --   error_category  a coarse class of a failed step's error, derived from the exception type,
---                   its message and the HTTP status by the recorder (stepsdk/_error_category.py)
+--                   its message and the HTTP status by the recorder (stepsdk/recording/error_category.py)
 -- Existing databases: additive and nullable, safe to apply on a live project.
 
 alter table public.task_steps

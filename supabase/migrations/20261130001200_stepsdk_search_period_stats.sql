@@ -3,7 +3,7 @@
 -- Apply after 20261122000002_stepsdk_stats.sql. Safe to apply twice (`if not exists`,
 -- `create or replace`). Same security model as the statistics migration: SECURITY INVOKER
 -- functions (the caller's RLS applies), an empty search_path, execute for authenticated and
--- service_role only. The local store (stepsdk/_index.py) implements the same definitions in
+-- service_role only. The local store (stepsdk/store/index.py) implements the same definitions in
 -- SQLite; tests/viewer/test_sources.py checks both give equal answers.
 
 create extension if not exists pg_trgm with schema extensions;
