@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import statistics
@@ -121,16 +122,74 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def load(url: str, pid: int, clients: int, seconds: float, task_ids: list[str]) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Response:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+class RawClient:
+    """One keep-alive HTTP/1.1 connection, reading just enough of each answer to know it ended
+    (Content-Length or chunked). A few microseconds of Python per request, so that the load
+    generator, sharing the viewer's 2 cores, is not what the latencies measure (httpx spends
+    a few milliseconds of CPU per request: `--client httpx` for comparison)."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> _Response:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)}
+            if "content-length" in headers:
+                await self.reader.readexactly(int(headers["content-length"]))
+            elif headers.get("transfer-encoding", "").lower() == "chunked":
+                while True:
+                    size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    await self.reader.readexactly(size + 2)
+                    if size == 0:
+                        break
+            if headers.get("connection", "").lower() == "close":
+                await self.aclose()
+            return _Response(status)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
+async def load(
+    url: str, pid: int, clients: int, seconds: float, task_ids: list[str], raw: bool = True
+) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {name: [] for name in ROUTES}
     errors: dict[str, int] = dict.fromkeys(ROUTES, 0)
     rss = [rss_mb(pid)]
+    cpu_start = (cpu_seconds(pid), time.process_time())
     stop = time.monotonic() + seconds
 
     async def client(n: int) -> None:
         names = list(ROUTES)
         rng = random.Random(n)
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        http: Any = RawClient(url) if raw else httpx.AsyncClient(base_url=url, timeout=30)
+        try:
             i = n
             while time.monotonic() < stop:
                 name = names[i % len(names)]
@@ -138,13 +197,15 @@ async def load(url: str, pid: int, clients: int, seconds: float, task_ids: list[
                 path = ROUTES[name].replace("{id}", rng.choice(task_ids))
                 t0 = time.perf_counter()
                 try:
-                    response = await http.get(path)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
+                    status = (await http.get(path)).status_code
+                    ok = status == 200
+                except (httpx.HTTPError, OSError, ValueError, asyncio.IncompleteReadError):
                     ok = False
                 latencies[name].append((time.perf_counter() - t0) * 1000)
                 if not ok:
                     errors[name] += 1
+        finally:
+            await http.aclose()
 
     async def sampler() -> None:
         while time.monotonic() < stop:
@@ -153,7 +214,8 @@ async def load(url: str, pid: int, clients: int, seconds: float, task_ids: list[
 
     await asyncio.gather(sampler(), *(client(n) for n in range(clients)))
     rss.append(rss_mb(pid))
-    return {"latencies": latencies, "errors": errors, "rss": rss}
+    cpu = {"viewer": cpu_seconds(pid) - cpu_start[0], "load generator": time.process_time() - cpu_start[1]}
+    return {"latencies": latencies, "errors": errors, "rss": rss, "cpu": cpu}
 
 
 def report(title: str, result: dict[str, Any], seconds: float) -> None:
@@ -162,7 +224,8 @@ def report(title: str, result: dict[str, Any], seconds: float) -> None:
         f"\n### {title}\n\n{total:,} requests in {seconds:.0f} s ({total / seconds:.0f}/s), "
         f"viewer RSS {result['rss'][0]:.0f} MB at start, {max(result['rss']):.0f} MB peak, "
         f"{result['rss'][-1]:.0f} MB at the end (every 10 s: "
-        f"{', '.join(f'{v:.0f}' for v in result['rss'][::10])} MB)\n"
+        f"{', '.join(f'{v:.0f}' for v in result['rss'][::10])} MB); CPU seconds used: "
+        f"{', '.join(f'{k} {v:.1f}' for k, v in result['cpu'].items())}\n"
     )
     print("| route | requests | errors | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
     for name, values in result["latencies"].items():
@@ -180,6 +243,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--supabase", action="store_true", help="also measure a viewer over the local stack")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="the load generator's HTTP client (see RawClient)",
+    )
     args = parser.parse_args()
 
     from stepsdk.store.index import BackupIndex
@@ -199,7 +268,9 @@ def main() -> None:
         task_ids = [r[0]["row"]["task_id"] for r in runs]
         server = ViewerServer(["--backup-dir", str(root)])
         try:
-            result = asyncio.run(load(server.url, server.proc.pid, args.clients, args.seconds, task_ids))
+            result = asyncio.run(
+                load(server.url, server.proc.pid, args.clients, args.seconds, task_ids, args.client == "raw")
+            )
         finally:
             server.stop()
         report(f"backup source ({args.clients} clients, {args.seconds:.0f} s)", result, args.seconds)
@@ -213,7 +284,14 @@ def main() -> None:
                 )
                 try:
                     result = asyncio.run(
-                        load(server.url, server.proc.pid, args.clients, args.seconds, task_ids)
+                        load(
+                            server.url,
+                            server.proc.pid,
+                            args.clients,
+                            args.seconds,
+                            task_ids,
+                            args.client == "raw",
+                        )
                     )
                 finally:
                     server.stop()

@@ -15,7 +15,7 @@ log = logging.getLogger("stepsdk.viewer")
 # A page view whose browser never opens its websocket (a script, a crawler, a load test) is
 # kept by NiceGUI for 60 s; a browser connects within seconds, so the viewer lets such views go
 # after this long (benchmarks/README.md, "Backup index": the load test's memory).
-UNCONNECTED_PAGE_TTL_S = 20.0
+UNCONNECTED_PAGE_TTL_S = 10.0
 
 
 def create_app(
@@ -133,4 +133,13 @@ def run(
     from nicegui.client import Client
 
     app.timer(5.0, lambda: Client.prune_instances(client_age_threshold=UNCONNECTED_PAGE_TTL_S))
+    if source.worker_threads:
+        threads = source.worker_threads
+
+        async def limit_threads() -> None:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+        app.on_startup(limit_threads)
     ui.run(host=host, port=port, reload=False, show=show, uvicorn_logging_level="warning", **run_options())  # type: ignore[arg-type]

@@ -84,6 +84,10 @@ _SORT_EXPR = {
 
 
 class BackupSource(DataSource):
+    # SQLite and Python answer in ~1 ms: 40 threads only fight over the GIL, and the page
+    # builds on the event loop wait behind them (benchmarks/README.md, load test third round)
+    worker_threads = 4
+
     def __init__(
         self, path: str | os.PathLike[str], index_path: str | os.PathLike[str] | None = None
     ) -> None:

@@ -172,6 +172,9 @@ class DataSource(ABC):
 
     #: shown in the page header ("backup: ./backup", "supabase: https://…")
     description: str = ""
+    #: threads that run the JSON API's handlers (None: the server's default, 40). A source
+    #: whose answers are CPU work gains nothing from more threads than cores but GIL contention.
+    worker_threads: int | None = None
 
     @abstractmethod
     def list_tasks(self, filters: TaskFilters, sort: Sort, page: int, per_page: int) -> tuple[list[Row], int]:
