@@ -88,3 +88,32 @@ def test_hostile_screenshot_paths_never_leave_the_folder(tmp_path: Path) -> None
     assert store.pending_bytes(snap) == 0
     for odd in (None, 5, "", "ab/cd.webp", "/abs/" + "a" * 64 + ".webp"):
         assert store.screenshot_file(odd) is None  # type: ignore[arg-type]
+
+
+_BIG = b"1" + b"0" * 400  # an int literal no float (and no 64-bit column) holds
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":Infinity}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":NaN}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":1e400}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":' + _BIG + b"}}",
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":' + _BIG + b"}}",
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":9223372036854775808}}',
+        b'{"k":"task","v":' + _BIG + b',"row":{"task_id":"u","status":"completed"}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"metadata":{"x":-Infinity}}}',
+    ],
+)
+def test_out_of_range_numbers_are_a_problem_not_a_broken_index(tmp_path: Path, bad: bytes) -> None:
+    """A CRC-valid line whose number no SQLite/PostgreSQL column holds (NaN, Infinity, an int
+    beyond 64 bits, a duration beyond a float) is skipped as a problem: the index is still built."""
+    from stepsdk.store.index import BackupIndex
+
+    task = {"k": "task", "v": 1, "row": {"task_id": "t", "status": "completed"}}
+    _journal(tmp_path, encode_record(task), encode_record(_good(1)), _line(bad), encode_record(_good(2)))
+    snap = BackupStore(tmp_path).read()
+    assert [r["step_number"] for r in snap.steps["t"]] == [1, 2] and len(snap.problems) == 1
+    db = BackupIndex(tmp_path).refresh()
+    assert [r[0] for r in db.execute("select step_number from steps order by step_number")] == [1, 2]
