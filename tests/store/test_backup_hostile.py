@@ -117,3 +117,23 @@ def test_out_of_range_numbers_are_a_problem_not_a_broken_index(tmp_path: Path, b
     assert [r["step_number"] for r in snap.steps["t"]] == [1, 2] and len(snap.problems) == 1
     db = BackupIndex(tmp_path).refresh()
     assert [r[0] for r in db.execute("select step_number from steps order by step_number")] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"k": "task", "v": 1, "row": {"task_id": "t", "started_at": "9999-12-31T23:59:59-05:00"}},
+        {"k": "task", "v": 1, "row": {"task_id": "t", "finished_at": "0001-01-01T00:00:00+01:00"}},
+        {"k": "step", "v": 1, "row": {**_good(3)["row"], "created_at": "0001-01-01T00:00:00+01:00"}},
+    ],
+)
+def test_a_timestamp_beyond_pythons_utc_range_does_not_break_the_index(tmp_path: Path, record: dict) -> None:
+    """PostgreSQL's timestamptz holds these; converting them to UTC raised OverflowError in the
+    index (no local view at all): the index takes them as no timestamp."""
+    from stepsdk.store.index import BackupIndex
+
+    task = {"k": "task", "v": 1, "row": {"task_id": "t", "status": "completed"}}
+    _journal(tmp_path, encode_record(task), encode_record(_good(1)), encode_record(record))
+    db = BackupIndex(tmp_path).refresh()
+    assert [r[0] for r in db.execute("select task_id from tasks")] == ["t"]
+    assert len(db.execute("select * from steps").fetchall()) == 1 + (record["k"] == "step")
