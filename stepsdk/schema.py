@@ -52,16 +52,23 @@ def parse_timestamp(value: Any) -> datetime | None:
     """A stored timestamp (ISO-8601 string, ``Z`` or an offset; or a datetime) → aware datetime.
 
     The one rule: a timestamp without an offset is UTC (what PostgreSQL's ``timestamptz`` and the
-    SDK's own rows mean). Anything that is not a timestamp → None."""
+    SDK's own rows mean). Anything that is not a timestamp → None, and so is one whose UTC instant
+    Python cannot hold (``0001-01-01T00:00:00+01:00`` is in year 0 in UTC)."""
     if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not value.strip():
+        parsed = value
+    elif not isinstance(value, str) or not value.strip():
         return None
+    else:
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        parsed.astimezone(UTC)
+    except OverflowError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 def has_offset(value: Any) -> bool:

@@ -72,6 +72,15 @@ def test_parse_timestamp_keeps_the_offset_and_rejects_junk() -> None:
         assert schema.parse_timestamp(junk) is None, junk
 
 
+def test_parse_timestamp_of_an_instant_outside_pythons_utc_range_is_none() -> None:
+    """Year 1 at +01:00 is year 0 in UTC, year 9999 at -05:00 is year 10000: no UTC day or epoch
+    for the index (it raised OverflowError there); the edges themselves still parse."""
+    for text in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"):
+        assert schema.parse_timestamp(text) is None, text
+    assert schema.parse_timestamp("0001-01-01T00:00:00Z") == datetime(1, 1, 1, tzinfo=UTC)
+    assert schema.parse_timestamp("9999-12-31T23:59:59") == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def test_has_offset_is_the_export_formats_requirement() -> None:
     assert schema.has_offset("2026-11-30T10:00:00+00:00") and schema.has_offset("2026-11-30T10:00:00Z")
     assert not schema.has_offset("2026-11-30T10:00:00") and not schema.has_offset("junk")

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stepsdk.errors import ConfigurationError
+
 from . import DEFAULT_HOST
 
 
@@ -50,6 +52,9 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         source = source_from_args(args.backup_dir, args.supabase_url)
+    except ConfigurationError as exc:  # 78, as every stepsdk command (README: exit statuses)
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 78
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
         return 2

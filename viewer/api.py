@@ -47,6 +47,8 @@ from .pages._common import screenshot_url
 log = logging.getLogger("stepsdk.viewer.api")
 SortColumn = Literal[SORT_COLUMNS]  # type: ignore[valid-type]
 Status = Literal[STATUSES]  # type: ignore[valid-type]
+# no NUL: PostgreSQL text cannot hold one, and Supabase's refusal would read as an outage (503)
+Agent = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
 TASKS_PREFIX = "/api/tasks/"
 
 
@@ -264,7 +266,7 @@ def register(source: DataSource) -> None:
     def list_tasks(
         search: Annotated[str, Query(max_length=500)] = "",
         status: Status | None = None,
-        agent: Annotated[str | None, Query(max_length=200)] = None,
+        agent: Agent = None,
         started_from: datetime | None = None,
         started_to: datetime | None = None,
         sort: SortColumn = "started_at",
@@ -303,7 +305,7 @@ def register(source: DataSource) -> None:
     def stats(
         days: Annotated[int, Query(ge=1, le=3660)] = 7,
         top: Annotated[int, Query(ge=1, le=100)] = 10,
-        agent: Annotated[str | None, Query(max_length=200)] = None,
+        agent: Agent = None,
     ) -> dict[str, Any]:
         """Every panel covers the same period (the last ``days`` UTC days, today included) and,
         with ``agent``, only that agent's tasks."""
@@ -317,7 +319,7 @@ def register(source: DataSource) -> None:
     )
     def search(
         q: Annotated[str, Query(min_length=MIN_SEARCH, max_length=MAX_SEARCH)],
-        agent: Annotated[str | None, Query(max_length=200)] = None,
+        agent: Agent = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> dict[str, Any]:
         try:

@@ -67,6 +67,7 @@ def source_from_args(
     the viewer alone also accepts SUPABASE_ANON_KEY (with a user's SUPABASE_ACCESS_TOKEN).
     """
     from stepsdk.config import Config
+    from stepsdk.errors import ConfigurationError
 
     # "" for the URL: only an explicit --supabase-url selects Supabase, never SUPABASE_URL alone.
     # The level is fixed so that STEPSDK_LEVEL (a recording setting) plays no part here.
@@ -81,7 +82,7 @@ def source_from_args(
 
         key = config.supabase_key or os.environ.get("SUPABASE_ANON_KEY")
         if not key:
-            raise ValueError(
+            raise ConfigurationError(
                 "a Supabase key is needed: set SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY)"
             )
         # a user's token (SUPABASE_ACCESS_TOKEN) with the anon key: row-level security shows their tasks only

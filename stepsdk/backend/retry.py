@@ -113,6 +113,19 @@ def classify(exc: BaseException) -> ErrorClass:
     return ErrorClass.TRANSIENT
 
 
+_KEY_REJECTED_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501", "401", "403"})
+
+
+def key_rejected(exc: BaseException) -> bool:
+    """Whether the backend refused the key itself (wrong, revoked, not a service key): a
+    configuration error, not an outage. The Supabase edge answers a bad apikey with only
+    ``{"message": "Invalid API key"}`` (no code)."""
+    _, APIError, _ = _client_errors()
+    return isinstance(exc, APIError) and (
+        str(exc.code) in _KEY_REJECTED_CODES or "api key" in str(exc.message).lower()
+    )
+
+
 def _is_client_error(exc: BaseException) -> bool:
     httpx, APIError, StorageApiError = _client_errors()
     return isinstance(exc, (httpx.HTTPError, httpx.InvalidURL, APIError, StorageApiError))

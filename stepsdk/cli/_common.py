@@ -232,15 +232,14 @@ def _describe_backend_error(exc: BaseException) -> tuple[str, Exit] | None:
     from postgrest.exceptions import APIError
     from storage3.exceptions import StorageApiError, StorageException
 
+    from stepsdk.backend.retry import key_rejected
+
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return f"cannot reach the backend: {_short(exc)}", Exit.UNAVAILABLE
     if isinstance(exc, httpx.TransportError):
         return f"network error talking to the backend: {_short(exc)}", Exit.UNAVAILABLE
     if isinstance(exc, APIError):
-        # The Supabase edge answers a bad apikey with only {"message": "Invalid API key"}.
-        if exc.code in ("PGRST301", "PGRST302", "PGRST303", "42501", "401", "403") or (
-            "api key" in str(exc.message).lower()
-        ):
+        if key_rejected(exc):
             return f"Supabase rejected the key: {exc.message}", Exit.CONFIG
         return f"Supabase error {exc.code}: {exc.message}", Exit.FAILED
     if isinstance(exc, StorageApiError):

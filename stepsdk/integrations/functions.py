@@ -20,6 +20,7 @@ exception is re-raised unchanged. A recording failure is logged and never reache
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import time
@@ -83,7 +84,11 @@ class tracked_step:  # lower-case: used as a decorator, named like one
             raise ValueError(f"tracked_step: max_chars must be an int >= 1, got {max_chars!r}")
         self._source, self._type, self._name = tracker, kind, name
         self._args, self._result, self._max = bool(record_args), bool(record_result), max_chars
-        self._block: tuple[StepBlock, float] | None = None
+        # the open with-blocks of this object, per thread and per asyncio task (one object may be
+        # shared: `check = tracked_step(...)` used by concurrent coroutines, or nested)
+        self._blocks: contextvars.ContextVar[tuple[list[Any], ...]] = contextvars.ContextVar(
+            "tracked_step_blocks", default=()
+        )
 
     # ---------------------------------------------------------------- decorator
     def __call__(self, fn: F) -> F:
@@ -132,18 +137,20 @@ class tracked_step:  # lower-case: used as a decorator, named like one
 
     # ---------------------------------------------------------------- with-block
     def __enter__(self) -> StepBlock:
-        if self._block is not None:
-            raise RuntimeError(
-                "tracked_step: this object is already inside a with-block; create one per block"
-            )
         block = StepBlock()
-        self._block = (block, time.perf_counter())
+        entry: list[Any] = [block, time.perf_counter(), None]
+        entry[2] = self._blocks.set((*self._blocks.get(), entry))
         return block
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self._block is None:
+        blocks = self._blocks.get()
+        if not blocks:
             return
-        (block, started), self._block = self._block, None
+        block, started, token = blocks[-1]
+        try:
+            self._blocks.reset(token)  # also leaves nothing behind in the context (no leak per block)
+        except (ValueError, RuntimeError):  # entered in another context: drop this entry only
+            self._blocks.set(blocks[:-1])
         name = self._name or "block"
         with guarded(f"step {name!r}"):
             self._emit(name, dict(block.step_data), started, block.result, exc, kind="block", handle=block)

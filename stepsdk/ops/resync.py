@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepsdk.backend.retry import RetryPolicy, one_line
+from stepsdk.backend.retry import RetryPolicy, key_rejected, one_line
 from stepsdk.backend.uploader import Record, Unavailable, Uploader
 from stepsdk.config import Config
 from stepsdk.errors import BackendUnavailableError, ConfigurationError, ResyncError
@@ -127,6 +127,10 @@ class Resync:
         try:
             RetryPolicy(min(3.0, self.config.retry_max_time)).call(self.sink.probe)
         except Exception as exc:
+            if key_rejected(exc):  # a wrong key is configuration (exit 78), not an outage
+                raise ResyncNotConfigured(
+                    f"Supabase at {self.config.supabase_url} rejected the key: {one_line(exc)}"
+                ) from None
             raise ResyncBackendUnavailable(
                 f"Supabase at {self.config.supabase_url} is not usable: {one_line(exc)}"
             ) from None

@@ -135,10 +135,8 @@ def _fmt_ts(value: Any) -> str:
 
 
 def _task_ms(task: dict[str, Any]) -> float | None:
-    try:
-        start = datetime.fromisoformat(str(task.get("started_at")))
-        end = datetime.fromisoformat(str(task.get("finished_at")))
-    except ValueError:
+    start, end = parse_timestamp(task.get("started_at")), parse_timestamp(task.get("finished_at"))
+    if start is None or end is None:  # naive = UTC (stepsdk.schema): one naive, one aware works
         return None
     return (end - start).total_seconds() * 1000
 

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -103,7 +104,7 @@ def decode_line(line: bytes) -> dict[str, Any]:
     if zlib.crc32(body) != crc:
         raise ValueError("CRC mismatch (torn or corrupted record)")
     try:
-        record = json.loads(body)
+        record = json.loads(body, parse_constant=_refuse_constant)
     except RecursionError:  # hostile nesting: json.loads recurses per level
         raise ValueError("JSON nested too deeply") from None
     except ValueError as exc:
@@ -148,8 +149,25 @@ def _is_id(value: Any) -> bool:
     return True
 
 
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity: Python's json reads them, no writer of ours writes them (allow_nan=False),
+    SQLite stores NaN as null and PostgreSQL refuses both in jsonb."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An int that fits a 64-bit column (SQLite's integer, PostgreSQL's bigint)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
+def _is_duration(value: Any) -> bool:
+    """A finite number (an int literal too long for a float, or 1e400 read as inf, is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _bad_types(row: dict[str, Any], texts: tuple[str, ...], objects: tuple[str, ...]) -> str | None:
@@ -181,10 +199,8 @@ def _check_record(record: dict[str, Any]) -> None:
             raise ValueError("step record without a valid id, task_id or step_number")
         if not isinstance(row.get("success", True), bool):
             problem = "success is not a boolean"
-        elif row.get("duration_ms") is not None and (
-            isinstance(row["duration_ms"], bool) or not isinstance(row["duration_ms"], (int, float))
-        ):
-            problem = "duration_ms is not a number"
+        elif row.get("duration_ms") is not None and not _is_duration(row["duration_ms"]):
+            problem = "duration_ms is not a finite number"
         problem = problem or _bad_types(row, ("step_type", *_STEP_TEXT), ("metadata", "usage"))
     elif kind == KIND_SHOT:
         row = record["row"] = upgrade_screenshot_row(row)  # stepsdk 0.1 journals: key storage_path

@@ -226,3 +226,19 @@ def test_resync_sends_a_newer_step_version_even_when_the_id_is_stored(stack: Any
     db = stack.sql("select screenshot_path, metadata from public.task_steps where id = %s", (step.id,))
     assert db == [{"screenshot_path": final["screenshot_path"], "metadata": {}}]
     assert BackupStore(tmp_path).read().pending_steps() == []
+
+
+def test_resync_with_a_rejected_key_is_a_configuration_error(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: 78 when the configuration is missing or rejected (as `stepsdk status` exits), 69
+    only when the backend cannot be reached; a wrong key used to be 69 'not usable'."""
+    _record_local(tmp_path, 1)
+    bad_key = _run(
+        ["resync", "--backup-dir", str(tmp_path)],
+        {"SUPABASE_URL": stack.url, "SUPABASE_SECRET_KEY": "wrong-key-123456"},
+        monkeypatch,
+        capsys,
+    )
+    assert bad_key.returncode == 78, bad_key.stderr
+    assert "wrong-key" not in bad_key.stdout + bad_key.stderr and "Traceback" not in bad_key.stderr

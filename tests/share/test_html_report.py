@@ -202,3 +202,19 @@ def test_report_offline_every_step_overlay_keys_and_no_injection(
     assert driver.execute_script("return window.__pwned") is None
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
+
+
+def test_report_duration_of_a_task_with_one_naive_timestamp() -> None:
+    """Naive = UTC (stepsdk.schema): a backup row with a naive started_at and an aware
+    finished_at made render() raise TypeError (naive minus aware); it is 5 s."""
+    from stepsdk.share.html_report import render
+    from stepsdk.share.run import SharedRun
+
+    task = {
+        "task_id": "t",
+        "status": "success",
+        "started_at": "2026-11-29T10:00:00",
+        "finished_at": "2026-11-29T11:00:05+01:00",
+    }
+    html = render(SharedRun(task, []))
+    assert "5.00 s" in html

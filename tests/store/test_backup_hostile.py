@@ -88,3 +88,52 @@ def test_hostile_screenshot_paths_never_leave_the_folder(tmp_path: Path) -> None
     assert store.pending_bytes(snap) == 0
     for odd in (None, 5, "", "ab/cd.webp", "/abs/" + "a" * 64 + ".webp"):
         assert store.screenshot_file(odd) is None  # type: ignore[arg-type]
+
+
+_BIG = b"1" + b"0" * 400  # an int literal no float (and no 64-bit column) holds
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":Infinity}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":NaN}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":1e400}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"duration_ms":' + _BIG + b"}}",
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":' + _BIG + b"}}",
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":9223372036854775808}}',
+        b'{"k":"task","v":' + _BIG + b',"row":{"task_id":"u","status":"completed"}}',
+        b'{"k":"step","v":1,"row":{"id":"s","task_id":"t","step_number":3,"metadata":{"x":-Infinity}}}',
+    ],
+)
+def test_out_of_range_numbers_are_a_problem_not_a_broken_index(tmp_path: Path, bad: bytes) -> None:
+    """A CRC-valid line whose number no SQLite/PostgreSQL column holds (NaN, Infinity, an int
+    beyond 64 bits, a duration beyond a float) is skipped as a problem: the index is still built."""
+    from stepsdk.store.index import BackupIndex
+
+    task = {"k": "task", "v": 1, "row": {"task_id": "t", "status": "completed"}}
+    _journal(tmp_path, encode_record(task), encode_record(_good(1)), _line(bad), encode_record(_good(2)))
+    snap = BackupStore(tmp_path).read()
+    assert [r["step_number"] for r in snap.steps["t"]] == [1, 2] and len(snap.problems) == 1
+    db = BackupIndex(tmp_path).refresh()
+    assert [r[0] for r in db.execute("select step_number from steps order by step_number")] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"k": "task", "v": 1, "row": {"task_id": "t", "started_at": "9999-12-31T23:59:59-05:00"}},
+        {"k": "task", "v": 1, "row": {"task_id": "t", "finished_at": "0001-01-01T00:00:00+01:00"}},
+        {"k": "step", "v": 1, "row": {**_good(3)["row"], "created_at": "0001-01-01T00:00:00+01:00"}},
+    ],
+)
+def test_a_timestamp_beyond_pythons_utc_range_does_not_break_the_index(tmp_path: Path, record: dict) -> None:
+    """PostgreSQL's timestamptz holds these; converting them to UTC raised OverflowError in the
+    index (no local view at all): the index takes them as no timestamp."""
+    from stepsdk.store.index import BackupIndex
+
+    task = {"k": "task", "v": 1, "row": {"task_id": "t", "status": "completed"}}
+    _journal(tmp_path, encode_record(task), encode_record(_good(1)), encode_record(record))
+    db = BackupIndex(tmp_path).refresh()
+    assert [r[0] for r in db.execute("select task_id from tasks")] == ["t"]
+    assert len(db.execute("select * from steps").fetchall()) == 1 + (record["k"] == "step")

@@ -363,3 +363,16 @@ async def test_foreign_host_header_is_refused(viewer: User) -> None:
         assert page.status_code == 421, host
     for host in ("test", "127.0.0.1:8080", "localhost:8080", "[::1]:8080"):
         assert (await viewer.http_client.get("/api/tasks", headers={"Host": host})).status_code == 200, host
+
+
+async def test_a_nul_in_agent_or_search_is_422_not_an_outage(viewer: User) -> None:
+    """PostgreSQL text holds no NUL: Supabase refused these and the viewer answered 503 (backend
+    unavailable) for what is a bad parameter; the backup source answered 200. Both say 422."""
+    for url in (
+        "/api/tasks?agent=%00",
+        "/api/tasks?search=a%00b",
+        "/api/stats?agent=%00",
+        "/api/search?q=wifi&agent=a%00",
+    ):
+        body = await get(viewer, url, 422)
+        assert "detail" in body, url

@@ -34,11 +34,11 @@ def test_bad_arguments_get_a_clear_answer(
     assert "--port must be in 1..65535" in capsys.readouterr().err
     for name in ("SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["view", "--supabase-url", "http://127.0.0.1:9"]) == 2
+    # configuration missing or rejected: 78, as every command (README, exit statuses)
+    assert main(["view", "--supabase-url", "http://127.0.0.1:9"]) == 78
     assert "SUPABASE_SECRET_KEY" in capsys.readouterr().err
-    assert main(["view", "--supabase-url", "ftp://x"]) == 2 if False else True
     monkeypatch.setenv("SUPABASE_SECRET_KEY", "k")
-    assert main(["view", "--supabase-url", "ftp://example"]) == 2
+    assert main(["view", "--supabase-url", "ftp://example"]) == 78
     assert "http(s) URL" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: the two sources exclude each other
         main(["view", "--backup-dir", "x", "--supabase-url", "http://x"])

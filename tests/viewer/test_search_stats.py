@@ -4,7 +4,7 @@ index and from Supabase, the JSON API over both, and error groups that ignore nu
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -223,3 +223,84 @@ def test_backup_meta_filter(tmp_path: Path) -> None:
     for bad in ({"": "x"}, {'we"ird': "x"}):  # keys are letters, digits and _ (the list's URL syntax)
         with pytest.raises(ValueError, match="meta"):
             TaskFilters(meta=bad)
+
+
+def tricky_dataset() -> dataset.Dataset:
+    """Durations with ties, zeros and nulls; steps exactly at, just before and just after UTC
+    midnight, some written with another offset; a non-ASCII task id and agent."""
+    midnight = period_start(1)
+    task = {
+        "task_id": "täsk-ü/1",
+        "title": "Grenzfälle",
+        "description": None,
+        "agent": "agént",
+        "status": "success",
+        "started_at": (midnight - timedelta(hours=3)).isoformat(),
+        "finished_at": (midnight + timedelta(seconds=30)).isoformat(),
+        "result": None,
+        "error_message": None,
+        "metadata": {},
+        "owner_id": None,
+    }
+    plus2 = timezone(timedelta(hours=2))
+    created = [
+        midnight,  # exactly at the boundary: today
+        midnight - timedelta(microseconds=1),  # yesterday
+        midnight + timedelta(microseconds=1),
+        (midnight).astimezone(plus2),  # same instant, other offset
+        (midnight - timedelta(seconds=1)).astimezone(plus2),  # reads as 01:59:59 "today" at +02
+        midnight - timedelta(hours=1, minutes=30),
+        midnight + timedelta(seconds=5),
+    ]
+    durations = [0.0, 0.0, 5.0, 5.0, 5.0, None, 0.0, 5.0, 7.5, None, 5.0, 0.0, 5.0, 5.0]
+    steps = []
+    for n, duration in enumerate(durations, start=1):
+        steps.append(
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"tricky/{n}")),
+                "task_id": task["task_id"],
+                "step_number": n,
+                "step_type": "action" if n % 3 else "validation",
+                "step_data": {},
+                "thinking": None,
+                "action_result": None,
+                "screenshot_path": None,
+                "duration_ms": duration,
+                "success": n % 4 != 0,
+                "error_type": None if n % 4 else "ValueError",
+                "error_message": None if n % 4 else "bad",
+                "stack_trace": None,
+                "started_at": None,
+                "metadata": {},
+                "created_at": created[n % len(created)].isoformat(),
+            }
+        )
+    return dataset.Dataset(tasks=[task], steps=steps)
+
+
+def test_sources_agree_on_tricky_statistics(
+    backup_source: BackupSource, supabase_source: SupabaseSource, _supabase_clients
+) -> None:
+    """The index's per-day counts and bucket p95 equal the SQL functions on ties, zeros, nulls,
+    steps at a UTC day boundary (written with other offsets) and periods not starting at midnight."""
+    extra = tricky_dataset()
+    dataset.write_backup(backup_source.store.path, extra)
+    dataset.write_supabase(_supabase_clients[0], extra)
+    today = period_start(1)
+    calls = {
+        "types_today": lambda s: s.step_type_breakdown(since=today),
+        "types_two_days": lambda s: s.step_type_breakdown(since=period_start(2), agent="agént"),
+        "types_odd_start": lambda s: s.step_type_breakdown(since=today - timedelta(hours=1)),
+        "types_just_after": lambda s: s.step_type_breakdown(since=today + timedelta(microseconds=1)),
+        "types_just_before": lambda s: s.step_type_breakdown(
+            since=today - timedelta(microseconds=1), agent="agént"
+        ),
+        "types_task": lambda s: s.step_type_breakdown("täsk-ü/1"),
+        "daily": lambda s: s.get_daily_stats(2, "agént"),
+        "slowest": lambda s: s.slowest_steps(20, today, agent="agént"),
+        "errors": lambda s: s.top_errors(10, since=today, agent="agént"),
+        "stats": lambda s: s.get_task_stats("täsk-ü/1"),
+    }
+    for name, call in calls.items():
+        a, b = both(backup_source, supabase_source, call)
+        assert a == b, name

@@ -86,6 +86,8 @@ class TaskFilters:
                 raise ValueError(f"{name} must be a timezone-aware datetime")
         if len(self.search) > 500:
             raise ValueError("search must be at most 500 characters")
+        if "\x00" in self.search or "\x00" in (self.agent or ""):  # PostgreSQL text holds no NUL
+            raise ValueError("search and agent must not contain NUL")
         if not isinstance(self.meta, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 200 and len(v) <= 500
             for k, v in self.meta.items()
