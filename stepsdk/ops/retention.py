@@ -581,4 +581,4 @@ def _record_task_id(record: dict[str, Any]) -> str | None:
 
 def _started_before(task: dict[str, Any], cutoff: datetime) -> bool:
     started = parse_timestamp(task.get("started_at"))
-    return started is not None and started < cutoff  # unparseable or no offset: never delete on a guess
+    return started is not None and started < cutoff  # unparseable: never delete on a guess (no offset: UTC, as in Supabase)
