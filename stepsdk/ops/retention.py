@@ -580,5 +580,6 @@ def _record_task_id(record: dict[str, Any]) -> str | None:
 
 
 def _started_before(task: dict[str, Any], cutoff: datetime) -> bool:
+    """Naive timestamps are UTC (stepsdk.schema), as PostgreSQL reads them on Supabase."""
     started = parse_timestamp(task.get("started_at"))
-    return started is not None and started < cutoff  # unparseable: never delete on a guess (no offset: UTC, as in Supabase)
+    return started is not None and started < cutoff  # unparseable: never delete on a guess
