@@ -26,6 +26,8 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from stepsdk.schema import BUCKET
 from stepsdk.store.backup import (
+    ARCHIVE_DIR,
+    JOURNAL_DIR,
     KIND_SHOT,
     KIND_STEP,
     KIND_TASK,
@@ -39,6 +41,7 @@ from stepsdk.store.export_format import parse_timestamp
 from stepsdk.store.index import INDEX_FILE, BackupIndex, Pruning
 
 log = logging.getLogger(__name__)
+STALE_TEMP_S = 3600.0  # a clean-up temp file older than this was left by a killed clean-up
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_DURATION = timedelta(days=36_500)
@@ -401,6 +404,7 @@ class BackupRetention:
         report.objects_deleted = self._unreferenced(snap, doomed)
         if dry_run:
             return report
+        self._sweep_stale_temp_files()
         moved = []
         try:
             for plan in plans:
@@ -506,6 +510,17 @@ class BackupRetention:
         if not (self.root / INDEX_FILE).exists():
             return contextlib.nullcontext(None)
         return BackupIndex(self.root).pruning(doomed)
+
+    def _sweep_stale_temp_files(self) -> None:
+        """Remove the kept-lines files of a clean-up killed before its renames (an hour old:
+        never those of a clean-up running now). They are never read as journals; only disk."""
+        cutoff = datetime.now(UTC).timestamp() - STALE_TEMP_S
+        for folder in (self.root / JOURNAL_DIR, self.root / ARCHIVE_DIR):
+            for path in folder.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        log.info("stepsdk cleanup: removed %s, left by an interrupted clean-up", path.name)
 
     @staticmethod
     def _prepare(plan: _JournalPlan) -> None:

@@ -393,3 +393,27 @@ def test_cleanup_local_keeps_a_screen_recorded_again_meanwhile(tmp_path: Path) -
     assert report.task_ids == ["old-d", "old-b", "old-a"]
     assert report.objects_deleted == [OWN_B] and report.objects_kept == [OWN_A]
     assert _backup_state(root) == ({"new-c"}, {SHARED, OWN_A})
+
+
+def test_cleanup_local_removes_temp_files_of_a_killed_cleanup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A clean-up killed after writing its kept lines but before renaming them over the journal
+    leaves `.<journal>.*.tmp` files: never read, only disk. The next clean-up removes those an
+    hour old, never a fresh one (a clean-up running now)."""
+    import os
+    import time
+
+    root = tmp_path / "backup"
+    load_into_backup(root, _dataset())
+    local_env(monkeypatch, root)
+    journal = next((root / "journal").glob("*.log"))
+    stale = journal.parent / f".{journal.name}.abc123.tmp"
+    fresh = journal.parent / f".{journal.name}.def456.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(journal.read_bytes())
+    hour_ago = time.time() - 3700
+    os.utime(stale, (hour_ago, hour_ago))
+    assert main(["cleanup", "--older-than", "30d", "--json"]) == Exit.OK
+    assert json_out(capsys.readouterr().out)["tasks"] == 3
+    assert not stale.exists() and fresh.exists()
