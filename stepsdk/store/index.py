@@ -754,10 +754,14 @@ class BackupIndex:
             "order by j.archived, p.name, p.offset"
         ).fetchall()
         out = [f"{r[0]} at byte {r[1]}: {r[2]}; record skipped" for r in rows]
-        writers = {
-            r["jkey"]: r for r in conn.execute("select jkey, pid, host, closed, archived from journals")
+        torn_lines = sorted(self._torn.items())
+        writers = {  # only for torn tails (usually none): every page asks, over thousands of journals
+            r["jkey"]: r
+            for r in (
+                conn.execute("select jkey, pid, host, closed, archived from journals") if torn_lines else ()
+            )
         }
-        for jkey, torn in sorted(self._torn.items()):
+        for jkey, torn in torn_lines:
             state = writers.get(jkey)
             if state is not None and _writer_alive(state):
                 continue
