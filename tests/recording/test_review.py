@@ -206,15 +206,13 @@ TIGHT_LOOP = textwrap.dedent("""
 """)
 
 
-def test_sigterm_while_a_step_spills_on_the_callers_thread_ends_the_process(tmp_path: Path) -> None:
-    """A full queue makes record_step write on the caller's thread, inside Sanitizer.field()'s
-    non-reentrant lock. A SIGTERM there runs the handler on the same thread: finish/close write
-    the task row through the same sanitizer and wait on that lock for ever. The process never
-    ends (docker stop then SIGKILLs it after its grace period; the task stays running)."""
-    outcomes = []
+def sigterm_outcomes(script: str, tmp_path: Path) -> list[int | str]:
+    """Three runs of `script` (it prints "go" once it loops), each sent SIGTERM half a second
+    later: the exit status of each, or "hung" when it had not ended 6 s after the signal."""
+    outcomes: list[int | str] = []
     for attempt in range(3):
         proc = subprocess.Popen(
-            [sys.executable, "-c", TIGHT_LOOP, str(tmp_path / str(attempt))],
+            [sys.executable, "-c", script, str(tmp_path / str(attempt))],
             stdout=subprocess.PIPE,
             text=True,
             env=clean_env(),
@@ -229,7 +227,15 @@ def test_sigterm_while_a_step_spills_on_the_callers_thread_ends_the_process(tmp_
             proc.kill()
             proc.wait()
             outcomes.append("hung")
-    assert outcomes == [-signal.SIGTERM] * 3, outcomes
+    return outcomes
+
+
+def test_sigterm_while_a_step_spills_on_the_callers_thread_ends_the_process(tmp_path: Path) -> None:
+    """A full queue makes record_step write on the caller's thread, inside Sanitizer.field()'s
+    non-reentrant lock. A SIGTERM there runs the handler on the same thread: finish/close write
+    the task row through the same sanitizer and wait on that lock for ever. The process never
+    ends (docker stop then SIGKILLs it after its grace period; the task stays running)."""
+    assert sigterm_outcomes(TIGHT_LOOP, tmp_path) == [-signal.SIGTERM] * 3
 
 
 # ------------------------------------------------------------------------------------------ counts
@@ -325,25 +331,7 @@ def test_sigterm_while_step_numbers_are_reserved_ends_the_process(tmp_path: Path
     steps). A SIGTERM there runs the handler on that thread: close() -> StepNumbers.release()
     opens the counter file again and flock()s a second open file description, which blocks on
     the lock the interrupted frame holds: the process never ends."""
-    outcomes = []
-    for attempt in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", GIVEN_ID_LOOP, str(tmp_path / str(attempt))],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=clean_env(),
-        )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(6)
-            outcomes.append(proc.returncode)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            outcomes.append("hung")
-    assert outcomes == [-signal.SIGTERM] * 3, outcomes
+    assert sigterm_outcomes(GIVEN_ID_LOOP, tmp_path) == [-signal.SIGTERM] * 3
 
 
 # ------------------------------------------------------------------------------------------ memory bound
