@@ -9,17 +9,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from stepsdk.config import Config
 from stepsdk.ops.retention import BackupRetention, CleanupReport
+from stepsdk.store.export_format import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +54,7 @@ def record_run(root: Path, older_than: str, report: CleanupReport, *, trigger: s
         "tasks_kept": len(report.kept),
         "ok": report.ok,
     }
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{STATE_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state, fh)
-        os.replace(tmp, Path(root) / STATE_FILE)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(Path(root) / STATE_FILE, lambda fh: fh.write(json.dumps(state).encode("utf-8")))
 
 
 def age_text(age: timedelta) -> str:
