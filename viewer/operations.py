@@ -26,8 +26,8 @@ from stepsdk.config import supabase_env
 from stepsdk.ops import delete as _delete
 from stepsdk.ops import local_retention as _local_retention
 from stepsdk.ops import retention as _retention
+from stepsdk.schema import parse_timestamp
 from stepsdk.store.backup import BackupStore
-from stepsdk.store.export_format import parse_timestamp
 
 from .data.base import DataSource, Row
 from .secret_key import is_secret_key

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from stepsdk.ops.retention import Advance, BackupRetention, CleanupReport, SupabaseRetention, _no_progress
-from stepsdk.schema import BUCKET
+from stepsdk.schema import BUCKET, parse_timestamp
 from stepsdk.store.backup import BackupSnapshot
-from stepsdk.store.export_format import parse_timestamp
 
 PAGE = 1000  # task ids per select when choosing by agent
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from stepsdk.schema import BUCKET
+from stepsdk.schema import BUCKET, parse_timestamp
 from stepsdk.store.backup import (
     ARCHIVE_DIR,
     JOURNAL_DIR,
@@ -37,7 +37,6 @@ from stepsdk.store.backup import (
     BackupStore,
     iter_journal,
 )
-from stepsdk.store.export_format import parse_timestamp
 from stepsdk.store.index import INDEX_FILE, BackupIndex, Pruning
 
 log = logging.getLogger(__name__)

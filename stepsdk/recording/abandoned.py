@@ -2,7 +2,8 @@
 
 Found from the backup alone: the newest version of the task row is `running`, it was written
 by a journal that has no closing record, that journal's writer (pid on this host) no longer
-exists, and no journal holding the task changed after it was read (else the next run decides). Such a task is marked `interrupted`, `finished_at` at its last recorded activity, with
+exists, and no journal holding the task changed after it was read (else the next run decides).
+Such a task is marked `interrupted`, `finished_at` at its last recorded activity, with
 `metadata.abandoned = {pid, host, writer, detected_at}`, as a new version of the task row.
 
 Run by `stepsdk resync` (which then uploads it), `stepsdk status`, and every tracker's start on
@@ -15,8 +16,8 @@ import logging
 import time
 from typing import Any
 
+from stepsdk.schema import parse_timestamp as parse_iso_or_none
 from stepsdk.store.backup import T_TASKS, BackupSnapshot, now_iso
-from stepsdk.store.export_format import parse_timestamp as parse_iso_or_none
 
 log = logging.getLogger("stepsdk")
 
@@ -39,11 +40,12 @@ def abandoned_tasks(
         info = snap.task_journals.get(task_id)
         if info is None or info.closed or info.archived or info.pid is None:
             continue
-        if any(h.writer_alive for h in holders.get(task_id, ())):
+        writers = holders.get(task_id, [])
+        if any(h.writer_alive for h in writers):
             continue
         # the writers are gone now, but they may have written after the folder was read (a
         # tracker finishing beside a resync): only a journal unchanged since its read is final
-        if info.changed_since_read or any(h.changed_since_read for h in holders.get(task_id, ())):
+        if any(j.changed_since_read for j in (info, *writers)):
             continue
         last = _last_activity(row, snap.steps.get(task_id, ()))
         metadata = dict(row.get("metadata") or {})

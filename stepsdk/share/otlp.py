@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from stepsdk.schema import BUCKET
-from stepsdk.store.export_format import TaskBundle, parse_timestamp
+from stepsdk.schema import BUCKET, parse_timestamp
+from stepsdk.store.export_format import TaskBundle
 
 from .run import action_name
 
