@@ -482,9 +482,8 @@ class BackupRetention:
         cutoff = (datetime.now(UTC) - age).timestamp()
         referenced = self._referenced()
         folder = self.root / SCREENSHOT_DIR
-        for file in (
-            sorted(folder.glob("*/*.*")) if folder.is_dir() else []
-        ):  # .webp and .enc (the regex checks)
+        # .webp and .enc (the regex checks)
+        for file in sorted(folder.glob("*/*.*")) if folder.is_dir() else []:
             key = f"{file.parent.name}/{file.name}"
             if not STORAGE_PATH_RE.match(key) or key in referenced:
                 continue

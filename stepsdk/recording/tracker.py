@@ -236,9 +236,8 @@ class StepTracker:
             )
         if sink is not None and not (callable(sink) or hasattr(sink, "upsert")):
             raise TypeError("sink must be a stepsdk.backend.sink.Sink or a callable returning one")
-        if (
-            screenshot_policy is not None
-        ):  # sensitive screens: store | redact | encrypt (stepsdk/recording/sensitive.py)
+        # sensitive screens: store | redact | encrypt (stepsdk/recording/sensitive.py)
+        if screenshot_policy is not None:
             config = dataclasses.replace(config, screenshot_policy=screenshot_policy)
         _sensitive.policy_for(config)  # ValueError now for a bad policy or key, not on the worker
         self.config = config
@@ -331,12 +330,13 @@ class StepTracker:
         `sensitive=True`: the screen shows secrets (the tracker's `screenshot_policy` decides what
         is stored); `redact_regions=[(x, y, w, h), ...]`: boxes hidden before encoding.
         """
+        # rare arguments: the hot path skips them in one test
         if (
             screenshot_path is not None
             or error is not None
             or sensitive is not None
             or redact_regions is not None
-        ):  # rare arguments: the hot path skips them in one test
+        ):
             screenshot, success, error_type, error_message, stack_trace = self._rare_arguments(
                 screenshot,
                 screenshot_path,
