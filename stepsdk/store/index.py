@@ -74,7 +74,7 @@ from stepsdk.store.upload_state import UploadState
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "8"
+SCHEMA_VERSION = "9"
 # One transaction applies at most this many lines / bytes of a journal: memory stays bounded
 # (the batch's rows in Python, SQLite's dirty pages) whatever the size of the backup.
 BATCH_LINES = 5_000
@@ -165,14 +165,15 @@ create table if not exists journals(
 create table if not exists tasks(
     task_id text primary key, v integer not null, rec text not null,
     title text, agent text, status text, started_at text, finished_at text,
-    started_epoch real, finished_epoch real, duration_ms real, day text, title_fold text, task_id_fold text, agent_fold text);
+    started_epoch real, finished_epoch real, duration_ms real, day text, title_fold text, task_id_fold text, agent_fold text,
+    acked integer not null default -1);
 create index if not exists tasks_day on tasks(day, agent);
 create table if not exists steps(
     id text primary key, task_id text not null, step_number integer not null, v integer not null,
     rec text not null, step_type text, success integer not null, duration_ms real,
     created_at text, created_epoch real, error_type text, err_group text,
     agent text, task_known integer not null default 0, day text, dbucket integer,
-    strict_fail integer not null default 0, category text, path text);
+    strict_fail integer not null default 0, category text, path text, acked integer not null default -1);
 create index if not exists steps_task on steps(task_id, step_number, id);
 create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
 create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
@@ -210,7 +211,7 @@ end;
 create index if not exists steps_agent_period on steps(agent, created_epoch, task_known, step_type, success, duration_ms);
 create table if not exists shots(
     id text primary key, task_id text not null, step_id text, created_at text, rec text not null,
-    v integer not null, path text not null);
+    v integer not null, path text not null, acked integer not null default -1);
 create index if not exists shots_task on shots(task_id, step_id);
 create table if not exists summary(
     task_id text primary key, title text, agent text, status text, started_at text, finished_at text,
@@ -242,6 +243,11 @@ create table if not exists rejects(tbl text not null, key text not null, error t
 create table if not exists journal_tasks(jkey text not null, task_id text not null,
     primary key (jkey, task_id)) without rowid;
 create index if not exists journal_tasks_task on journal_tasks(task_id);
+create table if not exists pending(tbl text primary key, n integer not null);
+insert or ignore into pending values ('tasks', 0), ('task_steps', 0), ('step_screenshots', 0);
+{pending_triggers}
+create index if not exists steps_pending_paths on steps(path) where v > acked and path is not null;
+create index if not exists shots_pending_paths on shots(path) where v > acked;
 create table if not exists quarantined(name text not null, offset integer not null, primary key (name, offset));
 create table if not exists docs(
     docid integer primary key, task_id text not null, step_id text, step_number integer, field text not null);
@@ -270,7 +276,28 @@ _AGG_CHANGED = " or ".join(
     f"old.{c} is not new.{c}"
     for c in ("step_type", "agent", "task_known", "duration_ms", "day", "success", "dbucket")
 )
-_SCHEMA = _SCHEMA.replace("{add}", _AGG_ADD).replace("{sub}", _AGG_SUB).replace("{changed}", _AGG_CHANGED)
+# Rows not uploaded in their newest version (``v > acked``), counted per table by triggers so that
+# ``stepsdk status`` reads three numbers instead of comparing every row with its confirmation.
+_PENDING_TRIGGERS = "".join(
+    f"""create trigger if not exists {t}_pending_insert after insert on {t} when new.v > new.acked begin
+    update pending set n = n + 1 where tbl = '{name}';
+end;
+create trigger if not exists {t}_pending_delete after delete on {t} when old.v > old.acked begin
+    update pending set n = n - 1 where tbl = '{name}';
+end;
+create trigger if not exists {t}_pending_update after update of v, acked on {t}
+when (old.v > old.acked) <> (new.v > new.acked) begin
+    update pending set n = n + (new.v > new.acked) - (old.v > old.acked) where tbl = '{name}';
+end;
+"""
+    for t, name in (("tasks", T_TASKS), ("steps", T_STEPS), ("shots", T_SHOTS))
+)
+_SCHEMA = (
+    _SCHEMA.replace("{add}", _AGG_ADD)
+    .replace("{sub}", _AGG_SUB)
+    .replace("{changed}", _AGG_CHANGED)
+    .replace("{pending_triggers}", _PENDING_TRIGGERS)
+)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -295,6 +322,7 @@ _DATA_TABLES = (
     "acks",
     "rejects",
     "journal_tasks",
+    "pending",
     "docs",
     "docs_text",
     "step_types",
@@ -887,29 +915,18 @@ class BackupIndex:
         :class:`stepsdk.store.upload_state.UploadState`; equal to ``UploadState.from_snapshot``)."""
         conn = self.refresh()
 
-        def acked(table: str, key: str) -> str:
-            return f"coalesce((select a.v from acks a where a.tbl = '{table}' and a.key = {key}), -1)"
-
-        pending_tasks = f"select 1 from tasks t where t.v > {acked(T_TASKS, 't.task_id')}"
-        pending_steps = f"select s.id, s.path, s.v from steps s where s.v > {acked(T_STEPS, 's.id')}"
-        pending_shots = f"select h.id, h.path, h.v from shots h where h.v > {acked(T_SHOTS, 'h.id')}"
         objects = [
             r[0]
-            for r in conn.execute(f"""
-                select n.path from (
-                    select path, v from ({pending_shots})
-                    union all select path, v from ({pending_steps}) where path is not null
-                ) n group by n.path having max(n.v) > {acked(T_OBJECTS, "n.path")} order by n.path""")
+            for r in conn.execute(
+                # pending rows only (partial indexes): the screenshot objects they need, at the
+                # newest version that needs each, not confirmed at that version
+                "select n.path from (select path, v from shots where v > acked "
+                "union all select path, v from steps where v > acked and path is not null) n "
+                "group by n.path having max(n.v) > "
+                "coalesce((select a.v from acks a where a.tbl = 'objects' and a.key = n.path), -1) order by n.path"
+            )
         ]
-        count = {
-            T_TASKS: pending_tasks,
-            T_STEPS: pending_steps,
-            T_SHOTS: pending_shots,
-        }
-        pending = {
-            table: int(conn.execute(f"select count(*) from ({sql})").fetchone()[0])
-            for table, sql in count.items()
-        }
+        pending = {r[0]: int(r[1]) for r in conn.execute("select tbl, n from pending")}
         pending[T_OBJECTS] = len(objects)
         # a refusal stays shown until its key is uploaded in its newest version (as in BackupStore.read)
         newest = {
@@ -1009,6 +1026,10 @@ def _int64(value: int) -> int:
     return max(-(1 << 63), min(value, (1 << 63) - 1))
 
 
+# The index table and key column of the rows each uploaded table's confirmations are about.
+_ACKED_ROWS = {T_TASKS: ("tasks", "task_id"), T_STEPS: ("steps", "id"), T_SHOTS: ("shots", "id")}
+
+
 class _Acks:
     """Upload confirmations gathered by one batch: (table, key) -> the newest version confirmed.
     An ``ack`` record confirms its ids (version 0 unless its ``v`` map names a higher one; tasks:
@@ -1054,6 +1075,13 @@ class _Acks:
             "on conflict do update set v = excluded.v where excluded.v > acks.v",
             ((t, k, v) for (t, k), v in self.versions.items()),
         )
+        for (table, key), version in self.versions.items():  # rows already in the index
+            row_table = _ACKED_ROWS.get(table)
+            if row_table is not None:
+                conn.execute(
+                    f"update {row_table[0]} set acked = ? where {row_table[1]} = ? and acked < ?",
+                    (version, key, version),
+                )
         if self.last_at is not None:
             conn.execute(
                 "insert into meta(key, value) values ('last_upload_at', ?) on conflict do update "
@@ -1193,6 +1221,7 @@ class _Batch:
         c.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in self.touched_tasks))
         c.executemany("insert or ignore into touched_steps values (?)", ((s,) for s in self.touched_steps))
         self._known_tasks()
+        self._acked_rows()
         c.execute(
             "insert or ignore into step_types select distinct s.step_type from touched_steps x "
             "cross join steps s on s.id = x.id where s.step_type is not null"
@@ -1275,6 +1304,19 @@ class _Batch:
             "update meta set value = ? where key = 'docseq'",
             (seq + c.execute("select coalesce(max(n), 0) from new_docs").fetchone()[0],),
         )
+
+    def _acked_rows(self) -> None:
+        """Rows new to the index take the confirmation their key already has (an ack can come
+        before the row, in another journal)."""
+        for table, (rows, key) in _ACKED_ROWS.items():
+            touched = (
+                "select id from touched_steps" if rows == "steps" else "select task_id from touched_tasks"
+            )
+            column = "id" if rows == "steps" else "task_id"
+            acked = f"(select a.v from acks a where a.tbl = '{table}' and a.key = {rows}.{key})"
+            self.conn.execute(
+                f"update {rows} set acked = {acked} where {column} in ({touched}) and {acked} > acked"
+            )
 
     def _known_tasks(self) -> None:
         """Steps carry their task's agent (and whether the task row exists), so the statistics
