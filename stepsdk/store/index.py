@@ -74,7 +74,7 @@ from stepsdk.store.upload_state import UploadState
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "9"
+SCHEMA_VERSION = "10"
 # One transaction applies at most this many lines / bytes of a journal: memory stays bounded
 # (the batch's rows in Python, SQLite's dirty pages) whatever the size of the backup.
 BATCH_LINES = 5_000
@@ -238,7 +238,7 @@ create table if not exists problems(
     primary key (jkey, offset));
 create table if not exists acks(tbl text not null, key text not null, v integer not null,
     primary key (tbl, key)) without rowid;
-create table if not exists rejects(tbl text not null, key text not null, error text, at text,
+create table if not exists rejects(tbl text not null, key text not null, error text not null, at text not null,
     primary key (tbl, key)) without rowid;
 create table if not exists journal_tasks(jkey text not null, task_id text not null,
     primary key (jkey, task_id)) without rowid;
@@ -945,9 +945,7 @@ class BackupIndex:
             done = conn.execute("select v from acks where tbl = ? and key = ?", (table, key)).fetchone()
             if done is not None and done[0] >= (version[0] if version else 0):
                 continue
-            rejected.append(
-                {"table": table, "id": key, "error": None if r[2] is None else json.loads(r[2]), "at": r[3]}
-            )
+            rejected.append({"table": table, "id": key, "error": json.loads(r[2]), "at": json.loads(r[3])})
         last = conn.execute("select value from meta where key = 'last_upload_at'").fetchone()
         return UploadState(
             pending=pending,
@@ -1146,13 +1144,12 @@ class _Batch:
         elif kind == KIND_ACK:
             self.acks.ack(rec)
         elif kind == KIND_REJECT:
-            error = rec.get("error")
-            at = rec.get("at")
+            # error and at as written, whatever their JSON type (as BackupStore.read keeps them)
             self.rejects[(rec["t"], str(rec.get("id")))] = (
                 rec["t"],
                 str(rec.get("id")),
-                None if error is None else json.dumps(error, ensure_ascii=False),
-                at if isinstance(at, str) else None,
+                json.dumps(rec.get("error")),
+                json.dumps(rec.get("at")),
             )
         elif kind == KIND_QUARANTINED:
             with contextlib.suppress(TypeError, ValueError):
