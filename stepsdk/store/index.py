@@ -1060,9 +1060,11 @@ class _Acks:
                 self.add(table, key, version)
         else:
             versions = versions if isinstance(versions, dict) else {}
+            # a table without versioned rows here: any ack of an id settles it (BackupStore.is_acked)
+            versioned = table in (T_STEPS, T_SHOTS, T_OBJECTS)
             for key in rec.get("ids") or ():
                 if isinstance(key, str):
-                    self.add(table, key, versions.get(key, 0))
+                    self.add(table, key, versions.get(key, 0) if versioned else 0)
         at = rec.get("at")
         if isinstance(at, str) and (self.last_at is None or at > self.last_at):
             self.last_at = at
