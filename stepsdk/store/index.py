@@ -343,15 +343,19 @@ class _Torn:
 
 
 def _head_crc(path: Path) -> str | None:
-    """The CRC prefix of a journal's first complete line (its identity), or None if none yet."""
+    """The CRC prefix of a journal's first complete line (its identity), or None if none yet.
+    Of any first line: a corrupt one shorter than a CRC, or one longer than 64 KiB, is one too
+    (the journal's other records are read as ``BackupStore.read`` reads them)."""
     try:
         with open(path, "rb") as fh:
-            line = fh.readline(1 << 16)
+            first = line = fh.readline(1 << 16)
+            while not line.endswith(b"\n"):
+                line = fh.readline(1 << 16)
+                if not line:
+                    return None
     except OSError:
         return None
-    if not line.endswith(b"\n") or len(line) < 9:
-        return None
-    return line[:8].decode("ascii", "replace")
+    return first[:8].decode("ascii", "replace")
 
 
 def _file_crc_at(path: Path, start: int) -> str | None:
