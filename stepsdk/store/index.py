@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import re
-import socket
 import sqlite3
 import stat
 import threading
@@ -65,7 +64,7 @@ from stepsdk.store.backup import (
     T_SHOTS,
     T_STEPS,
     T_TASKS,
-    _pid_alive,
+    JournalInfo,
     iter_journal,
 )
 from stepsdk.store.export_format import upgrade_screenshot_row
@@ -856,12 +855,14 @@ class BackupIndex:
         writers = {  # only for torn tails (usually none): every page asks, over thousands of journals
             r["jkey"]: r
             for r in (
-                conn.execute("select jkey, pid, host, closed, archived from journals") if torn_lines else ()
+                conn.execute("select jkey, name, pid, host, closed, archived from journals")
+                if torn_lines
+                else ()
             )
         }
         for jkey, torn in torn_lines:
             state = writers.get(jkey)
-            if state is not None and _writer_alive(state):
+            if state is not None and _writer_alive(self.root, state):
                 continue
             out.append(
                 f"{torn.name} at byte {torn.offset}: incomplete record (no newline: torn write); "
@@ -1005,12 +1006,17 @@ def _line_size(raw: bytes, problem: str | None) -> int:
     return int(big.group(1)) if big else len(raw)
 
 
-def _writer_alive(state: sqlite3.Row) -> bool:
-    if state["closed"] or state["archived"] or state["pid"] is None:
-        return False
-    if state["host"] != socket.gethostname():
-        return True
-    return _pid_alive(int(state["pid"]))
+def _writer_alive(root: Path, state: sqlite3.Row) -> bool:
+    """As ``BackupStore.read`` tells it: the journal's lease first (a writer on another host or
+    in another pid namespace sharing the folder, a reused pid), then the pid."""
+    folder = ARCHIVE_DIR if state["archived"] else JOURNAL_DIR
+    return JournalInfo(
+        path=root / folder / state["name"],
+        archived=bool(state["archived"]),
+        closed=bool(state["closed"]),
+        pid=state["pid"],
+        host=state["host"],
+    ).writer_alive
 
 
 def _fold(value: Any) -> str | None:
