@@ -920,17 +920,17 @@ class BackupIndex:
         :class:`stepsdk.store.upload_state.UploadState`; equal to ``UploadState.from_snapshot``)."""
         conn = self.refresh()
 
-        objects = [
-            r[0]
+        objects = sorted(  # in Python: a key stored as bytes (see _key) sorts as its text
+            _unkey(r[0])
             for r in conn.execute(
                 # pending rows only (partial indexes): the screenshot objects they need, at the
                 # newest version that needs each, not confirmed at that version
                 "select n.path from (select path, v from shots where v > acked "
                 "union all select path, v from steps where v > acked and path is not null) n "
                 "group by n.path having max(n.v) > "
-                "coalesce((select a.v from acks a where a.tbl = 'objects' and a.key = n.path), -1) order by n.path"
+                "coalesce((select a.v from acks a where a.tbl = 'objects' and a.key = n.path), -1)"
             )
-        ]
+        )
         pending = {r[0]: int(r[1]) for r in conn.execute("select tbl, n from pending")}
         pending[T_OBJECTS] = len(objects)
         # a refusal stays shown until its key is uploaded in its newest version (as in BackupStore.read)
@@ -940,23 +940,24 @@ class BackupIndex:
             T_SHOTS: "shots t where t.id",
         }
         rejected = []
-        for r in conn.execute("select tbl, key, error, at from rejects order by tbl, key"):
-            table, key = r[0], r[1]
+        for r in conn.execute("select tbl, key, error, at from rejects"):
+            table, key = _unkey(r[0]), _unkey(r[1])
             version = (
-                conn.execute(f"select t.v from {newest[table]} = ?", (key,)).fetchone()
+                conn.execute(f"select t.v from {newest[table]} = ?", (r[1],)).fetchone()
                 if table in newest
                 else None
             )
-            done = conn.execute("select v from acks where tbl = ? and key = ?", (table, key)).fetchone()
+            done = conn.execute("select v from acks where tbl = ? and key = ?", (r[0], r[1])).fetchone()
             if done is not None and done[0] >= (version[0] if version else 0):
                 continue
             rejected.append({"table": table, "id": key, "error": json.loads(r[2]), "at": json.loads(r[3])})
+        rejected.sort(key=lambda r: (r["table"], r["id"]))  # see objects
         last = conn.execute("select value from meta where key = 'last_upload_at'").fetchone()
         return UploadState(
             pending=pending,
             pending_objects=objects,
             rejected=rejected,
-            last_upload_at=last[0] if last else None,
+            last_upload_at=_unkey(last[0]) if last else None,
             tasks=int(conn.execute("select count(*) from tasks").fetchone()[0]),
             problems=self.problems(),
         )
@@ -1020,13 +1021,38 @@ def _writer_alive(root: Path, state: sqlite3.Row) -> bool:
 
 
 def _fold(value: Any) -> str | None:
-    return value.casefold() if isinstance(value, str) else None
+    return _storable(value.casefold()) if isinstance(value, str) else None
 
 
 def _text(value: Any) -> str | None:
+    """A display column's text (a lone surrogate becomes U+FFFD: the record keeps it, escaped)."""
     if value is None:
         return None
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return _storable(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+
+
+def _storable(text: str) -> str:
+    """Text SQLite can take: UTF-8 cannot encode a lone surrogate (sqlite3 raises for it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _key(text: str) -> str | bytes:
+    """A key compared and given back exactly (ack and refusal keys, screenshot paths): one with a
+    lone surrogate is stored as the bytes of its ``surrogatepass`` encoding (a BLOB, equal only to
+    itself); :func:`_unkey` reads either back."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+    return text
+
+
+def _unkey(value: str | bytes) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
 
 
 def _int64(value: int) -> int:
@@ -1083,21 +1109,22 @@ class _Acks:
         conn.executemany(
             "insert into acks(tbl, key, v) values (?, ?, ?) "
             "on conflict do update set v = excluded.v where excluded.v > acks.v",
-            ((t, k, v) for (t, k), v in self.versions.items()),
+            ((_key(t), _key(k), v) for (t, k), v in self.versions.items()),
         )
         for (table, key), version in self.versions.items():  # rows already in the index
             row_table = _ACKED_ROWS.get(table)
             if row_table is not None:
                 conn.execute(
                     f"update {row_table[0]} set acked = ? where {row_table[1]} = ? and acked < ?",
-                    (version, key, version),
+                    (version, _key(key), version),
                 )
-        if self.last_at is not None:
-            conn.execute(
-                "insert into meta(key, value) values ('last_upload_at', ?) on conflict do update "
-                "set value = excluded.value where excluded.value > meta.value",
-                (self.last_at,),
-            )
+        if self.last_at is not None:  # compared here: the newest as Python orders str
+            last = conn.execute("select value from meta where key = 'last_upload_at'").fetchone()
+            if last is None or self.last_at > _unkey(last[0]):
+                conn.execute(
+                    "insert or replace into meta(key, value) values ('last_upload_at', ?)",
+                    (_key(self.last_at),),
+                )
 
 
 class _Batch:
@@ -1149,7 +1176,7 @@ class _Batch:
                     _text(row.get("created_at")),
                     body,
                     _int64(rec.get("v", 0)),
-                    row["screenshot_path"],
+                    _key(row["screenshot_path"]),
                 )
             )
             self.touched_tasks.add(row["task_id"])
@@ -1158,8 +1185,8 @@ class _Batch:
         elif kind == KIND_REJECT:
             # error and at as written, whatever their JSON type (as BackupStore.read keeps them)
             self.rejects[(rec["t"], str(rec.get("id")))] = (
-                rec["t"],
-                str(rec.get("id")),
+                _key(rec["t"]),
+                _key(str(rec.get("id"))),
                 json.dumps(rec.get("error")),
                 json.dumps(rec.get("at")),
             )
@@ -1380,13 +1407,13 @@ def _step_values(row: Row, version: int, body: str) -> tuple:
         _text(row.get("created_at")),
         created.timestamp() if created else None,
         _text(row.get("error_type")),
-        error_group(row.get("error_message")) if not success else None,
+        _text(error_group(row.get("error_message"))) if not success else None,
         created.astimezone(UTC).date().isoformat() if created else None,
         duration_bucket(duration),
         # error categories count the steps whose success is false itself (not missing or null)
         1 if row.get("success") is False else 0,
         _text(row.get("error_category")),
-        row.get("screenshot_path") or None,
+        _key(row["screenshot_path"]) if row.get("screenshot_path") else None,
     )
 
 
