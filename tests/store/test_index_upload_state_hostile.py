@@ -373,6 +373,28 @@ def test_clean_up_keeps_acks_and_refusals(tmp_path: Path) -> None:
     _assert_equal(root, index)
 
 
+def test_clean_up_of_an_archived_task_takes_its_confirmations_along(tmp_path: Path) -> None:
+    """An archived journal's records confirm their own versions (no ack record needed); once a
+    clean-up removed them, nothing confirms those keys any more. The index kept them as acks: a
+    screenshot object shared with a new run (content addressing: the same screen, the same key)
+    counted as uploaded, and a step of a task recorded again at a lower version too."""
+    root = tmp_path / "b"
+    index = BackupIndex(root)
+    shared = _path(7, "ab")
+    old = _records(root, "a", [_task("A", 3), _step("a1", "A", v=3, path=shared), _shot("h1", shared, "A")])
+    kept = _records(root, "b", [_task("B"), _shot("h2", _path(8, "ab"), "B")])
+    (root / ARCHIVE_DIR).mkdir()
+    for path in (old, kept):
+        os.replace(path, root / ARCHIVE_DIR / path.name)
+    assert _assert_equal(root, index).pending == {T_TASKS: 0, T_STEPS: 0, T_SHOTS: 0, T_OBJECTS: 0}
+    BackupRetention(root).run_selected(lambda snap: {"A"}, dry_run=False)
+    _assert_equal(root, index)
+    _records(root, "c", [_task("C"), _shot("h3", shared, "C"), _shot("h4", _path(8, "ab"), "C")])
+    _records(root, "d", [_task("A", 1), _step("a1", "A", v=2)])
+    state = _assert_equal(root, index)
+    assert state.pending_objects == [shared] and state.pending[T_STEPS] == 1
+
+
 # -- a random history ---------------------------------------------------------------------------
 
 
