@@ -235,8 +235,11 @@ create index if not exists summary_duration_desc on summary(duration_ms desc, ta
 create table if not exists problems(
     jkey text not null, name text not null, offset integer not null, problem text not null,
     primary key (jkey, offset));
-create table if not exists acks(tbl text not null, key text not null, v integer not null,
+create table if not exists acks(tbl text not null, key text not null, v integer not null, av integer,
     primary key (tbl, key)) without rowid;
+create table if not exists held(tbl text not null, key text not null, task_id text not null, v integer not null,
+    primary key (tbl, key, task_id)) without rowid;
+create index if not exists held_task on held(task_id);
 create table if not exists rejects(tbl text not null, key text not null, error text not null, at text not null,
     primary key (tbl, key)) without rowid;
 create table if not exists journal_tasks(jkey text not null, task_id text not null,
@@ -255,6 +258,7 @@ create index if not exists docs_step on docs(step_id);
 create virtual table if not exists docs_text using fts5(text, tokenize = 'trigram');
 create temp table if not exists touched_tasks(task_id text primary key);
 create temp table if not exists touched_steps(id text primary key);
+create temp table if not exists touched_acks(tbl text not null, key text not null, primary key (tbl, key));
 create temp table if not exists new_docs(
     n integer primary key, task_id text, step_id text, step_number integer, field text, started_sec integer);
 """
@@ -319,6 +323,7 @@ _DATA_TABLES = (
     "problems",
     "quarantined",
     "acks",
+    "held",
     "rejects",
     "journal_tasks",
     "pending",
@@ -830,7 +835,29 @@ class BackupIndex:
         ).fetchall()
         conn.executemany("delete from docs_text where rowid = ?", old)  # one by one: see _search_docs
         conn.executemany("delete from docs where docid = ?", old)
-        # upload confirmations (acks, rejects) stay, as their records stay in the journals
+        # ack and reject records stay in the journals, and so do their confirmations and refusals;
+        # those the tasks' own records gave (in archived journals) go with them
+        conn.execute("delete from touched_acks")
+        conn.execute(
+            "insert or ignore into touched_acks select tbl, key from held "
+            "where task_id in (select task_id from touched_tasks)"
+        )
+        conn.execute("delete from held where task_id in (select task_id from touched_tasks)")
+        conn.execute(
+            "delete from acks where av is null and (tbl, key) in (select tbl, key from touched_acks) "
+            "and not exists (select 1 from held h where (h.tbl, h.key) = (acks.tbl, acks.key))"
+        )
+        conn.execute(
+            "update acks set v = (select max(coalesce(acks.av, max(h.v)), coalesce(max(h.v), acks.av)) "
+            "from held h where (h.tbl, h.key) = (acks.tbl, acks.key)) "
+            "where (tbl, key) in (select tbl, key from touched_acks)"
+        )
+        for table, (rows, key) in _ACKED_ROWS.items():  # rows of other tasks (keys they share)
+            conn.execute(
+                f"update {rows} set acked = max(-1, coalesce((select a.v from acks a where a.tbl = '{table}' "
+                f"and a.key = {rows}.{key}), -1)) where {key} in "
+                f"(select key from touched_acks where tbl = '{table}')"
+            )
         for table in (
             "steps",
             "shots",
@@ -1071,7 +1098,9 @@ class _Acks:
     archives a journal once all of it is uploaded): the rules of ``BackupStore.read()``."""
 
     def __init__(self) -> None:
-        self.versions: dict[tuple[str, str], int] = {}
+        self.versions: dict[tuple[str, str], int] = {}  # by ack records
+        # by archived records, per the task of the record (a clean-up of the task removes them)
+        self.holds: dict[tuple[str, str, str], int] = {}
         self.last_at: str | None = None
 
     def add(self, table: str, key: str, version: Any) -> None:
@@ -1080,14 +1109,16 @@ class _Acks:
 
     def held(self, rec: Row) -> None:
         """A data record of an archived journal."""
-        kind, row, version = rec["k"], rec["row"], rec.get("v", 0)
+        kind, row, version = rec["k"], rec["row"], _int64(rec.get("v", 0))
         if kind == KIND_STEP:
-            self.add(T_STEPS, row["id"], version)
+            keys: tuple[tuple[str, str], ...] = ((T_STEPS, row["id"]),)
         elif kind == KIND_TASK:
-            self.add(T_TASKS, row["task_id"], version)
-        elif kind == KIND_SHOT:
-            self.add(T_SHOTS, row["id"], version)
-            self.add(T_OBJECTS, row["screenshot_path"], version)
+            keys = ((T_TASKS, row["task_id"]),)
+        else:
+            keys = ((T_SHOTS, row["id"]), (T_OBJECTS, row["screenshot_path"]))
+        for table, key in keys:
+            if version > self.holds.get((table, key, row["task_id"]), -(1 << 63) - 1):
+                self.holds[(table, key, row["task_id"])] = version
 
     def ack(self, rec: Row) -> None:
         table, versions = rec["t"], rec.get("v")
@@ -1106,12 +1137,27 @@ class _Acks:
             self.last_at = at
 
     def write(self, conn: sqlite3.Connection) -> None:
+        """``acks.v``: the newest version confirmed either way; ``av``: by ack records."""
+        conn.executemany(
+            "insert into acks(tbl, key, v, av) values (?, ?, ?, ?) "
+            "on conflict do update set v = max(v, excluded.v), av = max(coalesce(av, excluded.av), excluded.av)",
+            ((_key(t), _key(k), v, v) for (t, k), v in self.versions.items()),
+        )
+        conn.executemany(
+            "insert into held(tbl, key, task_id, v) values (?, ?, ?, ?) "
+            "on conflict do update set v = excluded.v where excluded.v > held.v",
+            ((_key(t), _key(k), task_id, v) for (t, k, task_id), v in self.holds.items()),
+        )
+        newest = dict(self.versions)
+        for (table, key, _task_id), version in self.holds.items():
+            if version > newest.get((table, key), -(1 << 63) - 1):
+                newest[(table, key)] = version
         conn.executemany(
             "insert into acks(tbl, key, v) values (?, ?, ?) "
             "on conflict do update set v = excluded.v where excluded.v > acks.v",
-            ((_key(t), _key(k), v) for (t, k), v in self.versions.items()),
+            ((_key(t), _key(k), v) for (t, k), v in newest.items()),
         )
-        for (table, key), version in self.versions.items():  # rows already in the index
+        for (table, key), version in newest.items():  # rows already in the index
             row_table = _ACKED_ROWS.get(table)
             if row_table is not None:
                 conn.execute(
