@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from stepsdk.ops.retention import BackupRetention
+from stepsdk.store import index as index_module
 from stepsdk.store.backup import (
     ARCHIVE_DIR,
     JOURNAL_DIR,
@@ -401,9 +402,19 @@ def test_clean_up_of_an_archived_task_takes_its_confirmations_along(tmp_path: Pa
 def _random_history_step(
     rng: random.Random, root: Path, n: int, tasks: list[str], written: list[Path]
 ) -> None:
-    """One change to the folder: a journal of random records, an archive move, a torn tail, a
-    clean-up, or a duplicate of a journal."""
+    """One change to the folder: a journal of random records (or more of them appended to one in
+    journal/, after a torn tail sometimes), an archive move, or a clean-up."""
     choice = rng.random()
+    growing = [p for p in written if p.parent.name == JOURNAL_DIR and p.exists()]
+    if choice > 0.8 and growing:
+        path = rng.choice(growing)
+        with open(path, "ab") as fh:
+            if not path.read_bytes().endswith(b"\n"):
+                fh.write(b"\n")  # as a writer ends a torn line before its next record
+            fh.write(b"".join(_line(r) for r in _random_records(rng, n, tasks)))
+            if rng.random() < 0.3:
+                fh.write(b'00000000 {"k": "step", "row": {"id": "zz')  # torn: its writer is gone
+        return
     if choice < 0.12 and written:
         path = rng.choice(written)
         if path.parent.name == JOURNAL_DIR and path.exists():
@@ -416,6 +427,17 @@ def _random_history_step(
         doomed = {rng.choice(tasks)}
         BackupRetention(root).run_selected(lambda snap: doomed, dry_run=False)
         return
+    records = _random_records(rng, n, tasks)
+    data = _open() + b"".join(_line(r) for r in records)
+    if rng.random() < 0.1:
+        bad = bytearray(_line(_step("zz", "t0")))
+        bad[12] ^= 4
+        data += bytes(bad)  # a corrupt line: its journal stays out of clean-ups
+    data += _line({"k": "close", "at": "x"})
+    written.append(_journal(root, f"j{n:03d}", data, archived=rng.random() < 0.1))
+
+
+def _random_records(rng: random.Random, n: int, tasks: list[str]) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for _ in range(rng.randint(1, 8)):
         tid = rng.choice(tasks)
@@ -426,7 +448,8 @@ def _random_history_step(
             records.append(_task(tid, rng.choice([0, 1, 2, 5])))
         elif kind < 0.45:
             # one screenshot per (step, version): equal versions agree on it (see the xfail)
-            path = _path(zlib.crc32(f"{sid}/{v}".encode()) & 0xFFFF, tid) if rng.random() < 0.5 else None
+            crc = zlib.crc32(f"{sid}/{v}".encode())
+            path = _path(crc & 0xFFFF, tid) if crc & 0x10000 else None
             records.append(_step(sid, tid, v, path))
         elif kind < 0.55:
             records.append(
@@ -453,20 +476,15 @@ def _random_history_step(
             # one refusal per key: two different ones are shown in read order (see the xfail)
             error = [None, "e", {"code": "23514", "n": 2**70}, [1, [2]]][zlib.crc32(key.encode()) % 4]
             records.append({"k": "reject", "t": table, "id": key, "error": error, "at": f"at-{table}-{key}"})
-    data = _open() + b"".join(_line(r) for r in records)
-    if rng.random() < 0.1:
-        bad = bytearray(_line(_step("zz", "t0")))
-        bad[12] ^= 4
-        data += bytes(bad)  # a corrupt line: its journal stays out of clean-ups
-    data += _line({"k": "close", "at": "x"})
-    written.append(_journal(root, f"j{n:03d}", data, archived=rng.random() < 0.1))
+    return records
 
 
-def test_random_histories_match_the_merged_journals(tmp_path: Path) -> None:
+def test_random_histories_match_the_merged_journals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Seeded random histories of acks, refusals, rows and versions (also > 2**63 and booleans in
-    ack maps), archive moves and clean-ups; the same index object is compared after every change,
-    a fresh one at the end."""
-    for seed in range(3):
+    ack maps), journals that grow, torn and corrupt lines, archive moves and clean-ups; the same
+    index object is compared after every change (in batches of a few lines), a fresh one at the end."""
+    monkeypatch.setattr(index_module, "BATCH_LINES", 3)
+    for seed in range(int(os.environ.get("STEPSDK_HOSTILE_SEEDS", "3"))):
         rng = random.Random(seed)
         root = tmp_path / f"b{seed}"
         root.mkdir()
