@@ -544,6 +544,34 @@ def test_a_refresh_killed_midway_also_in_the_archive_pass(tmp_path: Path, kill_a
     _assert_equal(root, index)  # and this one, which saw the journals before
 
 
+def test_the_figures_come_from_one_read_of_the_index(tmp_path: Path) -> None:
+    """Another process refreshing the same index commits while ``upload_state`` runs its queries:
+    each figure must come from the same read (before or after that commit), never a mix (here:
+    a screenshot object pending for a step no longer pending)."""
+    root = tmp_path / "b"
+    index = BackupIndex(root)
+    _records(root, "a", [_task("t1"), _step("s1", path=_path(1))])
+    before = _assert_equal(root, index, rebuild=False)
+    other = BackupIndex(root)  # as another process: its own connection, its own refresh
+    fired = []
+
+    def meanwhile(statement: str) -> None:
+        if "from pending" in statement and not fired:
+            fired.append(statement)
+            _records(root, "b", [ack_record(T_STEPS, {"s1": 0}), ack_record(T_OBJECTS, {_path(1): 0})])
+            other.refresh()
+
+    conn = index.connection()
+    conn.set_trace_callback(meanwhile)
+    try:
+        mixed = index.upload_state()
+    finally:
+        conn.set_trace_callback(None)
+    assert fired
+    mixed.problems = sorted(mixed.problems)
+    assert mixed in (before, _expected(root))
+
+
 _REFRESHER = """
 import sys, time
 from stepsdk.store.index import BackupIndex
