@@ -871,7 +871,9 @@ class BackupIndex:
     # -- reading ------------------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Records skipped (as ``BackupStore.read().problems`` words them), quarantined ones left out."""
-        conn = self.refresh()
+        return self._problems(self.refresh())
+
+    def _problems(self, conn: sqlite3.Connection) -> list[str]:
         rows = conn.execute(
             "select p.name, p.offset, p.problem from problems p join journals j on j.jkey = p.jkey "
             "where not exists (select 1 from quarantined q where q.name = p.name and q.offset = p.offset) "
@@ -946,7 +948,15 @@ class BackupIndex:
         """What is not uploaded yet, what Supabase refused, the last upload (see
         :class:`stepsdk.store.upload_state.UploadState`; equal to ``UploadState.from_snapshot``)."""
         conn = self.refresh()
+        # one read transaction: every figure from the same state (another process's refresh may
+        # commit between two of these queries)
+        conn.execute("begin")
+        try:
+            return self._upload_state(conn)
+        finally:
+            conn.execute("commit")
 
+    def _upload_state(self, conn: sqlite3.Connection) -> UploadState:
         objects = sorted(  # in Python: a key stored as bytes (see _key) sorts as its text
             _unkey(r[0])
             for r in conn.execute(
@@ -986,7 +996,7 @@ class BackupIndex:
             rejected=rejected,
             last_upload_at=_unkey(last[0]) if last else None,
             tasks=int(conn.execute("select count(*) from tasks").fetchone()[0]),
-            problems=self.problems(),
+            problems=self._problems(conn),
         )
 
     def storage_figures(self) -> Row:
