@@ -21,11 +21,17 @@ Concurrency: any number of processes read and refresh the same index. Refreshing
 write lock (``BEGIN IMMEDIATE``) one batch at a time and re-reads the progress inside that
 transaction, so two refreshers never apply a batch twice and readers (WAL) are never blocked.
 A batch is one transaction: a SIGKILL mid-refresh loses at most the uncommitted batch, whose
-records are applied again by the next refresh (applying is idempotent in any case).
+records are applied again by the next refresh (applying is idempotent in any case). An answer
+of several statements reads them in one read transaction (:meth:`BackupIndex.upload_state`), so
+another process's commit between two of them cannot mix two states.
 
 Merge rules are those of :meth:`stepsdk.store.backup.BackupStore.read` (the highest ``v`` wins; equal
-``v``: the record applied later). Upload bookkeeping (acks, rejects) stays with
-``BackupStore.read()``, which resync uses for its exactly-once accounting.
+``v``: the record applied later, where ``BackupStore.read`` takes the later in file order: two
+journals holding one row at one version with other contents, or two refusals of one key, can
+disagree). Upload bookkeeping (acks, refusals, and the confirmations an archived journal's
+records give, kept per task so that a clean-up takes them along) answers ``stepsdk status`` and
+the operations page (:meth:`BackupIndex.upload_state`); resync still merges the journals
+(``BackupStore.read()``) for its exactly-once accounting.
 """
 
 from __future__ import annotations
