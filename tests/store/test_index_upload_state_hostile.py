@@ -572,6 +572,30 @@ def test_the_figures_come_from_one_read_of_the_index(tmp_path: Path) -> None:
     assert mixed in (before, _expected(root))
 
 
+_READS_AND_ENDS = "import sys; from stepsdk.store.index import BackupIndex; i = BackupIndex(sys.argv[1]); i.refresh(); i.close()"
+
+
+def test_a_second_index_object_in_a_process_leaves_the_first_ones_locks(tmp_path: Path) -> None:
+    """A process with an index open creates another index object on the same file (a viewer's
+    second worker thread, ``stepsdk cleanup``'s pruning, ``read_upload_state``); another process
+    then reads the index and ends. Creating the connection opened and closed a descriptor of the
+    database file, which drops every POSIX lock of this process on it: the other process took
+    itself for the last user, checkpointed and reset the WAL under the first connection, and the
+    index was corrupt ("disk I/O error", "database disk image is malformed")."""
+    root = tmp_path / "b"
+    _records(root, "a", [_task("t1")])
+    index = BackupIndex(root)
+    index.refresh()
+    for n in range(3):
+        BackupIndex(root).connection()
+        _records(root, f"c{n}", [_task(f"c{n}"), _step(f"s{n}", f"c{n}")])
+        subprocess.run(
+            [sys.executable, "-c", _READS_AND_ENDS, str(root)], check=True, timeout=60, cwd=ROOT_DIR
+        )
+        _records(root, f"p{n}", [_task(f"p{n}")])
+        _assert_equal(root, index, rebuild=False)
+
+
 _REFRESHER = """
 import sys, time
 from stepsdk.store.index import BackupIndex
