@@ -424,7 +424,12 @@ class BackupIndex:
     def _connect(self) -> sqlite3.Connection:
         if not self._in_memory:  # created 0600 before SQLite opens it (it may hold thinking text)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            # Only when it does not exist: closing a descriptor of a file drops every POSIX lock
+            # this process holds on it, those of SQLite's connections too (another thread's, or
+            # another index object's): another process then takes the database for unused,
+            # resets its WAL index under them, and the index is corrupt.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("pragma busy_timeout = 60000")
