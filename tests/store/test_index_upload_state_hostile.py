@@ -202,6 +202,37 @@ def test_ack_ids_that_are_not_strings_or_hold_nul(tmp_path: Path) -> None:
     assert state.pending[T_STEPS] == 1 and {r["id"] for r in state.rejected} == {"12", "None"}
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize(
+    "error, key",
+    [("refused", "t9"), ([1, [2]], "t9"), (None, "t9"), ({"code": "23514", "message": "no"}, "t\ud800")],
+    ids=["string-error", "list-error", "no-error", "surrogate-key"],
+)
+def test_stepsdk_status_shows_any_refusal(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Any,
+    key: str,
+    as_json: bool,
+) -> None:
+    """``stepsdk status`` prints the refusals the index gives, whatever their error's JSON shape
+    and key (it failed with an internal error on an error that is not an object, and on a key
+    holding a lone surrogate, which stdout cannot encode)."""
+    from stepsdk.cli import main
+
+    for name in ("SUPABASE_URL", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY", "STEPSDK_BACKUP_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "b"
+    _records(root, "a", [_task("t1"), {"k": "reject", "t": T_TASKS, "id": key, "error": error, "at": "x"}])
+    assert main(["status", "--backup-dir", str(root), *(["--json"] if as_json else [])]) == 0
+    out = capsys.readouterr().out
+    if as_json:
+        assert json.loads(out)["rejected"] == _expected(root).rejected
+    else:
+        assert "rejected by Supabase: 1" in out
+
+
 # -- odd journals -------------------------------------------------------------------------------
 
 
@@ -615,7 +646,7 @@ def test_two_processes_refreshing_while_journals_change(tmp_path: Path) -> None:
     BackupIndex(root).refresh()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(_REFRESHER), str(root), "3"],
+            [sys.executable, "-c", textwrap.dedent(_REFRESHER), str(root), "2"],
             cwd=ROOT_DIR,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
