@@ -215,12 +215,27 @@ def emit(
     """The command's result on stdout: JSON with --json, else the human report (warnings and
     errors go to stderr; so does the report of a command whose stdout carries data: export)."""
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+        text = json.dumps(result, ensure_ascii=False, default=str)
+        if not _encodable(text, sys.stdout):  # a lone surrogate from a journal: escaped JSON
+            text = json.dumps(result, default=str)
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
     elif human:
         stream = sys.stderr if human_to_stderr else sys.stdout
-        stream.write(human.rstrip("\n") + "\n")
+        text = human.rstrip("\n") + "\n"
+        if not _encodable(text, stream):
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            text = text.encode(encoding, "backslashreplace").decode(encoding)
+        stream.write(text)
         stream.flush()
+
+
+def _encodable(text: str, stream: Any) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def warn(message: str) -> None:

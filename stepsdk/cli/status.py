@@ -149,8 +149,9 @@ def _human(info: dict[str, Any]) -> str:
     if info["rejected"]:
         lines.append(f"rejected by Supabase: {len(info['rejected'])}")
         for r in info["rejected"][:20]:
-            err = r.get("error") or {}
-            lines.append(f"  {r['table']} {r['id']}: {err.get('code')}: {err.get('message')}")
+            err = r.get("error")  # as the journal holds it: PostgREST's object, or any JSON value
+            detail = f"{err.get('code')}: {err.get('message')}" if isinstance(err, dict) else f"{err}"
+            lines.append(f"  {r['table']} {r['id']}: {detail}")
     lines += _retention_status.human(info["retention"])
     for problem in info["problems"][:10]:
         lines.append(f"problem: {problem}")
