@@ -133,8 +133,23 @@ def _assert_equal(root: Path, index: BackupIndex, rebuild: bool = True) -> Uploa
         [_shot("s1", "t1/\ud800.webp"), {"k": "ack", "t": T_OBJECTS, "ids": ["t1/\ud800.webp"]}],
         # not upload bookkeeping, but the same crash: status and the operations page die with it
         [{"k": "task", "v": 1, "row": {"task_id": "t1", "title": "\ud800"}}],
+        [_task("t1"), {"k": "quarantined", "file": "a\ud800.log", "offset": 0}],
+        [
+            {"k": "task", "v": 1, "row": {"task_id": "t1", "agent": "\udc00"}},
+            {"k": "open", "host": "h\ud800"},
+        ],
     ],
-    ids=["ack-id", "ack-task-key", "ack-at", "reject-id", "reject-error", "object-path", "task-title"],
+    ids=[
+        "ack-id",
+        "ack-task-key",
+        "ack-at",
+        "reject-id",
+        "reject-error",
+        "object-path",
+        "task-title",
+        "quarantined-file",
+        "agent-and-host",
+    ],
 )
 def test_lone_surrogates_in_any_text(tmp_path: Path, records: list[dict[str, Any]]) -> None:
     """A lone surrogate that slipped through is written escaped (``encode_record`` falls back to
