@@ -1259,7 +1259,7 @@ class _Batch:
             )
         elif kind == KIND_QUARANTINED:
             with contextlib.suppress(TypeError, ValueError):
-                self.quarantined.append((str(rec.get("file")), int(rec.get("offset", -1))))
+                self.quarantined.append((_key(str(rec.get("file"))), int(rec.get("offset", -1))))
         elif kind == KIND_OPEN:
             pid = rec.get("pid")
             self.conn.execute(
