@@ -271,6 +271,17 @@ def test_a_journal_whose_first_line_is_short_or_long(tmp_path: Path, first: byte
     assert state.tasks == 1
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-32-be"])
+def test_a_record_in_json_of_another_encoding(tmp_path: Path, encoding: str) -> None:
+    """``json.loads`` reads UTF-16 and UTF-32 bytes too, so such a line (its CRC right) is a record
+    for ``BackupStore.read``; the index stored its bytes read as UTF-8 as the record's JSON, and
+    SQLite's json_extract over it failed every refresh ("malformed JSON")."""
+    root = tmp_path / "b"
+    body = json.dumps(_task("t1") | {"row": {"task_id": "t1", "title": "ü"}}).encode(encoding)
+    _journal(root, "a", _open() + b"%08x %s\n" % (zlib.crc32(body), body) + _line(_step("s1")))
+    assert _assert_equal(root, BackupIndex(root)).tasks == 1
+
+
 @pytest.mark.xfail(strict=True, reason="a journal file name UTF-8 cannot encode makes every refresh raise")
 def test_a_journal_whose_file_name_is_not_utf8(tmp_path: Path) -> None:
     root = tmp_path / "b"
