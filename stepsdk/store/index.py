@@ -715,7 +715,7 @@ class BackupIndex:
                         if record is None:
                             batch.problem(line_offset, problem or "corrupt")
                         else:
-                            batch.record(record, raw[9:-1].decode("utf-8", "replace"))
+                            batch.record(record, _body(raw, record))
                             last_start, last_crc = line_offset, raw[:8].decode("ascii", "replace")
                         offset = line_offset + (len(raw) if problem is None else _line_size(raw, problem))
                         count += 1
@@ -1044,6 +1044,15 @@ class BackupIndex:
             t: int(conn.execute(f"select count(*) from {t}").fetchone()[0])
             for t in ("tasks", "steps", "shots")
         }
+
+
+def _body(raw: bytes, record: Row) -> str:
+    """A record's JSON as stored (``rec``): its line's own text, unless that is not plain UTF-8
+    (``json.loads`` also reads UTF-16, UTF-32 and a UTF-8 BOM): then the record written again."""
+    body = raw[9:-1]
+    if json.detect_encoding(body) == "utf-8":
+        return body.decode("utf-8", "replace")
+    return json.dumps(record)
 
 
 _BIG_RE = re.compile(r"\((\d+) bytes\)$")

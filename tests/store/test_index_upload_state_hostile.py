@@ -271,7 +271,7 @@ def test_a_journal_whose_first_line_is_short_or_long(tmp_path: Path, first: byte
     assert state.tasks == 1
 
 
-@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-32-be"])
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-32-be", "utf-8-sig"])
 def test_a_record_in_json_of_another_encoding(tmp_path: Path, encoding: str) -> None:
     """``json.loads`` reads UTF-16 and UTF-32 bytes too, so such a line (its CRC right) is a record
     for ``BackupStore.read``; the index stored its bytes read as UTF-8 as the record's JSON, and
