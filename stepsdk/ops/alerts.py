@@ -49,16 +49,19 @@ runs. The state file is also what the viewer reads to show the active alerts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from stepsdk.errors import ConfigurationError
 from stepsdk.ops.retention import parse_duration
+
+log = logging.getLogger("stepsdk.alerts")
 
 ENV_RULES = "STEPSDK_ALERTS"
 ENV_STATE = "STEPSDK_ALERTS_STATE"
@@ -283,33 +286,133 @@ class SupabaseMeasures:
 
 
 class LocalMeasures:
-    """The same measures over a backup folder (:mod:`stepsdk.ops.stats`)."""
+    """The same measures over a backup folder, as queries of its index (``stepsdk.store.index``)
+    with the definitions of :mod:`stepsdk.ops.stats`: tasks and steps of the backup (a step of a
+    task the backup has no row of does not count, as the SQL's foreign key), finished and created
+    times compared as instants, percentiles by PostgreSQL's linear interpolation."""
 
     label = "backup"
 
     def __init__(self, backup_dir: Path, now: datetime | None = None) -> None:
-        from stepsdk.store.backup import BackupStore
+        from stepsdk.store.index import BackupIndex
 
         self.folder = Path(backup_dir)
-        self.snap = snap = BackupStore(backup_dir).read()
-        self.tasks = list(snap.tasks.values())
-        self.steps = [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]
+        # no folder: nothing recorded (and nothing created)
+        self.index = BackupIndex(self.folder, None if self.folder.is_dir() else ":memory:")
         self.now = now
+        self._snap: Any = None
+
+    def _db(self) -> Any:
+        import sqlite3
+
+        from stepsdk.store.index import BackupIndex
+
+        try:
+            return self.index.refresh()
+        except (sqlite3.OperationalError, OSError) as exc:
+            if str(self.index.path) == ":memory:":
+                raise
+            # a folder where the index cannot be written (read-only media): one in memory instead
+            log.warning("alerts: cannot use the index of %s (%s): building one in memory", self.folder, exc)
+            self.index = BackupIndex(self.folder, ":memory:")
+            return self.index.refresh()
+
+    def _since(self, window_seconds: int) -> float:
+        from stepsdk.ops.stats import check_window
+
+        check_window(window_seconds)
+        return ((self.now or datetime.now(UTC)) - timedelta(seconds=window_seconds)).timestamp()
 
     def failure_rate(self, window_seconds: int, agent: str | None) -> dict[str, Any]:
-        from stepsdk.ops.stats import failure_rate
-
-        return failure_rate(self.tasks, window_seconds, agent, self.now)
+        """``stepsdk_alert_failure_rate``: tasks finished in the window (status not running)."""
+        since = self._since(window_seconds)
+        agent_sql = " and agent = ?" if agent is not None else ""
+        finished, failed = (
+            self._db()
+            .execute(
+                "select count(*), coalesce(sum(status = 'failed'), 0) from summary indexed by summary_finished "
+                f"where finished_epoch >= ? and status is not 'running'{agent_sql}",
+                [since, *([agent] if agent is not None else [])],
+            )
+            .fetchone()
+        )
+        return {
+            "finished_tasks": finished,
+            "failed_tasks": failed,
+            "failure_rate": failed / finished if finished else None,
+        }
 
     def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]:
-        from stepsdk.ops.stats import step_p95
+        """``stepsdk_alert_step_p95``: p95 of the durations of the steps created in the window."""
+        from stepsdk.store.index import percentile_cont
 
-        return step_p95(self.steps, window_seconds, step_type, name, self.now)
+        since = self._since(window_seconds)
+        conn = self._db()
+        if step_type is None:  # one range of the (step_type, created_epoch, ...) index per type
+            types: list[str | None] = [r[0] for r in conn.execute("select step_type from step_types")]
+            types.append(None)
+        else:
+            types = [step_type]
+        name_sql = " and json_extract(rec, '$.row.name') = ?" if name is not None else ""
+        durations: list[float] = []
+        for kind in types:
+            durations += (
+                r[0]
+                for r in conn.execute(
+                    "select duration_ms from steps indexed by steps_type_period where "
+                    + ("step_type is null" if kind is None else "step_type = ?")
+                    + f" and created_epoch >= ? and task_known = 1 and duration_ms is not null{name_sql}",
+                    [*([kind] if kind is not None else []), since, *([name] if name is not None else [])],
+                )
+            )
+        return {"steps": len(durations), "p95_duration_ms": percentile_cont(durations, 0.95)}
 
     def error_counts(self, window_seconds: int) -> list[dict[str, Any]]:
-        from stepsdk.ops.stats import error_counts
+        """``stepsdk_alert_error_counts``: the window's failed steps per error type and message
+        (trimmed, first 200 characters, empty: null), most frequent first, then most recent."""
+        from stepsdk.schema import parse_timestamp
 
-        return error_counts(self.steps, window_seconds, self.now)
+        since = self._since(window_seconds)
+        rows = (
+            self._db()
+            .execute(
+                """
+            with e as (
+                select s.id, s.task_id, s.created_epoch, s.created_at, s.error_type,
+                       substr(nullif(trim(case when json_type(s.rec, '$.row.error_message') = 'text'
+                                               then json_extract(s.rec, '$.row.error_message') end,
+                                          char(32, 9, 13, 10)), ''), 1, 200) as message
+                from steps s indexed by steps_failed
+                where s.success = 0 and s.created_epoch >= ? and s.strict_fail = 1 and s.task_known = 1),
+            g as (
+                select e.*, count(*) over w as n,
+                       row_number() over (w order by e.created_epoch desc, e.id) as newest
+                from e window w as (partition by e.error_type, e.message))
+            select error_type, message, n, created_at, task_id from g where newest = 1
+            order by n desc, created_epoch desc, error_type, message""",
+                (since,),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "error_type": error_type,
+                "error_message": message,
+                "occurrences": n,
+                "last_seen": parse_timestamp(created_at).isoformat(),  # type: ignore[union-attr]
+                "example_task_id": task_id,
+            }
+            for error_type, message, n, created_at, task_id in rows
+        ]
+
+    def snapshot(self) -> Any:
+        """The folder merged in memory (:meth:`BackupStore.read`), read once: only the upload
+        backlog needs it (the upload bookkeeping is not in the index yet)."""
+        from stepsdk.store.backup import BackupStore
+
+        if self._snap is None:
+            self._snap = BackupStore(self.folder).read()
+        return self._snap
 
 
 def upload_backlog(backup_dir: Path, now: datetime | None = None, snap: Any = None) -> dict[str, Any]:
@@ -354,7 +457,7 @@ def evaluate(
     if rule.kind == "upload_backlog":
         folder = Path(p.get("backup_dir") or backup_dir)
         same = isinstance(measures, LocalMeasures) and measures.folder.resolve() == folder.resolve()
-        m = upload_backlog(folder, now, measures.snap if same else None)  # type: ignore[union-attr]
+        m = upload_backlog(folder, now, measures.snapshot() if same else None)  # type: ignore[union-attr]
         age = m["oldest_age_s"]
         firing = age is not None and age > p["older_than_s"]
         text = (
