@@ -300,7 +300,6 @@ class LocalMeasures:
         # no folder: nothing recorded (and nothing created)
         self.index = BackupIndex(self.folder, None if self.folder.is_dir() else ":memory:")
         self.now = now
-        self._snap: Any = None
 
     def _db(self) -> Any:
         import sqlite3
@@ -405,31 +404,37 @@ class LocalMeasures:
             for error_type, message, n, created_at, task_id in rows
         ]
 
-    def snapshot(self) -> Any:
-        """The folder merged in memory (:meth:`BackupStore.read`), read once: only the upload
-        backlog needs it (the upload bookkeeping is not in the index yet)."""
-        from stepsdk.store.backup import BackupStore
 
-        if self._snap is None:
-            self._snap = BackupStore(self.folder).read()
-        return self._snap
+def upload_backlog(
+    backup_dir: Path, now: datetime | None = None, measures: LocalMeasures | None = None
+) -> dict[str, Any]:
+    """Items of the backup not uploaded yet (task, step and screenshot rows not confirmed in their
+    newest version) and the age of the oldest (its created/started time), from the folder's
+    index (``measures``: the one already opened on it)."""
+    from stepsdk.schema import parse_timestamp
+    from stepsdk.store.backup import T_SHOTS, T_STEPS, T_TASKS
 
-
-def upload_backlog(backup_dir: Path, now: datetime | None = None, snap: Any = None) -> dict[str, Any]:
-    """Items of the backup not uploaded yet and the age of the oldest (its created/started time).
-    ``snap``: the folder's snapshot when the caller has already read it."""
-    from stepsdk.ops.stats import parse_ts
-    from stepsdk.store.backup import BackupStore
-
-    snap = snap if snap is not None else BackupStore(backup_dir).read()
-    stamps = [parse_ts(r.get("created_at")) for r in snap.pending_steps()]
-    stamps += [parse_ts(r.get("created_at")) for r in snap.pending_screenshots()]
-    stamps += [parse_ts(r.get("started_at")) for r in snap.pending_tasks()]
-    known = [t for t in stamps if t is not None]
+    conn = (measures or LocalMeasures(backup_dir, now))._db()
+    counts = dict(conn.execute("select tbl, n from pending").fetchall())
+    pending = sum(int(counts.get(t) or 0) for t in (T_TASKS, T_STEPS, T_SHOTS))
+    # the oldest pending row of each table (pending rows only, through partial indexes); screenshot
+    # rows keep their time as text only: each pending one is parsed
+    step = conn.execute(
+        "select created_at from steps indexed by steps_pending_created where v > acked "
+        "and created_epoch is not null order by created_epoch limit 1"
+    ).fetchall()
+    shots = conn.execute(
+        "select created_at from shots indexed by shots_pending_paths where v > acked"
+    ).fetchall()
+    task = conn.execute(
+        "select started_at from tasks indexed by tasks_pending_started where v > acked "
+        "and started_epoch is not null order by started_epoch limit 1"
+    ).fetchall()
+    known = [t for t in (parse_timestamp(r[0]) for r in (*step, *shots, *task)) if t is not None]
     now = now or datetime.now(UTC)
     oldest = min(known) if known else None
     return {
-        "pending": len(stamps),
+        "pending": pending,
         "oldest_at": oldest.isoformat() if oldest else None,
         "oldest_age_s": (now - oldest).total_seconds() if oldest else None,
     }
@@ -457,7 +462,7 @@ def evaluate(
     if rule.kind == "upload_backlog":
         folder = Path(p.get("backup_dir") or backup_dir)
         same = isinstance(measures, LocalMeasures) and measures.folder.resolve() == folder.resolve()
-        m = upload_backlog(folder, now, measures.snapshot() if same else None)  # type: ignore[union-attr]
+        m = upload_backlog(folder, now, measures if same else None)  # type: ignore[arg-type]
         age = m["oldest_age_s"]
         firing = age is not None and age > p["older_than_s"]
         text = (

@@ -276,6 +276,8 @@ insert or ignore into pending values ('tasks', 0), ('task_steps', 0), ('step_scr
 {pending_triggers}
 create index if not exists steps_pending_paths on steps(path) where v > acked and path is not null;
 create index if not exists shots_pending_paths on shots(path) where v > acked;
+create index if not exists steps_pending_created on steps(created_epoch) where v > acked;
+create index if not exists tasks_pending_started on tasks(started_epoch) where v > acked;
 create table if not exists quarantined(name text not null, offset integer not null, primary key (name, offset));
 create table if not exists docs(
     docid integer primary key, task_id text not null, step_id text, step_number integer, field text not null);

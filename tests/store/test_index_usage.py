@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from stepsdk.ops import stats as _ops_stats
-from stepsdk.ops.alerts import LocalMeasures
+from stepsdk.ops.alerts import LocalMeasures, upload_backlog
 from stepsdk.ops.retention import BackupRetention
 from stepsdk.schema import parse_timestamp
-from stepsdk.store.backup import BackupStore, JournalWriter
+from stepsdk.store.backup import T_SHOTS, T_STEPS, T_TASKS, BackupStore, JournalWriter, ack_record
 from stepsdk.viewer.data.backup_source import BackupSource
 from stepsdk.viewer.data.base import FAILED_STEP_COLUMNS
 
@@ -185,8 +185,22 @@ def _screenshot_path(snap: Any, step_id: str) -> str | None:
     return None
 
 
+def _backlog(snap: Any, now: datetime) -> Row:
+    stamps = [parse_timestamp(r.get("created_at")) for r in snap.pending_steps()]
+    stamps += [parse_timestamp(r.get("created_at")) for r in snap.pending_screenshots()]
+    stamps += [parse_timestamp(r.get("started_at")) for r in snap.pending_tasks()]
+    known = [t for t in stamps if t is not None]
+    oldest = min(known) if known else None
+    return {
+        "pending": len(stamps),
+        "oldest_at": oldest.isoformat() if oldest else None,
+        "oldest_age_s": (now - oldest).total_seconds() if oldest else None,
+    }
+
+
 def assert_agree(root: Path, source: BackupSource, now: datetime) -> None:
     snap = BackupStore(root).read()
+    assert upload_backlog(root, now) == _backlog(snap, now)
     steps = _known_steps(snap)
     usage = [_ops_stats.task_usage(t, snap.steps.get(tid, [])) for tid, t in snap.tasks.items()]
     usage = sorted(
@@ -260,6 +274,22 @@ def test_usage_failed_steps_and_alert_measures_equal_the_merged_definitions(tmp_
         for journal in rounds:  # several refreshes: the sums follow every change, also of rows counted before
             _write(root, journal)
             assert_agree(root, source, now)
+    # uploads confirmed: some rows at an older version; then every task (the oldest pending row is
+    # a step's or a screenshot's), then every step (a screenshot's)
+    snap = BackupStore(root).read()
+    steps = sorted((s for rows in snap.steps.values() for s in rows), key=lambda s: s.get("created_at") or "")
+    shots = [r for rows in snap.screenshots.values() for r in rows]
+    for acks in (
+        [
+            ack_record(T_STEPS, {s["id"]: rng.choice([0, 1, 2]) for s in steps[: len(steps) // 3]}),
+            ack_record(T_SHOTS, {r["id"]: rng.choice([0, 1]) for r in shots[: len(shots) // 3]}),
+            ack_record(T_TASKS, {t: rng.choice([1, 3]) for t in sorted(snap.tasks)[::2]}),
+        ],
+        [ack_record(T_TASKS, dict(snap.task_versions))],
+        [ack_record(T_STEPS, dict(snap.step_versions))],
+    ):
+        _write(root, [acks])
+        assert_agree(root, source, now)
     # a journal rewritten behind the index's back: it starts over, sums too
     journal = sorted((root / "journal").iterdir())[0]
     lines = journal.read_bytes().splitlines(keepends=True)
