@@ -157,7 +157,7 @@ def _rss() -> dict[str, float]:
 
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
-    from stepsdk.ops.alerts import LocalMeasures
+    from stepsdk.ops.alerts import LocalMeasures, upload_backlog
     from stepsdk.store.backup import JournalWriter
     from stepsdk.viewer.api import stats_payload
     from stepsdk.viewer.data.backup_source import BackupSource
@@ -217,13 +217,14 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         "failed steps, newest 100 of category 'device'": lambda: src.failed_steps("device", 100),
         "alert measures, 1 h window (LocalMeasures: open + 5 calls)": lambda: alert_measures(3600),
         "alert measures, 30 d window (LocalMeasures: open + 5 calls)": lambda: alert_measures(30 * 86400),
+        "alert rule upload_backlog (every row pending)": lambda: upload_backlog(root),
     }
     times = {}
     for name, call in cases.items():
         samples = []
         for _ in range(runs):
             src._cache.clear()  # answers are cached until a journal changes: time the work itself
-            if getattr(src, "_snap", None) is not None:  # (so was the merged snapshot, before schema 8)
+            if getattr(src, "_snap", None) is not None:  # (so was the merged snapshot, before schema 10)
                 src._snap = None
             t0 = time.perf_counter()
             call()
