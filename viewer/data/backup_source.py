@@ -479,41 +479,33 @@ class BackupSource(DataSource):
         shots.sort(key=lambda r: _instant(r.get("created_at")))
         return str(shots[-1]["screenshot_path"]) if shots else None
 
-    def _usage_rows(self, db: sqlite3.Connection, found: list[sqlite3.Row]) -> list[Row]:
-        """``task_usage`` rows: the task's own fields from its row, the sums from ``usage_tasks``."""
-        out = []
-        for rec, steps, prompt, completion, total in found:
-            row = _ops_stats.task_usage(load_row(rec), [])
-            row.update(
-                steps_with_usage=steps or 0,
-                prompt_tokens=prompt or 0,
-                completion_tokens=completion or 0,
-                total_tokens=total or 0,
-            )
-            out.append(row)
-        return out
-
     def task_usage(self, task_id: str) -> Row | None:
         if not is_plausible_task_id(task_id):
             return None
-        db = self._db()
-        found = db.execute(
-            "select t.rec, u.steps, u.prompt_tokens, u.completion_tokens, u.total_tokens "
-            "from tasks t left join usage_tasks u on u.task_id = t.task_id where t.task_id = ?",
-            (task_id,),
-        ).fetchall()
-        return self._usage_rows(db, found)[0] if found else None
+        found = (
+            self._db()
+            .execute(
+                "select t.rec, u.steps, u.prompt_tokens, u.completion_tokens, u.total_tokens "
+                "from tasks t left join usage_tasks u on u.task_id = t.task_id where t.task_id = ?",
+                (task_id,),
+            )
+            .fetchall()
+        )
+        return _usage_rows(found)[0] if found else None
 
     def tasks_by_usage(self, limit: int = 20) -> list[Row]:
         check_limit(limit)
-        db = self._db()
-        found = db.execute(
-            "select t.rec, u.steps, u.prompt_tokens, u.completion_tokens, u.total_tokens "
-            "from usage_tasks u indexed by usage_tasks_total cross join tasks t on t.task_id = u.task_id "
-            "where u.steps > 0 order by u.total_tokens desc, u.task_id limit ?",
-            (limit,),
-        ).fetchall()
-        return self._usage_rows(db, found)
+        found = (
+            self._db()
+            .execute(
+                "select t.rec, u.steps, u.prompt_tokens, u.completion_tokens, u.total_tokens "
+                "from usage_tasks u indexed by usage_tasks_total cross join tasks t on t.task_id = u.task_id "
+                "where u.steps > 0 order by u.total_tokens desc, u.task_id limit ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return _usage_rows(found)
 
     def daily_usage(self, days: int) -> list[Row]:
         check_days(days)
@@ -627,6 +619,21 @@ def _instant(value: object) -> float:
 
     ts = parse_ts(value)
     return ts.timestamp() if ts else float("-inf")
+
+
+def _usage_rows(found: list[sqlite3.Row]) -> list[Row]:
+    """``task_usage`` rows: the task's own fields from its row, the sums from ``usage_tasks``."""
+    out = []
+    for rec, steps, prompt, completion, total in found:
+        row = _ops_stats.task_usage(load_row(rec), [])
+        row.update(
+            steps_with_usage=steps or 0,
+            prompt_tokens=prompt or 0,
+            completion_tokens=completion or 0,
+            total_tokens=total or 0,
+        )
+        out.append(row)
+    return out
 
 
 def _floats(joined: str | None) -> list[float]:
