@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -342,7 +343,12 @@ class LocalMeasures:
         }
 
     def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]:
-        """``stepsdk_alert_step_p95``: p95 of the durations of the steps created in the window."""
+        """``stepsdk_alert_step_p95``: p95 of the durations of the steps created in the window.
+
+        Without a name, the window's whole UTC days are read from the per-day duration bucket
+        counts (``type_hist``) and only the steps of the bucket the p95 falls in are read (as the
+        viewer's period statistics); the window's first, partial day and untyped steps are read
+        from the steps. With a name, every step of the window is read (its name is in its record)."""
         from stepsdk.store.index import percentile_cont
 
         since = self._since(window_seconds)
@@ -352,19 +358,35 @@ class LocalMeasures:
             types.append(None)
         else:
             types = [step_type]
+        first = datetime.fromtimestamp(since, UTC).date()
+        first_day = first.isoformat()
+        # the first day's end: steps before it are read one by one, the later days' are counted
+        first_end = datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp() + 86400
         name_sql = " and json_extract(rec, '$.row.name') = ?" if name is not None else ""
+        # whole days from the counts: typed steps of known tasks (what type_hist counts), no name
+        whole = name is None
         durations: list[float] = []
         for kind in types:
+            counted = whole and kind is not None
             durations += (
                 r[0]
                 for r in conn.execute(
                     "select duration_ms from steps indexed by steps_type_period where "
                     + ("step_type is null" if kind is None else "step_type = ?")
-                    + f" and created_epoch >= ? and task_known = 1 and duration_ms is not null{name_sql}",
-                    [*([kind] if kind is not None else []), since, *([name] if name is not None else [])],
+                    + " and created_epoch >= ? and task_known = 1 and duration_ms is not null"
+                    + (" and created_epoch < ?" if counted else "")
+                    + name_sql,
+                    [
+                        *([kind] if kind is not None else []),
+                        since,
+                        *([first_end] if counted else []),
+                        *([name] if name is not None else []),
+                    ],
                 )
             )
-        return {"steps": len(durations), "p95_duration_ms": percentile_cont(durations, 0.95)}
+        if not whole:
+            return {"steps": len(durations), "p95_duration_ms": percentile_cont(durations, 0.95)}
+        return _bucket_p95(conn, [t for t in types if t is not None], first_day, durations)
 
     def error_counts(self, window_seconds: int) -> list[dict[str, Any]]:
         """``stepsdk_alert_error_counts``: the window's failed steps per error type and message
@@ -403,6 +425,57 @@ class LocalMeasures:
             }
             for error_type, message, n, created_at, task_id in rows
         ]
+
+
+def _bucket_p95(conn: Any, types: list[str], first_day: str, extra: list[float]) -> dict[str, Any]:
+    """``percentile_cont(0.95)`` of the durations of ``types``' steps of the days after
+    ``first_day`` (counted per duration bucket in ``type_hist``) and the ``extra`` durations: the
+    counts locate the two ranks, and only their buckets' steps are read (buckets are monotonic
+    in the duration)."""
+    from stepsdk.store.index import duration_bucket
+
+    marks = ",".join("?" * len(types))
+    counts: dict[int, int] = {}
+    if types:
+        for bucket, n in conn.execute(
+            f"select bucket, sum(n) from type_hist where step_type in ({marks}) and day > ? group by bucket",
+            [*types, first_day],
+        ):
+            counts[bucket] = int(n)
+    extra_by_bucket: dict[int, list[float]] = {}
+    for value in extra:
+        extra_by_bucket.setdefault(duration_bucket(value), []).append(value)  # type: ignore[arg-type]
+    for bucket, values in extra_by_bucket.items():
+        counts[bucket] = counts.get(bucket, 0) + len(values)
+    total = sum(counts.values())
+    if not total:
+        return {"steps": 0, "p95_duration_ms": None}
+    pos = 0.95 * (total - 1)
+    low, high = math.floor(pos), math.ceil(pos)
+    found: dict[int, float] = {}
+    seen = 0
+    for bucket in sorted(counts):
+        n = counts[bucket]
+        wanted = [r for r in (low, high) if seen <= r < seen + n]
+        if wanted:
+            values = list(extra_by_bucket.get(bucket, []))
+            for kind in types:
+                values += (
+                    r[0]
+                    for r in conn.execute(
+                        "select duration_ms from steps indexed by steps_dur where step_type = ? and dbucket = ? "
+                        "and duration_ms is not null and task_known = 1 and day > ?",
+                        (kind, bucket, first_day),
+                    )
+                )
+            values.sort()
+            for r in wanted:
+                found[r] = float(values[r - seen])
+        seen += n
+        if high in found:
+            break
+    p95 = found[low] if low == high else found[low] + (found[high] - found[low]) * (pos - low)
+    return {"steps": total, "p95_duration_ms": p95}
 
 
 def upload_backlog(
