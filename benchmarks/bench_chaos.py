@@ -199,7 +199,6 @@ def sigkill(trials: int) -> dict[str, dict[str, Any]]:
     from tests.recording.test_chaos_crash import CRASH_BOUND_STEPS, lost_steps, run_and_kill
 
     rng = random.Random(7)
-    folder = Path(tempfile.mkdtemp(prefix="chaos-sigkill-"))
     out: dict[str, dict[str, Any]] = {}
     for pace, low, high in (("paced", 300, 3000), ("tight", 3 * CRASH_BOUND_STEPS, 8 * CRASH_BOUND_STEPS)):
         lags: list[float] = []
@@ -207,8 +206,9 @@ def sigkill(trials: int) -> dict[str, dict[str, Any]]:
         recorded = spilled = failures = 0
         for n in range(trials):
             task_id = f"{pace}-{n}"
-            trial = run_and_kill(folder, task_id, pace, rng.randint(low, high))
-            present = {r["step_number"] for r in BackupStore(folder).read().steps.get(task_id, [])}
+            with tempfile.TemporaryDirectory(prefix="chaos-sigkill-") as folder:
+                trial = run_and_kill(Path(folder), task_id, pace, rng.randint(low, high))
+                present = {r["step_number"] for r in BackupStore(folder).read().steps.get(task_id, [])}
             try:
                 lost = lost_steps(trial, present, pace)
             except AssertionError as exc:
