@@ -1,8 +1,8 @@
 """Time in tests, the way a loaded CI machine cannot break it: a machine under load runs late,
 never early.
 
-- Waiting for something that will happen: `wait_for(pred)` polls until it is true and returns
-  at once when it is, so its generous deadline (`WAIT`) costs nothing when things are fast. Give
+- Waiting for something that will happen: `wait_for(pred)` (`until(pred)` on an event loop)
+  polls until it is true and returns at once when it is, so its generous deadline (`WAIT`) costs nothing when things are fast. Give
   `flush()`/`close()` the same `WAIT` when the test needs them to complete (they too return as
   soon as they are done).
 - A time bound the product states (a close budget, an exit bound): assert the product's own
@@ -12,6 +12,7 @@ never early.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -26,4 +27,14 @@ def wait_for(pred: Callable[[], object], timeout: float = WAIT, interval: float 
         if pred():
             return True
         time.sleep(interval)
+    return bool(pred())
+
+
+async def until(pred: Callable[[], object], timeout: float = WAIT, interval: float = 0.02) -> bool:
+    """`wait_for` on an event loop (the loop keeps running while it waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        await asyncio.sleep(interval)
     return bool(pred())

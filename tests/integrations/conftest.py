@@ -176,8 +176,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._send(
                 200, gzip.compress(b'{"zipped": true}'), "application/json", {"Content-Encoding": "gzip"}
             )
-        elif path == "/slow":
-            time.sleep(1.0)
+        elif path == "/slow":  # the clients give up after 0.3 s: 5 s leaves a loaded machine room
+            time.sleep(5.0)
             self._send(200, b"late", "text/plain")
         elif path == "/slowbody":
             self.send_response(200)
@@ -186,7 +186,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"first part;")
             self.wfile.flush()
-            time.sleep(1.0)
+            time.sleep(5.0)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(b"y" * 89)
         elif path == "/redirect":
