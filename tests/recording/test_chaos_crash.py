@@ -70,8 +70,11 @@ class Trial:
         self.spilled = {i for i, n in spilled_so_far.items() if n > spilled_so_far.get(i - 1, 0)}
 
     def lag_ms(self, steps: set[int]) -> float:
-        """How long before the kill the oldest of `steps` was printed (0 when none)."""
-        return max(((self.killed_at - self.seen[i]) * 1000 for i in steps if i in self.seen), default=0.0)
+        """How long before the kill the oldest of `steps` was printed (0 when none, or when it was
+        printed as the kill was being sent)."""
+        return max(
+            (max(0.0, (self.killed_at - self.seen[i]) * 1000) for i in steps if i in self.seen), default=0.0
+        )
 
 
 def run_and_kill(backup: Path, task_id: str, pace: str, kill_at: int) -> Trial:
