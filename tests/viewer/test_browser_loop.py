@@ -12,6 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -283,6 +284,9 @@ def test_compare_two_runs_picked_in_the_list(
     text = driver.find_element(By.CSS_SELECTOR, "tr.diverge").text
     assert "#3 Tap Buy ✗ TimeoutError" in text  # the step's name (issue #13)
     tb.shot(driver, "loop-4-compare")
-    driver.find_element(By.CSS_SELECTOR, "tr.diverge a").click()  # the row opens that step
+    # the row opens that step (the table may be drawn again meanwhile: find the link afresh then)
+    WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "tr.diverge a").click() or True
+    )
     tb.wait_text(driver, "Step 3 of")
     tb.no_console_errors(driver)
