@@ -43,6 +43,9 @@ class PhoenixServer:
                 "PHOENIX_PORT": str(port),
                 "PHOENIX_GRPC_PORT": str(grpc),
                 "PHOENIX_TELEMETRY_ENABLED": "false",
+                # its agent assistant connects to a documentation MCP server on the internet at
+                # start (loopback only here: on a loaded machine that failure ended the server)
+                "PHOENIX_DISABLE_AGENT_ASSISTANT": "true",
             }
         )
         self.log = (self.work / "phoenix.log").open("wb")
