@@ -188,6 +188,8 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         "search 'wifi toggle' (100 matches)": lambda: src.search("wifi toggle", 100),
         "search 'checkout button' for one agent": lambda: src.search("checkout button", 20, "agent-7"),
         "search a rare text '#12345'": lambda: src.search("#12345", 20),
+        "stepsdk status figures (pending, refused, last upload)": src.upload_state,
+        "operations page figures (storage + pending)": lambda: (src.storage_figures(), src.upload_state()),
     }
     times = {}
     for name, call in cases.items():
@@ -239,6 +241,16 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
     }
 
 
+def measure_merge(root: Path) -> dict[str, Any]:
+    """What `stepsdk status` did before it read the index: merge every journal in memory."""
+    from stepsdk.store.backup import BackupStore
+    from stepsdk.store.upload_state import UploadState
+
+    t0 = time.perf_counter()
+    UploadState.from_snapshot(BackupStore(root).read())
+    return {"merge_s": time.perf_counter() - t0, "rss_mb": _rss()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,10 +264,15 @@ def main() -> None:
     parser.add_argument(
         "--reuse-index", action="store_true", help="keep an existing index (no build measured)"
     )
+    parser.add_argument("--merge", action="store_true", help="also time the old status (merge in memory)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-merge", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(Path(args.measure), args.runs)))
+        return
+    if args.measure_merge:
+        print(json.dumps(measure_merge(Path(args.measure_merge))))
         return
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="stepsdk-bench-index-")) / "backup"
     try:
@@ -293,6 +310,20 @@ def main() -> None:
             f"({r['rss_mb']['VmHWM']:.0f} MB) |"
         )
         print(f"| index file (+ WAL) | {r['index_mb']:.0f} MB (+ {r['wal_mb']:.0f} MB) |")
+        if args.merge:
+            m = json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, "--measure-merge", str(root)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                ).stdout
+            )
+            print(
+                f"| for comparison: status figures by merging every journal in memory | "
+                f"{m['merge_s']:.1f} s, peak RSS {m['rss_mb']['VmHWM']:.0f} MB |"
+            )
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(root.parent, ignore_errors=True)

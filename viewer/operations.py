@@ -26,7 +26,6 @@ from stepsdk.config import supabase_env
 from stepsdk.ops import delete as _delete
 from stepsdk.ops import local_retention as _local_retention
 from stepsdk.ops import retention as _retention
-from stepsdk.schema import parse_timestamp
 from stepsdk.store.backup import BackupStore
 
 from .data.base import DataSource, Row
@@ -72,7 +71,7 @@ def storage_info(source: DataSource) -> Row:
     root = _backup_root(source)
     started = time.monotonic()
     try:
-        figures = _backup_figures(root) if root is not None else _supabase_figures(source)
+        figures = _backup_figures(source) if root is not None else _supabase_figures(source)
         health: Row = {"ok": True, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
     except Exception as exc:  # unreachable, refused, unreadable: report it, do not fail
         log.debug("storage info failed", exc_info=True)
@@ -92,28 +91,10 @@ def storage_info(source: DataSource) -> Row:
     }
 
 
-def _backup_figures(root: Any) -> Row:
-    from stepsdk.ops.resync import pending_counts
-
-    snap = BackupStore(root).read()
-    sizes: dict[str, int] = {}
-    for rows in snap.screenshots.values():
-        for r in rows:
-            sizes[r["screenshot_path"]] = max(
-                sizes.get(r["screenshot_path"], 0), int(r.get("file_size") or 0)
-            )
-    starts = sorted(s for t in snap.tasks.values() if (s := parse_timestamp(t.get("started_at"))) is not None)
-    return {
-        "tasks": len(snap.tasks),
-        "steps": sum(map(len, snap.steps.values())),
-        "screenshots": sum(map(len, snap.screenshots.values())),
-        "objects": len(sizes),
-        "bytes": sum(sizes.values()),
-        "oldest_task_at": starts[0].isoformat() if starts else None,
-        "newest_task_at": starts[-1].isoformat() if starts else None,
-        "_problems": len(snap.problems),
-        "_pending": pending_counts(snap),
-    }
+def _backup_figures(source: Any) -> Row:
+    """From the backup's index (no merge of every journal in memory)."""
+    state = source.upload_state()
+    return source.storage_figures() | {"_problems": len(state.problems), "_pending": state.pending}
 
 
 def _supabase_figures(source: DataSource) -> Row:

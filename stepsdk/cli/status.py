@@ -24,9 +24,10 @@ from stepsdk.cli._common import (
 )
 from stepsdk.config import Config
 from stepsdk.ops import retention_status as _retention_status
-from stepsdk.ops.resync import mark_abandoned, pending_counts
+from stepsdk.ops.resync import mark_abandoned
 from stepsdk.recording.abandoned import abandoned_tasks
 from stepsdk.store.backup import BackupStore, JournalWriter, dead_writer_journals, new_writer_name
+from stepsdk.store.upload_state import read_upload_state
 
 EPILOG = """examples:
   stepsdk status
@@ -81,27 +82,29 @@ def backend_status(config: Config) -> dict[str, Any]:
 
 
 def collect(folder: Any, config: Config) -> dict[str, Any]:
-    store = BackupStore(folder)
-    snap = store.read()
     abandoned: list[str] = []
-    if dead_writer_journals(folder) and abandoned_tasks(snap):
-        # Tasks left running by a recorder that died: mark them interrupted (a journal of this
-        # run, uploaded by the next `stepsdk resync`).
-        writer = JournalWriter(folder, new_writer_name("s"))
-        try:
-            abandoned = mark_abandoned(snap, writer)
-        finally:
-            writer.close()
+    if dead_writer_journals(folder):
+        # A recorder died without closing its journal (rare): tasks it left running are marked
+        # interrupted (a journal of this run, uploaded by the next `stepsdk resync`). Only then
+        # are the journals merged in memory; the figures below come from the backup's index.
+        snap = BackupStore(folder).read()
+        if abandoned_tasks(snap):
+            writer = JournalWriter(folder, new_writer_name("s"))
+            try:
+                abandoned = mark_abandoned(snap, writer)
+            finally:
+                writer.close()
+    state = read_upload_state(folder)
     backend = backend_status(config)
     return {
         "abandoned": abandoned,
         "backend": backend,
         "backup_dir": str(folder),
-        "pending": pending_counts(snap) | {"bytes": store.pending_bytes(snap)},
-        "rejected": [{"table": t, "id": k, **v} for (t, k), v in sorted(snap.rejected.items())],
-        "problems": snap.problems,
-        "last_upload_at": snap.last_upload_at,
-        "tasks_in_backup": len(snap.tasks),
+        "pending": state.pending | {"bytes": state.pending_bytes(folder)},
+        "rejected": state.rejected,
+        "problems": state.problems,
+        "last_upload_at": state.last_upload_at,
+        "tasks_in_backup": state.tasks,
         "retention": _retention_status.collect(folder, config, remote_ok=bool(backend["reachable"])),
     }
 

@@ -52,22 +52,29 @@ from stepsdk.schema import parse_timestamp as parse_ts
 from stepsdk.store.backup import (
     ARCHIVE_DIR,
     JOURNAL_DIR,
+    KIND_ACK,
     KIND_CLOSE,
     KIND_OPEN,
     KIND_QUARANTINED,
+    KIND_REJECT,
     KIND_SHOT,
     KIND_STEP,
     KIND_TASK,
     SUFFIX,
+    T_OBJECTS,
+    T_SHOTS,
+    T_STEPS,
+    T_TASKS,
     _pid_alive,
     iter_journal,
 )
 from stepsdk.store.export_format import upgrade_screenshot_row
+from stepsdk.store.upload_state import UploadState
 
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "9"
 # One transaction applies at most this many lines / bytes of a journal: memory stays bounded
 # (the batch's rows in Python, SQLite's dirty pages) whatever the size of the backup.
 BATCH_LINES = 5_000
@@ -154,18 +161,19 @@ create table if not exists meta(key text primary key, value text);
 create table if not exists journals(
     jkey text primary key, name text not null, archived integer not null, inode integer,
     offset integer not null default 0, last_start integer, last_crc text,
-    pid integer, host text, closed integer not null default 0);
+    pid integer, host text, closed integer not null default 0, acked_to integer not null default 0);
 create table if not exists tasks(
     task_id text primary key, v integer not null, rec text not null,
     title text, agent text, status text, started_at text, finished_at text,
-    started_epoch real, finished_epoch real, duration_ms real, day text, title_fold text, task_id_fold text, agent_fold text);
+    started_epoch real, finished_epoch real, duration_ms real, day text, title_fold text, task_id_fold text, agent_fold text,
+    acked integer not null default -1);
 create index if not exists tasks_day on tasks(day, agent);
 create table if not exists steps(
     id text primary key, task_id text not null, step_number integer not null, v integer not null,
     rec text not null, step_type text, success integer not null, duration_ms real,
     created_at text, created_epoch real, error_type text, err_group text,
     agent text, task_known integer not null default 0, day text, dbucket integer,
-    strict_fail integer not null default 0, category text);
+    strict_fail integer not null default 0, category text, path text, acked integer not null default -1);
 create index if not exists steps_task on steps(task_id, step_number, id);
 create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
 create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
@@ -202,7 +210,8 @@ when new.task_known = 1 and new.step_type is not null and ({changed}) begin
 end;
 create index if not exists steps_agent_period on steps(agent, created_epoch, task_known, step_type, success, duration_ms);
 create table if not exists shots(
-    id text primary key, task_id text not null, step_id text, created_at text, rec text not null);
+    id text primary key, task_id text not null, step_id text, created_at text, rec text not null,
+    v integer not null, path text not null, acked integer not null default -1);
 create index if not exists shots_task on shots(task_id, step_id);
 create table if not exists summary(
     task_id text primary key, title text, agent text, status text, started_at text, finished_at text,
@@ -227,6 +236,18 @@ create index if not exists summary_duration_desc on summary(duration_ms desc, ta
 create table if not exists problems(
     jkey text not null, name text not null, offset integer not null, problem text not null,
     primary key (jkey, offset));
+create table if not exists acks(tbl text not null, key text not null, v integer not null,
+    primary key (tbl, key)) without rowid;
+create table if not exists rejects(tbl text not null, key text not null, error text, at text,
+    primary key (tbl, key)) without rowid;
+create table if not exists journal_tasks(jkey text not null, task_id text not null,
+    primary key (jkey, task_id)) without rowid;
+create index if not exists journal_tasks_task on journal_tasks(task_id);
+create table if not exists pending(tbl text primary key, n integer not null);
+insert or ignore into pending values ('tasks', 0), ('task_steps', 0), ('step_screenshots', 0);
+{pending_triggers}
+create index if not exists steps_pending_paths on steps(path) where v > acked and path is not null;
+create index if not exists shots_pending_paths on shots(path) where v > acked;
 create table if not exists quarantined(name text not null, offset integer not null, primary key (name, offset));
 create table if not exists docs(
     docid integer primary key, task_id text not null, step_id text, step_number integer, field text not null);
@@ -255,7 +276,28 @@ _AGG_CHANGED = " or ".join(
     f"old.{c} is not new.{c}"
     for c in ("step_type", "agent", "task_known", "duration_ms", "day", "success", "dbucket")
 )
-_SCHEMA = _SCHEMA.replace("{add}", _AGG_ADD).replace("{sub}", _AGG_SUB).replace("{changed}", _AGG_CHANGED)
+# Rows not uploaded in their newest version (``v > acked``), counted per table by triggers so that
+# ``stepsdk status`` reads three numbers instead of comparing every row with its confirmation.
+_PENDING_TRIGGERS = "".join(
+    f"""create trigger if not exists {t}_pending_insert after insert on {t} when new.v > new.acked begin
+    update pending set n = n + 1 where tbl = '{name}';
+end;
+create trigger if not exists {t}_pending_delete after delete on {t} when old.v > old.acked begin
+    update pending set n = n - 1 where tbl = '{name}';
+end;
+create trigger if not exists {t}_pending_update after update of v, acked on {t}
+when (old.v > old.acked) <> (new.v > new.acked) begin
+    update pending set n = n + (new.v > new.acked) - (old.v > old.acked) where tbl = '{name}';
+end;
+"""
+    for t, name in (("tasks", T_TASKS), ("steps", T_STEPS), ("shots", T_SHOTS))
+)
+_SCHEMA = (
+    _SCHEMA.replace("{add}", _AGG_ADD)
+    .replace("{sub}", _AGG_SUB)
+    .replace("{changed}", _AGG_CHANGED)
+    .replace("{pending_triggers}", _PENDING_TRIGGERS)
+)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -277,6 +319,10 @@ _DATA_TABLES = (
     "summary",
     "problems",
     "quarantined",
+    "acks",
+    "rejects",
+    "journal_tasks",
+    "pending",
     "docs",
     "docs_text",
     "step_types",
@@ -559,7 +605,10 @@ class BackupIndex:
         # write transaction of their own
         done = {
             (r[0], r[1], r[2], r[3])
-            for r in conn.execute("select jkey, name, archived, offset from journals")
+            for r in conn.execute(
+                # an archived journal is done once read again as uploaded (see _apply_journal)
+                "select jkey, name, archived, offset from journals where not archived or acked_to >= offset"
+            )
         }
         conn.execute(f"pragma cache_size = -{APPLY_CACHE_KIB}")
         try:
@@ -603,26 +652,35 @@ class BackupIndex:
         size: int,
     ) -> int | None:
         """Apply the new records of one journal, a batch per transaction. Returns the offset of a
-        torn last line (None when the journal ends with a complete line)."""
+        torn last line (None when the journal ends with a complete line).
+
+        A journal applied while in journal/ and archived since is read once more up to where it
+        was applied (``acked_to`` follows that pass batch by batch), for its records count as
+        uploaded now; new records of an archived journal count as uploaded as they are applied."""
         while True:
             conn.execute("begin immediate")
             try:
                 state = conn.execute(
-                    "select offset, last_start, last_crc from journals where jkey = ?", (jkey,)
+                    "select offset, last_start, last_crc, acked_to from journals where jkey = ?", (jkey,)
                 ).fetchone()
                 if state is None:
                     conn.execute(
                         "insert into journals(jkey, name, archived, inode) values (?, ?, ?, ?)",
                         (jkey, name, int(archived), inode),
                     )
-                    offset, last_start, last_crc = 0, None, None
+                    offset, last_start, last_crc, acked_to = 0, None, None, 0
                 else:
-                    offset, last_start, last_crc = state
+                    offset, last_start, last_crc, acked_to = state
                     conn.execute(
                         "update journals set name = ?, archived = ? where jkey = ?",
                         (name, int(archived), jkey),
                     )
-                batch = _Batch(conn, jkey, name)
+                if archived and acked_to < offset:
+                    acked_to = self._ack_pass(conn, jkey, name, path, acked_to, offset)
+                    conn.execute("update journals set acked_to = ? where jkey = ?", (acked_to, jkey))
+                    conn.execute("commit")
+                    continue
+                batch = _Batch(conn, jkey, name, archived)
                 torn_at = None
                 count = size_read = 0
                 full = False
@@ -651,8 +709,9 @@ class BackupIndex:
                     full = False  # moved to archive/ meanwhile: the next refresh reads it there
                 batch.finish()
                 conn.execute(
-                    "update journals set offset = ?, last_start = ?, last_crc = ?, inode = ? where jkey = ?",
-                    (offset, last_start, last_crc, inode, jkey),
+                    "update journals set offset = ?, last_start = ?, last_crc = ?, inode = ?, acked_to = ? "
+                    "where jkey = ?",
+                    (offset, last_start, last_crc, inode, offset if archived else acked_to, jkey),
                 )
                 conn.execute("commit")
             except BaseException:
@@ -660,6 +719,29 @@ class BackupIndex:
                 raise
             if not full:
                 return torn_at
+
+    @staticmethod
+    def _ack_pass(conn: sqlite3.Connection, jkey: str, name: str, path: Path, start: int, end: int) -> int:
+        """One batch of an archived journal's records from ``start`` (before ``end``) as uploads;
+        returns where it stopped. A journal gone meanwhile: the next refresh starts over anyway."""
+        batch = _Batch(conn, jkey, name, archived=True, acks_only=True)
+        count = size_read = 0
+        position = start
+        try:
+            lines = iter_journal(path, start, end)
+            for line_offset, record, problem, raw in lines:
+                if record is not None:
+                    batch.record(record, "")
+                position = line_offset + (len(raw) if problem is None else _line_size(raw, problem))
+                count += 1
+                size_read += len(raw)
+                if count >= BATCH_LINES or size_read >= BATCH_BYTES:
+                    break
+            lines.close()
+        except FileNotFoundError:
+            return end
+        batch.finish()
+        return position if count and position < end else end
 
     # -- pruning (stepsdk cleanup --local, stepsdk delete) -------------------------------------
     @contextlib.contextmanager
@@ -700,7 +782,7 @@ class BackupIndex:
     def _move_progress(conn: sqlite3.Connection, path: Path, old: os.stat_result, kept: list[bytes]) -> None:
         archived = int(path.parent.name == ARCHIVE_DIR)
         state = conn.execute(
-            "select jkey, offset from journals where name = ? and archived = ? and inode = ?",
+            "select jkey, offset, acked_to from journals where name = ? and archived = ? and inode = ?",
             (path.name, archived, old.st_ino),
         ).fetchone()
         if state is None or state["offset"] != old.st_size:
@@ -715,9 +797,10 @@ class BackupIndex:
         # the rewrite dropped them
         if head is None or new.st_size != sum(len(line) for line in kept):
             conn.execute("delete from journals where jkey = ?", (state["jkey"],))
+            conn.execute("delete from journal_tasks where jkey = ?", (state["jkey"],))
             return
         conn.execute(
-            "update journals set jkey = ?, inode = ?, offset = ?, last_start = ?, last_crc = ? "
+            "update journals set jkey = ?, inode = ?, offset = ?, last_start = ?, last_crc = ?, acked_to = ? "
             "where jkey = ?",
             (
                 f"{path.name}#{head}",
@@ -725,8 +808,12 @@ class BackupIndex:
                 new.st_size,
                 new.st_size - len(kept[-1]),
                 kept[-1][:8].decode("ascii", "replace"),
+                new.st_size if state["acked_to"] >= state["offset"] else 0,
                 state["jkey"],
             ),
+        )
+        conn.execute(
+            "update journal_tasks set jkey = ? where jkey = ?", (f"{path.name}#{head}", state["jkey"])
         )
 
     @staticmethod
@@ -740,7 +827,14 @@ class BackupIndex:
         ).fetchall()
         conn.executemany("delete from docs_text where rowid = ?", old)  # one by one: see _search_docs
         conn.executemany("delete from docs where docid = ?", old)
-        for table in ("steps", "shots", "summary", "tasks"):  # steps: their triggers update the day counts
+        # upload confirmations (acks, rejects) stay, as their records stay in the journals
+        for table in (
+            "steps",
+            "shots",
+            "summary",
+            "tasks",
+            "journal_tasks",
+        ):  # steps: triggers update day counts
             conn.execute(f"delete from {table} where task_id in (select task_id from touched_tasks)")
         conn.execute("delete from touched_tasks")
 
@@ -816,6 +910,82 @@ class BackupIndex:
         }
         return paths
 
+    def upload_state(self) -> UploadState:
+        """What is not uploaded yet, what Supabase refused, the last upload (see
+        :class:`stepsdk.store.upload_state.UploadState`; equal to ``UploadState.from_snapshot``)."""
+        conn = self.refresh()
+
+        objects = [
+            r[0]
+            for r in conn.execute(
+                # pending rows only (partial indexes): the screenshot objects they need, at the
+                # newest version that needs each, not confirmed at that version
+                "select n.path from (select path, v from shots where v > acked "
+                "union all select path, v from steps where v > acked and path is not null) n "
+                "group by n.path having max(n.v) > "
+                "coalesce((select a.v from acks a where a.tbl = 'objects' and a.key = n.path), -1) order by n.path"
+            )
+        ]
+        pending = {r[0]: int(r[1]) for r in conn.execute("select tbl, n from pending")}
+        pending[T_OBJECTS] = len(objects)
+        # a refusal stays shown until its key is uploaded in its newest version (as in BackupStore.read)
+        newest = {
+            T_TASKS: "tasks t where t.task_id",
+            T_STEPS: "steps t where t.id",
+            T_SHOTS: "shots t where t.id",
+        }
+        rejected = []
+        for r in conn.execute("select tbl, key, error, at from rejects order by tbl, key"):
+            table, key = r[0], r[1]
+            version = (
+                conn.execute(f"select t.v from {newest[table]} = ?", (key,)).fetchone()
+                if table in newest
+                else None
+            )
+            done = conn.execute("select v from acks where tbl = ? and key = ?", (table, key)).fetchone()
+            if done is not None and done[0] >= (version[0] if version else 0):
+                continue
+            rejected.append(
+                {"table": table, "id": key, "error": None if r[2] is None else json.loads(r[2]), "at": r[3]}
+            )
+        last = conn.execute("select value from meta where key = 'last_upload_at'").fetchone()
+        return UploadState(
+            pending=pending,
+            pending_objects=objects,
+            rejected=rejected,
+            last_upload_at=last[0] if last else None,
+            tasks=int(conn.execute("select count(*) from tasks").fetchone()[0]),
+            problems=self.problems(),
+        )
+
+    def storage_figures(self) -> Row:
+        """Tasks, steps, screenshot rows, distinct screenshot objects and their bytes (the
+        largest ``file_size`` a row gives each), the oldest and newest task start."""
+        conn = self.refresh()
+        objects, size = conn.execute(
+            "select count(*), coalesce(sum(b), 0) from (select path, "
+            "max(coalesce(cast(json_extract(rec, '$.row.file_size') as integer), 0)) as b from shots group by path)"
+        ).fetchone()
+        ends = [
+            parse_ts(r[0])
+            for r in conn.execute(
+                "select * from (select started_at from tasks where started_epoch is not null "
+                "order by started_epoch, task_id limit 1) union all "
+                "select * from (select started_at from tasks where started_epoch is not null "
+                "order by started_epoch desc, task_id limit 1)"
+            )
+        ]
+        counts = self.counts()
+        return {
+            "tasks": counts["tasks"],
+            "steps": counts["steps"],
+            "screenshots": counts["shots"],
+            "objects": int(objects),
+            "bytes": int(size),
+            "oldest_task_at": ends[0].isoformat() if ends and ends[0] else None,
+            "newest_task_at": ends[-1].isoformat() if ends and ends[-1] else None,
+        }
+
     def counts(self) -> dict[str, int]:
         conn = self.refresh()
         return {
@@ -851,25 +1021,105 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _int64(value: int) -> int:
+    """A version as SQLite stores it (an absurd one outside 64 bits is clamped, never fatal)."""
+    return max(-(1 << 63), min(value, (1 << 63) - 1))
+
+
+# The index table and key column of the rows each uploaded table's confirmations are about.
+_ACKED_ROWS = {T_TASKS: ("tasks", "task_id"), T_STEPS: ("steps", "id"), T_SHOTS: ("shots", "id")}
+
+
+class _Acks:
+    """Upload confirmations gathered by one batch: (table, key) -> the newest version confirmed.
+    An ``ack`` record confirms its ids (version 0 unless its ``v`` map names a higher one; tasks:
+    the ``v`` map), and every record of an archived journal confirms its own version (resync
+    archives a journal once all of it is uploaded): the rules of ``BackupStore.read()``."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], int] = {}
+        self.last_at: str | None = None
+
+    def add(self, table: str, key: str, version: Any) -> None:
+        if isinstance(version, int) and version > self.versions.get((table, key), -(1 << 63) - 1):
+            self.versions[(table, key)] = _int64(version)
+
+    def held(self, rec: Row) -> None:
+        """A data record of an archived journal."""
+        kind, row, version = rec["k"], rec["row"], rec.get("v", 0)
+        if kind == KIND_STEP:
+            self.add(T_STEPS, row["id"], version)
+        elif kind == KIND_TASK:
+            self.add(T_TASKS, row["task_id"], version)
+        elif kind == KIND_SHOT:
+            self.add(T_SHOTS, row["id"], version)
+            self.add(T_OBJECTS, row["screenshot_path"], version)
+
+    def ack(self, rec: Row) -> None:
+        table, versions = rec["t"], rec.get("v")
+        if table == T_TASKS:
+            for key, version in (versions or {}).items():
+                self.add(table, key, version)
+        else:
+            versions = versions if isinstance(versions, dict) else {}
+            for key in rec.get("ids") or ():
+                if isinstance(key, str):
+                    self.add(table, key, versions.get(key, 0))
+        at = rec.get("at")
+        if isinstance(at, str) and (self.last_at is None or at > self.last_at):
+            self.last_at = at
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "insert into acks(tbl, key, v) values (?, ?, ?) "
+            "on conflict do update set v = excluded.v where excluded.v > acks.v",
+            ((t, k, v) for (t, k), v in self.versions.items()),
+        )
+        for (table, key), version in self.versions.items():  # rows already in the index
+            row_table = _ACKED_ROWS.get(table)
+            if row_table is not None:
+                conn.execute(
+                    f"update {row_table[0]} set acked = ? where {row_table[1]} = ? and acked < ?",
+                    (version, key, version),
+                )
+        if self.last_at is not None:
+            conn.execute(
+                "insert into meta(key, value) values ('last_upload_at', ?) on conflict do update "
+                "set value = excluded.value where excluded.value > meta.value",
+                (self.last_at,),
+            )
+
+
 class _Batch:
     """The records of one transaction; summaries and search rows of what they touched are
-    recomputed at :meth:`finish`."""
+    recomputed at :meth:`finish`. ``archived``: the journal is in archive/ (its records count as
+    uploaded); ``acks_only``: a journal applied before it was archived is read again for that."""
 
-    def __init__(self, conn: sqlite3.Connection, jkey: str, name: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, jkey: str, name: str, archived: bool = False, acks_only: bool = False
+    ) -> None:
         self.conn, self.jkey, self.name = conn, jkey, name
+        self.archived, self.acks_only = archived, acks_only
         self.tasks: list[tuple] = []
         self.steps: list[tuple] = []
         self.shots: list[tuple] = []
         self.problems: list[tuple] = []
         self.quarantined: list[tuple] = []
+        self.rejects: dict[tuple[str, str], tuple] = {}
+        self.acks = _Acks()
         self.touched_tasks: set[str] = set()
         self.touched_steps: set[str] = set()
 
     def problem(self, offset: int, problem: str) -> None:
-        self.problems.append((self.jkey, self.name, offset, problem))
+        if not self.acks_only:
+            self.problems.append((self.jkey, self.name, offset, problem))
 
     def record(self, rec: Row, body: str) -> None:
         kind = rec["k"]
+        if self.archived and kind in (KIND_STEP, KIND_TASK, KIND_SHOT):
+            self.acks.held(rec)
+        if self.acks_only:
+            return
         if kind == KIND_STEP:
             row = rec["row"]
             self.steps.append(_step_values(row, rec.get("v", 0), body))
@@ -882,9 +1132,28 @@ class _Batch:
         elif kind == KIND_SHOT:
             row = rec["row"]
             self.shots.append(
-                (row["id"], row["task_id"], row.get("step_id"), _text(row.get("created_at")), body)
+                (
+                    row["id"],
+                    row["task_id"],
+                    row.get("step_id"),
+                    _text(row.get("created_at")),
+                    body,
+                    _int64(rec.get("v", 0)),
+                    row["screenshot_path"],
+                )
             )
             self.touched_tasks.add(row["task_id"])
+        elif kind == KIND_ACK:
+            self.acks.ack(rec)
+        elif kind == KIND_REJECT:
+            error = rec.get("error")
+            at = rec.get("at")
+            self.rejects[(rec["t"], str(rec.get("id")))] = (
+                rec["t"],
+                str(rec.get("id")),
+                None if error is None else json.dumps(error, ensure_ascii=False),
+                at if isinstance(at, str) else None,
+            )
         elif kind == KIND_QUARANTINED:
             with contextlib.suppress(TypeError, ValueError):
                 self.quarantined.append((str(rec.get("file")), int(rec.get("offset", -1))))
@@ -899,6 +1168,16 @@ class _Batch:
 
     def finish(self) -> None:
         c = self.conn
+        self.acks.write(c)
+        if self.acks_only:
+            return
+        c.executemany(
+            "insert or replace into rejects(tbl, key, error, at) values (?, ?, ?, ?)", self.rejects.values()
+        )
+        c.executemany(
+            "insert or ignore into journal_tasks(jkey, task_id) values (?, ?)",
+            ((self.jkey, t) for t in self.touched_tasks),
+        )
         c.executemany(
             "insert into tasks(task_id, v, rec, title, agent, status, started_at, finished_at, started_epoch, "
             "finished_epoch, duration_ms, day, title_fold, task_id_fold, agent_fold) "
@@ -913,19 +1192,22 @@ class _Batch:
         )
         c.executemany(
             "insert into steps(id, task_id, step_number, v, rec, step_type, success, duration_ms, created_at, "
-            "created_epoch, error_type, err_group, day, dbucket, strict_fail, category) "
-            "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "created_epoch, error_type, err_group, day, dbucket, strict_fail, category, path) "
+            "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "on conflict(id) do update set task_id = excluded.task_id, step_number = excluded.step_number, "
             "v = excluded.v, rec = excluded.rec, step_type = excluded.step_type, success = excluded.success, "
             "duration_ms = excluded.duration_ms, created_at = excluded.created_at, "
             "created_epoch = excluded.created_epoch, error_type = excluded.error_type, "
             "err_group = excluded.err_group, day = excluded.day, dbucket = excluded.dbucket, "
-            "strict_fail = excluded.strict_fail, category = excluded.category "
+            "strict_fail = excluded.strict_fail, category = excluded.category, path = excluded.path "
             "where excluded.v >= steps.v",
             self.steps,
         )
         c.executemany(
-            "insert or replace into shots(id, task_id, step_id, created_at, rec) values (?,?,?,?,?)",
+            "insert into shots(id, task_id, step_id, created_at, rec, v, path) values (?,?,?,?,?,?,?) "
+            "on conflict(id) do update set task_id = excluded.task_id, step_id = excluded.step_id, "
+            "created_at = excluded.created_at, rec = excluded.rec, v = excluded.v, path = excluded.path "
+            "where excluded.v >= shots.v",
             self.shots,
         )
         c.executemany(
@@ -939,6 +1221,7 @@ class _Batch:
         c.executemany("insert or ignore into touched_tasks values (?)", ((t,) for t in self.touched_tasks))
         c.executemany("insert or ignore into touched_steps values (?)", ((s,) for s in self.touched_steps))
         self._known_tasks()
+        self._acked_rows()
         c.execute(
             "insert or ignore into step_types select distinct s.step_type from touched_steps x "
             "cross join steps s on s.id = x.id where s.step_type is not null"
@@ -1022,6 +1305,19 @@ class _Batch:
             (seq + c.execute("select coalesce(max(n), 0) from new_docs").fetchone()[0],),
         )
 
+    def _acked_rows(self) -> None:
+        """Rows new to the index take the confirmation their key already has (an ack can come
+        before the row, in another journal)."""
+        for table, (rows, key) in _ACKED_ROWS.items():
+            touched = (
+                "select id from touched_steps" if rows == "steps" else "select task_id from touched_tasks"
+            )
+            column = "id" if rows == "steps" else "task_id"
+            acked = f"(select a.v from acks a where a.tbl = '{table}' and a.key = {rows}.{key})"
+            self.conn.execute(
+                f"update {rows} set acked = {acked} where {column} in ({touched}) and {acked} > acked"
+            )
+
     def _known_tasks(self) -> None:
         """Steps carry their task's agent (and whether the task row exists), so the statistics
         filter and group steps from one covering index, without a join per step."""
@@ -1039,7 +1335,7 @@ def _task_values(row: Row, version: int, body: str) -> tuple:
     day = ts.astimezone(UTC).date().isoformat() if ts else None
     return (
         row["task_id"],
-        version,
+        _int64(version),
         body,
         _text(row.get("title")),
         _text(row.get("agent")),
@@ -1067,7 +1363,7 @@ def _step_values(row: Row, version: int, body: str) -> tuple:
         row["id"],
         row["task_id"],
         row["step_number"],
-        version,
+        _int64(version),
         body,
         _text(row.get("step_type")),
         success,
@@ -1081,6 +1377,7 @@ def _step_values(row: Row, version: int, body: str) -> tuple:
         # error categories count the steps whose success is false itself (not missing or null)
         1 if row.get("success") is False else 0,
         _text(row.get("error_category")),
+        row.get("screenshot_path") or None,
     )
 
 

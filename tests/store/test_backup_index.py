@@ -21,6 +21,7 @@ import pytest
 
 from stepsdk.store.backup import ARCHIVE_DIR, BackupStore, JournalWriter
 from stepsdk.store.index import INDEX_FILE, BackupIndex, error_group, snippet
+from stepsdk.store.upload_state import UploadState
 from tests.timing import wait_for
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
@@ -80,6 +81,10 @@ def assert_consistent(root: Path, index: BackupIndex) -> None:
         assert len(index.screenshots(task_id)) == len(snap.screenshots.get(task_id, []))
     assert index.counts()["steps"] == sum(len(v) for v in snap.steps.values())
     assert sorted(index.problems()) == sorted(snap.problems)
+    # upload bookkeeping (stepsdk status): pending, refused, last upload
+    state, expected = index.upload_state(), UploadState.from_snapshot(snap)
+    state.problems, expected.problems = sorted(state.problems), sorted(expected.problems)
+    assert state == expected
 
 
 def test_incremental_refresh_applies_only_new_records(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from stepsdk.ops import stats as _ops_stats
 from stepsdk.store.backup import BackupSnapshot, BackupStore
 from stepsdk.store.index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
+from stepsdk.store.upload_state import UploadState
 
 from . import _stats
 from .base import (
@@ -113,6 +114,16 @@ class BackupSource(DataSource):
             log.warning("backup: cannot write the index in %s (%s): using %s", self.store.path, exc, fallback)
             self.index = BackupIndex(self.store.path, fallback)
             return self.index.refresh()
+
+    def storage_figures(self) -> Row:
+        """The operations page's figures (``BackupIndex.storage_figures``)."""
+        self._db()
+        return self.index.storage_figures()
+
+    def upload_state(self) -> UploadState:
+        """What is not uploaded yet, refused, or unreadable (``BackupIndex.upload_state``)."""
+        self._db()
+        return self.index.upload_state()
 
     def _cached(self, key: tuple, compute: Callable[[], T]) -> T:
         """Statistics and search answers are cached until the journals change (a dashboard asks
