@@ -37,7 +37,8 @@ def main() -> int:
     from tests.integrations.test_phone_agent_lifecycle import draw_phone_screens, run_once
     from tests.supabase_local import LocalStack
 
-    root = make_fake_device_dir(Path(tempfile.mkdtemp(prefix="bench-phone-")))
+    work = tempfile.TemporaryDirectory(prefix="bench-phone-")
+    root = make_fake_device_dir(Path(work.name))
     use_fake_device(root, os.environ.__setitem__, setattr)
     state = root / "phone"
     state.mkdir()
@@ -72,6 +73,7 @@ def main() -> int:
             }
             overheads.append(timed(options) - baseline)
     model.close()
+    work.cleanup()
     timed_out = sum(r.timed_out for r in finishes)
     print(f"\n| {args.runs} paired runs (5 steps, 1080x2400 screenshots) | seconds |")
     print("|---|---:|")
