@@ -1,15 +1,19 @@
 """Full-size chaos runs against the local Supabase stack (the test suite runs the same at 1/10).
 
-    .venv/bin/python benchmarks/bench_chaos.py [--steps 5000] [--only outage|flaky]
+    .venv/bin/python benchmarks/bench_chaos.py [--steps 5000] [--trials 30] [--only outage|flaky|sigkill]
 
 - outage: the backend is down for a whole run of N steps (every 250th with a screenshot);
   `stepsdk resync` after it is back must store exactly N rows, equal to the backup field by field.
 - flaky: N steps while a fifth of the REST and Storage requests fail in mixed ways (500, 503,
   429, connection resets, hangs past the request timeout, and commits answered with a 500):
   exactly N rows, no duplicates, nothing left pending in the backup, no resync needed.
+- sigkill: T agent processes (tests/recording/test_chaos_crash.py's child, at an agent's pace and
+  in a tight loop) SIGKILLed at a random step: how many steps each lost and how long before the
+  kill the oldest lost one was recorded (the time bound the test suite does not assert: it
+  measures how soon the OS ran the journal thread). No stack needed.
 
-Starts its own stack (tests/supabase_local), prints a markdown table of counts and timings.
-Exits non-zero when a count is wrong.
+Starts its own stack (tests/supabase_local) for outage and flaky, prints a markdown table of
+counts and timings. Exits non-zero when a count is wrong.
 """
 
 from __future__ import annotations
@@ -186,6 +190,50 @@ def flaky(stack: Any, n: int) -> dict[str, Any]:
     return out | {"ok": ok}
 
 
+def sigkill(trials: int) -> dict[str, dict[str, Any]]:
+    """Paced and tight trials of the crash test's child; the test's own checks run on each."""
+    import random
+    import statistics
+
+    from stepsdk.store.backup import BackupStore
+    from tests.recording.test_chaos_crash import CRASH_BOUND_STEPS, lost_steps, run_and_kill
+
+    rng = random.Random(7)
+    out: dict[str, dict[str, Any]] = {}
+    for pace, low, high in (("paced", 300, 3000), ("tight", 3 * CRASH_BOUND_STEPS, 8 * CRASH_BOUND_STEPS)):
+        lags: list[float] = []
+        lost_counts: list[int] = []
+        recorded = spilled = failures = 0
+        for n in range(trials):
+            task_id = f"{pace}-{n}"
+            with tempfile.TemporaryDirectory(prefix="chaos-sigkill-") as folder:
+                trial = run_and_kill(Path(folder), task_id, pace, rng.randint(low, high))
+                present = {r["step_number"] for r in BackupStore(folder).read().steps.get(task_id, [])}
+            try:
+                lost = lost_steps(trial, present, pace)
+            except AssertionError as exc:
+                print(f"{pace} trial {n}: {exc}", file=sys.stderr)
+                failures += 1
+                continue
+            lags.append(trial.lag_ms(lost))
+            lost_counts.append(len(lost))
+            recorded += max(trial.seen)
+            spilled += trial.spill_count
+        out[pace] = {
+            "trials": trials,
+            "steps recorded": recorded,
+            "steps spilled": spilled,
+            "lost per trial: median": statistics.median(lost_counts) if lost_counts else "",
+            "lost per trial: max": max(lost_counts, default=""),
+            f"lost per trial: bound ({CRASH_BOUND_STEPS:,})": "exceeded" if failures else "kept",
+            "oldest lost step, ms before the kill: median": statistics.median(lags) if lags else "",
+            "oldest lost step, ms before the kill: max": max(lags, default=""),
+            "trials over 250 ms": sum(lag > 250 for lag in lags),
+            "ok": failures == 0,
+        }
+    return out
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.1f}"
@@ -197,23 +245,34 @@ def _fmt(v: Any) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--only", choices=("outage", "flaky"))
+    parser.add_argument("--trials", type=int, default=30, help="SIGKILL trials per pace (sigkill)")
+    parser.add_argument("--only", choices=("outage", "flaky", "sigkill"))
     args = parser.parse_args()
     from tests.supabase_local import LocalStack
 
     results: dict[str, dict[str, Any]] = {}
-    with LocalStack.start() as stack:
-        for name, run in (("outage", outage), ("flaky", flaky)):
-            if args.only in (None, name):
-                stack.reset()
-                print(f"running {name} ({args.steps:,} steps)...", file=sys.stderr)
-                results[name] = run(stack, args.steps)
+    if args.only in (None, "outage", "flaky"):
+        with LocalStack.start() as stack:
+            for name, run in (("outage", outage), ("flaky", flaky)):
+                if args.only in (None, name):
+                    stack.reset()
+                    print(f"running {name} ({args.steps:,} steps)...", file=sys.stderr)
+                    results[name] = run(stack, args.steps)
+        _table(f"{args.steps:,} steps", results)
+    kills: dict[str, dict[str, Any]] = {}
+    if args.only in (None, "sigkill"):
+        print(f"running sigkill ({args.trials} trials per pace)...", file=sys.stderr)
+        kills = sigkill(args.trials)
+        _table("SIGKILL", kills)
+    return 0 if all(r["ok"] for r in (results | kills).values()) else 1
+
+
+def _table(title: str, results: dict[str, dict[str, Any]]) -> None:
     keys = list(dict.fromkeys(k for r in results.values() for k in r))
-    print(f"\n| {args.steps:,} steps | " + " | ".join(results) + " |")
+    print(f"\n| {title} | " + " | ".join(results) + " |")
     print("|---|" + "---:|" * len(results))
     for k in keys:
         print(f"| {k} | " + " | ".join(_fmt(r.get(k, "")) for r in results.values()) + " |")
-    return 0 if all(r["ok"] for r in results.values()) else 1
 
 
 if __name__ == "__main__":

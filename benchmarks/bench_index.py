@@ -49,6 +49,7 @@ TYPES = ["thinking", "action", "screenshot", "action", "validation"]
 
 def _step(task_id: str, t: int, n: int, started: datetime) -> dict[str, Any]:
     failed = (t + n) % 37 == 0
+    thinking = TYPES[n % len(TYPES)] == "thinking"
     return {
         "k": "step",
         "row": {
@@ -69,6 +70,13 @@ def _step(task_id: str, t: int, n: int, started: datetime) -> dict[str, Any]:
             "started_at": None,
             "metadata": {},
             "created_at": (started + timedelta(seconds=n)).isoformat(),
+            # a model call's tokens on thinking steps; a category on failed ones
+            "usage": (
+                {"prompt_tokens": 400 + n, "completion_tokens": 20 + t % 50, "total_tokens": 420 + n + t % 50}
+                if thinking
+                else None
+            ),
+            "error_category": ("device" if n % 2 else "timeout") if failed else None,
         },
     }
 
@@ -149,6 +157,7 @@ def _rss() -> dict[str, float]:
 
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
+    from stepsdk.ops.alerts import LocalMeasures, upload_backlog
     from stepsdk.store.backup import JournalWriter
     from stepsdk.viewer.api import stats_payload
     from stepsdk.viewer.data.backup_source import BackupSource
@@ -170,6 +179,16 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         src.step_durations("big-task")
         src.step_type_breakdown("big-task")
 
+    def alert_measures(window: int) -> None:  # what `stepsdk alerts check` reads, opening included
+        measures = LocalMeasures(root)
+        measures.failure_rate(window, None)
+        measures.failure_rate(window, "agent-3")
+        measures.step_p95(window, None, None)
+        measures.step_p95(window, "action", "tap cart")
+        measures.error_counts(window)
+
+    big_step = str(uuid.uuid5(uuid.NAMESPACE_URL, "big-task/500"))
+
     cases = {
         "task list, page 1 (25 newest, with total)": lambda: src.list_tasks(TaskFilters(), Sort(), 1, 25),
         "task list sorted by failed_steps": lambda: src.list_tasks(
@@ -190,12 +209,23 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         "search a rare text '#12345'": lambda: src.search("#12345", 20),
         "stepsdk status figures (pending, refused, last upload)": src.upload_state,
         "operations page figures (storage + pending)": lambda: (src.storage_figures(), src.upload_state()),
+        "a step's screenshot path": lambda: src.step_screenshot_path(big_step),
+        "token usage of the 1,000-step task": lambda: src.task_usage("big-task"),
+        "tasks by token usage, top 20": lambda: src.tasks_by_usage(20),
+        "daily token usage, 14 days": lambda: src.daily_usage(14),
+        "failed steps, newest 100 (all categories)": lambda: src.failed_steps(None, 100),
+        "failed steps, newest 100 of category 'device'": lambda: src.failed_steps("device", 100),
+        "alert measures, 1 h window (LocalMeasures: open + 5 calls)": lambda: alert_measures(3600),
+        "alert measures, 30 d window (LocalMeasures: open + 5 calls)": lambda: alert_measures(30 * 86400),
+        "alert rule upload_backlog (every row pending)": lambda: upload_backlog(root),
     }
     times = {}
     for name, call in cases.items():
         samples = []
         for _ in range(runs):
             src._cache.clear()  # answers are cached until a journal changes: time the work itself
+            if getattr(src, "_snap", None) is not None:  # (so was the merged snapshot, before schema 10)
+                src._snap = None
             t0 = time.perf_counter()
             call()
             samples.append((time.perf_counter() - t0) * 1000)

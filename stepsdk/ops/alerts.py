@@ -49,16 +49,20 @@ runs. The state file is also what the viewer reads to show the active alerts.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from stepsdk.errors import ConfigurationError
 from stepsdk.ops.retention import parse_duration
+
+log = logging.getLogger("stepsdk.alerts")
 
 ENV_RULES = "STEPSDK_ALERTS"
 ENV_STATE = "STEPSDK_ALERTS_STATE"
@@ -283,50 +287,227 @@ class SupabaseMeasures:
 
 
 class LocalMeasures:
-    """The same measures over a backup folder (:mod:`stepsdk.ops.stats`)."""
+    """The same measures over a backup folder, as queries of its index (``stepsdk.store.index``)
+    with the definitions of :mod:`stepsdk.ops.stats`: tasks and steps of the backup (a step of a
+    task the backup has no row of does not count, as the SQL's foreign key), finished and created
+    times compared as instants, percentiles by PostgreSQL's linear interpolation."""
 
     label = "backup"
 
     def __init__(self, backup_dir: Path, now: datetime | None = None) -> None:
-        from stepsdk.store.backup import BackupStore
+        from stepsdk.store.index import BackupIndex
 
         self.folder = Path(backup_dir)
-        self.snap = snap = BackupStore(backup_dir).read()
-        self.tasks = list(snap.tasks.values())
-        self.steps = [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]
+        # no folder: nothing recorded (and nothing created)
+        self.index = BackupIndex(self.folder, None if self.folder.is_dir() else ":memory:")
         self.now = now
 
-    def failure_rate(self, window_seconds: int, agent: str | None) -> dict[str, Any]:
-        from stepsdk.ops.stats import failure_rate
+    def _db(self) -> Any:
+        import sqlite3
 
-        return failure_rate(self.tasks, window_seconds, agent, self.now)
+        from stepsdk.store.index import BackupIndex
+
+        try:
+            return self.index.refresh()
+        except (sqlite3.OperationalError, OSError) as exc:
+            if str(self.index.path) == ":memory:":
+                raise
+            # a folder where the index cannot be written (read-only media): one in memory instead
+            log.warning("alerts: cannot use the index of %s (%s): building one in memory", self.folder, exc)
+            self.index = BackupIndex(self.folder, ":memory:")
+            return self.index.refresh()
+
+    def _since(self, window_seconds: int) -> float:
+        from stepsdk.ops.stats import check_window
+
+        check_window(window_seconds)
+        return ((self.now or datetime.now(UTC)) - timedelta(seconds=window_seconds)).timestamp()
+
+    def failure_rate(self, window_seconds: int, agent: str | None) -> dict[str, Any]:
+        """``stepsdk_alert_failure_rate``: tasks finished in the window (status not running)."""
+        since = self._since(window_seconds)
+        agent_sql = " and agent = ?" if agent is not None else ""
+        finished, failed = (
+            self._db()
+            .execute(
+                "select count(*), coalesce(sum(status = 'failed'), 0) from summary indexed by summary_finished "
+                f"where finished_epoch >= ? and status is not 'running'{agent_sql}",
+                [since, *([agent] if agent is not None else [])],
+            )
+            .fetchone()
+        )
+        return {
+            "finished_tasks": finished,
+            "failed_tasks": failed,
+            "failure_rate": failed / finished if finished else None,
+        }
 
     def step_p95(self, window_seconds: int, step_type: str | None, name: str | None) -> dict[str, Any]:
-        from stepsdk.ops.stats import step_p95
+        """``stepsdk_alert_step_p95``: p95 of the durations of the steps created in the window.
 
-        return step_p95(self.steps, window_seconds, step_type, name, self.now)
+        Without a name, the window's whole UTC days are read from the per-day duration bucket
+        counts (``type_hist``) and only the steps of the bucket the p95 falls in are read (as the
+        viewer's period statistics); the window's first, partial day and untyped steps are read
+        from the steps. With a name, every step of the window is read (its name is in its record)."""
+        from stepsdk.store.index import percentile_cont
+
+        since = self._since(window_seconds)
+        conn = self._db()
+        if step_type is None:  # one range of the (step_type, created_epoch, ...) index per type
+            types: list[str | None] = [r[0] for r in conn.execute("select step_type from step_types")]
+            types.append(None)
+        else:
+            types = [step_type]
+        first = datetime.fromtimestamp(since, UTC).date()
+        first_day = first.isoformat()
+        # the first day's end: steps before it are read one by one, the later days' are counted
+        first_end = datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp() + 86400
+        name_sql = " and json_extract(rec, '$.row.name') = ?" if name is not None else ""
+        # whole days from the counts: typed steps of known tasks (what type_hist counts), no name
+        whole = name is None
+        durations: list[float] = []
+        for kind in types:
+            counted = whole and kind is not None
+            durations += (
+                r[0]
+                for r in conn.execute(
+                    "select duration_ms from steps indexed by steps_type_period where "
+                    + ("step_type is null" if kind is None else "step_type = ?")
+                    + " and created_epoch >= ? and task_known = 1 and duration_ms is not null"
+                    + (" and created_epoch < ?" if counted else "")
+                    + name_sql,
+                    [
+                        *([kind] if kind is not None else []),
+                        since,
+                        *([first_end] if counted else []),
+                        *([name] if name is not None else []),
+                    ],
+                )
+            )
+        if not whole:
+            return {"steps": len(durations), "p95_duration_ms": percentile_cont(durations, 0.95)}
+        return _bucket_p95(conn, [t for t in types if t is not None], first_day, durations)
 
     def error_counts(self, window_seconds: int) -> list[dict[str, Any]]:
-        from stepsdk.ops.stats import error_counts
+        """``stepsdk_alert_error_counts``: the window's failed steps per error type and message
+        (trimmed, first 200 characters, empty: null), most frequent first, then most recent."""
+        from stepsdk.schema import parse_timestamp
 
-        return error_counts(self.steps, window_seconds, self.now)
+        since = self._since(window_seconds)
+        rows = (
+            self._db()
+            .execute(
+                """
+            with e as (
+                select s.id, s.task_id, s.created_epoch, s.created_at, s.error_type,
+                       substr(nullif(trim(case when json_type(s.rec, '$.row.error_message') = 'text'
+                                               then json_extract(s.rec, '$.row.error_message') end,
+                                          char(32, 9, 13, 10)), ''), 1, 200) as message
+                from steps s indexed by steps_failed
+                where s.success = 0 and s.created_epoch >= ? and s.strict_fail = 1 and s.task_known = 1),
+            g as (
+                select e.*, count(*) over w as n,
+                       row_number() over (w order by e.created_epoch desc, e.id) as newest
+                from e window w as (partition by e.error_type, e.message))
+            select error_type, message, n, created_at, task_id from g where newest = 1
+            order by n desc, created_epoch desc, error_type, message""",
+                (since,),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "error_type": error_type,
+                "error_message": message,
+                "occurrences": n,
+                "last_seen": parse_timestamp(created_at).isoformat(),  # type: ignore[union-attr]
+                "example_task_id": task_id,
+            }
+            for error_type, message, n, created_at, task_id in rows
+        ]
 
 
-def upload_backlog(backup_dir: Path, now: datetime | None = None, snap: Any = None) -> dict[str, Any]:
-    """Items of the backup not uploaded yet and the age of the oldest (its created/started time).
-    ``snap``: the folder's snapshot when the caller has already read it."""
-    from stepsdk.ops.stats import parse_ts
-    from stepsdk.store.backup import BackupStore
+def _bucket_p95(conn: Any, types: list[str], first_day: str, extra: list[float]) -> dict[str, Any]:
+    """``percentile_cont(0.95)`` of the durations of ``types``' steps of the days after
+    ``first_day`` (counted per duration bucket in ``type_hist``) and the ``extra`` durations: the
+    counts locate the two ranks, and only their buckets' steps are read (buckets are monotonic
+    in the duration)."""
+    from stepsdk.store.index import duration_bucket
 
-    snap = snap if snap is not None else BackupStore(backup_dir).read()
-    stamps = [parse_ts(r.get("created_at")) for r in snap.pending_steps()]
-    stamps += [parse_ts(r.get("created_at")) for r in snap.pending_screenshots()]
-    stamps += [parse_ts(r.get("started_at")) for r in snap.pending_tasks()]
-    known = [t for t in stamps if t is not None]
+    marks = ",".join("?" * len(types))
+    counts: dict[int, int] = {}
+    if types:
+        for bucket, n in conn.execute(
+            f"select bucket, sum(n) from type_hist where step_type in ({marks}) and day > ? group by bucket",
+            [*types, first_day],
+        ):
+            counts[bucket] = int(n)
+    extra_by_bucket: dict[int, list[float]] = {}
+    for value in extra:
+        extra_by_bucket.setdefault(duration_bucket(value), []).append(value)  # type: ignore[arg-type]
+    for bucket, values in extra_by_bucket.items():
+        counts[bucket] = counts.get(bucket, 0) + len(values)
+    total = sum(counts.values())
+    if not total:
+        return {"steps": 0, "p95_duration_ms": None}
+    pos = 0.95 * (total - 1)
+    low, high = math.floor(pos), math.ceil(pos)
+    found: dict[int, float] = {}
+    seen = 0
+    for bucket in sorted(counts):
+        n = counts[bucket]
+        wanted = [r for r in (low, high) if seen <= r < seen + n]
+        if wanted:
+            values = list(extra_by_bucket.get(bucket, []))
+            for kind in types:
+                values += (
+                    r[0]
+                    for r in conn.execute(
+                        "select duration_ms from steps indexed by steps_dur where step_type = ? and dbucket = ? "
+                        "and duration_ms is not null and task_known = 1 and day > ?",
+                        (kind, bucket, first_day),
+                    )
+                )
+            values.sort()
+            for r in wanted:
+                found[r] = float(values[r - seen])
+        seen += n
+        if high in found:
+            break
+    p95 = found[low] if low == high else found[low] + (found[high] - found[low]) * (pos - low)
+    return {"steps": total, "p95_duration_ms": p95}
+
+
+def upload_backlog(
+    backup_dir: Path, now: datetime | None = None, measures: LocalMeasures | None = None
+) -> dict[str, Any]:
+    """Items of the backup not uploaded yet (task, step and screenshot rows not confirmed in their
+    newest version) and the age of the oldest (its created/started time), from the folder's
+    index (``measures``: the one already opened on it)."""
+    from stepsdk.schema import parse_timestamp
+    from stepsdk.store.backup import T_SHOTS, T_STEPS, T_TASKS
+
+    conn = (measures or LocalMeasures(backup_dir, now))._db()
+    counts = dict(conn.execute("select tbl, n from pending").fetchall())
+    pending = sum(int(counts.get(t) or 0) for t in (T_TASKS, T_STEPS, T_SHOTS))
+    # the oldest pending row of each table (pending rows only, through partial indexes); screenshot
+    # rows keep their time as text only: each pending one is parsed
+    step = conn.execute(
+        "select created_at from steps indexed by steps_pending_created where v > acked "
+        "and created_epoch is not null order by created_epoch limit 1"
+    ).fetchall()
+    shots = conn.execute(
+        "select created_at from shots indexed by shots_pending_paths where v > acked"
+    ).fetchall()
+    task = conn.execute(
+        "select started_at from tasks indexed by tasks_pending_started where v > acked "
+        "and started_epoch is not null order by started_epoch limit 1"
+    ).fetchall()
+    known = [t for t in (parse_timestamp(r[0]) for r in (*step, *shots, *task)) if t is not None]
     now = now or datetime.now(UTC)
     oldest = min(known) if known else None
     return {
-        "pending": len(stamps),
+        "pending": pending,
         "oldest_at": oldest.isoformat() if oldest else None,
         "oldest_age_s": (now - oldest).total_seconds() if oldest else None,
     }
@@ -354,7 +535,7 @@ def evaluate(
     if rule.kind == "upload_backlog":
         folder = Path(p.get("backup_dir") or backup_dir)
         same = isinstance(measures, LocalMeasures) and measures.folder.resolve() == folder.resolve()
-        m = upload_backlog(folder, now, measures.snap if same else None)  # type: ignore[union-attr]
+        m = upload_backlog(folder, now, measures if same else None)  # type: ignore[arg-type]
         age = m["oldest_age_s"]
         firing = age is not None and age > p["older_than_s"]
         text = (

@@ -165,8 +165,8 @@ class StepTracker:
     - Durability: a background thread writes every step to the backup journal (write-ahead)
       within milliseconds; a SIGKILL loses only the steps still queued for it: at most
       `max_queue` + 256 steps (1,256 by default), however loaded the machine. At an agent's
-      pace the queue stays short and that means the steps of the last few milliseconds (tested:
-      nothing older than 250 ms is lost); at a few steps per second it is none. In a tight loop
+      pace the queue stays short: the lost steps are the newest, those of the last few
+      milliseconds (benchmarks/bench_chaos.py --only sigkill); at a few steps per second it is none. In a tight loop
       the queue fills and newer steps spill to disk on the caller's thread, so the lost ones
       are the queued (older) ones, still at most the bound (tests/recording/test_chaos_crash.py). Screenshots are encoded
       on a thread of their own and never delay the journal: a crash while one is encoded loses

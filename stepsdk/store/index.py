@@ -79,7 +79,7 @@ from stepsdk.store.upload_state import UploadState
 log = logging.getLogger("stepsdk.index")
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = "10"
+SCHEMA_VERSION = "11"
 # One transaction applies at most this many lines / bytes of a journal: memory stays bounded
 # (the batch's rows in Python, SQLite's dirty pages) whatever the size of the backup.
 BATCH_LINES = 5_000
@@ -178,13 +178,17 @@ create table if not exists steps(
     rec text not null, step_type text, success integer not null, duration_ms real,
     created_at text, created_epoch real, error_type text, err_group text,
     agent text, task_known integer not null default 0, day text, dbucket integer,
-    strict_fail integer not null default 0, category text, path text, acked integer not null default -1);
+    strict_fail integer not null default 0, category text, path text, acked integer not null default -1,
+    has_usage integer not null default 0, prompt_tokens integer, completion_tokens integer, total_tokens integer);
 create index if not exists steps_task on steps(task_id, step_number, id);
 create index if not exists steps_slow on steps(duration_ms desc, id) where duration_ms is not null;
 create index if not exists steps_failed on steps(created_epoch, agent, error_type, err_group, task_id) where success = 0;
 create index if not exists steps_categories on steps(strict_fail, task_known, category, task_id, created_epoch)
     where success = 0;
 create index if not exists steps_type_period on steps(step_type, created_epoch, task_known, agent, success, duration_ms);
+create index if not exists steps_failed_recent on steps(created_epoch desc, id) where strict_fail = 1 and task_known = 1;
+create index if not exists steps_failed_category on steps(category, created_epoch desc, id)
+    where strict_fail = 1 and task_known = 1;
 create table if not exists step_types(step_type text primary key);
 create index if not exists steps_dur on steps(step_type, dbucket, duration_ms, day, agent)
     where duration_ms is not null and task_known = 1;
@@ -214,6 +218,30 @@ when new.task_known = 1 and new.step_type is not null and ({changed}) begin
     {add}
 end;
 create index if not exists steps_agent_period on steps(agent, created_epoch, task_known, step_type, success, duration_ms);
+create table if not exists usage_tasks(
+    task_id text primary key, steps integer not null, prompt_tokens integer not null,
+    completion_tokens integer not null, total_tokens integer not null) without rowid;
+create index if not exists usage_tasks_total on usage_tasks(total_tokens desc, task_id) where steps > 0;
+create table if not exists usage_days(
+    day text not null, task_id text not null, steps integer not null, prompt_tokens integer not null,
+    completion_tokens integer not null, total_tokens integer not null,
+    primary key (day, task_id)) without rowid;
+create trigger if not exists steps_usage_insert after insert on steps when new.has_usage = 1 begin
+    {usage_add}
+end;
+create trigger if not exists steps_usage_delete after delete on steps when old.has_usage = 1 begin
+    {usage_sub}
+end;
+create trigger if not exists steps_usage_update_old after update of task_id, day, has_usage, prompt_tokens,
+    completion_tokens, total_tokens on steps
+when old.has_usage = 1 and ({usage_changed}) begin
+    {usage_sub}
+end;
+create trigger if not exists steps_usage_update_new after update of task_id, day, has_usage, prompt_tokens,
+    completion_tokens, total_tokens on steps
+when new.has_usage = 1 and ({usage_changed}) begin
+    {usage_add}
+end;
 create table if not exists shots(
     id text primary key, task_id text not null, step_id text, created_at text, rec text not null,
     v integer not null, path text not null, acked integer not null default -1);
@@ -256,6 +284,8 @@ insert or ignore into pending values ('tasks', 0), ('task_steps', 0), ('step_scr
 {pending_triggers}
 create index if not exists steps_pending_paths on steps(path) where v > acked and path is not null;
 create index if not exists shots_pending_paths on shots(path) where v > acked;
+create index if not exists steps_pending_created on steps(created_epoch) where v > acked;
+create index if not exists tasks_pending_started on tasks(started_epoch) where v > acked;
 create table if not exists quarantined(name text not null, offset integer not null, primary key (name, offset));
 create table if not exists docs(
     docid integer primary key, task_id text not null, step_id text, step_number integer, field text not null);
@@ -307,6 +337,36 @@ _SCHEMA = (
     .replace("{changed}", _AGG_CHANGED)
     .replace("{pending_triggers}", _PENDING_TRIGGERS)
 )
+# Token usage per task (``usage_tasks``) and per UTC day of the step and task (``usage_days``) of
+# the steps whose usage is not null, kept by triggers like the day counts: the viewer's usage
+# pages read sums, not steps. Tokens are the step's integer counters (0 when missing or not
+# integers), as ``stepsdk.ops.stats.tokens``.
+_USAGE_SUMS = "1, {o}.prompt_tokens, {o}.completion_tokens, {o}.total_tokens"
+_USAGE_ADD = f"""insert into usage_tasks values (new.task_id, {_USAGE_SUMS.format(o="new")})
+        on conflict do update set steps = steps + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = completion_tokens + excluded.completion_tokens,
+        total_tokens = total_tokens + excluded.total_tokens;
+    insert into usage_days select new.day, new.task_id, {_USAGE_SUMS.format(o="new")} where new.day is not null
+        on conflict do update set steps = steps + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = completion_tokens + excluded.completion_tokens,
+        total_tokens = total_tokens + excluded.total_tokens;"""
+_USAGE_SUB = """update usage_tasks set steps = steps - 1, prompt_tokens = prompt_tokens - old.prompt_tokens,
+        completion_tokens = completion_tokens - old.completion_tokens, total_tokens = total_tokens - old.total_tokens
+        where task_id = old.task_id;
+    delete from usage_tasks where task_id = old.task_id and steps <= 0;
+    update usage_days set steps = steps - 1, prompt_tokens = prompt_tokens - old.prompt_tokens,
+        completion_tokens = completion_tokens - old.completion_tokens, total_tokens = total_tokens - old.total_tokens
+        where day = old.day and task_id = old.task_id;
+    delete from usage_days where day = old.day and task_id = old.task_id and steps <= 0;"""
+_USAGE_CHANGED = " or ".join(
+    f"old.{c} is not new.{c}"
+    for c in ("task_id", "day", "has_usage", "prompt_tokens", "completion_tokens", "total_tokens")
+)
+_SCHEMA = (
+    _SCHEMA.replace("{usage_add}", _USAGE_ADD)
+    .replace("{usage_sub}", _USAGE_SUB)
+    .replace("{usage_changed}", _USAGE_CHANGED)
+)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -338,6 +398,8 @@ _DATA_TABLES = (
     "step_types",
     "type_days",
     "type_hist",
+    "usage_tasks",
+    "usage_days",
 )
 
 # Text fields searched across tasks: (field name, table, SQL expression).
@@ -1304,14 +1366,17 @@ class _Batch:
         )
         c.executemany(
             "insert into steps(id, task_id, step_number, v, rec, step_type, success, duration_ms, created_at, "
-            "created_epoch, error_type, err_group, day, dbucket, strict_fail, category, path) "
-            "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "created_epoch, error_type, err_group, day, dbucket, strict_fail, category, path, "
+            "has_usage, prompt_tokens, completion_tokens, total_tokens) "
+            "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "on conflict(id) do update set task_id = excluded.task_id, step_number = excluded.step_number, "
             "v = excluded.v, rec = excluded.rec, step_type = excluded.step_type, success = excluded.success, "
             "duration_ms = excluded.duration_ms, created_at = excluded.created_at, "
             "created_epoch = excluded.created_epoch, error_type = excluded.error_type, "
             "err_group = excluded.err_group, day = excluded.day, dbucket = excluded.dbucket, "
-            "strict_fail = excluded.strict_fail, category = excluded.category, path = excluded.path "
+            "strict_fail = excluded.strict_fail, category = excluded.category, path = excluded.path, "
+            "has_usage = excluded.has_usage, prompt_tokens = excluded.prompt_tokens, "
+            "completion_tokens = excluded.completion_tokens, total_tokens = excluded.total_tokens "
             "where excluded.v >= steps.v",
             self.steps,
         )
@@ -1490,7 +1555,24 @@ def _step_values(row: Row, version: int, body: str) -> tuple:
         1 if row.get("success") is False else 0,
         _text(row.get("error_category")),
         _key(row["screenshot_path"]) if row.get("screenshot_path") else None,
+        *_usage_values(row.get("usage")),
     )
+
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _usage_values(usage: Any) -> tuple[int, ...]:
+    """(has usage, prompt, completion, total tokens) of a step: a usage that is not null counts;
+    a counter that is missing or not an integer is 0 (``stepsdk.ops.stats.tokens``)."""
+    if usage is None:
+        return (0, 0, 0, 0)
+    out = [1]
+    for key in _USAGE_KEYS:
+        value = usage.get(key) if isinstance(usage, dict) else None
+        counter = isinstance(value, int) and not isinstance(value, bool)
+        out.append(_int64(value) if counter else 0)
+    return tuple(out)
 
 
 def duration_bucket(duration: float | None) -> int | None:

@@ -32,7 +32,7 @@ def _migration(tmp_path: Path, body: str) -> Path:
     return folder
 
 
-def _wait_for(check, tries: int = 100) -> None:
+def _wait_for(check, tries: int = 600) -> None:
     import time
 
     for _ in range(tries):

@@ -171,7 +171,7 @@ def _wait_status(url: str, headers: dict, status: int) -> None:
     _wait_for(lambda: httpx.get(url, headers=headers).status_code == status)
 
 
-def _wait_for(cond, timeout: float = 5.0) -> None:
+def _wait_for(cond, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -609,7 +609,7 @@ def rpc_functions(stack):
     )
 
 
-def _wait_for(cond, timeout: float = 5.0) -> None:
+def _wait_for(cond, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"

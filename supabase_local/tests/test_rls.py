@@ -151,7 +151,7 @@ def test_owner_id_defaults_to_the_callers_sub(stack):
                 "Prefer": "return=representation",
             },
         )
-        for _ in range(100):  # the DDL's NOTIFY reloads the schema cache asynchronously
+        for _ in range(600):  # the DDL's NOTIFY reloads the schema cache asynchronously
             if r.status_code != 404:
                 break
             time.sleep(0.05)
@@ -236,7 +236,7 @@ def test_role_settings_apply_per_request(stack):
                 headers={"apikey": key, "Authorization": f"Bearer {token}"},
             )
 
-        for _ in range(100):  # the DDL's NOTIFY reloads the schema cache asynchronously
+        for _ in range(600):  # the DDL's NOTIFY reloads the schema cache asynchronously
             if timeout_for(stack.anon_key, stack.anon_key).status_code == 200:
                 break
             time.sleep(0.05)

@@ -15,6 +15,7 @@ from stepsdk import StepTracker, StepType
 from stepsdk.config import Config
 from stepsdk.ops.resync import Resync
 from stepsdk.store.backup import BackupStore
+from tests.timing import WAIT, wait_for
 
 
 def cfg(stack: Any, tmp_path: Path, **kw: Any) -> Config:
@@ -26,15 +27,6 @@ def cfg(stack: Any, tmp_path: Path, **kw: Any) -> Config:
         "connect_timeout": 1.0,
     } | kw
     return Config.resolve(stack.url, stack.service_role_key, tmp_path, **opts)
-
-
-def wait_for(pred: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
 
 
 def db_steps(stack: Any, task_id: str) -> list[dict]:
@@ -75,7 +67,7 @@ def test_steps_uploaded_exactly_once_and_equal(stack: Any, tmp_path: Path) -> No
                     metadata={"password": "secret!"},
                 )
             )
-        r = t.flush(timeout=20)
+        r = t.flush(timeout=WAIT)
         assert (r.uploaded, r.pending, r.rejected, r.timed_out) == (300, 0, 0, False)
     rows = db_steps(stack, t.task_id)
     assert [str(r["id"]) for r in rows] == [s.id for s in recorded]
@@ -113,7 +105,7 @@ def test_rejected_row_does_not_hold_back_its_batch(stack: Any, tmp_path: Path) -
     second = StepTracker(task_id="dup-task", config=cfg(stack, tmp_path / "b"), buffer_size=50)
     for i in range(10):
         second.record_step("action", {"tracker": 2, "i": i})
-    r = second.flush(timeout=20)
+    r = second.flush(timeout=WAIT)
     second.close()
     assert r.rejected == 5 and r.uploaded == 5
     rows = db_steps(stack, "dup-task")
@@ -144,7 +136,7 @@ def test_wrong_key_keeps_everything_pending_not_rejected(stack: Any, tmp_path: P
     t = StepTracker(config=bad, buffer_size=5)
     for i in range(10):
         t.record_step("action", {"i": i})
-    r = t.close(timeout=5)
+    r = t.close(timeout=WAIT)
     assert r.rejected == 0 and r.uploaded == 0 and r.backed_up == 10
     assert t.stats().backend == "down" and "not-a-valid-key" not in (t.stats().last_error or "")
     assert len(BackupStore(tmp_path).read().pending_steps()) == 10
@@ -156,18 +148,17 @@ def test_backend_down_then_back_backlog_uploaded_in_background(
     caplog.set_level(logging.INFO, logger="stepsdk")
     t = StepTracker(config=cfg(stack, tmp_path), buffer_size=20, flush_interval=0.2, max_in_memory=100)
     t.record_step("action", {"before": True})
-    assert t.flush(timeout=10).uploaded == 1
+    assert t.flush(timeout=WAIT).uploaded == 1
     with stack.faults.outage():
         for i in range(600):
             t.record_step("action", {"i": i})
-        start = time.monotonic()
-        r = t.flush(timeout=30)
-        assert time.monotonic() - start < 10
-        assert r.backed_up == 600 and r.pending == 0
+        r = t.flush(timeout=WAIT)
+        # it returns once the steps are safe in the backup, not when the backend is back
+        assert r.backed_up == 600 and r.pending == 0 and not r.timed_out, r
         assert wait_for(lambda: t.stats().backend == "down")
         assert t.stats().in_memory <= 100  # bounded: the rest waits on disk only
     assert "unreachable" in caplog.text
-    assert wait_for(lambda: t.stats().uploaded == 601, timeout=60), t.stats()
+    assert wait_for(lambda: t.stats().uploaded == 601), t.stats()
     assert "reachable again" in caplog.text
     t.close()
     rows = db_steps(stack, t.task_id)
@@ -195,7 +186,7 @@ def test_unwritable_backup_still_uploads_and_agent_unaffected(stack: Any, tmp_pa
     t = StepTracker(config=cfg(stack, blocker / "backup"), buffer_size=10, flush_interval=0.1)
     for i in range(40):
         t.record_step("action", {"i": i}, screenshot=Image.new("RGB", (8, 8), (i, 0, 0)) if i == 3 else None)
-    r = t.close(timeout=20)
+    r = t.close(timeout=WAIT)
     stats = t.stats()
     assert r.uploaded == 40 and stats.dropped == 0 and stats.backup_errors >= 1
     assert len(db_steps(stack, t.task_id)) == 40
@@ -218,8 +209,8 @@ def test_later_stage_failure_never_recounts_or_resends(stack: Any, tmp_path: Pat
         t.record_step(
             "screenshot", {"i": i}, screenshot=Image.new("RGB", (8, 8), (0, 0, 200)) if i == 2 else None
         )
-    assert wait_for(lambda: stack.sql("select count(*) as n from public.step_screenshots")[0]["n"] == 1, 30)
-    t.close(timeout=10)
+    assert wait_for(lambda: stack.sql("select count(*) as n from public.step_screenshots")[0]["n"] == 1)
+    t.close(timeout=WAIT)
     stats = t.stats()
     assert (stats.uploaded, stats.rejected) == (2, 1), stats
     snap = BackupStore(tmp_path / "b").read()
@@ -257,7 +248,7 @@ def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(
     prepare = ScreenshotStage._prepare
 
     def slow_encoder(self: ScreenshotStage, job: Any, metadata: dict) -> tuple:
-        encoded.wait(20)  # a long encode: released once version 0 is stored
+        encoded.wait(WAIT)  # a long encode: released once version 0 is stored
         return prepare(self, job, metadata)
 
     monkeypatch.setattr(ScreenshotStage, "_prepare", slow_encoder)
@@ -265,7 +256,7 @@ def test_step_uploaded_before_its_screenshot_is_completed_by_version_1(
         step = t.record_step(
             "action", {"a": 1}, screenshot=png_bytes(small_screen()), metadata={"keep": "me"}
         )
-        assert wait_for(lambda: len(db_steps(stack, t.task_id)) == 1, 20)
+        assert wait_for(lambda: len(db_steps(stack, t.task_id)) == 1)
         early = db_steps(stack, t.task_id)[0]
         encoded.set()
     assert early["screenshot_path"] is None and early["metadata"] == {

@@ -68,9 +68,8 @@ def _draw_screens(folder: Path) -> None:
         img.save(folder / f"{i:03d}.png", format="PNG")
 
 
-@pytest.fixture(scope="session")
-def _fake_device_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fake-device")
+def make_fake_device_dir(root: Path) -> Path:
+    """`root` with the fake adb (bin/) and its state (state/, the phone's screens)."""
     _draw_screens(root / "state" / "screens")
     bin_dir = root / "bin"
     bin_dir.mkdir()
@@ -81,19 +80,30 @@ def _fake_device_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def fake_device(_fake_device_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDevice:
-    """A fake adb first on PATH, with zero agent delays; reset for each test."""
-    device = FakeDevice(state=_fake_device_dir / "state", bin_dir=_fake_device_dir / "bin")
+def use_fake_device(root: Path, setenv: Any, set_attr: Any) -> FakeDevice:
+    """The fake adb of `root` first on PATH, with zero agent delays (through the given setters:
+    a test's monkeypatch, or a benchmark's own)."""
+    device = FakeDevice(state=root / "state", bin_dir=root / "bin")
     device.reset()
-    monkeypatch.setenv("FAKE_ADB_STATE", str(device.state))
-    monkeypatch.setenv("PATH", f"{device.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    setenv("FAKE_ADB_STATE", str(device.state))
+    setenv("PATH", f"{device.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     from phone_agent.config.timing import TIMING_CONFIG
 
     for group in (TIMING_CONFIG.action, TIMING_CONFIG.device):
         for name in vars(group):
-            monkeypatch.setattr(group, name, 0.0)
+            set_attr(group, name, 0.0)
     return device
+
+
+@pytest.fixture(scope="session")
+def _fake_device_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fake_device_dir(tmp_path_factory.mktemp("fake-device"))
+
+
+@pytest.fixture
+def fake_device(_fake_device_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDevice:
+    """A fake adb first on PATH, with zero agent delays; reset for each test."""
+    return use_fake_device(_fake_device_dir, monkeypatch.setenv, monkeypatch.setattr)
 
 
 @pytest.fixture(scope="session")
@@ -166,8 +176,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._send(
                 200, gzip.compress(b'{"zipped": true}'), "application/json", {"Content-Encoding": "gzip"}
             )
-        elif path == "/slow":
-            time.sleep(1.0)
+        elif path == "/slow":  # the clients give up after 0.3 s: 5 s leaves a loaded machine room
+            time.sleep(5.0)
             self._send(200, b"late", "text/plain")
         elif path == "/slowbody":
             self.send_response(200)
@@ -176,7 +186,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"first part;")
             self.wfile.flush()
-            time.sleep(1.0)
+            time.sleep(5.0)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(b"y" * 89)
         elif path == "/redirect":

@@ -12,6 +12,7 @@ import pytest
 from stepsdk import StepHandle, StepTracker, StepType
 from stepsdk.integrations.functions import tracked_step
 from tests.integrations.conftest import backup_steps
+from tests.timing import WAIT
 
 pytestmark = pytest.mark.usefixtures("local_env")
 
@@ -24,7 +25,7 @@ def tracker(tmp_path: Path) -> Any:
 
 
 def _steps(tracker: Any, tmp_path: Path) -> list[dict[str, Any]]:
-    tracker.flush(5.0)
+    tracker.flush(WAIT)
     return backup_steps(tmp_path, tracker.task_id)
 
 

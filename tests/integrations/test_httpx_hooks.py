@@ -17,6 +17,7 @@ from stepsdk.integrations.httpx_hooks import (
     tracked_client,
 )
 from tests.integrations.conftest import SMALL_PNG, ApiServer, backup_steps
+from tests.timing import WAIT
 
 pytestmark = pytest.mark.usefixtures("local_env")
 
@@ -29,7 +30,7 @@ def tracker(tmp_path: Path) -> Any:
 
 
 def _steps(tracker: Any, tmp_path: Path) -> list[dict[str, Any]]:
-    tracker.flush(5.0)
+    tracker.flush(WAIT)
     return backup_steps(tmp_path, tracker.task_id)
 
 

@@ -1,12 +1,12 @@
 """The real PhoneAgent with phone-sized screens (1080x2400 PNG), recorded into the local Supabase
-stack, 10 runs: tracking adds far less than the old stall to each run (bound `BOUND_S`) and `finish()`
-never times out
-(issue #10: the run used to stall 5 s at its end when the last step carried a screenshot)."""
+stack, 10 runs: every run ends cleanly, `finish()` never times out and every step and screenshot
+arrives (issue #10: the run used to stall 5 s at its end when the last step carried a
+screenshot, which shows as `finish()` timing out). How much time tracking adds to a run is
+measured by benchmarks/bench_phone_overhead.py (a time, not a test assertion)."""
 
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,8 @@ FINISH = '<think>Done.</think>\n<answer>finish(message="Wi-Fi is on")'
 SCRIPT = (LAUNCH, TAP, SWIPE, TAP, FINISH)
 
 
-@pytest.fixture
-def phone_device(
-    fake_device: FakeDevice, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> FakeDevice:
-    """The fake adb serving 1080x2400 PNG screens (photo-like bars and rows, ~100-400 KB each)."""
-    state = tmp_path_factory.mktemp("phone-state")
+def draw_phone_screens(state: Path) -> None:
+    """1080x2400 PNG screens (photo-like bars and rows, ~100-400 KB each) into state/screens."""
     (state / "screens").mkdir()
     for i in range(6):
         img = Image.new("RGB", (1080, 2400), (235 - 15 * i, 240, 250))
@@ -47,24 +43,28 @@ def phone_device(
         img.save(buf, format="PNG")
         (state / "screens" / f"{i:03d}.png").write_bytes(buf.getvalue())
     (state / "current").write_text("com.android.launcher")
+
+
+@pytest.fixture
+def phone_device(
+    fake_device: FakeDevice, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> FakeDevice:
+    """The fake adb serving 1080x2400 PNG screens (draw_phone_screens)."""
+    state = tmp_path_factory.mktemp("phone-state")
+    draw_phone_screens(state)
     monkeypatch.setenv("FAKE_ADB_STATE", str(state))
     return FakeDevice(state=state, bin_dir=fake_device.bin_dir)
 
 
-BOUND_S = 2.5  # seconds of tracking overhead per run, see below
-
-
-def _run(model: FakeModelServer, device: FakeDevice, tracked: dict[str, Any] | None) -> float:
+def run_once(model: FakeModelServer, device: FakeDevice, tracked: dict[str, Any] | None) -> None:
+    """One run of SCRIPT, tracked with these options (or not)."""
     device.reset()
     model.script(*SCRIPT)
     agent = make_agent(model)
     tracking = track_phone_agent(agent, **tracked) if tracked else None
-    start = time.perf_counter()
     assert agent.run("Turn on Wi-Fi") == "Wi-Fi is on"
-    elapsed = time.perf_counter() - start
     if tracking is not None:
         tracking.detach()
-    return elapsed
 
 
 def test_ten_tracked_phone_runs_end_cleanly(
@@ -83,30 +83,16 @@ def test_ten_tracked_phone_runs_end_cleanly(
         return result
 
     monkeypatch.setattr(StepTracker, "finish", spy)
-    _run(model, phone_device, None)  # warm-up: imports, the model client
-    overheads = []
     for run in range(10):
-        # Paired with an untracked run just before it, so both see the same machine load. On a
-        # 2-core machine one load spike from elsewhere can land on either run of a pair: a pair
-        # over the bound is measured again (a real overhead fails every time). The bound is half
-        # the 5 s stall of issue #10 (which also shows as `timed_out`), well above the ~0.1-0.4 s
-        # a quiet machine measures: the encoding of five 1080x2400 screens is CPU that load delays.
-        tries = []
-        for attempt in range(3):
-            baseline = _run(model, phone_device, None)
-            options = {
-                "supabase_url": stack.url,
-                "supabase_key": stack.service_role_key,
-                "backup_dir": tmp_path / f"run{run}-{attempt}",
-                "agent_name": f"phone-{attempt}",
-            }
-            tries.append(_run(model, phone_device, options) - baseline)
-            result = finishes[-1]
-            assert not result.timed_out and result.ok and result.uploaded == 5, (run, result)
-            if tries[-1] < BOUND_S:
-                break
-        overheads.append(min(tries))
-    assert max(overheads) < BOUND_S, overheads
+        options = {
+            "supabase_url": stack.url,
+            "supabase_key": stack.service_role_key,
+            "backup_dir": tmp_path / f"run{run}",
+            "agent_name": f"phone-{run}",
+        }
+        run_once(model, phone_device, options)
+        result = finishes[-1]
+        assert not result.timed_out and result.ok and result.uploaded == 5, (run, result)
     runs = len(finishes)
     tasks = stack.sql("select task_id, status from public.tasks where agent like 'phone-%'")
     assert len(tasks) == runs >= 10 and {t["status"] for t in tasks} == {"success"}

@@ -16,6 +16,7 @@ from stepsdk.integrations.phone_agent import track_phone_agent
 from stepsdk.recording.step_names import http_step_name, phone_action_name, step_label
 from tests.integrations.conftest import ApiServer, backup_steps, make_agent
 from tests.integrations.fake_model import FakeModelServer
+from tests.timing import WAIT
 
 pytestmark = pytest.mark.usefixtures("local_env")
 LAUNCH = '<think>Open Settings.</think>\n<answer>do(action="Launch", app="Settings")'
@@ -31,7 +32,7 @@ def tracker(tmp_path: Path) -> Any:
 
 
 def _names(tracker: Any, tmp_path: Path) -> list[str | None]:
-    tracker.flush(5.0)
+    tracker.flush(WAIT)
     return [s.get("name") for s in backup_steps(tmp_path, tracker.task_id)]
 
 

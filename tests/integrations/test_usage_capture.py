@@ -16,6 +16,7 @@ from stepsdk.integrations._usage import usage_in_bytes
 from stepsdk.integrations.phone_agent import track_phone_agent
 from tests.integrations.conftest import FakeDevice, backup_steps, make_agent
 from tests.integrations.fake_model import FakeModelServer
+from tests.timing import WAIT
 
 pytestmark = pytest.mark.usefixtures("local_env")
 
@@ -85,7 +86,7 @@ def test_httpx_recorded_openai_replies_carry_usage(
     model.usage = None
     with tracked_client(tracker, base_url=model.base_url) as api:
         api.post("/chat/completions", json={"model": "m", "stream": stream, "messages": []})
-    tracker.flush(5.0)
+    tracker.flush(WAIT)
     steps = backup_steps(tmp_path, tracker.task_id)
     tracker.close()
     assert [s.get("usage") for s in steps] == [USAGE, USAGE, None]

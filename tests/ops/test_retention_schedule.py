@@ -4,7 +4,6 @@ objects the job freed; ``stepsdk status`` shows what is in force and the last ru
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.cli_data import (
     stack_objects,
     webp,
 )
+from tests.timing import wait_for
 
 SHARED, OWN_OLD, OWN_NEW = key_of(webp(1)), key_of(webp(2)), key_of(webp(3))
 NEVER = "0 0 1 1 *"  # a real schedule that will not fire while the suite runs (1 January, 00:00)
@@ -60,9 +60,7 @@ def test_pg_cron_job_deletes_old_tasks_and_cleanup_removes_their_objects(
     # the scheduler is running in the cluster and serves this database (its launcher starts a
     # moment after the server: wait for it when this is the session's first test)
     launcher = "select datname from pg_stat_activity where backend_type = 'pg_cron launcher'"
-    deadline = time.monotonic() + 15
-    while not stack.sql(launcher) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: stack.sql(launcher), interval=0.1)
     assert stack.sql(launcher) == [{"datname": stack.sql("select current_database() as d")[0]["d"]}]
 
     [job] = stack.sql("select public.stepsdk_schedule_retention(interval '30 days', %s) as id", (NEVER,))

@@ -25,6 +25,7 @@ from stepsdk.store.backup import BackupStore, JournalWriter, encode_record
 from stepsdk.testing import MemorySink
 from tests.fixtures_images import png_bytes, small_screen
 from tests.recording.test_lifecycle import cfg, db_steps, db_task
+from tests.timing import WAIT
 
 
 def local(tmp_path: Path, **kw: Any) -> StepTracker:
@@ -54,21 +55,21 @@ def test_a_forked_child_uploads_with_numbers_of_its_own(stack: Any, tmp_path: Pa
     t = StepTracker(task_id="forked", title="parent", config=cfg(stack, tmp_path), flush_interval=0.05)
     for i in range(3):
         t.record_step("action", {"who": "parent", "i": i})
-    assert t.flush(10).uploaded == 3
+    assert t.flush(WAIT).uploaded == 3
     pid = os.fork()
     if pid == 0:  # the child: records, flushes, closes, reports by its exit status
         code = 3
         try:
             for i in range(4):
                 t.record_step("action", {"who": "child", "i": i})
-            result = t.flush(10)
+            result = t.flush(WAIT)
             code = 0 if (not result.timed_out and result.uploaded == 4) else 1
-            t.close(10)
+            t.close(WAIT)
         finally:
             os._exit(code)
     for i in range(3):
         t.record_step("action", {"who": "parent", "i": 3 + i})
-    assert t.close(10).ok
+    assert t.close(WAIT).ok
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     rows = db_steps(stack, "forked")
@@ -273,12 +274,12 @@ def test_backup_folder_deleted_mid_run_is_detected_recreated_and_counted(
     t = local(backup)
     for i in range(5):
         t.record_step("action", {"i": i})
-    assert t.flush(5).backed_up == 5
+    assert t.flush(WAIT).backed_up == 5
     shutil.rmtree(backup)
     for i in range(5, 10):
         t.record_step("action", {"i": i})
         t.record_step("thinking", thinking=f"more {i}")
-    result = t.close(5)
+    result = t.close(WAIT)
     rows = BackupStore(backup).read().steps[t.task_id]
     assert [r["step_number"] for r in rows] == list(range(6, 16))  # every step after the deletion
     assert not result.ok and result.dropped == 5
@@ -293,11 +294,11 @@ from stepsdk import StepTracker
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG instead
 t = StepTracker(backup_dir=sys.argv[1], supabase_url="", supabase_key="")
 t.record_step("action", {"first": True})
-t.flush(5)
+t.flush(60)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))  # the disk is full now
 for i in range(200):
     t.record_step("action", {"i": i, "pad": "x" * 100})
-r = t.close(5)
+r = t.close(60)
 print(json.dumps({"ok": r.ok, "dropped": r.dropped, "pending": r.pending, "reasons": r.lost_reasons,
                   "flushed_ok": r.ok}))
 """
@@ -320,7 +321,7 @@ def test_unwritable_backup_is_counted_as_dropped(tmp_path: Path) -> None:
     t = local(blocker / "backup")
     for i in range(20):
         t.record_step("action", {"i": i})
-    result = t.close(timeout=2)
+    result = t.close(timeout=WAIT)
     assert result.dropped == 20 and not result.ok and result.pending == 0
     assert result.lost_reasons == {"backup unwritable (local mode: nowhere else to keep it)": 20}
 

@@ -22,7 +22,10 @@ from PIL import Image, ImageDraw
 from stepsdk import StepTracker
 from stepsdk.cli import main
 from stepsdk.config import Config
+from stepsdk.recording.signals import EXIT_BOUND
+from stepsdk.recording.tracker import CLOSE_TIMEOUT, EXIT_TIMEOUT
 from stepsdk.store.backup import BackupStore
+from tests.timing import LOAD_SLACK, WAIT, wait_for
 
 
 def cfg(stack: Any, backup: Path, **kw: Any) -> Config:
@@ -59,15 +62,16 @@ def phone_png(seed: int, size: tuple[int, int] = (1080, 2400)) -> bytes:
 # ------------------------------------------------------------------------------------------ the end of a run
 def test_finish_right_after_a_screenshot_never_stalls(stack: Any, tmp_path: Path) -> None:
     """The last step carries a screenshot and finish() follows at once (what PhoneAgent.run()
-    does): finish() must cover the screenshot, within its timeout, 20 runs of 20."""
+    does): finish() must cover the screenshot, never waiting for the next periodic upload (the
+    interval is longer than finish's timeout here), 20 runs of 20."""
     screens = [phone_png(0, (270, 600)), phone_png(1, (270, 600)), phone_png(2)]  # the last one 1080x2400
     for run in range(20):
         backup = tmp_path / f"run{run}"
-        t = StepTracker(title=f"run {run}", config=cfg(stack, backup), flush_interval=5.0)
+        t = StepTracker(title=f"run {run}", config=cfg(stack, backup), flush_interval=2 * WAIT)
         for i, png in enumerate(screens):
             t.record_step("action", {"i": i}, screenshot=png)
             time.sleep(0.02)
-        result = t.finish("success", timeout=5)
+        result = t.finish("success", timeout=WAIT)
         assert not result.timed_out and result.ok, (run, result)
         t.close()
         steps = db_steps(stack, t.task_id)
@@ -112,7 +116,7 @@ t = StepTracker(task_id=task_id, title="killed", backup_dir=backup, supabase_url
                 flush_interval=0.05)
 for i in range(n):
     t.record_step("action", {"i": i})
-t.flush(10)
+t.flush(60)
 print("ready", flush=True)
 time.sleep(60)
 """
@@ -136,7 +140,8 @@ def test_sigterm_marks_the_task_interrupted_at_once(stack: Any, tmp_path: Path) 
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == -signal.SIGTERM  # the process still ends as SIGTERM would end it
-    assert time.monotonic() - started < 3.0
+    # the handler's work is bounded by EXIT_BOUND (+0.2 s to join its thread)
+    assert time.monotonic() - started < EXIT_BOUND + 0.2 + LOAD_SLACK
     task = db_task(stack, "sigterm-run")
     assert task["status"] == "interrupted" and task["finished_at"] is not None
     assert task["metadata"]["interrupted"] == {"signal": "SIGTERM"}
@@ -163,9 +168,7 @@ def test_sigkill_is_found_by_the_next_resync_status_or_tracker(
 
         monkeypatch.setattr(pipeline_module, "_housekept", set())  # a fresh process
         with StepTracker(title="next run", config=cfg(stack, tmp_path)):
-            deadline = time.monotonic() + 10
-            while db_task(stack, task_id)["status"] == "running" and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: db_task(stack, task_id)["status"] != "running")
     else:
         assert main(["resync", "--backup-dir", str(tmp_path)]) == 0
     task = db_task(stack, task_id)
@@ -264,13 +267,15 @@ def test_flush_exit_and_interpreter_exit_are_bounded(
     time.sleep(1.5)
     for i in range(20):
         t.record_step("action", {"i": i})
-    started = time.monotonic()
-    result = t.flush(5)
-    assert time.monotonic() - started < 2.0 and result.backed_up == 20 and not result.timed_out, result
+    # A request in flight for SLOW_REQUEST (0.75 s) no longer holds a flush back (the rows are
+    # safe in the backup): this flush must not time out, although the black hole's request only
+    # ends at request_timeout (10 s). How fast it lets go is benchmarks/bench_exit.py's to say.
+    result = t.flush(8.0)
+    assert result.backed_up == 20 and not result.timed_out, result
     started = time.monotonic()
     with t:
         pass
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < CLOSE_TIMEOUT + LOAD_SLACK  # finish + close: one budget
     assert len(BackupStore(tmp_path / "a").read().steps[t.task_id]) == 20
     # interpreter exit (atexit), in a child process
     proc = subprocess.run(
@@ -281,6 +286,6 @@ def test_flush_exit_and_interpreter_exit_are_bounded(
     )
     assert proc.returncode == 0, proc.stderr
     recorded, exited = map(float, proc.stdout.split())
-    assert exited - recorded < 2.0
+    assert exited - recorded < EXIT_TIMEOUT + LOAD_SLACK
     (steps,) = BackupStore(tmp_path / "b").read().steps.values()
     assert len(steps) == 20

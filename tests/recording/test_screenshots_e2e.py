@@ -20,6 +20,7 @@ from stepsdk.config import Config
 from stepsdk.ops.resync import Resync
 from stepsdk.recording.screenshots import capture
 from tests.fixtures_images import encode, png_bytes, small_screen
+from tests.timing import WAIT
 
 BUCKET = "step-screenshots"
 
@@ -98,7 +99,7 @@ def test_every_kind_of_screenshot_is_stored_as_webp_with_its_row(stack: Any, tmp
             name: tracker.record_step("screenshot", {"kind": name}, screenshot=src)
             for name, src in sources.items()
         }
-        assert tracker.flush(timeout=20).uploaded == len(sources)
+        assert tracker.flush(timeout=WAIT).uploaded == len(sources)
     rows = {str(r["id"]): r for r in steps(stack, tracker.task_id)}
     shots = shots_by_step(stack, tracker.task_id)
     assert len(rows) == len(shots) == len(sources)
@@ -167,11 +168,11 @@ def test_outage_during_uploads_then_resync_loses_nothing(stack: Any, tmp_path: P
     sources = screens + screens[:3]  # 9 steps, 6 distinct objects
     tracker = StepTracker(config=config, buffer_size=3, flush_interval=0.2)
     tracker.record_step("screenshot", {"before": True}, screenshot=screens[0])
-    assert tracker.flush(timeout=20).uploaded == 1
+    assert tracker.flush(timeout=WAIT).uploaded == 1
     with stack.faults.outage():
         for i, src in enumerate(sources):
             tracker.record_step("screenshot", {"i": i}, screenshot=src)
-        result = tracker.close(timeout=10)
+        result = tracker.close(timeout=WAIT)
         assert result.backed_up == len(sources) and result.pending == 0
     report = Resync(tmp_path, config).run()
     assert report.ok, report.to_dict()

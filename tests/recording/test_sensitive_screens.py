@@ -21,6 +21,7 @@ from stepsdk.config import Config
 from stepsdk.recording import sensitive as _sensitive
 from tests.cli_data import local_env
 from tests.fixtures_images import png_bytes, small_screen
+from tests.timing import WAIT
 
 BUCKET = "step-screenshots"
 KEY = _sensitive.generate_key()
@@ -65,7 +66,7 @@ def test_sensitive_screen_is_ciphertext_in_the_bucket_and_the_backup(
     with StepTracker("sens-remote", config=config) as tracker:
         record(tracker, sensitive=True)
         tracker.record_step("action", {"n": 2}, screenshot=png_bytes(small_screen(seed=3)))
-        assert tracker.flush(10).ok
+        assert tracker.flush(WAIT).ok
     rows = {
         r["step_number"]: r
         for r in stack.sql(

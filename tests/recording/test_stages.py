@@ -14,6 +14,7 @@ from stepsdk.backend.sink import BackendUnavailable, RowRejected
 from stepsdk.backend.uploader import T_SHOTS, T_STEPS, T_TASKS, Record, Unavailable, Uploader
 from stepsdk.testing import MemorySink
 from tests.fixtures_images import png_bytes, small_screen
+from tests.timing import WAIT, wait_for
 
 
 class FakeClock:
@@ -161,7 +162,7 @@ def test_flush_covers_a_screenshot_still_being_encoded(tmp_path: Path) -> None:
     sink = MemorySink()
     t = StepTracker(title="t", backup_dir=tmp_path, sink=sink, flush_interval=60)
     t.record_step("action", {"a": 1}, screenshot=png_bytes(small_screen(size=(1080, 2400))))
-    result = t.flush(10)  # right after: the image is still being encoded
+    result = t.flush(WAIT)  # right after: the image is still being encoded
     assert not result.timed_out and result.ok and result.uploaded == 1, result
     (row,) = sink.steps(t.task_id)
     assert row["screenshot_path"] in sink.objects and len(sink.screenshots(t.task_id)) == 1
@@ -174,12 +175,10 @@ def test_transient_failures_are_retried_and_counted(tmp_path: Path) -> None:
     with StepTracker(title="t", backup_dir=tmp_path, sink=sink, flush_interval=0.01) as t:
         for i in range(5):
             t.record_step("action", {"i": i})
-        first = t.flush(10)  # a retry is under way: flush does not wait on a struggling backend
+        first = t.flush(WAIT)  # a retry is under way: flush does not wait on a struggling backend
         assert first.uploaded + first.backed_up == 5 and first.ok
-        deadline = time.monotonic() + 10
-        while len(sink.steps(t.task_id)) < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        result = t.flush(10)
+        wait_for(lambda: len(sink.steps(t.task_id)) == 5, interval=0.01)
+        result = t.flush(WAIT)
     assert result.uploaded == 5 and result.ok and t.stats().retried >= 1
     assert [s["step_number"] for s in sink.steps(t.task_id)] == [1, 2, 3, 4, 5]
 
@@ -216,10 +215,6 @@ def test_a_tracker_dropped_without_close_finishes_in_the_background(tmp_path: Pa
     task_id = t.task_id
     del t
     gc.collect()
-    deadline = time.monotonic() + 10
-    while (
-        not any(p.parent.name == "archive" for p in tmp_path.rglob("*.log")) and time.monotonic() < deadline
-    ):
-        time.sleep(0.02)
+    wait_for(lambda: any(p.parent.name == "archive" for p in tmp_path.rglob("*.log")))
     assert len(sink.steps(task_id)) == 3  # uploaded, and the journal closed and archived
     assert BackupStore(tmp_path).read().journals[0].closed

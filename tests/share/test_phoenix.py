@@ -18,14 +18,16 @@ from stepsdk.cli._common import Exit
 from stepsdk.share.otlp import _TaskIds
 from tests.share import phone_run
 from tests.share.phoenix_server import free_port
+from tests.timing import WAIT
 
 pytestmark = pytest.mark.phoenix
 
 
 def _spans(url: str, project: str, expected: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 20  # Phoenix ingests in the background
+    deadline = time.monotonic() + WAIT  # Phoenix ingests in the background
     while True:
-        answer = httpx.get(f"{url}/v1/projects/{project}/spans", params={"limit": 1000}, timeout=5)
+        # a generous timeout: Phoenix (a server of its own, with its database) answers slowly on a loaded machine
+        answer = httpx.get(f"{url}/v1/projects/{project}/spans", params={"limit": 1000}, timeout=WAIT)
         spans = answer.json().get("data", []) if answer.status_code == 200 else []
         if len(spans) >= expected or time.monotonic() > deadline:
             return spans
@@ -35,7 +37,8 @@ def _spans(url: str, project: str, expected: int) -> list[dict[str, Any]]:
 def test_phoenix_receives_the_run_as_a_trace(
     phoenix: str, backup: Path, run: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["export", phone_run.TASK_ID, "--format", "otlp", "--endpoint", phoenix, "--json"]) == Exit.OK
+    export = ["export", phone_run.TASK_ID, "--format", "otlp", "--endpoint", phoenix, "--json"]
+    assert main([*export, "--otlp-timeout", str(WAIT)]) == Exit.OK  # Phoenix is slow on a loaded machine
     summary = json.loads(capsys.readouterr().out)
     steps = run["steps"]
     assert summary["traces"] == 1 and summary["spans"] == len(steps) + 1

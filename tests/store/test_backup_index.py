@@ -22,6 +22,7 @@ import pytest
 from stepsdk.store.backup import ARCHIVE_DIR, BackupStore, JournalWriter
 from stepsdk.store.index import INDEX_FILE, BackupIndex, error_group, snippet
 from stepsdk.store.upload_state import UploadState
+from tests.timing import wait_for
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 
@@ -351,10 +352,7 @@ def test_many_finished_runs_new_journals_at_once_late_appends_within_a_second(
     assert index.counts()["tasks"] == 4
     late = JournalWriter(root, name=next((root / "journal").iterdir()).name[:-4])
     late.append(records("late", 1))  # steps recorded after close() go to the same, closed journal
-    deadline = time.monotonic() + 5
-    while index.counts()["tasks"] < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert index.counts()["tasks"] == 5
+    assert wait_for(lambda: index.counts()["tasks"] == 5)  # once CLOSED_RECHECK has passed
     late.close()
     assert_consistent(root, index)
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from stepsdk.viewer.data.backup_source import BackupSource
 from stepsdk.viewer.data.base import DataSource
 from stepsdk.viewer.data.supabase_source import SupabaseSource
 from stepsdk.viewer.pages import _common
+from tests.timing import WAIT
 from tests.viewer import dataset
 
 
@@ -74,6 +76,19 @@ def empty_source(request: pytest.FixtureRequest, tmp_path: Path) -> DataSource:
     return request.getfixturevalue("_supabase_clients")[1]
 
 
+class PatientUser(User):
+    """NiceGUI's simulated user, as patient as a loaded machine needs: NiceGUI's should_see
+    looks 3 times 0.1 s apart (0.3 s in all), too short for a page that loads from Supabase on a
+    loaded CI machine. These look until WAIT seconds have passed and return as soon as the page
+    is as expected (a retries= of the caller's own still wins)."""
+
+    async def should_see(self, *args: Any, retries: int = int(WAIT / 0.1), **kwargs: Any) -> None:
+        await super().should_see(*args, retries=retries, **kwargs)
+
+    async def should_not_see(self, *args: Any, retries: int = int(WAIT / 0.05), **kwargs: Any) -> None:
+        await super().should_not_see(*args, retries=retries, **kwargs)
+
+
 @asynccontextmanager
 async def viewer_user(source: DataSource) -> AsyncIterator[User]:
     """Like nicegui.testing.user_simulation, with the viewer's pages built for ``source``."""
@@ -87,7 +102,7 @@ async def viewer_user(source: DataSource) -> AsyncIterator[User]:
                 core.app.router.lifespan_context(core.app),
                 httpx.AsyncClient(transport=httpx.ASGITransport(core.app), base_url="http://test") as client,
             ):
-                yield User(client)
+                yield PatientUser(client)
         finally:
             os.environ.pop("NICEGUI_USER_SIMULATION", None)
             ui.navigate = Navigate()

@@ -24,6 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.timing import WAIT
 from tests.viewer import dataset
 
 pytestmark = pytest.mark.browser
@@ -53,7 +54,7 @@ class ViewerServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"viewer exited: {self.output()}")
@@ -111,7 +112,7 @@ def driver() -> Iterator[webdriver.Chrome]:
     chrome.quit()
 
 
-def wait_text(driver: webdriver.Chrome, text: str, timeout: float = 15) -> None:
+def wait_text(driver: webdriver.Chrome, text: str, timeout: float = WAIT) -> None:
     WebDriverWait(driver, timeout).until(
         lambda d: text in d.find_element(By.TAG_NAME, "body").text, f"text {text!r} never appeared"
     )
@@ -142,17 +143,17 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
 
 def test_task_list_task_and_lightbox(backup_server: ViewerServer, driver: webdriver.Chrome) -> None:
     driver.get(backup_server.url + "/")
-    wait_text(driver, "6 tasks", timeout=20)
+    wait_text(driver, "6 tasks")
     shot(driver, "1-tasks")
     no_console_errors(driver)
 
-    WebDriverWait(driver, 10).until(ec.element_to_be_clickable((By.LINK_TEXT, "task-ok"))).click()
+    WebDriverWait(driver, WAIT).until(ec.element_to_be_clickable((By.LINK_TEXT, "task-ok"))).click()
     wait_text(driver, "Step 1 of 4")
     body = driver.find_element(By.TAG_NAME, "body")
     body.send_keys("j")
     wait_text(driver, "Step 2 of 4")
     # the screenshot really loads (a decoded image, not a broken icon) with the tap drawn over it
-    image = WebDriverWait(driver, 10).until(
+    image = WebDriverWait(driver, WAIT).until(
         lambda d: d.execute_script(
             "const i = [...document.querySelectorAll('.step-shot img')].find(i => i.naturalWidth > 0);"
             "return i || null;"
@@ -164,12 +165,14 @@ def test_task_list_task_and_lightbox(backup_server: ViewerServer, driver: webdri
     shot(driver, "2-task")
 
     image.click()
-    WebDriverWait(driver, 10).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".q-dialog .q-card")))
+    WebDriverWait(driver, WAIT).until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, ".q-dialog .q-card"))
+    )
     wait_text(driver, "Step 2 · action")
     time.sleep(0.3)
     shot(driver, "3-lightbox")
     body.send_keys(Keys.ESCAPE)
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, WAIT).until(
         ec.invisibility_of_element_located((By.CSS_SELECTOR, ".q-dialog .q-card"))
     )
     no_console_errors(driver)
@@ -192,7 +195,7 @@ def test_failed_task_stats_and_compare(backup_server: ViewerServer, driver: webd
     shot(driver, "6-compare")
     driver.get(backup_server.url + "/tasks/task-broken")  # missing and non-image objects: placeholders
     wait_text(driver, "Step 1 of 2")
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, WAIT).until(
         lambda d: d.execute_script(
             "return [...document.querySelectorAll('.step-shot img')].some(i => i.complete && i.naturalWidth > 0)"
         )
@@ -214,7 +217,7 @@ def test_supabase_source_in_the_browser(stack, driver: webdriver.Chrome) -> None
     try:
         driver.get(server.url + "/tasks/task-ok?step=2")
         wait_text(driver, "Step 2 of 4")
-        WebDriverWait(driver, 10).until(
+        WebDriverWait(driver, WAIT).until(
             lambda d: d.execute_script(
                 "return [...document.querySelectorAll('.step-shot img')].some(i => i.naturalWidth > 0)"
             )

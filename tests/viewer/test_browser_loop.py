@@ -12,12 +12,14 @@ from datetime import timedelta
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from stepsdk.integrations.demo_agent import record_demo
+from tests.timing import WAIT
 from tests.viewer import dataset
 from tests.viewer import test_browser as tb  # a module reference: its tests are not collected twice
 
@@ -156,7 +158,7 @@ def test_task_page_shows_saw_thought_did_at_once(
     )
     driver.get(f"{srv.url}/tasks/{demo_id}?step=4")  # the demo's failed tap: all four parts
     tb.wait_text(driver, "Step 4 of 9")
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, WAIT).until(
         lambda d: d.execute_script(
             "return [...document.querySelectorAll('.step-shot img')].some(i => i.complete && i.naturalWidth > 0)"
         )
@@ -193,7 +195,13 @@ def test_phone_layout_is_one_column(server: tuple[tb.ViewerServer, str], driver:
     try:
         driver.get(f"{srv.url}/tasks/{demo_id}?step=4")
         tb.wait_text(driver, "Step 4 of 9")
-        time.sleep(0.8)
+        WebDriverWait(driver, WAIT).until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, ".q-card .step-shot")
+                and d.find_elements(By.CSS_SELECTOR, ".detail-action .font-mono")
+            )
+        )
+        time.sleep(0.8)  # the layout settles
         assert (
             driver.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
         )  # nothing overflows
@@ -214,23 +222,23 @@ def test_n_filter_and_state_in_the_url(server: tuple[tb.ViewerServer, str], driv
     body = driver.find_element(By.TAG_NAME, "body")
     body.send_keys("n")
     tb.wait_text(driver, "Step 40 of 120")  # the next failed step
-    selected = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, ".selected-step"))
+    selected = WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.CSS_SELECTOR, ".selected-step"))
     assert "FAILED" in selected.text and "screen did not change" in selected.text
-    WebDriverWait(driver, 5).until(lambda d: url(d) == "/tasks/task-long?step=40")
+    WebDriverWait(driver, WAIT).until(lambda d: url(d) == "/tasks/task-long?step=40")
     body.send_keys("j")
     tb.wait_text(driver, "Step 41 of 120")
-    WebDriverWait(driver, 5).until(lambda d: url(d) == "/tasks/task-long?step=41")
+    WebDriverWait(driver, WAIT).until(lambda d: url(d) == "/tasks/task-long?step=41")
     driver.refresh()  # a shared link or a reload opens the same step
     tb.wait_text(driver, "Step 41 of 120")
 
     driver.get(f"{srv.url}/")
     tb.wait_text(driver, "9 tasks")  # the shared set, the two extra runs and the demo
     driver.find_element(By.CSS_SELECTOR, ".q-select").click()  # the status filter is the first select
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, WAIT).until(
         ec.element_to_be_clickable((By.XPATH, "//div[@role='option']//span[text()='failed']"))
     ).click()
     tb.wait_text(driver, "2 tasks")
-    WebDriverWait(driver, 5).until(lambda d: url(d) == "/?status=failed")
+    WebDriverWait(driver, WAIT).until(lambda d: url(d) == "/?status=failed")
     driver.back()
     driver.forward()
     tb.wait_text(driver, "2 tasks")
@@ -260,11 +268,13 @@ def test_compare_two_runs_picked_in_the_list(
         row = driver.find_element(By.XPATH, f"//tr[.//a[text()='{task_id}']]")
         row.find_element(By.CSS_SELECTOR, ".q-checkbox").click()
     button = driver.find_element(By.XPATH, "//button[.//span[text()='Compare selected']]")
-    WebDriverWait(driver, 5).until(lambda d: button.is_enabled() and not button.get_attribute("disabled"))
+    WebDriverWait(driver, WAIT).until(lambda d: button.is_enabled() and not button.get_attribute("disabled"))
     button.click()
     tb.wait_text(driver, "First divergence")
-    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.diverge"))
-    time.sleep(0.6)  # scrolled into view
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.diverge"))
+    WebDriverWait(driver, WAIT).until(  # scrolled into view (a smooth scroll: slower on a loaded machine)
+        lambda d: rect(d, "tr.diverge")["top"] >= 0 and rect(d, "tr.diverge")["bottom"] <= DESKTOP[1]
+    )
     row = rect(driver, "tr.diverge")
     assert row["top"] >= 0 and row["bottom"] <= DESKTOP[1]
     colour = driver.execute_script(
@@ -274,6 +284,9 @@ def test_compare_two_runs_picked_in_the_list(
     text = driver.find_element(By.CSS_SELECTOR, "tr.diverge").text
     assert "#3 Tap Buy ✗ TimeoutError" in text  # the step's name (issue #13)
     tb.shot(driver, "loop-4-compare")
-    driver.find_element(By.CSS_SELECTOR, "tr.diverge a").click()  # the row opens that step
+    # the row opens that step (the table may be drawn again meanwhile: find the link afresh then)
+    WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "tr.diverge a").click() or True
+    )
     tb.wait_text(driver, "Step 3 of")
     tb.no_console_errors(driver)

@@ -144,10 +144,10 @@ async def test_delete_button_asks_then_deletes(
 
     viewer.find(marker="delete-task").click()
     viewer.find(marker="confirm-delete").click()
-    await viewer.should_see("Deleted task task-fail", retries=100)  # the delete runs off the event loop
+    await viewer.should_see("Deleted task task-fail")  # the delete runs off the event loop
     assert source.get_task("task-fail") is None
     assert source.get_task("task-ok") is not None
-    await viewer.should_see(f"{len(data.tasks) - 1} tasks", retries=100)  # back on the list page
+    await viewer.should_see(f"{len(data.tasks) - 1} tasks")  # back on the list page
 
 
 def test_delete_refused_without_the_right_key(stack) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import importlib
 import io
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from nicegui.testing import User
 
 from stepsdk.store.xlsx import iter_rows
 from stepsdk.viewer.data.base import DataSource
+from tests.timing import WAIT, until
 from tests.viewer import dataset
 from tests.viewer.conftest import backup_viewer
 
@@ -76,7 +78,7 @@ async def test_task_list_server_side_paging_and_sorting(viewer: User) -> None:
     viewer.find(ui.table).trigger(
         "request", {"pagination": {"page": 2, "rowsPerPage": 2, "sortBy": "total_steps", "descending": True}}
     )
-    await asyncio.sleep(0.3)
+    await until(lambda: [r["task_id"] for r in table.rows] == ["task-ok", "task-broken"])
     assert [r["task_id"] for r in table.rows] == [
         "task-ok",
         "task-broken",
@@ -93,7 +95,7 @@ async def test_task_list_server_side_paging_and_sorting(viewer: User) -> None:
             }
         },
     )
-    await asyncio.sleep(0.3)
+    await until(lambda: table.rows[0]["task_id"] == "task-empty")
     assert table.rows[0]["task_id"] == "task-empty"
 
 
@@ -102,15 +104,15 @@ async def test_task_list_filters_and_search(viewer: User) -> None:
     table = the(viewer, ui.table)
     viewer.find("Status").click()
     viewer.find("failed").click()
-    await asyncio.sleep(0.3)
+    await until(lambda: [r["task_id"] for r in table.rows] == ["task-fail"])
     assert [r["task_id"] for r in table.rows] == ["task-fail"]
     viewer.find("Status").click()
     viewer.find("any status").click()
     viewer.find(marker="search").type("LONG")
-    await asyncio.sleep(0.5)
+    await until(lambda: [r["task_id"] for r in table.rows] == ["task-long"])
     assert [r["task_id"] for r in table.rows] == ["task-long"]
     viewer.find(marker="search").clear().type("no such thing <b>")
-    await asyncio.sleep(0.5)
+    await until(lambda: table.rows == [] and table.pagination["rowsNumber"] == 0)
     assert table.rows == [] and table.pagination["rowsNumber"] == 0
     viewer.find(marker="search").clear()
     viewer.find(marker="from").type("not-a-date")
@@ -123,7 +125,7 @@ async def test_task_list_agent_and_date_filters(viewer: User) -> None:
     table = the(viewer, ui.table)
     viewer.find("Agent").click()
     viewer.find("shop-agent").click()
-    await asyncio.sleep(0.3)
+    await until(lambda: {r["task_id"] for r in table.rows} == {"task-fail", "task-long"})
     assert {r["task_id"] for r in table.rows} == {"task-fail", "task-long"}
     today = dataset.NOW.date().isoformat()
     viewer.find(marker="from").type(today)
@@ -135,7 +137,7 @@ async def test_task_list_agent_and_date_filters(viewer: User) -> None:
 async def test_task_list_csv_export(viewer: User) -> None:
     await viewer.open("/")
     viewer.find("Export CSV").click()
-    response = await viewer.download.next(timeout=3)
+    response = await viewer.download.next(timeout=WAIT)
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 6
     fail = next(r for r in rows if r["task_id"] == "task-fail")
@@ -180,7 +182,7 @@ async def test_lightbox_opens_full_size(viewer: User) -> None:
     dialog = the(viewer, ui.dialog)
     assert not dialog.value
     viewer.find(marker="screenshot").trigger("click")
-    await asyncio.sleep(0.1)
+    await until(lambda: dialog.value)
     assert dialog.value and "maximized" in dialog.props
     await viewer.should_see(marker="lightbox")
     the_keyboard = viewer.find(ui.keyboard)
@@ -192,12 +194,12 @@ async def test_lightbox_opens_full_size(viewer: User) -> None:
     the_keyboard.trigger("key", key_event("k"))
     await viewer.should_see("Step 3 · action swipe")
     viewer.find(marker="close").click()
-    await asyncio.sleep(0.1)
+    await until(lambda: not dialog.value)
     assert not dialog.value
     thumbnails = viewer.find(marker="thumbnail").elements  # a timeline thumbnail opens its own step
     assert len(thumbnails) == 2
     viewer.find(marker="thumbnail").trigger("click.stop")
-    await asyncio.sleep(0.2)
+    await until(lambda: dialog.value)
     assert dialog.value
 
 
@@ -223,7 +225,7 @@ async def test_playback_steps_through_the_task(viewer: User) -> None:
     try:
         await viewer.open("/tasks/task-ok")
         viewer.find(marker="play").click()
-        await viewer.should_see("Step 3 of 4", retries=30)
+        await viewer.should_see("Step 3 of 4")
         await asyncio.sleep(0.3)
         await viewer.should_see("Play")  # stopped at the last screenshot
         await viewer.should_see("Step 3 of 4")
@@ -247,11 +249,12 @@ def _slideshow_data() -> dataset.Dataset:
     return b.ds
 
 
-async def _shown_steps(user: User, until: str, limit: int = 200) -> list[str]:
+async def _shown_steps(user: User, until: str) -> list[str]:
     """The step titles shown, in order, polled until playback has started, then stopped at ``until``."""
     seen: list[str] = []
     started = False
-    for _ in range(limit):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
         with user:
             title = next(iter(ElementFilter(marker="step-title"))).text
             playing = any(b.text == "Pause" for b in ElementFilter(kind=ui.button, marker="play"))
@@ -290,7 +293,8 @@ async def test_playback_is_a_slideshow_of_the_screenshots_across_pages(tmp_path,
 
 async def test_charts(viewer: User) -> None:
     await viewer.open("/tasks/task-fail")
-    for _ in range(30):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
         with viewer:
             charts = [c.options for c in ElementFilter(kind=ui.echart)]
         if len(charts) == 3:  # the minimap, the duration chart and the step types
@@ -341,15 +345,15 @@ async def test_failed_task_errors_stand_out_and_html_stays_text(viewer: User) ->
 async def test_task_exports(viewer: User, data: dataset.Dataset) -> None:
     await viewer.open("/tasks/task-long")
     viewer.find("Export JSON").click()
-    report = (await viewer.download.next(timeout=3)).json()
+    report = (await viewer.download.next(timeout=WAIT)).json()
     assert report["task"]["task_id"] == "task-long" and len(report["steps"]) == 120
     assert report["statistics"]["total_steps"] == 120 and report["statistics"]["failed_steps"] == 3
     viewer.find("Steps CSV").click()
-    rows = list(csv.DictReader(io.StringIO((await viewer.download.next(timeout=3)).text)))
+    rows = list(csv.DictReader(io.StringIO((await viewer.download.next(timeout=WAIT)).text)))
     assert [int(r["step_number"]) for r in rows] == list(range(1, 121))
     assert len({r["id"] for r in rows}) == 120
     viewer.find("Excel").click()
-    book = io.BytesIO((await viewer.download.next(timeout=3)).content)
+    book = io.BytesIO((await viewer.download.next(timeout=WAIT)).content)
     [task] = list(iter_rows(book, "tasks"))
     assert (task["task_id"], task["total_steps"], task["failed_steps"]) == ("task-long", 120, 3)
     steps = list(iter_rows(book, "steps"))
@@ -411,7 +415,7 @@ async def test_running_task_refreshes_by_itself(
             "thinking": "a brand new step",
         }
         _add_step(request, source, new)
-        await viewer.should_see("Step 3 of 3", retries=40)  # followed the live end
+        await viewer.should_see("Step 3 of 3")  # followed the live end
         await viewer.should_see("a brand new step")
         # a running task without any step yet shows its first step when it arrives
         _add_row(request, source, "task", {**data.tasks[2], "task_id": "task-running-empty"})
@@ -428,7 +432,7 @@ async def test_running_task_refreshes_by_itself(
                 "thinking": "first!",
             },
         )
-        await viewer.should_see("Step 1 of 1", retries=40)
+        await viewer.should_see("Step 1 of 1")
         await viewer.should_see("first!")
         await viewer.should_not_see("This task has no steps recorded (yet).")
     finally:
@@ -542,7 +546,7 @@ async def test_backend_outage_shows_clear_messages(viewer: User, stack, source: 
         await viewer.open("/tasks/task-running")
         await viewer.should_see("Step 1 of 2")
         with stack.faults.outage():
-            await viewer.should_see("Backend problem", retries=40)  # the open page says so, keeps its content
+            await viewer.should_see("Backend problem")  # the open page says so, keeps its content
             await viewer.should_see("Step 1 of 2")
             for path in ("/", "/tasks/task-ok", "/stats", "/compare?a=task-ok&b=task-fail"):
                 await viewer.open(path)

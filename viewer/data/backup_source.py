@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stepsdk.ops import stats as _ops_stats
-from stepsdk.store.backup import BackupSnapshot, BackupStore
+from stepsdk.store.backup import BackupStore
 from stepsdk.store.index import BackupIndex, iso, iter_rows, load_row, percentile_cont, snippet
 from stepsdk.store.upload_state import UploadState
 
-from . import _stats
 from .base import (
     FAILED_STEP_COLUMNS,
     DataSource,
@@ -98,8 +97,6 @@ class BackupSource(DataSource):
         self._reported: set[str] = set()
         self._cache: OrderedDict[tuple, tuple[tuple, Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._snap: tuple[Any, BackupSnapshot] | None = None  # (index version, snapshot)
-        self._snap_lock = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
         if not self.store.path.is_dir():
@@ -461,44 +458,85 @@ class BackupSource(DataSource):
             {**dict(zip(keys, r[2:10], strict=True)), "snippet": snippet(r[10], text)} for r in found[:limit]
         ]
 
-    # -- usage, error categories, a step's screenshot (issue #14; stepsdk.ops.stats holds the
-    # SQL's definitions in Python): over the merged snapshot, read again when the index changes.
-    def _snapshot(self) -> BackupSnapshot:
-        self._db()
-        with self._snap_lock:
-            if self._snap is None or self._snap[0] != self.index.version:
-                self._snap = (self.index.version, self.store.read())
-            return self._snap[1]
-
+    # -- usage, error categories, a step's screenshot (issue #14): index queries with the
+    # definitions of stepsdk.ops.stats (the SQL views' and functions' in Python)
     def step_screenshot_path(self, step_id: str) -> str | None:
         if not is_uuid(step_id):
             return None
-        snap = self._snapshot()
-        for task_id, steps in snap.steps.items():
-            for step in steps:
-                if step.get("id") == step_id:
-                    if step.get("screenshot_path"):
-                        return str(step["screenshot_path"])
-                    shots = [r for r in snap.screenshots.get(task_id, []) if r.get("step_id") == step_id]
-                    return str(shots[-1]["screenshot_path"]) if shots else None
-        return None
+        db = self._db()
+        found = db.execute("select task_id, rec from steps where id = ?", (step_id,)).fetchone()
+        if found is None:
+            return None
+        step = load_row(found[1])
+        if step.get("screenshot_path"):
+            return str(step["screenshot_path"])
+        shots = [  # the step's screenshot rows; the newest wins, as the Supabase source orders them
+            load_row(r[0])
+            for r in db.execute(
+                "select rec from shots where task_id = ? and step_id = ? order by rowid", (found[0], step_id)
+            )
+        ]
+        shots.sort(key=lambda r: _instant(r.get("created_at")))
+        return str(shots[-1]["screenshot_path"]) if shots else None
 
     def task_usage(self, task_id: str) -> Row | None:
-        snap = self._snapshot()
-        task = snap.tasks.get(task_id) if is_plausible_task_id(task_id) else None
-        return _ops_stats.task_usage(task, snap.steps.get(task_id, [])) if task is not None else None
+        if not is_plausible_task_id(task_id):
+            return None
+        found = (
+            self._db()
+            .execute(
+                "select t.rec, u.steps, u.prompt_tokens, u.completion_tokens, u.total_tokens "
+                "from tasks t left join usage_tasks u on u.task_id = t.task_id where t.task_id = ?",
+                (task_id,),
+            )
+            .fetchall()
+        )
+        return _usage_rows(found)[0] if found else None
 
     def tasks_by_usage(self, limit: int = 20) -> list[Row]:
         check_limit(limit)
-        snap = self._snapshot()
-        rows = [_ops_stats.task_usage(t, snap.steps.get(tid, [])) for tid, t in snap.tasks.items()]
-        rows = [r for r in rows if r["steps_with_usage"] > 0]
-        rows.sort(key=lambda r: (-r["total_tokens"], str(r["task_id"])))
-        return rows[:limit]
+        found = (
+            self._db()
+            .execute(
+                "select t.rec, u.steps, u.prompt_tokens, u.completion_tokens, u.total_tokens "
+                "from usage_tasks u indexed by usage_tasks_total cross join tasks t on t.task_id = u.task_id "
+                "where u.steps > 0 order by u.total_tokens desc, u.task_id limit ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return _usage_rows(found)
 
     def daily_usage(self, days: int) -> list[Row]:
         check_days(days)
-        return _ops_stats.daily_usage(_all_steps(self._snapshot()), days)
+        today = datetime.now(UTC).date()
+        first = today - timedelta(days=days - 1)
+        found = {
+            r["day"]: r
+            for r in iter_rows(
+                self._db(),
+                """
+            select u.day, count(*) as tasks, sum(u.steps) as steps_with_usage,
+                   sum(u.prompt_tokens) as prompt_tokens, sum(u.completion_tokens) as completion_tokens,
+                   sum(u.total_tokens) as total_tokens
+            from usage_days u where u.day between ? and ? and u.steps > 0
+            and exists (select 1 from tasks t where t.task_id = u.task_id)
+            group by u.day""",
+                (first.isoformat(), today.isoformat()),
+            )
+        }
+        zero = {
+            "tasks": 0,
+            "steps_with_usage": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+        }
+        out = []
+        for i in range(days):
+            day = (first + timedelta(days=i)).isoformat()
+            out.append(found.get(day) or {"day": day, **zero})
+        return out
 
     def error_categories(self) -> list[Row]:
         return self._cached(("categories",), self._error_categories)
@@ -525,22 +563,25 @@ class BackupSource(DataSource):
     def failed_steps(self, category: str | None = None, limit: int = 100) -> list[Row]:
         check_category(category)
         check_limit(limit)
-        snap = self._snapshot()
-        wanted = None if category == "none" else category
-        rows = [
-            s
-            for s in _all_steps(snap)
-            if s.get("success") is False and (category is None or s.get("error_category") == wanted)
-        ]
-        rows.sort(key=lambda s: str(s.get("id")))
-        rows.sort(key=lambda s: _stats.parse_ts(s.get("created_at")) or _EPOCH, reverse=True)
-        return [
-            {
-                **{k: s.get(k) for k in FAILED_STEP_COLUMNS},
-                "task_title": snap.tasks[s["task_id"]].get("title"),
-            }
-            for s in rows[:limit]
-        ]
+        # steps whose success is false itself, of known tasks; newest first (no time: last), then id
+        if category is None:
+            where, params = "", []
+            index = "steps_failed_recent"
+        else:
+            where, params = " and s.category is ?", [None if category == "none" else category]
+            index = "steps_failed_category"
+        found = self._db().execute(
+            f"""
+            select s.rec, (select t.title from tasks t where t.task_id = s.task_id)
+            from steps s indexed by {index} where s.strict_fail = 1 and s.task_known = 1{where}
+            order by s.created_epoch desc, s.id limit ?""",
+            [*params, limit],
+        )
+        out = []
+        for rec, title in found:
+            step = load_row(rec)
+            out.append({**{k: step.get(k) for k in FAILED_STEP_COLUMNS}, "task_title": title})
+        return out
 
     def screenshot_bytes(self, screenshot_path: str) -> bytes | None:
         if not is_safe_screenshot_path(screenshot_path):
@@ -578,6 +619,21 @@ def _instant(value: object) -> float:
 
     ts = parse_ts(value)
     return ts.timestamp() if ts else float("-inf")
+
+
+def _usage_rows(found: list[sqlite3.Row]) -> list[Row]:
+    """``task_usage`` rows: the task's own fields from its row, the sums from ``usage_tasks``."""
+    out = []
+    for rec, steps, prompt, completion, total in found:
+        row = _ops_stats.task_usage(load_row(rec), [])
+        row.update(
+            steps_with_usage=steps or 0,
+            prompt_tokens=prompt or 0,
+            completion_tokens=completion or 0,
+            total_tokens=total or 0,
+        )
+        out.append(row)
+    return out
 
 
 def _floats(joined: str | None) -> list[float]:
@@ -697,10 +753,3 @@ def _where(f: TaskFilters) -> tuple[str, list[object]]:
         )
         params += [key, value]
     return ("where " + " and ".join(clauses)) if clauses else "", params
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _all_steps(snap: BackupSnapshot) -> list[Row]:
-    return [s for tid, rows in snap.steps.items() if tid in snap.tasks for s in rows]
