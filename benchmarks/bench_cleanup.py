@@ -8,8 +8,9 @@ journal holds a run of consecutive tasks, as an agent process writes them), STEP
 every SHOT_EVERY-th step with a screenshot (a file and a screenshot row; each task's first
 screenshot is one of 10 screens shared by every task, the others its own). Task ``t`` started
 ``30 s * t`` before the generation, so the oldest SHARE of the tasks are older than the age used.
-The index is built once (as the viewer or ``stepsdk status`` leaves it). Then, each in a fresh
-process on a fresh copy of the folder:
+Then, each in a fresh process on a fresh copy of the folder (its index built first by another
+process, as the viewer or ``stepsdk status`` leaves it; a copied index would start over, for the
+copied journals have other inodes):
   * ``dry run``: ``BackupRetention.run(age, dry_run=True)`` (``stepsdk cleanup --local --dry-run``);
   * ``cleanup``: the same for real (journals rewritten, files deleted, index pruned);
   * ``cleanup, no index``: the same after deleting ``index.sqlite3`` (it is rebuilt first).
@@ -111,8 +112,11 @@ def child(mode: str, root: Path, age_s: float, gen_now: str) -> None:
     import resource
 
     from stepsdk.ops.retention import BackupRetention
-    from stepsdk.store.index import INDEX_FILE
+    from stepsdk.store.index import INDEX_FILE, BackupIndex
 
+    if mode == "build":
+        BackupIndex(root).refresh()
+        return
     if mode == "cleanup-no-index":
         for suffix in ("", "-wal", "-shm"):
             Path(f"{root / INDEX_FILE}{suffix}").unlink(missing_ok=True)
@@ -159,7 +163,7 @@ def main() -> None:
         mode, root, age_s, gen_now = args.child
         child(mode, Path(root), float(age_s), gen_now)
         return
-    from stepsdk.store.index import BackupIndex
+    from stepsdk.store.index import INDEX_FILE, BackupIndex
 
     work = args.dir or Path(tempfile.mkdtemp(prefix="stepsdk-bench-cleanup-"))
     base = work / "base"
@@ -181,7 +185,10 @@ def main() -> None:
         for mode in ("dry-run", "cleanup", "cleanup-no-index"):
             copy = work / mode
             shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(base, copy)
+            # not the index: a copy's journals have other inodes, which makes an index start over
+            shutil.copytree(base, copy, ignore=shutil.ignore_patterns(f"{INDEX_FILE}*"))
+            if mode != "cleanup-no-index":  # the index as a viewer or `stepsdk status` leaves it
+                subprocess.run([sys.executable, __file__, "--child", "build", str(copy), "0", ""], check=True)
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", mode, str(copy), str(age_s), info["now"]],
                 capture_output=True,

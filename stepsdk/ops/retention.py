@@ -493,18 +493,19 @@ class BackupRetention:
             log.warning(
                 "stepsdk cleanup: cannot use the index of %s (%s): building a temporary one", self.root, exc
             )
-            with tempfile.TemporaryDirectory(prefix="stepsdk-cleanup-") as scratch:
-                index = BackupIndex(self.root, Path(scratch) / INDEX_FILE)
-                try:
-                    index.refresh()
-                    yield index
-                finally:
-                    index.close()
+        else:
+            try:
+                yield index
+            finally:
+                index.close()
             return
-        try:
-            yield index
-        finally:
-            index.close()
+        with tempfile.TemporaryDirectory(prefix="stepsdk-cleanup-") as scratch:
+            index = BackupIndex(self.root, Path(scratch) / INDEX_FILE)
+            try:
+                index.refresh()
+                yield index
+            finally:
+                index.close()
 
     def _info(self, row: dict[str, Any]) -> JournalInfo:
         folder = ARCHIVE_DIR if row["archived"] else JOURNAL_DIR
@@ -573,6 +574,8 @@ class BackupRetention:
 
     def _referenced(self) -> set[str]:
         """Every screenshot object a row points at (from the index: no merge of every journal)."""
+        if not self.root.is_dir():
+            return set()
         with self._index() as index:
             return index.screenshot_paths()
 
