@@ -152,7 +152,9 @@ def test_only_the_doomed_tasks_journals_are_read_and_rewritten(tmp_path: Path, o
     opened.clear()
 
     dry = BackupRetention(root).run(AGE, dry_run=True)
-    assert opened == []  # a dry run reads the index only
+    assert opened == []  # a dry run reads the index only, and changes nothing
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in paths} == before
+    assert len(files(root)) == 100
     assert dry.task_ids == sorted(f"j{j}-t{t}" for j in (3, 11) for t in range(5))
     assert dry.objects_deleted == sorted(key(t) for t in dry.task_ids)
 
