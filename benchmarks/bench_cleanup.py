@@ -1,7 +1,7 @@
 """Local retention at scale: ``stepsdk cleanup --local`` planning and rewriting.
 
     .venv/bin/python benchmarks/bench_cleanup.py [--tasks 10000] [--steps 200000] [--journals 100]
-        [--shot-every 5] [--share 0.01] [--dir DIR] [--keep]
+        [--shot-every 5] [--share 0.01] [--dir DIR] [--keep] [--in-place] [--no-index]
 
 Generates a backup folder: TASKS tasks recorded one after the other by JOURNALS writers (each
 journal holds a run of consecutive tasks, as an agent process writes them), STEPS steps in total,
@@ -157,6 +157,12 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.01, help="fraction of the tasks old enough")
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="no copies (big folders): the dry run, then the clean-up, on the generated folder itself",
+    )
+    parser.add_argument("--no-index", action="store_true", help="do not build the index first")
     parser.add_argument("--child", nargs=4, metavar=("MODE", "ROOT", "AGE_S", "NOW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -172,7 +178,8 @@ def main() -> None:
         info = generate(base, args.tasks, args.steps, args.journals, args.shot_every)
         gen_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        BackupIndex(base).refresh()
+        if not args.no_index:
+            BackupIndex(base).refresh()
         build_s = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in (base / "journal").glob("*.log"))
         print(
@@ -182,7 +189,16 @@ def main() -> None:
         # the oldest `share` of the tasks: task t started 30 s * t before generation
         age_s = 30 * (args.tasks * (1 - args.share)) - 15
         rows = []
-        for mode in ("dry-run", "cleanup", "cleanup-no-index"):
+        for mode in ("dry-run", "cleanup") if args.in_place else ("dry-run", "cleanup", "cleanup-no-index"):
+            if args.in_place:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, str(base), str(age_s), info["now"]],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                rows.append((mode, json.loads(proc.stdout.strip().splitlines()[-1])))
+                continue
             copy = work / mode
             shutil.rmtree(copy, ignore_errors=True)
             # not the index: a copy's journals have other inodes, which makes an index start over
