@@ -979,6 +979,7 @@ class BackupIndex:
         """What is not uploaded yet, what Supabase refused, the last upload (see
         :class:`stepsdk.store.upload_state.UploadState`; equal to ``UploadState.from_snapshot``)."""
         conn = self.refresh()
+
         objects = [
             r[0]
             for r in conn.execute(
