@@ -1131,8 +1131,8 @@ class BackupIndex:
     def task_journals(self, task_ids: Iterable[str]) -> list[Row]:
         """The journals holding records of ``task_ids``: ``name``, ``archived``, ``closed``, ``pid``,
         ``host`` (of its ``open`` record), ``task_ids`` (those of the given it holds), ``damaged``
-        (a corrupt line or a torn last line not quarantined: what :meth:`problems` reports, a torn
-        tail whatever its writer; whether that writer is alive is the caller's to check)."""
+        (a corrupt line or a torn last line not quarantined, as ``BackupStore.read()`` counts them;
+        a torn tail whatever its writer: whether that writer is alive is the caller's to check)."""
         rows = [
             dict(r)
             for r in self.connection().execute(
