@@ -15,9 +15,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from stepsdk.ops.retention import Advance, BackupRetention, CleanupReport, SupabaseRetention, _no_progress
+from stepsdk.ops.retention import (
+    Advance,
+    BackupRetention,
+    CleanupReport,
+    SupabaseRetention,
+    TaskChoice,
+    _no_progress,
+)
 from stepsdk.schema import BUCKET, parse_timestamp
-from stepsdk.store.backup import BackupSnapshot
 
 PAGE = 1000  # task ids per select when choosing by agent
 
@@ -37,15 +43,6 @@ class Selection:
             raise ValueError("--before applies to --agent only")
         if self.before is not None and self.before.tzinfo is None:
             raise ValueError("before must carry a time zone")
-
-    def matches(self, task: dict[str, Any]) -> bool:
-        """Whether an agent selection takes this task row (ids are matched by the caller)."""
-        if self.agent is None or task.get("agent") != self.agent:
-            return False
-        if self.before is None:
-            return True
-        started = parse_timestamp(task.get("started_at"))
-        return started is not None and started < self.before  # unparseable: never delete on a guess
 
 
 @dataclass
@@ -115,11 +112,11 @@ def delete_backup(
     keep_pending: bool = False,
     advance: Advance = _no_progress,
 ) -> DeleteResult:
-    def choose(snap: BackupSnapshot) -> set[str]:
-        if selection.task_ids:
-            return set(selection.task_ids)
-        return {tid for tid, task in snap.tasks.items() if selection.matches(task)}
-
+    choose = (
+        TaskChoice(task_ids=tuple(selection.task_ids))
+        if selection.task_ids
+        else TaskChoice(started_before=selection.before, agent=selection.agent)
+    )
     report = BackupRetention(root).run_selected(
         choose, dry_run=dry_run, keep_pending=keep_pending, advance=advance
     )

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from stepsdk.store.backup import (
     KIND_TASK,
     SCREENSHOT_DIR,
     STORAGE_PATH_RE,
-    BackupSnapshot,
     BackupStore,
+    JournalInfo,
     iter_journal,
 )
 from stepsdk.store.index import INDEX_FILE, BackupIndex, Pruning
@@ -332,6 +333,21 @@ class SupabaseRetention:
 
 
 @dataclass(frozen=True)
+class TaskChoice:
+    """Which tasks a local clean-up deletes: the given ids the backup knows (by a task row, a step
+    or a screenshot row), else the task rows started before ``started_before`` (naive timestamps
+    are UTC; an unparseable start never matches) and/or whose agent is ``agent``."""
+
+    task_ids: tuple[str, ...] = ()
+    started_before: datetime | None = None
+    agent: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.task_ids) == (self.started_before is not None or self.agent is not None):
+            raise ValueError("choose tasks by id, or by start and/or agent")
+
+
+@dataclass(frozen=True)
 class _Line:
     raw: bytes
     task_id: str | None
@@ -349,7 +365,12 @@ class BackupRetention:
     """Deletes old tasks from a backup folder: their records are removed from the journals
     (each rewritten to a temp file and renamed: atomic), then the screenshot files no remaining
     row references. Journals of a writer that is still running are never rewritten; journals with
-    corrupt lines not yet quarantined (``stepsdk resync`` does it) are left alone too."""
+    corrupt lines not yet quarantined (``stepsdk resync`` does it) are left alone too.
+
+    It plans from the backup's index (``index.sqlite3``, refreshed first; built when missing):
+    which tasks, which of them wait for an upload, which journals hold them (only those are read
+    and rewritten) and which screenshot files no other task uses. A folder where the index cannot
+    be written (read-only media, a full disk) is planned from a temporary index, removed after."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -363,7 +384,7 @@ class BackupRetention:
         deleting them here would lose them)."""
         cutoff = datetime.now(UTC) - age
         return self.run_selected(
-            lambda snap: {tid for tid, task in snap.tasks.items() if _started_before(task, cutoff)},
+            TaskChoice(started_before=cutoff),
             cutoff=cutoff.isoformat(),
             dry_run=dry_run,
             keep_pending=keep_pending,
@@ -372,43 +393,64 @@ class BackupRetention:
 
     def run_selected(
         self,
-        choose: Callable[[BackupSnapshot], set[str]],
+        choose: TaskChoice,
         *,
         dry_run: bool,
         cutoff: str = "",
         keep_pending: bool = False,
         advance: Advance = _no_progress,
     ) -> CleanupReport:
-        """Delete the tasks ``choose(snapshot)`` names (``stepsdk delete``; ``run`` picks by age),
-        by the same rules: whole tasks, shared screenshot files kept, running writers spared."""
+        """Delete the tasks ``choose`` names (``stepsdk delete``; ``run`` picks by age), by the
+        same rules: whole tasks, shared screenshot files kept, running writers spared."""
         report = CleanupReport(dry_run=dry_run, cutoff=cutoff)
-        snap = self.store.read()
-        report.problems += [p for p in snap.problems if "record skipped" not in p]
-        doomed = set(choose(snap)) & (set(snap.tasks) | set(snap.steps) | set(snap.screenshots))
-        if keep_pending:
-            pending = doomed & _pending_task_ids(snap)
-            report.kept.update(
-                (
-                    tid,
-                    "not uploaded yet: run 'stepsdk resync' first, or pass "
-                    "--include-pending to delete anyway",
-                )
-                for tid in pending
-            )
-            doomed -= pending
-        plans, blocked = self._plan(snap, doomed)
-        report.kept.update(blocked)
-        doomed -= set(blocked)
-        report.task_ids = sorted(doomed, key=lambda t: (str(snap.tasks.get(t, {}).get("started_at")), t))
-        report.objects_deleted = self._unreferenced(snap, doomed)
-        if dry_run:
+        if not self.root.is_dir():
+            if self.root.exists():
+                report.problems.append(f"{self.root} is not a folder")
             return report
+        with self._index() as index:
+            with index.reading():
+                doomed = _chosen(index, choose)
+                if keep_pending:
+                    pending = index.pending_task_ids(doomed)
+                    report.kept.update(
+                        (
+                            tid,
+                            "not uploaded yet: run 'stepsdk resync' first, or pass "
+                            "--include-pending to delete anyway",
+                        )
+                        for tid in pending
+                    )
+                    doomed -= pending
+                journals, blocked = self._journals(index, doomed)
+                report.kept.update(blocked)
+                # A task spread over several journals is deleted everywhere or nowhere.
+                doomed -= set(blocked)
+                starts = index.task_starts(doomed)
+                report.task_ids = sorted(doomed, key=lambda t: (str(starts.get(t)), t))
+                report.objects_deleted = index.unreferenced_paths(doomed)
+                writers = [self._info(row) for row in index.open_journals()]
+            if dry_run:
+                return report
+            plans = self._plan(journals, doomed)
+            self._delete(index, plans, doomed, writers, report, advance)
+        return report
+
+    def _delete(
+        self,
+        index: BackupIndex,
+        plans: list[_JournalPlan],
+        doomed: set[str],
+        writers: list[JournalInfo],
+        report: CleanupReport,
+        advance: Advance,
+    ) -> None:
+        """Rewrite the journals (the index pruned in step), then delete the files no row uses."""
         self._sweep_stale_temp_files()
         moved = []
         try:
             for plan in plans:
                 self._prepare(plan)
-            with self._index_pruning(doomed) as self._pruning:
+            with index.pruning(doomed) as self._pruning:
                 for plan in plans:
                     if not self._rewrite(plan):
                         moved.append(plan.path.name)
@@ -428,54 +470,90 @@ class BackupRetention:
                 f"journal(s) {', '.join(moved)} moved during cleanup (resync?): run cleanup again"
             )
             report.objects_deleted = []
-            return report
-        if any(info.writer_alive for info in snap.journals):
+            return
+        if any(info.writer_alive for info in writers):
             # A running tracker may have recorded a step with one of these screens meanwhile
             # (content addressing reuses the file): look again just before deleting.
-            still = self._referenced()
-            report.objects_kept += sorted(still & set(report.objects_deleted))
+            still = index.referenced_paths(report.objects_deleted)
+            report.objects_kept += sorted(still)
             report.objects_deleted = [p for p in report.objects_deleted if p not in still]
         for screenshot_path in report.objects_deleted:
             file = self.store.screenshot_file(screenshot_path)
             if file is not None:
                 file.unlink(missing_ok=True)
-        return report
 
-    def _plan(self, snap: BackupSnapshot, doomed: set[str]) -> tuple[list[_JournalPlan], dict[str, str]]:
-        """Which journals to rewrite, and which tasks must stay (with why)."""
-        corrupt = {(p, off) for p, off, *_ in snap.corrupt}  # corrupt lines not yet quarantined
-        scans: list[tuple[Path, list[_Line]]] = []
+    @contextlib.contextmanager
+    def _index(self) -> Iterator[BackupIndex]:
+        """The folder's index, refreshed; a temporary one when it cannot be written there."""
+        index = BackupIndex(self.root)
+        try:
+            index.refresh()
+        except (sqlite3.Error, OSError) as exc:
+            index.close()
+            log.warning(
+                "stepsdk cleanup: cannot use the index of %s (%s): building a temporary one", self.root, exc
+            )
+        else:
+            try:
+                yield index
+            finally:
+                index.close()
+            return
+        with tempfile.TemporaryDirectory(prefix="stepsdk-cleanup-") as scratch:
+            index = BackupIndex(self.root, Path(scratch) / INDEX_FILE)
+            try:
+                index.refresh()
+                yield index
+            finally:
+                index.close()
+
+    def _info(self, row: dict[str, Any]) -> JournalInfo:
+        folder = ARCHIVE_DIR if row["archived"] else JOURNAL_DIR
+        return JournalInfo(
+            self.root / folder / row["name"],
+            bool(row["archived"]),
+            closed=bool(row["closed"]),
+            pid=row["pid"],
+            host=row["host"],
+        )
+
+    def _journals(self, index: BackupIndex, doomed: set[str]) -> tuple[list[JournalInfo], dict[str, str]]:
+        """The journals holding the doomed tasks that can be rewritten, and the tasks that must
+        stay (with why): those in a journal of a running writer or with unquarantined corrupt lines."""
         blocked: dict[str, str] = {}
-        for info in snap.journals:
-            lines = [
-                _Line(raw, _record_task_id(record) if record else None, record is None)
-                for _offset, record, _problem, raw in iter_journal(info.path)
-            ]
-            hits = {line.task_id for line in lines if line.task_id in doomed}
-            if not hits:
-                continue
+        free: list[tuple[JournalInfo, list[str]]] = []
+        for row in index.task_journals(doomed):
+            info = self._info(row)
             if info.writer_alive:
-                blocked.update((t, f"its writer {info.path.name} is still running") for t in hits)
-            elif any(path == info.path for path, _off in corrupt):
+                blocked.update((t, f"its writer {info.path.name} is still running") for t in row["task_ids"])
+            elif row["damaged"]:  # a torn last line of a running writer is not (checked just above)
                 blocked.update(
-                    (t, f"{info.path.name} has corrupt lines: run 'stepsdk resync' first") for t in hits
+                    (t, f"{info.path.name} has corrupt lines: run 'stepsdk resync' first")
+                    for t in row["task_ids"]
                 )
             else:
-                scans.append((info.path, lines))
-        # A task spread over several journals is deleted everywhere or nowhere.
-        final = doomed - set(blocked)
-        plans = []
-        for path, lines in scans:
-            # Any corrupt line left here is quarantined (copied to quarantine/ already): drop it.
-            keep = [line.raw for line in lines if not line.corrupt and line.task_id not in final]
-            if any(line.task_id in final for line in lines):
-                plans.append(_JournalPlan(path, keep))
-        return plans, blocked
+                free.append((info, row["task_ids"]))
+        return [info for info, ids in free if set(ids) - set(blocked)], blocked
 
-    @staticmethod
-    def _unreferenced(snap: BackupSnapshot, doomed: set[str]) -> list[str]:
-        survivors = set(snap.tasks) | set(snap.steps) | set(snap.screenshots)
-        return sorted(_paths_of(snap, doomed) - _paths_of(snap, survivors - doomed))
+    def _plan(self, journals: list[JournalInfo], doomed: set[str]) -> list[_JournalPlan]:
+        """The kept lines of each journal holding doomed tasks (only those journals are read)."""
+        plans = []
+        for info in journals:
+            path = info.path
+            if not path.exists() and (self.root / ARCHIVE_DIR / path.name).exists():
+                path = self.root / ARCHIVE_DIR / path.name  # archived since the index saw it
+            try:
+                lines = [
+                    _Line(raw, _record_task_id(record) if record else None, record is None)
+                    for _offset, record, _problem, raw in iter_journal(path)
+                ]
+            except FileNotFoundError:
+                continue
+            if any(line.task_id in doomed for line in lines):
+                # Any corrupt line left here is quarantined (copied to quarantine/ already): drop it.
+                keep = [line.raw for line in lines if not line.corrupt and line.task_id not in doomed]
+                plans.append(_JournalPlan(path, keep))
+        return plans
 
     def sweep_orphans(self, age: timedelta, report: CleanupReport, *, dry_run: bool) -> None:
         """Screenshot files no row references, last written more than ``age`` ago."""
@@ -495,19 +573,11 @@ class BackupRetention:
                 report.orphans.append(key)
 
     def _referenced(self) -> set[str]:
-        """Every screenshot object a row points at: from the index when the folder has one (no
-        merge of every journal in memory), else from the journals."""
-        if (self.root / INDEX_FILE).exists():
-            return BackupIndex(self.root).screenshot_paths()
-        return _all_paths(self.store.read())
-
-    def _index_pruning(self, doomed: set[str]) -> contextlib.AbstractContextManager[Pruning | None]:
-        """The backup's index (``index.sqlite3``) follows the rewrite: the doomed tasks' rows are
-        deleted with it, in one transaction, instead of the index starting over (a full rebuild
-        from the journals) at its next read. No index file: nothing to keep in step."""
-        if not (self.root / INDEX_FILE).exists():
-            return contextlib.nullcontext(None)
-        return BackupIndex(self.root).pruning(doomed)
+        """Every screenshot object a row points at (from the index: no merge of every journal)."""
+        if not self.root.is_dir():
+            return set()
+        with self._index() as index:
+            return index.screenshot_paths()
 
     def _sweep_stale_temp_files(self) -> None:
         """Remove the kept-lines files of a clean-up killed before its renames (an hour old:
@@ -556,20 +626,6 @@ class BackupRetention:
         return True
 
 
-def _all_paths(snap: BackupSnapshot) -> set[str]:
-    """Every screenshot object any row of the backup points at."""
-    return _paths_of(snap, set(snap.tasks) | set(snap.steps) | set(snap.screenshots))
-
-
-def _paths_of(snap: BackupSnapshot, task_ids: set[str]) -> set[str]:
-    """Every screenshot object the rows of these tasks point at."""
-    found: set[str] = set()
-    for tid in task_ids:
-        found |= {r["screenshot_path"] for r in snap.screenshots.get(tid, [])}
-        found |= {s["screenshot_path"] for s in snap.steps.get(tid, []) if s.get("screenshot_path")}
-    return found
-
-
 def _older(item: dict[str, Any], cutoff: datetime) -> bool:
     """Whether a Storage listing item was created and last updated before ``cutoff``."""
     stamps = [
@@ -578,18 +634,25 @@ def _older(item: dict[str, Any], cutoff: datetime) -> bool:
     return bool(stamps) and max(stamps) < cutoff
 
 
-def _pending_task_ids(snap: BackupSnapshot) -> set[str]:
-    """Tasks with anything (task row, step, screenshot row) not acknowledged by Supabase yet."""
-    ids = {row["task_id"] for row in snap.pending_tasks()}
-    ids |= {row["task_id"] for row in snap.pending_steps()}
-    return ids | {row["task_id"] for row in snap.pending_screenshots()}
-
-
 def _record_task_id(record: dict[str, Any]) -> str | None:
     row = record.get("row")
     if record.get("k") in (KIND_TASK, KIND_STEP, KIND_SHOT) and isinstance(row, dict):
         return row.get("task_id")
     return None
+
+
+def _chosen(index: BackupIndex, choose: TaskChoice) -> set[str]:
+    """The tasks ``choose`` names, from the index (as of its last refresh)."""
+    if choose.task_ids:
+        return index.known_task_ids(choose.task_ids)
+    before = choose.started_before
+    # the index's epochs narrow it down; the start itself decides, parsed as everywhere else
+    starts = index.tasks_started(
+        before=None if before is None else before.timestamp() + 1.0, agent=choose.agent
+    )
+    if before is None:
+        return set(starts)
+    return {tid for tid, started in starts.items() if _started_before({"started_at": started}, before)}
 
 
 def _started_before(task: dict[str, Any], cutoff: datetime) -> bool:

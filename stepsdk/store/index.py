@@ -246,6 +246,9 @@ create table if not exists shots(
     id text primary key, task_id text not null, step_id text, created_at text, rec text not null,
     v integer not null, path text not null, acked integer not null default -1);
 create index if not exists shots_task on shots(task_id, step_id);
+-- screenshot objects by path: which tasks still point at one (local retention)
+create index if not exists shots_path on shots(path, task_id);
+create index if not exists steps_path on steps(path, task_id) where path is not null;
 create table if not exists summary(
     task_id text primary key, title text, agent text, status text, started_at text, finished_at text,
     duration_ms real, total_steps integer, successful_steps integer, failed_steps integer,
@@ -1106,6 +1109,150 @@ class BackupIndex:
             t: int(conn.execute(f"select count(*) from {t}").fetchone()[0])
             for t in ("tasks", "steps", "shots")
         }
+
+    # -- local retention (stepsdk cleanup --local, stepsdk delete) ------------------------------
+    # The methods below answer as of the last refresh, without refreshing: call them inside
+    # :meth:`reading`, so a clean-up plans from one state of the index.
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """Refresh, then hold one read transaction: every query inside sees the same state (WAL:
+        recording processes and other refreshers go on meanwhile)."""
+        conn = self.refresh()
+        conn.execute("begin")
+        try:
+            yield conn
+        finally:
+            conn.execute("commit")
+
+    def known_task_ids(self, task_ids: Iterable[str]) -> set[str]:
+        """Those of ``task_ids`` with any row: a task row, a step or a screenshot row."""
+        ids = _json_list(task_ids)
+        return {
+            r[0]
+            for r in self.connection().execute(
+                "select value from json_each(?) x where exists (select 1 from tasks t where t.task_id = x.value) "
+                "or exists (select 1 from steps s where s.task_id = x.value) "
+                "or exists (select 1 from shots h where h.task_id = x.value)",
+                (ids,),
+            )
+        }
+
+    def task_starts(self, task_ids: Iterable[str]) -> dict[str, str | None]:
+        """``task_id -> started_at`` (as stored) of those of ``task_ids`` that have a task row."""
+        return dict(
+            self.connection().execute(
+                "select t.task_id, t.started_at from json_each(?) x join tasks t on t.task_id = x.value",
+                (_json_list(task_ids),),
+            )
+        )
+
+    def tasks_started(
+        self, *, before: float | None = None, agent: str | None = None
+    ) -> dict[str, str | None]:
+        """``task_id -> started_at`` of the tasks with a parsable start before the epoch ``before``
+        (when given) and whose agent is the text ``agent`` (when given)."""
+        where, params = ["1"], []
+        if before is not None:
+            where.append("s.started_epoch < ?")
+            params.append(before)
+        if agent is not None:
+            where.append("s.agent = ? and json_type(t.rec, '$.row.agent') = 'text'")
+            params.append(agent)
+        return dict(
+            self.connection().execute(
+                "select s.task_id, s.started_at from summary s join tasks t on t.task_id = s.task_id "
+                f"where {' and '.join(where)}",
+                params,
+            )
+        )
+
+    def pending_task_ids(self, task_ids: Iterable[str]) -> set[str]:
+        """Those of ``task_ids`` with a task row, step or screenshot row not uploaded in its newest
+        version yet (``v > acked``: the rows :meth:`upload_state` counts as pending)."""
+        return {
+            r[0]
+            for r in self.connection().execute(
+                """with x(task_id) as (select value from json_each(?))
+                   select task_id from tasks where task_id in x and v > acked
+                   union select task_id from steps where task_id in x and v > acked
+                   union select task_id from shots where task_id in x and v > acked""",
+                (_json_list(task_ids),),
+            )
+        }
+
+    def task_journals(self, task_ids: Iterable[str]) -> list[Row]:
+        """The journals holding records of ``task_ids``: ``name``, ``archived``, ``closed``, ``pid``,
+        ``host`` (of its ``open`` record), ``task_ids`` (those of the given it holds), ``damaged``
+        (a corrupt line or a torn last line not quarantined, as ``BackupStore.read()`` counts them;
+        a torn tail whatever its writer: whether that writer is alive is the caller's to check)."""
+        rows = [
+            dict(r)
+            for r in self.connection().execute(
+                """select j.jkey, j.name, j.archived, j.closed, j.pid, j.host,
+                          exists (select 1 from problems p where p.jkey = j.jkey and not exists
+                                  (select 1 from quarantined q where q.name = p.name and q.offset = p.offset))
+                          as damaged,
+                          json_group_array(jt.task_id) as task_ids
+                   from json_each(?) x join journal_tasks jt on jt.task_id = x.value
+                   join journals j on j.jkey = jt.jkey
+                   group by j.jkey order by j.archived, j.name""",
+                (_json_list(task_ids),),
+            )
+        ]
+        conn = self.connection()
+        for row in rows:
+            row["task_ids"] = json.loads(row["task_ids"])
+            torn = self._torn.get(row["jkey"])
+            if torn is not None and not row["damaged"]:
+                row["damaged"] = not conn.execute(
+                    "select 1 from quarantined where name = ? and offset = ?", (torn.name, torn.offset)
+                ).fetchone()
+            row["damaged"] = bool(row["damaged"])
+        return rows
+
+    def open_journals(self) -> list[Row]:
+        """The journals whose writer has not closed them (``name``, ``pid``, ``host``): those that
+        may still grow."""
+        return [
+            dict(r)
+            for r in self.connection().execute(
+                "select name, archived, closed, pid, host from journals "
+                "where not closed and not archived and pid is not null order by name"
+            )
+        ]
+
+    def unreferenced_paths(self, task_ids: Iterable[str]) -> list[str]:
+        """The screenshot objects rows of ``task_ids`` point at and no row of any other task does
+        (sorted): what deleting these tasks frees."""
+        return [
+            r[0]
+            for r in self.connection().execute(
+                """with x(task_id) as (select value from json_each(?)),
+                   p(path) as (select s.path from steps s where s.task_id in x and s.path is not null
+                               union select h.path from shots h where h.task_id in x)
+                   select p.path from p
+                   where not exists (select 1 from steps s where s.path = p.path and s.task_id not in x)
+                   and not exists (select 1 from shots h where h.path = p.path and h.task_id not in x)
+                   order by p.path""",
+                (_json_list(task_ids),),
+            )
+        ]
+
+    def referenced_paths(self, paths: Iterable[str]) -> set[str]:
+        """Those of ``paths`` a step or screenshot row points at (refreshes first)."""
+        return {
+            r[0]
+            for r in self.refresh().execute(
+                "select value from json_each(?) x where exists (select 1 from steps s where s.path = x.value) "
+                "or exists (select 1 from shots h where h.path = x.value)",
+                (_json_list(paths),),
+            )
+        }
+
+
+def _json_list(values: Iterable[str]) -> str:
+    """Values for SQL's ``json_each(?)`` (a set of any size as one parameter)."""
+    return json.dumps(list(values))
 
 
 def _body(raw: bytes, record: Row) -> str:
