@@ -969,6 +969,10 @@ class BackupIndex:
             state = writers.get(jkey)
             if state is not None and _writer_alive(self.root, state):
                 continue
+            if conn.execute(  # copied to quarantine/ by resync: handled, as BackupStore.read says
+                "select 1 from quarantined where name = ? and offset = ?", (torn.name, torn.offset)
+            ).fetchone():
+                continue
             out.append(
                 f"{torn.name} at byte {torn.offset}: incomplete record (no newline: torn write); "
                 "record skipped"

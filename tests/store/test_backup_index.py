@@ -166,6 +166,14 @@ def test_torn_and_corrupt_lines_are_reported_as_the_reader_does(tmp_path: Path) 
     index = BackupIndex(root)
     assert_consistent(root, index)
     assert len(index.problems()) == 2
+    # resync copies both to quarantine/ and marks them handled: no longer problems, the torn
+    # tail included (it was still reported by the index)
+    store = BackupStore(root)
+    marker = JournalWriter(root)
+    assert store.quarantine(store.read(), marker) == 2
+    marker.close()
+    assert_consistent(root, index)
+    assert index.problems() == []
     # the torn line completed later (a reopened writer starts on a new line) stays one problem
     with journal.open("ab") as fh:
         fh.write(b"\n")

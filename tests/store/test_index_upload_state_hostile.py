@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stepsdk.ops.retention import BackupRetention
+from stepsdk.ops.retention import BackupRetention, TaskChoice
 from stepsdk.store import index as index_module
 from stepsdk.store.backup import (
     ARCHIVE_DIR,
@@ -409,7 +409,7 @@ def test_delete_a_task_a_step_moved_to(tmp_path: Path) -> None:
     _records(root, "a", [_task("A"), _step("s1", task_id="A", v=0)])
     _records(root, "b", [_task("B"), _step("s1", task_id="B", v=1)])
     _assert_equal(root, index)
-    report = BackupRetention(root).run_selected(lambda snap: {"B"}, dry_run=False)
+    report = BackupRetention(root).run_selected(TaskChoice(task_ids=("B",)), dry_run=False)
     assert report.task_ids == ["B"]
     assert _assert_equal(root, index).pending[T_STEPS] == 1
 
@@ -424,7 +424,7 @@ def test_clean_up_keeps_acks_and_refusals(tmp_path: Path) -> None:
     (root / ARCHIVE_DIR).mkdir()
     os.replace(archived, root / ARCHIVE_DIR / archived.name)
     _assert_equal(root, index)
-    BackupRetention(root).run_selected(lambda snap: {"B"}, dry_run=False)
+    BackupRetention(root).run_selected(TaskChoice(task_ids=("B",)), dry_run=False)
     _assert_equal(root, index)
     # the task comes back by an import (a newer version): pending again, its refusal shown again
     _records(root, "e", [_task("B", 1), _step("b1", "B", v=0, path=_path(1, "B"))])
@@ -445,7 +445,7 @@ def test_clean_up_of_an_archived_task_takes_its_confirmations_along(tmp_path: Pa
     for path in (old, kept):
         os.replace(path, root / ARCHIVE_DIR / path.name)
     assert _assert_equal(root, index).pending == {T_TASKS: 0, T_STEPS: 0, T_SHOTS: 0, T_OBJECTS: 0}
-    BackupRetention(root).run_selected(lambda snap: {"A"}, dry_run=False)
+    BackupRetention(root).run_selected(TaskChoice(task_ids=("A",)), dry_run=False)
     _assert_equal(root, index)
     _records(root, "c", [_task("C"), _shot("h3", shared, "C"), _shot("h4", _path(8, "ab"), "C")])
     _records(root, "d", [_task("A", 1), _step("a1", "A", v=2)])
@@ -481,8 +481,7 @@ def _random_history_step(
             written[written.index(path)] = target
         return
     if choice < 0.17:
-        doomed = {rng.choice(tasks)}
-        BackupRetention(root).run_selected(lambda snap: doomed, dry_run=False)
+        BackupRetention(root).run_selected(TaskChoice(task_ids=(rng.choice(tasks),)), dry_run=False)
         return
     records = _random_records(rng, n, tasks)
     data = _open() + b"".join(_line(r) for r in records)
