@@ -851,15 +851,6 @@ class BackupStore:
         path = self.path / SCREENSHOT_DIR / screenshot_path
         return path if path.is_file() else None
 
-    def pending_bytes(self, snap: BackupSnapshot) -> int:
-        total = 0
-        for screenshot_path in snap.pending_objects():
-            path = self.screenshot_file(screenshot_path)
-            if path is not None:
-                with contextlib.suppress(OSError):
-                    total += path.stat().st_size
-        return total
-
     def archive_done(self, snap: BackupSnapshot) -> list[Path]:
         """Move journals whose writer is gone and whose every record is uploaded to archive/."""
         moved: list[Path] = []

@@ -1051,17 +1051,13 @@ class BackupIndex:
         pending = {r[0]: int(r[1]) for r in conn.execute("select tbl, n from pending")}
         pending[T_OBJECTS] = len(objects)
         # a refusal stays shown until its key is uploaded in its newest version (as in BackupStore.read)
-        newest = {
-            T_TASKS: "tasks t where t.task_id",
-            T_STEPS: "steps t where t.id",
-            T_SHOTS: "shots t where t.id",
-        }
         rejected = []
         for r in conn.execute("select tbl, key, error, at from rejects"):
             table, key = _unkey(r[0]), _unkey(r[1])
+            rows = _ACKED_ROWS.get(table)
             version = (
-                conn.execute(f"select t.v from {newest[table]} = ?", (r[1],)).fetchone()
-                if table in newest
+                conn.execute(f"select v from {rows[0]} where {rows[1]} = ?", (r[1],)).fetchone()
+                if rows is not None
                 else None
             )
             done = conn.execute("select v from acks where tbl = ? and key = ?", (r[0], r[1])).fetchone()

@@ -9,6 +9,8 @@ import pytest
 
 from stepsdk.store import backup as _backup
 from stepsdk.store.backup import BackupStore, JournalWriter, encode_record
+from stepsdk.store.index import BackupIndex
+from stepsdk.store.upload_state import UploadState
 
 
 def _line(body: bytes) -> bytes:
@@ -85,7 +87,8 @@ def test_hostile_screenshot_paths_never_leave_the_folder(tmp_path: Path) -> None
     snap = store.read()
     assert snap.pending_objects() == ["../../etc/passwd"]
     assert store.screenshot_file("../../etc/passwd") is None
-    assert store.pending_bytes(snap) == 0
+    assert UploadState.from_snapshot(snap).pending_bytes(tmp_path) == 0  # never a file outside
+    assert BackupIndex(tmp_path).upload_state().pending_bytes(tmp_path) == 0
     for odd in (None, 5, "", "ab/cd.webp", "/abs/" + "a" * 64 + ".webp"):
         assert store.screenshot_file(odd) is None  # type: ignore[arg-type]
 
