@@ -644,7 +644,10 @@ class BackupIndex:
         conn = self.connection()
         files, signature = self._journal_files()
         generation = int(conn.execute("select value from meta where key = 'generation'").fetchone()[0])
-        if self._ready and signature == self._signature and generation == self._generation:
+        if self._ready and generation == self._generation and signature == self._signature:
+            # kept, so the next look compares the closed journals' part (the same object while
+            # nothing changed, see _journal_files) by identity, not thousands of tuples per request
+            self._signature = signature
             return conn
         with self._lock:
             self._refresh(conn, files)
