@@ -473,6 +473,9 @@ class BackupIndex:
         self._signature: tuple = ()
         self._heads: dict[tuple[str, int, int], str] = {}
         self._torn: dict[str, _Torn] = {}
+        #: journal files whose name UTF-8 cannot hold (copied from another system): not indexed,
+        #: reported by problems() (SQLite stores text as UTF-8)
+        self._unnamed: set[str] = set()
         self._ready = False
         self._generation: int | None = None
         self._closed_stats: dict[tuple[str, str], os.stat_result] = {}
@@ -600,6 +603,9 @@ class BackupIndex:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX))
                 for name in names:
+                    if not _utf8(name):
+                        self._unnamed.add(os.path.join(sub, name))
+                        continue
                     with contextlib.suppress(OSError):
                         st = os.stat(os.path.join(folder, name))
                         if stat.S_ISREG(st.st_mode):
@@ -959,6 +965,12 @@ class BackupIndex:
             "order by j.archived, p.name, p.offset"
         ).fetchall()
         out = [f"{r[0]} at byte {r[1]}: {r[2]}; record skipped" for r in rows]
+        out += [
+            f"{os.path.basename(path)!a}: the file name is not valid UTF-8, so the index cannot "
+            "read this journal (rename the file)"
+            for path in sorted(self._unnamed)
+            if os.path.exists(os.path.join(self.root, path))
+        ]
         torn_lines = sorted(self._torn.items())
         writers = {  # only for torn tails (usually none): every page asks, over thousands of journals
             r["jkey"]: r
@@ -1307,6 +1319,14 @@ def _storable(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _key(text: str) -> str | bytes:

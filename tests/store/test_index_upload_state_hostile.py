@@ -282,13 +282,33 @@ def test_a_record_in_json_of_another_encoding(tmp_path: Path, encoding: str) -> 
     assert _assert_equal(root, BackupIndex(root)).tasks == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a journal file name UTF-8 cannot encode makes every refresh raise")
+@pytest.mark.xfail(
+    strict=True,
+    reason="a journal file name UTF-8 cannot encode: the index skips and reports it, the merge reads it",
+)
 def test_a_journal_whose_file_name_is_not_utf8(tmp_path: Path) -> None:
     root = tmp_path / "b"
     (root / JOURNAL_DIR).mkdir(parents=True)
     name = os.fsdecode(b"\xff" + SUFFIX.encode())  # a copy from another system's file names
     (root / JOURNAL_DIR / name).write_bytes(_open() + _line(_task("t1")) + b"garbage\n")
     assert len(_assert_equal(root, BackupIndex(root)).problems) == 1
+
+
+def test_a_journal_whose_file_name_is_not_utf8_is_reported_not_fatal(tmp_path: Path) -> None:
+    """Until the index can hold such a name (the xfail above), one stray file must not stop the
+    viewer, status and clean-up from reading every other journal: it is skipped and reported."""
+    root = tmp_path / "b"
+    (root / JOURNAL_DIR).mkdir(parents=True)
+    name = os.fsdecode(b"\xff" + SUFFIX.encode())
+    (root / JOURNAL_DIR / name).write_bytes(_open() + _line(_task("t1")))
+    _journal(root, "a", _open() + _line(_task("t2")))
+    index = BackupIndex(root)
+    state = index.upload_state()
+    assert [t["task_id"] for t in index.tasks()] == ["t2"] and state.tasks == 1
+    assert len(state.problems) == 1 and "not valid UTF-8" in state.problems[0]
+    assert "\\udcff" in state.problems[0]  # printable: the name's undecodable byte escaped
+    os.unlink(root / JOURNAL_DIR / name)
+    assert BackupIndex(root).problems() == [] and index.problems() == []
 
 
 @pytest.mark.parametrize(
