@@ -773,33 +773,25 @@ class BackupIndex:
                     conn.execute("update journals set acked_to = ? where jkey = ?", (acked_to, jkey))
                     conn.execute("commit")
                     continue
+                if offset >= size:
+                    conn.execute("commit")
+                    return None
                 batch = _Batch(conn, jkey, name, archived)
                 torn_at = None
-                count = size_read = 0
-                full = False
                 try:
-                    if offset >= size:
-                        conn.execute("commit")
-                        return None
-                    lines = iter_journal(path, offset, size)
-                    for line_offset, record, problem, raw in lines:
-                        if not raw.endswith(b"\n") and record is None and problem and "no newline" in problem:
-                            torn_at = line_offset
-                            break
-                        if record is None:
-                            batch.problem(line_offset, problem or "corrupt")
-                        else:
-                            batch.record(record, _body(raw, record))
-                            last_start, last_crc = line_offset, raw[:8].decode("ascii", "replace")
-                        offset = line_offset + (len(raw) if problem is None else _line_size(raw, problem))
-                        count += 1
-                        size_read += len(raw)
-                        if count >= BATCH_LINES or size_read >= BATCH_BYTES:
-                            full = True
-                            break
-                    lines.close()
-                except FileNotFoundError:
-                    full = False  # moved to archive/ meanwhile: the next refresh reads it there
+                    lines, full = _read_batch(path, offset, size)
+                except FileNotFoundError:  # moved to archive/ meanwhile: the next refresh reads it there
+                    lines, full = [], False
+                for line_offset, record, problem, raw, after in lines:
+                    if not raw.endswith(b"\n") and record is None and problem and "no newline" in problem:
+                        torn_at, full = line_offset, False
+                        break
+                    if record is None:
+                        batch.problem(line_offset, problem or "corrupt")
+                    else:
+                        batch.record(record, _body(raw, record))
+                        last_start, last_crc = line_offset, raw[:8].decode("ascii", "replace")
+                    offset = after
                 batch.finish()
                 conn.execute(
                     "update journals set offset = ?, last_start = ?, last_crc = ?, inode = ?, acked_to = ? "
@@ -818,23 +810,16 @@ class BackupIndex:
         """One batch of an archived journal's records from ``start`` (before ``end``) as uploads;
         returns where it stopped. A journal gone meanwhile: the next refresh starts over anyway."""
         batch = _Batch(conn, jkey, name, archived=True, acks_only=True)
-        count = size_read = 0
-        position = start
         try:
-            lines = iter_journal(path, start, end)
-            for line_offset, record, problem, raw in lines:
-                if record is not None:
-                    batch.record(record, "")
-                position = line_offset + (len(raw) if problem is None else _line_size(raw, problem))
-                count += 1
-                size_read += len(raw)
-                if count >= BATCH_LINES or size_read >= BATCH_BYTES:
-                    break
-            lines.close()
+            lines, _ = _read_batch(path, start, end)
         except FileNotFoundError:
             return end
+        for _offset, record, _problem, _raw, _after in lines:
+            if record is not None:
+                batch.record(record, "")
         batch.finish()
-        return position if count and position < end else end
+        position = lines[-1][4] if lines else end
+        return position if position < end else end
 
     # -- pruning (stepsdk cleanup --local, stepsdk delete) -------------------------------------
     @contextlib.contextmanager
@@ -1280,6 +1265,26 @@ def _body(raw: bytes, record: Row) -> str:
 
 
 _BIG_RE = re.compile(r"\((\d+) bytes\)$")
+
+
+def _read_batch(
+    path: Path, start: int, end: int
+) -> tuple[list[tuple[int, Row | None, str | None, bytes, int]], bool]:
+    """The lines of one batch of a journal from ``start`` (before ``end``): at most
+    :data:`BATCH_LINES` lines / :data:`BATCH_BYTES` bytes, each as ``iter_journal`` gives it plus
+    the offset after it; and whether the batch stopped at that limit (more may follow)."""
+    out: list[tuple[int, Row | None, str | None, bytes, int]] = []
+    size_read = 0
+    lines = iter_journal(path, start, end)
+    try:
+        for line_offset, record, problem, raw in lines:
+            out.append((line_offset, record, problem, raw, line_offset + _line_size(raw, problem)))
+            size_read += len(raw)
+            if len(out) >= BATCH_LINES or size_read >= BATCH_BYTES:
+                return out, True
+    finally:
+        lines.close()
+    return out, False
 
 
 def _line_size(raw: bytes, problem: str | None) -> int:
