@@ -212,25 +212,9 @@ def browser_times(
 
 
 def make_driver() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from tests.chromium import chrome
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tempfile.mkdtemp()}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    return chrome(browser_log=False)
 
 
 def main() -> None:

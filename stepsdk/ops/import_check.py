@@ -33,19 +33,7 @@ NOT_NULL: dict[tuple[str, ...], frozenset[str]] = {
     STEP_COLUMNS: frozenset(
         {"id", "task_id", "step_number", "step_type", "step_data", "success", "metadata", "created_at"}
     ),
-    SCREENSHOT_COLUMNS: frozenset(
-        {
-            "id",
-            "task_id",
-            "step_id",
-            "screenshot_path",
-            "file_size",
-            "file_hash",
-            "compressed",
-            "metadata",
-            "created_at",
-        }
-    ),
+    SCREENSHOT_COLUMNS: frozenset(SCREENSHOT_COLUMNS),  # every column of step_screenshots
 }
 
 

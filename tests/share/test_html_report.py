@@ -5,7 +5,6 @@ recorded ``<script>`` that stays text."""
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,12 +12,12 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from stepsdk.cli import main
 from stepsdk.cli._common import Exit
+from tests.chromium import chrome as new_chrome
 from tests.share import phone_run
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "share"
@@ -26,25 +25,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "share"
 
 @pytest.fixture(scope="module")
 def offline_chrome() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tempfile.mkdtemp()}",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--proxy-server=http://0.0.0.0:9",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    chrome = new_chrome("--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://0.0.0.0:9")
     chrome.execute_cdp_cmd("Network.enable", {})
     chrome.execute_cdp_cmd(
         "Network.emulateNetworkConditions",

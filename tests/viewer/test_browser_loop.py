@@ -4,7 +4,6 @@ browser for the module. Screenshots go to test-artifacts/viewer/ (docs/images/ h
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,12 +12,13 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from stepsdk.integrations.demo_agent import record_demo
+from tests.chromium import LOOPBACK_ONLY
+from tests.chromium import chrome as new_chrome
 from tests.timing import WAIT
 from tests.viewer import dataset
 from tests.viewer import test_browser as tb  # a module reference: its tests are not collected twice
@@ -88,24 +88,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tb.Viewer
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tempfile.mkdtemp()}",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    chrome = new_chrome(LOOPBACK_ONLY)
     chrome.set_page_load_timeout(30)
     viewport(chrome, DESKTOP)
     yield chrome
