@@ -24,12 +24,12 @@ from stepsdk.store.backup import (
     T_SHOTS,
     T_STEPS,
     T_TASKS,
-    BackupStore,
     JournalWriter,
     ack_record,
 )
 from stepsdk.store.index import BackupIndex
 from stepsdk.store.upload_state import UploadState, read_upload_state
+from tests.store.test_backup_index import assert_consistent
 
 
 def _sid(n: int) -> str:
@@ -67,11 +67,8 @@ def _write(root: Path, records: list[dict[str, Any]]) -> Path:
 
 
 def _equal(root: Path, index: BackupIndex) -> UploadState:
-    state, expected = index.upload_state(), UploadState.from_snapshot(BackupStore(root).read())
-    assert sorted(state.problems) == sorted(expected.problems)
-    state.problems = expected.problems = []
-    assert state == expected
-    return state
+    assert_consistent(root, index)  # upload bookkeeping included
+    return index.upload_state()
 
 
 def test_pending_refused_and_archived_follow_the_journals(tmp_path: Path) -> None:
