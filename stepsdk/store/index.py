@@ -1424,13 +1424,11 @@ class _Acks:
             "on conflict do update set v = excluded.v where excluded.v > acks.v",
             ((_key(t), _key(k), v) for (t, k), v in newest.items()),
         )
-        for (table, key), version in newest.items():  # rows already in the index
-            row_table = _ACKED_ROWS.get(table)
-            if row_table is not None:
-                conn.execute(
-                    f"update {row_table[0]} set acked = ? where {row_table[1]} = ? and acked < ?",
-                    (version, _key(key), version),
-                )
+        for table, (rows, column) in _ACKED_ROWS.items():  # rows already in the index
+            conn.executemany(
+                f"update {rows} set acked = ? where {column} = ? and acked < ?",
+                ((v, _key(k), v) for (t, k), v in newest.items() if t == table),
+            )
         if self.last_at is not None:  # compared here: the newest as Python orders str
             last = conn.execute("select value from meta where key = 'last_upload_at'").fetchone()
             if last is None or self.last_at > _unkey(last[0]):
